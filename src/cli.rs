@@ -1,0 +1,4 @@
+//! cli (in progress).
+pub fn run() -> std::process::ExitCode {
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,176 @@
+//! Consents: what a user allowed a platform to read from one bank, for one purpose, until when.
+//!
+//! Pure domain logic: the state machine and the types the OAuth flow and the stack share.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Scope;
+
+/// The lifecycle of a consent.
+///
+/// `awaiting_authorisation → authorised → (revoked | expired)`, or `rejected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentStatus {
+    AwaitingAuthorisation,
+    Authorised,
+    Rejected,
+    Revoked,
+    Expired,
+}
+
+impl ConsentStatus {
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentStatus::AwaitingAuthorisation => "awaiting_authorisation",
+            ConsentStatus::Authorised => "authorised",
+            ConsentStatus::Rejected => "rejected",
+            ConsentStatus::Revoked => "revoked",
+            ConsentStatus::Expired => "expired",
+        }
+    }
+
+    /// Parses the database name.
+    pub fn parse(name: &str) -> Option<ConsentStatus> {
+        [
+            ConsentStatus::AwaitingAuthorisation,
+            ConsentStatus::Authorised,
+            ConsentStatus::Rejected,
+            ConsentStatus::Revoked,
+            ConsentStatus::Expired,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == name)
+    }
+
+    /// Whether the state machine allows moving from `self` to `next`.
+    pub fn can_become(self, next: ConsentStatus) -> bool {
+        use ConsentStatus::*;
+        matches!(
+            (self, next),
+            (AwaitingAuthorisation, Authorised | Rejected | Expired)
+                | (Authorised, Revoked | Expired)
+        )
+    }
+}
+
+/// The Rich Authorization Request (RFC 9396) entry a platform sends at PAR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationDetail {
+    /// Always `account_information`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub bank: String,
+    pub purpose: String,
+    pub scopes: Vec<Scope>,
+    #[serde(default)]
+    pub history_days: u32,
+    pub expires_in_days: u32,
+    /// The platform's pseudonymous reference for its user.
+    pub user_ref: String,
+}
+
+/// The authorization details type bankgate understands.
+pub const ACCOUNT_INFORMATION: &str = "account_information";
+
+/// A consent as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    pub id: String,
+    pub client_id: String,
+    pub bank_id: String,
+    pub purpose: String,
+    pub scopes: Vec<Scope>,
+    pub history_days: u32,
+    pub user_ref: String,
+    pub status: ConsentStatus,
+    /// Content hash of the purpose policy the consent was granted under.
+    pub policy_hash: String,
+    /// The platform's redirect URI, state and PKCE challenge from its pushed request.
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub code_challenge: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Consent {
+    /// Whether the consent lets a request for `scope` through at `now`.
+    pub fn check_access(&self, scope: Scope, now: DateTime<Utc>) -> Result<(), AccessRefusal> {
+        if self.status != ConsentStatus::Authorised {
+            return Err(AccessRefusal::NotAuthorised(self.status));
+        }
+        if now >= self.expires_at {
+            return Err(AccessRefusal::Expired);
+        }
+        if !self.scopes.contains(&scope) {
+            return Err(AccessRefusal::ScopeNotGranted(scope));
+        }
+        Ok(())
+    }
+
+    /// The granted details, as returned to the platform with its token.
+    pub fn granted_details(&self) -> AuthorizationDetail {
+        let days = (self.expires_at - self.created_at).num_days().max(0);
+        AuthorizationDetail {
+            kind: ACCOUNT_INFORMATION.to_owned(),
+            bank: self.bank_id.clone(),
+            purpose: self.purpose.clone(),
+            scopes: self.scopes.clone(),
+            history_days: self.history_days,
+            expires_in_days: u32::try_from(days).unwrap_or(u32::MAX),
+            user_ref: self.user_ref.clone(),
+        }
+    }
+}
+
+/// Why a consent does not cover a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessRefusal {
+    #[error("consent is {}", .0.as_str())]
+    NotAuthorised(ConsentStatus),
+    #[error("consent has expired")]
+    Expired,
+    #[error("consent does not cover {0}")]
+    ScopeNotGranted(Scope),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ConsentStatus::*;
+
+    #[track_caller]
+    fn check(from: ConsentStatus, to: ConsentStatus, allowed: bool) {
+        assert_eq!(from.can_become(to), allowed, "{from:?} -> {to:?}");
+    }
+
+    #[test]
+    fn state_machine() {
+        check(AwaitingAuthorisation, Authorised, true);
+        check(AwaitingAuthorisation, Rejected, true);
+        check(AwaitingAuthorisation, Revoked, false);
+        check(Authorised, Revoked, true);
+        check(Authorised, Expired, true);
+        check(Authorised, AwaitingAuthorisation, false);
+        check(Rejected, Authorised, false);
+        check(Revoked, Authorised, false);
+        check(Expired, Authorised, false);
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for status in [
+            AwaitingAuthorisation,
+            Authorised,
+            Rejected,
+            Revoked,
+            Expired,
+        ] {
+            assert_eq!(ConsentStatus::parse(status.as_str()), Some(status));
+        }
+    }
+}

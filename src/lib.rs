@@ -1,0 +1,23 @@
+//! bankgate: an open-banking aggregation gateway.
+//!
+//! Platforms read normalised bank data with consent-bound tokens; every decision is audited.
+//! Modules are listed in reading order: the domain first, then the edges (store, adapters,
+//! HTTP), then the binary's glue. See `ARCHITECTURE.md` for the map.
+
+pub mod adapters;
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod consent;
+pub mod crypto;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod oauth;
+pub mod policy;
+pub mod sandbox;
+pub mod store;
+
+pub use error::{Error, Origin};

@@ -1,0 +1,248 @@
+//! The canonical model every bank's API is normalised into: accounts, balances, transactions.
+//!
+//! Invariant: no `f64` here. Amounts are `rust_decimal::Decimal`, serialised as strings.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// A category of bank data a consent can cover and a policy can allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Accounts,
+    Balances,
+    Transactions,
+    Identity,
+}
+
+impl Scope {
+    /// Every scope, in a stable order.
+    pub const ALL: [Scope; 4] = [
+        Scope::Accounts,
+        Scope::Balances,
+        Scope::Transactions,
+        Scope::Identity,
+    ];
+
+    /// The wire name (`"balances"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Accounts => "accounts",
+            Scope::Balances => "balances",
+            Scope::Transactions => "transactions",
+            Scope::Identity => "identity",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(name: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A bank account as a platform sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Stable opaque id, unique per bank.
+    pub id: String,
+    pub bank_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: AccountType,
+    /// ISO 4217 code; `XXX` for a multi-currency account.
+    pub currency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iban: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iban_masked: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bban: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pan_masked: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder_name: Option<String>,
+    pub status: AccountStatus,
+}
+
+/// What kind of account it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountType {
+    Current,
+    Savings,
+    Card,
+    Loan,
+    Other,
+}
+
+/// Whether the account can be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    Enabled,
+    Blocked,
+    Deleted,
+}
+
+/// A balance of one account at one point in time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    pub account_id: String,
+    #[serde(flatten)]
+    pub kind: BalanceType,
+    /// Signed: negative means the account is in debit.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credit_limit_included: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// The canonical balance types; every standard's codes map onto these.
+///
+/// Serialised as `"type": "closing_booked"`; an unknown code as
+/// `"type": "other", "type_original": "<the bank's name>"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BalanceType {
+    ClosingBooked,
+    OpeningBooked,
+    InterimBooked,
+    InterimAvailable,
+    Expected,
+    ForwardAvailable,
+    Authorised,
+    CreditLimit,
+    /// A code no mapping knows, kept with the bank's original name.
+    Other(String),
+}
+
+impl BalanceType {
+    const KNOWN: [(&'static str, BalanceType); 8] = [
+        ("closing_booked", BalanceType::ClosingBooked),
+        ("opening_booked", BalanceType::OpeningBooked),
+        ("interim_booked", BalanceType::InterimBooked),
+        ("interim_available", BalanceType::InterimAvailable),
+        ("expected", BalanceType::Expected),
+        ("forward_available", BalanceType::ForwardAvailable),
+        ("authorised", BalanceType::Authorised),
+        ("credit_limit", BalanceType::CreditLimit),
+    ];
+
+    /// The canonical name (`"other"` for every unknown code).
+    pub fn as_str(&self) -> &str {
+        Self::KNOWN
+            .iter()
+            .find(|(_, kind)| kind == self)
+            .map_or("other", |(name, _)| name)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct BalanceTypeRepr {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    type_original: Option<String>,
+}
+
+impl Serialize for BalanceType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let type_original = match self {
+            BalanceType::Other(raw) => Some(raw.clone()),
+            _ => None,
+        };
+        BalanceTypeRepr {
+            kind: self.as_str().to_owned(),
+            type_original,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for BalanceType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let repr = BalanceTypeRepr::deserialize(deserializer)?;
+        if let Some((_, kind)) = Self::KNOWN.iter().find(|(name, _)| *name == repr.kind) {
+            return Ok(kind.clone());
+        }
+        Ok(BalanceType::Other(repr.type_original.unwrap_or(repr.kind)))
+    }
+}
+
+/// One booked or pending movement of money.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    /// Deterministic per bank transaction (stable across requests).
+    pub id: String,
+    pub account_id: String,
+    pub status: TransactionStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub booking_date: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_date: Option<NaiveDate>,
+    /// Signed: negative is money out.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counterparty_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant_category_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bank_code: Option<String>,
+}
+
+/// Booked or pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionStatus {
+    Booked,
+    Pending,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balance_serialises_amount_as_string_and_unknown_type_with_original_name() {
+        let balance = Balance {
+            account_id: "a1".into(),
+            kind: BalanceType::Other("nonInvoiced".into()),
+            amount: "-12.30".parse().unwrap(),
+            currency: "EUR".into(),
+            credit_limit_included: None,
+            as_of: None,
+        };
+        let json = serde_json::to_value(&balance).unwrap();
+        assert_eq!(json["amount"], "-12.30");
+        assert_eq!(json["type"], "other");
+        assert_eq!(json["type_original"], "nonInvoiced");
+        let back: Balance = serde_json::from_value(json).unwrap();
+        assert_eq!(back, balance);
+    }
+
+    #[test]
+    fn known_balance_type_round_trips_without_original() {
+        let json = serde_json::to_value(BalanceType::InterimAvailable).unwrap();
+        assert_eq!(json, serde_json::json!({"type": "interim_available"}));
+        let back: BalanceType = serde_json::from_value(json).unwrap();
+        assert_eq!(back, BalanceType::InterimAvailable);
+    }
+}

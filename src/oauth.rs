@@ -1,0 +1,1 @@
+//! oauth (in progress).

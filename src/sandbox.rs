@@ -1,0 +1,91 @@
+//! Sandbox banks: real HTTP servers speaking a bank API standard (OAuth included), seeded with
+//! deterministic synthetic customers. They back the demo, the tests and the benchmarks.
+
+pub mod berlin_group;
+pub mod customers;
+
+use std::net::SocketAddr;
+
+/// How the sandbox's authorization endpoint approves a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    /// Redirect back at once, approving as the default customer (tests, demo).
+    Auto,
+    /// Show a one-click approval page (people).
+    Page,
+}
+
+/// How to start a sandbox bank.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The standard it speaks, as in manifests (`berlin-group`).
+    pub profile: String,
+    /// Where to listen; port 0 picks a free one.
+    pub addr: SocketAddr,
+    /// The one OAuth client the sandbox knows (bankgate).
+    pub client_id: String,
+    pub client_secret: String,
+    pub approval: Approval,
+}
+
+/// Errors starting a sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("no sandbox for profile {0:?}")]
+    UnknownProfile(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running sandbox bank; stops when dropped.
+pub struct Sandbox {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:<port>`
+    pub origin: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Starts a sandbox bank in this process and returns once it accepts connections.
+pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+    if config.profile != crate::adapters::berlin_group::NAME {
+        return Err(SandboxError::UnknownProfile(config.profile.clone()));
+    }
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| SandboxError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| SandboxError::Bind {
+        addr: config.addr,
+        source,
+    })?;
+    let origin = format!("http://{addr}");
+    let router = berlin_group::router(&config, &origin);
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        if let Err(error) = serve.await {
+            tracing::error!(%error, "sandbox bank stopped");
+        }
+    });
+    Ok(Sandbox {
+        addr,
+        origin,
+        shutdown: Some(shutdown),
+    })
+}

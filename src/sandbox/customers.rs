@@ -1,0 +1,1 @@
+//! Deterministic synthetic customers shared by every sandbox bank.
