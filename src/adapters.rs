@@ -154,12 +154,14 @@ pub fn account_id(bank_id: &str, identifier: &str) -> String {
 
 /// Masks an IBAN for display: country and check digits, then the last four characters.
 pub fn mask_iban(iban: &str) -> String {
-    let compact: String = iban.chars().filter(|c| !c.is_whitespace()).collect();
-    if compact.len() <= 8 {
-        return "*".repeat(compact.len());
+    let compact: Vec<char> = iban.chars().filter(|c| !c.is_whitespace()).collect();
+    let n = compact.len();
+    if n <= 8 {
+        return "*".repeat(n);
     }
-    let (head, tail) = (&compact[..4], &compact[compact.len() - 4..]);
-    format!("{head}{}{tail}", "*".repeat(compact.len() - 8))
+    let head: String = compact[..4].iter().collect();
+    let tail: String = compact[n - 4..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(n - 8))
 }
 
 /// A bank the gateway can reach: its manifest, resolved credentials and HTTP client.
@@ -188,8 +190,7 @@ impl Bank {
         client_id: String,
         client_secret: String,
     ) -> Result<Bank, AdapterError> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+        let http = crate::crypto::http_client_builder()
             .timeout(Duration::from_millis(manifest.limits.timeout_ms))
             .build()
             .map_err(|error| AdapterError::Transport(error.to_string()))?;
@@ -258,6 +259,7 @@ mod tests {
             "DE89**************3000"
         );
         assert_eq!(mask_iban("short"), "*****");
+        assert_eq!(mask_iban("ÄÖ12345678901234"), "ÄÖ12********1234");
     }
 
     #[test]

@@ -1,1 +1,250 @@
-//! app (in progress).
+//! The running gateway: shared state ([`App`]) and start-up ([`Gateway::start`]), used by
+//! `serve`, `demo` and the tests alike.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::adapters::{self, Adapter, Bank, Manifest, Registry};
+use crate::audit::{self, Action, Auditor, Decision};
+use crate::config::{Config, StoreConfig};
+use crate::crypto::Sealer;
+use crate::oauth::keys::SigningKey;
+use crate::oauth::tokens::TokenService;
+use crate::policy::PolicySet;
+use crate::sandbox::{self, Sandbox, SandboxConfig};
+use crate::store::{Store, memory::MemoryStore};
+
+/// Errors starting the gateway; each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("policies: {0}")]
+    Policies(#[from] crate::policy::PolicyError),
+    #[error("adapters: {0}")]
+    Manifest(#[from] adapters::ManifestError),
+    #[error("bank {bank}: {message}")]
+    Bank { bank: String, message: String },
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("signing key: {0}")]
+    Key(#[from] crate::oauth::keys::KeyError),
+    #[error("grant key: {0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Everything a request handler may need. Built once; shared as `Arc<App>`.
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub auditor: Auditor,
+    pub policies: Arc<PolicySet>,
+    pub banks: Arc<Registry>,
+    pub tokens: TokenService,
+    pub signing_key: Arc<SigningKey>,
+    pub sealer: Arc<Sealer>,
+}
+
+impl App {
+    /// The redirect URI banks send users back to.
+    pub fn callback_url(&self) -> String {
+        format!("{}/oauth/callback", self.config.public_url)
+    }
+}
+
+/// A started gateway: its state, its listener, and the sandbox banks it runs.
+pub struct Gateway {
+    pub app: Arc<App>,
+    pub listener: TcpListener,
+    pub addr: SocketAddr,
+    /// Kept alive as long as the gateway: dropping one stops it.
+    pub sandboxes: Vec<Sandbox>,
+}
+
+impl Gateway {
+    /// Binds the listener, connects the store (migrating PostgreSQL), loads policies and
+    /// banks, and starts the bundled sandbox banks. With port 0 in `listen`, `public_url` is
+    /// set from the bound address.
+    pub async fn start(mut config: Config) -> Result<Gateway, StartError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        if config.listen.port() == 0 {
+            config.public_url = format!("http://{addr}");
+        }
+
+        let policies = PolicySet::load_dir(&config.policies_dir)?;
+        let store: Arc<dyn Store> = match &config.store {
+            StoreConfig::Memory => Arc::new(MemoryStore::new()),
+            StoreConfig::Postgres {
+                url,
+                max_connections,
+            } => {
+                crate::store::pg::migrate(url).await?;
+                Arc::new(crate::store::pg::connect(url, *max_connections).await?)
+            }
+        };
+        let auditor = Auditor::new(store.clone());
+        let signing_key = Arc::new(match &config.signing_key_file {
+            Some(path) => SigningKey::load(path)?,
+            None => SigningKey::generate()?,
+        });
+        let sealer = Arc::new(match &config.grant_key {
+            Some((id, key)) => Sealer::from_base64(id, key)?,
+            None => Sealer::ephemeral()?,
+        });
+        let tokens = TokenService::new(
+            signing_key.clone(),
+            &config.public_url,
+            &config.public_url,
+            config.access_token_ttl_secs,
+        );
+
+        for policy in policies.iter() {
+            let mut event = audit::Event::new(Action::PolicyLoaded, "gateway", Decision::Allow);
+            event.purpose = Some(policy.id.clone());
+            event.policy_hash = Some(policy.hash.clone());
+            auditor.record(event).await?;
+        }
+        let (banks, sandboxes) = load_banks(&config, store.as_ref(), &auditor).await?;
+
+        Ok(Gateway {
+            app: Arc::new(App {
+                config,
+                store,
+                auditor,
+                policies: Arc::new(policies),
+                banks: Arc::new(banks),
+                tokens,
+                signing_key,
+                sealer,
+            }),
+            listener,
+            addr,
+            sandboxes,
+        })
+    }
+
+    /// Serves requests until `shutdown` completes.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let service = crate::http::stack::service(self.app.clone());
+        let _sandboxes = self.sandboxes;
+        axum::serve(self.listener, tower::make::Shared::new(service))
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Loads `adapters/*.toml`, starts the sandboxes they ask for, resolves credentials and records
+/// every manifest version in the store.
+async fn load_banks(
+    config: &Config,
+    store: &dyn Store,
+    auditor: &Auditor,
+) -> Result<(Registry, Vec<Sandbox>), StartError> {
+    let mut registry = Registry::default();
+    let mut sandboxes = Vec::new();
+    for mut manifest in Manifest::load_dir(&config.adapters_dir)? {
+        let env = |var: &str| std::env::var(var).ok().filter(|value| !value.is_empty());
+        let client_id = env(&manifest.oauth.client_id_env);
+        let client_secret = env(&manifest.oauth.client_secret_env);
+        let (client_id, client_secret) = match (&manifest.sandbox, client_id, client_secret) {
+            (_, Some(id), Some(secret)) => (id, secret),
+            (Some(spec), id, _) if config.start_sandboxes => {
+                // A bundled sandbox: bankgate starts it and tells it which client to trust.
+                let client_id = id.unwrap_or_else(|| "bankgate".to_owned());
+                let client_secret = crate::crypto::random_token(24)?;
+                let port = if config.listen.port() == 0 {
+                    0
+                } else {
+                    spec.port
+                };
+                let sandbox = sandbox::start(SandboxConfig {
+                    profile: manifest.profile.clone(),
+                    addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                    approval: config.sandbox_approval,
+                })
+                .await?;
+                manifest.rebase(&sandbox.origin);
+                sandboxes.push(sandbox);
+                (client_id, client_secret)
+            }
+            (Some(_), _, _) => continue,
+            (None, _, _) => {
+                return Err(StartError::Bank {
+                    bank: manifest.id.clone(),
+                    message: format!(
+                        "set {} and {}",
+                        manifest.oauth.client_id_env, manifest.oauth.client_secret_env
+                    ),
+                });
+            }
+        };
+        register(store, auditor, &manifest).await?;
+        let profile = adapters::profile(&manifest.profile).ok_or_else(|| StartError::Bank {
+            bank: manifest.id.clone(),
+            message: format!("unknown profile {}", manifest.profile),
+        })?;
+        let bank =
+            Bank::new(manifest, client_id, client_secret).map_err(|error| StartError::Bank {
+                bank: "?".into(),
+                message: error.to_string(),
+            })?;
+        registry.insert(Adapter { bank, profile });
+    }
+    Ok((registry, sandboxes))
+}
+
+/// Stores a manifest version and audits it when it is new.
+async fn register(
+    store: &dyn Store,
+    auditor: &Auditor,
+    manifest: &Manifest,
+) -> Result<(), StartError> {
+    let json = serde_json::to_value(manifest).map_err(|error| StartError::Bank {
+        bank: manifest.id.clone(),
+        message: error.to_string(),
+    })?;
+    let before = store
+        .bank(&manifest.id)
+        .await?
+        .map(|version| version.version);
+    let active = store.put_bank(&manifest.id, &json).await?;
+    if before != Some(active.version) {
+        let mut event = audit::Event::new(Action::AdapterRegistered, "operator", Decision::Allow);
+        event.bank = Some(manifest.id.clone());
+        event.reason = Some(format!("version {}", active.version));
+        auditor.record(event).await?;
+    }
+    Ok(())
+}
+
+/// A memory-store configuration for demos and tests: ephemeral ports, auto-approving sandboxes.
+pub fn embedded_config() -> Config {
+    let mut config = crate::config::RawConfig::default()
+        .validate()
+        .unwrap_or_else(|error| unreachable!("the default configuration is valid: {error}"));
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.sandbox_approval = sandbox::Approval::Auto;
+    config
+}

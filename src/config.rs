@@ -1,1 +1,209 @@
-//! config (in progress).
+//! Configuration: an optional TOML file and environment variables ([`RawConfig`]) validated into
+//! a [`Config`].
+//!
+//! Every key can be set in the file; environment variables override it:
+//! `DATABASE_URL`, `BANKGATE_LISTEN`, `BANKGATE_PUBLIC_URL`, `BANKGATE_GRANT_KEY`,
+//! `BANKGATE_SIGNING_KEY_FILE`, `BANKGATE_ADMIN_TOKEN`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Errors reading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The configuration as written: every field optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub database_url: Option<String>,
+    pub database_max_connections: Option<usize>,
+    pub policies_dir: Option<PathBuf>,
+    pub adapters_dir: Option<PathBuf>,
+    /// Base64 of 32 bytes: seals bank grants at rest.
+    pub grant_key: Option<String>,
+    pub grant_key_id: Option<String>,
+    /// PKCS#8 PEM file of the P-256 key that signs access tokens.
+    pub signing_key_file: Option<PathBuf>,
+    /// Bearer token for the operator's admin API; the admin API is off without it.
+    pub admin_token: Option<String>,
+    pub request_timeout_ms: Option<u64>,
+    pub max_body_bytes: Option<usize>,
+    pub max_in_flight: Option<usize>,
+    pub access_token_ttl_secs: Option<i64>,
+    /// Start the sandbox banks of `adapters/` manifests that have a `[sandbox]` section.
+    pub start_sandboxes: Option<bool>,
+    /// `page` (a person clicks approve) or `auto` (tests, demo).
+    pub sandbox_approval: Option<String>,
+}
+
+/// Where the gateway keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// In-memory: for trying bankgate, not for production.
+    Memory,
+    Postgres {
+        url: String,
+        max_connections: usize,
+    },
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// The issuer and audience of tokens; the base of redirect URIs.
+    pub public_url: String,
+    pub store: StoreConfig,
+    pub policies_dir: PathBuf,
+    pub adapters_dir: PathBuf,
+    pub grant_key: Option<(String, String)>,
+    pub signing_key_file: Option<PathBuf>,
+    pub admin_token: Option<String>,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_in_flight: usize,
+    pub access_token_ttl_secs: i64,
+    pub start_sandboxes: bool,
+    pub sandbox_approval: crate::sandbox::Approval,
+}
+
+impl RawConfig {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let file_error = |message: String| ConfigError::File {
+            path: path.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|error| file_error(error.to_string()))?;
+        toml::from_str(&text).map_err(|error| file_error(error.to_string()))
+    }
+
+    /// Overrides fields with the environment variables that are set.
+    pub fn with_env(mut self, env: impl Fn(&str) -> Option<String>) -> RawConfig {
+        let set = |slot: &mut Option<String>, var: &str| {
+            if let Some(value) = env(var).filter(|value| !value.is_empty()) {
+                *slot = Some(value);
+            }
+        };
+        set(&mut self.database_url, "DATABASE_URL");
+        set(&mut self.listen, "BANKGATE_LISTEN");
+        set(&mut self.public_url, "BANKGATE_PUBLIC_URL");
+        set(&mut self.grant_key, "BANKGATE_GRANT_KEY");
+        set(&mut self.admin_token, "BANKGATE_ADMIN_TOKEN");
+        if let Some(file) = env("BANKGATE_SIGNING_KEY_FILE").filter(|value| !value.is_empty()) {
+            self.signing_key_file = Some(file.into());
+        }
+        self
+    }
+
+    /// Validates and fills defaults.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let invalid = |key, message: String| ConfigError::Invalid { key, message };
+        let listen: SocketAddr = self
+            .listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:8080")
+            .parse()
+            .map_err(|error| invalid("listen", format!("{error}")))?;
+        let public_url = self
+            .public_url
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        url::Url::parse(&public_url).map_err(|error| invalid("public_url", error.to_string()))?;
+        let store = match self.database_url {
+            Some(url) => StoreConfig::Postgres {
+                url,
+                max_connections: self.database_max_connections.unwrap_or(16),
+            },
+            None => StoreConfig::Memory,
+        };
+        let grant_key = self
+            .grant_key
+            .map(|key| (self.grant_key_id.unwrap_or_else(|| "k1".to_owned()), key));
+        if let Some((id, key)) = &grant_key {
+            crate::crypto::Sealer::from_base64(id, key)
+                .map_err(|error| invalid("grant_key", error.to_string()))?;
+        }
+        if matches!(store, StoreConfig::Postgres { .. }) && grant_key.is_none() {
+            return Err(invalid(
+                "grant_key",
+                "BANKGATE_GRANT_KEY is required with PostgreSQL: bank grants must stay readable \
+                 across restarts and instances (generate one with `bankgate keys grant`)"
+                    .into(),
+            ));
+        }
+        let sandbox_approval = match self.sandbox_approval.as_deref().unwrap_or("page") {
+            "page" => crate::sandbox::Approval::Page,
+            "auto" => crate::sandbox::Approval::Auto,
+            other => {
+                return Err(invalid(
+                    "sandbox_approval",
+                    format!("{other:?}: expected \"page\" or \"auto\""),
+                ));
+            }
+        };
+        let ttl = self.access_token_ttl_secs.unwrap_or(300);
+        if !(1..=300).contains(&ttl) {
+            return Err(invalid("access_token_ttl_secs", "must be 1..=300".into()));
+        }
+        Ok(Config {
+            listen,
+            public_url,
+            store,
+            policies_dir: self.policies_dir.unwrap_or_else(|| "policies".into()),
+            adapters_dir: self.adapters_dir.unwrap_or_else(|| "adapters".into()),
+            grant_key,
+            signing_key_file: self.signing_key_file,
+            admin_token: self.admin_token,
+            request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(30_000)),
+            max_body_bytes: self.max_body_bytes.unwrap_or(64 * 1024),
+            max_in_flight: self.max_in_flight.unwrap_or(1024),
+            access_token_ttl_secs: ttl,
+            start_sandboxes: self.start_sandboxes.unwrap_or(true),
+            sandbox_approval,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_memory_setup() {
+        let config = RawConfig::default().validate().unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_url, "http://127.0.0.1:8080");
+        assert_eq!(config.store, StoreConfig::Memory);
+        assert_eq!(config.access_token_ttl_secs, 300);
+    }
+
+    #[test]
+    fn env_overrides_and_postgres_needs_a_grant_key() {
+        let env = |var: &str| (var == "DATABASE_URL").then(|| "postgres://x/y".to_owned());
+        let error = RawConfig::default().with_env(env).validate().unwrap_err();
+        assert!(error.to_string().contains("BANKGATE_GRANT_KEY"), "{error}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(toml::from_str::<RawConfig>("lisen = \"x\"").is_err());
+        let raw = RawConfig {
+            access_token_ttl_secs: Some(3600),
+            ..RawConfig::default()
+        };
+        assert!(raw.validate().is_err());
+    }
+}

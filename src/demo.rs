@@ -1,1 +1,519 @@
-//! demo (in progress).
+//! `bankgate demo`, and [`PlatformClient`]: a platform's side of the consent flow, as a social
+//! platform would write it. The demo and the end-to-end tests both drive the gateway with it.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, anyhow, bail};
+use serde::Deserialize;
+
+use crate::consent::{ACCOUNT_INFORMATION, AuthorizationDetail};
+use crate::model::Scope;
+use crate::oauth::client_auth::basic_header;
+
+/// A registered platform talking to a gateway over HTTP. Never follows redirects itself: each
+/// hop of the flow is visible.
+pub struct PlatformClient {
+    pub http: reqwest::Client,
+    pub gateway: String,
+    pub client_id: String,
+    client_secret: String,
+    pub redirect_uri: String,
+}
+
+/// A pushed authorization request and the PKCE verifier that goes with it.
+pub struct Pushed {
+    pub request_uri: String,
+    pub code_verifier: String,
+    pub state: String,
+}
+
+/// The token endpoint's answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub scope: String,
+    pub consent_id: String,
+    pub authorization_details: Vec<AuthorizationDetail>,
+}
+
+/// Every hop of one consent flow, for printing and for tests.
+#[derive(Debug, Default)]
+pub struct FlowTrace {
+    pub consent_screen: String,
+    pub bank_authorization_url: String,
+    pub callback_url: String,
+    pub platform_redirect: String,
+}
+
+impl PlatformClient {
+    /// A platform registered as `client_id` with `client_secret` at `gateway`.
+    pub fn new(
+        gateway: &str,
+        client_id: &str,
+        client_secret: &str,
+        redirect_uri: &str,
+    ) -> anyhow::Result<Self> {
+        Ok(PlatformClient {
+            http: crate::crypto::http_client_builder().build()?,
+            gateway: gateway.trim_end_matches('/').to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            redirect_uri: redirect_uri.to_owned(),
+        })
+    }
+
+    fn basic(&self) -> String {
+        basic_header(&self.client_id, &self.client_secret)
+    }
+
+    /// `POST /oauth/par` with PKCE S256 and one `account_information` detail.
+    pub async fn push(&self, detail: &AuthorizationDetail) -> anyhow::Result<Pushed> {
+        let code_verifier = crate::crypto::random_token(32)?;
+        let state = crate::crypto::random_token(16)?;
+        let details = serde_json::to_string(&[detail])?;
+        let challenge = crate::crypto::pkce_s256(&code_verifier);
+        let response = self
+            .http
+            .post(format!("{}/oauth/par", self.gateway))
+            .header("authorization", self.basic())
+            .form(&[
+                ("response_type", "code"),
+                ("client_id", self.client_id.as_str()),
+                ("redirect_uri", self.redirect_uri.as_str()),
+                ("state", state.as_str()),
+                ("code_challenge", challenge.as_str()),
+                ("code_challenge_method", "S256"),
+                ("authorization_details", details.as_str()),
+            ])
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await?;
+        if status.as_u16() != 201 {
+            bail!("PAR refused ({status}): {body}");
+        }
+        let request_uri = body["request_uri"]
+            .as_str()
+            .ok_or_else(|| anyhow!("PAR answer without request_uri"))?
+            .to_owned();
+        Ok(Pushed {
+            request_uri,
+            code_verifier,
+            state,
+        })
+    }
+
+    /// Plays the user: opens the consent screen, approves, goes through the bank (whose
+    /// sandbox approves at once) and comes back with the authorization code.
+    pub async fn approve(&self, pushed: &Pushed, trace: &mut FlowTrace) -> anyhow::Result<String> {
+        let mut authorize = url::Url::parse(&format!("{}/oauth/authorize", self.gateway))?;
+        authorize
+            .query_pairs_mut()
+            .append_pair("client_id", &self.client_id)
+            .append_pair("request_uri", &pushed.request_uri);
+        let screen = self.http.get(authorize).send().await?;
+        if !screen.status().is_success() {
+            bail!("consent screen answered {}", screen.status());
+        }
+        let html = screen.text().await?;
+        trace.consent_screen = html.clone();
+        let consent_id = hidden_input(&html, "consent_id")?;
+        let screen_token = hidden_input(&html, "screen_token")?;
+
+        let to_bank = self
+            .http
+            .post(format!("{}/oauth/authorize", self.gateway))
+            .form(&[
+                ("consent_id", consent_id.as_str()),
+                ("screen_token", screen_token.as_str()),
+                ("decision", "approve"),
+            ])
+            .send()
+            .await?;
+        trace.bank_authorization_url = location(&to_bank)?;
+        let from_bank = self.http.get(&trace.bank_authorization_url).send().await?;
+        trace.callback_url = location(&from_bank)?;
+        let back = self.http.get(&trace.callback_url).send().await?;
+        trace.platform_redirect = location(&back)?;
+        let redirect = url::Url::parse(&trace.platform_redirect)?;
+        let param = |name: &str| {
+            redirect
+                .query_pairs()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
+        };
+        if let Some(error) = param("error") {
+            bail!("authorization failed: {error}");
+        }
+        if param("state").as_deref() != Some(pushed.state.as_str()) {
+            bail!("state mismatch in the authorization response");
+        }
+        if param("iss").as_deref() != Some(self.gateway.as_str()) {
+            bail!("iss mismatch in the authorization response");
+        }
+        param("code").ok_or_else(|| anyhow!("no code in {}", trace.platform_redirect))
+    }
+
+    /// `POST /oauth/token` with the code and the PKCE verifier.
+    pub async fn exchange(&self, code: &str, pushed: &Pushed) -> anyhow::Result<TokenResponse> {
+        let response = self
+            .http
+            .post(format!("{}/oauth/token", self.gateway))
+            .header("authorization", self.basic())
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", self.redirect_uri.as_str()),
+                ("code_verifier", pushed.code_verifier.as_str()),
+            ])
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!(
+                "token request refused ({status}): {}",
+                response.text().await?
+            );
+        }
+        Ok(response.json().await?)
+    }
+
+    /// The whole flow: push, approve, exchange.
+    pub async fn connect(
+        &self,
+        detail: &AuthorizationDetail,
+    ) -> anyhow::Result<(TokenResponse, FlowTrace)> {
+        let mut trace = FlowTrace::default();
+        let pushed = self.push(detail).await?;
+        let code = self.approve(&pushed, &mut trace).await?;
+        Ok((self.exchange(&code, &pushed).await?, trace))
+    }
+
+    /// `GET path` with a bearer token; returns status and JSON body.
+    pub async fn get(&self, token: &str, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.gateway))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        ))
+    }
+
+    /// A compliance client's token (client credentials).
+    pub async fn client_credentials(&self) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .post(format!("{}/oauth/token", self.gateway))
+            .header("authorization", self.basic())
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await?;
+        if !status.is_success() {
+            bail!("client credentials refused ({status}): {body}");
+        }
+        body["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no access_token"))
+    }
+}
+
+/// An `account_information` request for `purpose` at `bank`.
+pub fn account_information(
+    bank: &str,
+    purpose: &str,
+    scopes: &[Scope],
+    user_ref: &str,
+) -> AuthorizationDetail {
+    AuthorizationDetail {
+        kind: ACCOUNT_INFORMATION.to_owned(),
+        bank: bank.to_owned(),
+        purpose: purpose.to_owned(),
+        scopes: scopes.to_vec(),
+        history_days: 0,
+        expires_in_days: 90,
+        user_ref: user_ref.to_owned(),
+    }
+}
+
+fn location(response: &reqwest::Response) -> anyhow::Result<String> {
+    if !response.status().is_redirection() {
+        bail!(
+            "expected a redirect, got {} from {}",
+            response.status(),
+            response.url()
+        );
+    }
+    response
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .with_context(|| format!("redirect without Location from {}", response.url()))
+}
+
+fn hidden_input(html: &str, name: &str) -> anyhow::Result<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .with_context(|| format!("no {name} on the consent screen"))?
+        + marker.len();
+    let end = html[start..]
+        .find('"')
+        .with_context(|| format!("unterminated {name}"))?;
+    Ok(html[start..start + end].to_owned())
+}
+
+/// Runs the demo: an in-memory gateway with the bundled sandbox bank, one platform walked
+/// through the whole flow, printed step by step.
+pub async fn run() -> anyhow::Result<()> {
+    use crate::oauth::registration::{Registration, register};
+    use crate::store::Role;
+
+    let gateway = crate::app::Gateway::start(crate::app::embedded_config()).await?;
+    let app = gateway.app.clone();
+    let base = app.config.public_url.clone();
+    let banks: Vec<String> = app
+        .banks
+        .iter()
+        .map(|adapter| adapter.bank.id().to_owned())
+        .collect();
+    let bank = banks.first().cloned().context("no bank in adapters/")?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gateway.serve(async move {
+        let _ = stopped.await;
+    }));
+
+    let mut out = String::new();
+    let step = |out: &mut String, title: &str| {
+        let _ = writeln!(out, "\n== {title}");
+    };
+    let _ = writeln!(
+        out,
+        "bankgate demo: gateway at {base} (in-memory store), banks: {}",
+        banks.join(", ")
+    );
+
+    let redirect_uri = "http://127.0.0.1/demo-platform/callback";
+    let platform = register(
+        app.store.as_ref(),
+        &app.policies,
+        Registration {
+            client_id: "demo-messenger".into(),
+            name: "Demo Messenger".into(),
+            role: Role::Platform,
+            redirect_uris: vec![redirect_uri.into()],
+            allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
+        },
+    )
+    .await?;
+    let officer = register(
+        app.store.as_ref(),
+        &app.policies,
+        Registration {
+            client_id: "demo-compliance".into(),
+            name: "Demo Compliance Office".into(),
+            role: Role::Compliance,
+            redirect_uris: vec![],
+            allowed_purposes: vec![],
+        },
+    )
+    .await?;
+    step(&mut out, "1. Operator registers a platform");
+    let _ = writeln!(
+        out,
+        "client_id={} purposes=balance-alerts,fraud-alerts redirect_uri={redirect_uri}",
+        platform.client_id
+    );
+
+    let client = PlatformClient::new(
+        &base,
+        &platform.client_id,
+        &platform.client_secret,
+        redirect_uri,
+    )?;
+    let detail = account_information(
+        &bank,
+        "balance-alerts",
+        &[Scope::Accounts, Scope::Balances],
+        "u-81f3",
+    );
+    let mut trace = FlowTrace::default();
+    let pushed = client.push(&detail).await?;
+    step(
+        &mut out,
+        "2. Platform pushes an authorization request (PAR, PKCE S256, RAR)",
+    );
+    let _ = writeln!(
+        out,
+        "authorization_details={}",
+        serde_json::to_string(&[&detail])?
+    );
+    let _ = writeln!(out, "request_uri={}", pushed.request_uri);
+
+    let code = client.approve(&pushed, &mut trace).await?;
+    step(
+        &mut out,
+        "3. User sees the consent screen and continues to the bank",
+    );
+    let _ = writeln!(
+        out,
+        "consent screen: {}",
+        text_between(&trace.consent_screen, "<h1>", "</h1>")
+    );
+    let _ = writeln!(
+        out,
+        "bank authorization: {}",
+        strip_query(&trace.bank_authorization_url)
+    );
+    step(
+        &mut out,
+        "4. Bank approves and redirects back; gateway stores the sealed bank grant",
+    );
+    let _ = writeln!(out, "callback: {}", strip_query(&trace.callback_url));
+    let _ = writeln!(
+        out,
+        "platform redirect: {} (code, state, iss)",
+        strip_query(&trace.platform_redirect)
+    );
+
+    let token = client.exchange(&code, &pushed).await?;
+    step(
+        &mut out,
+        "5. Platform exchanges the code for an access token",
+    );
+    let _ = writeln!(
+        out,
+        "token_type={} expires_in={}s scope=\"{}\" consent_id={}",
+        token.token_type, token.expires_in, token.scope, token.consent_id
+    );
+
+    let (status, accounts) = client.get(&token.access_token, "/v1/accounts").await?;
+    step(&mut out, "6. GET /v1/accounts");
+    let _ = writeln!(
+        out,
+        "HTTP {status}\n{}",
+        serde_json::to_string_pretty(&accounts)?
+    );
+    if status != 200 {
+        bail!("accounts request failed");
+    }
+    let account_id = accounts["accounts"][0]["id"]
+        .as_str()
+        .context("no account returned")?
+        .to_owned();
+
+    let (status, balances) = client
+        .get(
+            &token.access_token,
+            &format!("/v1/accounts/{account_id}/balances"),
+        )
+        .await?;
+    step(
+        &mut out,
+        &format!("7. GET /v1/accounts/{account_id}/balances"),
+    );
+    let _ = writeln!(
+        out,
+        "HTTP {status}\n{}",
+        serde_json::to_string_pretty(&balances)?
+    );
+    if status != 200 {
+        bail!("balances request failed");
+    }
+
+    let (status, denied) = client
+        .get(
+            &token.access_token,
+            &format!("/v1/accounts/{account_id}/transactions"),
+        )
+        .await?;
+    step(
+        &mut out,
+        "8. Out of purpose: GET …/transactions with a balance-alerts consent",
+    );
+    let _ = writeln!(
+        out,
+        "HTTP {status}\n{}",
+        serde_json::to_string_pretty(&denied)?
+    );
+    if status != 403 {
+        bail!("the out-of-purpose request was not denied");
+    }
+
+    let compliance = PlatformClient::new(&base, &officer.client_id, &officer.client_secret, "")?;
+    let compliance_token = compliance.client_credentials().await?;
+    let (status, trail) = compliance
+        .get(
+            &compliance_token,
+            &format!("/v1/audit/events?consent={}", token.consent_id),
+        )
+        .await?;
+    step(
+        &mut out,
+        "9. Compliance officer reads the audit trail of this consent",
+    );
+    let _ = writeln!(out, "HTTP {status}");
+    let events = trail["events"].as_array().cloned().unwrap_or_default();
+    for event in &events {
+        let _ = writeln!(
+            out,
+            "#{:<3} {:<19} {:<6} {:<16} {:<22} policy={} fields=[{}] {}",
+            event["position"],
+            event["action"].as_str().unwrap_or(""),
+            event["decision"].as_str().unwrap_or(""),
+            event["purpose"].as_str().unwrap_or(""),
+            event["categories"]
+                .as_array()
+                .map(|c| c
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_default(),
+            event["policy_hash"]
+                .as_str()
+                .map_or("-", |hash| &hash[..hash.len().min(19)]),
+            event["fields"]
+                .as_array()
+                .map(|c| c
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_default(),
+            event["reason"].as_str().unwrap_or(""),
+        );
+    }
+    if status != 200 || events.is_empty() {
+        bail!("the audit trail could not be read");
+    }
+    let _ = writeln!(
+        out,
+        "\nDemo complete: every decision above was committed to the audit chain before its response left."
+    );
+    print!("{out}");
+
+    let _ = stop.send(());
+    server.await??;
+    Ok(())
+}
+
+fn strip_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+fn text_between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    text.split_once(start)
+        .and_then(|(_, rest)| rest.split_once(end))
+        .map_or("", |(inner, _)| inner)
+}

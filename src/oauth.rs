@@ -1,1 +1,23 @@
-//! oauth (in progress).
+//! OAuth on both sides: bankgate as authorization server to platforms ([`keys`], [`tokens`],
+//! [`client_auth`]) and as OAuth client of every bank ([`bank_client`]).
+
+pub mod bank_client;
+pub mod client_auth;
+pub mod keys;
+pub mod registration;
+pub mod tokens;
+
+/// The RAR type and the URN prefix of pushed request URIs (RFC 9126).
+pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+
+/// How long a pushed request URI stays valid.
+pub const PAR_LIFETIME_SECS: i64 = 90;
+
+/// How long an authorization code stays valid (FAPI: at most 60 s).
+pub const CODE_LIFETIME_SECS: i64 = 60;
+
+/// How long the user has to come back from the bank.
+pub const BANK_AUTHORIZATION_LIFETIME_SECS: i64 = 600;
+
+/// The scope of compliance tokens.
+pub const AUDIT_READ: &str = "audit:read";

@@ -1,16 +1,53 @@
-//! The Berlin Group NextGenPSD2 profile.
+//! The Berlin Group NextGenPSD2 (1.3.x) profile: the consent resource created before the OAuth
+//! redirect (`POST /v1/consents`, OAuth scope `AIS:<consentId>`), then the account information
+//! calls, normalised by [`wire`].
+//!
+//! Every call carries a fresh `X-Request-ID`; data calls add `Consent-ID` and the bearer token.
+//! The consent asks for exactly the scopes requested, in the bank-offered form (see
+//! [`wire::Access`]). Transaction reports are requested with `bookingStatus=both`, their
+//! `_links.next` pages followed on the bank's own origin only, and filtered to `from` again
+//! here, so that a bank ignoring `dateFrom` cannot widen the history window.
+
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
+use reqwest::header::{ACCEPT, HeaderValue};
+use serde::de::DeserializeOwned;
 
 use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
-use crate::model::{Balance, Transaction};
+use crate::model::{Balance, Transaction, TransactionStatus};
 
 /// The profile's manifest name.
 pub const NAME: &str = "berlin-group";
 
+const X_REQUEST_ID: &str = "X-Request-ID";
+const CONSENT_ID: &str = "Consent-ID";
+/// The most pages of one transaction report bankgate follows before giving up.
+const MAX_PAGES: usize = 100;
+
 /// NextGenPSD2 1.3.x.
 pub struct BerlinGroup;
+
+impl BerlinGroup {
+    /// The bank's view of a consent (`GET /v1/consents/{id}`), e.g. to notice that the customer
+    /// revoked it at the bank.
+    pub async fn consent_state(
+        &self,
+        bank: &Bank,
+        consent_id: &str,
+    ) -> Result<wire::ConsentState, AdapterError> {
+        let url = endpoint(bank, &["consents", consent_id])?;
+        let information: wire::ConsentInformation =
+            send(bank.http.get(url).header(X_REQUEST_ID, request_id())).await?;
+        wire::ConsentState::try_from(information)
+    }
+}
 
 #[async_trait]
 impl Profile for BerlinGroup {
@@ -20,38 +57,192 @@ impl Profile for BerlinGroup {
 
     async fn create_consent(
         &self,
-        _bank: &Bank,
-        _request: &ConsentRequest,
+        bank: &Bank,
+        request: &ConsentRequest,
     ) -> Result<BankConsent, AdapterError> {
-        Err(AdapterError::Refused("not implemented".into()))
+        let body = wire::ConsentRequest::new(request)?;
+        let url = endpoint(bank, &["consents"])?;
+        let created: wire::ConsentCreated = send(
+            bank.http
+                .post(url)
+                .header(X_REQUEST_ID, request_id())
+                .header(ACCEPT, HeaderValue::from_static("application/json"))
+                .json(&body),
+        )
+        .await?;
+        BankConsent::try_from(created)
     }
 
     async fn accounts(
         &self,
-        _bank: &Bank,
-        _session: BankSession<'_>,
+        bank: &Bank,
+        session: BankSession<'_>,
     ) -> Result<Vec<BankAccount>, AdapterError> {
-        Err(AdapterError::Refused("not implemented".into()))
+        let url = endpoint(bank, &["accounts"])?;
+        let list: wire::AccountList = send(data_request(bank, session, url)?).await?;
+        wire::accounts(bank.id(), list)
     }
 
     async fn balances(
         &self,
-        _bank: &Bank,
-        _session: BankSession<'_>,
-        _bank_ref: &str,
-        _account_id: &str,
+        bank: &Bank,
+        session: BankSession<'_>,
+        bank_ref: &str,
+        account_id: &str,
     ) -> Result<Vec<Balance>, AdapterError> {
-        Err(AdapterError::Refused("not implemented".into()))
+        let url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "balances"])?;
+        let response: wire::BalancesResponse = send(data_request(bank, session, url)?).await?;
+        wire::balances(account_id, response.balances, "balances")
     }
 
     async fn transactions(
         &self,
-        _bank: &Bank,
-        _session: BankSession<'_>,
-        _bank_ref: &str,
-        _account_id: &str,
-        _from: Option<NaiveDate>,
+        bank: &Bank,
+        session: BankSession<'_>,
+        bank_ref: &str,
+        account_id: &str,
+        from: Option<NaiveDate>,
     ) -> Result<Vec<Transaction>, AdapterError> {
-        Err(AdapterError::Refused("not implemented".into()))
+        let mut url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "transactions"])?;
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("bookingStatus", "both");
+            if let Some(from) = from {
+                query.append_pair("dateFrom", &from.to_string());
+            }
+        }
+        let mut report = wire::AccountReport::default();
+        let mut visited = HashSet::new();
+        for _ in 0..MAX_PAGES {
+            visited.insert(url.to_string());
+            let response: wire::TransactionsResponse =
+                send(data_request(bank, session, url.clone())?).await?;
+            let page = response.transactions.unwrap_or_default();
+            let next = page
+                .next_href()
+                .map(|href| next_page(&url, href))
+                .transpose()?;
+            report.extend(page);
+            match next {
+                None => {
+                    let transactions = wire::transactions(account_id, report)?;
+                    return Ok(within(transactions, from));
+                }
+                Some(next) if visited.contains(next.as_str()) => {
+                    return Err(AdapterError::Decode(
+                        "transaction pages link in a circle".into(),
+                    ));
+                }
+                Some(next) => url = next,
+            }
+        }
+        Err(AdapterError::Decode(format!(
+            "transaction report has more than {MAX_PAGES} pages"
+        )))
     }
+}
+
+/// Keeps what was booked (or, lacking a booking date, valued) on or after `from`; pending
+/// transactions without any date are current by definition.
+fn within(transactions: Vec<Transaction>, from: Option<NaiveDate>) -> Vec<Transaction> {
+    let Some(from) = from else {
+        return transactions;
+    };
+    transactions
+        .into_iter()
+        .filter(
+            |transaction| match transaction.booking_date.or(transaction.value_date) {
+                Some(date) => date >= from,
+                None => transaction.status == TransactionStatus::Pending,
+            },
+        )
+        .collect()
+}
+
+/// A bank account reference safe to put in a path.
+fn account_ref(bank_ref: &str) -> Result<&str, AdapterError> {
+    if bank_ref.is_empty() || bank_ref == "." || bank_ref == ".." {
+        return Err(AdapterError::UnknownAccount);
+    }
+    Ok(bank_ref)
+}
+
+/// `<api_base_url>/v1/<segments…>`, each segment percent-encoded.
+fn endpoint(bank: &Bank, segments: &[&str]) -> Result<url::Url, AdapterError> {
+    let bad_base = || AdapterError::Refused("bank manifest has a bad api_base_url".into());
+    let mut url = url::Url::parse(&bank.url("/v1")).map_err(|_| bad_base())?;
+    url.path_segments_mut()
+        .map_err(|_| bad_base())?
+        .extend(segments);
+    Ok(url)
+}
+
+/// The next page's URL, which must stay on the bank's origin (it gets the bearer token).
+fn next_page(current: &url::Url, href: &str) -> Result<url::Url, AdapterError> {
+    let next = current
+        .join(href)
+        .map_err(|_| AdapterError::Decode("transaction report has a bad next link".into()))?;
+    if next.origin() != current.origin() {
+        return Err(AdapterError::Decode(
+            "transaction report links to another origin".into(),
+        ));
+    }
+    Ok(next)
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A GET with the headers every account information call needs.
+fn data_request(
+    bank: &Bank,
+    session: BankSession<'_>,
+    url: url::Url,
+) -> Result<reqwest::RequestBuilder, AdapterError> {
+    let consent_id = session.bank_consent_id.ok_or_else(|| {
+        AdapterError::Refused("a Berlin Group data call needs the bank's consent id".into())
+    })?;
+    Ok(bank
+        .http
+        .get(url)
+        .header(X_REQUEST_ID, request_id())
+        .header(CONSENT_ID, consent_id)
+        .header(ACCEPT, HeaderValue::from_static("application/json"))
+        .bearer_auth(session.access_token))
+}
+
+/// Sends a request and decodes a 2xx JSON answer into `T`.
+async fn send<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, AdapterError> {
+    let response = request.send().await?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.bytes().await.unwrap_or_default();
+        tracing::warn!(
+            status = status.as_u16(),
+            codes = ?wire::message_codes(&body),
+            "bank refused a Berlin Group call"
+        );
+        return Err(AdapterError::Status {
+            status: status.as_u16(),
+        });
+    }
+    let body = response.bytes().await?;
+    decode(&body)
+}
+
+/// Decodes a 2xx body: an error body (banks send some with 200) or a body not of type `T` is
+/// [`AdapterError::Decode`].
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdapterError> {
+    if let Some(codes) = wire::error_in_body(body) {
+        return Err(AdapterError::Decode(format!(
+            "bank answered success with an error body: {}",
+            codes.join(", ")
+        )));
+    }
+    let warnings = wire::message_codes(body);
+    if !warnings.is_empty() {
+        tracing::info!(codes = ?warnings, "bank attached tppMessages");
+    }
+    serde_json::from_slice(body).map_err(|error| AdapterError::Decode(error.to_string()))
 }

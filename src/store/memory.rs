@@ -1,1 +1,314 @@
-//! In-memory store.
+//! In-memory store: the embedded default for trying bankgate without PostgreSQL. Everything
+//! is lost when the process ends.
+//!
+//! It keeps the PostgreSQL store's semantics (the conformance suite runs against both):
+//! single-use takes, compare-and-set transitions, every manifest version kept, one audit chain,
+//! timestamps kept to the microsecond.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+
+use crate::audit::{self, Event, Filter, GENESIS, Record};
+use crate::consent::{Consent, ConsentStatus};
+use crate::store::{
+    AccountRef, AuthorizationCode, BankAuthorization, BankVersion, Client, PushedRequest, Redeemed,
+    Store, StoreError, StoredGrant,
+};
+
+/// A [`Store`] in process memory.
+///
+/// Each aggregate has its own lock; no lock is held across an `.await` (no method awaits).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    clients: Mutex<HashMap<String, Client>>,
+    /// Every version of every bank, oldest first; ordered by bank id for listing.
+    banks: Mutex<BTreeMap<String, Vec<BankVersion>>>,
+    pushed_requests: Mutex<HashMap<String, PushedRequest>>,
+    consents: Mutex<HashMap<String, Consent>>,
+    bank_authorizations: Mutex<HashMap<String, BankAuthorization>>,
+    grants: Mutex<HashMap<String, StoredGrant>>,
+    /// Codes by hash, with whether they were used.
+    codes: Mutex<HashMap<String, (AuthorizationCode, bool)>>,
+    account_refs: Mutex<HashMap<(String, String), AccountRef>>,
+    audit: Mutex<Chain>,
+}
+
+/// The audit chain and the ids in it (ids are unique, as in PostgreSQL).
+#[derive(Debug, Default)]
+struct Chain {
+    /// `records[i].position == i + 1`.
+    records: Vec<Record>,
+    ids: HashSet<String>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+}
+
+/// Locks `mutex`. A poisoned lock is still consistent: every critical section below is a
+/// single insert, remove or push that cannot panic halfway.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What PostgreSQL keeps of a timestamp: microseconds.
+fn micros(time: DateTime<Utc>) -> DateTime<Utc> {
+    time.trunc_subsecs(6)
+}
+
+/// Inserts `value` under `key` unless the key exists: `Conflict(what)`.
+fn insert_new<V>(
+    map: &Mutex<HashMap<String, V>>,
+    key: &str,
+    value: V,
+    what: &'static str,
+) -> Result<(), StoreError> {
+    let mut map = lock(map);
+    if map.contains_key(key) {
+        return Err(StoreError::Conflict(what));
+    }
+    map.insert(key.to_owned(), value);
+    Ok(())
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
+        let client = Client {
+            created_at: micros(client.created_at),
+            ..client.clone()
+        };
+        insert_new(&self.clients, &client.client_id.clone(), client, "client")
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        Ok(lock(&self.clients).get(client_id).cloned())
+    }
+
+    async fn put_bank(
+        &self,
+        bank_id: &str,
+        manifest: &serde_json::Value,
+    ) -> Result<BankVersion, StoreError> {
+        let mut banks = lock(&self.banks);
+        let versions = banks.entry(bank_id.to_owned()).or_default();
+        let next = match versions.last() {
+            Some(active) if active.manifest == *manifest => return Ok(active.clone()),
+            Some(active) => active
+                .version
+                .checked_add(1)
+                .ok_or(StoreError::Invariant("bank version overflows"))?,
+            None => 1,
+        };
+        let version = BankVersion {
+            bank_id: bank_id.to_owned(),
+            version: next,
+            manifest: manifest.clone(),
+            created_at: micros(Utc::now()),
+        };
+        versions.push(version.clone());
+        Ok(version)
+    }
+
+    async fn bank(&self, bank_id: &str) -> Result<Option<BankVersion>, StoreError> {
+        Ok(lock(&self.banks)
+            .get(bank_id)
+            .and_then(|versions| versions.last())
+            .cloned())
+    }
+
+    async fn banks(&self) -> Result<Vec<BankVersion>, StoreError> {
+        Ok(lock(&self.banks)
+            .values()
+            .filter_map(|versions| versions.last())
+            .cloned()
+            .collect())
+    }
+
+    async fn insert_pushed_request(&self, request: &PushedRequest) -> Result<(), StoreError> {
+        let request = PushedRequest {
+            expires_at: micros(request.expires_at),
+            ..request.clone()
+        };
+        insert_new(
+            &self.pushed_requests,
+            &request.request_uri.clone(),
+            request,
+            "pushed request",
+        )
+    }
+
+    async fn take_pushed_request(
+        &self,
+        request_uri: &str,
+    ) -> Result<Option<PushedRequest>, StoreError> {
+        Ok(lock(&self.pushed_requests).remove(request_uri))
+    }
+
+    async fn insert_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+        let consent = Consent {
+            created_at: micros(consent.created_at),
+            expires_at: micros(consent.expires_at),
+            ..consent.clone()
+        };
+        insert_new(&self.consents, &consent.id.clone(), consent, "consent")
+    }
+
+    async fn consent(&self, id: &str) -> Result<Option<Consent>, StoreError> {
+        Ok(lock(&self.consents).get(id).cloned())
+    }
+
+    async fn transition_consent(
+        &self,
+        id: &str,
+        from: ConsentStatus,
+        to: ConsentStatus,
+    ) -> Result<bool, StoreError> {
+        let mut consents = lock(&self.consents);
+        match consents.get_mut(id) {
+            Some(consent) if consent.status == from => {
+                consent.status = to;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn insert_bank_authorization(
+        &self,
+        authorization: &BankAuthorization,
+    ) -> Result<(), StoreError> {
+        let authorization = BankAuthorization {
+            expires_at: micros(authorization.expires_at),
+            ..authorization.clone()
+        };
+        insert_new(
+            &self.bank_authorizations,
+            &authorization.state.clone(),
+            authorization,
+            "bank authorization",
+        )
+    }
+
+    async fn take_bank_authorization(
+        &self,
+        state: &str,
+    ) -> Result<Option<BankAuthorization>, StoreError> {
+        Ok(lock(&self.bank_authorizations).remove(state))
+    }
+
+    async fn put_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
+        let grant = StoredGrant {
+            updated_at: micros(grant.updated_at),
+            ..grant.clone()
+        };
+        lock(&self.grants).insert(grant.consent_id.clone(), grant);
+        Ok(())
+    }
+
+    async fn grant(&self, consent_id: &str) -> Result<Option<StoredGrant>, StoreError> {
+        Ok(lock(&self.grants).get(consent_id).cloned())
+    }
+
+    async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError> {
+        let code = AuthorizationCode {
+            expires_at: micros(code.expires_at),
+            ..code.clone()
+        };
+        insert_new(
+            &self.codes,
+            &code.code_hash.clone(),
+            (code, false),
+            "authorization code",
+        )
+    }
+
+    async fn redeem_code(&self, code_hash: &str) -> Result<Redeemed, StoreError> {
+        let mut codes = lock(&self.codes);
+        Ok(match codes.get_mut(code_hash) {
+            None => Redeemed::Unknown,
+            Some((code, used)) if *used => Redeemed::Replayed(code.clone()),
+            Some((code, used)) => {
+                *used = true;
+                Redeemed::Fresh(code.clone())
+            }
+        })
+    }
+
+    async fn put_account_refs(
+        &self,
+        consent_id: &str,
+        refs: &[AccountRef],
+    ) -> Result<(), StoreError> {
+        let mut account_refs = lock(&self.account_refs);
+        for account in refs {
+            // The first mapping recorded for an account id stays, as in PostgreSQL.
+            account_refs
+                .entry((consent_id.to_owned(), account.account_id.clone()))
+                .or_insert_with(|| account.clone());
+        }
+        Ok(())
+    }
+
+    async fn account_ref(
+        &self,
+        consent_id: &str,
+        account_id: &str,
+    ) -> Result<Option<AccountRef>, StoreError> {
+        Ok(lock(&self.account_refs)
+            .get(&(consent_id.to_owned(), account_id.to_owned()))
+            .cloned())
+    }
+
+    async fn append_audit(&self, events: Vec<Event>) -> Result<Vec<Record>, StoreError> {
+        let events: Vec<Event> = events
+            .into_iter()
+            .map(|event| Event {
+                time: micros(event.time),
+                ..event
+            })
+            .collect();
+        let mut chain = lock(&self.audit);
+        let mut batch_ids = HashSet::new();
+        for event in &events {
+            if chain.ids.contains(&event.id) || !batch_ids.insert(event.id.as_str()) {
+                return Err(StoreError::Conflict("audit event"));
+            }
+        }
+        let (position, hash) = chain
+            .records
+            .last()
+            .map_or((0, GENESIS), |head| (head.position, head.hash));
+        let records = audit::link(position, hash, events);
+        chain
+            .ids
+            .extend(records.iter().map(|record| record.event.id.clone()));
+        chain.records.extend(records.iter().cloned());
+        Ok(records)
+    }
+
+    async fn audit_events(&self, filter: &Filter) -> Result<Vec<Record>, StoreError> {
+        let chain = &lock(&self.audit).records;
+        // Positions are gapless from 1, so the keyset `after` is also an index.
+        let start = filter.after.map_or(0, |after| {
+            chain.partition_point(|record| record.position <= after)
+        });
+        let page_size = usize::try_from(filter.page_size()).unwrap_or(usize::MAX);
+        Ok(chain[start..]
+            .iter()
+            .filter(|record| filter.matches(record))
+            .take(page_size)
+            .cloned()
+            .collect())
+    }
+}

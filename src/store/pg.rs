@@ -1,1 +1,361 @@
-//! PostgreSQL store.
+//! PostgreSQL store: [`PgStore`] over a deadpool pool, migrations, and SQLSTATE → [`StoreError`].
+//!
+//! Each aggregate keeps its SQL as `const` strings in its own file (`pg/<aggregate>.rs`); its
+//! functions take `&impl GenericClient`, so a caller chooses between a pooled connection and a
+//! transaction. [`PgStore`] is the thin [`Store`] implementation that checks out a connection
+//! and calls them.
+
+pub mod accounts;
+pub mod audit;
+pub mod banks;
+pub mod clients;
+pub mod consents;
+pub mod oauth;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::FromSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::audit::{Event, Filter, Record};
+use crate::consent::{Consent, ConsentStatus};
+use crate::store::{
+    AccountRef, AuthorizationCode, BankAuthorization, BankVersion, Client, PushedRequest, Redeemed,
+    Store, StoreError, StoredGrant,
+};
+
+/// What the aggregate functions run on: a pooled connection or a transaction.
+pub use deadpool_postgres::GenericClient;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Advisory lock key held while migrations run (`"bankgate"` + `"migrate"`), so that two
+/// instances starting together apply them once.
+pub const MIGRATION_LOCK_KEY: i64 = 0x6267_6d69_6772_6174;
+
+/// How long a caller waits for a pooled connection before the store reports `Unavailable`.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+/// How long opening one connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The PostgreSQL implementation of [`Store`].
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pool's configuration holds the password: show its size only.
+        f.debug_struct("PgStore")
+            .field("max_size", &self.pool.status().max_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects to `database_url` (a `postgres://` URL or `key=value` string) with a pool of at
+/// most `max_connections`, and checks that the server answers.
+pub async fn connect(database_url: &str, max_connections: usize) -> Result<PgStore, StoreError> {
+    let mut config = parse_config(database_url)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(max_connections.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|error| StoreError::Unavailable(Box::new(error)))?;
+    let store = PgStore { pool };
+    let client = store.client().await?;
+    client
+        .simple_query("SELECT 1")
+        .await
+        .map_err(sql_error("connection check"))?;
+    Ok(store)
+}
+
+impl PgStore {
+    /// A store over an existing pool.
+    pub fn from_pool(pool: Pool) -> PgStore {
+        PgStore { pool }
+    }
+
+    /// The pool, for callers that run several aggregate functions in one transaction.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+}
+
+/// The migrations one [`migrate`] call applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Applied in this run, in order; empty when the schema was already current.
+    pub applied: Vec<AppliedMigration>,
+}
+
+/// One migration applied by [`migrate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    /// The `n` of `V{n}__{name}.sql`.
+    pub version: u32,
+    /// The `name` of `V{n}__{name}.sql`.
+    pub name: String,
+}
+
+/// Applies the embedded `migrations/` that the database lacks, recording them in refinery's
+/// history table.
+///
+/// Runs under a session advisory lock ([`MIGRATION_LOCK_KEY`]): concurrent callers wait, then
+/// find nothing left to apply. Each migration commits in its own transaction.
+pub async fn migrate(database_url: &str) -> Result<MigrationReport, StoreError> {
+    let mut config = parse_config(database_url)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let (mut client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|error| StoreError::Unavailable(Box::new(error)))?;
+    let connection = tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "migration connection ended with an error");
+        }
+    });
+    let result = migrate_locked(&mut client).await;
+    // Closing the session releases the lock also when `migrate_locked` failed before unlocking.
+    drop(client);
+    let _ = connection.await;
+    result
+}
+
+async fn migrate_locked(
+    client: &mut tokio_postgres::Client,
+) -> Result<MigrationReport, StoreError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(sql_error("migration lock"))?;
+    let report = embedded::migrations::runner()
+        .run_async(client)
+        .await
+        .map_err(|error| StoreError::Query(Box::new(error)));
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(sql_error("migration lock"));
+    // A failed migration is the news; a failed unlock only matters after a success.
+    let report = report?;
+    unlocked?;
+    let applied = report
+        .applied_migrations()
+        .iter()
+        .map(|migration| AppliedMigration {
+            version: migration.version(),
+            name: migration.name().to_owned(),
+        })
+        .collect();
+    Ok(MigrationReport { applied })
+}
+
+fn parse_config(database_url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    // The error may quote the URL, password included: keep only its kind.
+    tokio_postgres::Config::from_str(database_url).map_err(|_| {
+        StoreError::Unavailable("DATABASE_URL is not a valid PostgreSQL connection string".into())
+    })
+}
+
+/// Turns a pool error into `Unavailable`: no connection could be had.
+fn pool_error(error: PoolError) -> StoreError {
+    StoreError::Unavailable(Box::new(error))
+}
+
+/// Maps a driver error by SQLSTATE: unique violation → `Conflict(what)`, lost or refused
+/// connections → `Unavailable`, anything else → `Query`.
+pub(crate) fn sql_error(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |error| match error.code() {
+        Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(what),
+        Some(code) if is_unavailable(code) => StoreError::Unavailable(Box::new(error)),
+        Some(_) => StoreError::Query(Box::new(error)),
+        None if error.is_closed() || has_io_source(&error) => {
+            StoreError::Unavailable(Box::new(error))
+        }
+        None => StoreError::Query(Box::new(error)),
+    }
+}
+
+fn is_unavailable(code: &SqlState) -> bool {
+    // Class 08: connection exception; 57P0x: shutdown, crash recovery; 53300: too many
+    // connections.
+    let code = code.code();
+    code.starts_with("08") || code.starts_with("57P") || code == "53300"
+}
+
+fn has_io_source(error: &tokio_postgres::Error) -> bool {
+    std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>())
+}
+
+/// A stored value that does not decode: `Corrupt`.
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// Column `column` of `row`, or `Corrupt` naming it.
+pub(crate) fn column<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> Result<T, StoreError> {
+    row.try_get(column)
+        .map_err(|error| corrupt(format_args!("column {column}: {error}")))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
+        clients::insert(&self.client().await?, client).await
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        clients::get(&self.client().await?, client_id).await
+    }
+
+    async fn put_bank(
+        &self,
+        bank_id: &str,
+        manifest: &serde_json::Value,
+    ) -> Result<BankVersion, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(sql_error("bank version"))?;
+        let version = banks::put(&transaction, bank_id, manifest).await?;
+        transaction
+            .commit()
+            .await
+            .map_err(sql_error("bank version"))?;
+        Ok(version)
+    }
+
+    async fn bank(&self, bank_id: &str) -> Result<Option<BankVersion>, StoreError> {
+        banks::latest(&self.client().await?, bank_id).await
+    }
+
+    async fn banks(&self) -> Result<Vec<BankVersion>, StoreError> {
+        banks::all_latest(&self.client().await?).await
+    }
+
+    async fn insert_pushed_request(&self, request: &PushedRequest) -> Result<(), StoreError> {
+        oauth::insert_pushed_request(&self.client().await?, request).await
+    }
+
+    async fn take_pushed_request(
+        &self,
+        request_uri: &str,
+    ) -> Result<Option<PushedRequest>, StoreError> {
+        oauth::take_pushed_request(&self.client().await?, request_uri).await
+    }
+
+    async fn insert_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+        consents::insert(&self.client().await?, consent).await
+    }
+
+    async fn consent(&self, id: &str) -> Result<Option<Consent>, StoreError> {
+        consents::get(&self.client().await?, id).await
+    }
+
+    async fn transition_consent(
+        &self,
+        id: &str,
+        from: ConsentStatus,
+        to: ConsentStatus,
+    ) -> Result<bool, StoreError> {
+        consents::transition(&self.client().await?, id, from, to).await
+    }
+
+    async fn insert_bank_authorization(
+        &self,
+        authorization: &BankAuthorization,
+    ) -> Result<(), StoreError> {
+        oauth::insert_bank_authorization(&self.client().await?, authorization).await
+    }
+
+    async fn take_bank_authorization(
+        &self,
+        state: &str,
+    ) -> Result<Option<BankAuthorization>, StoreError> {
+        oauth::take_bank_authorization(&self.client().await?, state).await
+    }
+
+    async fn put_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
+        oauth::put_grant(&self.client().await?, grant).await
+    }
+
+    async fn grant(&self, consent_id: &str) -> Result<Option<StoredGrant>, StoreError> {
+        oauth::grant(&self.client().await?, consent_id).await
+    }
+
+    async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError> {
+        oauth::insert_code(&self.client().await?, code).await
+    }
+
+    async fn redeem_code(&self, code_hash: &str) -> Result<Redeemed, StoreError> {
+        oauth::redeem_code(&self.client().await?, code_hash).await
+    }
+
+    async fn put_account_refs(
+        &self,
+        consent_id: &str,
+        refs: &[AccountRef],
+    ) -> Result<(), StoreError> {
+        accounts::put(&self.client().await?, consent_id, refs).await
+    }
+
+    async fn account_ref(
+        &self,
+        consent_id: &str,
+        account_id: &str,
+    ) -> Result<Option<AccountRef>, StoreError> {
+        accounts::get(&self.client().await?, consent_id, account_id).await
+    }
+
+    async fn append_audit(&self, events: Vec<Event>) -> Result<Vec<Record>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.client().await?;
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(sql_error("audit event"))?;
+        let records = audit::append(&transaction, events).await?;
+        transaction
+            .commit()
+            .await
+            .map_err(sql_error("audit event"))?;
+        Ok(records)
+    }
+
+    async fn audit_events(&self, filter: &Filter) -> Result<Vec<Record>, StoreError> {
+        audit::query(&self.client().await?, filter).await
+    }
+}

@@ -1,0 +1,7 @@
+//! Route handlers, by audience: platforms' OAuth flow, data, compliance, operators.
+
+pub mod admin;
+pub mod compliance;
+pub mod data;
+pub mod meta;
+pub mod oauth;

@@ -1,0 +1,108 @@
+//! The one place the tower stack is assembled. Read it top to bottom: a request passes the
+//! layers in this order; a response passes them back in reverse.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
+use tower_http::body::Limited;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::{
+    SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
+};
+use tower_http::trace::TraceLayer;
+
+use super::X_REQUEST_ID;
+use super::audit::AuditLayer;
+use super::authn::AuthnLayer;
+use super::consent::ConsentLayer;
+use super::policy::PolicyLayer;
+use super::problem::{ErrorDetail, ProblemLayer};
+use super::routes;
+use crate::app::App;
+
+/// The gateway as one service: what `serve` runs and what tests call with `oneshot`.
+pub type GatewayService = BoxCloneSyncService<Request, Response, std::convert::Infallible>;
+
+/// The one log line per response; errors carry their internal detail (never a secret: error
+/// texts never include tokens or credentials).
+fn log_response<B>(
+    response: &http::Response<B>,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    let status = response.status().as_u16();
+    let millis = latency.as_secs_f64() * 1000.0;
+    match response.extensions().get::<ErrorDetail>() {
+        Some(ErrorDetail(detail)) if status >= 500 => {
+            tracing::error!(status, latency_ms = millis, error = %detail, "response")
+        }
+        Some(ErrorDetail(detail)) => {
+            tracing::info!(status, latency_ms = millis, error = %detail, "response")
+        }
+        None => tracing::info!(status, latency_ms = millis, "response"),
+    }
+}
+
+/// Builds the whole stack over the routes.
+pub fn service(app: Arc<App>) -> GatewayService {
+    let config = &app.config;
+
+    // Data: authenticated, audited, consent- and policy-checked, in this order.
+    let data = ServiceBuilder::new()
+        .layer(AuthnLayer::new(app.tokens.clone())) // inserts Principal
+        .layer(AuditLayer::new(app.auditor.clone(), app.policies.clone())) // commits the decision before release
+        .layer(ConsentLayer::new(app.store.clone())) // inserts Arc<Consent>, DataScope
+        .layer(PolicyLayer::new(app.policies.clone())) // inserts Obligations
+        .service(routes::data::router(app.clone()));
+
+    // Compliance: authenticated; the routes check the compliance scope and audit each query.
+    let compliance = ServiceBuilder::new()
+        .layer(AuthnLayer::new(app.tokens.clone()))
+        .service(routes::compliance::router(app.clone()));
+
+    let router = Router::new()
+        .merge(routes::meta::router(app.clone()))
+        .merge(routes::oauth::router(app.clone()))
+        .merge(routes::admin::router(app.clone()))
+        .route_service("/v1/accounts", data.clone())
+        .route_service("/v1/accounts/{*rest}", data)
+        .route_service("/v1/audit/{*rest}", compliance);
+
+    let stack = ServiceBuilder::new()
+        .map_response(|response: http::Response<_>| response.map(Body::new))
+        // Mark credentials sensitive before anything can log them.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            AUTHORIZATION,
+            COOKIE,
+        ]))
+        .layer(SetSensitiveResponseHeadersLayer::new([SET_COOKIE]))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+        .layer(
+            // Spans carry the path only: query strings hold codes and request URIs.
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = super::request_id(request.headers()).unwrap_or_default(),
+                    )
+                })
+                .on_response(log_response),
+        )
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+        .layer(ProblemLayer) // every error below becomes problem+json here
+        .timeout(config.request_timeout)
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .load_shed()
+        .concurrency_limit(config.max_in_flight)
+        .service(router.into_service::<Limited<Body>>());
+    BoxCloneSyncService::new(stack)
+}

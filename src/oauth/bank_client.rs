@@ -1,0 +1,123 @@
+//! bankgate as OAuth client of a bank's authorization server, through the `oauth2` crate:
+//! authorization code with PKCE (S256) and `state`, code exchange, refresh.
+//!
+//! Back-channel calls use the bank's HTTP client, which never follows redirects.
+
+use chrono::{DateTime, Duration, Utc};
+use oauth2::basic::BasicClient;
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::{AdapterError, Bank};
+
+type ConfiguredClient =
+    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+/// The tokens a bank granted bankgate for one consent. Sealed at rest; never logged.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankGrant {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The bank-side consent resource the tokens belong to, if any.
+    pub bank_consent_id: Option<String>,
+}
+
+impl std::fmt::Debug for BankGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BankGrant")
+            .field("expires_at", &self.expires_at)
+            .field("bank_consent_id", &self.bank_consent_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where to send the user, and what to remember until they come back.
+pub struct AuthorizationRedirect {
+    pub url: url::Url,
+    pub state: String,
+    pub pkce_verifier: String,
+}
+
+fn client(bank: &Bank, redirect_uri: &str) -> Result<ConfiguredClient, AdapterError> {
+    let oauth = &bank.manifest.oauth;
+    let bad = |what: &str| AdapterError::Refused(format!("bank manifest has a bad {what}"));
+    Ok(BasicClient::new(ClientId::new(bank.client_id.clone()))
+        .set_client_secret(ClientSecret::new(bank.client_secret().to_owned()))
+        .set_auth_uri(
+            AuthUrl::new(oauth.authorization_endpoint.clone())
+                .map_err(|_| bad("authorization endpoint"))?,
+        )
+        .set_token_uri(
+            TokenUrl::new(oauth.token_endpoint.clone()).map_err(|_| bad("token endpoint"))?,
+        )
+        .set_redirect_uri(
+            RedirectUrl::new(redirect_uri.to_owned()).map_err(|_| bad("redirect URI"))?,
+        ))
+}
+
+/// Builds the bank authorization URL with PKCE S256 and a fresh `state`.
+pub fn authorization_redirect(
+    bank: &Bank,
+    redirect_uri: &str,
+    scopes: &[String],
+) -> Result<AuthorizationRedirect, AdapterError> {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state) = client(bank, redirect_uri)?
+        .authorize_url(CsrfToken::new_random)
+        .add_scopes(scopes.iter().cloned().map(Scope::new))
+        .set_pkce_challenge(challenge)
+        .url();
+    Ok(AuthorizationRedirect {
+        url,
+        state: state.secret().clone(),
+        pkce_verifier: verifier.secret().clone(),
+    })
+}
+
+/// Exchanges the bank's authorization code for tokens.
+pub async fn exchange_code(
+    bank: &Bank,
+    redirect_uri: &str,
+    code: &str,
+    pkce_verifier: String,
+    bank_consent_id: Option<String>,
+) -> Result<BankGrant, AdapterError> {
+    let response = client(bank, redirect_uri)?
+        .exchange_code(AuthorizationCode::new(code.to_owned()))
+        .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier))
+        .request_async(&bank.http)
+        .await
+        .map_err(token_error)?;
+    Ok(BankGrant {
+        access_token: response.access_token().secret().clone(),
+        refresh_token: response.refresh_token().map(|token| token.secret().clone()),
+        expires_at: response
+            .expires_in()
+            .and_then(|lifetime| Duration::from_std(lifetime).ok())
+            .map(|lifetime| Utc::now() + lifetime),
+        bank_consent_id,
+    })
+}
+
+type TokenError = oauth2::RequestTokenError<
+    oauth2::HttpClientError<oauth2::reqwest::Error>,
+    oauth2::StandardErrorResponse<oauth2::basic::BasicErrorResponseType>,
+>;
+
+/// Maps a token request failure without its body: a body that failed to parse may hold tokens.
+fn token_error(error: TokenError) -> AdapterError {
+    match error {
+        oauth2::RequestTokenError::ServerResponse(response) => {
+            AdapterError::Refused(format!("token endpoint answered {}", response.error()))
+        }
+        oauth2::RequestTokenError::Request(error) => AdapterError::Transport(error.to_string()),
+        oauth2::RequestTokenError::Parse(_, _) => {
+            AdapterError::Decode("token response not understood".into())
+        }
+        oauth2::RequestTokenError::Other(message) => AdapterError::Refused(message),
+    }
+}

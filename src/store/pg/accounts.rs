@@ -1,0 +1,57 @@
+//! Account references in PostgreSQL: the opaque account id a platform sees under a consent,
+//! and the bank's own reference behind it.
+
+use deadpool_postgres::GenericClient;
+
+use super::{column, sql_error};
+use crate::store::{AccountRef, StoreError};
+
+/// One statement for the whole list. The first mapping recorded for an account id stays:
+/// repeating it is a no-op, and a later, different `bank_ref` does not redirect the id.
+const PUT: &str = "\
+    INSERT INTO account_refs (consent_id, account_id, bank_ref) \
+    SELECT $1, account_id, bank_ref FROM UNNEST($2::text[], $3::text[]) AS t(account_id, bank_ref) \
+    ON CONFLICT (consent_id, account_id) DO NOTHING";
+
+const GET: &str = "\
+    SELECT account_id, bank_ref FROM account_refs WHERE consent_id = $1 AND account_id = $2";
+
+/// Records (idempotently) the accounts `consent_id` has seen.
+pub async fn put(
+    db: &impl GenericClient,
+    consent_id: &str,
+    refs: &[AccountRef],
+) -> Result<(), StoreError> {
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let error = sql_error("account ref");
+    let account_ids: Vec<&str> = refs.iter().map(|r| r.account_id.as_str()).collect();
+    let bank_refs: Vec<&str> = refs.iter().map(|r| r.bank_ref.as_str()).collect();
+    let statement = db.prepare_cached(PUT).await.map_err(&error)?;
+    db.execute(&statement, &[&consent_id, &account_ids, &bank_refs])
+        .await
+        .map_err(&error)?;
+    Ok(())
+}
+
+/// The reference behind `account_id` under `consent_id`.
+pub async fn get(
+    db: &impl GenericClient,
+    consent_id: &str,
+    account_id: &str,
+) -> Result<Option<AccountRef>, StoreError> {
+    let error = sql_error("account ref");
+    let statement = db.prepare_cached(GET).await.map_err(&error)?;
+    let Some(row) = db
+        .query_opt(&statement, &[&consent_id, &account_id])
+        .await
+        .map_err(&error)?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(AccountRef {
+        account_id: column(&row, "account_id")?,
+        bank_ref: column(&row, "bank_ref")?,
+    }))
+}

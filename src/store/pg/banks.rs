@@ -1,0 +1,125 @@
+//! Bank adapter manifests in PostgreSQL: every version kept, the highest one active.
+
+use deadpool_postgres::{GenericClient, Transaction};
+use tokio_postgres::Row;
+
+use super::{column, sql_error};
+use crate::store::{BankVersion, StoreError};
+
+const ENSURE_BANK: &str = "\
+    INSERT INTO banks (bank_id) VALUES ($1) ON CONFLICT (bank_id) DO NOTHING";
+
+/// Serialises concurrent updates of one bank until the transaction ends.
+const LOCK_BANK: &str = "SELECT bank_id FROM banks WHERE bank_id = $1 FOR UPDATE";
+
+/// The active version, and whether its manifest equals `$2` (jsonb equality: key order and
+/// number spelling do not matter).
+const LATEST_COMPARED: &str = "\
+    SELECT bank_id, version, manifest, created_at, manifest = $2 AS same \
+    FROM bank_versions WHERE bank_id = $1 \
+    ORDER BY version DESC LIMIT 1";
+
+const INSERT_VERSION: &str = "\
+    INSERT INTO bank_versions (bank_id, version, manifest, created_at) \
+    VALUES ($1, $2, $3, now()) \
+    RETURNING bank_id, version, manifest, created_at";
+
+const LATEST: &str = "\
+    SELECT bank_id, version, manifest, created_at \
+    FROM bank_versions WHERE bank_id = $1 \
+    ORDER BY version DESC LIMIT 1";
+
+const ALL_LATEST: &str = "\
+    SELECT DISTINCT ON (bank_id) bank_id, version, manifest, created_at \
+    FROM bank_versions \
+    ORDER BY bank_id, version DESC";
+
+/// Stores `manifest` as a new version of `bank_id` unless it equals the active one; returns
+/// the active version. Takes a transaction: the bank's row lock orders concurrent updates.
+pub async fn put(
+    transaction: &Transaction<'_>,
+    bank_id: &str,
+    manifest: &serde_json::Value,
+) -> Result<BankVersion, StoreError> {
+    let error = sql_error("bank version");
+    let statement = transaction
+        .prepare_cached(ENSURE_BANK)
+        .await
+        .map_err(&error)?;
+    transaction
+        .execute(&statement, &[&bank_id])
+        .await
+        .map_err(&error)?;
+    let statement = transaction
+        .prepare_cached(LOCK_BANK)
+        .await
+        .map_err(&error)?;
+    transaction
+        .execute(&statement, &[&bank_id])
+        .await
+        .map_err(&error)?;
+
+    let statement = transaction
+        .prepare_cached(LATEST_COMPARED)
+        .await
+        .map_err(&error)?;
+    let latest = transaction
+        .query_opt(&statement, &[&bank_id, manifest])
+        .await
+        .map_err(&error)?;
+    let next = match latest {
+        Some(row) if column::<bool>(&row, "same")? => return from_row(&row),
+        Some(row) => column::<i32>(&row, "version")?
+            .checked_add(1)
+            .ok_or(StoreError::Invariant("bank version overflows"))?,
+        None => 1,
+    };
+    let statement = transaction
+        .prepare_cached(INSERT_VERSION)
+        .await
+        .map_err(&error)?;
+    let row = transaction
+        .query_one(&statement, &[&bank_id, &next, manifest])
+        .await
+        .map_err(&error)?;
+    from_row(&row)
+}
+
+/// The active (latest) version of `bank_id`.
+pub async fn latest(
+    db: &impl GenericClient,
+    bank_id: &str,
+) -> Result<Option<BankVersion>, StoreError> {
+    let statement = db
+        .prepare_cached(LATEST)
+        .await
+        .map_err(sql_error("bank version"))?;
+    db.query_opt(&statement, &[&bank_id])
+        .await
+        .map_err(sql_error("bank version"))?
+        .map(|row| from_row(&row))
+        .transpose()
+}
+
+/// The active version of every bank, by bank id.
+pub async fn all_latest(db: &impl GenericClient) -> Result<Vec<BankVersion>, StoreError> {
+    let statement = db
+        .prepare_cached(ALL_LATEST)
+        .await
+        .map_err(sql_error("bank version"))?;
+    db.query(&statement, &[])
+        .await
+        .map_err(sql_error("bank version"))?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+fn from_row(row: &Row) -> Result<BankVersion, StoreError> {
+    Ok(BankVersion {
+        bank_id: column(row, "bank_id")?,
+        version: column(row, "version")?,
+        manifest: column(row, "manifest")?,
+        created_at: column(row, "created_at")?,
+    })
+}

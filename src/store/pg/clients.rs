@@ -1,0 +1,62 @@
+//! Registered OAuth clients in PostgreSQL.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use super::{column, corrupt, sql_error};
+use crate::store::{Client, Role, StoreError};
+
+const INSERT: &str = "\
+    INSERT INTO clients \
+        (client_id, name, secret_hash, role, redirect_uris, allowed_purposes, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+const GET: &str = "\
+    SELECT client_id, name, secret_hash, role, redirect_uris, allowed_purposes, created_at \
+    FROM clients WHERE client_id = $1";
+
+/// Registers `client`; `Conflict("client")` if its id exists.
+pub async fn insert(db: &impl GenericClient, client: &Client) -> Result<(), StoreError> {
+    let statement = db
+        .prepare_cached(INSERT)
+        .await
+        .map_err(sql_error("client"))?;
+    db.execute(
+        &statement,
+        &[
+            &client.client_id,
+            &client.name,
+            &client.secret_hash,
+            &client.role.as_str(),
+            &client.redirect_uris,
+            &client.allowed_purposes,
+            &client.created_at,
+        ],
+    )
+    .await
+    .map_err(sql_error("client"))?;
+    Ok(())
+}
+
+/// The client with `client_id`, if registered.
+pub async fn get(db: &impl GenericClient, client_id: &str) -> Result<Option<Client>, StoreError> {
+    let statement = db.prepare_cached(GET).await.map_err(sql_error("client"))?;
+    db.query_opt(&statement, &[&client_id])
+        .await
+        .map_err(sql_error("client"))?
+        .map(|row| from_row(&row))
+        .transpose()
+}
+
+fn from_row(row: &Row) -> Result<Client, StoreError> {
+    let role: String = column(row, "role")?;
+    Ok(Client {
+        client_id: column(row, "client_id")?,
+        name: column(row, "name")?,
+        secret_hash: column(row, "secret_hash")?,
+        role: Role::parse(&role).ok_or_else(|| corrupt(format_args!("client role {role:?}")))?,
+        redirect_uris: column(row, "redirect_uris")?,
+        allowed_purposes: column(row, "allowed_purposes")?,
+        created_at: column(row, "created_at")?,
+    })
+}

@@ -1,0 +1,114 @@
+//! Consents in PostgreSQL; status changes are compare-and-set.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use super::{column, corrupt, sql_error};
+use crate::consent::{Consent, ConsentStatus};
+use crate::model::Scope;
+use crate::store::StoreError;
+
+const INSERT: &str = "\
+    INSERT INTO consents \
+        (id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, policy_hash, \
+         redirect_uri, state, code_challenge, created_at, expires_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+const GET: &str = "\
+    SELECT id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
+           policy_hash, redirect_uri, state, code_challenge, created_at, expires_at \
+    FROM consents WHERE id = $1";
+
+/// Only moves a consent that is still in the expected state: of two racing transitions one
+/// matches no row.
+const TRANSITION: &str = "\
+    UPDATE consents SET status = $3, updated_at = now() \
+    WHERE id = $1 AND status = $2";
+
+/// Stores a new consent; `Conflict("consent")` if its id exists.
+pub async fn insert(db: &impl GenericClient, consent: &Consent) -> Result<(), StoreError> {
+    let error = sql_error("consent");
+    let scopes: Vec<&str> = consent.scopes.iter().map(|scope| scope.as_str()).collect();
+    let history_days = i64::from(consent.history_days);
+    let statement = db.prepare_cached(INSERT).await.map_err(&error)?;
+    db.execute(
+        &statement,
+        &[
+            &consent.id,
+            &consent.client_id,
+            &consent.bank_id,
+            &consent.purpose,
+            &scopes,
+            &history_days,
+            &consent.user_ref,
+            &consent.status.as_str(),
+            &consent.policy_hash,
+            &consent.redirect_uri,
+            &consent.state,
+            &consent.code_challenge,
+            &consent.created_at,
+            &consent.expires_at,
+        ],
+    )
+    .await
+    .map_err(&error)?;
+    Ok(())
+}
+
+/// The consent with `id`.
+pub async fn get(db: &impl GenericClient, id: &str) -> Result<Option<Consent>, StoreError> {
+    let statement = db.prepare_cached(GET).await.map_err(sql_error("consent"))?;
+    db.query_opt(&statement, &[&id])
+        .await
+        .map_err(sql_error("consent"))?
+        .map(|row| from_row(&row))
+        .transpose()
+}
+
+/// Moves consent `id` from `from` to `to`; `false` if it was not in `from` (or does not
+/// exist). Whether the move is allowed is the caller's business
+/// ([`ConsentStatus::can_become`]).
+pub async fn transition(
+    db: &impl GenericClient,
+    id: &str,
+    from: ConsentStatus,
+    to: ConsentStatus,
+) -> Result<bool, StoreError> {
+    let statement = db
+        .prepare_cached(TRANSITION)
+        .await
+        .map_err(sql_error("consent"))?;
+    let changed = db
+        .execute(&statement, &[&id, &from.as_str(), &to.as_str()])
+        .await
+        .map_err(sql_error("consent"))?;
+    Ok(changed == 1)
+}
+
+fn from_row(row: &Row) -> Result<Consent, StoreError> {
+    let scopes: Vec<String> = column(row, "scopes")?;
+    let scopes = scopes
+        .iter()
+        .map(|scope| Scope::parse(scope).ok_or_else(|| corrupt(format_args!("scope {scope:?}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let status: String = column(row, "status")?;
+    let history_days: i64 = column(row, "history_days")?;
+    Ok(Consent {
+        id: column(row, "id")?,
+        client_id: column(row, "client_id")?,
+        bank_id: column(row, "bank_id")?,
+        purpose: column(row, "purpose")?,
+        scopes,
+        history_days: u32::try_from(history_days)
+            .map_err(|_| corrupt(format_args!("history_days {history_days}")))?,
+        user_ref: column(row, "user_ref")?,
+        status: ConsentStatus::parse(&status)
+            .ok_or_else(|| corrupt(format_args!("consent status {status:?}")))?,
+        policy_hash: column(row, "policy_hash")?,
+        redirect_uri: column(row, "redirect_uri")?,
+        state: column(row, "state")?,
+        code_challenge: column(row, "code_challenge")?,
+        created_at: column(row, "created_at")?,
+        expires_at: column(row, "expires_at")?,
+    })
+}

@@ -1,0 +1,262 @@
+//! The OAuth flow's rows in PostgreSQL: pushed requests, bank authorizations (both single
+//! use), authorization codes and sealed bank grants.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use super::{column, sql_error};
+use crate::crypto::Sealed;
+use crate::store::{
+    AuthorizationCode, BankAuthorization, PushedRequest, Redeemed, StoreError, StoredGrant,
+};
+
+const INSERT_PUSHED_REQUEST: &str = "\
+    INSERT INTO pushed_requests (request_uri, client_id, request, expires_at) \
+    VALUES ($1, $2, $3, $4)";
+
+/// One statement: of two concurrent takes, one gets the row and the other nothing.
+const TAKE_PUSHED_REQUEST: &str = "\
+    DELETE FROM pushed_requests WHERE request_uri = $1 \
+    RETURNING request_uri, client_id, request, expires_at";
+
+const INSERT_BANK_AUTHORIZATION: &str = "\
+    INSERT INTO bank_authorizations \
+        (state, consent_id, bank_id, pkce_key_id, pkce_nonce, pkce_ciphertext, \
+         bank_consent_id, expires_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+const TAKE_BANK_AUTHORIZATION: &str = "\
+    DELETE FROM bank_authorizations WHERE state = $1 \
+    RETURNING state, consent_id, bank_id, pkce_key_id, pkce_nonce, pkce_ciphertext, \
+              bank_consent_id, expires_at";
+
+const PUT_GRANT: &str = "\
+    INSERT INTO bank_grants (consent_id, key_id, nonce, ciphertext, updated_at) \
+    VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT (consent_id) DO UPDATE SET \
+        key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce, \
+        ciphertext = EXCLUDED.ciphertext, updated_at = EXCLUDED.updated_at";
+
+const GET_GRANT: &str = "\
+    SELECT consent_id, key_id, nonce, ciphertext, updated_at \
+    FROM bank_grants WHERE consent_id = $1";
+
+const INSERT_CODE: &str = "\
+    INSERT INTO authorization_codes \
+        (code_hash, consent_id, client_id, redirect_uri, code_challenge, expires_at) \
+    VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Marks the code used and says whether it was unused before, in one statement: the locked
+/// subquery sees the row as the previous redeemer left it, so exactly one redemption is fresh.
+const REDEEM_CODE: &str = "\
+    UPDATE authorization_codes AS code \
+    SET used_at = COALESCE(previous.used_at, now()) \
+    FROM (SELECT code_hash, used_at FROM authorization_codes \
+          WHERE code_hash = $1 FOR UPDATE) AS previous \
+    WHERE code.code_hash = previous.code_hash \
+    RETURNING code.code_hash, code.consent_id, code.client_id, code.redirect_uri, \
+              code.code_challenge, code.expires_at, previous.used_at IS NULL AS fresh";
+
+/// Stores a pushed request; `Conflict("pushed request")` if its URI exists.
+pub async fn insert_pushed_request(
+    db: &impl GenericClient,
+    request: &PushedRequest,
+) -> Result<(), StoreError> {
+    let error = sql_error("pushed request");
+    let statement = db
+        .prepare_cached(INSERT_PUSHED_REQUEST)
+        .await
+        .map_err(&error)?;
+    db.execute(
+        &statement,
+        &[
+            &request.request_uri,
+            &request.client_id,
+            &request.request,
+            &request.expires_at,
+        ],
+    )
+    .await
+    .map_err(&error)?;
+    Ok(())
+}
+
+/// Removes and returns the pushed request: a `request_uri` works once. Expiry is the
+/// caller's check.
+pub async fn take_pushed_request(
+    db: &impl GenericClient,
+    request_uri: &str,
+) -> Result<Option<PushedRequest>, StoreError> {
+    let error = sql_error("pushed request");
+    let statement = db
+        .prepare_cached(TAKE_PUSHED_REQUEST)
+        .await
+        .map_err(&error)?;
+    let Some(row) = db
+        .query_opt(&statement, &[&request_uri])
+        .await
+        .map_err(&error)?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(PushedRequest {
+        request_uri: column(&row, "request_uri")?,
+        client_id: column(&row, "client_id")?,
+        request: column(&row, "request")?,
+        expires_at: column(&row, "expires_at")?,
+    }))
+}
+
+/// Stores a pending bank authorization; `Conflict("bank authorization")` if its state exists.
+pub async fn insert_bank_authorization(
+    db: &impl GenericClient,
+    authorization: &BankAuthorization,
+) -> Result<(), StoreError> {
+    let error = sql_error("bank authorization");
+    let statement = db
+        .prepare_cached(INSERT_BANK_AUTHORIZATION)
+        .await
+        .map_err(&error)?;
+    let verifier = &authorization.pkce_verifier;
+    db.execute(
+        &statement,
+        &[
+            &authorization.state,
+            &authorization.consent_id,
+            &authorization.bank_id,
+            &verifier.key_id,
+            &verifier.nonce,
+            &verifier.ciphertext,
+            &authorization.bank_consent_id,
+            &authorization.expires_at,
+        ],
+    )
+    .await
+    .map_err(&error)?;
+    Ok(())
+}
+
+/// Removes and returns the pending authorization for `state`: a state works once.
+pub async fn take_bank_authorization(
+    db: &impl GenericClient,
+    state: &str,
+) -> Result<Option<BankAuthorization>, StoreError> {
+    let error = sql_error("bank authorization");
+    let statement = db
+        .prepare_cached(TAKE_BANK_AUTHORIZATION)
+        .await
+        .map_err(&error)?;
+    let Some(row) = db.query_opt(&statement, &[&state]).await.map_err(&error)? else {
+        return Ok(None);
+    };
+    Ok(Some(BankAuthorization {
+        state: column(&row, "state")?,
+        consent_id: column(&row, "consent_id")?,
+        bank_id: column(&row, "bank_id")?,
+        pkce_verifier: Sealed {
+            key_id: column(&row, "pkce_key_id")?,
+            nonce: column(&row, "pkce_nonce")?,
+            ciphertext: column(&row, "pkce_ciphertext")?,
+        },
+        bank_consent_id: column(&row, "bank_consent_id")?,
+        expires_at: column(&row, "expires_at")?,
+    }))
+}
+
+/// Inserts or replaces the sealed bank grant of a consent.
+pub async fn put_grant(db: &impl GenericClient, grant: &StoredGrant) -> Result<(), StoreError> {
+    let error = sql_error("bank grant");
+    let statement = db.prepare_cached(PUT_GRANT).await.map_err(&error)?;
+    db.execute(
+        &statement,
+        &[
+            &grant.consent_id,
+            &grant.sealed.key_id,
+            &grant.sealed.nonce,
+            &grant.sealed.ciphertext,
+            &grant.updated_at,
+        ],
+    )
+    .await
+    .map_err(&error)?;
+    Ok(())
+}
+
+/// The sealed bank grant of `consent_id`.
+pub async fn grant(
+    db: &impl GenericClient,
+    consent_id: &str,
+) -> Result<Option<StoredGrant>, StoreError> {
+    let error = sql_error("bank grant");
+    let statement = db.prepare_cached(GET_GRANT).await.map_err(&error)?;
+    let Some(row) = db
+        .query_opt(&statement, &[&consent_id])
+        .await
+        .map_err(&error)?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(StoredGrant {
+        consent_id: column(&row, "consent_id")?,
+        sealed: Sealed {
+            key_id: column(&row, "key_id")?,
+            nonce: column(&row, "nonce")?,
+            ciphertext: column(&row, "ciphertext")?,
+        },
+        updated_at: column(&row, "updated_at")?,
+    }))
+}
+
+/// Stores an authorization code by its hash; `Conflict("authorization code")` if it exists.
+pub async fn insert_code(
+    db: &impl GenericClient,
+    code: &AuthorizationCode,
+) -> Result<(), StoreError> {
+    let error = sql_error("authorization code");
+    let statement = db.prepare_cached(INSERT_CODE).await.map_err(&error)?;
+    db.execute(
+        &statement,
+        &[
+            &code.code_hash,
+            &code.consent_id,
+            &code.client_id,
+            &code.redirect_uri,
+            &code.code_challenge,
+            &code.expires_at,
+        ],
+    )
+    .await
+    .map_err(&error)?;
+    Ok(())
+}
+
+/// Marks the code used and returns it: `Fresh` the first time, `Replayed` after. Expiry is
+/// the caller's check.
+pub async fn redeem_code(db: &impl GenericClient, code_hash: &str) -> Result<Redeemed, StoreError> {
+    let error = sql_error("authorization code");
+    let statement = db.prepare_cached(REDEEM_CODE).await.map_err(&error)?;
+    let Some(row) = db
+        .query_opt(&statement, &[&code_hash])
+        .await
+        .map_err(&error)?
+    else {
+        return Ok(Redeemed::Unknown);
+    };
+    let code = from_code_row(&row)?;
+    Ok(if column::<bool>(&row, "fresh")? {
+        Redeemed::Fresh(code)
+    } else {
+        Redeemed::Replayed(code)
+    })
+}
+
+fn from_code_row(row: &Row) -> Result<AuthorizationCode, StoreError> {
+    Ok(AuthorizationCode {
+        code_hash: column(row, "code_hash")?,
+        consent_id: column(row, "consent_id")?,
+        client_id: column(row, "client_id")?,
+        redirect_uri: column(row, "redirect_uri")?,
+        code_challenge: column(row, "code_challenge")?,
+        expires_at: column(row, "expires_at")?,
+    })
+}
