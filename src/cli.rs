@@ -309,6 +309,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "bankgate listening on {base} ({} store)",
         gateway.app.store.kind()
     );
+    if memory {
+        println!(
+            "  !! in-memory store: NOT FOR PRODUCTION, everything is lost when the process stops"
+        );
+    }
     for bank in &banks {
         println!("  bank: {bank}");
     }
