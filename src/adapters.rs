@@ -4,7 +4,13 @@
 //! Invariant: Rust code never names a bank; banks are data (`adapters/*.toml`).
 
 pub mod berlin_group;
+pub mod common;
+pub mod fdx;
 pub mod manifest;
+pub mod obie;
+pub mod stet;
+#[cfg(test)]
+mod testing;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -69,6 +75,9 @@ pub struct BankConsent {
     pub id: Option<String>,
     /// OAuth scopes to request at the bank's authorization endpoint.
     pub oauth_scopes: Vec<String>,
+    /// Further authorization request parameters the standard needs, e.g. an OIDC `claims`
+    /// request naming OBIE's consent, or RFC 9396 `authorization_details` for FDX.
+    pub authorization_params: Vec<(String, String)>,
 }
 
 /// The credentials a data call presents to the bank for one consent.
@@ -141,6 +150,9 @@ pub trait Profile: Send + Sync + 'static {
 pub fn profile(name: &str) -> Option<Arc<dyn Profile>> {
     match name {
         berlin_group::NAME => Some(Arc::new(berlin_group::BerlinGroup)),
+        stet::NAME => Some(Arc::new(stet::Stet)),
+        obie::NAME => Some(Arc::new(obie::Obie)),
+        fdx::NAME => Some(Arc::new(fdx::Fdx)),
         _ => None,
     }
 }

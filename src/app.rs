@@ -12,7 +12,7 @@ use crate::config::{Config, StoreConfig};
 use crate::crypto::Sealer;
 use crate::oauth::keys::SigningKey;
 use crate::oauth::tokens::TokenService;
-use crate::policy::PolicySet;
+use crate::policy::{Change, Live, PolicySet};
 use crate::sandbox::{self, Sandbox, SandboxConfig};
 use crate::store::{Store, memory::MemoryStore};
 
@@ -45,11 +45,14 @@ pub struct App {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub auditor: Auditor,
-    pub policies: Arc<PolicySet>,
+    /// The purpose policies in force; swapped whole by [`App::reload_policies`].
+    pub policies: Live,
     pub banks: Arc<Registry>,
     pub tokens: TokenService,
     pub signing_key: Arc<SigningKey>,
     pub sealer: Arc<Sealer>,
+    /// Bank tokens being refreshed (single-flight per consent on this instance).
+    pub bank_tokens: Arc<crate::oauth::bank_tokens::BankTokens>,
 }
 
 impl App {
@@ -57,6 +60,66 @@ impl App {
     pub fn callback_url(&self) -> String {
         format!("{}/oauth/callback", self.config.public_url)
     }
+
+    /// Reloads `policies_dir` and puts it in force if every file is valid; otherwise the set
+    /// in force stays and the error names every problem (`path:line: message`). Each added,
+    /// changed or withdrawn purpose is audited (`policy_loaded`) before the new set takes
+    /// effect; requests in flight finish under the set they started with.
+    pub async fn reload_policies(&self, actor: &str) -> Result<Vec<Change>, ReloadError> {
+        let _reloading = self.policies.reload_guard().await;
+        let loaded = PolicySet::load_dir(&self.config.policies_dir)?;
+        let changes = loaded.changes_from(&self.policies.current());
+        for change in &changes {
+            let mut event = audit::Event::new(Action::PolicyLoaded, actor, Decision::Allow);
+            let (purpose, hash, reason) = match change {
+                Change::Added(policy) => (&policy.id, &policy.hash, "reload: new purpose".into()),
+                Change::Changed { policy, previous } => (
+                    &policy.id,
+                    &policy.hash,
+                    format!("reload: new version, replaces {previous}"),
+                ),
+                Change::Removed { id, hash } => (id, hash, "reload: purpose withdrawn".into()),
+            };
+            event.purpose = Some(purpose.clone());
+            event.policy_hash = Some(hash.clone());
+            event.reason = Some(reason);
+            self.auditor
+                .record(event)
+                .await
+                .map_err(ReloadError::Audit)?;
+        }
+        self.policies.replace(loaded);
+        Ok(changes)
+    }
+}
+
+/// Why a policy reload was rejected; the set in force is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the new policies are invalid:\n{0}")]
+    Invalid(#[from] crate::policy::PolicyError),
+    #[error("the reload could not be audited")]
+    Audit(#[source] crate::store::StoreError),
+}
+
+/// Reloads the policies on every SIGHUP for as long as the process runs (`serve`). A rejected
+/// reload is logged with its problems and changes nothing.
+pub fn reload_policies_on_sighup(app: Arc<App>) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match app.reload_policies("operator").await {
+                Ok(changes) => {
+                    tracing::info!(changed = changes.len(), "SIGHUP: policies reloaded");
+                }
+                Err(error) => {
+                    tracing::error!(%error, "SIGHUP: policy reload rejected; the old set stays");
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 /// A started gateway: its state, its listener, and the sandbox banks it runs.
@@ -108,12 +171,18 @@ impl Gateway {
             Some((id, key)) => Sealer::from_base64(id, key)?,
             None => Sealer::ephemeral()?,
         });
+        let previous_keys = config
+            .previous_signing_key_files
+            .iter()
+            .map(|path| crate::oauth::keys::VerifyingKey::load(path))
+            .collect::<Result<Vec<_>, _>>()?;
         let tokens = TokenService::new(
             signing_key.clone(),
             &config.public_url,
             &config.public_url,
             config.access_token_ttl_secs,
-        );
+        )
+        .with_previous_keys(previous_keys);
 
         for policy in policies.iter() {
             let mut event = audit::Event::new(Action::PolicyLoaded, "gateway", Decision::Allow);
@@ -128,11 +197,12 @@ impl Gateway {
                 config,
                 store,
                 auditor,
-                policies: Arc::new(policies),
+                policies: Live::new(policies),
                 banks: Arc::new(banks),
                 tokens,
                 signing_key,
                 sealer,
+                bank_tokens: Arc::default(),
             }),
             listener,
             addr,
@@ -147,9 +217,27 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let service = crate::http::stack::service(self.app.clone());
         let _sandboxes = self.sandboxes;
+        // Consent expiry, expiry notices, webhooks, replay-cache cleanup (safe on every
+        // instance); aborted when serving ends.
+        let _maintenance = match self.app.config.maintenance_interval {
+            Some(interval) => crate::lifecycle::Maintenance::new(self.app.clone())
+                .map(|maintenance| AbortOnDrop(maintenance.spawn(interval)))
+                .map_err(std::io::Error::other)
+                .map(Some)?,
+            None => None,
+        };
         axum::serve(self.listener, tower::make::Shared::new(service))
             .with_graceful_shutdown(shutdown)
             .await
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -246,5 +334,7 @@ pub fn embedded_config() -> Config {
         .unwrap_or_else(|error| unreachable!("the default configuration is valid: {error}"));
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.sandbox_approval = sandbox::Approval::Auto;
+    // Demos and tests drive `lifecycle::Maintenance` themselves, at the times they choose.
+    config.maintenance_interval = None;
     config
 }

@@ -84,6 +84,21 @@ enum PlatformsCommand {
         /// Purpose the platform is approved for (repeatable).
         #[arg(long = "purpose")]
         purposes: Vec<String>,
+        /// Where the platform processes data (EEA, UK, US, …); purposes allow some regions.
+        #[arg(long, default_value = crate::policy::DEFAULT_REGION)]
+        region: String,
+        /// `client_secret_basic` (development) or `private_key_jwt` (needs --jwks-file).
+        #[arg(long, default_value = "client_secret_basic")]
+        token_endpoint_auth_method: String,
+        /// A JSON file with the client's public keys (a JWK Set).
+        #[arg(long)]
+        jwks_file: Option<PathBuf>,
+        /// Require DPoP-bound access tokens for this client.
+        #[arg(long)]
+        dpop_bound_access_tokens: bool,
+        /// Where consent webhooks are delivered (https).
+        #[arg(long)]
+        webhook_url: Option<String>,
     },
 }
 
@@ -182,6 +197,11 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                     role,
                     redirect_uris,
                     purposes,
+                    region,
+                    token_endpoint_auth_method,
+                    jwks_file,
+                    dpop_bound_access_tokens,
+                    webhook_url,
                 },
         } => {
             let config = load_config(cli.config.as_ref())?;
@@ -204,23 +224,38 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                     role,
                     redirect_uris,
                     allowed_purposes: purposes,
+                    region,
+                    token_endpoint_auth_method: crate::store::AuthMethod::parse(
+                        &token_endpoint_auth_method,
+                    )
+                    .context(
+                        "token_endpoint_auth_method must be client_secret_basic or private_key_jwt",
+                    )?,
+                    jwks: jwks_file
+                        .map(|path| -> anyhow::Result<serde_json::Value> {
+                            let text = std::fs::read_to_string(&path)
+                                .with_context(|| format!("reading {}", path.display()))?;
+                            serde_json::from_str(&text)
+                                .with_context(|| format!("{} is not JSON", path.display()))
+                        })
+                        .transpose()?,
+                    dpop_bound_access_tokens,
+                    webhook_url,
                 },
             )
             .await?;
             println!("client_id:     {}", registered.client_id);
-            println!("client_secret: {}", registered.client_secret);
-            println!("(the secret is stored hashed and cannot be shown again)");
+            if registered.client_secret.is_empty() {
+                println!("auth method:   private_key_jwt (no secret)");
+            } else {
+                println!("client_secret: {}", registered.client_secret);
+                println!("(the secret is stored hashed and cannot be shown again)");
+            }
             Ok(())
         }
         Command::Policies {
             command: PoliciesCommand::Check { dir },
-        } => {
-            let policies = crate::policy::PolicySet::load_dir(&dir)?;
-            for policy in policies.iter() {
-                println!("ok  {:<28} {}", policy.id, policy.hash);
-            }
-            Ok(())
-        }
+        } => check_policies(&dir),
         Command::Adapters {
             command: AdaptersCommand::Check { path },
         } => {
@@ -278,6 +313,31 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `bankgate policies check DIR`: every problem as `path:line: message` on stderr and a
+/// failure exit, or one line per purpose with its hash.
+fn check_policies(dir: &std::path::Path) -> anyhow::Result<()> {
+    let policies = match crate::policy::PolicySet::load_dir(dir) {
+        Ok(policies) => policies,
+        Err(error) => {
+            for diagnostic in error.diagnostics() {
+                eprintln!("{diagnostic}");
+            }
+            bail!(
+                "{} problem(s) in {}; nothing was loaded",
+                error.diagnostics().len(),
+                dir.display()
+            );
+        }
+    };
+    for policy in policies.iter() {
+        println!("ok          {:<26} {}", policy.id, policy.hash);
+    }
+    for prohibited in policies.prohibited() {
+        println!("prohibited  {:<26} {}", prohibited.id, prohibited.title);
+    }
+    Ok(())
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     let memory = config.store == StoreConfig::Memory;
     if memory {
@@ -291,6 +351,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let gateway = crate::app::Gateway::start(config).await?;
+    // `kill -HUP <pid>` reloads policies/ (as does POST /admin/policies/reload).
+    crate::app::reload_policies_on_sighup(gateway.app.clone())?;
     let base = gateway.app.config.public_url.clone();
     let banks: Vec<String> = gateway
         .app

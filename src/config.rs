@@ -3,7 +3,8 @@
 //!
 //! Every key can be set in the file; environment variables override it:
 //! `DATABASE_URL`, `BANKGATE_LISTEN`, `BANKGATE_PUBLIC_URL`, `BANKGATE_GRANT_KEY`,
-//! `BANKGATE_SIGNING_KEY_FILE`, `BANKGATE_ADMIN_TOKEN`.
+//! `BANKGATE_SIGNING_KEY_FILE`, `BANKGATE_PREVIOUS_SIGNING_KEY_FILES` (comma-separated),
+//! `BANKGATE_ADMIN_TOKEN`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,11 @@ pub struct RawConfig {
     pub grant_key_id: Option<String>,
     /// PKCS#8 PEM file of the P-256 key that signs access tokens.
     pub signing_key_file: Option<PathBuf>,
+    /// Keys that signed before the current one (PKCS#8 PEM or public JWK files): they keep
+    /// verifying tokens after a rotation. Drop one once `access_token_ttl_secs` has passed.
+    pub previous_signing_key_files: Option<Vec<PathBuf>>,
+    /// Seconds between maintenance runs (consent expiry, notices, webhooks); 0 turns it off.
+    pub maintenance_interval_secs: Option<u64>,
     /// Bearer token for the operator's admin API; the admin API is off without it.
     pub admin_token: Option<String>,
     pub request_timeout_ms: Option<u64>,
@@ -69,6 +75,9 @@ pub struct Config {
     pub adapters_dir: PathBuf,
     pub grant_key: Option<(String, String)>,
     pub signing_key_file: Option<PathBuf>,
+    pub previous_signing_key_files: Vec<PathBuf>,
+    /// `None`: no maintenance task (tests drive `lifecycle::Maintenance` themselves).
+    pub maintenance_interval: Option<Duration>,
     pub admin_token: Option<String>,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
@@ -103,6 +112,18 @@ impl RawConfig {
         set(&mut self.admin_token, "BANKGATE_ADMIN_TOKEN");
         if let Some(file) = env("BANKGATE_SIGNING_KEY_FILE").filter(|value| !value.is_empty()) {
             self.signing_key_file = Some(file.into());
+        }
+        if let Some(files) =
+            env("BANKGATE_PREVIOUS_SIGNING_KEY_FILES").filter(|value| !value.is_empty())
+        {
+            self.previous_signing_key_files = Some(
+                files
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|file| !file.is_empty())
+                    .map(PathBuf::from)
+                    .collect(),
+            );
         }
         self
     }
@@ -166,6 +187,11 @@ impl RawConfig {
             adapters_dir: self.adapters_dir.unwrap_or_else(|| "adapters".into()),
             grant_key,
             signing_key_file: self.signing_key_file,
+            previous_signing_key_files: self.previous_signing_key_files.unwrap_or_default(),
+            maintenance_interval: match self.maintenance_interval_secs.unwrap_or(30) {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
             admin_token: self.admin_token,
             request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(30_000)),
             max_body_bytes: self.max_body_bytes.unwrap_or(64 * 1024),

@@ -8,6 +8,7 @@ pub mod authn;
 pub mod consent;
 pub mod policy;
 pub mod problem;
+pub mod rate_limit;
 pub mod routes;
 pub mod stack;
 

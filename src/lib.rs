@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod lifecycle;
 pub mod model;
 pub mod oauth;
 pub mod policy;

@@ -1,8 +1,12 @@
 //! OAuth on both sides: bankgate as authorization server to platforms ([`keys`], [`tokens`],
-//! [`client_auth`]) and as OAuth client of every bank ([`bank_client`]).
+//! [`client_auth`], [`dpop`], [`jose`], [`registration`]) and as OAuth client of every bank
+//! ([`bank_client`]).
 
 pub mod bank_client;
+pub mod bank_tokens;
 pub mod client_auth;
+pub mod dpop;
+pub mod jose;
 pub mod keys;
 pub mod registration;
 pub mod tokens;
@@ -21,3 +25,7 @@ pub const BANK_AUTHORIZATION_LIFETIME_SECS: i64 = 600;
 
 /// The scope of compliance tokens.
 pub const AUDIT_READ: &str = "audit:read";
+
+/// The scope of a platform's management tokens (client credentials): list, read and revoke
+/// its own consents.
+pub const CONSENTS_MANAGE: &str = "consents:manage";

@@ -1,43 +1,82 @@
-//! Purpose policies (`policies/*.toml`): what each purpose may see, for how long.
+//! Purpose policies (`policies/*.toml`): what each purpose may see, for how long, how often,
+//! where, and which purposes are refused outright (`policies/prohibited.toml`).
 //!
-//! Invariant: policy evaluation does no I/O. Loading reads files; deciding is pure.
+//! Invariant: policy evaluation does no I/O. Loading reads files ([`load`]); granting
+//! ([`PolicySet::grant`]) and deciding ([`PolicySet::decide`]) are pure functions of the set in
+//! force and the request. The set in force is a [`Live`] handle that a reload swaps atomically.
+
+mod live;
+mod load;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
 
 use crate::consent::AuthorizationDetail;
-use crate::model::Scope;
+use crate::model::{Account, Scope};
 
-/// Errors loading a policy set.
+pub use live::Live;
+pub use load::{Diagnostic, PROHIBITED_FILE};
+
+/// Errors loading a policy set: every problem found, each with its file and line.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-    #[error("{path}: duplicate purpose id {id:?}")]
-    Duplicate { path: PathBuf, id: String },
-    #[error("{0}: no policies found")]
-    Empty(PathBuf),
+    /// The files are invalid; one diagnostic per problem (`path:line: message`).
+    #[error("{}", join_lines(.0))]
+    Invalid(Vec<Diagnostic>),
 }
 
+impl PolicyError {
+    /// The diagnostics, one per problem.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            PolicyError::Invalid(diagnostics) => diagnostics,
+        }
+    }
+}
+
+fn join_lines(diagnostics: &[Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Where a platform may process data. A policy lists the regions it allows; a registered
+/// client says where it processes (`Client::region`).
+pub const REGIONS: &[&str] = &[
+    "EEA", "UK", "CH", "US", "CA", "AU", "NZ", "JP", "SG", "IN", "BR",
+];
+
+/// The region a client is registered with when it names none.
+pub const DEFAULT_REGION: &str = "EEA";
+
 /// A kind of record a policy can release fields of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Object {
     Account,
     Balance,
     Transaction,
+    /// Who holds an account and how it is identified ([`IdentityRecord`]).
+    Identity,
 }
 
 impl Object {
-    /// The JSON field names of the canonical record (`model`).
+    /// Every kind, in a stable order.
+    pub const ALL: [Object; 4] = [
+        Object::Account,
+        Object::Balance,
+        Object::Transaction,
+        Object::Identity,
+    ];
+
+    /// The JSON field names of the canonical record (`model`, [`IdentityRecord`]).
     pub fn fields(self) -> &'static [&'static str] {
         match self {
             Object::Account => &[
@@ -76,6 +115,16 @@ impl Object {
                 "merchant_category_code",
                 "bank_code",
             ],
+            Object::Identity => &[
+                "account_id",
+                "holder_name",
+                "iban",
+                "iban_masked",
+                "bban",
+                "sort_code",
+                "account_number",
+                "pan_masked",
+            ],
         }
     }
 
@@ -85,137 +134,197 @@ impl Object {
             Object::Account => Scope::Accounts,
             Object::Balance => Scope::Balances,
             Object::Transaction => Scope::Transactions,
+            Object::Identity => Scope::Identity,
         }
     }
 
-    /// The record kind a scope releases, if it releases records.
-    pub fn of_scope(scope: Scope) -> Option<Object> {
+    /// The record kind a scope releases.
+    pub fn of_scope(scope: Scope) -> Object {
         match scope {
-            Scope::Accounts => Some(Object::Account),
-            Scope::Balances => Some(Object::Balance),
-            Scope::Transactions => Some(Object::Transaction),
-            Scope::Identity => None,
+            Scope::Accounts => Object::Account,
+            Scope::Balances => Object::Balance,
+            Scope::Transactions => Object::Transaction,
+            Scope::Identity => Object::Identity,
+        }
+    }
+
+    /// The key in a policy file's `[fields]` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Object::Account => "account",
+            Object::Balance => "balance",
+            Object::Transaction => "transaction",
+            Object::Identity => "identity",
         }
     }
 }
 
-/// A purpose policy file, as written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    id: String,
-    title: String,
-    description: String,
-    legal_basis: String,
-    scopes: Vec<Scope>,
-    max_consent_days: u32,
-    max_history_days: u32,
-    #[serde(default)]
-    fields: BTreeMap<Object, Vec<String>>,
+/// The identity view of an account: who holds it and how it is identified. This is what the
+/// `identity` scope releases (`GET /v1/identity`); balances and movements are not part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentityRecord {
+    pub account_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iban: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iban_masked: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bban: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pan_masked: Option<String>,
+}
+
+impl From<&Account> for IdentityRecord {
+    fn from(account: &Account) -> Self {
+        IdentityRecord {
+            account_id: account.id.clone(),
+            holder_name: account.holder_name.clone(),
+            iban: account.iban.clone(),
+            iban_masked: account.iban_masked.clone(),
+            bban: account.bban.clone(),
+            sort_code: account.sort_code.clone(),
+            account_number: account.account_number.clone(),
+            pan_masked: account.pan_masked.clone(),
+        }
+    }
+}
+
+/// The lawful basis of processing (GDPR Art. 6(1)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LegalBasis {
+    Consent,
+    Contract,
+    LegalObligation,
+    VitalInterests,
+    PublicTask,
+    LegitimateInterests,
+}
+
+impl LegalBasis {
+    /// Every basis, in the order of the article.
+    pub const ALL: [LegalBasis; 6] = [
+        LegalBasis::Consent,
+        LegalBasis::Contract,
+        LegalBasis::LegalObligation,
+        LegalBasis::VitalInterests,
+        LegalBasis::PublicTask,
+        LegalBasis::LegitimateInterests,
+    ];
+
+    /// The name written in policy files (`legal-obligation`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegalBasis::Consent => "consent",
+            LegalBasis::Contract => "contract",
+            LegalBasis::LegalObligation => "legal-obligation",
+            LegalBasis::VitalInterests => "vital-interests",
+            LegalBasis::PublicTask => "public-task",
+            LegalBasis::LegitimateInterests => "legitimate-interests",
+        }
+    }
+
+    /// The article it stands for.
+    pub fn article(self) -> &'static str {
+        match self {
+            LegalBasis::Consent => "GDPR Art. 6(1)(a)",
+            LegalBasis::Contract => "GDPR Art. 6(1)(b)",
+            LegalBasis::LegalObligation => "GDPR Art. 6(1)(c)",
+            LegalBasis::VitalInterests => "GDPR Art. 6(1)(d)",
+            LegalBasis::PublicTask => "GDPR Art. 6(1)(e)",
+            LegalBasis::LegitimateInterests => "GDPR Art. 6(1)(f)",
+        }
+    }
+
+    /// Parses the name written in policy files.
+    pub fn parse(name: &str) -> Option<LegalBasis> {
+        LegalBasis::ALL
+            .into_iter()
+            .find(|basis| basis.as_str() == name)
+    }
 }
 
 /// One validated purpose policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    /// The purpose id (`balance-alerts`), also the file's name.
     pub id: String,
+    /// Shown on the consent screen.
     pub title: String,
+    /// Plain language, shown on the consent screen.
     pub description: String,
-    pub legal_basis: String,
+    pub legal_basis: LegalBasis,
+    /// The law or article the purpose rests on, in words (optional).
+    pub legal_reference: Option<String>,
     pub scopes: BTreeSet<Scope>,
+    /// The longest consent this purpose may be granted.
     pub max_consent_days: u32,
+    /// The oldest transaction this purpose may see, in days.
     pub max_history_days: u32,
+    /// Requests per consent per UTC day made without the user present.
+    pub max_unattended_per_day: u32,
+    /// Where the platform may process the data.
+    pub regions: BTreeSet<String>,
+    /// How long the platform may keep what it received, in days (0: not at all).
+    pub retention_days: u32,
+    /// Whether the platform may pass the data on to third parties.
+    pub onward_sharing: bool,
     /// Field allow-list per record kind.
     pub fields: BTreeMap<Object, BTreeSet<String>>,
     /// `sha256:<hex>` of the file's bytes: which version was in force.
     pub hash: String,
 }
 
-impl Policy {
-    /// Parses and validates one policy file's text.
-    pub fn parse(path: &Path, text: &str) -> Result<Policy, PolicyError> {
-        let invalid = |message: String| PolicyError::Invalid {
-            path: path.to_owned(),
-            message,
-        };
-        let raw: RawPolicy = toml::from_str(text).map_err(|error| invalid(error.to_string()))?;
-        for (object, fields) in &raw.fields {
-            if !raw.scopes.contains(&object.scope()) && !fields.is_empty() {
-                return Err(invalid(format!(
-                    "fields.{} allows fields but scope {:?} is not allowed",
-                    serde_plain(object),
-                    object.scope().as_str()
-                )));
-            }
-            for field in fields {
-                if !object.fields().contains(&field.as_str()) {
-                    return Err(invalid(format!(
-                        "fields.{}: unknown field {field:?}",
-                        serde_plain(object)
-                    )));
-                }
-            }
-        }
-        if raw.max_consent_days == 0 {
-            return Err(invalid("max_consent_days must be at least 1".into()));
-        }
-        Ok(Policy {
-            id: raw.id,
-            title: raw.title,
-            description: raw.description,
-            legal_basis: raw.legal_basis,
-            scopes: raw.scopes.into_iter().collect(),
-            max_consent_days: raw.max_consent_days,
-            max_history_days: raw.max_history_days,
-            fields: raw
-                .fields
-                .into_iter()
-                .map(|(object, fields)| (object, fields.into_iter().collect()))
-                .collect(),
-            hash: format!("sha256:{}", crate::crypto::sha256_hex(text.as_bytes())),
-        })
-    }
-
-    /// Decides what a consent for this purpose may be granted: requested scopes beyond the
-    /// policy are refused; lifetime and history are clamped to the policy's maxima.
-    pub fn grant(&self, requested: &AuthorizationDetail) -> Result<Grant, String> {
-        if requested.scopes.is_empty() {
-            return Err("at least one scope is required".into());
-        }
-        if let Some(scope) = requested.scopes.iter().find(|s| !self.scopes.contains(s)) {
-            return Err(format!("purpose {} does not allow scope {scope}", self.id));
-        }
-        let scopes: BTreeSet<Scope> = requested.scopes.iter().copied().collect();
-        Ok(Grant {
-            scopes: scopes.into_iter().collect(),
-            expires_in_days: requested.expires_in_days.clamp(1, self.max_consent_days),
-            history_days: requested.history_days.min(self.max_history_days),
-        })
-    }
-
-    /// Decides a data request for `scope` under this policy.
-    pub fn decide(&self, scope: Scope) -> Result<Obligations, String> {
-        if !self.scopes.contains(&scope) {
-            return Err(format!("purpose {} does not allow {scope}", self.id));
-        }
-        let object = Object::of_scope(scope);
-        let fields = object
-            .and_then(|object| self.fields.get(&object))
-            .cloned()
-            .unwrap_or_default();
-        Ok(Obligations {
-            object,
-            fields,
-            history_days: self.max_history_days,
-        })
-    }
+/// A purpose refused outright, whoever asks (`policies/prohibited.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Prohibited {
+    pub id: String,
+    pub title: String,
+    /// Why, in words a platform and a user understand.
+    pub reason: String,
 }
 
-fn serde_plain(object: &Object) -> &'static str {
-    match object {
-        Object::Account => "account",
-        Object::Balance => "balance",
-        Object::Transaction => "transaction",
-    }
+/// What the policy needs to know about the platform asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Platform<'a> {
+    /// Purposes the operator approved the platform for.
+    pub approved_purposes: &'a [String],
+    /// Where the platform processes data (one of [`REGIONS`]).
+    pub region: &'a str,
+}
+
+/// Why a policy refuses a consent request or a data request. The text is safe to show the
+/// platform and is what the audit log records.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("unknown purpose {0:?}")]
+    UnknownPurpose(String),
+    #[error("purpose {id} is prohibited: {reason}")]
+    Prohibited { id: String, reason: String },
+    #[error("purpose {0} is no longer offered")]
+    Withdrawn(String),
+    #[error("client is not approved for purpose {0}")]
+    NotApproved(String),
+    #[error(
+        "purpose {purpose} allows processing only in {allowed}; the client processes data in {region}"
+    )]
+    Region {
+        purpose: String,
+        region: String,
+        allowed: String,
+    },
+    #[error("at least one scope is required")]
+    NoScope,
+    #[error("purpose {purpose} does not allow scope {scope}")]
+    Scope { purpose: String, scope: Scope },
+    #[error("purpose {purpose} now allows consents of at most {days} days; this one has run out")]
+    ConsentTooOld { purpose: String, days: u32 },
 }
 
 /// What a consent request is granted under a policy.
@@ -224,17 +333,52 @@ pub struct Grant {
     pub scopes: Vec<Scope>,
     pub expires_in_days: u32,
     pub history_days: u32,
+    /// The hash of the policy granted under.
+    pub policy_hash: String,
+}
+
+/// Whether the user takes part in a data request (PSD2's "PSU present"): such a request does
+/// not count against the unattended budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    UserPresent,
+    Unattended,
+}
+
+/// A data request, as the policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataRequest<'a> {
+    /// The consent's purpose.
+    pub purpose: &'a str,
+    pub scope: Scope,
+    /// When the consent was granted and the history it was granted.
+    pub consent_created_at: DateTime<Utc>,
+    pub consent_history_days: u32,
+    pub platform: Platform<'a>,
+    pub presence: Presence,
+    pub now: DateTime<Utc>,
+}
+
+/// An allowed data request: the policy that allowed it and what the release must respect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    pub policy: Arc<Policy>,
+    pub obligations: Obligations,
 }
 
 /// What an allowed data request must do before release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Obligations {
-    /// The record kind released (none for scopes without records).
-    pub object: Option<Object>,
+    /// The record kind released.
+    pub object: Object,
     /// Only these fields of each record leave the gateway.
     pub fields: BTreeSet<String>,
-    /// No older data than this many days is requested from the bank.
+    /// No older data than this many days is requested from the bank (the smaller of the
+    /// consent's and the policy's).
     pub history_days: u32,
+    /// `Some(limit)`: the request counts against the consent's unattended budget of `limit`
+    /// per UTC day; `None`: the user is present and it does not count.
+    pub unattended_limit: Option<u32>,
 }
 
 impl Obligations {
@@ -258,49 +402,124 @@ impl Obligations {
         (values, released.into_iter().collect())
     }
 
-    fn allows(&self, key: &str) -> bool {
+    /// Whether `key` may leave the gateway.
+    pub fn allows(&self, key: &str) -> bool {
         // `type_original` travels with `type` (an unknown balance type's bank name).
         let key = if key == "type_original" { "type" } else { key };
         self.fields.contains(key)
     }
 }
 
-/// The set of policies in force.
-#[derive(Debug, Clone, Default)]
+impl Policy {
+    /// Checks the platform may use this purpose: approved for it, processing in an allowed
+    /// region.
+    pub fn admits(&self, platform: &Platform<'_>) -> Result<(), Refusal> {
+        if !platform.approved_purposes.contains(&self.id) {
+            return Err(Refusal::NotApproved(self.id.clone()));
+        }
+        if !self.regions.contains(platform.region) {
+            return Err(Refusal::Region {
+                purpose: self.id.clone(),
+                region: platform.region.to_owned(),
+                allowed: self.regions.iter().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+        Ok(())
+    }
+
+    /// Decides what a consent request for this purpose may be granted: requested scopes beyond
+    /// the policy are refused; lifetime and history are clamped to the policy's maxima.
+    pub fn grant(
+        &self,
+        requested: &AuthorizationDetail,
+        platform: &Platform<'_>,
+    ) -> Result<Grant, Refusal> {
+        self.admits(platform)?;
+        if requested.scopes.is_empty() {
+            return Err(Refusal::NoScope);
+        }
+        if let Some(scope) = requested.scopes.iter().find(|s| !self.scopes.contains(s)) {
+            return Err(Refusal::Scope {
+                purpose: self.id.clone(),
+                scope: *scope,
+            });
+        }
+        let scopes: BTreeSet<Scope> = requested.scopes.iter().copied().collect();
+        Ok(Grant {
+            scopes: scopes.into_iter().collect(),
+            expires_in_days: requested.expires_in_days.clamp(1, self.max_consent_days),
+            history_days: requested.history_days.min(self.max_history_days),
+            policy_hash: self.hash.clone(),
+        })
+    }
+
+    /// Decides a data request under this version of the policy, whichever version the
+    /// consent was granted under: a stricter version applies at once.
+    pub fn decide(&self, request: &DataRequest<'_>) -> Result<Obligations, Refusal> {
+        self.admits(&request.platform)?;
+        if !self.scopes.contains(&request.scope) {
+            return Err(Refusal::Scope {
+                purpose: self.id.clone(),
+                scope: request.scope,
+            });
+        }
+        let lifetime = Duration::days(i64::from(self.max_consent_days));
+        if request.now >= request.consent_created_at + lifetime {
+            return Err(Refusal::ConsentTooOld {
+                purpose: self.id.clone(),
+                days: self.max_consent_days,
+            });
+        }
+        let object = Object::of_scope(request.scope);
+        Ok(Obligations {
+            object,
+            fields: self.fields.get(&object).cloned().unwrap_or_default(),
+            history_days: request.consent_history_days.min(self.max_history_days),
+            unattended_limit: match request.presence {
+                Presence::UserPresent => None,
+                Presence::Unattended => Some(self.max_unattended_per_day),
+            },
+        })
+    }
+}
+
+/// One difference between two policy sets (what a reload audits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A purpose that was not offered before.
+    Added(Arc<Policy>),
+    /// A new version of a purpose; `previous` is the old hash.
+    Changed {
+        policy: Arc<Policy>,
+        previous: String,
+    },
+    /// A purpose no longer offered, with its last hash.
+    Removed { id: String, hash: String },
+}
+
+/// The set of policies in force, and the prohibited purposes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicySet {
     policies: BTreeMap<String, Arc<Policy>>,
+    prohibited: BTreeMap<String, Arc<Prohibited>>,
 }
 
 impl PolicySet {
-    /// Loads and validates every `*.toml` in `dir`.
-    pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
-        let read_error = |path: &Path, source| PolicyError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|source| read_error(dir, source))?
-            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-            .collect();
-        paths.sort();
-        let mut set = PolicySet::default();
-        for path in paths {
-            let text =
-                std::fs::read_to_string(&path).map_err(|source| read_error(&path, source))?;
-            let policy = Policy::parse(&path, &text)?;
-            if set.policies.contains_key(&policy.id) {
-                return Err(PolicyError::Duplicate {
-                    path,
-                    id: policy.id,
-                });
-            }
-            set.policies.insert(policy.id.clone(), Arc::new(policy));
+    /// A set of the given policies and prohibitions (already validated).
+    pub fn new(
+        policies: impl IntoIterator<Item = Policy>,
+        prohibited: impl IntoIterator<Item = Prohibited>,
+    ) -> PolicySet {
+        PolicySet {
+            policies: policies
+                .into_iter()
+                .map(|policy| (policy.id.clone(), Arc::new(policy)))
+                .collect(),
+            prohibited: prohibited
+                .into_iter()
+                .map(|prohibited| (prohibited.id.clone(), Arc::new(prohibited)))
+                .collect(),
         }
-        if set.policies.is_empty() {
-            return Err(PolicyError::Empty(dir.to_owned()));
-        }
-        Ok(set)
     }
 
     /// The policy of a purpose.
@@ -312,120 +531,88 @@ impl PolicySet {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Policy>> {
         self.policies.values()
     }
+
+    /// The purposes refused outright, by id.
+    pub fn prohibited(&self) -> impl Iterator<Item = &Arc<Prohibited>> {
+        self.prohibited.values()
+    }
+
+    /// The prohibition of a purpose, if it is prohibited.
+    pub fn prohibition(&self, purpose: &str) -> Option<&Arc<Prohibited>> {
+        self.prohibited.get(purpose)
+    }
+
+    /// The policy of a purpose a platform asks for, or why there is none.
+    pub fn lookup(&self, purpose: &str) -> Result<Arc<Policy>, Refusal> {
+        if let Some(prohibited) = self.prohibited.get(purpose) {
+            return Err(Refusal::Prohibited {
+                id: prohibited.id.clone(),
+                reason: prohibited.reason.clone(),
+            });
+        }
+        self.get(purpose)
+            .ok_or_else(|| Refusal::UnknownPurpose(purpose.to_owned()))
+    }
+
+    /// Consent time (PAR): the purpose exists and is not prohibited, the platform is approved
+    /// for it and processes in an allowed region, and the scopes, lifetime and history are
+    /// refused or clamped per its policy.
+    pub fn grant(
+        &self,
+        requested: &AuthorizationDetail,
+        platform: &Platform<'_>,
+    ) -> Result<Grant, Refusal> {
+        self.lookup(&requested.purpose)?.grant(requested, platform)
+    }
+
+    /// Data time: allow (with obligations) or refuse, under the version in force now.
+    pub fn decide(&self, request: &DataRequest<'_>) -> Result<Allowed, Refusal> {
+        let policy = self
+            .get(request.purpose)
+            .ok_or_else(|| Refusal::Withdrawn(request.purpose.to_owned()))?;
+        let obligations = policy.decide(request)?;
+        Ok(Allowed {
+            policy,
+            obligations,
+        })
+    }
+
+    /// What changed from `previous` to `self`: added, changed (by hash) and removed purposes.
+    pub fn changes_from(&self, previous: &PolicySet) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for (id, policy) in &self.policies {
+            match previous.policies.get(id) {
+                None => changes.push(Change::Added(policy.clone())),
+                Some(old) if old.hash != policy.hash => changes.push(Change::Changed {
+                    policy: policy.clone(),
+                    previous: old.hash.clone(),
+                }),
+                Some(_) => {}
+            }
+        }
+        for (id, old) in &previous.policies {
+            if !self.policies.contains_key(id) {
+                changes.push(Change::Removed {
+                    id: id.clone(),
+                    hash: old.hash.clone(),
+                });
+            }
+        }
+        changes
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::consent::ACCOUNT_INFORMATION;
-    use crate::model::{Balance, BalanceType};
-
-    const BALANCE_ALERTS: &str = include_str!("../policies/balance-alerts.toml");
-
-    fn policy() -> Policy {
-        Policy::parse(Path::new("balance-alerts.toml"), BALANCE_ALERTS).unwrap()
-    }
-
-    fn request(scopes: &[Scope], days: u32, history: u32) -> AuthorizationDetail {
-        AuthorizationDetail {
-            kind: ACCOUNT_INFORMATION.into(),
-            bank: "demo-bank".into(),
-            purpose: "balance-alerts".into(),
-            scopes: scopes.to_vec(),
-            history_days: history,
-            expires_in_days: days,
-            user_ref: "u-1".into(),
-        }
-    }
-
-    #[track_caller]
-    fn check_grant(scopes: &[Scope], days: u32, history: u32, expected: Result<(u32, u32), &str>) {
-        let got = policy()
-            .grant(&request(scopes, days, history))
-            .map(|grant| (grant.expires_in_days, grant.history_days));
-        match expected {
-            Ok(want) => assert_eq!(got, Ok(want)),
-            Err(fragment) => assert!(got.as_ref().is_err_and(|e| e.contains(fragment)), "{got:?}"),
-        }
-    }
-
-    #[test]
-    fn grants() {
-        use Scope::*;
-        check_grant(&[Accounts, Balances], 30, 0, Ok((30, 0)));
-        check_grant(&[Accounts, Balances], 365, 0, Ok((90, 0)));
-        check_grant(&[Balances], 0, 90, Ok((1, 0)));
-        check_grant(
-            &[Accounts, Transactions],
-            30,
-            0,
-            Err("does not allow scope transactions"),
-        );
-        check_grant(&[], 30, 0, Err("at least one scope"));
-    }
-
-    #[track_caller]
-    fn check_invalid(text: &str, fragment: &str) {
-        let error = Policy::parse(Path::new("p.toml"), text)
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains(fragment), "{error}");
-        assert!(error.starts_with("p.toml"), "{error}");
-    }
-
-    #[test]
-    fn invalid_policies() {
-        check_invalid(&format!("extra = 1\n{BALANCE_ALERTS}"), "unknown field");
-        check_invalid(
-            &BALANCE_ALERTS.replace("\"iban_masked\"", "\"ibann\""),
-            "unknown field \"ibann\"",
-        );
-        check_invalid(
-            &format!("{BALANCE_ALERTS}transaction = [\"amount\"]\n"),
-            "scope \"transactions\" is not allowed",
-        );
-        check_invalid(
-            &BALANCE_ALERTS.replace("\"balances\"]", "\"gossip\"]"),
-            "unknown variant",
-        );
-    }
-
-    #[test]
-    fn decide_allows_only_policy_scopes() {
-        let policy = policy();
-        let obligations = policy.decide(Scope::Balances).unwrap();
-        assert_eq!(obligations.object, Some(Object::Balance));
-        assert!(policy.decide(Scope::Transactions).is_err());
-    }
-
-    #[test]
-    fn obligations_strip_fields() {
-        let obligations = Obligations {
-            object: Some(Object::Balance),
-            fields: ["account_id", "amount", "type"].map(String::from).into(),
-            history_days: 0,
-        };
-        let balance = Balance {
-            account_id: "a".into(),
-            kind: BalanceType::Other("nonInvoiced".into()),
-            amount: "1.50".parse().unwrap(),
-            currency: "EUR".into(),
-            credit_limit_included: Some(true),
-            as_of: None,
-        };
-        let (values, fields) = obligations.apply(&[balance]);
-        assert_eq!(
-            values[0],
-            serde_json::json!({"account_id": "a", "amount": "1.50", "type": "other", "type_original": "nonInvoiced"})
-        );
-        assert_eq!(fields, ["account_id", "amount", "type", "type_original"]);
-    }
-
-    #[test]
-    fn hash_changes_with_content() {
-        let a = policy();
-        let b = Policy::parse(Path::new("x"), &BALANCE_ALERTS.replace("90", "60")).unwrap();
-        assert_ne!(a.hash, b.hash);
-        assert!(a.hash.starts_with("sha256:"));
-    }
+/// Seconds from `now` to the start of the next UTC day (at least 1): when an unattended
+/// budget refills.
+pub fn seconds_until_next_utc_day(now: DateTime<Utc>) -> u64 {
+    let tomorrow = now
+        .date_naive()
+        .succ_opt()
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .map(|midnight| midnight.and_utc());
+    tomorrow
+        .map(|midnight| (midnight - now).num_milliseconds())
+        .and_then(|millis| u64::try_from(millis).ok())
+        .map_or(1, |millis| millis.div_ceil(1000))
+        .max(1)
 }

@@ -3,6 +3,11 @@
 
 pub mod berlin_group;
 pub mod customers;
+pub mod fdx;
+pub mod oauth;
+pub mod obie;
+pub mod plumbing;
+pub mod stet;
 
 use std::net::SocketAddr;
 
@@ -59,9 +64,14 @@ impl Drop for Sandbox {
 
 /// Starts a sandbox bank in this process and returns once it accepts connections.
 pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
-    if config.profile != crate::adapters::berlin_group::NAME {
-        return Err(SandboxError::UnknownProfile(config.profile.clone()));
-    }
+    use crate::adapters::{berlin_group as bg, fdx as us, obie as uk, stet as fr};
+    let router: fn(&SandboxConfig, &str) -> axum::Router = match config.profile.as_str() {
+        bg::NAME => berlin_group::router,
+        fr::NAME => stet::router,
+        uk::NAME => obie::router,
+        us::NAME => fdx::router,
+        _ => return Err(SandboxError::UnknownProfile(config.profile.clone())),
+    };
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| SandboxError::Bind {
@@ -73,7 +83,7 @@ pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         source,
     })?;
     let origin = format!("http://{addr}");
-    let router = berlin_group::router(&config, &origin);
+    let router = router(&config, &origin);
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {

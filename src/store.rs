@@ -8,7 +8,7 @@ pub mod memory;
 pub mod pg;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit;
@@ -74,7 +74,137 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     /// Purposes the platform is approved for.
     pub allowed_purposes: Vec<String>,
+    /// Where the platform processes data (`policy::REGIONS`); a purpose's policy lists the
+    /// regions it allows.
+    pub region: String,
     pub created_at: DateTime<Utc>,
+    /// How the client authenticates at the token and PAR endpoints.
+    pub token_endpoint_auth_method: AuthMethod,
+    /// The client's public keys (a JWK Set), for `private_key_jwt`.
+    pub jwks: Option<serde_json::Value>,
+    /// Every access token of this client must be DPoP-bound (RFC 9449 §5.2).
+    pub dpop_bound_access_tokens: bool,
+    /// Where consent events are delivered (signed webhooks), if anywhere.
+    pub webhook_url: Option<String>,
+}
+
+/// How a client authenticates at bankgate's token and PAR endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// HTTP Basic with an Argon2-hashed secret: for development.
+    #[default]
+    ClientSecretBasic,
+    /// A JWT signed with one of the client's registered keys (RFC 7523, FAPI 2.0).
+    PrivateKeyJwt,
+}
+
+impl AuthMethod {
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+
+    /// Parses the wire and database name.
+    pub fn parse(name: &str) -> Option<AuthMethod> {
+        [AuthMethod::ClientSecretBasic, AuthMethod::PrivateKeyJwt]
+            .into_iter()
+            .find(|method| method.as_str() == name)
+    }
+}
+
+/// A refresh token issued to a platform, stored by its hash; bound to client and consent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    /// SHA-256 (hex) of the token; the token itself is never stored.
+    pub token_hash: String,
+    pub client_id: String,
+    pub consent_id: String,
+    pub created_at: DateTime<Utc>,
+    /// Never after the consent's own expiry.
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// An access token bankgate issued, remembered by `jti` so that it can be revoked early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    pub jti: String,
+    pub client_id: String,
+    /// The consent it is bound to (none for management and compliance tokens).
+    pub consent_id: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Where a webhook delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    /// Given up after the last retry.
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses the database name.
+    pub fn parse(name: &str) -> Option<DeliveryStatus> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == name)
+    }
+}
+
+/// One webhook delivery to a platform, and its log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    pub id: String,
+    pub client_id: String,
+    /// `consent.revoked`, `consent.expired` or `consent.expiring`.
+    pub event: String,
+    pub consent_id: String,
+    /// Enqueueing the same key twice stores one delivery (e.g. `consent.expiring:<id>`).
+    pub dedupe_key: String,
+    pub url: String,
+    /// The signed Security Event Token that is POSTed.
+    pub payload: String,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// The result of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Delivered,
+    /// Try again at `at`.
+    Retry {
+        at: DateTime<Utc>,
+        error: String,
+    },
+    /// Give up.
+    Failed {
+        error: String,
+    },
 }
 
 /// One version of a bank's adapter manifest.
@@ -149,6 +279,15 @@ pub struct AccountRef {
     pub account_id: String,
     /// The bank's resource id for the account.
     pub bank_ref: String,
+}
+
+/// The outcome of counting one access against a consent's daily budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessCount {
+    /// The access was within the budget and was counted.
+    pub admitted: bool,
+    /// Accesses counted for the consent that day, this one included when admitted.
+    pub used: u32,
 }
 
 /// Everything bankgate keeps. Implementations are cheap to share (`Arc<dyn Store>`).
@@ -233,4 +372,79 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<audit::Record>, StoreError>;
     /// Events matching `filter`, by ascending position, at most `filter.page_size()`.
     async fn audit_events(&self, filter: &audit::Filter) -> Result<Vec<audit::Record>, StoreError>;
+
+    // Unattended-access budgets (migration V2).
+    /// Counts one access of `consent_id` on `day` if fewer than `limit` were counted that day;
+    /// otherwise counts nothing. Atomic across instances: of concurrent callers, exactly
+    /// `limit` are admitted per consent and day.
+    async fn count_access(
+        &self,
+        consent_id: &str,
+        day: NaiveDate,
+        limit: u32,
+    ) -> Result<AccessCount, StoreError>;
+
+    // FAPI: replay cache, platform tokens, consent lifecycle, webhooks (migration V5).
+    /// Remembers `jti` in `scope` until `expires_at`; `false` if it was already there and has
+    /// not expired (a replay). Atomic across instances.
+    async fn remember_jti(
+        &self,
+        scope: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Forgets expired `jti`s and expired access-token records; returns how many rows went.
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<(), StoreError>;
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>, StoreError>;
+    /// Remembers an issued access token (for early revocation).
+    async fn record_access_token(&self, token: &IssuedToken) -> Result<(), StoreError>;
+    /// Whether the access token `jti` was revoked (an unrecorded `jti` is not).
+    async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+    /// Revokes one access token; `false` if it is unknown or was already revoked.
+    async fn revoke_access_token(&self, jti: &str) -> Result<bool, StoreError>;
+    /// Revokes every access and refresh token bound to a consent; returns how many.
+    async fn revoke_consent_tokens(&self, consent_id: &str) -> Result<u64, StoreError>;
+    /// One platform's consents for one user, newest first.
+    async fn consents_of(
+        &self,
+        client_id: &str,
+        user_ref: &str,
+    ) -> Result<Vec<Consent>, StoreError>;
+    /// Moves every authorised consent whose `expires_at` is before `now` to `expired` and
+    /// returns them: of several instances running this at once, each consent is returned once.
+    async fn expire_consents(&self, now: DateTime<Utc>) -> Result<Vec<Consent>, StoreError>;
+    /// Authorised consents expiring in `[from, until)`.
+    async fn consents_expiring(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Consent>, StoreError>;
+    /// Replaces a consent's sealed grant only if it is still `expected` (compare-and-set on
+    /// `updated_at`): of two instances refreshing one bank token, one wins.
+    async fn replace_grant(
+        &self,
+        expected: &StoredGrant,
+        grant: &StoredGrant,
+    ) -> Result<bool, StoreError>;
+    /// Enqueues a delivery; `false` if one with its `dedupe_key` exists.
+    async fn enqueue_webhook(&self, delivery: &WebhookDelivery) -> Result<bool, StoreError>;
+    /// Claims up to `limit` pending deliveries due at `now`: each is counted as attempted and
+    /// hidden from other workers until `lease_until`.
+    async fn claim_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<WebhookDelivery>, StoreError>;
+    /// Records the outcome of an attempt.
+    async fn finish_webhook(
+        &self,
+        id: &str,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// A client's deliveries, newest first (the delivery log).
+    async fn webhook_deliveries(&self, client_id: &str)
+    -> Result<Vec<WebhookDelivery>, StoreError>;
 }

@@ -20,7 +20,7 @@ use crate::audit::{Action, Auditor, Decision, Event};
 use crate::consent::Consent;
 use crate::error::Error;
 use crate::model::Scope;
-use crate::policy::PolicySet;
+use crate::policy::{Live, PolicySet};
 
 /// The data category a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,13 +60,13 @@ pub fn deny(scope: Scope, consent: Option<Arc<Consent>>, reason: &str) -> Respon
 #[derive(Clone)]
 pub struct AuditLayer {
     auditor: Auditor,
-    policies: Arc<PolicySet>,
+    policies: Live,
 }
 
 impl AuditLayer {
     /// Records through `auditor`; `policies` names the policy hash in force when a request is
     /// denied before the policy layer runs.
-    pub fn new(auditor: Auditor, policies: Arc<PolicySet>) -> Self {
+    pub fn new(auditor: Auditor, policies: Live) -> Self {
         AuditLayer { auditor, policies }
     }
 }
@@ -88,7 +88,7 @@ impl<S> Layer<S> for AuditLayer {
 pub struct Audit<S> {
     inner: S,
     auditor: Auditor,
-    policies: Arc<PolicySet>,
+    policies: Live,
 }
 
 impl<S> Service<Request> for Audit<S>
@@ -113,6 +113,7 @@ where
         let request_id = super::request_id(request.headers());
         async move {
             let response = inner.call(request).await?;
+            let policies = policies.current();
             let Some(event) = decision_event(principal.as_ref(), request_id, &policies, &response)
             else {
                 return Ok(response);

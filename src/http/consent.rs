@@ -91,6 +91,15 @@ where
             if let Err(refusal) = consent.check_access(scope, Utc::now()) {
                 return Ok(deny(scope, Some(consent), &refusal.to_string()));
             }
+            // Only a consent-bound token carries data scopes (a management or compliance
+            // token never does, whatever its subject).
+            if !principal.has_scope(scope.as_str()) {
+                return Ok(deny(
+                    scope,
+                    Some(consent),
+                    "the token does not carry this data scope",
+                ));
+            }
             request.extensions_mut().insert(consent.clone());
             request.extensions_mut().insert(DataScope(scope));
             request.extensions_mut().insert(path);

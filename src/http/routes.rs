@@ -2,6 +2,8 @@
 
 pub mod admin;
 pub mod compliance;
+pub mod consents;
 pub mod data;
 pub mod meta;
 pub mod oauth;
+pub mod purposes;

@@ -24,6 +24,7 @@ use super::authn::AuthnLayer;
 use super::consent::ConsentLayer;
 use super::policy::PolicyLayer;
 use super::problem::{ErrorDetail, ProblemLayer};
+use super::rate_limit::RateLimitLayer;
 use super::routes;
 use crate::app::App;
 
@@ -54,26 +55,39 @@ fn log_response<B>(
 pub fn service(app: Arc<App>) -> GatewayService {
     let config = &app.config;
 
-    // Data: authenticated, audited, consent- and policy-checked, in this order.
+    // Data: authenticated, audited, consent- and policy-checked, budgeted, in this order.
     let data = ServiceBuilder::new()
-        .layer(AuthnLayer::new(app.tokens.clone())) // inserts Principal
+        .layer(AuthnLayer::for_app(&app)) // inserts Principal
         .layer(AuditLayer::new(app.auditor.clone(), app.policies.clone())) // commits the decision before release
         .layer(ConsentLayer::new(app.store.clone())) // inserts Arc<Consent>, DataScope
-        .layer(PolicyLayer::new(app.policies.clone())) // inserts Obligations
+        .layer(PolicyLayer::new(app.policies.clone(), app.store.clone())) // inserts Obligations
+        // The per-consent unattended budget is the policy's obligation: counted only for requests
+        // consent and policy allow, so a refused request never spends it (429 when spent).
+        .layer(RateLimitLayer::new(app.store.clone()))
         .service(routes::data::router(app.clone()));
 
     // Compliance: authenticated; the routes check the compliance scope and audit each query.
     let compliance = ServiceBuilder::new()
-        .layer(AuthnLayer::new(app.tokens.clone()))
+        .layer(AuthnLayer::for_app(&app))
         .service(routes::compliance::router(app.clone()));
+
+    // Consent management: authenticated; the routes check tenant and token kind.
+    let consents = ServiceBuilder::new()
+        .layer(AuthnLayer::for_app(&app))
+        .service(routes::consents::router(app.clone()));
 
     let router = Router::new()
         .merge(routes::meta::router(app.clone()))
         .merge(routes::oauth::router(app.clone()))
         .merge(routes::admin::router(app.clone()))
+        .merge(routes::purposes::router(app.clone()))
         .route_service("/v1/accounts", data.clone())
-        .route_service("/v1/accounts/{*rest}", data)
-        .route_service("/v1/audit/{*rest}", compliance);
+        .route_service("/v1/accounts/{*rest}", data.clone())
+        .route_service("/v1/identity", data)
+        .route_service("/v1/audit/{*rest}", compliance)
+        .route_service("/v1/consents", consents.clone())
+        .route_service("/v1/consents/{*rest}", consents.clone())
+        .route_service("/v1/webhooks/{*rest}", consents);
 
     let stack = ServiceBuilder::new()
         .map_response(|response: http::Response<_>| response.map(Body::new))

@@ -1,13 +1,15 @@
 //! bankgate as OAuth client of a bank's authorization server, through the `oauth2` crate:
-//! authorization code with PKCE (S256) and `state`, code exchange, refresh.
+//! authorization code with PKCE (S256) and `state`, code exchange, refresh, revocation
+//! (RFC 7009).
 //!
 //! Back-channel calls use the bank's HTTP client, which never follows redirects.
 
 use chrono::{DateTime, Duration, Utc};
 use oauth2::basic::BasicClient;
 use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse, TokenUrl,
+    AccessToken, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RevocationUrl,
+    Scope, StandardRevocableToken, TokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 
@@ -59,18 +61,25 @@ fn client(bank: &Bank, redirect_uri: &str) -> Result<ConfiguredClient, AdapterEr
         ))
 }
 
-/// Builds the bank authorization URL with PKCE S256 and a fresh `state`.
+/// Builds the bank authorization URL with PKCE S256 and a fresh `state`; `extra` are the
+/// further parameters the bank's standard needs (e.g. OBIE's `claims`, FDX's
+/// `authorization_details`).
 pub fn authorization_redirect(
     bank: &Bank,
     redirect_uri: &str,
     scopes: &[String],
+    extra: &[(String, String)],
 ) -> Result<AuthorizationRedirect, AdapterError> {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, state) = client(bank, redirect_uri)?
+    let client = client(bank, redirect_uri)?;
+    let mut request = client
         .authorize_url(CsrfToken::new_random)
         .add_scopes(scopes.iter().cloned().map(Scope::new))
-        .set_pkce_challenge(challenge)
-        .url();
+        .set_pkce_challenge(challenge);
+    for (name, value) in extra {
+        request = request.add_extra_param(name.as_str(), value.as_str());
+    }
+    let (url, state) = request.url();
     Ok(AuthorizationRedirect {
         url,
         state: state.secret().clone(),
@@ -101,6 +110,114 @@ pub async fn exchange_code(
             .map(|lifetime| Utc::now() + lifetime),
         bank_consent_id,
     })
+}
+
+/// Refreshes the bank's access token; keeps the old refresh token when the bank does not
+/// rotate it.
+pub async fn refresh(bank: &Bank, grant: &BankGrant) -> Result<BankGrant, AdapterError> {
+    let refresh_token = grant
+        .refresh_token
+        .clone()
+        .ok_or_else(|| AdapterError::Refused("the bank gave no refresh token".into()))?;
+    let oauth = &bank.manifest.oauth;
+    let client =
+        BasicClient::new(ClientId::new(bank.client_id.clone()))
+            .set_client_secret(ClientSecret::new(bank.client_secret().to_owned()))
+            .set_token_uri(TokenUrl::new(oauth.token_endpoint.clone()).map_err(|_| {
+                AdapterError::Refused("bank manifest has a bad token endpoint".into())
+            })?);
+    let response = client
+        .exchange_refresh_token(&RefreshToken::new(refresh_token.clone()))
+        .request_async(&bank.http)
+        .await
+        .map_err(token_error)?;
+    Ok(BankGrant {
+        access_token: response.access_token().secret().clone(),
+        refresh_token: Some(
+            response
+                .refresh_token()
+                .map_or(refresh_token, |token| token.secret().clone()),
+        ),
+        expires_at: response
+            .expires_in()
+            .and_then(|lifetime| Duration::from_std(lifetime).ok())
+            .map(|lifetime| Utc::now() + lifetime),
+        bank_consent_id: grant.bank_consent_id.clone(),
+    })
+}
+
+/// Revokes the grant's refresh token (which revokes its access tokens at RFC 7009 banks) and
+/// access token at the bank's revocation endpoint. Errors name the failure, never a token.
+///
+/// The `oauth2` crate makes the call when the endpoint is https. It refuses any other scheme,
+/// so for a bank on loopback http (the bundled sandboxes) the same RFC 7009 request (HTTP Basic
+/// client authentication, `token` and `token_type_hint`) is sent directly.
+pub async fn revoke(bank: &Bank, grant: &BankGrant) -> Result<(), AdapterError> {
+    let oauth = &bank.manifest.oauth;
+    let bad = |what: &str| AdapterError::Refused(format!("bank manifest has a bad {what}"));
+    let endpoint = oauth
+        .revocation_endpoint
+        .clone()
+        .ok_or_else(|| AdapterError::Refused("the bank offers no revocation".into()))?;
+    let parsed = url::Url::parse(&endpoint).map_err(|_| bad("revocation endpoint"))?;
+    // The refresh token first: revoking it also ends the access tokens issued from it.
+    let mut tokens: Vec<(&str, &str)> = Vec::new();
+    if let Some(refresh_token) = &grant.refresh_token {
+        tokens.push((refresh_token, "refresh_token"));
+    }
+    tokens.push((&grant.access_token, "access_token"));
+    if parsed.scheme() != "https" {
+        let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        if !loopback {
+            return Err(bad("revocation endpoint (https required)"));
+        }
+        for (value, hint) in &tokens {
+            let response = bank
+                .http
+                .post(parsed.as_str())
+                .header(
+                    reqwest::header::AUTHORIZATION,
+                    super::client_auth::basic_header(&bank.client_id, bank.client_secret()),
+                )
+                .form(&[("token", *value), ("token_type_hint", *hint)])
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                return Err(AdapterError::Status {
+                    status: response.status().as_u16(),
+                });
+            }
+        }
+        return Ok(());
+    }
+    let client = BasicClient::new(ClientId::new(bank.client_id.clone()))
+        .set_client_secret(ClientSecret::new(bank.client_secret().to_owned()))
+        .set_revocation_url(RevocationUrl::from_url(parsed));
+    for (value, hint) in tokens {
+        let token = if hint == "refresh_token" {
+            StandardRevocableToken::RefreshToken(RefreshToken::new(value.to_owned()))
+        } else {
+            StandardRevocableToken::AccessToken(AccessToken::new(value.to_owned()))
+        };
+        client
+            .revoke_token(token)
+            .map_err(|_| bad("revocation endpoint"))?
+            .request_async(&bank.http)
+            .await
+            .map_err(|error| match error {
+                oauth2::RequestTokenError::ServerResponse(response) => {
+                    AdapterError::Refused(format!("revocation answered {}", response.error()))
+                }
+                oauth2::RequestTokenError::Request(error) => {
+                    AdapterError::Transport(error.to_string())
+                }
+                oauth2::RequestTokenError::Parse(_, _) => {
+                    AdapterError::Decode("revocation response not understood".into())
+                }
+                oauth2::RequestTokenError::Other(message) => AdapterError::Refused(message),
+            })?;
+    }
+    Ok(())
 }
 
 type TokenError = oauth2::RequestTokenError<

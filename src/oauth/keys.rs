@@ -1,4 +1,6 @@
-//! The gateway's signing key (ES256): signs access tokens, published in the JWKS.
+//! The gateway's signing keys (ES256): the current [`SigningKey`] signs access tokens; the
+//! previous keys ([`VerifyingKey`], public halves) still verify after a rotation. All are
+//! published in the JWKS.
 
 use std::path::Path;
 
@@ -120,6 +122,66 @@ impl SigningKey {
     }
 }
 
+/// A key that only verifies: a previous signing key after rotation.
+pub struct VerifyingKey {
+    pub kid: String,
+    pub decoding: DecodingKey,
+    pub jwk: PublicJwk,
+}
+
+impl std::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyingKey {
+    /// The public half of a signing key.
+    pub fn from_signing_key(key: &SigningKey) -> VerifyingKey {
+        VerifyingKey {
+            kid: key.kid.clone(),
+            decoding: key.decoding.clone(),
+            jwk: key.jwk.clone(),
+        }
+    }
+
+    /// Loads a previous key from a file: a PKCS#8 PEM private key (as `keys signing` writes)
+    /// or a public JWK (JSON, EC P-256) as the JWKS published it.
+    pub fn load(path: &Path) -> Result<VerifyingKey, KeyError> {
+        let load_error = |message: String| KeyError::Load {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|error| load_error(error.to_string()))?;
+        if text.trim_start().starts_with('{') {
+            let jwk: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|error| load_error(format!("not a JWK: {error}")))?;
+            let public =
+                super::jose::public_key(&jwk).map_err(|error| load_error(error.to_string()))?;
+            if public.alg != jsonwebtoken::Algorithm::ES256 {
+                return Err(load_error("signing keys are EC P-256 (ES256)".into()));
+            }
+            let coordinate = |name: &str| jwk[name].as_str().unwrap_or_default().to_owned();
+            return Ok(VerifyingKey {
+                kid: public.thumbprint.clone(),
+                decoding: public.decoding,
+                jwk: PublicJwk {
+                    kty: "EC",
+                    crv: "P-256",
+                    x: coordinate("x"),
+                    y: coordinate("y"),
+                    kid: public.thumbprint,
+                    key_use: "sig",
+                    alg: "ES256",
+                },
+            });
+        }
+        Ok(VerifyingKey::from_signing_key(&SigningKey::load(path)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +196,20 @@ mod tests {
         std::fs::remove_file(&dir).unwrap();
         assert_eq!(first.kid, second.kid);
         assert_eq!(first.jwk.crv, "P-256");
+    }
+
+    #[test]
+    fn previous_keys_load_from_pem_or_public_jwk() {
+        let pem = SigningKey::generate_pem().unwrap();
+        let path = std::env::temp_dir().join(format!("bankgate-prev-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&path, &pem).unwrap();
+        let signing = SigningKey::load(&path).unwrap();
+        let from_pem = VerifyingKey::load(&path).unwrap();
+        std::fs::write(&path, serde_json::to_string(&signing.jwk).unwrap()).unwrap();
+        let from_jwk = VerifyingKey::load(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(from_pem.kid, signing.kid);
+        assert_eq!(from_jwk.kid, signing.kid);
+        assert_eq!(from_jwk.jwk, signing.jwk);
     }
 }

@@ -1,10 +1,13 @@
-//! Client registration by an operator (CLI `bankgate platforms add` and the admin API).
+//! Client registration by an operator (CLI `bankgate platforms add` and the admin API):
+//! redirect URIs, purposes, region, the authentication method (`private_key_jwt` with a JWK Set
+//! of public keys, or `client_secret_basic` for development), DPoP-bound tokens, webhook URL.
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
+use super::jose::KeySet;
 use crate::policy::PolicySet;
-use crate::store::{Client, Role, Store, StoreError};
+use crate::store::{AuthMethod, Client, Role, Store, StoreError};
 
 /// What an operator asks to register.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,18 +21,79 @@ pub struct Registration {
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub allowed_purposes: Vec<String>,
+    /// Where the platform processes data (one of `policy::REGIONS`; default `EEA`).
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// `client_secret_basic` (default, development) or `private_key_jwt` (needs `jwks`).
+    #[serde(default)]
+    pub token_endpoint_auth_method: AuthMethod,
+    /// The client's public signing keys (a JWK Set).
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// Require DPoP-bound access tokens for this client (RFC 9449 §5.2).
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
+    /// Where consent webhooks go: https, or http on loopback.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
 }
 
 fn default_role() -> Role {
     Role::Platform
 }
 
+fn default_region() -> String {
+    crate::policy::DEFAULT_REGION.to_owned()
+}
+
+impl Default for Registration {
+    /// A platform in the default region with nothing else set.
+    fn default() -> Self {
+        Registration {
+            client_id: String::new(),
+            name: String::new(),
+            role: default_role(),
+            redirect_uris: Vec::new(),
+            allowed_purposes: Vec::new(),
+            region: default_region(),
+            token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+            jwks: None,
+            dpop_bound_access_tokens: false,
+            webhook_url: None,
+        }
+    }
+}
+
 /// A registered client and its secret, shown once.
 #[derive(Serialize)]
 pub struct Registered {
     pub client_id: String,
+    /// Empty (and not serialised) for `private_key_jwt` clients, which have no secret.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub client_secret: String,
     pub role: Role,
+    pub token_endpoint_auth_method: AuthMethod,
+}
+
+/// Whether `uri` may receive redirects or webhooks: https, or http on loopback; no fragment,
+/// no credentials.
+fn check_url(uri: &str, what: &str) -> Result<(), RegistrationError> {
+    let invalid = |message: String| Err(RegistrationError::Invalid(message));
+    let parsed = url::Url::parse(uri)
+        .map_err(|error| RegistrationError::Invalid(format!("{uri}: {error}")))?;
+    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+        return invalid(format!(
+            "{uri}: {what} must use https (http only on loopback)"
+        ));
+    }
+    if parsed.fragment().is_some() {
+        return invalid(format!("{uri}: {what} must not have a fragment"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return invalid(format!("{uri}: {what} must not carry credentials"));
+    }
+    Ok(())
 }
 
 /// Errors registering a client.
@@ -61,29 +125,43 @@ pub async fn register(
         return invalid("a platform needs at least one redirect URI".into());
     }
     for uri in &registration.redirect_uris {
-        let parsed = url::Url::parse(uri)
-            .map_err(|error| RegistrationError::Invalid(format!("{uri}: {error}")))?;
-        let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-        if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
-            return invalid(format!(
-                "{uri}: redirect URIs must use https (http only on loopback)"
-            ));
-        }
-        if parsed.fragment().is_some() {
-            return invalid(format!("{uri}: redirect URIs must not have a fragment"));
-        }
+        check_url(uri, "redirect URIs")?;
     }
-    if let Some(unknown) = registration
-        .allowed_purposes
-        .iter()
-        .find(|purpose| policies.get(purpose).is_none())
+    if let Some(url) = &registration.webhook_url {
+        check_url(url, "webhook URLs")?;
+    }
+    if let Some(jwks) = &registration.jwks {
+        KeySet::parse(jwks)
+            .map_err(|error| RegistrationError::Invalid(format!("jwks: {error}")))?;
+    }
+    if registration.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt
+        && registration.jwks.is_none()
     {
-        return invalid(format!("unknown purpose {unknown:?}"));
+        return invalid("private_key_jwt needs the client's public keys in jwks".into());
     }
-    let secret = crate::crypto::random_token(32)
-        .map_err(|error| RegistrationError::Invalid(error.to_string()))?;
-    let secret_hash = crate::crypto::hash_secret(&secret)
-        .map_err(|error| RegistrationError::Invalid(error.to_string()))?;
+    for purpose in &registration.allowed_purposes {
+        if let Err(refusal) = policies.lookup(purpose) {
+            return invalid(refusal.to_string());
+        }
+    }
+    if !crate::policy::REGIONS.contains(&registration.region.as_str()) {
+        return invalid(format!(
+            "unknown region {:?}; expected one of {}",
+            registration.region,
+            crate::policy::REGIONS.join(", ")
+        ));
+    }
+    // Only development clients get a secret; an empty hash never verifies.
+    let (secret, secret_hash) = match registration.token_endpoint_auth_method {
+        AuthMethod::ClientSecretBasic => {
+            let secret = crate::crypto::random_token(32)
+                .map_err(|error| RegistrationError::Invalid(error.to_string()))?;
+            let hash = crate::crypto::hash_secret(&secret)
+                .map_err(|error| RegistrationError::Invalid(error.to_string()))?;
+            (secret, hash)
+        }
+        AuthMethod::PrivateKeyJwt => (String::new(), String::new()),
+    };
     store
         .insert_client(&Client {
             client_id: registration.client_id.clone(),
@@ -92,12 +170,18 @@ pub async fn register(
             role: registration.role,
             redirect_uris: registration.redirect_uris,
             allowed_purposes: registration.allowed_purposes,
+            region: registration.region,
             created_at: Utc::now(),
+            token_endpoint_auth_method: registration.token_endpoint_auth_method,
+            jwks: registration.jwks,
+            dpop_bound_access_tokens: registration.dpop_bound_access_tokens,
+            webhook_url: registration.webhook_url,
         })
         .await?;
     Ok(Registered {
         client_id: registration.client_id,
         client_secret: secret,
         role: registration.role,
+        token_endpoint_auth_method: registration.token_endpoint_auth_method,
     })
 }

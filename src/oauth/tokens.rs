@@ -9,7 +9,7 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::keys::SigningKey;
+use super::keys::{SigningKey, VerifyingKey};
 
 /// The JOSE `typ` of access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -27,9 +27,24 @@ pub struct AccessClaims {
     pub exp: i64,
     pub iat: i64,
     pub jti: String,
+    /// The key the token is bound to (DPoP), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The `cnf` claim of a sender-constrained token (RFC 9449 §6.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// RFC 7638 thumbprint of the DPoP public key.
+    pub jkt: String,
 }
 
 impl AccessClaims {
+    /// The DPoP key thumbprint the token is bound to, if any.
+    pub fn jkt(&self) -> Option<&str> {
+        self.cnf.as_ref().map(|cnf| cnf.jkt.as_str())
+    }
+
     /// The scopes as a list.
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         self.scope.split_ascii_whitespace()
@@ -53,6 +68,8 @@ pub enum TokenError {
 #[derive(Clone)]
 pub struct TokenService {
     key: Arc<SigningKey>,
+    /// Keys that signed before the current one, still accepted.
+    previous: Arc<Vec<VerifyingKey>>,
     issuer: String,
     audience: String,
     lifetime_secs: i64,
@@ -72,11 +89,30 @@ impl TokenService {
         validation.leeway = Self::LEEWAY_SECS;
         TokenService {
             key,
+            previous: Arc::new(Vec::new()),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             lifetime_secs: lifetime_secs.clamp(1, 300),
             validation,
         }
+    }
+
+    /// The same service, also verifying tokens signed with `previous` keys.
+    pub fn with_previous_keys(mut self, previous: Vec<VerifyingKey>) -> Self {
+        self.previous = Arc::new(previous);
+        self
+    }
+
+    /// The current signing key.
+    pub fn signing_key(&self) -> &Arc<SigningKey> {
+        &self.key
+    }
+
+    /// Every key that verifies (current first), as a JWK Set.
+    pub fn jwks(&self) -> serde_json::Value {
+        let mut keys = vec![serde_json::json!(self.key.jwk)];
+        keys.extend(self.previous.iter().map(|key| serde_json::json!(key.jwk)));
+        serde_json::json!({ "keys": keys })
     }
 
     /// The issuer URL.
@@ -96,6 +132,17 @@ impl TokenService {
         sub: &str,
         scope: &str,
     ) -> Result<(String, AccessClaims), TokenError> {
+        self.issue_bound(client_id, sub, scope, None)
+    }
+
+    /// Signs an access token, bound to the DPoP key with thumbprint `jkt` when given.
+    pub fn issue_bound(
+        &self,
+        client_id: &str,
+        sub: &str,
+        scope: &str,
+        jkt: Option<&str>,
+    ) -> Result<(String, AccessClaims), TokenError> {
         let now = Utc::now().timestamp();
         let claims = AccessClaims {
             iss: self.issuer.clone(),
@@ -106,6 +153,9 @@ impl TokenService {
             exp: now + self.lifetime_secs,
             iat: now,
             jti: uuid::Uuid::new_v4().to_string(),
+            cnf: jkt.map(|jkt| Confirmation {
+                jkt: jkt.to_owned(),
+            }),
         };
         let mut header = Header::new(Algorithm::ES256);
         header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
@@ -114,17 +164,25 @@ impl TokenService {
         Ok((token, claims))
     }
 
-    /// Verifies signature (ES256 only), `typ`, `kid`, `iss`, `aud`, `exp` and `iat`.
+    /// Verifies signature (ES256 only, by a current or previous key), `typ`, `kid`, `iss`,
+    /// `aud`, `sub`, `exp` and `iat`.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token)?;
         if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
             return Err(TokenError::WrongType);
         }
-        if header.kid.as_deref() != Some(self.key.kid.as_str()) {
-            return Err(TokenError::UnknownKey);
-        }
-        let data =
-            jsonwebtoken::decode::<AccessClaims>(token, &self.key.decoding, &self.validation)?;
+        let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
+        let decoding = if kid == self.key.kid {
+            &self.key.decoding
+        } else {
+            &self
+                .previous
+                .iter()
+                .find(|key| key.kid == kid)
+                .ok_or(TokenError::UnknownKey)?
+                .decoding
+        };
+        let data = jsonwebtoken::decode::<AccessClaims>(token, decoding, &self.validation)?;
         if data.claims.iat > Utc::now().timestamp() + Self::LEEWAY_SECS as i64 {
             return Err(TokenError::IssuedInFuture);
         }
@@ -188,6 +246,7 @@ mod tests {
             exp: now + 60,
             iat: now,
             jti: "j".into(),
+            cnf: None,
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(service.key.kid.clone());
@@ -215,5 +274,40 @@ mod tests {
         header.kid = Some(service.key.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &service.key.encoding).unwrap();
         assert!(service.verify(&token).is_err());
+    }
+
+    #[test]
+    fn previous_keys_verify_after_rotation() {
+        let old = Arc::new(SigningKey::generate().unwrap());
+        let before = TokenService::new(old.clone(), "i", "a", 300);
+        let (token, _) = before.issue("p", "c", "accounts").unwrap();
+        let rotated = TokenService::new(Arc::new(SigningKey::generate().unwrap()), "i", "a", 300);
+        assert!(matches!(
+            rotated.verify(&token),
+            Err(TokenError::UnknownKey)
+        ));
+        let rotated = rotated.with_previous_keys(vec![VerifyingKey::from_signing_key(&old)]);
+        assert!(rotated.verify(&token).is_ok());
+        let jwks = rotated.jwks();
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+        assert_eq!(jwks["keys"][1]["kid"], old.kid.as_str());
+        let (new_token, _) = rotated.issue("p", "c", "accounts").unwrap();
+        let header = jsonwebtoken::decode_header(&new_token).unwrap();
+        assert_ne!(
+            header.kid.as_deref(),
+            Some(old.kid.as_str()),
+            "signs with the new key"
+        );
+    }
+
+    #[test]
+    fn bound_tokens_carry_cnf_jkt() {
+        let service = new_service();
+        let (token, _) = service
+            .issue_bound("p", "c", "accounts", Some("thumb"))
+            .unwrap();
+        assert_eq!(service.verify(&token).unwrap().jkt(), Some("thumb"));
+        let (token, _) = service.issue("p", "c", "accounts").unwrap();
+        assert_eq!(service.verify(&token).unwrap().jkt(), None);
     }
 }

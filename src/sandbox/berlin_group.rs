@@ -20,42 +20,36 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
 use chrono::{NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
+use super::SandboxConfig;
 use super::customers::{
     self, Account, AccountKind, AccountStatus, AsOf, BalanceKind, Customer, Money,
     TransactionStatus,
 };
-use super::{Approval, SandboxConfig};
-use crate::crypto;
+use super::oauth::{self, ApprovalView, AuthServer, BearerError, BindError, ConsentBinding};
+use super::plumbing::{at_precision, header_text, parameters, today};
 
 const X_REQUEST_ID: &str = "x-request-id";
 const CONSENT_ID: &str = "consent-id";
 const PSU_ID: &str = "psu-id";
 /// The OAuth scope naming a consent: `AIS:<consentId>`.
 const SCOPE_PREFIX: &str = "AIS:";
-/// Authorization codes are single use and live at most this long.
-const CODE_LIFETIME: Duration = Duration::from_secs(60);
-const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
-/// How long an approval page stays usable.
-const TICKET_LIFETIME: Duration = Duration::from_secs(600);
-/// How long a redeemed code is remembered, to catch replays.
-const CODE_MEMORY: Duration = Duration::from_secs(600);
 /// Booked transactions per page.
 pub const PAGE_SIZE: usize = 10;
+/// The most decimal places a Berlin Group amount has (`-?[0-9]{1,14}(\.[0-9]{1,3})?`).
+const MAX_DECIMALS: u32 = 3;
 
 /// The sandbox's routes; `origin` is where it listens (`http://127.0.0.1:<port>`).
 pub fn router(config: &SandboxConfig, origin: &str) -> Router {
@@ -64,10 +58,7 @@ pub fn router(config: &SandboxConfig, origin: &str) -> Router {
 
 fn app(bank: Arc<Bank>) -> Router {
     Router::new()
-        .route("/.well-known/oauth-authorization-server", get(metadata))
-        .route("/oauth/authorize", get(authorize).post(authorize_decision))
-        .route("/oauth/token", post(token))
-        .route("/oauth/revoke", post(revoke))
+        .merge(oauth::routes::<Bank>())
         .route("/v1/consents", post(create_consent))
         .route("/v1/consents/{id}", get(consent).delete(delete_consent))
         .route("/v1/consents/{id}/status", get(consent_status))
@@ -80,64 +71,24 @@ fn app(bank: Arc<Bank>) -> Router {
         .with_state(bank)
 }
 
-/// The sandbox bank: its one OAuth client, where it listens, and its books.
+/// The sandbox bank: its authorization server and its consents.
 struct Bank {
-    client_id: String,
-    client_secret: String,
-    approval: Approval,
-    origin: String,
-    books: Mutex<Books>,
-}
-
-/// Everything the bank remembers.
-#[derive(Default)]
-struct Books {
-    consents: HashMap<String, Consent>,
-    /// Approval pages awaiting a decision, by ticket.
-    tickets: HashMap<String, Ticket>,
-    codes: HashMap<String, Code>,
-    access_tokens: HashMap<String, AccessToken>,
-    refresh_tokens: HashMap<String, RefreshToken>,
+    auth: AuthServer,
+    consents: Mutex<HashMap<String, Consent>>,
 }
 
 impl Bank {
     fn new(config: &SandboxConfig, origin: &str) -> Bank {
         Bank {
-            client_id: config.client_id.clone(),
-            client_secret: config.client_secret.clone(),
-            approval: config.approval,
-            origin: origin.trim_end_matches('/').to_owned(),
-            books: Mutex::new(Books::default()),
+            auth: AuthServer::new(config, origin, "Sandbox Bank"),
+            consents: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The books; a panic elsewhere while they were held leaves them usable.
-    fn books(&self) -> MutexGuard<'_, Books> {
-        self.books.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The consents; a panic elsewhere while they were held leaves them usable.
+    fn consents(&self) -> MutexGuard<'_, HashMap<String, Consent>> {
+        self.consents.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-impl Books {
-    /// Forgets what can no longer be used.
-    fn prune(&mut self, now: Instant) {
-        self.tickets.retain(|_, ticket| ticket.expires_at > now);
-        self.codes
-            .retain(|_, code| now.duration_since(code.issued_at) < CODE_MEMORY);
-        self.access_tokens.retain(|_, token| token.expires_at > now);
-    }
-
-    /// Revokes an access or refresh token; revoking a refresh token revokes its access tokens.
-    fn revoke(&mut self, token: &str) {
-        self.access_tokens.remove(token);
-        if self.refresh_tokens.remove(token).is_some() {
-            self.access_tokens
-                .retain(|_, access| access.refresh_token != token);
-        }
-    }
-}
-
-fn today() -> NaiveDate {
-    Utc::now().date_naive()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,74 +145,6 @@ impl IntoResponse for TppError {
     }
 }
 
-/// An RFC 6749 error answered by the token and revocation endpoints.
-#[derive(Debug)]
-struct OAuthError {
-    status: StatusCode,
-    error: &'static str,
-    description: String,
-    /// Ask for HTTP Basic credentials again (RFC 6749 §5.2).
-    basic_challenge: bool,
-}
-
-impl OAuthError {
-    fn new(error: &'static str, description: impl Into<String>) -> OAuthError {
-        OAuthError {
-            status: StatusCode::BAD_REQUEST,
-            error,
-            description: description.into(),
-            basic_challenge: false,
-        }
-    }
-
-    fn invalid_request(description: impl Into<String>) -> OAuthError {
-        OAuthError::new("invalid_request", description)
-    }
-
-    fn invalid_grant(description: impl Into<String>) -> OAuthError {
-        OAuthError::new("invalid_grant", description)
-    }
-
-    fn invalid_client(basic_challenge: bool) -> OAuthError {
-        OAuthError {
-            status: StatusCode::UNAUTHORIZED,
-            error: "invalid_client",
-            description: "client authentication failed".into(),
-            basic_challenge,
-        }
-    }
-
-    fn server_error() -> OAuthError {
-        OAuthError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            error: "server_error",
-            description: "the sandbox could not issue a token".into(),
-            basic_challenge: false,
-        }
-    }
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        let body = json!({"error": self.error, "error_description": self.description});
-        let mut response = (self.status, no_store(), Json(body)).into_response();
-        if self.basic_challenge {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"sandbox\""),
-            );
-        }
-        response
-    }
-}
-
-fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
-    [
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        (header::PRAGMA, HeaderValue::from_static("no-cache")),
-    ]
-}
-
 async fn not_found() -> TppError {
     TppError::new(
         StatusCode::NOT_FOUND,
@@ -294,23 +177,6 @@ fn require_request_id(headers: &HeaderMap) -> Result<(), TppError> {
         .and_then(|text| uuid::Uuid::parse_str(text).ok())
         .map(|_| ())
         .ok_or_else(|| TppError::format("X-Request-ID must be a UUID"))
-}
-
-fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|value| value.to_str().ok())
-}
-
-/// Form or query parameters; a repeated parameter is an error (RFC 6749 §3.1).
-fn parameters(raw: &[u8]) -> Result<HashMap<String, String>, String> {
-    let mut parameters = HashMap::new();
-    for (key, value) in url::form_urlencoded::parse(raw) {
-        let key = key.into_owned();
-        if parameters.contains_key(&key) {
-            return Err(format!("parameter {key} is repeated"));
-        }
-        parameters.insert(key, value.into_owned());
-    }
-    Ok(parameters)
 }
 
 fn parse_flag(name: &str, text: Option<&String>) -> Result<bool, TppError> {
@@ -708,18 +574,18 @@ async fn create_consent(
     })?;
     let consent = parse_consent(&body, customer, today())?;
     let id = uuid::Uuid::new_v4().to_string();
-    bank.books().consents.insert(id.clone(), consent);
+    bank.consents().insert(id.clone(), consent);
     let location = format!("/v1/consents/{id}");
     let body = json!({
         "consentStatus": ConsentStatus::Received.as_str(),
         "consentId": id,
         "_links": {
-            "scaOAuth": {"href": format!("{}/.well-known/oauth-authorization-server", bank.origin)},
+            "scaOAuth": {"href": format!("{}/.well-known/oauth-authorization-server", bank.auth.origin())},
             "self": {"href": location},
             "status": {"href": format!("{location}/status")},
         }
     });
-    let location = HeaderValue::from_str(&location)
+    let location = axum::http::HeaderValue::from_str(&location)
         .map_err(|_| TppError::internal("consent id is not a header value"))?;
     Ok((
         StatusCode::CREATED,
@@ -754,8 +620,7 @@ async fn consent(
 ) -> Result<Json<ConsentInformation>, TppError> {
     require_request_id(&headers)?;
     let consent = bank
-        .books()
-        .consents
+        .consents()
         .get(&id)
         .cloned()
         .ok_or_else(consent_unknown)?;
@@ -777,8 +642,7 @@ async fn consent_status(
 ) -> Result<Json<Value>, TppError> {
     require_request_id(&headers)?;
     let status = bank
-        .books()
-        .consents
+        .consents()
         .get(&id)
         .map(|consent| consent.status(today()))
         .ok_or_else(consent_unknown)?;
@@ -791,641 +655,111 @@ async fn delete_consent(
     headers: HeaderMap,
 ) -> Result<StatusCode, TppError> {
     require_request_id(&headers)?;
-    let mut books = bank.books();
-    let consent = books.consents.get_mut(&id).ok_or_else(consent_unknown)?;
-    consent.status = ConsentStatus::TerminatedByTpp;
-    consent.last_action = today();
+    {
+        let mut consents = bank.consents();
+        let consent = consents.get_mut(&id).ok_or_else(consent_unknown)?;
+        consent.status = ConsentStatus::TerminatedByTpp;
+        consent.last_action = today();
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
 // ---------------------------------------------------------------------------------------------
-// OAuth2 authorization server
+// Binding authorization requests to consents: the scope `AIS:<consentId>`
 
-async fn metadata(State(bank): State<Arc<Bank>>) -> Json<Value> {
-    let origin = &bank.origin;
-    Json(json!({
-        "issuer": origin,
-        "authorization_endpoint": format!("{origin}/oauth/authorize"),
-        "token_endpoint": format!("{origin}/oauth/token"),
-        "revocation_endpoint": format!("{origin}/oauth/revoke"),
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
-        "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "authorization_response_iss_parameter_supported": true,
-    }))
-}
-
-/// A validated authorization request.
-#[derive(Debug, Clone)]
-struct AuthorizationRequest {
-    redirect_uri: url::Url,
-    /// The exact text of `redirect_uri`, compared at the token endpoint.
-    redirect_uri_text: String,
-    state: Option<String>,
-    code_challenge: String,
-    consent_id: String,
-}
-
-/// An approval page waiting for the customer's decision.
-struct Ticket {
-    request: AuthorizationRequest,
-    expires_at: Instant,
-}
-
-/// An issued authorization code.
-struct Code {
-    consent_id: String,
-    client_id: String,
-    redirect_uri: String,
-    code_challenge: String,
-    issued_at: Instant,
-    redeemed: bool,
-    /// Tokens issued for it, revoked if the code is replayed.
-    issued_tokens: Vec<String>,
-}
-
-struct AccessToken {
-    consent_id: String,
-    refresh_token: String,
-    expires_at: Instant,
-}
-
-struct RefreshToken {
-    consent_id: String,
-}
-
-/// Why an authorization request failed, and how to tell.
-enum AuthorizeFailure {
-    /// The client or redirect URI cannot be trusted: show an error page, never redirect.
-    Page(String),
-    /// Redirect back to the client with an RFC 6749 error.
-    Redirect(Box<Response>),
-}
-
-fn error_page(status: StatusCode, message: &str) -> Response {
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sandbox Bank</title>\
-         </head><body><h1>Sandbox Bank</h1><p>{}</p></body></html>",
-        escape_html(message)
-    );
-    (status, Html(body)).into_response()
-}
-
-fn escape_html(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
-
-fn found(location: &url::Url) -> Response {
-    match HeaderValue::from_str(location.as_str()) {
-        Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
-        Err(_) => error_page(StatusCode::BAD_REQUEST, "redirect_uri is not usable"),
-    }
-}
-
-impl Bank {
-    /// Redirects to the client with `pairs`, the client's `state` and our `iss` (RFC 9207).
-    fn redirect(&self, request: &AuthorizationRequest, pairs: &[(&str, &str)]) -> Response {
-        let mut location = request.redirect_uri.clone();
-        {
-            let mut query = location.query_pairs_mut();
-            for (key, value) in pairs {
-                query.append_pair(key, value);
-            }
-            if let Some(state) = &request.state {
-                query.append_pair("state", state);
-            }
-            query.append_pair("iss", &self.origin);
-        }
-        found(&location)
+impl ConsentBinding for Bank {
+    fn auth(&self) -> &AuthServer {
+        &self.auth
     }
 
-    fn redirect_error(
-        &self,
-        request: &AuthorizationRequest,
-        error: &str,
-        description: &str,
-    ) -> Response {
-        self.redirect(
-            request,
-            &[("error", error), ("error_description", description)],
-        )
-    }
-
-    fn check_authorization(
-        &self,
-        parameters: &HashMap<String, String>,
-    ) -> Result<AuthorizationRequest, AuthorizeFailure> {
-        let get = |name: &str| parameters.get(name).map(String::as_str);
-        if get("client_id") != Some(self.client_id.as_str()) {
-            return Err(AuthorizeFailure::Page("unknown client_id".into()));
-        }
-        let redirect_uri_text = get("redirect_uri")
-            .ok_or_else(|| AuthorizeFailure::Page("redirect_uri is missing".into()))?;
-        let redirect_uri = url::Url::parse(redirect_uri_text)
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.fragment().is_none())
-            .ok_or_else(|| {
-                AuthorizeFailure::Page("redirect_uri must be an absolute http(s) URL".into())
-            })?;
-        let mut request = AuthorizationRequest {
-            redirect_uri,
-            redirect_uri_text: redirect_uri_text.to_owned(),
-            state: get("state").map(str::to_owned),
-            code_challenge: String::new(),
-            consent_id: String::new(),
-        };
-        let fail = |request: &AuthorizationRequest, error: &str, description: &str| {
-            AuthorizeFailure::Redirect(Box::new(self.redirect_error(request, error, description)))
-        };
-        if get("response_type") != Some("code") {
-            return Err(fail(
-                &request,
-                "unsupported_response_type",
-                "only response_type=code is supported",
-            ));
-        }
-        if get("code_challenge_method") != Some("S256") {
-            return Err(fail(
-                &request,
-                "invalid_request",
-                "PKCE with code_challenge_method=S256 is required",
-            ));
-        }
-        match get("code_challenge") {
-            Some(challenge) if is_s256_challenge(challenge) => {
-                request.code_challenge = challenge.to_owned();
-            }
-            _ => {
-                return Err(fail(
-                    &request,
-                    "invalid_request",
-                    "code_challenge must be a base64url SHA-256 digest",
-                ));
-            }
-        }
-        let consent_ids: Vec<&str> = get("scope")
+    fn bind(&self, parameters: &HashMap<String, String>) -> Result<String, BindError> {
+        let consent_ids: Vec<&str> = parameters
+            .get("scope")
+            .map(String::as_str)
             .unwrap_or_default()
             .split_ascii_whitespace()
             .filter_map(|scope| scope.strip_prefix(SCOPE_PREFIX))
             .collect();
         let [consent_id] = consent_ids[..] else {
-            return Err(fail(
-                &request,
-                "invalid_scope",
+            return Err(BindError::invalid_scope(
                 "scope must name exactly one consent as AIS:<consentId>",
             ));
         };
         let status = self
-            .books()
-            .consents
+            .consents()
             .get(consent_id)
             .map(|consent| consent.status(today()));
         match status {
-            Some(ConsentStatus::Received | ConsentStatus::Valid) => {}
-            Some(_) => {
-                return Err(fail(
-                    &request,
-                    "invalid_scope",
-                    "the consent can no longer be authorised",
-                ));
-            }
-            None => return Err(fail(&request, "invalid_scope", "unknown consent")),
+            Some(ConsentStatus::Received | ConsentStatus::Valid) => Ok(consent_id.to_owned()),
+            Some(_) => Err(BindError::invalid_scope(
+                "the consent can no longer be authorised",
+            )),
+            None => Err(BindError::invalid_scope("unknown consent")),
         }
-        request.consent_id = consent_id.to_owned();
-        Ok(request)
     }
 
-    /// Approves the consent as `customer` and redirects with a fresh code.
-    fn approve(&self, request: &AuthorizationRequest, customer: &'static Customer) -> Response {
-        let Ok(code) = crypto::random_token(32) else {
-            return self.redirect_error(request, "server_error", "no randomness");
-        };
-        let now = Instant::now();
-        {
-            let mut books = self.books();
-            books.prune(now);
-            let Some(consent) = books.consents.get_mut(&request.consent_id) else {
-                drop(books);
-                return self.redirect_error(request, "invalid_scope", "unknown consent");
-            };
-            consent.customer = customer;
-            consent.status = ConsentStatus::Valid;
-            consent.last_action = today();
-            books.codes.insert(
-                code.clone(),
-                Code {
-                    consent_id: request.consent_id.clone(),
-                    client_id: self.client_id.clone(),
-                    redirect_uri: request.redirect_uri_text.clone(),
-                    code_challenge: request.code_challenge.clone(),
-                    issued_at: now,
-                    redeemed: false,
-                    issued_tokens: Vec::new(),
-                },
-            );
-        }
-        self.redirect(request, &[("code", &code)])
-    }
-
-    /// Rejects the consent and redirects with `access_denied`.
-    fn deny(&self, request: &AuthorizationRequest) -> Response {
-        if let Some(consent) = self.books().consents.get_mut(&request.consent_id) {
-            consent.status = ConsentStatus::Rejected;
-            consent.last_action = today();
-        }
-        self.redirect_error(request, "access_denied", "the customer denied access")
-    }
-
-    /// Shows the approval page for a validated request.
-    fn approval_page(&self, request: AuthorizationRequest) -> Response {
-        let Ok(ticket) = crypto::random_token(24) else {
-            return self.redirect_error(&request, "server_error", "no randomness");
-        };
-        let now = Instant::now();
-        let consent = {
-            let mut books = self.books();
-            books.prune(now);
-            let consent = books.consents.get(&request.consent_id).cloned();
-            books.tickets.insert(
-                ticket.clone(),
-                Ticket {
-                    request: request.clone(),
-                    expires_at: now + TICKET_LIFETIME,
-                },
-            );
-            consent
-        };
-        let Some(consent) = consent else {
-            return self.redirect_error(&request, "invalid_scope", "unknown consent");
-        };
-        let options: String = customers::CUSTOMERS
-            .iter()
-            .map(|customer| {
-                let selected = if customer.id == consent.customer.id {
-                    " selected"
-                } else {
-                    ""
-                };
-                format!(
-                    "<option value=\"{}\"{selected}>{} ({})</option>",
-                    escape_html(customer.id),
-                    escape_html(customer.name),
-                    escape_html(customer.id)
-                )
-            })
-            .collect();
+    fn view(&self, consent_id: &str) -> Option<ApprovalView> {
+        let consent = self.consents().get(consent_id).cloned()?;
         let access = &consent.access;
-        let items: String = [
+        let items = [
             ("the list of your accounts", access.accounts.describe()),
             ("balances", access.balances.describe()),
             ("transactions", access.transactions.describe()),
             ("the account owner's name", access.owner_name.describe()),
         ]
         .iter()
-        .filter_map(|(what, coverage)| coverage.map(|coverage| (what, coverage)))
-        .map(|(what, coverage)| format!("<li>{what} ({coverage})</li>"))
+        .filter_map(|(what, coverage)| coverage.map(|coverage| format!("{what} ({coverage})")))
         .collect();
-        let page = format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <title>Sandbox Bank: approve access</title>\
-             <style>body{{font-family:sans-serif;max-width:34rem;margin:3rem auto;line-height:1.4}}\
-             button{{margin-right:.5rem;padding:.4rem 1rem}}</style></head><body>\n\
-             <h1>Sandbox Bank</h1>\n\
-             <p>A third party asks to read, until {valid_until}{recurring}:</p><ul>{items}</ul>\n\
-             <form method=\"post\" action=\"/oauth/authorize\">\n\
-             <input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\n\
-             <p><label>Signed in as <select name=\"customer\">{options}</select></label></p>\n\
-             <button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\
-             <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button>\n\
-             </form><p><small>Consent {consent_id}</small></p></body></html>\n",
-            valid_until = consent.valid_until,
-            recurring = if consent.recurring {
-                format!(", up to {} times a day", consent.frequency_per_day)
-            } else {
-                String::from(", once")
-            },
-            ticket = escape_html(&ticket),
-            consent_id = escape_html(&request.consent_id),
-        );
-        (no_store(), Html(page)).into_response()
-    }
-}
-
-/// A PKCE S256 challenge is 43 base64url characters (a SHA-256 digest).
-fn is_s256_challenge(challenge: &str) -> bool {
-    challenge.len() == 43
-        && challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// RFC 7636 §4.1: 43 to 128 unreserved characters.
-fn is_code_verifier(verifier: &str) -> bool {
-    (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
-}
-
-async fn authorize(State(bank): State<Arc<Bank>>, RawQuery(query): RawQuery) -> Response {
-    let parameters = match parameters(query.unwrap_or_default().as_bytes()) {
-        Ok(parameters) => parameters,
-        Err(message) => return error_page(StatusCode::BAD_REQUEST, &message),
-    };
-    let request = match bank.check_authorization(&parameters) {
-        Ok(request) => request,
-        Err(AuthorizeFailure::Page(message)) => {
-            return error_page(StatusCode::BAD_REQUEST, &message);
-        }
-        Err(AuthorizeFailure::Redirect(response)) => return *response,
-    };
-    match bank.approval {
-        Approval::Auto => {
-            let customer = bank
-                .books()
-                .consents
-                .get(&request.consent_id)
-                .map(|consent| consent.customer);
-            match customer {
-                Some(customer) => bank.approve(&request, customer),
-                None => bank.redirect_error(&request, "invalid_scope", "unknown consent"),
-            }
-        }
-        Approval::Page => bank.approval_page(request),
-    }
-}
-
-async fn authorize_decision(State(bank): State<Arc<Bank>>, body: Bytes) -> Response {
-    let parameters = match parameters(&body) {
-        Ok(parameters) => parameters,
-        Err(message) => return error_page(StatusCode::BAD_REQUEST, &message),
-    };
-    let ticket = parameters
-        .get("ticket")
-        .and_then(|ticket| bank.books().tickets.remove(ticket))
-        .filter(|ticket| ticket.expires_at > Instant::now());
-    let Some(ticket) = ticket else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "this approval page has expired or was already used; start again",
-        );
-    };
-    match parameters.get("decision").map(String::as_str) {
-        Some("approve") => {
-            let customer = parameters
-                .get("customer")
-                .and_then(|id| customers::find(id));
-            match customer {
-                Some(customer) => bank.approve(&ticket.request, customer),
-                None => error_page(StatusCode::BAD_REQUEST, "unknown customer"),
-            }
-        }
-        Some("deny") => bank.deny(&ticket.request),
-        _ => error_page(StatusCode::BAD_REQUEST, "decide: approve or deny"),
-    }
-}
-
-/// Decodes `%XX` escapes and `+` (application/x-www-form-urlencoded, RFC 6749 §2.3.1).
-fn form_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => decoded.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                decoded.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => decoded.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(decoded).ok()
-}
-
-impl Bank {
-    /// Authenticates the client by `client_secret_basic` or `client_secret_post`.
-    fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        parameters: &HashMap<String, String>,
-    ) -> Result<(), OAuthError> {
-        let basic = header_text(headers, header::AUTHORIZATION.as_str()).and_then(|value| {
-            let (scheme, credentials) = value.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("basic")
-                .then(|| credentials.trim())
-        });
-        let (client_id, secret, via_basic) = match (basic, parameters.get("client_secret")) {
-            (Some(_), Some(_)) => {
-                return Err(OAuthError::invalid_request(
-                    "use exactly one client authentication method",
-                ));
-            }
-            (Some(credentials), None) => {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(credentials)
-                    .ok()
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .ok_or_else(|| OAuthError::invalid_client(true))?;
-                let (id, secret) = decoded
-                    .split_once(':')
-                    .and_then(|(id, secret)| Some((form_decode(id)?, form_decode(secret)?)))
-                    .ok_or_else(|| OAuthError::invalid_client(true))?;
-                if parameters
-                    .get("client_id")
-                    .is_some_and(|body_id| *body_id != id)
-                {
-                    return Err(OAuthError::invalid_request(
-                        "client_id differs from the authenticated client",
-                    ));
-                }
-                (id, secret, true)
-            }
-            (None, Some(secret)) => {
-                let id = parameters
-                    .get("client_id")
-                    .ok_or_else(|| OAuthError::invalid_client(false))?;
-                (id.clone(), secret.clone(), false)
-            }
-            (None, None) => return Err(OAuthError::invalid_client(true)),
-        };
-        let id_ok = client_id == self.client_id;
-        let secret_ok = crypto::constant_time_eq(secret.as_bytes(), self.client_secret.as_bytes());
-        if id_ok && secret_ok {
-            Ok(())
+        let terms = if consent.recurring {
+            format!(
+                "until {}, up to {} times a day",
+                consent.valid_until, consent.frequency_per_day
+            )
         } else {
-            Err(OAuthError::invalid_client(via_basic))
-        }
-    }
-
-    /// Issues an access token (and a refresh token unless one is given) for a valid consent.
-    fn issue(
-        &self,
-        books: &mut Books,
-        consent_id: &str,
-        refresh_token: Option<String>,
-    ) -> Result<Value, OAuthError> {
-        let access_token = crypto::random_token(32).map_err(|_| OAuthError::server_error())?;
-        let refresh_token = match refresh_token {
-            Some(token) => token,
-            None => {
-                let token = crypto::random_token(32).map_err(|_| OAuthError::server_error())?;
-                books.refresh_tokens.insert(
-                    token.clone(),
-                    RefreshToken {
-                        consent_id: consent_id.to_owned(),
-                    },
-                );
-                token
-            }
+            format!("until {}, once", consent.valid_until)
         };
-        books.access_tokens.insert(
-            access_token.clone(),
-            AccessToken {
-                consent_id: consent_id.to_owned(),
-                refresh_token: refresh_token.clone(),
-                expires_at: Instant::now() + ACCESS_TOKEN_LIFETIME,
-            },
-        );
-        Ok(json!({
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": ACCESS_TOKEN_LIFETIME.as_secs(),
-            "refresh_token": refresh_token,
-            "scope": format!("{SCOPE_PREFIX}{consent_id}"),
-        }))
+        Some(ApprovalView {
+            customer: consent.customer,
+            items,
+            terms,
+        })
     }
 
-    fn ensure_consent_valid(books: &Books, consent_id: &str) -> Result<(), OAuthError> {
-        match books.consents.get(consent_id).map(|c| c.status(today())) {
-            Some(ConsentStatus::Valid) => Ok(()),
-            _ => Err(OAuthError::invalid_grant("the consent is no longer valid")),
-        }
-    }
-
-    fn redeem_code(&self, parameters: &HashMap<String, String>) -> Result<Value, OAuthError> {
-        let required = |name: &str| {
-            parameters
-                .get(name)
-                .ok_or_else(|| OAuthError::invalid_request(format!("{name} is missing")))
+    fn approve(&self, consent_id: &str, customer: &'static Customer) -> bool {
+        let mut consents = self.consents();
+        let Some(consent) = consents.get_mut(consent_id) else {
+            return false;
         };
-        let code = required("code")?;
-        let redirect_uri = required("redirect_uri")?;
-        let verifier = required("code_verifier")?;
-        if !is_code_verifier(verifier) {
-            return Err(OAuthError::invalid_request(
-                "code_verifier must be 43 to 128 unreserved characters",
-            ));
+        if !matches!(
+            consent.status(today()),
+            ConsentStatus::Received | ConsentStatus::Valid
+        ) {
+            return false;
         }
-        let now = Instant::now();
-        let mut books = self.books();
-        let Some(entry) = books.codes.get_mut(code) else {
-            return Err(OAuthError::invalid_grant("unknown authorization code"));
-        };
-        if entry.redeemed {
-            // RFC 6749 §4.1.2: a replayed code revokes what was issued from it.
-            let issued = std::mem::take(&mut entry.issued_tokens);
-            for token in &issued {
-                books.revoke(token);
-            }
-            return Err(OAuthError::invalid_grant(
-                "authorization code was already used",
-            ));
-        }
-        entry.redeemed = true;
-        if now.duration_since(entry.issued_at) > CODE_LIFETIME {
-            return Err(OAuthError::invalid_grant("authorization code expired"));
-        }
-        if entry.client_id != self.client_id || entry.redirect_uri != *redirect_uri {
-            return Err(OAuthError::invalid_grant(
-                "redirect_uri or client does not match the authorization request",
-            ));
-        }
-        let challenge = crypto::pkce_s256(verifier);
-        if !crypto::constant_time_eq(challenge.as_bytes(), entry.code_challenge.as_bytes()) {
-            return Err(OAuthError::invalid_grant("PKCE verification failed"));
-        }
-        let consent_id = entry.consent_id.clone();
-        Self::ensure_consent_valid(&books, &consent_id)?;
-        let response = self.issue(&mut books, &consent_id, None)?;
-        let issued: Vec<String> = ["access_token", "refresh_token"]
-            .iter()
-            .filter_map(|name| response[name].as_str().map(str::to_owned))
-            .collect();
-        if let Some(entry) = books.codes.get_mut(code) {
-            entry.issued_tokens = issued;
-        }
-        Ok(response)
+        consent.customer = customer;
+        consent.status = ConsentStatus::Valid;
+        consent.last_action = today();
+        true
     }
 
-    fn refresh(&self, parameters: &HashMap<String, String>) -> Result<Value, OAuthError> {
-        let refresh_token = parameters
-            .get("refresh_token")
-            .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing"))?;
-        let mut books = self.books();
-        books.prune(Instant::now());
-        let consent_id = books
-            .refresh_tokens
-            .get(refresh_token)
-            .map(|token| token.consent_id.clone())
-            .ok_or_else(|| OAuthError::invalid_grant("unknown refresh token"))?;
-        Self::ensure_consent_valid(&books, &consent_id)?;
-        self.issue(&mut books, &consent_id, Some(refresh_token.clone()))
-    }
-}
-
-async fn token(
-    State(bank): State<Arc<Bank>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, OAuthError> {
-    let parameters = parameters(&body).map_err(OAuthError::invalid_request)?;
-    bank.authenticate(&headers, &parameters)?;
-    let response = match parameters.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => bank.redeem_code(&parameters)?,
-        Some("refresh_token") => bank.refresh(&parameters)?,
-        Some(_) => {
-            return Err(OAuthError::new(
-                "unsupported_grant_type",
-                "only authorization_code and refresh_token",
-            ));
+    fn deny(&self, consent_id: &str) {
+        if let Some(consent) = self.consents().get_mut(consent_id) {
+            consent.status = ConsentStatus::Rejected;
+            consent.last_action = today();
         }
-        None => return Err(OAuthError::invalid_request("grant_type is missing")),
-    };
-    Ok((no_store(), Json(response)).into_response())
-}
+    }
 
-/// RFC 7009: answers 200 whether or not the token was known.
-async fn revoke(
-    State(bank): State<Arc<Bank>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<StatusCode, OAuthError> {
-    let parameters = parameters(&body).map_err(OAuthError::invalid_request)?;
-    bank.authenticate(&headers, &parameters)?;
-    let token = parameters
-        .get("token")
-        .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
-    bank.books().revoke(token);
-    Ok(StatusCode::OK)
+    fn usable(&self, consent_id: &str) -> bool {
+        self.consents()
+            .get(consent_id)
+            .is_some_and(|consent| consent.status(today()) == ConsentStatus::Valid)
+    }
+
+    fn token_fields(&self, consent_id: &str) -> Map<String, Value> {
+        let mut fields = Map::new();
+        fields.insert("scope".into(), format!("{SCOPE_PREFIX}{consent_id}").into());
+        fields
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1460,31 +794,31 @@ impl Bank {
         require_request_id(headers)?;
         let consent_id = header_text(headers, CONSENT_ID)
             .ok_or_else(|| TppError::format("Consent-ID header is missing"))?;
-        let token = header_text(headers, header::AUTHORIZATION.as_str())
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| TppError::token_invalid("bearer token is missing"))?;
-        let books = self.books();
-        let token = books
-            .access_tokens
-            .get(token)
-            .ok_or_else(|| TppError::token_invalid("unknown access token"))?;
-        if token.expires_at <= Instant::now() {
-            return Err(TppError::new(
-                StatusCode::UNAUTHORIZED,
-                "TOKEN_EXPIRED",
-                "access token expired",
-            ));
-        }
-        let consent = books.consents.get(consent_id).ok_or_else(|| {
+        let token = match self.auth.bearer(headers) {
+            Ok(token) => token,
+            Err(BearerError::Missing) => {
+                return Err(TppError::token_invalid("bearer token is missing"));
+            }
+            Err(BearerError::Unknown) => {
+                return Err(TppError::token_invalid("unknown access token"));
+            }
+            Err(BearerError::Expired) => {
+                return Err(TppError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "TOKEN_EXPIRED",
+                    "access token expired",
+                ));
+            }
+        };
+        let consents = self.consents();
+        let consent = consents.get(consent_id).ok_or_else(|| {
             TppError::new(
                 StatusCode::BAD_REQUEST,
                 "CONSENT_UNKNOWN",
                 "no such consent",
             )
         })?;
-        if token.consent_id != consent_id {
+        if token.consent_id.as_deref() != Some(consent_id) {
             return Err(TppError::token_invalid(
                 "the token was not issued for this consent",
             ));
@@ -1528,9 +862,9 @@ fn balance_type(kind: BalanceKind) -> &'static str {
     }
 }
 
+/// An amount at the standard's precision (at most three decimals).
 fn amount_json(money: &Money) -> Result<Value, TppError> {
-    let amount = money
-        .decimal()
+    let amount = at_precision(money, MAX_DECIMALS)
         .map_err(|_| TppError::internal("sandbox data has a bad amount"))?;
     Ok(json!({"currency": money.currency, "amount": amount.to_string()}))
 }
@@ -1772,9 +1106,7 @@ fn transaction_json(
     transaction: &customers::Transaction,
     today: NaiveDate,
 ) -> Result<Value, TppError> {
-    let amount = transaction
-        .money
-        .decimal()
+    let amount = at_precision(&transaction.money, MAX_DECIMALS)
         .map_err(|_| TppError::internal("sandbox data has a bad amount"))?;
     let mut object = Map::new();
     object.insert("transactionId".into(), transaction.id.into());
@@ -1873,9 +1205,16 @@ async fn transactions(
 mod tests {
     use axum::body::Body;
     use axum::http::{Method, Request};
+    use std::time::{Duration, Instant};
+
+    use axum::http::HeaderMap;
+    use base64::Engine;
     use tower::ServiceExt;
 
+    use super::oauth::CODE_LIFETIME;
     use super::*;
+    use crate::crypto;
+    use crate::sandbox::Approval;
 
     const CLIENT_ID: &str = "bankgate";
     const CLIENT_SECRET: &str = "s3cret-s3cret";
@@ -2287,8 +1626,8 @@ mod tests {
         assert_eq!(approved.status, StatusCode::FOUND);
         assert!(approved.location_parameter("code").is_some());
         assert_eq!(approved.location_parameter("iss").as_deref(), Some(ORIGIN));
-        assert_eq!(bank.books().consents[&id].customer.id, "carol");
-        assert_eq!(bank.books().consents[&id].status, ConsentStatus::Valid);
+        assert_eq!(bank.consents()[&id].customer.id, "carol");
+        assert_eq!(bank.consents()[&id].status, ConsentStatus::Valid);
         let replayed = post_form(&app, "/oauth/authorize", &form, false).await;
         assert_eq!(replayed.status, StatusCode::BAD_REQUEST);
 
@@ -2307,7 +1646,7 @@ mod tests {
             Some("access_denied")
         );
         assert_eq!(denied.location_parameter("state").as_deref(), Some("st-1"));
-        assert_eq!(bank.books().consents[&id].status, ConsentStatus::Rejected);
+        assert_eq!(bank.consents()[&id].status, ConsentStatus::Rejected);
     }
 
     async fn fresh_code(app: &Router) -> String {
@@ -2374,15 +1713,15 @@ mod tests {
         assert_eq!(tokens["token_type"], "Bearer");
         assert_eq!(tokens["expires_in"], 3600);
         let access_token = tokens["access_token"].as_str().unwrap().to_owned();
-        assert!(bank.books().access_tokens.contains_key(&access_token));
+        assert!(bank.auth.books().access_tokens.contains_key(&access_token));
         // A replayed code fails and revokes what it issued.
         let replay = post_form(&app, "/oauth/token", &form, false).await;
         assert_eq!(replay.json()["error"], "invalid_grant");
-        assert!(!bank.books().access_tokens.contains_key(&access_token));
+        assert!(!bank.auth.books().access_tokens.contains_key(&access_token));
 
         // An expired code fails.
         let code = fresh_code(&app).await;
-        if let Some(entry) = bank.books().codes.get_mut(&code) {
+        if let Some(entry) = bank.auth.books().codes.get_mut(&code) {
             entry.issued_at = Instant::now()
                 .checked_sub(CODE_LIFETIME + Duration::from_secs(1))
                 .unwrap();
@@ -2478,7 +1817,7 @@ mod tests {
         let unknown = data(&app, "/v1/accounts", "nope", &token).await;
         check_rejected(&unknown, StatusCode::BAD_REQUEST, "CONSENT_UNKNOWN");
 
-        if let Some(consent) = bank.books().consents.get_mut(&other_consent) {
+        if let Some(consent) = bank.consents().get_mut(&other_consent) {
             consent.valid_until = today().pred_opt().unwrap();
         }
         let expired = data(&app, "/v1/accounts", &other_consent, &other_token).await;
@@ -2650,12 +1989,5 @@ mod tests {
         let backwards =
             report("bookingStatus=both&dateFrom=2024-02-01&dateTo=2024-01-01".into()).await;
         check_rejected(&backwards, StatusCode::BAD_REQUEST, "PERIOD_INVALID");
-    }
-
-    #[test]
-    fn form_decoding_handles_escapes() {
-        assert_eq!(form_decode("a%3Ab+c").as_deref(), Some("a:b c"));
-        assert_eq!(form_decode("%zz"), None);
-        assert_eq!(form_decode("%4"), None);
     }
 }

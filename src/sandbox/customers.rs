@@ -2,10 +2,12 @@
 //!
 //! Plain data tables, written to be read: three customers (`alice`, `bob`, `carol`), each with
 //! two to four accounts in EUR, GBP, USD or several currencies, balances of many types and about
-//! a year of history. Nothing here is specific to one standard: every sandbox (Berlin Group
-//! today; STET, OBIE and FDX later) maps these rows onto its own wire format.
+//! a year of history. Nothing here is specific to one standard: every sandbox (Berlin Group,
+//! STET, OBIE and FDX) maps these rows onto its own wire format.
 //!
-//! Amounts are exact decimal strings, parsed with [`rust_decimal`] when served (never `f64`).
+//! Amounts are exact decimal strings, parsed with [`rust_decimal`] when served (never `f64`),
+//! in cents except one interest accrual with five decimals, which each sandbox presents at its
+//! standard's precision.
 //! Dates are "N days before today", so that history windows can be tested against any date.
 
 use chrono::{Days, NaiveDate};
@@ -363,6 +365,9 @@ const ALICE: Customer = Customer {
                 balance(ForwardAvailable, "12531.25", EUR, None, EndOfDay { days_ago: 0 }),
             ],
             transactions: &[
+                // Interest accrues to five decimals; each standard presents it at its own
+                // precision (OBIE and FDX in full, Berlin Group to three places, STET to two).
+                pending("tx-alice-sav-11", 0, "1.23456", EUR, "Sandbox Bank", "Zinsabgrenzung", None, INTEREST),
                 booked("tx-alice-sav-10", 4, "10.42", EUR, "Sandbox Bank", "Zinsen Q3", None, INTEREST),
                 booked("tx-alice-sav-09", 35, "500.00", EUR, "Alice Schmidt", "Sparen", None, TRANSFER_IN),
                 booked("tx-alice-sav-08", 65, "500.00", EUR, "Alice Schmidt", "Sparen", None, TRANSFER_IN),
@@ -653,7 +658,13 @@ mod tests {
                 for money in monies {
                     let amount = money.decimal().unwrap();
                     assert_eq!(amount.to_string(), money.amount, "{}", account.id);
-                    assert_eq!(amount.scale(), 2, "{}: {}", account.id, money.amount);
+                    // Cents, or up to five decimals (OBIE's precision) for accruals.
+                    assert!(
+                        (2..=5).contains(&amount.scale()),
+                        "{}: {}",
+                        account.id,
+                        money.amount
+                    );
                     assert!(["EUR", "GBP", "USD"].contains(&money.currency));
                 }
             }

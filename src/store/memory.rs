@@ -9,13 +9,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 
 use crate::audit::{self, Event, Filter, GENESIS, Record};
 use crate::consent::{Consent, ConsentStatus};
 use crate::store::{
-    AccountRef, AuthorizationCode, BankAuthorization, BankVersion, Client, PushedRequest, Redeemed,
-    Store, StoreError, StoredGrant,
+    AccessCount, AccountRef, AuthorizationCode, BankAuthorization, BankVersion, Client,
+    DeliveryOutcome, DeliveryStatus, IssuedToken, PushedRequest, Redeemed, RefreshToken, Store,
+    StoreError, StoredGrant, WebhookDelivery,
 };
 
 /// A [`Store`] in process memory.
@@ -34,7 +35,19 @@ pub struct MemoryStore {
     codes: Mutex<HashMap<String, (AuthorizationCode, bool)>>,
     account_refs: Mutex<HashMap<(String, String), AccountRef>>,
     audit: Mutex<Chain>,
+    /// Unattended accesses counted per consent and UTC day.
+    access_counts: Mutex<HashMap<(String, NaiveDate), u32>>,
+    /// `(scope, jti)` → expiry.
+    jtis: Mutex<HashMap<(String, String), DateTime<Utc>>>,
+    refresh_tokens: Mutex<HashMap<String, RefreshToken>>,
+    /// Access tokens by `jti`, with when they were revoked.
+    access_tokens: Mutex<HashMap<String, RevocableToken>>,
+    /// Webhook deliveries in enqueue order.
+    webhooks: Mutex<Vec<WebhookDelivery>>,
 }
+
+/// An issued access token and when it was revoked, if it was.
+type RevocableToken = (IssuedToken, Option<DateTime<Utc>>);
 
 /// The audit chain and the ids in it (ids are unique, as in PostgreSQL).
 #[derive(Debug, Default)]
@@ -308,6 +321,273 @@ impl Store for MemoryStore {
             .iter()
             .filter(|record| filter.matches(record))
             .take(page_size)
+            .cloned()
+            .collect())
+    }
+
+    async fn count_access(
+        &self,
+        consent_id: &str,
+        day: NaiveDate,
+        limit: u32,
+    ) -> Result<AccessCount, StoreError> {
+        let mut counts = lock(&self.access_counts);
+        let used = counts.entry((consent_id.to_owned(), day)).or_insert(0);
+        if *used < limit {
+            *used += 1;
+            Ok(AccessCount {
+                admitted: true,
+                used: *used,
+            })
+        } else {
+            Ok(AccessCount {
+                admitted: false,
+                used: *used,
+            })
+        }
+    }
+    async fn remember_jti(
+        &self,
+        scope: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut jtis = lock(&self.jtis);
+        let key = (scope.to_owned(), jti.to_owned());
+        match jtis.get(&key) {
+            Some(seen_until) if *seen_until >= Utc::now() => Ok(false),
+            _ => {
+                jtis.insert(key, micros(expires_at));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut purged = 0;
+        {
+            let mut jtis = lock(&self.jtis);
+            let before = jtis.len();
+            jtis.retain(|_, expires_at| *expires_at >= now);
+            purged += before - jtis.len();
+        }
+        let mut tokens = lock(&self.access_tokens);
+        let before = tokens.len();
+        tokens.retain(|_, (token, _)| token.expires_at >= now);
+        purged += before - tokens.len();
+        Ok(u64::try_from(purged).unwrap_or(u64::MAX))
+    }
+
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<(), StoreError> {
+        let token = RefreshToken {
+            created_at: micros(token.created_at),
+            expires_at: micros(token.expires_at),
+            revoked_at: token.revoked_at.map(micros),
+            ..token.clone()
+        };
+        insert_new(
+            &self.refresh_tokens,
+            &token.token_hash.clone(),
+            token,
+            "refresh token",
+        )
+    }
+
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>, StoreError> {
+        Ok(lock(&self.refresh_tokens).get(token_hash).cloned())
+    }
+
+    async fn record_access_token(&self, token: &IssuedToken) -> Result<(), StoreError> {
+        let token = IssuedToken {
+            expires_at: micros(token.expires_at),
+            ..token.clone()
+        };
+        insert_new(
+            &self.access_tokens,
+            &token.jti.clone(),
+            (token, None),
+            "access token",
+        )
+    }
+
+    async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.access_tokens)
+            .get(jti)
+            .is_some_and(|(_, revoked_at)| revoked_at.is_some()))
+    }
+
+    async fn revoke_access_token(&self, jti: &str) -> Result<bool, StoreError> {
+        let mut tokens = lock(&self.access_tokens);
+        match tokens.get_mut(jti) {
+            Some((_, revoked_at @ None)) => {
+                *revoked_at = Some(micros(Utc::now()));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn revoke_consent_tokens(&self, consent_id: &str) -> Result<u64, StoreError> {
+        let now = micros(Utc::now());
+        let mut revoked = 0u64;
+        for (token, revoked_at) in lock(&self.access_tokens).values_mut() {
+            if token.consent_id.as_deref() == Some(consent_id) && revoked_at.is_none() {
+                *revoked_at = Some(now);
+                revoked += 1;
+            }
+        }
+        for token in lock(&self.refresh_tokens).values_mut() {
+            if token.consent_id == consent_id && token.revoked_at.is_none() {
+                token.revoked_at = Some(now);
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn consents_of(
+        &self,
+        client_id: &str,
+        user_ref: &str,
+    ) -> Result<Vec<Consent>, StoreError> {
+        let mut consents: Vec<Consent> = lock(&self.consents)
+            .values()
+            .filter(|consent| consent.client_id == client_id && consent.user_ref == user_ref)
+            .cloned()
+            .collect();
+        consents.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(consents)
+    }
+
+    async fn expire_consents(&self, now: DateTime<Utc>) -> Result<Vec<Consent>, StoreError> {
+        let mut expired = Vec::new();
+        for consent in lock(&self.consents).values_mut() {
+            if consent.status == ConsentStatus::Authorised && consent.expires_at < now {
+                consent.status = ConsentStatus::Expired;
+                expired.push(consent.clone());
+            }
+        }
+        Ok(expired)
+    }
+
+    async fn consents_expiring(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Consent>, StoreError> {
+        Ok(lock(&self.consents)
+            .values()
+            .filter(|consent| {
+                consent.status == ConsentStatus::Authorised
+                    && consent.expires_at >= from
+                    && consent.expires_at < until
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn replace_grant(
+        &self,
+        expected: &StoredGrant,
+        grant: &StoredGrant,
+    ) -> Result<bool, StoreError> {
+        let mut grants = lock(&self.grants);
+        match grants.get_mut(&grant.consent_id) {
+            Some(current) if current.updated_at == micros(expected.updated_at) => {
+                *current = StoredGrant {
+                    updated_at: micros(grant.updated_at),
+                    ..grant.clone()
+                };
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn enqueue_webhook(&self, delivery: &WebhookDelivery) -> Result<bool, StoreError> {
+        let mut webhooks = lock(&self.webhooks);
+        if webhooks
+            .iter()
+            .any(|existing| existing.dedupe_key == delivery.dedupe_key)
+        {
+            return Ok(false);
+        }
+        if webhooks.iter().any(|existing| existing.id == delivery.id) {
+            return Err(StoreError::Conflict("webhook delivery"));
+        }
+        webhooks.push(WebhookDelivery {
+            next_attempt_at: micros(delivery.next_attempt_at),
+            created_at: micros(delivery.created_at),
+            delivered_at: delivery.delivered_at.map(micros),
+            ..delivery.clone()
+        });
+        Ok(true)
+    }
+
+    async fn claim_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let mut webhooks = lock(&self.webhooks);
+        let mut due: Vec<&mut WebhookDelivery> = webhooks
+            .iter_mut()
+            .filter(|delivery| {
+                delivery.status == DeliveryStatus::Pending && delivery.next_attempt_at <= now
+            })
+            .collect();
+        due.sort_by_key(|delivery| delivery.next_attempt_at);
+        Ok(due
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|delivery| {
+                delivery.attempts += 1;
+                delivery.next_attempt_at = micros(lease_until);
+                delivery.clone()
+            })
+            .collect())
+    }
+
+    async fn finish_webhook(
+        &self,
+        id: &str,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut webhooks = lock(&self.webhooks);
+        let delivery = webhooks
+            .iter_mut()
+            .find(|delivery| delivery.id == id)
+            .ok_or(StoreError::Invariant(
+                "finishing an unknown webhook delivery",
+            ))?;
+        match outcome {
+            DeliveryOutcome::Delivered => {
+                delivery.status = DeliveryStatus::Delivered;
+                delivery.delivered_at = Some(micros(now));
+                delivery.last_error = None;
+            }
+            DeliveryOutcome::Retry { at, error } => {
+                delivery.next_attempt_at = micros(*at);
+                delivery.last_error = Some(error.clone());
+            }
+            DeliveryOutcome::Failed { error } => {
+                delivery.status = DeliveryStatus::Failed;
+                delivery.last_error = Some(error.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        client_id: &str,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        Ok(lock(&self.webhooks)
+            .iter()
+            .rev()
+            .filter(|delivery| delivery.client_id == client_id)
             .cloned()
             .collect())
     }

@@ -8,14 +8,17 @@
 pub mod accounts;
 pub mod audit;
 pub mod banks;
+pub mod budgets;
 pub mod clients;
 pub mod consents;
+pub mod fapi;
 pub mod oauth;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
@@ -24,8 +27,9 @@ use tokio_postgres::{NoTls, Row};
 use crate::audit::{Event, Filter, Record};
 use crate::consent::{Consent, ConsentStatus};
 use crate::store::{
-    AccountRef, AuthorizationCode, BankAuthorization, BankVersion, Client, PushedRequest, Redeemed,
-    Store, StoreError, StoredGrant,
+    AccessCount, AccountRef, AuthorizationCode, BankAuthorization, BankVersion, Client,
+    DeliveryOutcome, IssuedToken, PushedRequest, Redeemed, RefreshToken, Store, StoreError,
+    StoredGrant, WebhookDelivery,
 };
 
 /// What the aggregate functions run on: a pooled connection or a transaction.
@@ -357,5 +361,111 @@ impl Store for PgStore {
 
     async fn audit_events(&self, filter: &Filter) -> Result<Vec<Record>, StoreError> {
         audit::query(&self.client().await?, filter).await
+    }
+
+    async fn count_access(
+        &self,
+        consent_id: &str,
+        day: NaiveDate,
+        limit: u32,
+    ) -> Result<AccessCount, StoreError> {
+        budgets::count_access(&self.client().await?, consent_id, day, limit).await
+    }
+    async fn remember_jti(
+        &self,
+        scope: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        fapi::remember_jti(&self.client().await?, scope, jti, expires_at).await
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        fapi::purge_expired(&self.client().await?, now).await
+    }
+
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<(), StoreError> {
+        fapi::insert_refresh_token(&self.client().await?, token).await
+    }
+
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>, StoreError> {
+        fapi::refresh_token(&self.client().await?, token_hash).await
+    }
+
+    async fn record_access_token(&self, token: &IssuedToken) -> Result<(), StoreError> {
+        fapi::record_access_token(&self.client().await?, token).await
+    }
+
+    async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        fapi::access_token_revoked(&self.client().await?, jti).await
+    }
+
+    async fn revoke_access_token(&self, jti: &str) -> Result<bool, StoreError> {
+        fapi::revoke_access_token(&self.client().await?, jti).await
+    }
+
+    async fn revoke_consent_tokens(&self, consent_id: &str) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(sql_error("token"))?;
+        let revoked = fapi::revoke_consent_tokens(&transaction, consent_id).await?;
+        transaction.commit().await.map_err(sql_error("token"))?;
+        Ok(revoked)
+    }
+
+    async fn consents_of(
+        &self,
+        client_id: &str,
+        user_ref: &str,
+    ) -> Result<Vec<Consent>, StoreError> {
+        consents::list_of(&self.client().await?, client_id, user_ref).await
+    }
+
+    async fn expire_consents(&self, now: DateTime<Utc>) -> Result<Vec<Consent>, StoreError> {
+        consents::expire(&self.client().await?, now).await
+    }
+
+    async fn consents_expiring(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Consent>, StoreError> {
+        consents::expiring(&self.client().await?, from, until).await
+    }
+
+    async fn replace_grant(
+        &self,
+        expected: &StoredGrant,
+        grant: &StoredGrant,
+    ) -> Result<bool, StoreError> {
+        fapi::replace_grant(&self.client().await?, expected, grant).await
+    }
+
+    async fn enqueue_webhook(&self, delivery: &WebhookDelivery) -> Result<bool, StoreError> {
+        fapi::enqueue_webhook(&self.client().await?, delivery).await
+    }
+
+    async fn claim_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        fapi::claim_webhooks(&self.client().await?, now, limit, lease_until).await
+    }
+
+    async fn finish_webhook(
+        &self,
+        id: &str,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        fapi::finish_webhook(&self.client().await?, id, outcome, now).await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        client_id: &str,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        fapi::webhook_deliveries(&self.client().await?, client_id).await
     }
 }

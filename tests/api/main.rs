@@ -1,6 +1,9 @@
 //! End-to-end tests: the HTTP API through the whole flow, with the bundled sandbox bank, once
 //! on the in-memory store and once on PostgreSQL.
 
+mod fapi;
+mod policy;
+mod security;
 mod support;
 
 use bankgate::demo::account_information;
@@ -24,6 +27,8 @@ macro_rules! on_both_stores {
         }
     };
 }
+
+mod banks;
 
 on_both_stores!(
     consent_flow_reads_balances_and_denies_out_of_purpose,
@@ -232,6 +237,18 @@ async fn par_refuses_scopes_beyond_the_purpose(kind: StoreKind) {
         .err()
         .expect("refused")
         .to_string();
+    assert!(
+        error.contains("purpose advertising is prohibited"),
+        "{error}"
+    );
+    detail.purpose = "gossip".into();
+    let error = gateway
+        .platform
+        .push(&detail)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(error.contains("unknown purpose"), "{error}");
 
     // Lifetime and history are clamped to the policy.
@@ -336,8 +353,13 @@ async fn compliance_and_authentication_boundaries(kind: StoreKind) {
         .await
         .unwrap();
     assert_eq!(status, 403);
-    // Platforms cannot use client credentials.
-    assert!(gateway.platform.client_credentials().await.is_err());
+    // A platform's client-credentials token manages its consents; it reads neither the audit
+    // log nor account data.
+    let management = gateway.platform.client_credentials().await.unwrap();
+    for path in ["/v1/audit/events", "/v1/accounts"] {
+        let (status, body) = gateway.platform.get(&management, path).await.unwrap();
+        assert_eq!(status, 403, "{path}: {body}");
+    }
 
     // No token, a garbage token, a token with a flipped signature byte: 401 problem+json.
     let response = gateway

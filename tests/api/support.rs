@@ -4,8 +4,9 @@
 use bankgate::app::Gateway;
 use bankgate::config::StoreConfig;
 use bankgate::demo::PlatformClient;
+use bankgate::oauth::jose::ClientKey;
 use bankgate::oauth::registration::{Registration, register};
-use bankgate::store::Role;
+use bankgate::store::{AuthMethod, Role};
 
 #[path = "../support/pg.rs"]
 #[allow(dead_code)]
@@ -20,12 +21,26 @@ pub enum StoreKind {
 
 pub const REDIRECT_URI: &str = "https://platform.example/callback";
 
+/// What [`TestGateway::start_with`] changes from the default test gateway.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// A policy directory other than the bundled one (e.g. a copy a test edits and reloads).
+    pub policies_dir: Option<std::path::PathBuf>,
+    /// Turns the operator API on with this token.
+    pub admin_token: Option<String>,
+}
+
+/// The grant key of PostgreSQL test gateways (every instance of one test shares it).
+const TEST_GRANT_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 /// A running gateway and the clients that talk to it; stops when dropped.
 pub struct TestGateway {
     pub app: std::sync::Arc<bankgate::app::App>,
     pub base: String,
     pub platform: PlatformClient,
     pub compliance: PlatformClient,
+    /// The secrets of `platform` and `compliance`, for clients of a second instance.
+    secrets: (String, String),
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _database: Option<pg::TestDatabase>,
 }
@@ -40,11 +55,20 @@ impl Drop for TestGateway {
 
 impl TestGateway {
     pub async fn start(kind: StoreKind) -> TestGateway {
+        TestGateway::start_with(kind, Options::default()).await
+    }
+
+    /// A gateway with `options` applied to the default test configuration.
+    pub async fn start_with(kind: StoreKind, options: Options) -> TestGateway {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
             .with_test_writer()
             .try_init();
         let mut config = bankgate::app::embedded_config();
+        if let Some(dir) = options.policies_dir {
+            config.policies_dir = dir;
+        }
+        config.admin_token = options.admin_token;
         let database = match kind {
             StoreKind::Memory => None,
             StoreKind::Postgres => {
@@ -53,10 +77,7 @@ impl TestGateway {
                     url: database.url.clone(),
                     max_connections: 4,
                 };
-                config.grant_key = Some((
-                    "test".into(),
-                    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
-                ));
+                config.grant_key = Some(("test".into(), TEST_GRANT_KEY.into()));
                 Some(database)
             }
         };
@@ -69,26 +90,28 @@ impl TestGateway {
         }));
         let platform = register(
             app.store.as_ref(),
-            &app.policies,
+            &app.policies.current(),
             Registration {
                 client_id: "messenger".into(),
                 name: "Messenger".into(),
                 role: Role::Platform,
                 redirect_uris: vec![REDIRECT_URI.into()],
                 allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
+                ..Registration::default()
             },
         )
         .await
         .expect("platform registers");
         let officer = register(
             app.store.as_ref(),
-            &app.policies,
+            &app.policies.current(),
             Registration {
                 client_id: "compliance-office".into(),
                 name: "Compliance".into(),
                 role: Role::Compliance,
                 redirect_uris: vec![],
                 allowed_purposes: vec![],
+                ..Registration::default()
             },
         )
         .await
@@ -103,6 +126,7 @@ impl TestGateway {
             .expect("client"),
             compliance: PlatformClient::new(&base, &officer.client_id, &officer.client_secret, "")
                 .expect("client"),
+            secrets: (platform.client_secret, officer.client_secret),
             app,
             base,
             stop: Some(stop),
@@ -110,17 +134,108 @@ impl TestGateway {
         }
     }
 
+    /// A second gateway instance on this one's PostgreSQL database, as a load balancer would
+    /// run it: its own listener, store pool, auditor and policy set, and the configuration the
+    /// instances share in production (issuer URL, signing key, grant key, banks) taken from
+    /// this one. Its `platform` and `compliance` clients are the same registered clients.
+    /// Keep `self` alive while the second instance runs: it owns the database.
+    pub async fn second_instance(&self) -> TestGateway {
+        let database = self
+            ._database
+            .as_ref()
+            .expect("a second instance needs a PostgreSQL gateway");
+        let mut config = bankgate::app::embedded_config();
+        config.store = StoreConfig::Postgres {
+            url: database.url.clone(),
+            max_connections: 4,
+        };
+        config.grant_key = Some(("test".into(), TEST_GRANT_KEY.into()));
+        config.policies_dir = self.app.config.policies_dir.clone();
+        config.admin_token = self.app.config.admin_token.clone();
+        let gateway = Gateway::start(config).await.expect("second gateway starts");
+        let own = std::sync::Arc::try_unwrap(gateway.app)
+            .unwrap_or_else(|_| panic!("a freshly started gateway's state is not shared yet"));
+        let first = &self.app;
+        let mut shared_config = own.config.clone();
+        shared_config.public_url = first.config.public_url.clone();
+        let app = std::sync::Arc::new(bankgate::app::App {
+            config: shared_config,
+            banks: first.banks.clone(),
+            tokens: first.tokens.clone(),
+            signing_key: first.signing_key.clone(),
+            sealer: first.sealer.clone(),
+            ..own
+        });
+        let base = format!("http://{}", gateway.addr);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let instance = Gateway {
+            app: app.clone(),
+            listener: gateway.listener,
+            addr: gateway.addr,
+            sandboxes: Vec::new(),
+        };
+        tokio::spawn(instance.serve(async move {
+            let _ = stopped.await;
+        }));
+        let (platform_secret, officer_secret) = self.secrets.clone();
+        TestGateway {
+            platform: PlatformClient::new(&base, "messenger", &platform_secret, REDIRECT_URI)
+                .expect("client"),
+            compliance: PlatformClient::new(&base, "compliance-office", &officer_secret, "")
+                .expect("client"),
+            secrets: self.secrets.clone(),
+            app,
+            base,
+            stop: Some(stop),
+            _database: None,
+        }
+    }
+
+    /// Registers a FAPI 2.0 platform: `private_key_jwt` with a fresh ES256 key, DPoP-bound
+    /// tokens required (its client proves with a fresh Ed25519 key), and `webhook_url` if
+    /// given. Returns its client, which authenticates and proves as RFC 7523/9449 clients do.
+    pub async fn fapi_platform(
+        &self,
+        client_id: &str,
+        webhook_url: Option<&str>,
+    ) -> PlatformClient {
+        let assertion_key = ClientKey::generate_es256().expect("key");
+        register(
+            self.app.store.as_ref(),
+            &self.app.policies.current(),
+            Registration {
+                client_id: client_id.into(),
+                name: client_id.into(),
+                role: Role::Platform,
+                redirect_uris: vec![REDIRECT_URI.into()],
+                allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
+                token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
+                jwks: Some(assertion_key.jwks()),
+                dpop_bound_access_tokens: true,
+                webhook_url: webhook_url.map(str::to_owned),
+                ..Registration::default()
+            },
+        )
+        .await
+        .expect("FAPI platform registers");
+        PlatformClient::new(&self.base, client_id, "", REDIRECT_URI)
+            .expect("client")
+            .with_private_key_jwt(assertion_key)
+            .with_dpop(ClientKey::generate_ed25519().expect("key"))
+    }
+
     /// Registers another platform and returns its client.
     pub async fn another_platform(&self, client_id: &str, purposes: &[&str]) -> PlatformClient {
         let registered = register(
             self.app.store.as_ref(),
-            &self.app.policies,
+            &self.app.policies.current(),
             Registration {
                 client_id: client_id.into(),
                 name: client_id.into(),
                 role: Role::Platform,
                 redirect_uris: vec![REDIRECT_URI.into()],
                 allowed_purposes: purposes.iter().map(|p| p.to_string()).collect(),
+                ..Registration::default()
             },
         )
         .await

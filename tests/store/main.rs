@@ -6,6 +6,9 @@
 #[allow(dead_code)]
 mod pg;
 
+mod fapi;
+use fapi::*;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -15,8 +18,8 @@ use bankgate::crypto::Sealed;
 use bankgate::model::Scope;
 use bankgate::store::memory::MemoryStore;
 use bankgate::store::{
-    AccountRef, AuthorizationCode, BankAuthorization, Client, PushedRequest, Redeemed, Role, Store,
-    StoreError, StoredGrant,
+    AccessCount, AccountRef, AuthorizationCode, BankAuthorization, Client, PushedRequest, Redeemed,
+    Role, Store, StoreError, StoredGrant,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
@@ -64,6 +67,14 @@ conformance!(
     audit_duplicate_id_conflicts,
     audit_concurrent_appends,
     audit_filters,
+    clients_keep_fapi_registration,
+    jti_replay_cache,
+    tokens_revoke_alone_and_by_consent,
+    consents_list_and_expire_once,
+    grants_replace_only_if_unchanged,
+    webhooks_dedupe_lease_retry_and_log,
+    access_budget_counts_to_the_limit,
+    access_budget_concurrent,
 );
 
 fn memory_store() -> Arc<dyn Store> {
@@ -99,7 +110,12 @@ fn client(client_id: &str) -> Client {
             "https://app.example/cb?x=1".to_owned(),
         ],
         allowed_purposes: vec!["balance-alerts".to_owned()],
+        region: "UK".to_owned(),
         created_at: t0(),
+        token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
+        jwks: None,
+        dpop_bound_access_tokens: false,
+        webhook_url: None,
     }
 }
 
@@ -955,7 +971,101 @@ async fn audit_filters(store: Arc<dyn Store>) {
     assert_eq!(seen, expect(|i| i % 3 == 2));
 }
 
+// Unattended-access budgets.
+
+async fn access_budget_counts_to_the_limit(store: Arc<dyn Store>) {
+    let day = t0().date_naive();
+    let count = |consent: &'static str, day, limit| {
+        let store = store.clone();
+        async move { store.count_access(consent, day, limit).await.unwrap() }
+    };
+    let admitted = |used| AccessCount {
+        admitted: true,
+        used,
+    };
+    let refused = |used| AccessCount {
+        admitted: false,
+        used,
+    };
+    assert_eq!(count("c-1", day, 3).await, admitted(1));
+    assert_eq!(count("c-1", day, 3).await, admitted(2));
+    assert_eq!(count("c-1", day, 3).await, admitted(3));
+    assert_eq!(count("c-1", day, 3).await, refused(3));
+    assert_eq!(
+        count("c-1", day, 3).await,
+        refused(3),
+        "a refusal counts nothing"
+    );
+    // Another consent and another day have budgets of their own.
+    assert_eq!(count("c-2", day, 3).await, admitted(1));
+    let tomorrow = day.succ_opt().unwrap();
+    assert_eq!(count("c-1", tomorrow, 3).await, admitted(1));
+    // A stricter limit applies to what was already counted; a looser one lets more through.
+    assert_eq!(count("c-1", day, 2).await, refused(3));
+    assert_eq!(count("c-1", day, 4).await, admitted(4));
+    // A limit of zero admits nothing and records nothing.
+    assert_eq!(count("c-3", day, 0).await, refused(0));
+    assert_eq!(count("c-3", day, 1).await, admitted(1));
+}
+
+async fn access_budget_concurrent(store: Arc<dyn Store>) {
+    // Twenty requests at once against a budget of five: exactly five get through.
+    for round in 0..ROUNDS {
+        let consent = format!("budget-{round}");
+        let day = t0().date_naive();
+        let counts = race(20, |_| {
+            let store = store.clone();
+            let consent = consent.clone();
+            async move { store.count_access(&consent, day, 5).await.unwrap() }
+        })
+        .await;
+        let mut used: Vec<u32> = counts
+            .iter()
+            .filter(|count| count.admitted)
+            .map(|count| count.used)
+            .collect();
+        used.sort();
+        assert_eq!(used, [1, 2, 3, 4, 5], "{counts:?}");
+        assert!(
+            counts
+                .iter()
+                .filter(|count| !count.admitted)
+                .all(|count| count.used == 5)
+        );
+    }
+}
+
 // PostgreSQL only.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_access_budget_is_shared_by_instances() {
+    // Two stores with pools of their own on one database, as two gateway instances have.
+    let database = pg::TestDatabase::create();
+    let first = postgres_store(&database).await;
+    let second = postgres_store(&database).await;
+    let day = t0().date_naive();
+    let counts = race(12, |i| {
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        async move { store.count_access("shared", day, 4).await.unwrap() }
+    })
+    .await;
+    assert_eq!(
+        counts.iter().filter(|count| count.admitted).count(),
+        4,
+        "{counts:?}"
+    );
+    assert_eq!(
+        second.count_access("shared", day, 4).await.unwrap(),
+        AccessCount {
+            admitted: false,
+            used: 4
+        }
+    );
+}
 
 /// The versions of `migrations/V{n}__*.sql`, ascending.
 fn migration_versions() -> Vec<u32> {

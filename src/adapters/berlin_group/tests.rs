@@ -5,20 +5,18 @@
 //! The fixtures are read from `$BANKGATE_FIXTURES/berlin-group/` (default: `../shared/fixtures`
 //! next to the crate). `UPDATE_EXPECT=1 cargo test` rewrites the expectations; review the diff.
 
-use std::path::PathBuf;
-
 use chrono::{Days, NaiveDate, NaiveTime, Utc};
 use serde_json::{Value, json};
 
 use super::wire::{self, AccountList, BalancesResponse, TransactionsResponse};
 use super::{BerlinGroup, NAME, decode};
+use crate::adapters::testing::{self, exchange};
 use crate::adapters::{
-    AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Manifest, Profile,
-    account_id,
+    AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile, account_id,
 };
 use crate::crypto;
 use crate::model::{AccountStatus, AccountType, BalanceType, Scope, TransactionStatus};
-use crate::sandbox::{self, Approval, Sandbox, SandboxConfig};
+use crate::sandbox::Sandbox;
 
 const BANK: &str = "test-bank";
 const ACCOUNT: &str = "acc_test";
@@ -26,66 +24,21 @@ const ACCOUNT: &str = "acc_test";
 // ---------------------------------------------------------------------------------------------
 // The official examples
 
-fn fixtures_dir() -> PathBuf {
-    let root = std::env::var_os("BANKGATE_FIXTURES").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures")),
-        PathBuf::from,
-    );
-    let dir = root.join("berlin-group");
-    assert!(
-        dir.is_dir(),
-        "Berlin Group fixtures not found at {}: set BANKGATE_FIXTURES to the directory that \
-         holds berlin-group/ (the shared fixtures)",
-        dir.display()
-    );
-    dir
-}
+const FIXTURES: &str = "berlin-group";
 
-/// Every fixture as (file name, text), sorted by name.
+#[track_caller]
 fn fixtures() -> Vec<(String, String)> {
-    let dir = fixtures_dir();
-    let mut fixtures: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .map(|path| {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read_to_string(&path).unwrap())
-        })
-        .collect();
-    fixtures.sort();
-    assert!(!fixtures.is_empty(), "no fixtures in {}", dir.display());
-    fixtures
+    testing::fixtures(FIXTURES)
 }
 
-/// Compares `actual` with `tests/expected/berlin-group/<name>`, or rewrites it when
-/// `UPDATE_EXPECT=1`.
+#[track_caller]
+fn fixture(suffix: &str) -> String {
+    testing::fixture(FIXTURES, suffix)
+}
+
 #[track_caller]
 fn check_expected(name: &str, actual: &Value) {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/expected/berlin-group"
-    ))
-    .join(name);
-    let text = format!("{}\n", serde_json::to_string_pretty(actual).unwrap());
-    if std::env::var_os("UPDATE_EXPECT").is_some_and(|value| value == "1") {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|error| {
-        panic!(
-            "{}: {error}; run with UPDATE_EXPECT=1 and review the result",
-            path.display()
-        )
-    });
-    let expected: Value = serde_json::from_str(&expected).unwrap();
-    assert_eq!(
-        actual,
-        &expected,
-        "{name} normalises differently from {}; run with UPDATE_EXPECT=1 and review the diff",
-        path.display()
-    );
+    testing::check_expected(FIXTURES, name, actual);
 }
 
 /// Which endpoint a fixture is an example of.
@@ -196,6 +149,72 @@ fn every_response_fixture_normalises_as_expected() {
     assert!(n_checked >= 14, "only {n_checked} response fixtures");
 }
 
+/// GoCardless (ex-Nordigen) fronts Berlin Group banks: its account data goes through the
+/// Berlin Group-shaped path. What it answers about its own bookkeeping (agreements,
+/// requisitions, account metadata) is not account information and is only classified.
+fn gocardless_kind(name: &str) -> Result<Kind, &'static str> {
+    Ok(match name {
+        "get-account-balances.json" => Kind::Balances,
+        "get-account-details.json" => Kind::AccountDetails,
+        "get-account-transactions.json" | "error_transactions-date-range-in-future.json" => {
+            Kind::Transactions
+        }
+        "error_create-agreement-invalid-for-institution.json" => Kind::ConsentCreated,
+        "get-account-metadata.json" => return Err("aggregator account metadata"),
+        "get-enduser-agreement.json" | "list-enduser-agreements.json" => {
+            return Err("aggregator end-user agreement (its consent bookkeeping)");
+        }
+        "get-requisition.json" => return Err("aggregator requisition (its consent bookkeeping)"),
+        _ => panic!("GoCardless fixture {name} has no normaliser: add one to gocardless_kind()"),
+    })
+}
+
+#[test]
+fn every_gocardless_fixture_normalises_as_expected() {
+    let mut n_normalised = 0;
+    for (name, text) in testing::fixtures("gocardless") {
+        let actual = match gocardless_kind(&name) {
+            Ok(kind) => {
+                n_normalised += 1;
+                normalise(kind, &text).unwrap_or_else(|error| json!({"error": error.to_string()}))
+            }
+            Err(what) => {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                assert!(value.is_object(), "{name}");
+                json!({"not_account_information": what})
+            }
+        };
+        testing::check_expected("gocardless", &name, &actual);
+    }
+    assert_eq!(n_normalised, 5);
+}
+
+#[test]
+fn quirk_gocardless_error_bodies_and_placeholder_currencies_are_clear_errors() {
+    // An error body parsed as a transaction report would otherwise be "no transactions".
+    let error = normalise(
+        Kind::Transactions,
+        &testing::fixture("gocardless", "error_transactions-date-range-in-future.json"),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("status_code 400"), "{error}");
+    // The mock's second entry has the currency "string": the answer is refused, naming it.
+    let text = testing::fixture("gocardless", "get-account-transactions.json");
+    let error = normalise(Kind::Transactions, &text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("transactions.booked[1].transactionAmount"),
+        "{error}"
+    );
+    // With real currency codes it converts; the pending entry gets a derived id.
+    let repaired = text.replace(r#""currency": "string""#, r#""currency": "EUR""#);
+    let transactions = normalise(Kind::Transactions, &repaired).unwrap();
+    assert_eq!(transactions[0]["amount"], "45.00");
+    assert_eq!(transactions[0]["counterparty_name"], "MON MOTHMA");
+    assert!(transactions[2]["id"].as_str().unwrap().starts_with("txn_"));
+}
+
 #[tokio::test]
 async fn consent_request_fixtures_are_accepted_by_the_sandbox() {
     let (sandbox, bank) = sandbox_bank().await;
@@ -241,15 +260,6 @@ async fn consent_request_fixtures_are_accepted_by_the_sandbox() {
         n_checked += 1;
     }
     assert_eq!(n_checked, 3);
-}
-
-/// Reads one fixture by the end of its name.
-fn fixture(suffix: &str) -> String {
-    fixtures()
-        .into_iter()
-        .find(|(name, _)| name.ends_with(suffix))
-        .unwrap_or_else(|| panic!("no fixture named *{suffix}"))
-        .1
 }
 
 #[test]
@@ -756,85 +766,12 @@ fn consent_answers_need_an_id_and_must_not_be_rejected() {
 // ---------------------------------------------------------------------------------------------
 // A round trip through the sandbox bank
 
-const REDIRECT_URI: &str = "http://127.0.0.1:1/oauth/callback";
-
 async fn sandbox_bank() -> (Sandbox, Bank) {
-    // reqwest is built without a default TLS provider; `Bank::new` panics unless one is set.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let client_secret = crypto::random_token(24).unwrap();
-    let sandbox = sandbox::start(SandboxConfig {
-        profile: NAME.into(),
-        addr: ([127, 0, 0, 1], 0).into(),
-        client_id: "bankgate".into(),
-        client_secret: client_secret.clone(),
-        approval: Approval::Auto,
-    })
-    .await
-    .unwrap();
-    let origin = &sandbox.origin;
-    let manifest: Manifest = toml::from_str(&format!(
-        r#"
-        id = "demo-bank"
-        name = "Demo Bank"
-        country = "DE"
-        profile = "berlin-group"
-        api_base_url = "{origin}"
-        [oauth]
-        issuer = "{origin}"
-        authorization_endpoint = "{origin}/oauth/authorize"
-        token_endpoint = "{origin}/oauth/token"
-        revocation_endpoint = "{origin}/oauth/revoke"
-        client_id_env = "DEMO_BANK_CLIENT_ID"
-        client_secret_env = "DEMO_BANK_CLIENT_SECRET"
-        "#
-    ))
-    .unwrap();
-    let bank = Bank::new(manifest, "bankgate".into(), client_secret).unwrap();
-    (sandbox, bank)
+    testing::sandbox_bank(NAME, "demo-bank", "").await
 }
 
-/// Follows the authorization redirect by hand and returns the code.
 async fn authorize(bank: &Bank, consent: &BankConsent, verifier: &str) -> String {
-    let mut url = url::Url::parse(&bank.manifest.oauth.authorization_endpoint).unwrap();
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &bank.client_id)
-        .append_pair("redirect_uri", REDIRECT_URI)
-        .append_pair("state", "state-42")
-        .append_pair("code_challenge", &crypto::pkce_s256(verifier))
-        .append_pair("code_challenge_method", "S256")
-        .append_pair("scope", &consent.oauth_scopes.join(" "));
-    let response = bank.http.get(url).send().await.unwrap();
-    assert_eq!(response.status(), reqwest::StatusCode::FOUND);
-    let location = response.headers()["location"].to_str().unwrap();
-    let location = url::Url::parse(location).unwrap();
-    assert!(location.as_str().starts_with(REDIRECT_URI));
-    let parameter = |name: &str| {
-        location
-            .query_pairs()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.into_owned())
-    };
-    assert_eq!(parameter("state").as_deref(), Some("state-42"));
-    assert_eq!(parameter("iss"), bank.manifest.oauth.issuer);
-    parameter("code").unwrap()
-}
-
-async fn exchange(bank: &Bank, code: &str, verifier: &str) -> (u16, Value) {
-    let response = bank
-        .http
-        .post(&bank.manifest.oauth.token_endpoint)
-        .basic_auth(&bank.client_id, Some(bank.client_secret()))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", REDIRECT_URI),
-            ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+    testing::authorize(bank, consent, verifier, None).await
 }
 
 fn consent_request(scopes: &[Scope], recurring: bool) -> ConsentRequest {

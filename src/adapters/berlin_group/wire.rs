@@ -24,14 +24,19 @@
 //!   A date or amount that cannot be read fails the whole answer.
 
 use std::collections::HashMap;
-use std::fmt;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{NaiveDate, NaiveTime};
 use rust_decimal::Decimal;
-use serde::de::{self, IgnoredAny, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+pub use crate::adapters::common::{LenientBool, normalise_iban, parse_decimal};
+
+use crate::adapters::common::{
+    TransactionIds, account_currency, currency, date, date_time, decode, json_scalar_text,
+    non_empty,
+};
 use crate::adapters::{self, AdapterError, BankAccount, BankConsent};
 use crate::model::{
     Account, AccountStatus, AccountType, Balance, BalanceType, Scope, Transaction,
@@ -160,6 +165,7 @@ impl TryFrom<ConsentCreated> for BankConsent {
         Ok(BankConsent {
             oauth_scopes: vec![format!("AIS:{id}")],
             id: Some(id),
+            authorization_params: Vec::new(),
         })
     }
 }
@@ -661,27 +667,6 @@ pub fn transaction_details(
     )
 }
 
-/// Deterministic ids for transactions without a `transactionId`: a hash of what identifies
-/// them, with the occurrence number when one report holds identical entries.
-#[derive(Default)]
-struct TransactionIds {
-    seen: HashMap<String, usize>,
-}
-
-impl TransactionIds {
-    fn derive(&mut self, key: String) -> String {
-        let n_seen = self.seen.entry(key.clone()).or_default();
-        let key = if *n_seen == 0 {
-            key
-        } else {
-            format!("{key}\0{n_seen}")
-        };
-        *n_seen += 1;
-        let digest = crate::crypto::sha256(key.as_bytes());
-        format!("txn_{}", hex::encode(&digest[..12]))
-    }
-}
-
 fn transaction(
     account_id: &str,
     details: TransactionDetails,
@@ -795,6 +780,9 @@ fn merchant_category_code(raw: &RawValue) -> Result<Option<String>, String> {
 struct ErrorProbe {
     tpp_messages: Option<Vec<TppMessage>>,
     error: Option<IgnoredAny>,
+    /// Aggregators in front of Berlin Group banks (GoCardless) put the HTTP status here.
+    #[serde(rename = "status_code")]
+    status_code: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -804,7 +792,8 @@ struct TppMessage {
 }
 
 /// The error codes in a body that reports an error (banks send some with HTTP 200): a
-/// `tppMessages` entry of category `ERROR`, or an `error` member. `None` for other bodies.
+/// `tppMessages` entry of category `ERROR`, an `error` member, or a `status_code` of 400 or
+/// more (GoCardless). `None` for other bodies.
 pub fn error_in_body(body: &[u8]) -> Option<Vec<String>> {
     let probe: ErrorProbe = serde_json::from_slice(body).ok()?;
     let mut codes: Vec<String> = probe
@@ -822,6 +811,14 @@ pub fn error_in_body(body: &[u8]) -> Option<Vec<String>> {
     if probe.error.is_some() {
         codes.push("error".into());
     }
+    if let Some(status) = probe
+        .status_code
+        .as_ref()
+        .and_then(serde_json::Value::as_u64)
+        .filter(|status| *status >= 400)
+    {
+        codes.push(format!("status_code {status}"));
+    }
     (!codes.is_empty()).then_some(codes)
 }
 
@@ -836,170 +833,10 @@ pub fn message_codes(body: &[u8]) -> Vec<String> {
         .collect()
 }
 
-// ---------------------------------------------------------------------------------------------
-// Scalars
-
-/// A boolean, also accepted as the text `"true"` or `"false"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LenientBool(pub bool);
-
-impl<'de> Deserialize<'de> for LenientBool {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct LenientBoolVisitor;
-
-        impl Visitor<'_> for LenientBoolVisitor {
-            type Value = LenientBool;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a boolean or \"true\"/\"false\"")
-            }
-
-            fn visit_bool<E: de::Error>(self, value: bool) -> Result<LenientBool, E> {
-                Ok(LenientBool(value))
-            }
-
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<LenientBool, E> {
-                match value.trim() {
-                    text if text.eq_ignore_ascii_case("true") => Ok(LenientBool(true)),
-                    text if text.eq_ignore_ascii_case("false") => Ok(LenientBool(false)),
-                    _ => Err(E::invalid_value(de::Unexpected::Str(value), &self)),
-                }
-            }
-        }
-
-        deserializer.deserialize_any(LenientBoolVisitor)
-    }
-}
-
-fn decode(context: impl fmt::Display, message: impl fmt::Display) -> AdapterError {
-    AdapterError::Decode(format!("{context}: {message}"))
-}
-
-fn non_empty(text: Option<String>) -> Option<String> {
-    text.map(|text| text.trim().to_owned())
-        .filter(|text| !text.is_empty())
-}
-
-/// The text of a JSON string or number (numbers as written, never through `f64`).
-fn json_scalar_text(raw: &RawValue) -> Result<String, String> {
-    let text = raw.get().trim();
-    if text.starts_with('"') {
-        return serde_json::from_str::<String>(text).map_err(|_| "not a string".to_owned());
-    }
-    if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        return Ok(text.to_owned());
-    }
-    Err("not a string or number".to_owned())
-}
-
 /// An amount and its currency.
 fn money(amount: &Amount) -> Result<(Decimal, String), String> {
     let raw = amount.amount.as_deref().ok_or("amount is missing")?;
     let value = parse_decimal(&json_scalar_text(raw)?)?;
     let currency = currency(amount.currency.as_deref())?;
     Ok((value, currency))
-}
-
-/// Parses decimal text exactly, keeping its scale: `[+-]digits[.digits][e[+-]digits]`.
-pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
-    let text = text.trim();
-    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
-    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
-        Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
-        None => (unsigned, None),
-    };
-    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-    let mantissa_ok = match mantissa.split_once('.') {
-        Some((whole, fraction)) => digits(whole) && digits(fraction),
-        None => digits(mantissa),
-    };
-    let exponent_ok = exponent
-        .is_none_or(|exponent| digits(exponent.strip_prefix(['+', '-']).unwrap_or(exponent)));
-    if !mantissa_ok || !exponent_ok {
-        return Err("not a decimal number".into());
-    }
-    let text = text.strip_prefix('+').unwrap_or(text);
-    let parsed = match exponent {
-        Some(_) => Decimal::from_scientific(text),
-        None => Decimal::from_str_exact(text),
-    };
-    let mut value = parsed.map_err(|_| "decimal out of range".to_owned())?;
-    if value.is_zero() {
-        value.set_sign_positive(true);
-    }
-    Ok(value)
-}
-
-/// An ISO 4217 code, upper-cased.
-fn currency(code: Option<&str>) -> Result<String, String> {
-    let code = code.map(str::trim).unwrap_or_default();
-    if code.is_empty() {
-        return Err("currency is missing".into());
-    }
-    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_alphabetic()) {
-        return Err("currency is not an ISO 4217 code".into());
-    }
-    Ok(code.to_ascii_uppercase())
-}
-
-/// An account's currency; a missing one means several or unknown (`XXX`).
-fn account_currency(code: Option<&str>) -> Result<String, String> {
-    match code.map(str::trim) {
-        None | Some("") => Ok("XXX".into()),
-        Some(code) => currency(Some(code)),
-    }
-}
-
-/// An ISO date, also accepted with a time appended.
-fn date(text: Option<&str>) -> Result<Option<NaiveDate>, String> {
-    let Some(text) = text.map(str::trim).filter(|text| !text.is_empty()) else {
-        return Ok(None);
-    };
-    let day = match text.split_once('T') {
-        Some((day, _)) => day,
-        None => text,
-    };
-    NaiveDate::parse_from_str(day, "%Y-%m-%d")
-        .map(Some)
-        .map_err(|_| "not an ISO date".into())
-}
-
-/// An ISO date-time; one without zone is taken as UTC.
-fn date_time(text: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
-    let Some(text) = text.map(str::trim).filter(|text| !text.is_empty()) else {
-        return Ok(None);
-    };
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(Some(time.with_timezone(&Utc)));
-    }
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-        .map(|time| Some(time.and_utc()))
-        .map_err(|_| "not an ISO date-time".into())
-}
-
-/// The IBAN without spaces, upper-cased, if its ISO 13616 check digits hold.
-pub fn normalise_iban(text: &str) -> Option<String> {
-    let iban: String = text
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_uppercase();
-    let bytes = iban.as_bytes();
-    let shape_ok = (15..=34).contains(&bytes.len())
-        && bytes[..2].iter().all(u8::is_ascii_uppercase)
-        && bytes[2..4].iter().all(u8::is_ascii_digit)
-        && bytes[4..].iter().all(u8::is_ascii_alphanumeric);
-    if !shape_ok {
-        return None;
-    }
-    let mut remainder = 0u32;
-    for &b in bytes[4..].iter().chain(&bytes[..4]) {
-        let value = u32::from(b);
-        remainder = if b.is_ascii_digit() {
-            (remainder * 10 + (value - u32::from(b'0'))) % 97
-        } else {
-            (remainder * 100 + (value - u32::from(b'A') + 10)) % 97
-        };
-    }
-    (remainder == 1).then_some(iban)
 }

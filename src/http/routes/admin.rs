@@ -1,4 +1,5 @@
-//! Operator API: client registration. Off unless an admin token is configured.
+//! Operator API: client registration and policy reloads. Off unless an admin token is
+//! configured.
 
 use std::sync::Arc;
 
@@ -6,16 +7,23 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
 use axum::routing::post;
 use axum::{Json, Router};
+use serde_json::json;
 
-use crate::app::App;
+use crate::app::{App, ReloadError};
 use crate::error::Error;
 use crate::oauth::registration::{self, Registered, Registration, RegistrationError};
+use crate::policy::Change;
 use crate::store::StoreError;
 
 /// The admin routes.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/admin/clients", post(register_client))
+        .route(
+            "/admin/consents/{id}",
+            axum::routing::delete(revoke_consent),
+        )
+        .route("/admin/policies/reload", post(reload_policies))
         .with_state(app)
 }
 
@@ -41,7 +49,8 @@ async fn register_client(
     Json(registration): Json<Registration>,
 ) -> Result<(StatusCode, Json<Registered>), Error> {
     authorize(&app, &headers)?;
-    match registration::register(app.store.as_ref(), &app.policies, registration).await {
+    let policies = app.policies.current();
+    match registration::register(app.store.as_ref(), &policies, registration).await {
         Ok(registered) => Ok((StatusCode::CREATED, Json(registered))),
         Err(RegistrationError::Invalid(message)) => Err(Error::InvalidRequest(message)),
         Err(RegistrationError::Store(StoreError::Conflict(_))) => Err(Error::InvalidRequest(
@@ -49,4 +58,60 @@ async fn register_client(
         )),
         Err(RegistrationError::Store(error)) => Err(Error::Store(error)),
     }
+}
+
+/// `POST /admin/policies/reload`: re-reads `policies/` and puts it in force if it is valid;
+/// otherwise 400 with every problem (`path:line: message`) and the old set stays in force.
+async fn reload_policies(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, Error> {
+    authorize(&app, &headers)?;
+    let changes = match app.reload_policies("operator").await {
+        Ok(changes) => changes,
+        Err(ReloadError::Invalid(error)) => {
+            return Err(Error::InvalidRequest(format!(
+                "policy reload rejected; the policies in force are unchanged:\n{error}"
+            )));
+        }
+        Err(ReloadError::Audit(error)) => return Err(Error::AuditUnavailable(error)),
+    };
+    let changed: Vec<serde_json::Value> = changes
+        .iter()
+        .map(|change| match change {
+            Change::Added(policy) => {
+                json!({"id": policy.id, "change": "added", "hash": policy.hash})
+            }
+            Change::Changed { policy, previous } => json!({
+                "id": policy.id, "change": "changed", "hash": policy.hash, "previous": previous,
+            }),
+            Change::Removed { id, hash } => {
+                json!({"id": id, "change": "removed", "previous": hash})
+            }
+        })
+        .collect();
+    let in_force: Vec<serde_json::Value> = app
+        .policies
+        .current()
+        .iter()
+        .map(|policy| json!({"id": policy.id, "hash": policy.hash}))
+        .collect();
+    Ok(Json(json!({ "changed": changed, "in_force": in_force })))
+}
+
+/// `DELETE /admin/consents/{id}`: an operator revokes a consent (audited with actor
+/// `operator`; the platform's tokens and the bank grant are revoked, its webhook notified).
+async fn revoke_consent(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<StatusCode, Error> {
+    authorize(&app, &headers)?;
+    let consent = app
+        .store
+        .consent(&id)
+        .await?
+        .ok_or_else(|| Error::NotFound("no such consent".into()))?;
+    crate::lifecycle::revoke(&app, &consent, "operator", "revoked by an operator").await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::http::audit::Released;
 use crate::model::Scope;
 use crate::oauth::bank_client::BankGrant;
-use crate::policy::Obligations;
+use crate::policy::{IdentityRecord, Obligations};
 use crate::store::AccountRef;
 
 /// What a data path asks for: parsed once, by the consent layer, and passed down.
@@ -31,6 +31,12 @@ pub struct DataPath {
 
 /// Parses a data path, or `None` if it is not one.
 pub fn parse_path(path: &str) -> Option<DataPath> {
+    if path == "/v1/identity" {
+        return Some(DataPath {
+            scope: Scope::Identity,
+            account_id: None,
+        });
+    }
     let rest = path.strip_prefix("/v1/accounts")?;
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let (scope, account_id) = match segments.as_slice() {
@@ -52,6 +58,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/accounts", get(accounts))
         .route("/v1/accounts/{account_id}/balances", get(balances))
         .route("/v1/accounts/{account_id}/transactions", get(transactions))
+        .route("/v1/identity", get(identity))
         .with_state(app)
 }
 
@@ -67,6 +74,21 @@ async fn accounts(
     let listed = list_accounts(&app, &adapter, &grant, &consent).await?;
     let records: Vec<_> = listed.into_iter().map(|listed| listed.account).collect();
     Ok(release("accounts", &records, &obligations))
+}
+
+/// Who holds each account of the consent and how it is identified (scope `identity`).
+async fn identity(
+    State(app): State<Arc<App>>,
+    Extension(consent): ConsentExt,
+    Extension(obligations): ObligationsExt,
+) -> Result<Response, Error> {
+    let (adapter, grant) = bank_for(&app, &consent).await?;
+    let listed = list_accounts(&app, &adapter, &grant, &consent).await?;
+    let records: Vec<IdentityRecord> = listed
+        .iter()
+        .map(|listed| IdentityRecord::from(&listed.account))
+        .collect();
+    Ok(release("identity", &records, &obligations))
 }
 
 async fn balances(
@@ -94,8 +116,9 @@ async fn transactions(
     let account_id = path.account_id.unwrap_or_default();
     let (adapter, grant) = bank_for(&app, &consent).await?;
     let bank_ref = bank_ref(&app, &adapter, &grant, &consent, &account_id).await?;
-    // The history window: the bank is not even asked for older data.
-    let days = consent.history_days.min(obligations.history_days);
+    // The history window (the consent's, narrowed by the policy in force): the bank is not
+    // even asked for older data.
+    let days = obligations.history_days;
     let from = (Utc::now() - Duration::days(i64::from(days))).date_naive();
     let mut records = adapter
         .profile
@@ -141,14 +164,16 @@ async fn bank_for(app: &App, consent: &Consent) -> Result<(Arc<Adapter>, BankGra
         .banks
         .get(&consent.bank_id)
         .ok_or_else(|| Error::Internal(format!("bank {} is not loaded", consent.bank_id)))?;
-    let stored = app
-        .store
-        .grant(&consent.id)
-        .await?
-        .ok_or_else(|| Error::Internal("authorised consent without a bank grant".into()))?;
-    let plaintext = app.sealer.open(consent.id.as_bytes(), &stored.sealed)?;
-    let grant: BankGrant = serde_json::from_slice(&plaintext)
-        .map_err(|_| Error::Internal("bank grant does not decode".into()))?;
+    // Refreshed first when it is about to expire (single-flight, stored compare-and-set).
+    let grant = app
+        .bank_tokens
+        .current(
+            app.store.clone(),
+            app.sealer.clone(),
+            adapter.clone(),
+            &consent.id,
+        )
+        .await?;
     Ok((adapter, grant))
 }
 
@@ -209,6 +234,8 @@ mod tests {
         );
         assert_eq!(scope("/v1/accounts/acc_1/owners/x"), None);
         assert_eq!(scope("/v1/audit/events"), None);
+        assert_eq!(scope("/v1/identity"), Some(Scope::Identity));
+        assert_eq!(scope("/v1/identity/x"), None);
         let parsed = parse_path("/v1/accounts/acc_1/balances").unwrap();
         assert_eq!(parsed.account_id.as_deref(), Some("acc_1"));
     }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,18 +17,21 @@ use serde_json::json;
 
 use crate::adapters::ConsentRequest;
 use crate::app::App;
-use crate::audit::{Action, Decision, Event};
+use crate::audit::{Action, Decision};
 use crate::consent::{ACCOUNT_INFORMATION, AuthorizationDetail, Consent, ConsentStatus};
 use crate::crypto;
 use crate::error::{Error, OAuthError};
-use crate::oauth::client_auth::BasicCredentials;
+use crate::lifecycle::consent_event;
+use crate::oauth::client_auth::AuthParams;
 use crate::oauth::{
-    self, AUDIT_READ, BANK_AUTHORIZATION_LIFETIME_SECS, CODE_LIFETIME_SECS, PAR_LIFETIME_SECS,
+    AUDIT_READ, BANK_AUTHORIZATION_LIFETIME_SECS, CODE_LIFETIME_SECS, PAR_LIFETIME_SECS,
     REQUEST_URI_PREFIX, bank_client,
 };
-use crate::store::{
-    AuthorizationCode, BankAuthorization, Client, PushedRequest, Redeemed, Role, StoredGrant,
-};
+use crate::policy::Platform;
+use crate::store::{AuthorizationCode, BankAuthorization, PushedRequest, Role, StoredGrant};
+
+mod screen;
+mod token;
 
 /// The OAuth routes and metadata.
 pub fn router(app: Arc<App>) -> Router {
@@ -38,44 +41,45 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/oauth/par", post(par))
         .route("/oauth/authorize", get(authorize).post(decide))
         .route("/oauth/callback", get(callback))
-        .route("/oauth/token", post(token))
+        .route("/oauth/token", post(token::token))
+        .route("/oauth/revoke", post(token::revoke))
         .with_state(app)
 }
 
+/// RFC 8414 metadata: every value is what the endpoints enforce.
 async fn metadata(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
     let base = &app.config.public_url;
+    let signing_algs = ["ES256", "EdDSA", "PS256"];
     Json(json!({
         "issuer": base,
         "authorization_endpoint": format!("{base}/oauth/authorize"),
         "token_endpoint": format!("{base}/oauth/token"),
         "pushed_authorization_request_endpoint": format!("{base}/oauth/par"),
+        "revocation_endpoint": format!("{base}/oauth/revoke"),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "require_pushed_authorization_requests": true,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
+        "token_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
+        "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "dpop_signing_alg_values_supported": crate::oauth::dpop::ALGS,
         "authorization_response_iss_parameter_supported": true,
         "authorization_details_types_supported": [ACCOUNT_INFORMATION],
-        "scopes_supported": ["accounts", "balances", "transactions", "identity", AUDIT_READ],
+        "access_token_signing_alg_values_supported": ["ES256"],
+        "scopes_supported": [
+            "accounts", "balances", "transactions", "identity", AUDIT_READ,
+            crate::oauth::CONSENTS_MANAGE,
+        ],
     }))
 }
 
+/// Every key that verifies access tokens and webhooks: the current one and the previous ones.
 async fn jwks(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
-    Json(json!({ "keys": [app.signing_key.jwk] }))
-}
-
-/// Authenticates the calling client (client_secret_basic).
-async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Client, Error> {
-    let credentials = BasicCredentials::parse(
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok()),
-    )?;
-    let client = app.store.client(&credentials.client_id).await?;
-    credentials.verify(client.as_ref())?;
-    client.ok_or_else(|| OAuthError::new("invalid_client", "client authentication failed").into())
+    Json(app.tokens.jwks())
 }
 
 /// A pushed authorization request's form (RFC 9126).
@@ -90,6 +94,18 @@ struct ParForm {
     authorization_details: Option<String>,
     #[allow(dead_code)]
     scope: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
+}
+
+impl ParForm {
+    fn auth(&self) -> AuthParams<'_> {
+        AuthParams {
+            client_id: self.client_id.as_deref(),
+            client_assertion_type: self.client_assertion_type.as_deref(),
+            client_assertion: self.client_assertion.as_deref(),
+        }
+    }
 }
 
 /// What a pushed request becomes once validated and granted.
@@ -107,7 +123,7 @@ async fn par(
     headers: HeaderMap,
     Form(form): Form<ParForm>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Error> {
-    let client = authenticate(&app, &headers).await?;
+    let client = token::authenticate(&app, &headers, form.auth()).await?;
     let invalid = |description: &str| Error::from(OAuthError::new("invalid_request", description));
     if form
         .client_id
@@ -163,17 +179,19 @@ async fn par(
     if detail.user_ref.is_empty() || detail.user_ref.len() > 128 {
         return Err(details_error("user_ref must be 1-128 characters".into()));
     }
-    let policy = app
+    // The purpose policy in force: prohibited and unknown purposes, approval, region, scopes
+    // refused; lifetime and history clamped.
+    let grant = app
         .policies
-        .get(&detail.purpose)
-        .ok_or_else(|| details_error(format!("unknown purpose {:?}", detail.purpose)))?;
-    if !client.allowed_purposes.contains(&detail.purpose) {
-        return Err(details_error(format!(
-            "client is not approved for purpose {}",
-            detail.purpose
-        )));
-    }
-    let grant = policy.grant(&detail).map_err(details_error)?;
+        .current()
+        .grant(
+            &detail,
+            &Platform {
+                approved_purposes: &client.allowed_purposes,
+                region: &client.region,
+            },
+        )
+        .map_err(|refusal| details_error(refusal.to_string()))?;
     detail.scopes = grant.scopes;
     detail.expires_in_days = grant.expires_in_days;
     detail.history_days = grant.history_days;
@@ -183,7 +201,7 @@ async fn par(
         state: form.state,
         code_challenge,
         detail,
-        policy_hash: policy.hash.clone(),
+        policy_hash: grant.policy_hash,
     };
     let request_uri = format!("{REQUEST_URI_PREFIX}{}", crypto::random_token(32)?);
     app.store
@@ -207,27 +225,32 @@ struct AuthorizeQuery {
     request_uri: Option<String>,
 }
 
-/// An error shown to the user (no redirect: the redirect URI is not trusted yet).
+/// An error shown to the user, in English (no redirect: the redirect URI is not trusted yet).
 fn error_page(status: StatusCode, message: &str) -> Response {
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>bankgate</title></head>\
-         <body><h1>Something went wrong</h1><p>{}</p></body></html>",
-        escape(message)
-    );
-    (status, Html(body)).into_response()
+    screen::error_page(screen::Lang::En, status, message)
 }
 
-async fn authorize(State(app): State<Arc<App>>, Query(query): Query<AuthorizeQuery>) -> Response {
-    match show_consent_screen(&app, query).await {
+async fn authorize(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(query): Query<AuthorizeQuery>,
+) -> Response {
+    let lang = screen::Lang::negotiate(&headers);
+    match show_consent_screen(&app, query, lang).await {
         Ok(page) => page,
-        Err(error) => error_page(
+        Err(error) => screen::error_page(
+            lang,
             StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST),
             &error.safe_detail(),
         ),
     }
 }
 
-async fn show_consent_screen(app: &App, query: AuthorizeQuery) -> Result<Response, Error> {
+async fn show_consent_screen(
+    app: &App,
+    query: AuthorizeQuery,
+    lang: screen::Lang,
+) -> Result<Response, Error> {
     let invalid = |message: &str| Error::InvalidRequest(message.to_owned());
     let request_uri = query
         .request_uri
@@ -285,48 +308,25 @@ async fn show_consent_screen(app: &App, query: AuthorizeQuery) -> Result<Respons
         .get(&consent.bank_id)
         .map(|adapter| adapter.bank.manifest.name.clone())
         .unwrap_or_else(|| consent.bank_id.clone());
-    let scopes: Vec<&str> = consent.scopes.iter().map(|scope| scope.as_str()).collect();
     let screen_token = app.sealer.mac(screen_message(&consent.id).as_bytes());
-    let page = format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>Share your bank data?</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
-.card{{border:1px solid #ccc;border-radius:8px;padding:1rem 1.25rem}}button{{font-size:1rem;padding:.5rem 1.25rem;margin-right:.5rem}}</style>
-</head><body>
-<h1>{platform} asks to see data from {bank}</h1>
-<div class="card">
-<h2 id="purpose">{title}</h2>
-<p>{description}</p>
-<ul>
-<li>Data: <strong id="scopes">{scopes}</strong></li>
-<li>For up to <strong>{days} days</strong>, until {until}</li>
-<li>Transaction history: {history} days</li>
-</ul>
-</div>
-<p>You will confirm at {bank}. You can withdraw this consent at any time.</p>
-<form method="post" action="/oauth/authorize">
-<input type="hidden" name="consent_id" value="{consent_id}">
-<input type="hidden" name="screen_token" value="{screen_token}">
-<button type="submit" name="decision" value="approve" id="approve">Continue to {bank}</button>
-<button type="submit" name="decision" value="deny" id="deny">Cancel</button>
-</form>
-</body></html>"#,
-        platform = escape(&client.name),
-        bank = escape(&bank_name),
-        title = escape(
-            policy
-                .as_ref()
-                .map_or(consent.purpose.as_str(), |p| p.title.as_str())
-        ),
-        description = escape(policy.as_ref().map_or("", |p| p.description.as_str())),
-        scopes = escape(&scopes.join(", ")),
-        days = detail.expires_in_days,
-        until = consent.expires_at.date_naive(),
-        history = consent.history_days,
-        consent_id = escape(&consent.id),
-        screen_token = escape(&screen_token),
-    );
+    let page = screen::render(&screen::Screen {
+        lang,
+        platform: &client.name,
+        bank: &bank_name,
+        title: policy
+            .as_ref()
+            .map_or(consent.purpose.as_str(), |p| p.title.as_str()),
+        description: policy.as_ref().map_or("", |p| p.description.as_str()),
+        scopes: &consent.scopes,
+        days: detail.expires_in_days,
+        until: consent.expires_at.date_naive(),
+        history_days: consent.history_days,
+        // What the purpose's policy binds the platform to, beyond the data itself.
+        retention_days: policy.as_ref().map(|policy| policy.retention_days),
+        onward_sharing: policy.as_ref().map(|policy| policy.onward_sharing),
+        consent_id: &consent.id,
+        screen_token: &screen_token,
+    });
     Ok(Html(page).into_response())
 }
 
@@ -381,7 +381,11 @@ async fn handle_decision(app: &App, form: DecisionForm) -> Result<Response, Erro
                 &ConsentRequest {
                     scopes: consent.scopes.clone(),
                     valid_until: consent.expires_at.date_naive(),
-                    frequency_per_day: 4,
+                    // The purpose's unattended budget, as the bank-side access frequency.
+                    frequency_per_day: app
+                        .policies
+                        .get(&consent.purpose)
+                        .map_or(1, |policy| policy.max_unattended_per_day.max(1)),
                     recurring: true,
                 },
             )
@@ -390,6 +394,7 @@ async fn handle_decision(app: &App, form: DecisionForm) -> Result<Response, Erro
             &adapter.bank,
             &app.callback_url(),
             &bank_consent.oauth_scopes,
+            &bank_consent.authorization_params,
         )?;
         Ok::<_, Error>((bank_consent, redirect))
     }
@@ -582,153 +587,4 @@ async fn handle_callback(app: &App, query: CallbackQuery) -> Result<Response, Er
         })
         .await?;
     Ok(redirect_to_platform(app, &consent, &[("code", &code)]))
-}
-
-#[derive(Deserialize)]
-struct TokenForm {
-    grant_type: String,
-    code: Option<String>,
-    redirect_uri: Option<String>,
-    code_verifier: Option<String>,
-    #[allow(dead_code)]
-    scope: Option<String>,
-}
-
-async fn token(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(form): Form<TokenForm>,
-) -> Result<Response, Error> {
-    let client = authenticate(&app, &headers).await?;
-    let body = match form.grant_type.as_str() {
-        "authorization_code" => exchange_code(&app, &client, form).await?,
-        "client_credentials" => client_credentials(&app, &client).await?,
-        _ => {
-            return Err(OAuthError::new("unsupported_grant_type", "unsupported grant_type").into());
-        }
-    };
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
-}
-
-async fn exchange_code(
-    app: &App,
-    client: &Client,
-    form: TokenForm,
-) -> Result<serde_json::Value, Error> {
-    let invalid_grant = || {
-        Error::from(OAuthError::new(
-            "invalid_grant",
-            "the code is invalid, used or expired",
-        ))
-    };
-    let code = form.code.ok_or_else(invalid_grant)?;
-    let code = match app
-        .store
-        .redeem_code(&crypto::sha256_hex(code.as_bytes()))
-        .await?
-    {
-        Redeemed::Fresh(code) => code,
-        Redeemed::Replayed(code) => {
-            tracing::warn!(consent = %code.consent_id, "authorization code replayed");
-            return Err(invalid_grant());
-        }
-        Redeemed::Unknown => return Err(invalid_grant()),
-    };
-    if code.client_id != client.client_id
-        || code.expires_at < Utc::now()
-        || form.redirect_uri.as_deref() != Some(code.redirect_uri.as_str())
-    {
-        return Err(invalid_grant());
-    }
-    let verifier = form
-        .code_verifier
-        .ok_or_else(|| OAuthError::new("invalid_request", "code_verifier is required"))?;
-    let challenge = crypto::pkce_s256(&verifier);
-    if !crypto::constant_time_eq(challenge.as_bytes(), code.code_challenge.as_bytes()) {
-        return Err(OAuthError::new("invalid_grant", "PKCE verification failed").into());
-    }
-    let consent = app
-        .store
-        .consent(&code.consent_id)
-        .await?
-        .filter(|consent| consent.status == ConsentStatus::Authorised)
-        .ok_or_else(invalid_grant)?;
-    let scope: Vec<&str> = consent.scopes.iter().map(|scope| scope.as_str()).collect();
-    let (access_token, claims) = app
-        .tokens
-        .issue(&client.client_id, &consent.id, &scope.join(" "))
-        .map_err(|error| Error::Internal(error.to_string()))?;
-    let mut event = consent_event(Action::TokenIssued, &client.client_id, &consent);
-    event.reason = Some(format!("jti {}", claims.jti));
-    app.auditor
-        .record(event)
-        .await
-        .map_err(Error::AuditUnavailable)?;
-    Ok(json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": app.tokens.lifetime_secs(),
-        "scope": claims.scope,
-        "consent_id": consent.id,
-        "authorization_details": [consent.granted_details()],
-    }))
-}
-
-async fn client_credentials(app: &App, client: &Client) -> Result<serde_json::Value, Error> {
-    if client.role != Role::Compliance {
-        return Err(OAuthError::new(
-            "unauthorized_client",
-            "client_credentials is for compliance clients",
-        )
-        .into());
-    }
-    let (access_token, claims) = app
-        .tokens
-        .issue(&client.client_id, &client.client_id, oauth::AUDIT_READ)
-        .map_err(|error| Error::Internal(error.to_string()))?;
-    let mut event = Event::new(Action::TokenIssued, &client.client_id, Decision::Allow);
-    event.reason = Some(format!("jti {}", claims.jti));
-    app.auditor
-        .record(event)
-        .await
-        .map_err(Error::AuditUnavailable)?;
-    Ok(json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": app.tokens.lifetime_secs(),
-        "scope": claims.scope,
-    }))
-}
-
-/// An event about a consent, with its platform, bank, user, purpose and policy.
-fn consent_event(action: Action, actor: &str, consent: &Consent) -> Event {
-    let mut event = Event::new(action, actor, Decision::Allow);
-    event.platform = Some(consent.client_id.clone());
-    event.bank = Some(consent.bank_id.clone());
-    event.consent = Some(consent.id.clone());
-    event.user_ref = Some(consent.user_ref.clone());
-    event.purpose = Some(consent.purpose.clone());
-    event.policy_hash = Some(consent.policy_hash.clone());
-    event.categories = consent
-        .scopes
-        .iter()
-        .map(|scope| scope.as_str().to_owned())
-        .collect();
-    event
-}
-
-/// Escapes text for HTML.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
 }

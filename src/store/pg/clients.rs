@@ -4,15 +4,17 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::{column, corrupt, sql_error};
-use crate::store::{Client, Role, StoreError};
+use crate::store::{AuthMethod, Client, Role, StoreError};
 
 const INSERT: &str = "\
     INSERT INTO clients \
-        (client_id, name, secret_hash, role, redirect_uris, allowed_purposes, created_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        (client_id, name, secret_hash, role, redirect_uris, allowed_purposes, created_at, \
+         token_endpoint_auth_method, jwks, dpop_bound_access_tokens, webhook_url, region) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 const GET: &str = "\
-    SELECT client_id, name, secret_hash, role, redirect_uris, allowed_purposes, created_at \
+    SELECT client_id, name, secret_hash, role, redirect_uris, allowed_purposes, created_at, \
+           token_endpoint_auth_method, jwks, dpop_bound_access_tokens, webhook_url, region \
     FROM clients WHERE client_id = $1";
 
 /// Registers `client`; `Conflict("client")` if its id exists.
@@ -31,6 +33,11 @@ pub async fn insert(db: &impl GenericClient, client: &Client) -> Result<(), Stor
             &client.redirect_uris,
             &client.allowed_purposes,
             &client.created_at,
+            &client.token_endpoint_auth_method.as_str(),
+            &client.jwks,
+            &client.dpop_bound_access_tokens,
+            &client.webhook_url,
+            &client.region,
         ],
     )
     .await
@@ -50,6 +57,7 @@ pub async fn get(db: &impl GenericClient, client_id: &str) -> Result<Option<Clie
 
 fn from_row(row: &Row) -> Result<Client, StoreError> {
     let role: String = column(row, "role")?;
+    let method: String = column(row, "token_endpoint_auth_method")?;
     Ok(Client {
         client_id: column(row, "client_id")?,
         name: column(row, "name")?,
@@ -58,5 +66,11 @@ fn from_row(row: &Row) -> Result<Client, StoreError> {
         redirect_uris: column(row, "redirect_uris")?,
         allowed_purposes: column(row, "allowed_purposes")?,
         created_at: column(row, "created_at")?,
+        token_endpoint_auth_method: AuthMethod::parse(&method)
+            .ok_or_else(|| corrupt(format_args!("token_endpoint_auth_method {method:?}")))?,
+        jwks: column(row, "jwks")?,
+        dpop_bound_access_tokens: column(row, "dpop_bound_access_tokens")?,
+        webhook_url: column(row, "webhook_url")?,
+        region: column(row, "region")?,
     })
 }

@@ -1,5 +1,6 @@
 //! Consents in PostgreSQL; status changes are compare-and-set.
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
@@ -24,6 +25,25 @@ const GET: &str = "\
 const TRANSITION: &str = "\
     UPDATE consents SET status = $3, updated_at = now() \
     WHERE id = $1 AND status = $2";
+
+const LIST_OF: &str = "\
+    SELECT id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
+           policy_hash, redirect_uri, state, code_challenge, created_at, expires_at \
+    FROM consents WHERE client_id = $1 AND user_ref = $2 \
+    ORDER BY created_at DESC, id";
+
+/// One statement: of several instances expiring at once, each row moves (and is returned) once.
+const EXPIRE: &str = "\
+    UPDATE consents SET status = 'expired', updated_at = now() \
+    WHERE status = 'authorised' AND expires_at < $1 \
+    RETURNING id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
+              policy_hash, redirect_uri, state, code_challenge, created_at, expires_at";
+
+const EXPIRING: &str = "\
+    SELECT id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
+           policy_hash, redirect_uri, state, code_challenge, created_at, expires_at \
+    FROM consents WHERE status = 'authorised' AND expires_at >= $1 AND expires_at < $2 \
+    ORDER BY expires_at";
 
 /// Stores a new consent; `Conflict("consent")` if its id exists.
 pub async fn insert(db: &impl GenericClient, consent: &Consent) -> Result<(), StoreError> {
@@ -83,6 +103,53 @@ pub async fn transition(
         .await
         .map_err(sql_error("consent"))?;
     Ok(changed == 1)
+}
+
+/// One platform's consents for one user, newest first.
+pub async fn list_of(
+    db: &impl GenericClient,
+    client_id: &str,
+    user_ref: &str,
+) -> Result<Vec<Consent>, StoreError> {
+    let error = sql_error("consent");
+    let statement = db.prepare_cached(LIST_OF).await.map_err(&error)?;
+    db.query(&statement, &[&client_id, &user_ref])
+        .await
+        .map_err(&error)?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+/// Moves authorised consents past their expiry to `expired`; returns the ones moved.
+pub async fn expire(
+    db: &impl GenericClient,
+    now: DateTime<Utc>,
+) -> Result<Vec<Consent>, StoreError> {
+    let error = sql_error("consent");
+    let statement = db.prepare_cached(EXPIRE).await.map_err(&error)?;
+    db.query(&statement, &[&now])
+        .await
+        .map_err(&error)?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+/// Authorised consents expiring in `[from, until)`.
+pub async fn expiring(
+    db: &impl GenericClient,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<Consent>, StoreError> {
+    let error = sql_error("consent");
+    let statement = db.prepare_cached(EXPIRING).await.map_err(&error)?;
+    db.query(&statement, &[&from, &until])
+        .await
+        .map_err(&error)?
+        .iter()
+        .map(from_row)
+        .collect()
 }
 
 fn from_row(row: &Row) -> Result<Consent, StoreError> {

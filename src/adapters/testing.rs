@@ -1,0 +1,288 @@
+//! Test helpers every profile's tests share: the official fixtures (read from
+//! `$BANKGATE_FIXTURES`, failing — never skipping — when they are missing), reviewed
+//! expectations under `tests/expected/<profile>/` (`UPDATE_EXPECT=1` rewrites them), and a
+//! sandbox bank with the OAuth dance done by hand.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::adapters::{Bank, BankConsent, Manifest};
+use crate::crypto;
+use crate::sandbox::{self, Approval, Sandbox, SandboxConfig};
+
+/// Where bankgate's callback would be; the sandbox only compares it.
+pub const REDIRECT_URI: &str = "http://127.0.0.1:1/oauth/callback";
+
+/// `$BANKGATE_FIXTURES/<dir>` (default: `../shared/fixtures` next to the crate).
+#[track_caller]
+pub fn fixtures_dir(dir: &str) -> PathBuf {
+    let root = std::env::var_os("BANKGATE_FIXTURES").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures")),
+        PathBuf::from,
+    );
+    let path = root.join(dir);
+    assert!(
+        path.is_dir(),
+        "{dir} fixtures not found at {}: set BANKGATE_FIXTURES to the directory that holds \
+         {dir}/ (the shared fixtures)",
+        path.display()
+    );
+    path
+}
+
+/// Every JSON fixture of `dir` as (file name, text), sorted by name.
+#[track_caller]
+pub fn fixtures(dir: &str) -> Vec<(String, String)> {
+    let path = fixtures_dir(dir);
+    let mut fixtures: Vec<(String, String)> = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&path).unwrap())
+        })
+        .collect();
+    fixtures.sort();
+    assert!(!fixtures.is_empty(), "no fixtures in {}", path.display());
+    fixtures
+}
+
+/// One fixture of `dir` by the end of its name.
+#[track_caller]
+pub fn fixture(dir: &str, suffix: &str) -> String {
+    fixtures(dir)
+        .into_iter()
+        .find(|(name, _)| name.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no fixture named {dir}/*{suffix}"))
+        .1
+}
+
+/// Compares `actual` with `tests/expected/<dir>/<name>`, or rewrites it when
+/// `UPDATE_EXPECT=1`.
+#[track_caller]
+pub fn check_expected(dir: &str, name: &str, actual: &Value) {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/expected"))
+        .join(dir)
+        .join(name);
+    let text = format!("{}\n", serde_json::to_string_pretty(actual).unwrap());
+    if std::env::var_os("UPDATE_EXPECT").is_some_and(|value| value == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|error| {
+        panic!(
+            "{}: {error}; run with UPDATE_EXPECT=1 and review the result",
+            path.display()
+        )
+    });
+    let expected: Value = serde_json::from_str(&expected).unwrap();
+    assert_eq!(
+        actual,
+        &expected,
+        "{dir}/{name} normalises differently from {}; run with UPDATE_EXPECT=1 and review the diff",
+        path.display()
+    );
+}
+
+/// Starts the sandbox of `profile` (auto-approving) and a [`Bank`] for it whose API base is
+/// the origin plus `api_path`.
+pub async fn sandbox_bank(profile: &str, bank_id: &str, api_path: &str) -> (Sandbox, Bank) {
+    // reqwest is built without a default TLS provider; `Bank::new` panics unless one is set.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client_secret = crypto::random_token(24).unwrap();
+    let sandbox = sandbox::start(SandboxConfig {
+        profile: profile.into(),
+        addr: ([127, 0, 0, 1], 0).into(),
+        client_id: "bankgate".into(),
+        client_secret: client_secret.clone(),
+        approval: Approval::Auto,
+    })
+    .await
+    .unwrap();
+    let origin = &sandbox.origin;
+    let manifest: Manifest = toml::from_str(&format!(
+        r#"
+        id = "{bank_id}"
+        name = "Test Bank"
+        country = "FR"
+        profile = "{profile}"
+        api_base_url = "{origin}{api_path}"
+        [oauth]
+        issuer = "{origin}"
+        authorization_endpoint = "{origin}/oauth/authorize"
+        token_endpoint = "{origin}/oauth/token"
+        revocation_endpoint = "{origin}/oauth/revoke"
+        client_id_env = "TEST_BANK_CLIENT_ID"
+        client_secret_env = "TEST_BANK_CLIENT_SECRET"
+        "#
+    ))
+    .unwrap();
+    let bank = Bank::new(manifest, "bankgate".into(), client_secret).unwrap();
+    (sandbox, bank)
+}
+
+/// Follows the authorization redirect by hand (as `customer` when given) and returns the
+/// code, checking `state` and `iss` on the way back.
+pub async fn authorize(
+    bank: &Bank,
+    consent: &BankConsent,
+    verifier: &str,
+    customer: Option<&str>,
+) -> String {
+    let mut url = url::Url::parse(&bank.manifest.oauth.authorization_endpoint).unwrap();
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &bank.client_id)
+            .append_pair("redirect_uri", REDIRECT_URI)
+            .append_pair("state", "state-42")
+            .append_pair("code_challenge", &crypto::pkce_s256(verifier))
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("scope", &consent.oauth_scopes.join(" "));
+        for (key, value) in &consent.authorization_params {
+            query.append_pair(key, value);
+        }
+        if let Some(customer) = customer {
+            query.append_pair("login_hint", customer);
+        }
+    }
+    let response = bank.http.get(url).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::FOUND);
+    let location = response.headers()["location"].to_str().unwrap();
+    let location = url::Url::parse(location).unwrap();
+    assert!(location.as_str().starts_with(REDIRECT_URI));
+    let parameter = |name: &str| {
+        location
+            .query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    };
+    assert_eq!(parameter("state").as_deref(), Some("state-42"));
+    assert_eq!(parameter("iss"), bank.manifest.oauth.issuer);
+    parameter("code").unwrap_or_else(|| panic!("no code in {location}"))
+}
+
+/// Redeems a code with the PKCE verifier; returns the status and the JSON answer.
+pub async fn exchange(bank: &Bank, code: &str, verifier: &str) -> (u16, Value) {
+    let response = bank
+        .http
+        .post(&bank.manifest.oauth.token_endpoint)
+        .basic_auth(&bank.client_id, Some(bank.client_secret()))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT_URI),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// Authorises `consent` (as `customer` when given) and returns the token answer.
+pub async fn tokens(bank: &Bank, consent: &BankConsent, customer: Option<&str>) -> Value {
+    let verifier = crypto::random_token(32).unwrap();
+    let code = authorize(bank, consent, &verifier, customer).await;
+    let (status, tokens) = exchange(bank, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    tokens
+}
+
+/// Arbitrary JSON: scalars of every kind (long and odd numbers included), arrays and objects
+/// whose keys are often the field names the wire types look for.
+pub fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    const KEYS: &[&str] = &[
+        "accounts",
+        "balances",
+        "transactions",
+        "booked",
+        "pending",
+        "amount",
+        "currency",
+        "balanceAmount",
+        "balanceType",
+        "transactionAmount",
+        "creditDebitIndicator",
+        "status",
+        "bookingDate",
+        "valueDate",
+        "resourceId",
+        "accountId",
+        "iban",
+        "Data",
+        "Account",
+        "Balance",
+        "Transaction",
+        "Amount",
+        "Currency",
+        "CreditDebitIndicator",
+        "Type",
+        "AccountId",
+        "Identification",
+        "SchemeName",
+        "debitCreditMemo",
+        "currentBalance",
+        "availableBalance",
+        "accountCategory",
+        "postedTimestamp",
+        "remittanceInformation",
+        "name",
+        "error",
+        "tppMessages",
+        "_links",
+        "next",
+        "href",
+        "depositAccount",
+    ];
+    let number = prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<u64>().prop_map(|n| n.to_string()),
+        "-?[0-9]{1,40}(\\.[0-9]{1,40})?([eE][-+]?[0-9]{1,5})?",
+    ]
+    .prop_filter_map("a JSON number", |text| {
+        serde_json::from_str::<serde_json::Number>(&text).ok()
+    });
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        number.prop_map(Value::Number),
+        ".{0,12}".prop_map(Value::String),
+        "-?[0-9]{1,6}(\\.[0-9]{0,6})?".prop_map(Value::String),
+        prop_oneof![
+            Just("CRDT"),
+            Just("DBIT"),
+            Just("Credit"),
+            Just("Debit"),
+            Just("BOOK"),
+            Just("PDNG"),
+            Just("EUR"),
+            Just("2025-03-04"),
+            Just("2025-03-04T10:00:00Z"),
+            Just("DEBIT"),
+            Just("MEMO"),
+            Just("DE89370400440532013000"),
+            Just("OTHR"),
+        ]
+        .prop_map(|text| Value::String(text.to_owned())),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::vec(
+                (
+                    proptest::sample::select(KEYS).prop_map(str::to_owned),
+                    inner
+                ),
+                0..6
+            )
+            .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+        ]
+    })
+}

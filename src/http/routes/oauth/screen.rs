@@ -1,0 +1,354 @@
+//! The consent screen and the user-facing error page: server-rendered HTML, no script, no
+//! external resource, in English or French (chosen by `Accept-Language`).
+//!
+//! Accessibility: the page has a language (`lang`, and `lang="en"` on the purpose text, which
+//! comes from the policy file in English, when the page is in French), landmarks (`main`), one
+//! `h1`, the facts as a description list, native buttons in a plain `form` (keyboard and screen
+//! readers work without JavaScript), a visible focus ring, and colours above 4.5:1 contrast.
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::NaiveDate;
+
+use crate::model::Scope;
+
+/// A language of the screens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lang {
+    En,
+    Fr,
+}
+
+impl Lang {
+    fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Fr => "fr",
+        }
+    }
+
+    /// The best language for an `Accept-Language` header (RFC 9110 §12.5.4): the highest
+    /// `q` among English and French, English when neither is acceptable.
+    pub(super) fn negotiate(headers: &HeaderMap) -> Lang {
+        let Some(accept) = headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|value| value.to_str().ok())
+        else {
+            return Lang::En;
+        };
+        let mut best = (Lang::En, 0.0_f32);
+        for (position, item) in accept.split(',').enumerate() {
+            let mut parts = item.split(';');
+            let tag = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|param| param.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let primary = tag.split('-').next().unwrap_or_default();
+            let lang = match primary {
+                "fr" => Lang::Fr,
+                "en" => Lang::En,
+                _ => continue,
+            };
+            // Earlier entries win ties; q = 0 means "not acceptable".
+            let q = q - position as f32 * 1e-4;
+            if q > best.1 {
+                best = (lang, q);
+            }
+        }
+        best.0
+    }
+}
+
+/// Everything the consent screen shows.
+pub(super) struct Screen<'a> {
+    pub lang: Lang,
+    pub platform: &'a str,
+    pub bank: &'a str,
+    /// The purpose's title and plain-language description (from its policy).
+    pub title: &'a str,
+    pub description: &'a str,
+    pub scopes: &'a [Scope],
+    pub days: u32,
+    pub until: NaiveDate,
+    pub history_days: u32,
+    pub retention_days: Option<u32>,
+    pub onward_sharing: Option<bool>,
+    pub consent_id: &'a str,
+    pub screen_token: &'a str,
+}
+
+fn category(lang: Lang, scope: Scope) -> &'static str {
+    match (lang, scope) {
+        (Lang::En, Scope::Accounts) => "your accounts (name, type, currency, masked number)",
+        (Lang::En, Scope::Balances) => "balances",
+        (Lang::En, Scope::Transactions) => "transactions",
+        (Lang::En, Scope::Identity) => "account holder name and identifiers",
+        (Lang::Fr, Scope::Accounts) => "vos comptes (nom, type, devise, numéro masqué)",
+        (Lang::Fr, Scope::Balances) => "les soldes",
+        (Lang::Fr, Scope::Transactions) => "les opérations",
+        (Lang::Fr, Scope::Identity) => "le nom du titulaire et les identifiants des comptes",
+        #[allow(unreachable_patterns)]
+        (_, _) => "other data",
+    }
+}
+
+/// The retention a purpose's policy imposes, in words.
+pub(super) fn retention_text(lang: Lang, platform: &str, days: u32) -> String {
+    match (lang, days) {
+        (Lang::En, 0) => {
+            format!("{platform} may not keep this data: it is used once and discarded")
+        }
+        (Lang::En, 1) => format!("{platform} may keep this data for at most 1 day"),
+        (Lang::En, days) => format!("{platform} may keep this data for at most {days} days"),
+        (Lang::Fr, 0) => format!(
+            "{platform} ne peut pas conserver ces données : elles sont utilisées une fois puis effacées"
+        ),
+        (Lang::Fr, 1) => format!("{platform} peut conserver ces données au plus 1 jour"),
+        (Lang::Fr, days) => format!("{platform} peut conserver ces données au plus {days} jours"),
+    }
+}
+
+/// Whether a purpose's policy lets the platform pass the data on, in words.
+pub(super) fn onward_text(lang: Lang, platform: &str, onward_sharing: bool) -> String {
+    match (lang, onward_sharing) {
+        (Lang::En, true) => {
+            format!("{platform} may pass this data on to others as the description above says")
+        }
+        (Lang::En, false) => format!("{platform} may not pass this data on to anyone else"),
+        (Lang::Fr, true) => format!(
+            "{platform} peut transmettre ces données à d'autres, comme le décrit le texte ci-dessus"
+        ),
+        (Lang::Fr, false) => {
+            format!("{platform} ne peut transmettre ces données à personne d'autre")
+        }
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:38rem;margin:2rem auto;\
+padding:0 1rem;line-height:1.5;color:#1a1a1a;background:#fff}\
+.card{border:1px solid #767676;border-radius:8px;padding:1rem 1.25rem}\
+dt{font-weight:600}dd{margin:0 0 .5rem 0}\
+button{font-size:1rem;padding:.6rem 1.25rem;margin:.25rem .5rem .25rem 0;border-radius:6px;\
+border:2px solid #1f4e9a;cursor:pointer}\
+#approve{background:#1f4e9a;color:#fff}#deny{background:#fff;color:#1f4e9a}\
+button:focus-visible{outline:3px solid #b35c00;outline-offset:2px}";
+
+/// Renders the consent screen.
+pub(super) fn render(screen: &Screen<'_>) -> String {
+    let lang = screen.lang;
+    let e = escape;
+    let (platform, bank) = (e(screen.platform), e(screen.bank));
+    let categories: Vec<&str> = screen
+        .scopes
+        .iter()
+        .map(|scope| category(lang, *scope))
+        .collect();
+    let t = |en: String, fr: String| if lang == Lang::En { en } else { fr };
+    let heading = t(
+        format!("{platform} asks to see data from {bank}"),
+        format!("{platform} demande à voir des données de {bank}"),
+    );
+    let title = t(
+        "Share your bank data?".into(),
+        "Partager vos données bancaires ?".into(),
+    );
+    let purpose_label = t("Purpose".into(), "Finalité".into());
+    let data_label = t("Data".into(), "Données".into());
+    let duration_label = t("Duration".into(), "Durée".into());
+    let duration = t(
+        format!(
+            "For up to <strong>{} days</strong>, until {}",
+            screen.days, screen.until
+        ),
+        format!(
+            "Pendant au plus <strong>{} jours</strong>, jusqu'au {}",
+            screen.days,
+            screen.until.format("%d/%m/%Y")
+        ),
+    );
+    let history_label = t(
+        "Transaction history".into(),
+        "Historique des opérations".into(),
+    );
+    let history = t(
+        format!("{} days", screen.history_days),
+        format!("{} jours", screen.history_days),
+    );
+    let bank_label = t("Bank".into(), "Banque".into());
+    let obligations_label = t(
+        format!("What {platform} may do with it"),
+        format!("Ce que {platform} peut en faire"),
+    );
+    let obligations: String = [
+        screen.retention_days.map(|days| {
+            format!(
+                "<li id=\"retention\">{}</li>",
+                e(&retention_text(lang, screen.platform, days))
+            )
+        }),
+        screen.onward_sharing.map(|onward| {
+            format!(
+                "<li id=\"onward-sharing\">{}</li>",
+                e(&onward_text(lang, screen.platform, onward))
+            )
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let confirm = t(
+        format!(
+            "You will confirm at {bank}. You can withdraw this consent at any time, in {platform} or by asking your bank."
+        ),
+        format!(
+            "Vous confirmerez auprès de {bank}. Vous pouvez retirer ce consentement à tout moment, dans {platform} ou auprès de votre banque."
+        ),
+    );
+    let actions = t("Your decision".into(), "Votre décision".into());
+    let approve = t(
+        format!("Continue to {bank}"),
+        format!("Continuer vers {bank}"),
+    );
+    let cancel = t("Cancel".into(), "Annuler".into());
+    // The purpose text comes from the policy file, in English.
+    let purpose_lang = if lang == Lang::En { "" } else { " lang=\"en\"" };
+    format!(
+        r#"<!doctype html>
+<html lang="{code}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{STYLE}</style>
+</head><body>
+<main aria-labelledby="heading">
+<h1 id="heading">{heading}</h1>
+<section class="card" aria-labelledby="purpose">
+<h2 id="purpose"{purpose_lang}>{purpose_title}</h2>
+<p{purpose_lang}>{description}</p>
+<dl>
+<dt>{purpose_label}</dt><dd{purpose_lang}>{purpose_title}</dd>
+<dt>{data_label}</dt><dd id="scopes">{categories}</dd>
+<dt>{history_label}</dt><dd id="history">{history}</dd>
+<dt>{duration_label}</dt><dd id="duration">{duration}</dd>
+<dt>{bank_label}</dt><dd id="bank">{bank}</dd>
+</dl>
+<h3>{obligations_label}</h3>
+<ul>{obligations}</ul>
+</section>
+<p id="confirm">{confirm}</p>
+<form method="post" action="/oauth/authorize" aria-label="{actions}">
+<input type="hidden" name="consent_id" value="{consent_id}">
+<input type="hidden" name="screen_token" value="{screen_token}">
+<input type="hidden" name="lang" value="{code}">
+<button type="submit" name="decision" value="approve" id="approve">{approve}</button>
+<button type="submit" name="decision" value="deny" id="deny">{cancel}</button>
+</form>
+</main>
+</body></html>"#,
+        code = lang.code(),
+        purpose_title = e(screen.title),
+        description = e(screen.description),
+        categories = e(&categories.join(", ")),
+        consent_id = e(screen.consent_id),
+        screen_token = e(screen.screen_token),
+    )
+}
+
+/// An error shown to the user (no redirect: the redirect URI is not trusted yet).
+pub(super) fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
+    let (title, heading) = match lang {
+        Lang::En => ("bankgate", "Something went wrong"),
+        Lang::Fr => ("bankgate", "Un problème est survenu"),
+    };
+    let body = format!(
+        "<!doctype html><html lang=\"{code}\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>\
+         <style>{STYLE}</style></head><body><main><h1>{heading}</h1><p lang=\"en\">{message}</p>\
+         </main></body></html>",
+        code = lang.code(),
+        message = escape(message),
+    );
+    (status, Html(body)).into_response()
+}
+
+/// Escapes text for HTML.
+pub(super) fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(accept: Option<&str>, expected: Lang) {
+        let mut headers = HeaderMap::new();
+        if let Some(accept) = accept {
+            headers.insert(header::ACCEPT_LANGUAGE, accept.parse().unwrap());
+        }
+        assert_eq!(Lang::negotiate(&headers), expected, "{accept:?}");
+    }
+
+    #[test]
+    fn accept_language_picks_english_or_french() {
+        check(None, Lang::En);
+        check(Some("fr-FR,fr;q=0.9,en;q=0.8"), Lang::Fr);
+        check(Some("en-GB,fr;q=0.5"), Lang::En);
+        check(Some("de-DE,fr;q=0.7,en;q=0.6"), Lang::Fr);
+        check(Some("de-DE"), Lang::En);
+        check(Some("fr;q=0,en;q=0.1"), Lang::En);
+        check(Some("FR"), Lang::Fr);
+        check(Some("en,fr"), Lang::En);
+        check(Some("garbage;;q=x"), Lang::En);
+    }
+
+    fn screen(lang: Lang) -> String {
+        render(&Screen {
+            lang,
+            platform: "Messenger <script>",
+            bank: "Demo Bank",
+            title: "Balance alerts",
+            description: "Tell you when your balance is low.",
+            scopes: &[Scope::Accounts, Scope::Balances],
+            days: 90,
+            until: NaiveDate::from_ymd_opt(2026, 2, 1).unwrap(),
+            history_days: 0,
+            retention_days: Some(30),
+            onward_sharing: Some(false),
+            consent_id: "c-1",
+            screen_token: "t",
+        })
+    }
+
+    #[test]
+    fn screens_are_localised_escaped_and_script_free() {
+        let english = screen(Lang::En);
+        assert!(english.contains("<html lang=\"en\">"));
+        assert!(english.contains("Continue to Demo Bank"));
+        assert!(english.contains("may keep this data for at most 30 days"));
+        assert!(english.contains("Messenger &lt;script&gt;"));
+        let french = screen(Lang::Fr);
+        assert!(french.contains("<html lang=\"fr\">"));
+        assert!(french.contains("Continuer vers Demo Bank"));
+        assert!(french.contains("Annuler"));
+        assert!(french.contains("01/02/2026"));
+        assert!(french.contains("<h2 id=\"purpose\" lang=\"en\">Balance alerts</h2>"));
+        for page in [english, french] {
+            assert!(!page.contains("<script"), "no script");
+            assert!(
+                !page.contains("http://") && !page.contains("https://"),
+                "no CDN"
+            );
+        }
+    }
+}

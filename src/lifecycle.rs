@@ -1,0 +1,204 @@
+//! The consent lifecycle after authorisation: revocation (by the platform, an operator or a
+//! replayed authorization code), expiry, the 7-day expiry notice, and the maintenance task that
+//! runs expiry, notices, webhook deliveries and replay-cache cleanup on every instance.
+//!
+//! Everything here is safe with several instances on one database: state changes are
+//! compare-and-set (`transition_consent`, `expire_consents` … `RETURNING`), so exactly one
+//! instance audits and notifies each change; webhook deliveries are deduplicated by key and
+//! claimed with `SKIP LOCKED`.
+
+pub mod webhooks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::app::App;
+use crate::audit::{Action, Decision, Event};
+use crate::consent::{Consent, ConsentStatus};
+use crate::error::Error;
+use crate::oauth::bank_client::{self, BankGrant};
+
+/// How often the maintenance task runs.
+pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long before expiry platforms get `consent.expiring`.
+pub const EXPIRING_NOTICE_DAYS: i64 = 7;
+
+/// An event about a consent, with its platform, bank, user, purpose and policy.
+pub fn consent_event(action: Action, actor: &str, consent: &Consent) -> Event {
+    let mut event = Event::new(action, actor, Decision::Allow);
+    event.platform = Some(consent.client_id.clone());
+    event.bank = Some(consent.bank_id.clone());
+    event.consent = Some(consent.id.clone());
+    event.user_ref = Some(consent.user_ref.clone());
+    event.purpose = Some(consent.purpose.clone());
+    event.policy_hash = Some(consent.policy_hash.clone());
+    event.categories = consent
+        .scopes
+        .iter()
+        .map(|scope| scope.as_str().to_owned())
+        .collect();
+    event
+}
+
+/// Revokes an authorised consent: status `revoked` (compare-and-set, so one caller wins), every
+/// token issued under it revoked, `ConsentRevoked` audited, the platform's webhook enqueued, and
+/// the bank grant revoked at the bank when it offers revocation (best effort: a bank that is down
+/// does not keep the consent alive). Returns `false` if the consent was not authorised (already
+/// revoked or expired; its tokens are revoked all the same).
+///
+/// Takes effect at the next request on every instance: the consent layer and the token checks
+/// read the store on every request.
+pub async fn revoke(
+    app: &App,
+    consent: &Consent,
+    actor: &str,
+    reason: &str,
+) -> Result<bool, Error> {
+    let moved = app
+        .store
+        .transition_consent(
+            &consent.id,
+            ConsentStatus::Authorised,
+            ConsentStatus::Revoked,
+        )
+        .await?;
+    app.store.revoke_consent_tokens(&consent.id).await?;
+    if !moved {
+        return Ok(false);
+    }
+    let mut event = consent_event(Action::ConsentRevoked, actor, consent);
+    event.reason = Some(reason.to_owned());
+    app.auditor
+        .record(event)
+        .await
+        .map_err(Error::AuditUnavailable)?;
+    let revoked = Consent {
+        status: ConsentStatus::Revoked,
+        ..consent.clone()
+    };
+    webhooks::enqueue(
+        app,
+        &revoked,
+        webhooks::CONSENT_REVOKED,
+        Some(reason),
+        Utc::now(),
+    )
+    .await?;
+    revoke_at_bank(app, consent).await;
+    Ok(true)
+}
+
+/// Revokes the consent's bank tokens at the bank (RFC 7009), if its manifest names a
+/// revocation endpoint. Failures are logged, never raised.
+async fn revoke_at_bank(app: &App, consent: &Consent) {
+    let Some(adapter) = app.banks.get(&consent.bank_id) else {
+        return;
+    };
+    if adapter.bank.manifest.oauth.revocation_endpoint.is_none() {
+        return;
+    }
+    let grant = match app.store.grant(&consent.id).await {
+        Ok(Some(stored)) => app
+            .sealer
+            .open(consent.id.as_bytes(), &stored.sealed)
+            .ok()
+            .and_then(|plaintext| serde_json::from_slice::<BankGrant>(&plaintext).ok()),
+        _ => None,
+    };
+    let Some(grant) = grant else {
+        tracing::warn!(consent = %consent.id, "no readable bank grant to revoke");
+        return;
+    };
+    if let Err(error) = bank_client::revoke(&adapter.bank, &grant).await {
+        tracing::warn!(bank = %consent.bank_id, consent = %consent.id, %error,
+            "the bank grant could not be revoked at the bank");
+    }
+}
+
+/// What one maintenance run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub expired: usize,
+    pub expiring_notices: usize,
+    pub deliveries: webhooks::DeliveryReport,
+    pub purged: u64,
+}
+
+/// Moves consents past their expiry to `expired`; audits `ConsentExpired` and enqueues
+/// `consent.expired` for each, once across instances.
+pub async fn expire_due(app: &App, now: DateTime<Utc>) -> Result<usize, Error> {
+    let expired = app.store.expire_consents(now).await?;
+    for consent in &expired {
+        app.store.revoke_consent_tokens(&consent.id).await?;
+        let mut event = consent_event(Action::ConsentExpired, "gateway", consent);
+        event.reason = Some("the consent reached its expiry".into());
+        app.auditor
+            .record(event)
+            .await
+            .map_err(Error::AuditUnavailable)?;
+        webhooks::enqueue(app, consent, webhooks::CONSENT_EXPIRED, None, now).await?;
+    }
+    Ok(expired.len())
+}
+
+/// Enqueues `consent.expiring` for authorised consents expiring within
+/// [`EXPIRING_NOTICE_DAYS`]; each consent is notified once (deduplicated by key).
+pub async fn notify_expiring(app: &App, now: DateTime<Utc>) -> Result<usize, Error> {
+    let until = now + chrono::Duration::days(EXPIRING_NOTICE_DAYS);
+    let mut notices = 0;
+    for consent in app.store.consents_expiring(now, until).await? {
+        if webhooks::enqueue(app, &consent, webhooks::CONSENT_EXPIRING, None, now).await? {
+            notices += 1;
+        }
+    }
+    Ok(notices)
+}
+
+/// The background work of one instance.
+pub struct Maintenance {
+    app: Arc<App>,
+    http: reqwest::Client,
+}
+
+impl Maintenance {
+    /// Maintenance for `app`, delivering webhooks with its own HTTP client (no redirects).
+    pub fn new(app: Arc<App>) -> Result<Maintenance, Error> {
+        let http = crate::crypto::http_client_builder()
+            .timeout(webhooks::DELIVERY_TIMEOUT)
+            .build()
+            .map_err(|error| Error::Internal(error.to_string()))?;
+        Ok(Maintenance { app, http })
+    }
+
+    /// One pass at `now`: expiry, expiry notices, due webhooks, replay-cache cleanup.
+    pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Report, Error> {
+        Ok(Report {
+            expired: expire_due(&self.app, now).await?,
+            expiring_notices: notify_expiring(&self.app, now).await?,
+            deliveries: webhooks::deliver_due(&self.app, &self.http, now).await?,
+            purged: self.app.store.purge_expired(now).await?,
+        })
+    }
+
+    /// Runs [`Maintenance::run_once`] every `interval` until the process ends; failures are
+    /// logged and retried at the next tick.
+    pub fn spawn(self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match self.run_once(Utc::now()).await {
+                    Ok(report) if report != Report::default() => {
+                        tracing::info!(?report, "maintenance");
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "maintenance run failed"),
+                }
+            }
+        })
+    }
+}

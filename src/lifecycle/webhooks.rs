@@ -1,0 +1,218 @@
+//! Signed webhooks to platforms: `consent.revoked`, `consent.expired`, `consent.expiring`.
+//!
+//! Each delivery is a Security Event Token (RFC 8417) POSTed as the request body with
+//! `Content-Type: application/secevent+jwt` (push delivery, RFC 8935). It is a JWS signed with
+//! the gateway's current access-token key, so a platform verifies it with the keys it already
+//! trusts (`/.well-known/jwks.json`):
+//! 1. the header has `typ: secevent+jwt`, `alg: ES256` and a `kid` listed in the JWKS;
+//! 2. the signature verifies with that key;
+//! 3. `iss` is the gateway's issuer and `aud` the platform's own client id;
+//! 4. `jti` (the delivery id) has not been processed before (retries reuse it).
+//!
+//! The event is `events["https://bankgate.dev/events/<type>"]` with the consent id, user
+//! reference, status and, for revocations, the reason. A 2xx answer is a delivery; anything
+//! else (or no answer within [`DELIVERY_TIMEOUT`]) is retried with exponential backoff
+//! ([`backoff`]) up to [`MAX_ATTEMPTS`] times, then marked failed. Every attempt is kept in the
+//! delivery log (`webhook_deliveries`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, Header};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::App;
+use crate::consent::Consent;
+use crate::error::Error;
+use crate::store::{DeliveryOutcome, DeliveryStatus, WebhookDelivery};
+
+/// A consent was revoked (by the platform, an operator, the bank, or a replayed code).
+pub const CONSENT_REVOKED: &str = "consent.revoked";
+/// A consent reached its expiry.
+pub const CONSENT_EXPIRED: &str = "consent.expired";
+/// A consent expires within seven days.
+pub const CONSENT_EXPIRING: &str = "consent.expiring";
+
+/// The prefix of event type URIs in the SET's `events` claim.
+pub const EVENT_URI_BASE: &str = "https://bankgate.dev/events/";
+
+/// The JOSE `typ` of deliveries.
+pub const SET_TYP: &str = "secevent+jwt";
+
+/// The media type of delivery bodies.
+pub const SET_MEDIA_TYPE: &str = "application/secevent+jwt";
+
+/// How many attempts a delivery gets.
+pub const MAX_ATTEMPTS: i32 = 8;
+
+/// How long one attempt may take.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a claimed delivery stays hidden from other workers.
+pub const LEASE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Deliveries one worker claims per run.
+const BATCH: u32 = 32;
+
+/// The delay before attempt `attempts + 1`: 30 s doubling, at most an hour.
+pub fn backoff(attempts: i32) -> chrono::Duration {
+    let exponent = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(0)
+        .min(7);
+    chrono::Duration::seconds((30_i64 << exponent).min(3600))
+}
+
+/// The claims of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityEvent {
+    pub iss: String,
+    /// The platform's client id.
+    pub aud: String,
+    pub iat: i64,
+    /// The delivery id: the same on every retry.
+    pub jti: String,
+    /// The consent id, for correlation.
+    pub txn: String,
+    pub events: serde_json::Value,
+}
+
+/// Enqueues `event` about `consent` for its platform's webhook, if it registered one. Returns
+/// whether a new delivery was stored (`false` if the platform has no webhook or this event was
+/// already enqueued: each `(event, consent)` is delivered once).
+pub async fn enqueue(
+    app: &App,
+    consent: &Consent,
+    event: &str,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let Some(client) = app.store.client(&consent.client_id).await? else {
+        return Ok(false);
+    };
+    let Some(url) = client.webhook_url else {
+        return Ok(false);
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut detail = json!({
+        "consent_id": consent.id,
+        "user_ref": consent.user_ref,
+        "bank": consent.bank_id,
+        "purpose": consent.purpose,
+        "status": consent.status.as_str(),
+        "expires_at": consent.expires_at,
+    });
+    if let Some(reason) = reason {
+        detail["reason"] = json!(reason);
+    }
+    let claims = SecurityEvent {
+        iss: app.config.public_url.clone(),
+        aud: consent.client_id.clone(),
+        iat: now.timestamp(),
+        jti: id.clone(),
+        txn: consent.id.clone(),
+        events: json!({ format!("{EVENT_URI_BASE}{event}"): detail }),
+    };
+    let key = app.tokens.signing_key();
+    let mut header = Header::new(Algorithm::ES256);
+    header.typ = Some(SET_TYP.to_owned());
+    header.kid = Some(key.kid.clone());
+    let payload = jsonwebtoken::encode(&header, &claims, &key.encoding)
+        .map_err(|error| Error::Internal(error.to_string()))?;
+    let delivery = WebhookDelivery {
+        id,
+        client_id: consent.client_id.clone(),
+        event: event.to_owned(),
+        consent_id: consent.id.clone(),
+        dedupe_key: format!("{event}:{}", consent.id),
+        url,
+        payload,
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_at: now,
+        last_error: None,
+        created_at: now,
+        delivered_at: None,
+    };
+    Ok(app.store.enqueue_webhook(&delivery).await?)
+}
+
+/// What one delivery run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub delivered: usize,
+    pub retried: usize,
+    pub failed: usize,
+}
+
+/// Claims the deliveries due at `now` and attempts each once.
+pub async fn deliver_due(
+    app: &App,
+    http: &reqwest::Client,
+    now: DateTime<Utc>,
+) -> Result<DeliveryReport, Error> {
+    let mut report = DeliveryReport::default();
+    let claimed = app.store.claim_webhooks(now, BATCH, now + LEASE).await?;
+    for delivery in claimed {
+        let outcome = match attempt(http, &delivery).await {
+            Ok(()) => {
+                report.delivered += 1;
+                DeliveryOutcome::Delivered
+            }
+            Err(error) if delivery.attempts >= MAX_ATTEMPTS => {
+                report.failed += 1;
+                tracing::warn!(client = %delivery.client_id, event = %delivery.event, %error,
+                    "webhook delivery failed for good");
+                DeliveryOutcome::Failed { error }
+            }
+            Err(error) => {
+                report.retried += 1;
+                DeliveryOutcome::Retry {
+                    at: now + backoff(delivery.attempts),
+                    error,
+                }
+            }
+        };
+        app.store
+            .finish_webhook(&delivery.id, &outcome, now)
+            .await?;
+    }
+    Ok(report)
+}
+
+/// One POST; the error text names the status or the transport failure (never the body).
+async fn attempt(http: &reqwest::Client, delivery: &WebhookDelivery) -> Result<(), String> {
+    let response = http
+        .post(&delivery.url)
+        .header(reqwest::header::CONTENT_TYPE, SET_MEDIA_TYPE)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .body(delivery.payload.clone())
+        .send()
+        .await
+        .map_err(|error| {
+            if error.is_timeout() {
+                "timed out".to_owned()
+            } else {
+                "could not connect".to_owned()
+            }
+        })?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", response.status().as_u16()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), chrono::Duration::seconds(30));
+        assert_eq!(backoff(2), chrono::Duration::seconds(60));
+        assert_eq!(backoff(4), chrono::Duration::seconds(240));
+        assert_eq!(backoff(20), chrono::Duration::seconds(3600));
+        assert_eq!(backoff(0), chrono::Duration::seconds(30));
+    }
+}

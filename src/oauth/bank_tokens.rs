@@ -1,0 +1,187 @@
+//! The bank tokens of a consent, refreshed when they are about to expire: single-flight within
+//! an instance (concurrent requests of one consent share one refresh call) and stored with a
+//! compare-and-set across instances (of two instances refreshing at once, one stores its
+//! tokens and the other adopts them).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{Duration, Utc};
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+
+use super::bank_client::{self, BankGrant};
+use crate::adapters::Bank;
+use crate::crypto::Sealer;
+use crate::error::Error;
+use crate::store::{Store, StoredGrant};
+
+/// A bank token this close to its expiry is refreshed before use.
+pub const REFRESH_MARGIN_SECS: i64 = 30;
+
+/// Runs at most one future per key at a time; callers that arrive while it runs share its
+/// result.
+pub struct SingleFlight<V: Clone> {
+    flights: Mutex<HashMap<String, Shared<BoxFuture<'static, V>>>>,
+}
+
+impl<V: Clone> Default for SingleFlight<V> {
+    fn default() -> Self {
+        SingleFlight {
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> SingleFlight<V> {
+    /// The result of the flight for `key`: the running one, or a new one made by `make`.
+    pub async fn run<F>(&self, key: &str, make: impl FnOnce() -> F) -> V
+    where
+        F: Future<Output = V> + Send + 'static,
+    {
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+            match flights.get(key) {
+                Some(flight) if flight.peek().is_none() => flight.clone(),
+                _ => {
+                    let flight = make().boxed().shared();
+                    flights.insert(key.to_owned(), flight.clone());
+                    flight
+                }
+            }
+        };
+        let value = flight.clone().await;
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        if flights
+            .get(key)
+            .is_some_and(|current| current.ptr_eq(&flight))
+        {
+            flights.remove(key);
+        }
+        value
+    }
+}
+
+/// The bank tokens of every consent this instance is refreshing.
+#[derive(Default)]
+pub struct BankTokens {
+    refreshes: SingleFlight<Result<BankGrant, String>>,
+}
+
+impl BankTokens {
+    /// The consent's bank grant, refreshed first if it expires within
+    /// [`REFRESH_MARGIN_SECS`] and the bank gave a refresh token.
+    pub async fn current(
+        &self,
+        store: std::sync::Arc<dyn Store>,
+        sealer: std::sync::Arc<Sealer>,
+        bank: std::sync::Arc<crate::adapters::Adapter>,
+        consent_id: &str,
+    ) -> Result<BankGrant, Error> {
+        let stored = store
+            .grant(consent_id)
+            .await?
+            .ok_or_else(|| Error::Internal("authorised consent without a bank grant".into()))?;
+        let grant = open(&sealer, consent_id, &stored)?;
+        if !needs_refresh(&grant) {
+            return Ok(grant);
+        }
+        let id = consent_id.to_owned();
+        self.refreshes
+            .run(consent_id, move || async move {
+                refresh(store.as_ref(), &sealer, &bank.bank, &id, stored, grant)
+                    .await
+                    .map_err(|error| error.to_string())
+            })
+            .await
+            .map_err(|error| {
+                Error::Bank(crate::adapters::AdapterError::Refused(format!(
+                    "refreshing the bank token failed: {error}"
+                )))
+            })
+    }
+}
+
+fn needs_refresh(grant: &BankGrant) -> bool {
+    grant.refresh_token.is_some()
+        && grant
+            .expires_at
+            .is_some_and(|at| at <= Utc::now() + Duration::seconds(REFRESH_MARGIN_SECS))
+}
+
+fn open(sealer: &Sealer, consent_id: &str, stored: &StoredGrant) -> Result<BankGrant, Error> {
+    let plaintext = sealer.open(consent_id.as_bytes(), &stored.sealed)?;
+    serde_json::from_slice(&plaintext)
+        .map_err(|_| Error::Internal("bank grant does not decode".into()))
+}
+
+/// Refreshes at the bank and stores the result if nobody else did meanwhile; otherwise adopts
+/// what the other instance stored.
+async fn refresh(
+    store: &dyn Store,
+    sealer: &Sealer,
+    bank: &Bank,
+    consent_id: &str,
+    stored: StoredGrant,
+    grant: BankGrant,
+) -> Result<BankGrant, Error> {
+    let refreshed = bank_client::refresh(bank, &grant).await?;
+    let plaintext =
+        serde_json::to_vec(&refreshed).map_err(|error| Error::Internal(error.to_string()))?;
+    let replacement = StoredGrant {
+        consent_id: consent_id.to_owned(),
+        sealed: sealer.seal(consent_id.as_bytes(), &plaintext)?,
+        updated_at: Utc::now(),
+    };
+    if store.replace_grant(&stored, &replacement).await? {
+        return Ok(refreshed);
+    }
+    // Another instance refreshed first: its tokens are the ones the bank keeps.
+    let current = store
+        .grant(consent_id)
+        .await?
+        .ok_or_else(|| Error::Internal("the bank grant disappeared".into()))?;
+    open(sealer, consent_id, &current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_flight() {
+        let flights: Arc<SingleFlight<usize>> = Arc::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let released = released.shared();
+        let callers = (0..10).map(|_| {
+            let flights = flights.clone();
+            let calls = calls.clone();
+            let released = released.clone();
+            async move {
+                flights
+                    .run("consent-1", move || async move {
+                        let _ = released.await;
+                        calls.fetch_add(1, Ordering::SeqCst) + 1
+                    })
+                    .await
+            }
+        });
+        // `join` polls every caller once (each joins the flight) before releasing it.
+        let (results, ()) =
+            futures_util::future::join(futures_util::future::join_all(callers), async move {
+                let _ = release.send(());
+            })
+            .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(results.iter().all(|value| *value == 1), "{results:?}");
+        // The flight is over: the next caller starts a new one.
+        let again = flights.run("consent-1", || async { 7 }).await;
+        assert_eq!(again, 7);
+        let other = flights.run("consent-2", || async { 9 }).await;
+        assert_eq!(other, 9);
+    }
+}
