@@ -7,12 +7,15 @@ pub mod berlin_group;
 pub mod common;
 pub mod fdx;
 pub mod manifest;
+pub mod mapping;
+pub mod normalise;
 pub mod obie;
+pub mod outbound;
+pub mod registry;
 pub mod stet;
 #[cfg(test)]
 mod testing;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,10 +23,12 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 
 pub use manifest::{Manifest, ManifestError};
+pub use registry::{ProcessEnv, Registry, Secrets};
 
 use crate::model::{Account, Balance, Scope, Transaction};
 
-/// Errors talking to a bank. Their text is for logs; callers see a generic bank error.
+/// Errors talking to a bank. Their text is for logs; callers see a safe description naming
+/// the bank (see [`crate::Error::safe_detail`]), never the bank's own words.
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {
     #[error("bank unreachable: {0}")]
@@ -34,10 +39,81 @@ pub enum AdapterError {
     Status { status: u16 },
     #[error("bank payload not understood: {0}")]
     Decode(String),
+    /// A success answer whose body is an error (the profile's classification hook said so).
+    #[error("bank answered success with an error body: {0}")]
+    ErrorBody(String),
+    /// The answer was larger than the manifest's `limits.max_response_bytes`.
+    #[error("bank answer exceeds {limit} bytes")]
+    TooLarge { limit: usize },
+    /// The bank's circuit breaker is open: recent calls failed, this one was not sent.
+    #[error("circuit open: recent calls to the bank failed")]
+    CircuitOpen,
+    /// The bank has `limits.max_in_flight` calls in flight already; this one was not sent.
+    #[error("too many calls to the bank in flight")]
+    Saturated,
     #[error("bank refused: {0}")]
     Refused(String),
     #[error("unknown account")]
     UnknownAccount,
+    /// Any of the above at a named bank (see [`AdapterError::at`]).
+    #[error("at bank {bank}")]
+    AtBank {
+        bank: String,
+        #[source]
+        source: Box<AdapterError>,
+    },
+}
+
+impl AdapterError {
+    /// The error stamped with the bank it happened at (once: an error that names its bank
+    /// keeps it).
+    pub fn at(self, bank: &str) -> AdapterError {
+        match self {
+            AdapterError::AtBank { .. } => self,
+            error => AdapterError::AtBank {
+                bank: bank.to_owned(),
+                source: Box::new(error),
+            },
+        }
+    }
+
+    /// What went wrong, whichever bank it named.
+    pub fn root(&self) -> &AdapterError {
+        match self {
+            AdapterError::AtBank { source, .. } => source.root(),
+            error => error,
+        }
+    }
+
+    /// The bank it happened at, if known.
+    pub fn bank(&self) -> Option<&str> {
+        match self {
+            AdapterError::AtBank { bank, .. } => Some(bank),
+            _ => None,
+        }
+    }
+
+    /// Worth retrying an idempotent read: the next attempt may well succeed.
+    pub fn is_transient(&self) -> bool {
+        match self.root() {
+            AdapterError::Transport(_) => true,
+            AdapterError::Status { status } => matches!(status, 429 | 500 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+
+    /// Says something about the bank's health (counted by its circuit breaker), as opposed to
+    /// something about this request (a 4xx, an error body, a payload one profile cannot read).
+    pub fn counts_against_bank(&self) -> bool {
+        match self.root() {
+            AdapterError::Transport(_)
+            | AdapterError::Timeout
+            | AdapterError::TooLarge { .. }
+            | AdapterError::Decode(_) => true,
+            AdapterError::Status { status } => *status >= 500 || matches!(status, 408 | 429),
+            _ => false,
+        }
+    }
 }
 
 impl From<reqwest::Error> for AdapterError {
@@ -112,6 +188,11 @@ pub trait Profile: Send + Sync + 'static {
     /// The profile's manifest name, e.g. `berlin-group`.
     fn name(&self) -> &'static str;
 
+    /// The data scopes a consent at a bank of this profile can cover.
+    fn scopes(&self) -> Vec<Scope> {
+        Scope::ALL.to_vec()
+    }
+
     /// Creates the bank-side consent resource (if the standard has one) before the redirect.
     async fn create_consent(
         &self,
@@ -144,9 +225,33 @@ pub trait Profile: Send + Sync + 'static {
         account_id: &str,
         from: Option<NaiveDate>,
     ) -> Result<Vec<Transaction>, AdapterError>;
+
+    /// Ends the bank-side consent resource when bankgate's consent is revoked (Berlin Group
+    /// `DELETE /v1/consents/{id}`); nothing for standards without one.
+    async fn revoke_consent(&self, bank: &Bank, bank_consent_id: &str) -> Result<(), AdapterError> {
+        let _ = (bank, bank_consent_id);
+        Ok(())
+    }
+
+    /// Whether this profile's own calls honour the manifest's bank-side FAPI options
+    /// (`private_key_jwt`, DPoP on data calls); manifests asking for them with a profile that
+    /// does not are refused.
+    fn speaks_bank_fapi(&self) -> bool {
+        false
+    }
 }
 
-/// The profile implementing a manifest's `profile` name.
+/// Every profile name a manifest may use.
+pub const PROFILES: [&str; 5] = [
+    berlin_group::NAME,
+    stet::NAME,
+    obie::NAME,
+    fdx::NAME,
+    mapping::NAME,
+];
+
+/// The profile implemented in Rust under `name` (`None` for unknown names and for `mapping`,
+/// which needs a manifest: see [`build_profile`]).
 pub fn profile(name: &str) -> Option<Arc<dyn Profile>> {
     match name {
         berlin_group::NAME => Some(Arc::new(berlin_group::BerlinGroup)),
@@ -155,6 +260,26 @@ pub fn profile(name: &str) -> Option<Arc<dyn Profile>> {
         fdx::NAME => Some(Arc::new(fdx::Fdx)),
         _ => None,
     }
+}
+
+/// The profile speaking a manifest's bank: a Rust profile by name, or the `mapping` profile
+/// compiled from the manifest's `[mapping]` section.
+pub fn build_profile(manifest: &Manifest) -> Result<Arc<dyn Profile>, ManifestError> {
+    let invalid = |message: String| ManifestError::Invalid {
+        bank: manifest.id.clone(),
+        message,
+    };
+    if manifest.profile == mapping::NAME {
+        let spec = manifest
+            .mapping
+            .as_ref()
+            .ok_or_else(|| invalid("the mapping profile needs a [mapping] section".into()))?;
+        let compiled =
+            mapping::Mapping::compile(spec).map_err(|error| invalid(error.to_string()))?;
+        return Ok(Arc::new(compiled));
+    }
+    profile(&manifest.profile)
+        .ok_or_else(|| invalid(format!("unknown profile {:?}", manifest.profile)))
 }
 
 /// The stable opaque account id: derived from the bank and the account's strongest identifier
@@ -176,14 +301,21 @@ pub fn mask_iban(iban: &str) -> String {
     format!("{head}{}{tail}", "*".repeat(n - 8))
 }
 
-/// A bank the gateway can reach: its manifest, resolved credentials and HTTP client.
+/// A bank the gateway can reach: its manifest, resolved credentials, HTTP client and
+/// outbound stack.
 pub struct Bank {
     pub manifest: Manifest,
     /// The OAuth client id bankgate has at this bank.
     pub client_id: String,
     client_secret: String,
     /// Client for back-channel calls: never follows redirects, bounded by the bank's timeout.
+    /// Its connection pool is this bank's alone.
     pub http: reqwest::Client,
+    /// Timeout, retry, circuit breaker and size cap for the data calls ([`outbound`]).
+    pub outbound: outbound::Outbound,
+    /// bankgate's `private_key_jwt` and DPoP keys at this bank, when its manifest asks for
+    /// them (none after [`Bank::new`]; set before the bank is shared).
+    pub keys: crate::oauth::bank_auth::BankKeys,
 }
 
 impl std::fmt::Debug for Bank {
@@ -202,15 +334,18 @@ impl Bank {
         client_id: String,
         client_secret: String,
     ) -> Result<Bank, AdapterError> {
+        let settings = outbound::Settings::from(&manifest.limits);
         let http = crate::crypto::http_client_builder()
             .timeout(Duration::from_millis(manifest.limits.timeout_ms))
             .build()
             .map_err(|error| AdapterError::Transport(error.to_string()))?;
         Ok(Bank {
+            outbound: outbound::Outbound::new(http.clone(), &settings),
             manifest,
             client_id,
             client_secret,
             http,
+            keys: crate::oauth::bank_auth::BankKeys::default(),
         })
     }
 
@@ -228,35 +363,127 @@ impl Bank {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.manifest.api_base_url.trim_end_matches('/'))
     }
+
+    /// Sends a request through the bank's outbound stack; the body of its 2xx answer.
+    /// `error_in_body` is the profile's hook for success answers that carry an error.
+    pub async fn fetch(
+        &self,
+        request: reqwest::RequestBuilder,
+        error_in_body: impl Fn(&[u8]) -> Option<String> + Send + Sync + 'static,
+    ) -> Result<bytes::Bytes, AdapterError> {
+        let request = request.build()?;
+        self.outbound
+            .call(outbound::Call {
+                request,
+                error_in_body: Arc::new(error_in_body),
+            })
+            .await
+    }
 }
 
 /// A bank together with the profile that speaks its API.
 pub struct Adapter {
     pub bank: Bank,
+    /// The profile; its errors name the bank ([`AdapterError::AtBank`]).
     pub profile: Arc<dyn Profile>,
+    /// The manifest version in the store this adapter was built from (0: not stored).
+    pub version: i32,
 }
 
-/// Every bank the gateway can reach, by id.
-#[derive(Default)]
-pub struct Registry {
-    adapters: BTreeMap<String, Arc<Adapter>>,
+impl Adapter {
+    /// The adapter of a manifest (validated, its mapping compiled) with resolved credentials.
+    pub fn new(
+        manifest: Manifest,
+        client_id: String,
+        client_secret: String,
+        version: i32,
+    ) -> Result<Adapter, ManifestError> {
+        manifest.validate()?;
+        let profile = build_profile(&manifest)?;
+        let id = manifest.id.clone();
+        let bank = Bank::new(manifest, client_id, client_secret).map_err(|error| {
+            ManifestError::Invalid {
+                bank: id,
+                message: error.to_string(),
+            }
+        })?;
+        Ok(Adapter {
+            bank,
+            profile: Arc::new(NamesBank(profile)),
+            version,
+        })
+    }
+
+    /// The data scopes this bank offers.
+    pub fn scopes(&self) -> Vec<Scope> {
+        self.profile.scopes()
+    }
 }
 
-impl Registry {
-    /// Adds (or replaces) a bank.
-    pub fn insert(&mut self, adapter: Adapter) {
-        self.adapters
-            .insert(adapter.bank.id().to_owned(), Arc::new(adapter));
+/// A profile whose errors name the bank they happened at.
+struct NamesBank(Arc<dyn Profile>);
+
+#[async_trait]
+impl Profile for NamesBank {
+    fn name(&self) -> &'static str {
+        self.0.name()
     }
 
-    /// The adapter of a bank.
-    pub fn get(&self, bank_id: &str) -> Option<Arc<Adapter>> {
-        self.adapters.get(bank_id).cloned()
+    fn scopes(&self) -> Vec<Scope> {
+        self.0.scopes()
     }
 
-    /// All banks, by id.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Adapter>> {
-        self.adapters.values()
+    async fn create_consent(
+        &self,
+        bank: &Bank,
+        request: &ConsentRequest,
+    ) -> Result<BankConsent, AdapterError> {
+        let result = self.0.create_consent(bank, request).await;
+        result.map_err(|error| error.at(bank.id()))
+    }
+
+    async fn accounts(
+        &self,
+        bank: &Bank,
+        session: BankSession<'_>,
+    ) -> Result<Vec<BankAccount>, AdapterError> {
+        let result = self.0.accounts(bank, session).await;
+        result.map_err(|error| error.at(bank.id()))
+    }
+
+    async fn balances(
+        &self,
+        bank: &Bank,
+        session: BankSession<'_>,
+        bank_ref: &str,
+        account_id: &str,
+    ) -> Result<Vec<Balance>, AdapterError> {
+        let result = self.0.balances(bank, session, bank_ref, account_id).await;
+        result.map_err(|error| error.at(bank.id()))
+    }
+
+    async fn transactions(
+        &self,
+        bank: &Bank,
+        session: BankSession<'_>,
+        bank_ref: &str,
+        account_id: &str,
+        from: Option<NaiveDate>,
+    ) -> Result<Vec<Transaction>, AdapterError> {
+        let result = self
+            .0
+            .transactions(bank, session, bank_ref, account_id, from)
+            .await;
+        result.map_err(|error| error.at(bank.id()))
+    }
+
+    async fn revoke_consent(&self, bank: &Bank, bank_consent_id: &str) -> Result<(), AdapterError> {
+        let result = self.0.revoke_consent(bank, bank_consent_id).await;
+        result.map_err(|error| error.at(bank.id()))
+    }
+
+    fn speaks_bank_fapi(&self) -> bool {
+        self.0.speaks_bank_fapi()
     }
 }
 

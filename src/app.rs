@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::adapters::{self, Adapter, Bank, Manifest, Registry};
+use crate::adapters::{self, Adapter, Manifest, Registry};
 use crate::audit::{self, Action, Auditor, Decision};
 use crate::config::{Config, StoreConfig};
 use crate::crypto::Sealer;
+use crate::oauth::bank_auth::BankKeys;
 use crate::oauth::keys::SigningKey;
 use crate::oauth::tokens::TokenService;
 use crate::policy::{Change, Live, PolicySet};
-use crate::sandbox::{self, Sandbox, SandboxConfig};
+use crate::sandbox::{self, Sandbox, SandboxConfig, SandboxFapi};
 use crate::store::{Store, memory::MemoryStore};
 
 /// Errors starting the gateway; each names what to fix.
@@ -162,7 +163,6 @@ impl Gateway {
                 Arc::new(crate::store::pg::connect(url, *max_connections).await?)
             }
         };
-        let auditor = Auditor::new(store.clone());
         let signing_key = Arc::new(match &config.signing_key_file {
             Some(path) => SigningKey::load(path)?,
             None => SigningKey::generate()?,
@@ -176,6 +176,19 @@ impl Gateway {
             .iter()
             .map(|path| crate::oauth::keys::VerifyingKey::load(path))
             .collect::<Result<Vec<_>, _>>()?;
+        // Group commit, checkpoints signed with the token key (its `kid` is in the JWKS), user
+        // references pseudonymised under a key derived from the grant key.
+        let auditor = Auditor::start(
+            store.clone(),
+            config.audit.clone(),
+            Some(signing_key.clone()),
+            audit::Pseudonymiser::new(sealer.clone()),
+        );
+        if let Err(error) = audit::retention::prepare_partitions(&auditor, chrono::Utc::now()).await
+        {
+            tracing::warn!(%error, "cannot prepare audit partitions; events go to the default one");
+        }
+        audit::retention::spawn_maintenance(&auditor, config.audit.maintenance_interval);
         let tokens = TokenService::new(
             signing_key.clone(),
             &config.public_url,
@@ -226,6 +239,15 @@ impl Gateway {
                 .map(Some)?,
             None => None,
         };
+        // Adapters registered through another instance come into force here within one
+        // interval (see `adapters::registry`); aborted when serving ends.
+        let _adapters_refresh = self.app.config.adapters_refresh_interval.map(|interval| {
+            AbortOnDrop(Registry::spawn_refresh(
+                self.app.banks.clone(),
+                self.app.store.clone(),
+                interval,
+            ))
+        });
         axum::serve(self.listener, tower::make::Shared::new(service))
             .with_graceful_shutdown(shutdown)
             .await
@@ -248,12 +270,26 @@ async fn load_banks(
     store: &dyn Store,
     auditor: &Auditor,
 ) -> Result<(Registry, Vec<Sandbox>), StartError> {
-    let mut registry = Registry::default();
+    let registry = Registry::default();
     let mut sandboxes = Vec::new();
     for mut manifest in Manifest::load_dir(&config.adapters_dir)? {
-        let env = |var: &str| std::env::var(var).ok().filter(|value| !value.is_empty());
+        let env = |var: &str| registry.secret(var);
         let client_id = env(&manifest.oauth.client_id_env);
         let client_secret = env(&manifest.oauth.client_secret_env);
+        // bankgate's private_key_jwt and DPoP keys at the bank, if its manifest asks for them:
+        // from the files its variables name, or fresh for a sandbox started here.
+        let sandbox_here =
+            manifest.sandbox.is_some() && (client_id.is_none() || client_secret.is_none());
+        if sandbox_here && !config.start_sandboxes {
+            continue;
+        }
+        let starts_sandbox = sandbox_here && config.start_sandboxes;
+        let keys = BankKeys::load(&manifest.oauth, env, starts_sandbox).map_err(|error| {
+            StartError::Bank {
+                bank: manifest.id.clone(),
+                message: error.to_string(),
+            }
+        })?;
         let (client_id, client_secret) = match (&manifest.sandbox, client_id, client_secret) {
             (_, Some(id), Some(secret)) => (id, secret),
             (Some(spec), id, _) if config.start_sandboxes => {
@@ -271,6 +307,15 @@ async fn load_banks(
                     client_id: client_id.clone(),
                     client_secret: client_secret.clone(),
                     approval: config.sandbox_approval,
+                    // The sandbox asks of bankgate what the manifest says the bank asks.
+                    fapi: SandboxFapi {
+                        client_jwks: keys.assertion.as_ref().map(|key| key.jwks()),
+                        require_par: manifest
+                            .oauth
+                            .pushed_authorization_request_endpoint
+                            .is_some(),
+                        require_dpop: manifest.oauth.dpop,
+                    },
                 })
                 .await?;
                 manifest.rebase(&sandbox.origin);
@@ -288,27 +333,20 @@ async fn load_banks(
                 });
             }
         };
-        register(store, auditor, &manifest).await?;
-        let profile = adapters::profile(&manifest.profile).ok_or_else(|| StartError::Bank {
-            bank: manifest.id.clone(),
-            message: format!("unknown profile {}", manifest.profile),
-        })?;
-        let bank =
-            Bank::new(manifest, client_id, client_secret).map_err(|error| StartError::Bank {
-                bank: "?".into(),
-                message: error.to_string(),
-            })?;
-        registry.insert(Adapter { bank, profile });
+        let version = register(store, auditor, &manifest).await?;
+        let mut adapter = Adapter::new(manifest, client_id, client_secret, version)?;
+        adapter.bank.keys = keys;
+        registry.insert(adapter);
     }
     Ok((registry, sandboxes))
 }
 
-/// Stores a manifest version and audits it when it is new.
+/// Stores a manifest version and audits it when it is new; returns the active version.
 async fn register(
     store: &dyn Store,
     auditor: &Auditor,
     manifest: &Manifest,
-) -> Result<(), StartError> {
+) -> Result<i32, StartError> {
     let json = serde_json::to_value(manifest).map_err(|error| StartError::Bank {
         bank: manifest.id.clone(),
         message: error.to_string(),
@@ -324,7 +362,7 @@ async fn register(
         event.reason = Some(format!("version {}", active.version));
         auditor.record(event).await?;
     }
-    Ok(())
+    Ok(active.version)
 }
 
 /// A memory-store configuration for demos and tests: ephemeral ports, auto-approving sandboxes.

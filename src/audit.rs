@@ -2,15 +2,33 @@
 //! that appends them durably.
 //!
 //! Invariant: no data leaves without a committed audit record. Callers await
-//! [`Auditor::record`]; when it returns `Ok`, the event is committed.
-//! Events never carry account data, balances or bank payloads.
+//! [`Auditor::record`]; when it returns `Ok`, the event is committed in the chain (group
+//! commit: concurrent callers share one commit, see [`writer`]).
+//! Events never carry account data, balances or bank payloads, and user references are stored
+//! pseudonymised ([`Pseudonymiser`]).
+//!
+//! The rest of the log: signed checkpoints ([`checkpoint`]), whole-chain verification
+//! ([`verifier`]) and retention of expired partitions ([`retention`]).
 
+pub mod checkpoint;
+pub mod retention;
+pub mod verifier;
+pub mod writer;
+
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 
+use crate::crypto::Sealer;
+use crate::oauth::keys::SigningKey;
 use crate::store::{Store, StoreError};
+
+pub use checkpoint::{Checkpoint, Checkpointer, VerifyingKeys};
+pub use writer::WriterStats;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -26,11 +44,13 @@ pub enum Action {
     AdapterRegistered,
     PolicyLoaded,
     AuditQueried,
+    /// An expired partition of the log was archived and dropped.
+    AuditArchived,
 }
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::ConsentCreated,
         Action::ConsentAuthorised,
         Action::ConsentRejected,
@@ -41,6 +61,7 @@ impl Action {
         Action::AdapterRegistered,
         Action::PolicyLoaded,
         Action::AuditQueried,
+        Action::AuditArchived,
     ];
 
     /// The wire and database name.
@@ -56,6 +77,7 @@ impl Action {
             Action::AdapterRegistered => "adapter_registered",
             Action::PolicyLoaded => "policy_loaded",
             Action::AuditQueried => "audit_queried",
+            Action::AuditArchived => "audit_archived",
         }
     }
 
@@ -111,7 +133,8 @@ pub struct Event {
     pub platform: Option<String>,
     pub bank: Option<String>,
     pub consent: Option<String>,
-    /// The platform's pseudonymous reference for the user.
+    /// The platform's reference for the user; [`Auditor::record`] replaces it by its
+    /// pseudonym ([`Pseudonymiser::user_ref`]) before it is stored or hashed.
     pub user_ref: Option<String>,
     pub purpose: Option<String>,
     /// Content hash of the purpose policy in force.
@@ -203,12 +226,12 @@ pub fn link(head_position: i64, head_hash: [u8; 32], events: Vec<Event>) -> Vec<
         .collect()
 }
 
-/// Where a chain stops being valid.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Where a chain stops being valid: the first position that does not check out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("audit chain broken at position {position}: {what}")]
 pub struct ChainBreak {
     pub position: i64,
-    pub what: &'static str,
+    pub what: String,
 }
 
 /// Verifies consecutive records starting after (`head_position`, `head_hash`); returns the new
@@ -220,9 +243,9 @@ pub fn verify(
 ) -> Result<(i64, [u8; 32]), ChainBreak> {
     let (mut position, mut prev) = (head_position, head_hash);
     for record in records {
-        let fail = |what| ChainBreak {
+        let fail = |what: &str| ChainBreak {
             position: record.position,
-            what,
+            what: what.to_owned(),
         };
         if record.position != position + 1 {
             return Err(fail("gap or reordering"));
@@ -287,24 +310,322 @@ impl Filter {
     }
 }
 
-/// Appends events durably. Cheap to clone.
+/// An error with its causes, `: `-separated, for logs (store errors keep the database's
+/// message in their source; it never holds a secret).
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// One chained row as the store holds it, for verification: the hashed bytes, the links, and
+/// the typed columns that compliance queries filter on (decoded, or why they do not decode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub position: i64,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+    /// The bytes the chain hashed.
+    pub canonical: Vec<u8>,
+    /// The event as the typed columns tell it.
+    pub columns: Result<Event, String>,
+}
+
+impl StoredRecord {
+    /// The stored form of a record whose columns and bytes agree.
+    pub fn of(record: &Record) -> StoredRecord {
+        StoredRecord {
+            position: record.position,
+            prev_hash: record.prev_hash.to_vec(),
+            hash: record.hash.to_vec(),
+            canonical: record.event.canonical_bytes(),
+            columns: Ok(record.event.clone()),
+        }
+    }
+}
+
+/// A monthly partition of the log (PostgreSQL; the in-memory store has none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Partition {
+    pub name: String,
+    /// Holds the events chained in `[from, to)`.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// When retention dropped it (after archiving it).
+    pub dropped_at: Option<DateTime<Utc>>,
+}
+
+/// An archived (and then dropped) partition: what the export holds and where it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Archive {
+    pub partition: String,
+    pub n_events: i64,
+    pub first_position: Option<i64>,
+    pub last_position: Option<i64>,
+    /// SHA-256 (hex) of the JSON Lines file.
+    pub sha256: String,
+    pub file: String,
+}
+
+/// Turns user references into pseudonyms: a keyed hash (HMAC-SHA-256 under a key derived from
+/// the grant key), so the log never holds the platform's reference itself, yet a compliance
+/// officer who knows a reference can still find its events (the filter is hashed the same way).
+#[derive(Clone)]
+pub struct Pseudonymiser {
+    sealer: Arc<Sealer>,
+}
+
+impl std::fmt::Debug for Pseudonymiser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pseudonymiser").finish_non_exhaustive()
+    }
+}
+
+impl Pseudonymiser {
+    /// The prefix of every pseudonym.
+    pub const PREFIX: &'static str = "ur_";
+
+    /// Pseudonyms keyed by `sealer`'s MAC key. Pseudonyms change when the grant key does.
+    pub fn new(sealer: Arc<Sealer>) -> Pseudonymiser {
+        Pseudonymiser { sealer }
+    }
+
+    /// The pseudonym of `user_ref`: `ur_` + base64url(HMAC-SHA-256).
+    pub fn user_ref(&self, user_ref: &str) -> String {
+        let mut message = b"bankgate audit user_ref\0".to_vec();
+        message.extend_from_slice(user_ref.as_bytes());
+        format!("{}{}", Self::PREFIX, self.sealer.mac(&message))
+    }
+}
+
+/// Settings of the audit log: the write path, checkpoints and retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Events that may wait for a commit; beyond that [`Auditor::record`] fails at once.
+    pub queue_capacity: usize,
+    /// The most events one commit takes.
+    pub max_batch: usize,
+    /// Batches committing at once, each on its own connection. They take the chain lock in
+    /// turn, so a second one only hides the round trip between two commits: worth it for a
+    /// distant database, not for a near one (it halves batches and doubles commits).
+    pub max_in_flight: usize,
+    /// A signed checkpoint at least every this many events...
+    pub checkpoint_every: u64,
+    /// ...and after this long when the chain grew at all.
+    pub checkpoint_interval: Duration,
+    /// How long events are kept before their partition is archived and dropped.
+    pub retention: chrono::Duration,
+    /// Where expired partitions are archived (JSON Lines); without it nothing is dropped.
+    pub archive_dir: Option<PathBuf>,
+    /// How many months of partitions to prepare ahead.
+    pub partitions_ahead_months: u32,
+    /// How often partitions and retention are looked after.
+    pub maintenance_interval: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            queue_capacity: 65_536,
+            max_batch: 4096,
+            max_in_flight: 1,
+            checkpoint_every: 10_000,
+            checkpoint_interval: Duration::from_secs(60),
+            retention: chrono::Duration::days(5 * 365 + 1),
+            archive_dir: None,
+            partitions_ahead_months: 3,
+            maintenance_interval: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// Appends events durably. Cheap to clone; the writer task stops when the last clone is
+/// dropped (after committing what it was given).
 #[derive(Clone)]
 pub struct Auditor {
     store: Arc<dyn Store>,
+    queue: mpsc::Sender<writer::Submission>,
+    pseudonymiser: Pseudonymiser,
+    checkpointer: Arc<Checkpointer>,
+    config: AuditConfig,
+    stats: Arc<WriterStats>,
+}
+
+impl std::fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auditor")
+            .field("store", &self.store.kind())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Auditor {
-    /// An auditor writing to `store`.
-    pub fn new(store: Arc<dyn Store>) -> Auditor {
-        Auditor { store }
+    /// Starts the writer task (group commit) and the checkpoint timer on the current tokio
+    /// runtime. Checkpoints are signed with `signer`; without one none are made.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (it spawns tasks).
+    pub fn start(
+        store: Arc<dyn Store>,
+        config: AuditConfig,
+        signer: Option<Arc<SigningKey>>,
+        pseudonymiser: Pseudonymiser,
+    ) -> Auditor {
+        let (queue, submissions) = mpsc::channel(config.queue_capacity.max(1));
+        let checkpointer = Arc::new(Checkpointer::new(
+            store.clone(),
+            signer,
+            config.checkpoint_every,
+        ));
+        let stats = Arc::new(WriterStats::default());
+        tokio::spawn(writer::run(
+            store.clone(),
+            submissions,
+            writer::WriterConfig {
+                max_batch: config.max_batch.max(1),
+                max_in_flight: config.max_in_flight.max(1),
+            },
+            checkpointer.clone(),
+            stats.clone(),
+        ));
+        tokio::spawn(checkpoint::run_timer(
+            queue.downgrade(),
+            checkpointer.clone(),
+            config.checkpoint_interval,
+        ));
+        Auditor {
+            store,
+            queue,
+            pseudonymiser,
+            checkpointer,
+            config,
+            stats,
+        }
     }
 
-    /// Appends `event` and returns once it is committed.
-    pub async fn record(&self, event: Event) -> Result<Record, StoreError> {
-        let mut records = self.store.append_audit(vec![event]).await?;
-        records
-            .pop()
-            .ok_or(StoreError::Invariant("append returned no record"))
+    /// Batches and events the writer committed so far.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Appends `event` (its user reference pseudonymised) and returns it with its place in the
+    /// chain once that is committed. Fails with `Unavailable` when the queue is full or the
+    /// store cannot commit: the caller must then release nothing.
+    pub async fn record(&self, mut event: Event) -> Result<Record, StoreError> {
+        event.user_ref = event
+            .user_ref
+            .map(|user_ref| self.pseudonymiser.user_ref(&user_ref));
+        let (reply, receipt) = oneshot::channel();
+        self.queue
+            .try_send(writer::Submission { event, reply })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => {
+                    StoreError::Unavailable("the audit queue is full".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    StoreError::Unavailable("the audit writer has stopped".into())
+                }
+            })?;
+        receipt
+            .await
+            .map_err(|_| StoreError::Unavailable("the audit writer has stopped".into()))?
+    }
+
+    /// Events matching `filter` (its `user_ref` pseudonymised like the stored ones).
+    pub async fn events(&self, filter: &Filter) -> Result<Vec<Record>, StoreError> {
+        self.store
+            .audit_events(&self.pseudonymise_filter(filter))
+            .await
+    }
+
+    /// `filter` with its `user_ref` replaced by the pseudonym: what the store compares, and
+    /// what may be written down (e.g. in an `audit_queried` event).
+    pub fn pseudonymise_filter(&self, filter: &Filter) -> Filter {
+        Filter {
+            user_ref: filter
+                .user_ref
+                .as_deref()
+                .map(|user_ref| self.pseudonymiser.user_ref(user_ref)),
+            ..filter.clone()
+        }
+    }
+
+    /// The pseudonym the log stores for `user_ref`.
+    pub fn pseudonym(&self, user_ref: &str) -> String {
+        self.pseudonymiser.user_ref(user_ref)
+    }
+
+    /// Signs a checkpoint at the current head now, unless one is already there.
+    pub async fn checkpoint_now(&self) -> Result<Option<Checkpoint>, StoreError> {
+        self.checkpointer.checkpoint_head().await
+    }
+
+    /// Signed checkpoints by ascending position, after `after`, at most `limit` (≤ 1000).
+    pub async fn checkpoints(
+        &self,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
+        self.store
+            .audit_checkpoints(after, limit.clamp(1, Filter::MAX_LIMIT))
+            .await
+    }
+
+    /// The store it writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// What signs checkpoints.
+    pub fn checkpointer(&self) -> &Arc<Checkpointer> {
+        &self.checkpointer
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &AuditConfig {
+        &self.config
+    }
+
+    /// A handle that does not keep the writer running.
+    pub fn downgrade(&self) -> WeakAuditor {
+        WeakAuditor {
+            store: self.store.clone(),
+            queue: self.queue.downgrade(),
+            pseudonymiser: self.pseudonymiser.clone(),
+            checkpointer: self.checkpointer.clone(),
+            config: self.config.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+/// An [`Auditor`] for background tasks: usable while some `Auditor` lives.
+pub struct WeakAuditor {
+    store: Arc<dyn Store>,
+    queue: mpsc::WeakSender<writer::Submission>,
+    pseudonymiser: Pseudonymiser,
+    checkpointer: Arc<Checkpointer>,
+    config: AuditConfig,
+    stats: Arc<WriterStats>,
+}
+
+impl WeakAuditor {
+    /// The auditor, unless every `Auditor` is gone.
+    pub fn upgrade(&self) -> Option<Auditor> {
+        Some(Auditor {
+            store: self.store.clone(),
+            queue: self.queue.upgrade()?,
+            pseudonymiser: self.pseudonymiser.clone(),
+            checkpointer: self.checkpointer.clone(),
+            config: self.config.clone(),
+            stats: self.stats.clone(),
+        })
     }
 }
 

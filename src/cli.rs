@@ -1,5 +1,6 @@
 //! The command line: `serve`, `migrate`, `demo`, `platforms add`, `policies check`,
-//! `adapters check`, `sandbox`, `keys`.
+//! `adapters check`, `adapters normalise`, `audit verify | checkpoint | retention`, `sandbox`,
+//! `keys`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,12 +60,46 @@ enum Command {
         /// Approve at once instead of showing the approval page.
         #[arg(long)]
         auto_approve: bool,
+        /// Misbehave on paths starting with PATH (repeatable): `PATH=delay:MS`,
+        /// `PATH=status:CODE`, `malformed`, `truncated`, `huge:BYTES`, `content-type` or
+        /// `error-body:JSON`.
+        #[arg(long = "fault", value_name = "PATH=KIND")]
+        faults: Vec<String>,
     },
     /// Generate keys.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Verify and look after the audit log (needs DATABASE_URL).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain, check every signed checkpoint, and report the first broken
+    /// position (exit code 1 if there is one). Progress goes to stderr.
+    Verify {
+        /// Start at this signed checkpoint (a JWS, or JSON with a `jws` member, e.g. one kept
+        /// outside the database) instead of the first event.
+        #[arg(long, value_name = "FILE")]
+        from_checkpoint: Option<PathBuf>,
+        /// The public keys that sign checkpoints: a JWKS file or URL (e.g. the gateway's
+        /// `/.well-known/jwks.json`). Default: the configured signing key.
+        #[arg(long, value_name = "FILE|URL")]
+        jwks: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a checkpoint at the current head now and print it (keep it outside the database
+    /// to verify against later).
+    Checkpoint,
+    /// Archive and drop the partitions past retention now (needs an archive directory).
+    Retention,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,9 +110,12 @@ enum PlatformsCommand {
         client_id: String,
         #[arg(long)]
         name: String,
-        /// `platform` or `compliance`.
+        /// `platform`, `compliance` or `bank` (needs --bank-id).
         #[arg(long, default_value = "platform")]
         role: String,
+        /// For `--role bank`: the one bank whose adapter this client may register and update.
+        #[arg(long)]
+        bank_id: Option<String>,
         /// Exact redirect URI (repeatable).
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
@@ -113,10 +151,32 @@ enum PoliciesCommand {
 
 #[derive(Debug, Subcommand)]
 enum AdaptersCommand {
-    /// Validate a manifest file or every manifest in a directory.
+    /// Validate a manifest file or every manifest in a directory (schema, profile, URLs,
+    /// credential references, limits; for the mapping profile, every rule compiles).
     Check {
         #[arg(default_value = "adapters")]
         path: PathBuf,
+    },
+    /// Print the canonical JSON of a raw bank payload, to test a profile or a mapping offline.
+    Normalise {
+        /// The profile speaking the payload (berlin-group, stet, obie, fdx).
+        #[arg(
+            long,
+            conflicts_with = "manifest",
+            required_unless_present = "manifest"
+        )]
+        profile: Option<String>,
+        /// A manifest whose profile (and, for mapping, rules) speak the payload.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// What the payload answers: accounts, balances or transactions.
+        #[arg(long)]
+        resource: String,
+        /// The account's currency, for FDX transactions (which carry none).
+        #[arg(long)]
+        currency: Option<String>,
+        /// The payload (JSON) as the bank sent it; `-` reads standard input.
+        payload: PathBuf,
     },
 }
 
@@ -195,6 +255,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                     client_id,
                     name,
                     role,
+                    bank_id,
                     redirect_uris,
                     purposes,
                     region,
@@ -213,8 +274,8 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             crate::store::pg::migrate(url).await?;
             let store = crate::store::pg::connect(url, 2).await?;
             let policies = crate::policy::PolicySet::load_dir(&config.policies_dir)?;
-            let role =
-                crate::store::Role::parse(&role).context("role must be platform or compliance")?;
+            let role = crate::store::Role::parse(&role)
+                .context("role must be platform, compliance or bank")?;
             let registered = crate::oauth::registration::register(
                 &store,
                 &policies,
@@ -241,6 +302,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                         .transpose()?,
                     dpop_bound_access_tokens,
                     webhook_url,
+                    bank_id,
                 },
             )
             .await?;
@@ -265,20 +327,53 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 vec![crate::adapters::Manifest::load(&path)?]
             };
             for manifest in manifests {
+                let profile = crate::adapters::build_profile(&manifest)?;
+                let scopes: Vec<&str> = profile.scopes().iter().map(|s| s.as_str()).collect();
                 println!(
-                    "ok  {:<20} {:<14} {}",
-                    manifest.id, manifest.profile, manifest.api_base_url
+                    "ok  {:<20} {:<14} {:<44} {}",
+                    manifest.id,
+                    manifest.profile,
+                    manifest.api_base_url,
+                    scopes.join(",")
                 );
             }
             Ok(())
         }
+        Command::Adapters {
+            command:
+                AdaptersCommand::Normalise {
+                    profile,
+                    manifest,
+                    resource,
+                    currency,
+                    payload,
+                },
+        } => normalise(
+            profile.as_deref(),
+            manifest.as_deref(),
+            &resource,
+            currency.as_deref(),
+            &payload,
+        ),
         Command::Sandbox {
             profile,
             listen,
             client_id,
             client_secret,
             auto_approve,
+            faults,
         } => {
+            let faults = faults
+                .iter()
+                .map(|rule| {
+                    let (path, kind) = rule
+                        .split_once('=')
+                        .with_context(|| format!("--fault {rule}: expected PATH=KIND"))?;
+                    let fault = crate::sandbox::faults::Fault::parse(kind)
+                        .map_err(|error| anyhow::anyhow!("--fault {rule}: {error}"))?;
+                    Ok((path.to_owned(), fault))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let sandbox = crate::sandbox::start(crate::sandbox::SandboxConfig {
                 profile: profile.clone(),
                 addr: listen,
@@ -289,12 +384,18 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     crate::sandbox::Approval::Page
                 },
+                fapi: crate::sandbox::SandboxFapi::default(),
             })
             .await?;
+            for (path, fault) in faults {
+                println!("  misbehaves on {path}*: {fault:?}");
+                sandbox.faults.set(&path, fault);
+            }
             println!("sandbox bank ({profile}) listening on {}", sandbox.origin);
             tokio::signal::ctrl_c().await?;
             Ok(())
         }
+        Command::Audit { command } => audit(cli.config.as_ref(), command).await,
         Command::Keys { command } => {
             match command {
                 KeysCommand::Signing => {
@@ -311,6 +412,36 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `bankgate adapters normalise`: the canonical JSON of a payload on stdout.
+fn normalise(
+    profile: Option<&str>,
+    manifest: Option<&std::path::Path>,
+    resource: &str,
+    currency: Option<&str>,
+    payload: &std::path::Path,
+) -> anyhow::Result<()> {
+    use crate::adapters::normalise::{Resource, Speaker};
+    let resource = Resource::parse(resource)
+        .context("--resource must be accounts, balances or transactions")?;
+    let body = if payload == std::path::Path::new("-") {
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)?;
+        body
+    } else {
+        std::fs::read(payload).with_context(|| format!("reading {}", payload.display()))?
+    };
+    let loaded = manifest.map(crate::adapters::Manifest::load).transpose()?;
+    let speaker = match (&loaded, profile) {
+        (Some(manifest), _) => Speaker::Manifest(manifest),
+        (None, Some(profile)) => Speaker::Profile(profile),
+        (None, None) => bail!("give --profile or --manifest"),
+    };
+    let canonical = crate::adapters::normalise::normalise(speaker, resource, &body, currency)
+        .with_context(|| format!("{} does not normalise", payload.display()))?;
+    println!("{}", serde_json::to_string_pretty(&canonical)?);
+    Ok(())
 }
 
 /// `bankgate policies check DIR`: every problem as `path:line: message` on stderr and a
@@ -336,6 +467,184 @@ fn check_policies(dir: &std::path::Path) -> anyhow::Result<()> {
         println!("prohibited  {:<26} {}", prohibited.id, prohibited.title);
     }
     Ok(())
+}
+
+/// `bankgate audit …`. Verifying and checkpointing need only the database and the signing
+/// key (not the grant key: whoever verifies the log need not hold it), so they read the raw
+/// configuration; retention runs like the gateway and takes the validated one.
+async fn audit(config_file: Option<&PathBuf>, command: AuditCommand) -> anyhow::Result<()> {
+    use crate::audit::verifier::{VerifyOptions, verify_chain};
+    use crate::oauth::keys::SigningKey;
+
+    let raw = match config_file {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    }
+    .with_env(|var| std::env::var(var).ok());
+    let Some(url) = raw.database_url.clone() else {
+        bail!("set DATABASE_URL: the audit log to work on is in PostgreSQL");
+    };
+    let store: std::sync::Arc<dyn crate::store::Store> =
+        std::sync::Arc::new(crate::store::pg::connect(&url, 4).await?);
+    let signing_key = match &raw.signing_key_file {
+        Some(path) => Some(std::sync::Arc::new(SigningKey::load(path)?)),
+        None => None,
+    };
+    match command {
+        AuditCommand::Verify {
+            from_checkpoint,
+            jwks,
+            json,
+        } => {
+            let keys = match (&jwks, &signing_key) {
+                (Some(source), _) => load_jwks(source).await?,
+                (None, Some(key)) => {
+                    // The key in force and those it replaced: checkpoints signed before a
+                    // rotation still verify.
+                    let mut keys = crate::audit::VerifyingKeys::of(key);
+                    for path in raw.previous_signing_key_files.iter().flatten() {
+                        keys.insert(&crate::oauth::keys::VerifyingKey::load(path)?);
+                    }
+                    keys
+                }
+                (None, None) => bail!(
+                    "checkpoints cannot be checked without the public key: pass --jwks \
+                     (a file or the gateway's /.well-known/jwks.json) or set \
+                     BANKGATE_SIGNING_KEY_FILE"
+                ),
+            };
+            let from = match &from_checkpoint {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let jws = match serde_json::from_str::<serde_json::Value>(&text) {
+                        Ok(value) => value["jws"]
+                            .as_str()
+                            .map(str::to_owned)
+                            .context("the checkpoint JSON has no `jws`")?,
+                        Err(_) => text,
+                    };
+                    Some(keys.open(&jws).with_context(|| {
+                        format!("the checkpoint in {} does not verify", path.display())
+                    })?)
+                }
+                None => None,
+            };
+            let options = VerifyOptions { keys, from };
+            let report = verify_chain(store.as_ref(), &options, |progress| {
+                let rate = progress.verified as f64 / progress.elapsed.as_secs_f64().max(1e-3);
+                eprintln!(
+                    "verifying: position {} of {} ({} events checked, {:.0} events/s)",
+                    progress.position, progress.head, progress.verified, rate
+                );
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_report(&report);
+            }
+            match &report.first_break {
+                Some(broken) => bail!("{broken}"),
+                None => Ok(()),
+            }
+        }
+        AuditCommand::Checkpoint => {
+            let Some(key) = signing_key else {
+                bail!(
+                    "set BANKGATE_SIGNING_KEY_FILE: checkpoints are signed with the gateway's key"
+                );
+            };
+            let checkpointer = crate::audit::Checkpointer::new(store, Some(key), 1);
+            match checkpointer.checkpoint_head().await? {
+                Some(checkpoint) => println!("{}", serde_json::to_string_pretty(&checkpoint)?),
+                None => println!("no new checkpoint: the log is empty or one is at its head"),
+            }
+            Ok(())
+        }
+        AuditCommand::Retention => {
+            let config = raw.validate()?;
+            let Some((id, key)) = &config.grant_key else {
+                bail!("set BANKGATE_GRANT_KEY: the archive event pseudonymises like the gateway");
+            };
+            let auditor = crate::audit::Auditor::start(
+                store,
+                config.audit.clone(),
+                signing_key,
+                crate::audit::Pseudonymiser::new(std::sync::Arc::new(
+                    crate::crypto::Sealer::from_base64(id, key)?,
+                )),
+            );
+            let now = chrono::Utc::now();
+            crate::audit::retention::prepare_partitions(&auditor, now).await?;
+            let archives = crate::audit::retention::apply(&auditor, now).await?;
+            if archives.is_empty() {
+                println!("no partition to archive");
+            }
+            for archive in &archives {
+                println!(
+                    "archived {} ({} events) to {} and dropped it",
+                    archive.partition, archive.n_events, archive.file
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Public keys from a JWKS file or URL.
+async fn load_jwks(source: &str) -> anyhow::Result<crate::audit::VerifyingKeys> {
+    let text = if source.starts_with("http://") || source.starts_with("https://") {
+        crate::crypto::http_client_builder()
+            .build()?
+            .get(source)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?
+    } else {
+        std::fs::read_to_string(source).with_context(|| format!("reading {source}"))?
+    };
+    let keys = crate::audit::VerifyingKeys::from_jwks(&text)?;
+    if keys.is_empty() {
+        bail!("{source} holds no P-256 public key");
+    }
+    Ok(keys)
+}
+
+fn print_report(report: &crate::audit::verifier::Report) {
+    let seconds = report.elapsed.as_secs_f64();
+    let rate = report.n_events as f64 / seconds.max(1e-3);
+    let from = if report.start == 0 {
+        "the first event".to_owned()
+    } else {
+        format!("the checkpoint at position {}", report.start)
+    };
+    for (first, last) in &report.archived {
+        println!("positions {first}..={last}: archived (bridged by a signed checkpoint)");
+    }
+    match &report.first_break {
+        None => {
+            println!(
+                "audit log intact: {} events checked from {from} to position {}, {} signed \
+                 checkpoints verified ({seconds:.2}s, {rate:.0} events/s)",
+                report.n_events, report.last, report.n_checkpoints
+            );
+            println!("head hash: {}", report.last_hash);
+        }
+        Some(broken) => {
+            println!(
+                "audit log BROKEN at position {}: {}",
+                broken.position, broken.what
+            );
+            println!(
+                "before it: {} events checked from {from} to position {}, {} signed checkpoints \
+                 verified",
+                report.n_events, report.last, report.n_checkpoints
+            );
+        }
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

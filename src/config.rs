@@ -4,7 +4,7 @@
 //! Every key can be set in the file; environment variables override it:
 //! `DATABASE_URL`, `BANKGATE_LISTEN`, `BANKGATE_PUBLIC_URL`, `BANKGATE_GRANT_KEY`,
 //! `BANKGATE_SIGNING_KEY_FILE`, `BANKGATE_PREVIOUS_SIGNING_KEY_FILES` (comma-separated),
-//! `BANKGATE_ADMIN_TOKEN`.
+//! `BANKGATE_ADMIN_TOKEN`, `BANKGATE_AUDIT_ARCHIVE_DIR`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,6 +41,9 @@ pub struct RawConfig {
     pub previous_signing_key_files: Option<Vec<PathBuf>>,
     /// Seconds between maintenance runs (consent expiry, notices, webhooks); 0 turns it off.
     pub maintenance_interval_secs: Option<u64>,
+    /// Seconds between refreshes of the bank adapters from the store (registrations made
+    /// through other instances come into force within one); 0 turns it off.
+    pub adapters_refresh_secs: Option<u64>,
     /// Bearer token for the operator's admin API; the admin API is off without it.
     pub admin_token: Option<String>,
     pub request_timeout_ms: Option<u64>,
@@ -51,6 +54,19 @@ pub struct RawConfig {
     pub start_sandboxes: Option<bool>,
     /// `page` (a person clicks approve) or `auto` (tests, demo).
     pub sandbox_approval: Option<String>,
+    /// Audit events that may wait for a commit before requests are refused (503).
+    pub audit_queue_capacity: Option<usize>,
+    /// The most audit events one commit takes.
+    pub audit_max_batch: Option<usize>,
+    /// A signed audit checkpoint at least every this many events...
+    pub audit_checkpoint_every: Option<u64>,
+    /// ...and this often (seconds) when the log grew.
+    pub audit_checkpoint_interval_secs: Option<u64>,
+    /// How long audit events are kept (days, default 5 years, at least 30).
+    pub audit_retention_days: Option<u32>,
+    /// Where expired audit partitions are archived before they are dropped; without it they
+    /// are kept.
+    pub audit_archive_dir: Option<PathBuf>,
 }
 
 /// Where the gateway keeps its state.
@@ -78,6 +94,8 @@ pub struct Config {
     pub previous_signing_key_files: Vec<PathBuf>,
     /// `None`: no maintenance task (tests drive `lifecycle::Maintenance` themselves).
     pub maintenance_interval: Option<Duration>,
+    /// `None`: adapters registered on other instances are not picked up.
+    pub adapters_refresh_interval: Option<Duration>,
     pub admin_token: Option<String>,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
@@ -85,6 +103,7 @@ pub struct Config {
     pub access_token_ttl_secs: i64,
     pub start_sandboxes: bool,
     pub sandbox_approval: crate::sandbox::Approval,
+    pub audit: crate::audit::AuditConfig,
 }
 
 impl RawConfig {
@@ -125,12 +144,16 @@ impl RawConfig {
                     .collect(),
             );
         }
+        if let Some(dir) = env("BANKGATE_AUDIT_ARCHIVE_DIR").filter(|value| !value.is_empty()) {
+            self.audit_archive_dir = Some(dir.into());
+        }
         self
     }
 
     /// Validates and fills defaults.
     pub fn validate(self) -> Result<Config, ConfigError> {
         let invalid = |key, message: String| ConfigError::Invalid { key, message };
+        let audit = self.audit_config()?;
         let listen: SocketAddr = self
             .listen
             .as_deref()
@@ -192,6 +215,10 @@ impl RawConfig {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
             },
+            adapters_refresh_interval: match self.adapters_refresh_secs.unwrap_or(10) {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
             admin_token: self.admin_token,
             request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(30_000)),
             max_body_bytes: self.max_body_bytes.unwrap_or(64 * 1024),
@@ -199,6 +226,43 @@ impl RawConfig {
             access_token_ttl_secs: ttl,
             start_sandboxes: self.start_sandboxes.unwrap_or(true),
             sandbox_approval,
+            audit,
+        })
+    }
+
+    fn audit_config(&self) -> Result<crate::audit::AuditConfig, ConfigError> {
+        let invalid = |key, message: &str| ConfigError::Invalid {
+            key,
+            message: message.to_owned(),
+        };
+        let defaults = crate::audit::AuditConfig::default();
+        let retention_days = self.audit_retention_days.unwrap_or(5 * 365 + 1);
+        if retention_days < 30 {
+            return Err(invalid("audit_retention_days", "must be at least 30"));
+        }
+        let positive = |value: Option<usize>, key, default| match value {
+            Some(0) => Err(invalid(key, "must be at least 1")),
+            Some(value) => Ok(value),
+            None => Ok(default),
+        };
+        Ok(crate::audit::AuditConfig {
+            queue_capacity: positive(
+                self.audit_queue_capacity,
+                "audit_queue_capacity",
+                defaults.queue_capacity,
+            )?,
+            max_batch: positive(self.audit_max_batch, "audit_max_batch", defaults.max_batch)?,
+            checkpoint_every: match self.audit_checkpoint_every {
+                Some(0) => return Err(invalid("audit_checkpoint_every", "must be at least 1")),
+                Some(every) => every,
+                None => defaults.checkpoint_every,
+            },
+            checkpoint_interval: self
+                .audit_checkpoint_interval_secs
+                .map_or(defaults.checkpoint_interval, Duration::from_secs),
+            retention: chrono::Duration::days(i64::from(retention_days)),
+            archive_dir: self.audit_archive_dir.clone(),
+            ..defaults
         })
     }
 }
@@ -214,6 +278,26 @@ mod tests {
         assert_eq!(config.public_url, "http://127.0.0.1:8080");
         assert_eq!(config.store, StoreConfig::Memory);
         assert_eq!(config.access_token_ttl_secs, 300);
+        assert_eq!(config.audit.retention, chrono::Duration::days(5 * 365 + 1));
+        assert_eq!(config.audit.archive_dir, None);
+    }
+
+    #[test]
+    fn audit_settings_are_validated() {
+        let raw = RawConfig {
+            audit_retention_days: Some(7),
+            ..RawConfig::default()
+        };
+        assert!(raw.validate().is_err());
+        let raw: RawConfig = toml::from_str(
+            "audit_checkpoint_every = 500\naudit_checkpoint_interval_secs = 5\n\
+             audit_archive_dir = \"/var/lib/bankgate/audit\"",
+        )
+        .unwrap();
+        let audit = raw.validate().unwrap().audit;
+        assert_eq!(audit.checkpoint_every, 500);
+        assert_eq!(audit.checkpoint_interval, Duration::from_secs(5));
+        assert_eq!(audit.archive_dir, Some("/var/lib/bankgate/audit".into()));
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct AuthorizationDetail {
     pub expires_in_days: u32,
     /// The platform's pseudonymous reference for its user.
     pub user_ref: String,
+    /// At PAR only: the platform's authorised consent this request extends (re-consent before
+    /// expiry); everything else must be that consent's, `expires_in_days` aside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_id: Option<String>,
 }
 
 /// The authorization details type bankgate understands.
@@ -93,6 +97,10 @@ pub struct Consent {
     pub redirect_uri: String,
     pub state: Option<String>,
     pub code_challenge: String,
+    /// The DPoP key its pushed request bound the authorization code to, if any
+    /// (RFC 9449 §10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -123,6 +131,7 @@ impl Consent {
             history_days: self.history_days,
             expires_in_days: u32::try_from(days).unwrap_or(u32::MAX),
             user_ref: self.user_ref.clone(),
+            consent_id: None,
         }
     }
 }

@@ -253,6 +253,15 @@ impl PlatformClient {
 
     /// `POST /oauth/par` with PKCE S256 and one `account_information` detail.
     pub async fn push(&self, detail: &AuthorizationDetail) -> anyhow::Result<Pushed> {
+        self.push_with(detail, &[]).await
+    }
+
+    /// [`PlatformClient::push`] with further parameters (e.g. `dpop_jkt`).
+    pub async fn push_with(
+        &self,
+        detail: &AuthorizationDetail,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Pushed> {
         let code_verifier = crate::crypto::random_token(32)?;
         let state = crate::crypto::random_token(16)?;
         let details = serde_json::to_string(&[detail])?;
@@ -268,6 +277,7 @@ impl PlatformClient {
         if self.assertion_key.is_none() {
             form.push(("client_id", self.client_id.as_str()));
         }
+        form.extend_from_slice(extra);
         let answer = self.post_form("/oauth/par", &form).await?;
         let status = answer.status;
         let body = answer.json();
@@ -301,15 +311,20 @@ impl PlatformClient {
         trace.consent_screen = html.clone();
         let consent_id = hidden_input(&html, "consent_id")?;
         let screen_token = hidden_input(&html, "screen_token")?;
+        let mut decision = vec![
+            ("consent_id", consent_id),
+            ("screen_token", screen_token),
+            ("decision", "approve".to_owned()),
+        ];
+        // An extension's screen names the pending extension too.
+        if let Ok(extension) = hidden_input(&html, "extension") {
+            decision.push(("extension", extension));
+        }
 
         let to_bank = self
             .http
             .post(format!("{}/oauth/authorize", self.gateway))
-            .form(&[
-                ("consent_id", consent_id.as_str()),
-                ("screen_token", screen_token.as_str()),
-                ("decision", "approve"),
-            ])
+            .form(&decision)
             .send()
             .await?;
         trace.bank_authorization_url = location(&to_bank)?;
@@ -441,6 +456,7 @@ pub fn account_information(
         history_days: 0,
         expires_in_days: 90,
         user_ref: user_ref.to_owned(),
+        consent_id: None,
     }
 }
 
@@ -472,8 +488,14 @@ fn hidden_input(html: &str, name: &str) -> anyhow::Result<String> {
     Ok(html[start..start + end].to_owned())
 }
 
-/// Runs the demo: an in-memory gateway with the bundled sandbox bank, one platform walked
-/// through the whole flow, printed step by step.
+/// The profiles the demo prefers, in order: it walks the user through the first bank of the
+/// first profile present and then the first bank of the next one (banks are data: the demo
+/// picks them by standard, never by name).
+const DEMO_PROFILES: [&str; 5] = ["berlin-group", "stet", "obie", "fdx", "mapping"];
+
+/// Runs the demo: an in-memory gateway with the bundled sandbox banks, one platform walked
+/// through the whole flow at one bank, the same user at a second bank of another standard,
+/// both banks' balances printed normalised side by side, then the audit trail.
 pub async fn run() -> anyhow::Result<()> {
     use crate::oauth::registration::{Registration, register};
     use crate::store::Role;
@@ -486,7 +508,29 @@ pub async fn run() -> anyhow::Result<()> {
         .iter()
         .map(|adapter| adapter.bank.id().to_owned())
         .collect();
-    let bank = banks.first().cloned().context("no bank in adapters/")?;
+    let mut chosen: Vec<(String, String)> = Vec::new();
+    for profile in DEMO_PROFILES {
+        if let Some(adapter) = app
+            .banks
+            .iter()
+            .find(|adapter| adapter.bank.manifest.profile == profile)
+        {
+            chosen.push((
+                adapter.bank.id().to_owned(),
+                adapter.bank.manifest.name.clone(),
+            ));
+        }
+    }
+    let [(bank, bank_name), (second_bank, second_name), ..] = chosen.as_slice() else {
+        bail!("the demo needs banks of two standards in adapters/");
+    };
+    let (bank, second_bank) = (bank.clone(), second_bank.clone());
+    let profile_of = |id: &str| {
+        app.banks
+            .get(id)
+            .map(|adapter| adapter.bank.manifest.profile.clone())
+            .unwrap_or_default()
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gateway.serve(async move {
         let _ = stopped.await;
@@ -632,6 +676,87 @@ pub async fn run() -> anyhow::Result<()> {
         bail!("balances request failed");
     }
 
+    let second_detail = account_information(
+        &second_bank,
+        "balance-alerts",
+        &[Scope::Accounts, Scope::Balances],
+        "u-81f3",
+    );
+    let (second_token, _) = client.connect(&second_detail).await?;
+    step(
+        &mut out,
+        &format!(
+            "8. The same user connects a second bank of another standard: {second_name} ({})",
+            profile_of(&second_bank)
+        ),
+    );
+    let _ = writeln!(
+        out,
+        "consent_id={} scope=\"{}\" (PAR, consent screen, bank approval, token, as above)",
+        second_token.consent_id, second_token.scope
+    );
+    // The second bank's accounts and the first one's balances (each data call counts
+    // against the purpose's unattended budget: the first bank's were read above).
+    let (status, second_accounts) = client
+        .get(&second_token.access_token, "/v1/accounts")
+        .await?;
+    if status != 200 {
+        bail!("accounts request at {second_bank} failed");
+    }
+    let second_account = second_accounts["accounts"][0].clone();
+    let second_account_id = second_account["id"]
+        .as_str()
+        .context("no account returned by the second bank")?;
+    let (status, second_balances) = client
+        .get(
+            &second_token.access_token,
+            &format!("/v1/accounts/{second_account_id}/balances"),
+        )
+        .await?;
+    if status != 200 {
+        bail!("balances request at {second_bank} failed");
+    }
+    let mut side_by_side = Vec::new();
+    for (name, account, balances) in [
+        (bank_name, &accounts["accounts"][0], &balances),
+        (second_name, &second_account, &second_balances),
+    ] {
+        for balance in balances["balances"].as_array().cloned().unwrap_or_default() {
+            // An unknown code stays `other`, with the bank's own name for it.
+            let kind = match balance["type_original"].as_str() {
+                Some(original) => format!("other ({original})"),
+                None => balance["type"].as_str().unwrap_or("-").to_owned(),
+            };
+            side_by_side.push(format!(
+                "{:<16} {:<16} {:<8} {:<30} {:>12} {}",
+                name,
+                account["display_name"].as_str().unwrap_or("-"),
+                account["type"].as_str().unwrap_or("-"),
+                kind,
+                balance["amount"].as_str().unwrap_or("-"),
+                balance["currency"].as_str().unwrap_or("-"),
+            ));
+        }
+    }
+    step(
+        &mut out,
+        &format!(
+            "9. Both banks, normalised: {} ({}) and {} ({}) in one canonical model",
+            bank_name,
+            profile_of(&bank),
+            second_name,
+            profile_of(&second_bank)
+        ),
+    );
+    let _ = writeln!(
+        out,
+        "{:<16} {:<16} {:<8} {:<30} {:>12} currency",
+        "bank", "account", "type", "balance", "amount"
+    );
+    for line in &side_by_side {
+        let _ = writeln!(out, "{line}");
+    }
+
     let (status, denied) = client
         .get(
             &token.access_token,
@@ -640,7 +765,7 @@ pub async fn run() -> anyhow::Result<()> {
         .await?;
     step(
         &mut out,
-        "8. Out of purpose: GET …/transactions with a balance-alerts consent",
+        "10. Out of purpose: GET …/transactions with a balance-alerts consent",
     );
     let _ = writeln!(
         out,
@@ -661,7 +786,7 @@ pub async fn run() -> anyhow::Result<()> {
         .await?;
     step(
         &mut out,
-        "9. Compliance officer reads the audit trail of this consent",
+        "11. Compliance officer reads the audit trail of the first consent",
     );
     let _ = writeln!(out, "HTTP {status}");
     let events = trail["events"].as_array().cloned().unwrap_or_default();

@@ -98,9 +98,12 @@ impl Error {
             Error::InvalidRequest(_) => 400,
             Error::OAuth(error) => error.status,
             Error::TooManyRequests { .. } => 429,
-            Error::Bank(AdapterError::Timeout) => 504,
-            Error::Bank(AdapterError::UnknownAccount) => 404,
-            Error::Bank(_) => 502,
+            Error::Bank(error) => match error.root() {
+                AdapterError::Timeout => 504,
+                AdapterError::UnknownAccount => 404,
+                AdapterError::CircuitOpen | AdapterError::Saturated => 503,
+                _ => 502,
+            },
             Error::AuditUnavailable(_) | Error::Overloaded => 503,
             Error::Store(StoreError::Unavailable(_)) => 503,
             Error::Timeout => 504,
@@ -117,9 +120,12 @@ impl Error {
             Error::InvalidRequest(_) => "invalid-request",
             Error::OAuth(_) => "oauth",
             Error::TooManyRequests { .. } => "too-many-requests",
-            Error::Bank(AdapterError::Timeout) => "bank-timeout",
-            Error::Bank(AdapterError::UnknownAccount) => "unknown-account",
-            Error::Bank(_) => "bank-error",
+            Error::Bank(error) => match error.root() {
+                AdapterError::Timeout => "bank-timeout",
+                AdapterError::UnknownAccount => "unknown-account",
+                AdapterError::CircuitOpen | AdapterError::Saturated => "bank-unavailable",
+                _ => "bank-error",
+            },
             Error::AuditUnavailable(_) => "audit-unavailable",
             Error::Store(StoreError::Unavailable(_)) => "store-unavailable",
             Error::Store(_) => "store-error",
@@ -138,11 +144,7 @@ impl Error {
             | Error::InvalidRequest(detail) => detail.clone(),
             Error::OAuth(error) => error.description.clone(),
             Error::TooManyRequests { .. } => "rate limit reached; retry later".into(),
-            Error::Bank(AdapterError::Timeout) => "the bank did not answer in time".into(),
-            Error::Bank(AdapterError::UnknownAccount) => {
-                "no such account under this consent".into()
-            }
-            Error::Bank(_) => "the bank could not serve the request".into(),
+            Error::Bank(error) => bank_detail(error),
             Error::AuditUnavailable(_) => {
                 "the audit log is unavailable, so no data can be released; retry later".into()
             }
@@ -152,6 +154,39 @@ impl Error {
             Error::Store(_) | Error::Internal(_) => "internal error".into(),
             Error::Timeout => "the request took too long".into(),
             Error::Overloaded => "the gateway is overloaded; retry later".into(),
+        }
+    }
+}
+
+/// What a caller may know about a bank failure: which bank, and what kind of failure, in
+/// gateway words (never the bank's message, which may hold anything).
+fn bank_detail(error: &AdapterError) -> String {
+    let bank = match error.bank() {
+        Some(bank) => format!("bank {bank}"),
+        None => "the bank".to_owned(),
+    };
+    match error.root() {
+        AdapterError::Timeout => format!("{bank} did not answer in time"),
+        AdapterError::UnknownAccount => "no such account under this consent".into(),
+        AdapterError::Transport(_) => format!("the connection to {bank} failed"),
+        AdapterError::Status { status } => {
+            format!("{bank} answered with an error (HTTP {status})")
+        }
+        AdapterError::Decode(_) => {
+            format!("{bank} answered with a payload bankgate could not read")
+        }
+        AdapterError::ErrorBody(_) => format!("{bank} answered with an error"),
+        AdapterError::TooLarge { limit } => {
+            format!("{bank} answered with more than {limit} bytes")
+        }
+        AdapterError::CircuitOpen => {
+            format!("{bank} is temporarily unavailable: recent calls to it failed; retry later")
+        }
+        AdapterError::Saturated => {
+            format!("{bank} has too many requests in flight; retry later")
+        }
+        AdapterError::Refused(_) | AdapterError::AtBank { .. } => {
+            format!("{bank} could not serve the request")
         }
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::adapters::Adapter;
 use crate::app::App;
 use crate::audit::{Action, Decision, Event};
 use crate::consent::{Consent, ConsentStatus};
@@ -45,8 +46,9 @@ pub fn consent_event(action: Action, actor: &str, consent: &Consent) -> Event {
 
 /// Revokes an authorised consent: status `revoked` (compare-and-set, so one caller wins), every
 /// token issued under it revoked, `ConsentRevoked` audited, the platform's webhook enqueued, and
-/// the bank grant revoked at the bank when it offers revocation (best effort: a bank that is down
-/// does not keep the consent alive). Returns `false` if the consent was not authorised (already
+/// the bank grant ended at the bank (its tokens revoked when it offers RFC 7009 revocation, its
+/// bank-side consent resource deleted where the standard has one; best effort: a bank that is
+/// down does not keep the consent alive). Returns `false` if the consent was not authorised (already
 /// revoked or expired; its tokens are revoked all the same).
 ///
 /// Takes effect at the next request on every instance: the consent layer and the token checks
@@ -56,6 +58,26 @@ pub async fn revoke(
     consent: &Consent,
     actor: &str,
     reason: &str,
+) -> Result<bool, Error> {
+    revoke_inner(app, consent, actor, reason, true).await
+}
+
+/// [`revoke`] when the bank itself ended the consent: everything but calling the bank back.
+pub async fn revoke_by_bank(
+    app: &App,
+    consent: &Consent,
+    actor: &str,
+    reason: &str,
+) -> Result<bool, Error> {
+    revoke_inner(app, consent, actor, reason, false).await
+}
+
+async fn revoke_inner(
+    app: &App,
+    consent: &Consent,
+    actor: &str,
+    reason: &str,
+    end_at_bank: bool,
 ) -> Result<bool, Error> {
     let moved = app
         .store
@@ -87,19 +109,20 @@ pub async fn revoke(
         Utc::now(),
     )
     .await?;
-    revoke_at_bank(app, consent).await;
+    if end_at_bank {
+        revoke_at_bank(app, consent).await;
+    }
     Ok(true)
 }
 
-/// Revokes the consent's bank tokens at the bank (RFC 7009), if its manifest names a
-/// revocation endpoint. Failures are logged, never raised.
+/// Ends the consent at the bank: revokes its bank tokens (RFC 7009) when the manifest names a
+/// revocation endpoint, and ends the bank-side consent resource where the standard has one
+/// (Berlin Group `DELETE /v1/consents/{id}`). Failures are logged, never raised: a bank that is
+/// down does not keep bankgate's consent alive.
 async fn revoke_at_bank(app: &App, consent: &Consent) {
     let Some(adapter) = app.banks.get(&consent.bank_id) else {
         return;
     };
-    if adapter.bank.manifest.oauth.revocation_endpoint.is_none() {
-        return;
-    }
     let grant = match app.store.grant(&consent.id).await {
         Ok(Some(stored)) => app
             .sealer
@@ -112,9 +135,24 @@ async fn revoke_at_bank(app: &App, consent: &Consent) {
         tracing::warn!(consent = %consent.id, "no readable bank grant to revoke");
         return;
     };
-    if let Err(error) = bank_client::revoke(&adapter.bank, &grant).await {
-        tracing::warn!(bank = %consent.bank_id, consent = %consent.id, %error,
+    end_bank_grant(&adapter, &consent.id, &grant).await;
+}
+
+/// Revokes one bank grant at the bank: its tokens, then its bank-side consent resource.
+/// Failures are logged, never raised.
+pub(crate) async fn end_bank_grant(adapter: &Adapter, consent_id: &str, grant: &BankGrant) {
+    let bank = &adapter.bank;
+    if bank.manifest.oauth.revocation_endpoint.is_some()
+        && let Err(error) = bank_client::revoke(bank, grant).await
+    {
+        tracing::warn!(bank = %bank.id(), consent = %consent_id, %error,
             "the bank grant could not be revoked at the bank");
+    }
+    if let Some(bank_consent_id) = &grant.bank_consent_id
+        && let Err(error) = adapter.profile.revoke_consent(bank, bank_consent_id).await
+    {
+        tracing::warn!(bank = %bank.id(), consent = %consent_id, %error,
+            "the bank-side consent could not be ended at the bank");
     }
 }
 

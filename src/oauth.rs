@@ -1,8 +1,12 @@
 //! OAuth on both sides: bankgate as authorization server to platforms ([`keys`], [`tokens`],
 //! [`client_auth`], [`dpop`], [`jose`], [`registration`]) and as OAuth client of every bank
-//! ([`bank_client`]).
+//! ([`bank_client`], with [`bank_auth`], [`bank_par`] and [`bank_dpop`] where a bank's
+//! manifest asks for `private_key_jwt`, PAR and DPoP).
 
+pub mod bank_auth;
 pub mod bank_client;
+pub mod bank_dpop;
+pub mod bank_par;
 pub mod bank_tokens;
 pub mod client_auth;
 pub mod dpop;
@@ -29,3 +33,7 @@ pub const AUDIT_READ: &str = "audit:read";
 /// The scope of a platform's management tokens (client credentials): list, read and revoke
 /// its own consents.
 pub const CONSENTS_MANAGE: &str = "consents:manage";
+
+/// The scope of a bank's management tokens (client credentials): register and update the
+/// adapter of the one bank the client is bound to.
+pub const ADAPTER_MANAGE: &str = "adapter:manage";

@@ -56,6 +56,18 @@ pub const REGIONS: &[&str] = &[
 /// The region a client is registered with when it names none.
 pub const DEFAULT_REGION: &str = "EEA";
 
+/// The languages a policy may translate its title and description into (`[text.<lang>]`),
+/// beside the English of its top-level `title` and `description`: those the consent screen
+/// speaks.
+pub const TEXT_LANGUAGES: &[&str] = &["fr"];
+
+/// A purpose's title and description in one more language (`[text.<lang>]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocalText {
+    pub title: String,
+    pub description: String,
+}
+
 /// A kind of record a policy can release fields of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -259,6 +271,9 @@ pub struct Policy {
     pub title: String,
     /// Plain language, shown on the consent screen.
     pub description: String,
+    /// The title and description in other languages (one of [`TEXT_LANGUAGES`] each), for
+    /// the consent screen in that language.
+    pub text: BTreeMap<String, LocalText>,
     pub legal_basis: LegalBasis,
     /// The law or article the purpose rests on, in words (optional).
     pub legal_reference: Option<String>,
@@ -411,6 +426,15 @@ impl Obligations {
 }
 
 impl Policy {
+    /// The title and description in `lang` (an ISO 639-1 code), and whether they are in it:
+    /// the translation when the policy has one, the English text otherwise.
+    pub fn text_in(&self, lang: &str) -> (&str, &str, bool) {
+        match self.text.get(lang) {
+            Some(text) => (text.title.as_str(), text.description.as_str(), true),
+            None => (self.title.as_str(), self.description.as_str(), lang == "en"),
+        }
+    }
+
     /// Checks the platform may use this purpose: approved for it, processing in an allowed
     /// region.
     pub fn admits(&self, platform: &Platform<'_>) -> Result<(), Refusal> {

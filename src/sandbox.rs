@@ -1,12 +1,17 @@
 //! Sandbox banks: real HTTP servers speaking a bank API standard (OAuth included), seeded with
 //! deterministic synthetic customers. They back the demo, the tests and the benchmarks.
+//!
+//! One per profile (`berlin-group`, `stet`, `obie`, `fdx`, and for `mapping` a bank with a
+//! proprietary API); every one can be told to misbehave ([`faults`]).
 
 pub mod berlin_group;
 pub mod customers;
+pub mod faults;
 pub mod fdx;
 pub mod oauth;
 pub mod obie;
 pub mod plumbing;
+pub mod proprietary;
 pub mod stet;
 
 use std::net::SocketAddr;
@@ -31,6 +36,22 @@ pub struct SandboxConfig {
     pub client_id: String,
     pub client_secret: String,
     pub approval: Approval,
+    /// FAPI 2.0 requirements of the sandbox's authorization server (none by default).
+    pub fapi: SandboxFapi,
+}
+
+/// What the sandbox's authorization server asks of its client beyond a secret, as a bank
+/// speaking FAPI 2.0 would: `private_key_jwt`, pushed authorization requests, DPoP.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxFapi {
+    /// The client's public keys (a JWK Set): it must authenticate with `private_key_jwt`
+    /// signed by one of them (RFC 7523, `aud` = the sandbox's issuer); its secret is refused.
+    pub client_jwks: Option<serde_json::Value>,
+    /// Authorization requests must be pushed first (RFC 9126); a plain one is refused.
+    pub require_par: bool,
+    /// Token requests need a DPoP proof (with the sandbox's nonce); tokens are then bound to
+    /// its key and data calls need the `DPoP` scheme and a proof (RFC 9449).
+    pub require_dpop: bool,
 }
 
 /// Errors starting a sandbox.
@@ -51,6 +72,8 @@ pub struct Sandbox {
     pub addr: SocketAddr,
     /// `http://127.0.0.1:<port>`
     pub origin: String,
+    /// What the bank is told to get wrong, and the requests it received.
+    pub faults: std::sync::Arc<faults::Faults>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -64,12 +87,13 @@ impl Drop for Sandbox {
 
 /// Starts a sandbox bank in this process and returns once it accepts connections.
 pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
-    use crate::adapters::{berlin_group as bg, fdx as us, obie as uk, stet as fr};
+    use crate::adapters::{berlin_group as bg, fdx as us, mapping, obie as uk, stet as fr};
     let router: fn(&SandboxConfig, &str) -> axum::Router = match config.profile.as_str() {
         bg::NAME => berlin_group::router,
         fr::NAME => stet::router,
         uk::NAME => obie::router,
         us::NAME => fdx::router,
+        mapping::NAME => proprietary::router,
         _ => return Err(SandboxError::UnknownProfile(config.profile.clone())),
     };
     let listener = tokio::net::TcpListener::bind(config.addr)
@@ -83,7 +107,11 @@ pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         source,
     })?;
     let origin = format!("http://{addr}");
-    let router = router(&config, &origin);
+    let faults = std::sync::Arc::new(faults::Faults::default());
+    let router = router(&config, &origin).layer(axum::middleware::from_fn_with_state(
+        faults.clone(),
+        faults::apply,
+    ));
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -96,6 +124,7 @@ pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
     Ok(Sandbox {
         addr,
         origin,
+        faults,
         shutdown: Some(shutdown),
     })
 }

@@ -9,6 +9,7 @@ pub mod pg;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::audit;
@@ -43,6 +44,9 @@ pub enum Role {
     Platform,
     /// A compliance officer: reads the audit log, never account data.
     Compliance,
+    /// A bank: registers and updates the adapter of the one bank it is bound to
+    /// ([`Client::bank_id`]).
+    Bank,
 }
 
 impl Role {
@@ -51,12 +55,13 @@ impl Role {
         match self {
             Role::Platform => "platform",
             Role::Compliance => "compliance",
+            Role::Bank => "bank",
         }
     }
 
     /// Parses the database name.
     pub fn parse(name: &str) -> Option<Role> {
-        [Role::Platform, Role::Compliance]
+        [Role::Platform, Role::Compliance, Role::Bank]
             .into_iter()
             .find(|role| role.as_str() == name)
     }
@@ -86,6 +91,8 @@ pub struct Client {
     pub dpop_bound_access_tokens: bool,
     /// Where consent events are delivered (signed webhooks), if anywhere.
     pub webhook_url: Option<String>,
+    /// The one bank a `bank` client administers (set exactly for role `bank`).
+    pub bank_id: Option<String>,
 }
 
 /// How a client authenticates at bankgate's token and PAR endpoints.
@@ -252,6 +259,9 @@ pub struct AuthorizationCode {
     pub redirect_uri: String,
     pub code_challenge: String,
     pub expires_at: DateTime<Utc>,
+    /// The DPoP key the token request must prove possession of (bound at PAR, RFC 9449 §10;
+    /// migration V6).
+    pub dpop_jkt: Option<String>,
 }
 
 /// The outcome of redeeming a code.
@@ -311,7 +321,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<BankVersion, StoreError>;
     /// The active (latest) version.
     async fn bank(&self, bank_id: &str) -> Result<Option<BankVersion>, StoreError>;
+    /// The active version of every bank, by bank id.
     async fn banks(&self) -> Result<Vec<BankVersion>, StoreError>;
+    /// Every version of one bank's manifest, oldest first.
+    async fn bank_versions(&self, bank_id: &str) -> Result<Vec<BankVersion>, StoreError>;
 
     // Pushed authorization requests.
     async fn insert_pushed_request(&self, request: &PushedRequest) -> Result<(), StoreError>;
@@ -330,6 +343,16 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         from: ConsentStatus,
         to: ConsentStatus,
+    ) -> Result<bool, StoreError>;
+    /// Extends an authorised consent that has not expired at `now`: its new expiry and the
+    /// policy version it is now granted under. Compare-and-set: `false` (and nothing changed)
+    /// if the consent is not authorised or expired meanwhile.
+    async fn extend_consent(
+        &self,
+        id: &str,
+        expires_at: DateTime<Utc>,
+        policy_hash: &str,
+        now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
     // The bank leg of the flow.
@@ -366,6 +389,7 @@ pub trait Store: Send + Sync + 'static {
 
     // Audit log.
     /// Appends events to the chain in one commit; returns them with positions and hashes.
+    /// All or nothing: on error no event took a position. `Conflict` if an event id exists.
     async fn append_audit(
         &self,
         events: Vec<audit::Event>,
@@ -447,4 +471,52 @@ pub trait Store: Send + Sync + 'static {
     /// A client's deliveries, newest first (the delivery log).
     async fn webhook_deliveries(&self, client_id: &str)
     -> Result<Vec<WebhookDelivery>, StoreError>;
+    /// The last position of the chain and its hash; `None` while the log is empty.
+    async fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError>;
+    /// Every chained row after position `after`, by ascending position, as stored (nothing
+    /// checked), streamed in constant memory: what verification reads.
+    fn audit_chain(
+        &self,
+        after: i64,
+    ) -> BoxStream<'static, Result<audit::StoredRecord, StoreError>>;
+    /// Stores a signed checkpoint; `false` if one exists at its position, or (with
+    /// `min_gap = Some(n)`) at any position above `checkpoint.position - n`. Its hash must be
+    /// the chain's at its position (`Invariant` otherwise).
+    async fn add_audit_checkpoint(
+        &self,
+        checkpoint: &audit::Checkpoint,
+        min_gap: Option<i64>,
+    ) -> Result<bool, StoreError>;
+    /// Checkpoints by ascending position after `after`, at most `limit`.
+    async fn audit_checkpoints(
+        &self,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<audit::Checkpoint>, StoreError>;
+    /// The checkpoint at the highest position.
+    async fn latest_audit_checkpoint(&self) -> Result<Option<audit::Checkpoint>, StoreError>;
+    /// The monthly partitions of the log, oldest first (none in memory).
+    async fn audit_partitions(&self) -> Result<Vec<audit::Partition>, StoreError>;
+    /// Makes sure partitions exist for the months from `from` to `to`; returns how many it
+    /// created.
+    async fn prepare_audit_partitions(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<u32, StoreError>;
+    /// How many events `partition` holds, and its first and last position.
+    async fn audit_partition_extent(
+        &self,
+        partition: &audit::Partition,
+    ) -> Result<(i64, Option<i64>, Option<i64>), StoreError>;
+    /// Records `archive` and drops its partition, in one transaction; refused unless the
+    /// partition ended more than `retention` ago and the archive matches what it holds (count,
+    /// first and last position) with a checkpoint at its last position.
+    async fn drop_audit_partition(
+        &self,
+        archive: &audit::Archive,
+        retention: chrono::Duration,
+    ) -> Result<(), StoreError>;
+    /// Archived partitions, by ascending last position.
+    async fn audit_archives(&self) -> Result<Vec<audit::Archive>, StoreError>;
 }

@@ -44,7 +44,7 @@ impl BerlinGroup {
     ) -> Result<wire::ConsentState, AdapterError> {
         let url = endpoint(bank, &["consents", consent_id])?;
         let information: wire::ConsentInformation =
-            send(bank.http.get(url).header(X_REQUEST_ID, request_id())).await?;
+            send(bank, bank.http.get(url).header(X_REQUEST_ID, request_id())).await?;
         wire::ConsentState::try_from(information)
     }
 }
@@ -55,6 +55,30 @@ impl Profile for BerlinGroup {
         NAME
     }
 
+    /// Data calls carry DPoP proofs when the manifest asks; the consent resource calls need no
+    /// client authentication (NextGenPSD2 identifies the TPP by its certificate).
+    fn speaks_bank_fapi(&self) -> bool {
+        true
+    }
+
+    /// `DELETE /v1/consents/{consentId}`: the bank marks the consent `terminatedByTpp`.
+    async fn revoke_consent(&self, bank: &Bank, bank_consent_id: &str) -> Result<(), AdapterError> {
+        let url = endpoint(bank, &["consents", bank_consent_id])?;
+        let request = bank
+            .http
+            .delete(url)
+            .header(X_REQUEST_ID, request_id())
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .build()?;
+        let response = bank.http.execute(request).await?;
+        let status = response.status().as_u16();
+        // 204 as the standard says; a consent the bank no longer knows is gone already.
+        if (200..300).contains(&status) || status == 404 {
+            return Ok(());
+        }
+        Err(AdapterError::Status { status })
+    }
+
     async fn create_consent(
         &self,
         bank: &Bank,
@@ -63,6 +87,7 @@ impl Profile for BerlinGroup {
         let body = wire::ConsentRequest::new(request)?;
         let url = endpoint(bank, &["consents"])?;
         let created: wire::ConsentCreated = send(
+            bank,
             bank.http
                 .post(url)
                 .header(X_REQUEST_ID, request_id())
@@ -79,7 +104,7 @@ impl Profile for BerlinGroup {
         session: BankSession<'_>,
     ) -> Result<Vec<BankAccount>, AdapterError> {
         let url = endpoint(bank, &["accounts"])?;
-        let list: wire::AccountList = send(data_request(bank, session, url)?).await?;
+        let list: wire::AccountList = send(bank, data_request(bank, session, url)?).await?;
         wire::accounts(bank.id(), list)
     }
 
@@ -91,7 +116,8 @@ impl Profile for BerlinGroup {
         account_id: &str,
     ) -> Result<Vec<Balance>, AdapterError> {
         let url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "balances"])?;
-        let response: wire::BalancesResponse = send(data_request(bank, session, url)?).await?;
+        let response: wire::BalancesResponse =
+            send(bank, data_request(bank, session, url)?).await?;
         wire::balances(account_id, response.balances, "balances")
     }
 
@@ -116,7 +142,7 @@ impl Profile for BerlinGroup {
         for _ in 0..MAX_PAGES {
             visited.insert(url.to_string());
             let response: wire::TransactionsResponse =
-                send(data_request(bank, session, url.clone())?).await?;
+                send(bank, data_request(bank, session, url.clone())?).await?;
             let page = response.transactions.unwrap_or_default();
             let next = page
                 .next_href()
@@ -203,42 +229,36 @@ fn data_request(
     let consent_id = session.bank_consent_id.ok_or_else(|| {
         AdapterError::Refused("a Berlin Group data call needs the bank's consent id".into())
     })?;
-    Ok(bank
+    let request = bank
         .http
-        .get(url)
+        .get(url.clone())
         .header(X_REQUEST_ID, request_id())
         .header(CONSENT_ID, consent_id)
-        .header(ACCEPT, HeaderValue::from_static("application/json"))
-        .bearer_auth(session.access_token))
+        .header(ACCEPT, HeaderValue::from_static("application/json"));
+    // Bearer, or DPoP with a proof when the manifest says `dpop = true`.
+    crate::oauth::bank_dpop::authorize(bank, request, "GET", &url, session.access_token)
 }
 
-/// Sends a request and decodes a 2xx JSON answer into `T`.
-async fn send<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, AdapterError> {
-    let response = request.send().await?;
-    let status = response.status();
-    if !status.is_success() {
-        let body = response.bytes().await.unwrap_or_default();
-        tracing::warn!(
-            status = status.as_u16(),
-            codes = ?wire::message_codes(&body),
-            "bank refused a Berlin Group call"
-        );
-        return Err(AdapterError::Status {
-            status: status.as_u16(),
-        });
-    }
-    let body = response.bytes().await?;
+/// Sends a request through the bank's outbound stack (whose classification hook is
+/// [`error_codes`]) and decodes the 2xx JSON answer into `T`.
+async fn send<T: DeserializeOwned>(
+    bank: &Bank,
+    request: reqwest::RequestBuilder,
+) -> Result<T, AdapterError> {
+    let body = bank.fetch(request, error_codes).await?;
     decode(&body)
+}
+
+/// The classification hook: the error codes of a success answer that is an error body.
+pub fn error_codes(body: &[u8]) -> Option<String> {
+    wire::error_in_body(body).map(|codes| codes.join(", "))
 }
 
 /// Decodes a 2xx body: an error body (banks send some with 200) or a body not of type `T` is
 /// [`AdapterError::Decode`].
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdapterError> {
-    if let Some(codes) = wire::error_in_body(body) {
-        return Err(AdapterError::Decode(format!(
-            "bank answered success with an error body: {}",
-            codes.join(", ")
-        )));
+    if let Some(codes) = error_codes(body) {
+        return Err(AdapterError::ErrorBody(codes));
     }
     let warnings = wire::message_codes(body);
     if !warnings.is_empty() {

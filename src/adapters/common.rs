@@ -276,38 +276,27 @@ pub fn within(
         .collect()
 }
 
-/// Sends a request and decodes a 2xx JSON answer into `T`; `error_in_body` names the error
-/// of a success answer that carries one (banks send those too).
+/// Sends a request through the bank's outbound stack and decodes the 2xx JSON answer into
+/// `T`; `error_in_body` is the profile's classification hook naming the error of a success
+/// answer that carries one (banks send those too).
 pub async fn send<T: serde::de::DeserializeOwned>(
+    bank: &super::Bank,
     request: reqwest::RequestBuilder,
     error_in_body: fn(&[u8]) -> Option<String>,
 ) -> Result<T, AdapterError> {
-    let response = request.send().await?;
-    let status = response.status();
-    if !status.is_success() {
-        let body = response.bytes().await.unwrap_or_default();
-        tracing::warn!(
-            status = status.as_u16(),
-            error = ?error_in_body(&body),
-            "bank refused a call"
-        );
-        return Err(AdapterError::Status {
-            status: status.as_u16(),
-        });
-    }
-    let body = response.bytes().await?;
-    parse_body(&body, error_in_body)
+    let body = bank.fetch(request, error_in_body).await?;
+    serde_json::from_slice(&body).map_err(|error| AdapterError::Decode(error.to_string()))
 }
 
-/// Decodes a 2xx body: an error body or a body not of type `T` is [`AdapterError::Decode`].
+/// Decodes a 2xx body: an error body is [`AdapterError::ErrorBody`], a body not of type `T`
+/// [`AdapterError::Decode`] (what [`send`] does after the outbound stack, for tests and for
+/// `bankgate adapters normalise`).
 pub fn parse_body<T: serde::de::DeserializeOwned>(
     body: &[u8],
     error_in_body: fn(&[u8]) -> Option<String>,
 ) -> Result<T, AdapterError> {
     if let Some(error) = error_in_body(body) {
-        return Err(AdapterError::Decode(format!(
-            "bank answered success with an error body: {error}"
-        )));
+        return Err(AdapterError::ErrorBody(error));
     }
     serde_json::from_slice(body).map_err(|error| AdapterError::Decode(error.to_string()))
 }

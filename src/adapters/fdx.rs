@@ -43,7 +43,8 @@ impl Fdx {
         consent_id: &str,
     ) -> Result<wire::ConsentState, AdapterError> {
         let url = endpoint(bank, &["consents", consent_id])?;
-        let grant: wire::ConsentGrant = send(get(bank, session, url), wire::error_in_body).await?;
+        let grant: wire::ConsentGrant =
+            send(bank, get(bank, session, url), wire::error_in_body).await?;
         wire::ConsentState::try_from(grant)
     }
 
@@ -54,7 +55,7 @@ impl Fdx {
         bank_ref: &str,
     ) -> Result<wire::FdxAccount, AdapterError> {
         let url = endpoint(bank, &["accounts", account_ref(bank_ref)?])?;
-        let raw: Box<RawValue> = send(get(bank, session, url), wire::error_in_body).await?;
+        let raw: Box<RawValue> = send(bank, get(bank, session, url), wire::error_in_body).await?;
         wire::account_entity(&raw).map_err(|message| decode("account", message))
     }
 }
@@ -126,7 +127,7 @@ impl Profile for Fdx {
         for _ in 0..MAX_PAGES {
             visited.insert(url.to_string());
             let page: wire::AccountsResponse =
-                send(get(bank, session, url.clone()), wire::error_in_body).await?;
+                send(bank, get(bank, session, url.clone()), wire::error_in_body).await?;
             accounts.extend(wire::accounts(bank.id(), &page)?);
             match page.next() {
                 None => return Ok(accounts),
@@ -183,7 +184,7 @@ impl Profile for Fdx {
         for _ in 0..MAX_PAGES {
             visited.insert(url.to_string());
             let page: wire::TransactionsResponse =
-                send(get(bank, session, url.clone()), wire::error_in_body).await?;
+                send(bank, get(bank, session, url.clone()), wire::error_in_body).await?;
             let next = page.next();
             entries.extend(page.transactions);
             match next {

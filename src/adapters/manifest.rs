@@ -1,5 +1,11 @@
-//! Bank manifests (`adapters/*.toml`): who the bank is, which profile speaks its API, where its
-//! endpoints are, and which environment variables hold bankgate's credentials there.
+//! Bank manifests (`adapters/*.toml`, or their JSON form at `PUT /v1/banks/{id}/adapter`): who
+//! the bank is, which profile speaks its API, where its endpoints are, which environment
+//! variables hold bankgate's credentials there (by reference only: there is no field for a
+//! value), the limits of the outbound stack and, for the `mapping` profile, the rules that map
+//! a proprietary API onto the canonical model.
+//!
+//! Everything is checked when a manifest is loaded ([`Manifest::validate`]): unknown fields,
+//! the profile, URLs, the credential references, the limits, and every mapping rule compiles.
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +42,9 @@ pub struct Manifest {
     pub oauth: OAuthEndpoints,
     #[serde(default)]
     pub limits: Limits,
+    /// The declarative rules of the `mapping` profile (required by it, refused by others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<super::mapping::rules::MappingSpec>,
     /// Present for the bundled sandbox banks: `serve` starts them itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxSpec>,
@@ -56,20 +65,120 @@ pub struct OAuthEndpoints {
     pub client_id_env: String,
     /// Name of the environment variable holding bankgate's client secret at the bank.
     pub client_secret_env: String,
+    /// How bankgate authenticates at the bank's token, PAR and revocation endpoints:
+    /// `client_secret_basic` (default) or `private_key_jwt` (RFC 7523, signed with the key in
+    /// `client_key_file_env`; the secret is then not used).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub token_endpoint_auth_method: crate::store::AuthMethod,
+    /// Name of the environment variable holding the path of bankgate's P-256 private key
+    /// (PKCS#8 PEM) for `private_key_jwt` at this bank. A bundled sandbox without it gets an
+    /// ephemeral key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file_env: Option<String>,
+    /// The bank's pushed authorization request endpoint (RFC 9126): when set, bankgate pushes
+    /// its authorization request there and sends the user with `request_uri` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_authorization_request_endpoint: Option<String>,
+    /// Send DPoP proofs (RFC 9449) to the bank's PAR and token endpoints and with every data
+    /// call, so that its tokens are bound to bankgate's key.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub dpop: bool,
+    /// Name of the environment variable holding the path of bankgate's DPoP key (P-256,
+    /// PKCS#8 PEM) at this bank; shared by every instance. A bundled sandbox without it gets
+    /// an ephemeral key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_key_file_env: Option<String>,
 }
 
-/// Per-bank limits.
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// Per-bank limits: the settings of the bank's outbound stack (`adapters::outbound`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Timeout of one call to the bank.
+    /// Timeout of one attempt of one call to the bank, body included.
     #[serde(default = "Limits::default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Retries of an idempotent read after a transient failure (never of other calls).
+    #[serde(default = "Limits::default_retries")]
+    pub retries: u32,
+    /// The first retry's backoff; each next one waits twice as long (plus jitter).
+    #[serde(default = "Limits::default_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    /// Consecutive failures after which the bank's circuit opens.
+    #[serde(default = "Limits::default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open circuit refuses calls before one probe goes through.
+    #[serde(default = "Limits::default_breaker_cooldown_ms")]
+    pub breaker_cooldown_ms: u64,
+    /// The largest answer bankgate reads from the bank.
+    #[serde(default = "Limits::default_max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// Calls to this bank in flight at once; more fail at once instead of queueing, so a
+    /// hanging bank cannot take every request slot of the gateway.
+    #[serde(default = "Limits::default_max_in_flight")]
+    pub max_in_flight: usize,
 }
 
 impl Limits {
     fn default_timeout_ms() -> u64 {
         10_000
+    }
+
+    fn default_retries() -> u32 {
+        2
+    }
+
+    fn default_retry_backoff_ms() -> u64 {
+        100
+    }
+
+    fn default_breaker_failures() -> u32 {
+        5
+    }
+
+    fn default_breaker_cooldown_ms() -> u64 {
+        30_000
+    }
+
+    fn default_max_response_bytes() -> usize {
+        4 * 1024 * 1024
+    }
+
+    fn default_max_in_flight() -> usize {
+        64
+    }
+
+    /// Each limit within its sane range.
+    fn validate(&self) -> Result<(), String> {
+        let check = |ok: bool, message: &str| if ok { Ok(()) } else { Err(message.to_owned()) };
+        check(
+            (1..=300_000).contains(&self.timeout_ms),
+            "limits.timeout_ms must be 1..=300000",
+        )?;
+        check(self.retries <= 5, "limits.retries must be at most 5")?;
+        check(
+            self.retry_backoff_ms <= 10_000,
+            "limits.retry_backoff_ms must be at most 10000",
+        )?;
+        check(
+            (1..=1000).contains(&self.breaker_failures),
+            "limits.breaker_failures must be 1..=1000",
+        )?;
+        check(
+            (1..=3_600_000).contains(&self.breaker_cooldown_ms),
+            "limits.breaker_cooldown_ms must be 1..=3600000",
+        )?;
+        check(
+            (1024..=64 * 1024 * 1024).contains(&self.max_response_bytes),
+            "limits.max_response_bytes must be 1 KiB..=64 MiB",
+        )?;
+        check(
+            (1..=10_000).contains(&self.max_in_flight),
+            "limits.max_in_flight must be 1..=10000",
+        )
     }
 }
 
@@ -77,6 +186,12 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             timeout_ms: Self::default_timeout_ms(),
+            retries: Self::default_retries(),
+            retry_backoff_ms: Self::default_retry_backoff_ms(),
+            breaker_failures: Self::default_breaker_failures(),
+            breaker_cooldown_ms: Self::default_breaker_cooldown_ms(),
+            max_response_bytes: Self::default_max_response_bytes(),
+            max_in_flight: Self::default_max_in_flight(),
         }
     }
 }
@@ -119,30 +234,41 @@ impl Manifest {
         paths.iter().map(|path| Manifest::load(path)).collect()
     }
 
-    /// Checks what serde cannot: a known profile, well-formed URLs, a sane id.
+    /// Parses the JSON form of a manifest (as banks send it to the API); the error names the
+    /// offending field.
+    pub fn from_json(body: &[u8]) -> Result<Manifest, String> {
+        serde_json::from_slice(body).map_err(|error| format!("manifest: {error}"))
+    }
+
+    /// Checks what serde cannot: a known profile, well-formed URLs without credentials,
+    /// credential references that are environment variable names, sane limits, and (for the
+    /// `mapping` profile) rules that compile.
     pub fn validate(&self) -> Result<(), ManifestError> {
         let invalid = |message: String| ManifestError::Invalid {
             bank: self.id.clone(),
             message,
         };
-        let id_ok = !self.id.is_empty()
-            && self
-                .id
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !id_ok {
+        if !is_bank_id(&self.id) {
             return Err(invalid(
-                "id must be lowercase letters, digits and '-'".into(),
+                "id must be 1-64 lowercase letters, digits and '-'".into(),
             ));
         }
-        if super::profile(&self.profile).is_none() {
-            return Err(invalid(format!("unknown profile {:?}", self.profile)));
+        if !super::PROFILES.contains(&self.profile.as_str()) {
+            return Err(invalid(format!(
+                "unknown profile {:?}; expected one of {}",
+                self.profile,
+                super::PROFILES.join(", ")
+            )));
+        }
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return Err(invalid("name must be 1-200 characters".into()));
         }
         if self.country.len() != 2 || !self.country.chars().all(|c| c.is_ascii_uppercase()) {
             return Err(invalid("country must be an ISO 3166-1 alpha-2 code".into()));
         }
         let urls = [
             ("api_base_url", Some(&self.api_base_url)),
+            ("oauth.issuer", self.oauth.issuer.as_ref()),
             (
                 "oauth.authorization_endpoint",
                 Some(&self.oauth.authorization_endpoint),
@@ -152,6 +278,10 @@ impl Manifest {
                 "oauth.revocation_endpoint",
                 self.oauth.revocation_endpoint.as_ref(),
             ),
+            (
+                "oauth.pushed_authorization_request_endpoint",
+                self.oauth.pushed_authorization_request_endpoint.as_ref(),
+            ),
         ];
         for (field, url) in urls {
             let Some(url) = url else { continue };
@@ -160,6 +290,125 @@ impl Manifest {
             if !matches!(parsed.scheme(), "https" | "http") {
                 return Err(invalid(format!("{field}: scheme must be https")));
             }
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err(invalid(format!(
+                    "{field}: credentials do not belong in a URL; use client_id_env and \
+                     client_secret_env"
+                )));
+            }
+            if parsed.fragment().is_some() {
+                return Err(invalid(format!("{field}: must not have a fragment")));
+            }
+        }
+        for (field, var) in [
+            ("oauth.client_id_env", &self.oauth.client_id_env),
+            ("oauth.client_secret_env", &self.oauth.client_secret_env),
+        ] {
+            if !is_env_var_name(var) {
+                return Err(invalid(format!(
+                    "{field} must name an environment variable (A-Z, 0-9, _), not hold a value"
+                )));
+            }
+        }
+        self.validate_fapi()
+            .map_err(|message| invalid(message.into()))?;
+        self.limits.validate().map_err(invalid)?;
+        match (&self.mapping, self.profile == super::mapping::NAME) {
+            (None, true) => {
+                return Err(invalid(
+                    "the mapping profile needs a [mapping] section".into(),
+                ));
+            }
+            (Some(_), false) => {
+                return Err(invalid(format!(
+                    "[mapping] is for the mapping profile, not {}",
+                    self.profile
+                )));
+            }
+            (Some(spec), true) => {
+                super::mapping::Mapping::compile(spec)
+                    .map_err(|error| invalid(error.to_string()))?;
+            }
+            (None, false) => {}
+        }
+        Ok(())
+    }
+
+    /// The prefix every credential reference of a manifest a bank registers itself must carry:
+    /// `BANKGATE_BANK_<ID>_` (the id upper-cased, `-` as `_`). The operator provisions a bank's
+    /// credentials under it, and a bank can name no other variable of the gateway's environment
+    /// (say, the admin token) to have it sent to its own token endpoint.
+    pub fn registered_reference_prefix(bank_id: &str) -> String {
+        format!(
+            "BANKGATE_BANK_{}_",
+            bank_id.to_ascii_uppercase().replace('-', "_")
+        )
+    }
+
+    /// Refuses a registered manifest whose credential references leave the bank's own prefix
+    /// ([`Manifest::registered_reference_prefix`]). Bundled manifests are the operator's and
+    /// are not restricted.
+    pub fn check_registered_references(&self) -> Result<(), ManifestError> {
+        let prefix = Self::registered_reference_prefix(&self.id);
+        let references = [
+            ("oauth.client_id_env", Some(&self.oauth.client_id_env)),
+            (
+                "oauth.client_secret_env",
+                Some(&self.oauth.client_secret_env),
+            ),
+            (
+                "oauth.client_key_file_env",
+                self.oauth.client_key_file_env.as_ref(),
+            ),
+            (
+                "oauth.dpop_key_file_env",
+                self.oauth.dpop_key_file_env.as_ref(),
+            ),
+        ];
+        for (field, var) in references {
+            if let Some(var) = var
+                && !var.starts_with(&prefix)
+            {
+                return Err(ManifestError::Invalid {
+                    bank: self.id.clone(),
+                    message: format!(
+                        "{field} must name a variable starting with {prefix}: a bank's \
+                         credentials are provisioned under its own prefix"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The bank-side FAPI options: key file references that are environment variable names,
+    /// only with the options they serve, and a profile that honours them in its own calls.
+    fn validate_fapi(&self) -> Result<(), &'static str> {
+        let oauth = &self.oauth;
+        let private_key_jwt =
+            oauth.token_endpoint_auth_method == crate::store::AuthMethod::PrivateKeyJwt;
+        for var in [&oauth.client_key_file_env, &oauth.dpop_key_file_env]
+            .into_iter()
+            .flatten()
+        {
+            if !is_env_var_name(var) {
+                return Err(
+                    "oauth.client_key_file_env and oauth.dpop_key_file_env must name \
+                     environment variables (A-Z, 0-9, _)",
+                );
+            }
+        }
+        if oauth.client_key_file_env.is_some() && !private_key_jwt {
+            return Err("oauth.client_key_file_env is only for private_key_jwt");
+        }
+        if oauth.dpop_key_file_env.is_some() && !oauth.dpop {
+            return Err("oauth.dpop_key_file_env is only for dpop = true");
+        }
+        let speaks_fapi = super::profile(&self.profile).is_some_and(|p| p.speaks_bank_fapi());
+        if (private_key_jwt || oauth.dpop) && !speaks_fapi {
+            return Err(
+                "oauth: private_key_jwt and dpop at the bank are not supported by this profile yet",
+            );
         }
         Ok(())
     }
@@ -184,7 +433,29 @@ impl Manifest {
         if let Some(url) = &mut self.oauth.revocation_endpoint {
             swap(url);
         }
+        if let Some(url) = &mut self.oauth.pushed_authorization_request_endpoint {
+            swap(url);
+        }
     }
+}
+
+/// A bank id: 1-64 lowercase ASCII letters, digits and `-`.
+pub fn is_bank_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// An environment variable name as shells write them: `[A-Z_][A-Z0-9_]*`, at most 128.
+fn is_env_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 128
 }
 
 #[cfg(test)]
@@ -227,6 +498,53 @@ mod tests {
         );
     }
 
+    /// The bank-side FAPI options (issue 5): references, not values; only with what they
+    /// serve; only for a profile that honours them; the PAR endpoint rebased with the rest.
+    #[test]
+    fn bank_side_fapi_options_are_checked() {
+        let fapi = |m: &mut Manifest| {
+            m.oauth.token_endpoint_auth_method = crate::store::AuthMethod::PrivateKeyJwt;
+            m.oauth.client_key_file_env = Some("DEMO_BANK_CLIENT_KEY_FILE".into());
+            m.oauth.dpop = true;
+            m.oauth.pushed_authorization_request_endpoint =
+                Some("http://127.0.0.1:8091/oauth/par".into());
+        };
+        let mut ok = manifest();
+        fapi(&mut ok);
+        ok.validate().unwrap();
+        ok.rebase("http://127.0.0.1:40000");
+        assert_eq!(
+            ok.oauth.pushed_authorization_request_endpoint.as_deref(),
+            Some("http://127.0.0.1:40000/oauth/par")
+        );
+        check_invalid(
+            |m| {
+                fapi(m);
+                m.oauth.client_key_file_env = Some("/etc/bankgate/key.pem".into());
+            },
+            "must name environment variables",
+        );
+        check_invalid(
+            |m| m.oauth.client_key_file_env = Some("KEY_FILE".into()),
+            "only for private_key_jwt",
+        );
+        check_invalid(
+            |m| m.oauth.dpop_key_file_env = Some("KEY_FILE".into()),
+            "only for dpop = true",
+        );
+        check_invalid(
+            |m| {
+                fapi(m);
+                m.profile = "stet".into();
+            },
+            "not supported by this profile",
+        );
+        check_invalid(
+            |m| m.oauth.pushed_authorization_request_endpoint = Some("ftp://x/par".into()),
+            "oauth.pushed_authorization_request_endpoint",
+        );
+    }
+
     #[track_caller]
     fn check_invalid(edit: impl FnOnce(&mut Manifest), message: &str) {
         let mut manifest = manifest();
@@ -242,6 +560,30 @@ mod tests {
         check_invalid(|m| m.api_base_url = "not a url".into(), "api_base_url");
         check_invalid(|m| m.oauth.token_endpoint = "ftp://x/y".into(), "scheme");
         check_invalid(|m| m.country = "Germany".into(), "country");
+        check_invalid(
+            |m| m.oauth.client_secret_env = "s3cr3t-value".into(),
+            "client_secret_env must name an environment variable",
+        );
+        check_invalid(
+            |m| m.api_base_url = "https://user:pw@bank.example".into(),
+            "credentials do not belong in a URL",
+        );
+        check_invalid(|m| m.limits.timeout_ms = 0, "limits.timeout_ms");
+        check_invalid(|m| m.limits.max_response_bytes = 10, "max_response_bytes");
+        check_invalid(
+            |m| m.profile = "mapping".into(),
+            "needs a [mapping] section",
+        );
+    }
+
+    #[test]
+    fn the_json_form_is_the_same_manifest() {
+        let manifest = manifest();
+        let json = serde_json::to_vec(&manifest).unwrap();
+        assert_eq!(Manifest::from_json(&json).unwrap(), manifest);
+        let inline_secret = br#"{"id": "x", "client_secret": "inline"}"#;
+        let error = Manifest::from_json(inline_secret).unwrap_err();
+        assert!(error.contains("unknown field `client_secret`"), "{error}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ use reqwest::header::{ACCEPT, HeaderValue};
 use serde::Deserialize;
 
 use super::common::{account_ref, endpoint, follow_link, request_id, send, within};
+use super::outbound::no_error_in_body;
 use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
 use crate::model::{Balance, Transaction};
 
@@ -44,22 +45,13 @@ struct ClientToken {
 impl Obie {
     /// A client credentials token with the scope `accounts`, for the consent resource.
     async fn client_token(&self, bank: &Bank) -> Result<String, AdapterError> {
-        let response = bank
+        let request = bank
             .http
             .post(&bank.manifest.oauth.token_endpoint)
             .basic_auth(&bank.client_id, Some(bank.client_secret()))
-            .form(&[("grant_type", "client_credentials"), ("scope", "accounts")])
-            .send()
-            .await?;
-        if !response.status().is_success() {
-            return Err(AdapterError::Refused(format!(
-                "token endpoint answered {}",
-                response.status().as_u16()
-            )));
-        }
-        let token: ClientToken = response
-            .json()
-            .await
+            .form(&[("grant_type", "client_credentials"), ("scope", "accounts")]);
+        let body = bank.fetch(request, no_error_in_body).await?;
+        let token: ClientToken = serde_json::from_slice(&body)
             .map_err(|_| AdapterError::Decode("token response not understood".into()))?;
         Ok(token.access_token)
     }
@@ -73,6 +65,7 @@ impl Obie {
         let token = self.client_token(bank).await?;
         let url = endpoint(bank, &["account-access-consents", consent_id])?;
         let answer: wire::Envelope<wire::ConsentData> = send(
+            bank,
             bank.http
                 .get(url)
                 .header(INTERACTION_ID, request_id())
@@ -104,7 +97,7 @@ async fn paged<D: serde::de::DeserializeOwned>(
     for _ in 0..MAX_PAGES {
         visited.insert(url.to_string());
         let page: wire::Envelope<D> =
-            send(get(bank, session, url.clone()), wire::error_in_body).await?;
+            send(bank, get(bank, session, url.clone()), wire::error_in_body).await?;
         let next = page
             .next()
             .map(|href| follow_link(&bank.manifest.api_base_url, href))
@@ -129,6 +122,23 @@ impl Profile for Obie {
         NAME
     }
 
+    /// `DELETE /account-access-consents/{ConsentId}` with a client credentials token.
+    async fn revoke_consent(&self, bank: &Bank, bank_consent_id: &str) -> Result<(), AdapterError> {
+        let token = self.client_token(bank).await?;
+        let url = endpoint(bank, &["account-access-consents", bank_consent_id])?;
+        let request = bank
+            .http
+            .delete(url)
+            .header(INTERACTION_ID, request_id())
+            .bearer_auth(token)
+            .build()?;
+        let status = bank.http.execute(request).await?.status().as_u16();
+        if (200..300).contains(&status) || status == 404 {
+            return Ok(());
+        }
+        Err(AdapterError::Status { status })
+    }
+
     async fn create_consent(
         &self,
         bank: &Bank,
@@ -138,6 +148,7 @@ impl Profile for Obie {
         let token = self.client_token(bank).await?;
         let url = endpoint(bank, &["account-access-consents"])?;
         let created: wire::Envelope<wire::ConsentData> = send(
+            bank,
             bank.http
                 .post(url)
                 .header(INTERACTION_ID, request_id())
@@ -175,7 +186,7 @@ impl Profile for Obie {
     ) -> Result<Vec<Balance>, AdapterError> {
         let url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "balances"])?;
         let answer: wire::Envelope<wire::BalancesData> =
-            send(get(bank, session, url), wire::error_in_body).await?;
+            send(bank, get(bank, session, url), wire::error_in_body).await?;
         wire::balances(account_id, Some(bank_ref), answer.data)
     }
 

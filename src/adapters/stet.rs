@@ -45,19 +45,13 @@ impl Stet {
         consents: &wire::ConsentsRequest,
     ) -> Result<(), AdapterError> {
         let url = endpoint(bank, &["v1", "consents"])?;
-        let response = bank
+        let request = bank
             .http
             .put(url)
             .header(X_REQUEST_ID, request_id())
             .bearer_auth(session.access_token)
-            .json(consents)
-            .send()
-            .await?;
-        if !response.status().is_success() {
-            return Err(AdapterError::Status {
-                status: response.status().as_u16(),
-            });
-        }
+            .json(consents);
+        bank.fetch(request, wire::error_in_body).await?;
         Ok(())
     }
 }
@@ -81,7 +75,7 @@ async fn paged<P: serde::de::DeserializeOwned>(
     let mut visited = HashSet::new();
     for _ in 0..MAX_PAGES {
         visited.insert(url.to_string());
-        let page: P = send(get(bank, session, url.clone()), wire::error_in_body).await?;
+        let page: P = send(bank, get(bank, session, url.clone()), wire::error_in_body).await?;
         match take(page) {
             None => return Ok(()),
             Some(href) => {
@@ -165,7 +159,7 @@ impl Profile for Stet {
             &["v1", "accounts", account_ref(bank_ref)?, "balances"],
         )?;
         let response: wire::BalancesResponse =
-            send(get(bank, session, url), wire::error_in_body).await?;
+            send(bank, get(bank, session, url), wire::error_in_body).await?;
         wire::balances(account_id, response)
     }
 

@@ -99,6 +99,7 @@ pub async fn sandbox_bank(profile: &str, bank_id: &str, api_path: &str) -> (Sand
         client_id: "bankgate".into(),
         client_secret: client_secret.clone(),
         approval: Approval::Auto,
+        fapi: Default::default(),
     })
     .await
     .unwrap();

@@ -176,3 +176,6 @@ fn decision_event(
     event.request_id = request_id;
     Some(event)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,7 @@
 //! Route handlers, by audience: platforms' OAuth flow, data, compliance, operators.
 
 pub mod admin;
+pub mod banks;
 pub mod compliance;
 pub mod consents;
 pub mod data;

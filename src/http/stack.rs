@@ -71,6 +71,11 @@ pub fn service(app: Arc<App>) -> GatewayService {
         .layer(AuthnLayer::for_app(&app))
         .service(routes::compliance::router(app.clone()));
 
+    // A bank's own adapter: authenticated; the routes check the bank principal (audited).
+    let bank_adapters = ServiceBuilder::new()
+        .layer(AuthnLayer::for_app(&app))
+        .service(routes::banks::adapter_router(app.clone()));
+
     // Consent management: authenticated; the routes check tenant and token kind.
     let consents = ServiceBuilder::new()
         .layer(AuthnLayer::for_app(&app))
@@ -81,12 +86,20 @@ pub fn service(app: Arc<App>) -> GatewayService {
         .merge(routes::oauth::router(app.clone()))
         .merge(routes::admin::router(app.clone()))
         .merge(routes::purposes::router(app.clone()))
+        .merge(routes::banks::router(app.clone()))
+        .route_service("/v1/banks/{bank_id}/adapter", bank_adapters.clone())
+        .route_service("/v1/banks/{bank_id}/adapter/{*rest}", bank_adapters)
         .route_service("/v1/accounts", data.clone())
         .route_service("/v1/accounts/{*rest}", data.clone())
         .route_service("/v1/identity", data)
         .route_service("/v1/audit/{*rest}", compliance)
         .route_service("/v1/consents", consents.clone())
         .route_service("/v1/consents/{*rest}", consents.clone())
+        // A bank revokes a consent at its own bank.
+        .route_service(
+            "/v1/banks/{bank_id}/consents/{consent_id}",
+            consents.clone(),
+        )
         .route_service("/v1/webhooks/{*rest}", consents);
 
     let stack = ServiceBuilder::new()

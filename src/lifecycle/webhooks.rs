@@ -124,7 +124,12 @@ pub async fn enqueue(
         client_id: consent.client_id.clone(),
         event: event.to_owned(),
         consent_id: consent.id.clone(),
-        dedupe_key: format!("{event}:{}", consent.id),
+        // One notice per consent and event; an extended consent gets a new expiry notice.
+        dedupe_key: if event == CONSENT_EXPIRING {
+            format!("{event}:{}:{}", consent.id, consent.expires_at.timestamp())
+        } else {
+            format!("{event}:{}", consent.id)
+        },
         url,
         payload,
         status: DeliveryStatus::Pending,

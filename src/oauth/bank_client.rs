@@ -2,6 +2,11 @@
 //! authorization code with PKCE (S256) and `state`, code exchange, refresh, revocation
 //! (RFC 7009).
 //!
+//! Where the bank's manifest asks for them, the crate's requests carry what it has no support
+//! for, from small modules of ours: `private_key_jwt` client authentication ([`bank_auth`],
+//! extra parameters instead of the secret), pushed authorization requests ([`bank_par`]) and
+//! DPoP proofs ([`bank_dpop`], the custom HTTP client function token requests go through).
+//!
 //! Back-channel calls use the bank's HTTP client, which never follows redirects.
 
 use chrono::{DateTime, Duration, Utc};
@@ -13,6 +18,7 @@ use oauth2::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::{bank_auth, bank_dpop, bank_par};
 use crate::adapters::{AdapterError, Bank};
 
 type ConfiguredClient =
@@ -44,11 +50,36 @@ pub struct AuthorizationRedirect {
     pub pkce_verifier: String,
 }
 
+/// The crate's client for the bank: with bankgate's secret (HTTP Basic), or without one when
+/// bankgate authenticates with `private_key_jwt` (the crate then sends `client_id` in the body
+/// and the assertion goes in as extra parameters, see [`with_assertion`]).
+fn base_client(bank: &Bank) -> BasicClient {
+    let client = BasicClient::new(ClientId::new(bank.client_id.clone()));
+    match bank.keys.assertion {
+        Some(_) => client,
+        None => client.set_client_secret(ClientSecret::new(bank.client_secret().to_owned())),
+    }
+}
+
+/// Adds the `private_key_jwt` client assertion parameters to a token or revocation request,
+/// when bankgate authenticates that way at the bank.
+fn with_assertion<R>(
+    bank: &Bank,
+    mut request: R,
+    add: impl Fn(R, &'static str, String) -> R,
+) -> Result<R, AdapterError> {
+    if let Some(params) = bank_auth::assertion_params(bank)? {
+        for (name, value) in params {
+            request = add(request, name, value);
+        }
+    }
+    Ok(request)
+}
+
 fn client(bank: &Bank, redirect_uri: &str) -> Result<ConfiguredClient, AdapterError> {
     let oauth = &bank.manifest.oauth;
     let bad = |what: &str| AdapterError::Refused(format!("bank manifest has a bad {what}"));
-    Ok(BasicClient::new(ClientId::new(bank.client_id.clone()))
-        .set_client_secret(ClientSecret::new(bank.client_secret().to_owned()))
+    Ok(base_client(bank)
         .set_auth_uri(
             AuthUrl::new(oauth.authorization_endpoint.clone())
                 .map_err(|_| bad("authorization endpoint"))?,
@@ -87,6 +118,26 @@ pub fn authorization_redirect(
     })
 }
 
+/// [`authorization_redirect`], pushed to the bank first when its manifest names a PAR
+/// endpoint: the user then goes to the bank with `client_id` and `request_uri` only.
+pub async fn start_authorization(
+    bank: &Bank,
+    redirect_uri: &str,
+    scopes: &[String],
+    extra: &[(String, String)],
+) -> Result<AuthorizationRedirect, AdapterError> {
+    let mut redirect = authorization_redirect(bank, redirect_uri, scopes, extra)?;
+    if bank
+        .manifest
+        .oauth
+        .pushed_authorization_request_endpoint
+        .is_some()
+    {
+        redirect.url = bank_par::push(bank, &redirect.url).await?;
+    }
+    Ok(redirect)
+}
+
 /// Exchanges the bank's authorization code for tokens.
 pub async fn exchange_code(
     bank: &Bank,
@@ -95,12 +146,16 @@ pub async fn exchange_code(
     pkce_verifier: String,
     bank_consent_id: Option<String>,
 ) -> Result<BankGrant, AdapterError> {
-    let response = client(bank, redirect_uri)?
+    let client = client(bank, redirect_uri)?;
+    let request = client
         .exchange_code(AuthorizationCode::new(code.to_owned()))
-        .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier))
-        .request_async(&bank.http)
-        .await
-        .map_err(token_error)?;
+        .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier));
+    let request = with_assertion(bank, request, |request, name, value| {
+        request.add_extra_param(name, value)
+    })?;
+    let http = bank_dpop::HttpClient::of(bank);
+    let response = request.request_async(&http).await.map_err(token_error)?;
+    bank_dpop::check_token_type(bank, response.token_type().as_ref())?;
     Ok(BankGrant {
         access_token: response.access_token().secret().clone(),
         refresh_token: response.refresh_token().map(|token| token.secret().clone()),
@@ -120,17 +175,18 @@ pub async fn refresh(bank: &Bank, grant: &BankGrant) -> Result<BankGrant, Adapte
         .clone()
         .ok_or_else(|| AdapterError::Refused("the bank gave no refresh token".into()))?;
     let oauth = &bank.manifest.oauth;
-    let client =
-        BasicClient::new(ClientId::new(bank.client_id.clone()))
-            .set_client_secret(ClientSecret::new(bank.client_secret().to_owned()))
-            .set_token_uri(TokenUrl::new(oauth.token_endpoint.clone()).map_err(|_| {
-                AdapterError::Refused("bank manifest has a bad token endpoint".into())
-            })?);
-    let response = client
-        .exchange_refresh_token(&RefreshToken::new(refresh_token.clone()))
-        .request_async(&bank.http)
-        .await
-        .map_err(token_error)?;
+    let client = base_client(bank).set_token_uri(
+        TokenUrl::new(oauth.token_endpoint.clone())
+            .map_err(|_| AdapterError::Refused("bank manifest has a bad token endpoint".into()))?,
+    );
+    let presented = RefreshToken::new(refresh_token.clone());
+    let request = client.exchange_refresh_token(&presented);
+    let request = with_assertion(bank, request, |request, name, value| {
+        request.add_extra_param(name, value)
+    })?;
+    let http = bank_dpop::HttpClient::of(bank);
+    let response = request.request_async(&http).await.map_err(token_error)?;
+    bank_dpop::check_token_type(bank, response.token_type().as_ref())?;
     Ok(BankGrant {
         access_token: response.access_token().secret().clone(),
         refresh_token: Some(
@@ -151,7 +207,8 @@ pub async fn refresh(bank: &Bank, grant: &BankGrant) -> Result<BankGrant, Adapte
 ///
 /// The `oauth2` crate makes the call when the endpoint is https. It refuses any other scheme,
 /// so for a bank on loopback http (the bundled sandboxes) the same RFC 7009 request (HTTP Basic
-/// client authentication, `token` and `token_type_hint`) is sent directly.
+/// or `private_key_jwt` client authentication, `token` and `token_type_hint`) is sent
+/// directly.
 pub async fn revoke(bank: &Bank, grant: &BankGrant) -> Result<(), AdapterError> {
     let oauth = &bank.manifest.oauth;
     let bad = |what: &str| AdapterError::Refused(format!("bank manifest has a bad {what}"));
@@ -172,16 +229,15 @@ pub async fn revoke(bank: &Bank, grant: &BankGrant) -> Result<(), AdapterError> 
             return Err(bad("revocation endpoint (https required)"));
         }
         for (value, hint) in &tokens {
-            let response = bank
-                .http
-                .post(parsed.as_str())
-                .header(
-                    reqwest::header::AUTHORIZATION,
-                    super::client_auth::basic_header(&bank.client_id, bank.client_secret()),
-                )
-                .form(&[("token", *value), ("token_type_hint", *hint)])
-                .send()
-                .await?;
+            let mut form = vec![
+                ("token".to_owned(), (*value).to_owned()),
+                ("token_type_hint".to_owned(), (*hint).to_owned()),
+            ];
+            let mut request = bank.http.post(parsed.as_str());
+            if let Some(basic) = bank_auth::authenticate(bank, &mut form)? {
+                request = request.header(reqwest::header::AUTHORIZATION, basic);
+            }
+            let response = request.form(&form).send().await?;
             if !response.status().is_success() {
                 return Err(AdapterError::Status {
                     status: response.status().as_u16(),
@@ -190,32 +246,31 @@ pub async fn revoke(bank: &Bank, grant: &BankGrant) -> Result<(), AdapterError> 
         }
         return Ok(());
     }
-    let client = BasicClient::new(ClientId::new(bank.client_id.clone()))
-        .set_client_secret(ClientSecret::new(bank.client_secret().to_owned()))
-        .set_revocation_url(RevocationUrl::from_url(parsed));
+    let client = base_client(bank).set_revocation_url(RevocationUrl::from_url(parsed));
     for (value, hint) in tokens {
         let token = if hint == "refresh_token" {
             StandardRevocableToken::RefreshToken(RefreshToken::new(value.to_owned()))
         } else {
             StandardRevocableToken::AccessToken(AccessToken::new(value.to_owned()))
         };
-        client
+        let request = client
             .revoke_token(token)
-            .map_err(|_| bad("revocation endpoint"))?
-            .request_async(&bank.http)
-            .await
-            .map_err(|error| match error {
-                oauth2::RequestTokenError::ServerResponse(response) => {
-                    AdapterError::Refused(format!("revocation answered {}", response.error()))
-                }
-                oauth2::RequestTokenError::Request(error) => {
-                    AdapterError::Transport(error.to_string())
-                }
-                oauth2::RequestTokenError::Parse(_, _) => {
-                    AdapterError::Decode("revocation response not understood".into())
-                }
-                oauth2::RequestTokenError::Other(message) => AdapterError::Refused(message),
-            })?;
+            .map_err(|_| bad("revocation endpoint"))?;
+        with_assertion(bank, request, |request, name, value| {
+            request.add_extra_param(name, value)
+        })?
+        .request_async(&bank.http)
+        .await
+        .map_err(|error| match error {
+            oauth2::RequestTokenError::ServerResponse(response) => {
+                AdapterError::Refused(format!("revocation answered {}", response.error()))
+            }
+            oauth2::RequestTokenError::Request(error) => AdapterError::Transport(error.to_string()),
+            oauth2::RequestTokenError::Parse(_, _) => {
+                AdapterError::Decode("revocation response not understood".into())
+            }
+            oauth2::RequestTokenError::Other(message) => AdapterError::Refused(message),
+        })?;
     }
     Ok(())
 }

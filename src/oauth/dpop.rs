@@ -145,6 +145,29 @@ pub fn verify(
     nonces: &Nonces<'_>,
     now: i64,
 ) -> Result<Proof, DpopError> {
+    let (verified, nonce) = check(proof, expected, now)?;
+    match nonce.as_deref() {
+        Some(nonce) if nonces.is_valid(nonce, now) => Ok(verified),
+        _ => Err(DpopError::UseNonce),
+    }
+}
+
+/// [`verify`] for a server that hands out no nonces (a resource server that does not ask for
+/// them, RFC 9449 §9): every check but the nonce's.
+pub fn verify_without_nonce(
+    proof: &str,
+    expected: &Expected<'_>,
+    now: i64,
+) -> Result<Proof, DpopError> {
+    check(proof, expected, now).map(|(verified, _)| verified)
+}
+
+/// Every check of a proof but its nonce, which it returns.
+fn check(
+    proof: &str,
+    expected: &Expected<'_>,
+    now: i64,
+) -> Result<(Proof, Option<String>), DpopError> {
     let invalid = DpopError::Invalid;
     let header = jose::raw_header(proof).ok_or(invalid("not a JWS"))?;
     if header.get("typ").and_then(|typ| typ.as_str()) != Some(DPOP_TYP) {
@@ -193,15 +216,14 @@ pub fn verify(
         (None, Some(_)) => return Err(invalid("ath is only for resource requests")),
         (None, None) => {}
     }
-    match claims.nonce.as_deref() {
-        Some(nonce) if nonces.is_valid(nonce, now) => {}
-        _ => return Err(DpopError::UseNonce),
-    }
-    Ok(Proof {
-        jkt: key.thumbprint,
-        jti: claims.jti,
-        iat: claims.iat,
-    })
+    Ok((
+        Proof {
+            jkt: key.thumbprint,
+            jti: claims.jti,
+            iat: claims.iat,
+        },
+        claims.nonce,
+    ))
 }
 
 /// Spends the proof's `jti` in the replay cache (per key, until the proof would be too old

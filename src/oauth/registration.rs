@@ -36,6 +36,9 @@ pub struct Registration {
     /// Where consent webhooks go: https, or http on loopback.
     #[serde(default)]
     pub webhook_url: Option<String>,
+    /// For role `bank`: the one bank whose adapter the client may register and update.
+    #[serde(default)]
+    pub bank_id: Option<String>,
 }
 
 fn default_role() -> Role {
@@ -60,6 +63,7 @@ impl Default for Registration {
             jwks: None,
             dpop_bound_access_tokens: false,
             webhook_url: None,
+            bank_id: None,
         }
     }
 }
@@ -73,6 +77,9 @@ pub struct Registered {
     pub client_secret: String,
     pub role: Role,
     pub token_endpoint_auth_method: AuthMethod,
+    /// The bank a `bank` client administers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bank_id: Option<String>,
 }
 
 /// Whether `uri` may receive redirects or webhooks: https, or http on loopback; no fragment,
@@ -120,6 +127,16 @@ pub async fn register(
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !id_ok {
         return invalid("client_id must be 1-64 letters, digits, '-', '_' or '.'".into());
+    }
+    match (registration.role, &registration.bank_id) {
+        (Role::Bank, None) => {
+            return invalid("a bank client needs the bank_id it administers".into());
+        }
+        (Role::Bank, Some(bank_id)) if !crate::adapters::manifest::is_bank_id(bank_id) => {
+            return invalid("bank_id must be 1-64 lowercase letters, digits and '-'".into());
+        }
+        (Role::Bank, Some(_)) | (_, None) => {}
+        (_, Some(_)) => return invalid("only a bank client is bound to a bank_id".into()),
     }
     if registration.role == Role::Platform && registration.redirect_uris.is_empty() {
         return invalid("a platform needs at least one redirect URI".into());
@@ -176,6 +193,7 @@ pub async fn register(
             jwks: registration.jwks,
             dpop_bound_access_tokens: registration.dpop_bound_access_tokens,
             webhook_url: registration.webhook_url,
+            bank_id: registration.bank_id.clone(),
         })
         .await?;
     Ok(Registered {
@@ -183,5 +201,6 @@ pub async fn register(
         client_secret: secret,
         role: registration.role,
         token_endpoint_auth_method: registration.token_endpoint_auth_method,
+        bank_id: registration.bank_id,
     })
 }

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{LegalBasis, Object, Policy, PolicyError, PolicySet, Prohibited, REGIONS};
+use super::{
+    LegalBasis, LocalText, Object, Policy, PolicyError, PolicySet, Prohibited, REGIONS,
+    TEXT_LANGUAGES,
+};
 use crate::model::Scope;
 
 /// The file in a policy directory that lists prohibited purposes instead of a policy.
@@ -46,6 +49,8 @@ struct RawPolicy {
     id: Spanned<String>,
     title: Spanned<String>,
     description: Spanned<String>,
+    /// `[text.<lang>]`: title and description in another language.
+    text: Option<BTreeMap<Spanned<String>, RawText>>,
     legal_basis: Spanned<String>,
     legal_reference: Option<Spanned<String>>,
     scopes: Spanned<Vec<Spanned<String>>>,
@@ -59,6 +64,14 @@ struct RawPolicy {
 }
 
 type FieldList = Spanned<Vec<Spanned<String>>>;
+
+/// A `[text.<lang>]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawText {
+    title: Spanned<String>,
+    description: Spanned<String>,
+}
 
 /// A policy file's `[fields]` table.
 #[derive(Debug, Deserialize)]
@@ -227,6 +240,30 @@ fn validate(file: &mut File<'_>, raw: RawPolicy) -> Policy {
     }
     let title = file.text("title", &raw.title, 80);
     let description = file.text("description", &raw.description, 2000);
+    let mut text = BTreeMap::new();
+    for (lang, local) in raw.text.iter().flatten() {
+        if !TEXT_LANGUAGES.contains(&lang.get_ref().as_str()) {
+            file.error(
+                lang,
+                format!(
+                    "[text.{}]: unknown language; expected one of {} (title and description \
+                     are the English text)",
+                    lang.get_ref(),
+                    TEXT_LANGUAGES.join(", ")
+                ),
+            );
+            continue;
+        }
+        let local = LocalText {
+            title: file.text(&format!("text.{}.title", lang.get_ref()), &local.title, 80),
+            description: file.text(
+                &format!("text.{}.description", lang.get_ref()),
+                &local.description,
+                2000,
+            ),
+        };
+        text.insert(lang.get_ref().clone(), local);
+    }
     let legal_basis = LegalBasis::parse(raw.legal_basis.get_ref()).unwrap_or_else(|| {
         let known: Vec<&str> = LegalBasis::ALL.iter().map(|basis| basis.as_str()).collect();
         file.error(
@@ -312,6 +349,7 @@ fn validate(file: &mut File<'_>, raw: RawPolicy) -> Policy {
         id: raw.id.into_inner(),
         title,
         description,
+        text,
         legal_basis,
         legal_reference,
         scopes,

@@ -38,6 +38,7 @@ fn request(purpose: &str, scopes: &[Scope], days: u32, history: u32) -> Authoriz
         history_days: history,
         expires_in_days: days,
         user_ref: "u-1".into(),
+        consent_id: None,
     }
 }
 
@@ -587,7 +588,21 @@ fn the_bundled_set_is_complete() {
     for policy in set.iter() {
         assert!(policy.hash.starts_with("sha256:"));
         assert!(!policy.regions.is_empty());
+        // Every bundled purpose speaks French on the consent screen.
+        let (title, description, translated) = policy.text_in("fr");
+        assert!(translated, "{} has no [text.fr]", policy.id);
+        assert!(title != policy.title && description != policy.description);
     }
+    let alerts = set.get("balance-alerts").unwrap();
+    assert_eq!(alerts.text_in("fr").0, "Alertes de solde");
+    assert_eq!(
+        alerts.text_in("en"),
+        (alerts.title.as_str(), alerts.description.as_str(), true)
+    );
+    assert!(
+        !alerts.text_in("de").2,
+        "no German: the English text, said so"
+    );
     let kyc = set.get("kyc-verification").unwrap();
     assert_eq!(kyc.scopes, [Scope::Identity].into());
     assert_eq!(kyc.legal_basis, LegalBasis::LegalObligation);
@@ -718,6 +733,34 @@ fn invalid_policies_name_file_and_line() {
         line_of(&twice, "\"status\", \"id\"]"),
         "\"id\" is listed twice",
     );
+    // Translations: known languages only, the same limits as the English text.
+    let german = text.replace("[text.fr]", "[text.de]");
+    check_invalid(
+        &german,
+        line_of(&german, "[text.de]"),
+        "[text.de]: unknown language; expected one of fr",
+    );
+    let untitled = text.replace("title = \"Alertes de solde\"", "title = \"  \"");
+    check_invalid(
+        &untitled,
+        line_of(&untitled, "title = \"  \""),
+        "text.fr.title must not be empty",
+    );
+    let long = text.replace(
+        "title = \"Alertes de solde\"",
+        &format!("title = \"{}\"", "é".repeat(81)),
+    );
+    check_invalid(
+        &long,
+        line_of(&long, "éé"),
+        "text.fr.title must be at most 80 characters",
+    );
+    let stray = text.replace("[text.fr]\n", "[text.fr]\nsubtitle = \"x\"\n");
+    check_invalid(
+        &stray,
+        line_of(&stray, "subtitle"),
+        "unknown field `subtitle`",
+    );
     let missing = text.replace("onward_sharing = false\n", "");
     let error = Policy::parse(Path::new("p.toml"), &missing).unwrap_err();
     assert!(
@@ -798,6 +841,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
             id: "random".into(),
             title: "Random".into(),
             description: "Random".into(),
+            text: BTreeMap::new(),
             legal_basis: LegalBasis::Consent,
             legal_reference: None,
             scopes: Scope::ALL.into(),

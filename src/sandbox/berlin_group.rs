@@ -67,6 +67,10 @@ fn app(bank: Arc<Bank>) -> Router {
         .route("/v1/accounts/{id}/balances", get(balances))
         .route("/v1/accounts/{id}/transactions", get(transactions))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            bank.clone(),
+            oauth::sender_constraint::<Bank>,
+        ))
         .layer(middleware::from_fn(echo_request_id))
         .with_state(bank)
 }
@@ -1229,6 +1233,7 @@ mod tests {
             client_id: CLIENT_ID.into(),
             client_secret: CLIENT_SECRET.into(),
             approval,
+            fapi: Default::default(),
         };
         let bank = Arc::new(Bank::new(&config, ORIGIN));
         (bank.clone(), app(bank))

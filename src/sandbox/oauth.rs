@@ -10,6 +10,13 @@
 //!
 //! State lives in memory behind one `std::sync::Mutex` per server, never held across an
 //! `.await`, and never held while the bank's own consent books are locked.
+//!
+//! FAPI 2.0 client requirements (`private_key_jwt`, PAR, DPoP) are optional and live in
+//! [`fapi`], on as far as the sandbox's [`SandboxFapi`](super::SandboxFapi) asks.
+
+mod fapi;
+
+pub use fapi::sender_constraint;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -49,6 +56,8 @@ pub struct AuthServer {
     origin: String,
     /// The bank's name on its pages.
     title: &'static str,
+    /// What the server asks of its client beyond a secret.
+    fapi: fapi::Fapi,
     books: Mutex<OAuthBooks>,
 }
 
@@ -60,6 +69,10 @@ pub(super) struct OAuthBooks {
     pub(super) codes: HashMap<String, Code>,
     pub(super) access_tokens: HashMap<String, AccessToken>,
     pub(super) refresh_tokens: HashMap<String, RefreshToken>,
+    /// Pushed authorization requests (RFC 9126), by `request_uri`.
+    pub(super) pushed: HashMap<String, fapi::Pushed>,
+    /// Client assertion and DPoP proof `jti`s seen, until when they are remembered.
+    pub(super) seen_jtis: HashMap<String, Instant>,
 }
 
 impl OAuthBooks {
@@ -69,6 +82,7 @@ impl OAuthBooks {
         self.codes
             .retain(|_, code| now.duration_since(code.issued_at) < CODE_MEMORY);
         self.access_tokens.retain(|_, token| token.expires_at > now);
+        self.pushed.retain(|_, pushed| pushed.live(now));
     }
 
     /// Revokes an access or refresh token; revoking a refresh token revokes its access tokens.
@@ -93,6 +107,8 @@ pub struct AuthorizationRequest {
     pub consent_id: String,
     /// OIDC `login_hint`: the customer to sign in as (sandbox convenience).
     login_hint: Option<String>,
+    /// The DPoP key the code is bound to (a proof or `dpop_jkt` at PAR).
+    dpop_jkt: Option<String>,
 }
 
 /// An approval page waiting for the customer's decision.
@@ -110,6 +126,8 @@ pub(super) struct Code {
     redeemed: bool,
     /// Tokens issued for it, revoked if the code is replayed.
     issued_tokens: Vec<String>,
+    /// The DPoP key the token request must prove possession of.
+    dpop_jkt: Option<String>,
 }
 
 /// An issued access token.
@@ -119,6 +137,8 @@ pub(super) struct AccessToken {
     scope: String,
     refresh_token: Option<String>,
     expires_at: Instant,
+    /// The DPoP key it is bound to (RFC 9449), if any.
+    jkt: Option<String>,
 }
 
 /// An issued refresh token.
@@ -218,6 +238,8 @@ pub struct OAuthError {
     description: String,
     /// Ask for HTTP Basic credentials again (RFC 6749 §5.2).
     basic_challenge: bool,
+    /// A fresh DPoP nonce to send with a DPoP error (RFC 9449 §8).
+    dpop_nonce: Option<String>,
 }
 
 impl OAuthError {
@@ -227,6 +249,7 @@ impl OAuthError {
             error,
             description: description.into(),
             basic_challenge: false,
+            dpop_nonce: None,
         }
     }
 
@@ -244,6 +267,7 @@ impl OAuthError {
             error: "invalid_client",
             description: "client authentication failed".into(),
             basic_challenge,
+            dpop_nonce: None,
         }
     }
 
@@ -253,6 +277,7 @@ impl OAuthError {
             error: "server_error",
             description: "the sandbox could not issue a token".into(),
             basic_challenge: false,
+            dpop_nonce: None,
         }
     }
 }
@@ -266,6 +291,14 @@ impl IntoResponse for OAuthError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"sandbox\""),
             );
+        }
+        if let Some(nonce) = self
+            .dpop_nonce
+            .and_then(|nonce| HeaderValue::from_str(&nonce).ok())
+        {
+            response
+                .headers_mut()
+                .insert(crate::oauth::dpop::DPOP_NONCE_HEADER, nonce);
         }
         response
     }
@@ -288,6 +321,7 @@ impl AuthServer {
             approval: config.approval,
             origin: origin.trim_end_matches('/').to_owned(),
             title,
+            fapi: fapi::Fapi::new(&config.fapi, &config.client_secret),
             books: Mutex::new(OAuthBooks::default()),
         }
     }
@@ -385,6 +419,7 @@ impl AuthServer {
             code_challenge: String::new(),
             consent_id: String::new(),
             login_hint: get("login_hint").map(str::to_owned),
+            dpop_jkt: None,
         };
         let fail = |request: &AuthorizationRequest, error: &str, description: &str| {
             AuthorizeFailure::Redirect(Box::new(self.redirect_error(request, error, description)))
@@ -457,6 +492,7 @@ impl AuthServer {
                     issued_at: now,
                     redeemed: false,
                     issued_tokens: Vec::new(),
+                    dpop_jkt: request.dpop_jkt.clone(),
                 },
             );
         }
@@ -541,12 +577,16 @@ impl AuthServer {
         (no_store(), Html(page)).into_response()
     }
 
-    /// Authenticates the client by `client_secret_basic` or `client_secret_post`.
+    /// Authenticates the client by `client_secret_basic` or `client_secret_post`, or — when
+    /// it registered keys — by `private_key_jwt` only.
     fn authenticate(
         &self,
         headers: &HeaderMap,
         parameters: &HashMap<String, String>,
     ) -> Result<(), OAuthError> {
+        if let Some(keys) = &self.fapi.client_keys {
+            return self.authenticate_with_assertion(keys, headers, parameters);
+        }
         let basic = header_text(headers, header::AUTHORIZATION.as_str()).and_then(|value| {
             let (scheme, credentials) = value.split_once(' ')?;
             scheme
@@ -596,13 +636,15 @@ impl AuthServer {
         }
     }
 
-    /// Issues an access token (and a refresh token unless one is given) for a consent.
+    /// Issues an access token (and a refresh token unless one is given) for a consent, bound
+    /// to the DPoP key `jkt` when there is one.
     fn issue(
         &self,
         books: &mut OAuthBooks,
         consent_id: &str,
         refresh_token: Option<String>,
         fields: Map<String, Value>,
+        jkt: Option<String>,
     ) -> Result<Value, OAuthError> {
         let access_token = crypto::random_token(32).map_err(|_| OAuthError::server_error())?;
         let refresh_token = match refresh_token {
@@ -630,11 +672,13 @@ impl AuthServer {
                 scope,
                 refresh_token: Some(refresh_token.clone()),
                 expires_at: Instant::now() + ACCESS_TOKEN_LIFETIME,
+                jkt: jkt.clone(),
             },
         );
+        let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
         let mut answer = Map::new();
         answer.insert("access_token".into(), access_token.into());
-        answer.insert("token_type".into(), "Bearer".into());
+        answer.insert("token_type".into(), token_type.into());
         answer.insert("expires_in".into(), ACCESS_TOKEN_LIFETIME.as_secs().into());
         answer.insert("refresh_token".into(), refresh_token.into());
         answer.extend(fields);
@@ -645,6 +689,7 @@ impl AuthServer {
         &self,
         bank: &B,
         parameters: &HashMap<String, String>,
+        jkt: Option<String>,
     ) -> Result<Value, OAuthError> {
         let required = |name: &str| {
             parameters
@@ -688,6 +733,13 @@ impl AuthServer {
             if !crypto::constant_time_eq(challenge.as_bytes(), entry.code_challenge.as_bytes()) {
                 return Err(OAuthError::invalid_grant("PKCE verification failed"));
             }
+            // RFC 9449 §10: a code bound at PAR is redeemed with the same key only.
+            if entry.dpop_jkt.is_some() && entry.dpop_jkt != jkt {
+                return Err(OAuthError::new(
+                    "invalid_dpop_proof",
+                    "the code is bound to another DPoP key",
+                ));
+            }
             entry.consent_id.clone()
         };
         // The bank's consent books are consulted without the OAuth books held.
@@ -696,7 +748,7 @@ impl AuthServer {
         }
         let fields = bank.token_fields(&consent_id);
         let mut books = self.books();
-        let response = self.issue(&mut books, &consent_id, None, fields)?;
+        let response = self.issue(&mut books, &consent_id, None, fields, jkt)?;
         let issued: Vec<String> = ["access_token", "refresh_token"]
             .iter()
             .filter_map(|name| response[name].as_str().map(str::to_owned))
@@ -711,6 +763,7 @@ impl AuthServer {
         &self,
         bank: &B,
         parameters: &HashMap<String, String>,
+        jkt: Option<String>,
     ) -> Result<Value, OAuthError> {
         let refresh_token = parameters
             .get("refresh_token")
@@ -732,7 +785,13 @@ impl AuthServer {
         if !books.refresh_tokens.contains_key(refresh_token) {
             return Err(OAuthError::invalid_grant("unknown refresh token"));
         }
-        self.issue(&mut books, &consent_id, Some(refresh_token.clone()), fields)
+        self.issue(
+            &mut books,
+            &consent_id,
+            Some(refresh_token.clone()),
+            fields,
+            jkt,
+        )
     }
 
     fn client_credentials<B: ConsentBinding>(
@@ -759,6 +818,7 @@ impl AuthServer {
                 scope: scope.clone(),
                 refresh_token: None,
                 expires_at: Instant::now() + ACCESS_TOKEN_LIFETIME,
+                jkt: None,
             },
         );
         Ok(json!({
@@ -797,6 +857,7 @@ pub fn routes<B: ConsentBinding>() -> Router<Arc<B>> {
             "/oauth/authorize",
             get(authorize::<B>).post(authorize_decision::<B>),
         )
+        .route("/oauth/par", post(fapi::par::<B>))
         .route("/oauth/token", post(token::<B>))
         .route("/oauth/revoke", post(revoke::<B>))
 }
@@ -807,17 +868,26 @@ async fn metadata<B: ConsentBinding>(State(bank): State<Arc<B>>) -> Json<Value> 
     if bank.client_credentials_scope(None).is_some() {
         grants.push("client_credentials");
     }
+    let fapi = &bank.auth().fapi;
+    let auth_methods: &[&str] = if fapi.client_keys.is_some() {
+        &["private_key_jwt"]
+    } else {
+        &["client_secret_basic", "client_secret_post"]
+    };
     Json(json!({
         "issuer": origin,
         "authorization_endpoint": format!("{origin}/oauth/authorize"),
         "token_endpoint": format!("{origin}/oauth/token"),
         "revocation_endpoint": format!("{origin}/oauth/revoke"),
+        "pushed_authorization_request_endpoint": format!("{origin}/oauth/par"),
+        "require_pushed_authorization_requests": fapi.require_par,
+        "dpop_signing_alg_values_supported": crate::oauth::dpop::ALGS,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": grants,
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
         "authorization_response_iss_parameter_supported": true,
     }))
 }
@@ -831,8 +901,15 @@ async fn authorize<B: ConsentBinding>(
         Ok(parameters) => parameters,
         Err(message) => return auth.page(StatusCode::BAD_REQUEST, &message),
     };
+    let (parameters, dpop_jkt) = match auth.resolve_pushed(parameters) {
+        Ok(resolved) => resolved,
+        Err(message) => return auth.page(StatusCode::BAD_REQUEST, &message),
+    };
     let request = match auth.check_authorization(bank.as_ref(), &parameters) {
-        Ok(request) => request,
+        Ok(request) => AuthorizationRequest {
+            dpop_jkt,
+            ..request
+        },
         Err(AuthorizeFailure::Page(message)) => {
             return auth.page(StatusCode::BAD_REQUEST, &message);
         }
@@ -893,9 +970,16 @@ async fn token<B: ConsentBinding>(
     let auth = bank.auth();
     let parameters = parameters(&body).map_err(OAuthError::invalid_request)?;
     auth.authenticate(&headers, &parameters)?;
+    let jkt = auth.proof(&headers, "/oauth/token")?;
+    if auth.fapi.require_dpop && jkt.is_none() {
+        return Err(OAuthError::dpop(
+            &crate::oauth::dpop::DpopError::Invalid("this bank requires a DPoP proof"),
+            auth.nonce(),
+        ));
+    }
     let response = match parameters.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => auth.redeem_code(bank.as_ref(), &parameters)?,
-        Some("refresh_token") => auth.refresh(bank.as_ref(), &parameters)?,
+        Some("authorization_code") => auth.redeem_code(bank.as_ref(), &parameters, jkt)?,
+        Some("refresh_token") => auth.refresh(bank.as_ref(), &parameters, jkt)?,
         Some("client_credentials") => auth.client_credentials(bank.as_ref(), &parameters)?,
         Some(_) => {
             return Err(OAuthError::new(
@@ -905,7 +989,11 @@ async fn token<B: ConsentBinding>(
         }
         None => return Err(OAuthError::invalid_request("grant_type is missing")),
     };
-    Ok((no_store(), Json(response)).into_response())
+    let mut response = (no_store(), Json(response)).into_response();
+    if let Some((name, nonce)) = fapi::nonce_header(auth) {
+        response.headers_mut().insert(name, nonce);
+    }
+    Ok(response)
 }
 
 /// RFC 7009: answers 200 whether or not the token was known.

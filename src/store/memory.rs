@@ -10,6 +10,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 
 use crate::audit::{self, Event, Filter, GENESIS, Record};
 use crate::consent::{Consent, ConsentStatus};
@@ -49,12 +51,13 @@ pub struct MemoryStore {
 /// An issued access token and when it was revoked, if it was.
 type RevocableToken = (IssuedToken, Option<DateTime<Utc>>);
 
-/// The audit chain and the ids in it (ids are unique, as in PostgreSQL).
+/// The audit chain, the ids in it (ids are unique, as in PostgreSQL) and its checkpoints.
 #[derive(Debug, Default)]
 struct Chain {
     /// `records[i].position == i + 1`.
     records: Vec<Record>,
     ids: HashSet<String>,
+    checkpoints: BTreeMap<i64, audit::Checkpoint>,
 }
 
 impl MemoryStore {
@@ -97,6 +100,12 @@ impl Store for MemoryStore {
     }
 
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
+        // As PostgreSQL's CHECK: a bank client is bound to one bank, no other client is.
+        if (client.role == crate::store::Role::Bank) != client.bank_id.is_some() {
+            return Err(StoreError::Invariant(
+                "a bank client is bound to exactly one bank; other clients to none",
+            ));
+        }
         let client = Client {
             created_at: micros(client.created_at),
             ..client.clone()
@@ -138,6 +147,10 @@ impl Store for MemoryStore {
             .get(bank_id)
             .and_then(|versions| versions.last())
             .cloned())
+    }
+
+    async fn bank_versions(&self, bank_id: &str) -> Result<Vec<BankVersion>, StoreError> {
+        Ok(lock(&self.banks).get(bank_id).cloned().unwrap_or_default())
     }
 
     async fn banks(&self) -> Result<Vec<BankVersion>, StoreError> {
@@ -191,6 +204,26 @@ impl Store for MemoryStore {
         match consents.get_mut(id) {
             Some(consent) if consent.status == from => {
                 consent.status = to;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn extend_consent(
+        &self,
+        id: &str,
+        expires_at: DateTime<Utc>,
+        policy_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut consents = lock(&self.consents);
+        match consents.get_mut(id) {
+            Some(consent)
+                if consent.status == ConsentStatus::Authorised && consent.expires_at > now =>
+            {
+                consent.expires_at = micros(expires_at);
+                consent.policy_hash = policy_hash.to_owned();
                 Ok(true)
             }
             _ => Ok(false),
@@ -590,5 +623,118 @@ impl Store for MemoryStore {
             .filter(|delivery| delivery.client_id == client_id)
             .cloned()
             .collect())
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        Ok(lock(&self.audit)
+            .records
+            .last()
+            .map(|record| (record.position, record.hash)))
+    }
+
+    fn audit_chain(
+        &self,
+        after: i64,
+    ) -> BoxStream<'static, Result<audit::StoredRecord, StoreError>> {
+        // A snapshot: the in-memory log is small enough to copy.
+        let chain = lock(&self.audit);
+        let start = chain
+            .records
+            .partition_point(|record| record.position <= after);
+        let rows: Vec<_> = chain.records[start..]
+            .iter()
+            .map(|record| Ok(audit::StoredRecord::of(record)))
+            .collect();
+        futures_util::stream::iter(rows).boxed()
+    }
+
+    async fn add_audit_checkpoint(
+        &self,
+        checkpoint: &audit::Checkpoint,
+        min_gap: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut chain = lock(&self.audit);
+        let chained = usize::try_from(checkpoint.position - 1)
+            .ok()
+            .and_then(|index| chain.records.get(index));
+        if chained.is_none_or(|record| record.hash != checkpoint.hash) {
+            return Err(StoreError::Invariant(
+                "a checkpoint must carry the chain's hash at its position",
+            ));
+        }
+        let too_close = match min_gap {
+            Some(gap) => chain
+                .checkpoints
+                .range(checkpoint.position.saturating_sub(gap).saturating_add(1)..)
+                .next()
+                .is_some(),
+            None => chain.checkpoints.contains_key(&checkpoint.position),
+        };
+        if too_close {
+            return Ok(false);
+        }
+        let checkpoint = audit::Checkpoint {
+            time: micros(checkpoint.time),
+            ..checkpoint.clone()
+        };
+        chain.checkpoints.insert(checkpoint.position, checkpoint);
+        Ok(true)
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<audit::Checkpoint>, StoreError> {
+        let chain = lock(&self.audit);
+        let from = after.map_or(i64::MIN, |after| after.saturating_add(1));
+        Ok(chain
+            .checkpoints
+            .range(from..)
+            .map(|(_, checkpoint)| checkpoint.clone())
+            .take(limit as usize)
+            .collect())
+    }
+
+    async fn latest_audit_checkpoint(&self) -> Result<Option<audit::Checkpoint>, StoreError> {
+        Ok(lock(&self.audit)
+            .checkpoints
+            .last_key_value()
+            .map(|(_, checkpoint)| checkpoint.clone()))
+    }
+
+    async fn audit_partitions(&self) -> Result<Vec<audit::Partition>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn prepare_audit_partitions(
+        &self,
+        _from: DateTime<Utc>,
+        _to: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        Ok(0)
+    }
+
+    async fn audit_partition_extent(
+        &self,
+        _partition: &audit::Partition,
+    ) -> Result<(i64, Option<i64>, Option<i64>), StoreError> {
+        Err(StoreError::Invariant(
+            "the in-memory audit log has no partitions",
+        ))
+    }
+
+    async fn drop_audit_partition(
+        &self,
+        _archive: &audit::Archive,
+        _retention: chrono::Duration,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Invariant(
+            "the in-memory audit log has no partitions",
+        ))
+    }
+
+    async fn audit_archives(&self) -> Result<Vec<audit::Archive>, StoreError> {
+        Ok(Vec::new())
     }
 }

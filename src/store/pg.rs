@@ -151,9 +151,36 @@ pub async fn migrate(database_url: &str) -> Result<MigrationReport, StoreError> 
     result
 }
 
+/// The migrations this binary embeds, as (version, name, checksum): what [`migrate`] applies.
+/// Test templates are keyed by it, so binaries built from different `migrations/` never share
+/// one.
+pub fn embedded_migrations() -> Vec<(u32, String, u64)> {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|migration| {
+            (
+                migration.version(),
+                migration.name().to_owned(),
+                migration.checksum(),
+            )
+        })
+        .collect()
+}
+
 async fn migrate_locked(
     client: &mut tokio_postgres::Client,
 ) -> Result<MigrationReport, StoreError> {
+    // The application role (`bankgate_app`, see V3) owns nothing and cannot create tables: it
+    // only checks that the schema owner applied every migration.
+    let may_create: bool = client
+        .query_one("SELECT has_schema_privilege('public', 'CREATE')", &[])
+        .await
+        .map_err(sql_error("migration check"))?
+        .get(0);
+    if !may_create {
+        return check_migrated(client).await;
+    }
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
@@ -178,6 +205,38 @@ async fn migrate_locked(
         })
         .collect();
     Ok(MigrationReport { applied })
+}
+
+/// For a role that may not change the schema: every embedded migration must be applied.
+async fn check_migrated(client: &tokio_postgres::Client) -> Result<MigrationReport, StoreError> {
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM refinery_schema_history", &[])
+        .await
+        .map_err(sql_error("migration check"))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let missing: Vec<String> = embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .filter(|migration| {
+            !applied
+                .iter()
+                .any(|version| u32::try_from(*version).ok() == Some(migration.version()))
+        })
+        .map(|migration| format!("V{}__{}", migration.version(), migration.name()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(MigrationReport::default());
+    }
+    Err(StoreError::Query(
+        format!(
+            "this role may not change the schema and {} is not applied: run `bankgate migrate` \
+             as the schema owner",
+            missing.join(", ")
+        )
+        .into(),
+    ))
 }
 
 fn parse_config(database_url: &str) -> Result<tokio_postgres::Config, StoreError> {
@@ -268,6 +327,10 @@ impl Store for PgStore {
         banks::all_latest(&self.client().await?).await
     }
 
+    async fn bank_versions(&self, bank_id: &str) -> Result<Vec<BankVersion>, StoreError> {
+        banks::versions(&self.client().await?, bank_id).await
+    }
+
     async fn insert_pushed_request(&self, request: &PushedRequest) -> Result<(), StoreError> {
         oauth::insert_pushed_request(&self.client().await?, request).await
     }
@@ -294,6 +357,16 @@ impl Store for PgStore {
         to: ConsentStatus,
     ) -> Result<bool, StoreError> {
         consents::transition(&self.client().await?, id, from, to).await
+    }
+
+    async fn extend_consent(
+        &self,
+        id: &str,
+        expires_at: DateTime<Utc>,
+        policy_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        consents::extend(&self.client().await?, id, expires_at, policy_hash, now).await
     }
 
     async fn insert_bank_authorization(
@@ -346,17 +419,7 @@ impl Store for PgStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut client = self.client().await?;
-        let transaction = client
-            .transaction()
-            .await
-            .map_err(sql_error("audit event"))?;
-        let records = audit::append(&transaction, events).await?;
-        transaction
-            .commit()
-            .await
-            .map_err(sql_error("audit event"))?;
-        Ok(records)
+        audit::append(self.client().await?, events).await
     }
 
     async fn audit_events(&self, filter: &Filter) -> Result<Vec<Record>, StoreError> {
@@ -467,5 +530,70 @@ impl Store for PgStore {
         client_id: &str,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
         fapi::webhook_deliveries(&self.client().await?, client_id).await
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        audit::head(&self.client().await?).await
+    }
+
+    fn audit_chain(
+        &self,
+        after: i64,
+    ) -> futures_util::stream::BoxStream<'static, Result<crate::audit::StoredRecord, StoreError>>
+    {
+        audit::chain(self.pool.clone(), after)
+    }
+
+    async fn add_audit_checkpoint(
+        &self,
+        checkpoint: &crate::audit::Checkpoint,
+        min_gap: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        audit::add_checkpoint(&self.client().await?, checkpoint, min_gap).await
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<crate::audit::Checkpoint>, StoreError> {
+        audit::checkpoints(&self.client().await?, after, limit).await
+    }
+
+    async fn latest_audit_checkpoint(
+        &self,
+    ) -> Result<Option<crate::audit::Checkpoint>, StoreError> {
+        audit::latest_checkpoint(&self.client().await?).await
+    }
+
+    async fn audit_partitions(&self) -> Result<Vec<crate::audit::Partition>, StoreError> {
+        audit::partitions(&self.client().await?).await
+    }
+
+    async fn prepare_audit_partitions(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u32, StoreError> {
+        audit::prepare_partitions(&self.client().await?, from, to).await
+    }
+
+    async fn audit_partition_extent(
+        &self,
+        partition: &crate::audit::Partition,
+    ) -> Result<(i64, Option<i64>, Option<i64>), StoreError> {
+        audit::partition_extent(&self.client().await?, partition).await
+    }
+
+    async fn drop_audit_partition(
+        &self,
+        archive: &crate::audit::Archive,
+        retention: chrono::Duration,
+    ) -> Result<(), StoreError> {
+        audit::drop_partition(&self.client().await?, archive, retention).await
+    }
+
+    async fn audit_archives(&self) -> Result<Vec<crate::audit::Archive>, StoreError> {
+        audit::archives(&self.client().await?).await
     }
 }

@@ -1,4 +1,5 @@
-//! One user, four banks of four standards: the platform consents at each bundled sandbox bank
+//! One user, five banks of four standards and one proprietary API (through the `mapping`
+//! profile): the platform consents at each bundled sandbox bank
 //! through the gateway and reads normalised balances and transactions, exact to the bank's
 //! precision and signed as money in and out.
 
@@ -19,6 +20,8 @@ const BANKS: &[(&str, &str, &str)] = &[
     ("stet-bank", "closing_booked", "1.23"),
     ("obie-bank", "closing_booked", "1.23456"),
     ("fdx-bank", "interim_booked", "1.23456"),
+    // A proprietary API through the declarative mapping profile (amounts in whole cents).
+    ("nova-bank", "closing_booked", "1.23"),
 ];
 
 async fn one_user_reads_four_standards_through_one_api(kind: StoreKind) {

@@ -1,8 +1,13 @@
 //! End-to-end tests: the HTTP API through the whole flow, with the bundled sandbox bank, once
 //! on the in-memory store and once on PostgreSQL.
 
+mod bank_fapi;
+mod bank_revocation;
 mod fapi;
+mod operator;
+mod par_binding;
 mod policy;
+mod reconsent;
 mod security;
 mod support;
 
@@ -29,6 +34,8 @@ macro_rules! on_both_stores {
 }
 
 mod banks;
+mod faults;
+mod registration;
 
 on_both_stores!(
     consent_flow_reads_balances_and_denies_out_of_purpose,
@@ -164,9 +171,12 @@ async fn consent_flow_reads_balances_and_denies_out_of_purpose(kind: StoreKind) 
         .unwrap()
         .hash
         .clone();
+    // The log holds the user reference pseudonymised, never as the platform sent it.
+    let pseudonym = gateway.app.auditor.pseudonym("u-81f3");
+    assert!(pseudonym.starts_with("ur_") && !pseudonym.contains("u-81f3"));
     for event in &events {
         assert_eq!(event["purpose"], "balance-alerts");
-        assert_eq!(event["user_ref"], "u-81f3");
+        assert_eq!(event["user_ref"], pseudonym.as_str());
         if event["action"] == "data_access" {
             assert_eq!(event["policy_hash"], policy_hash.as_str());
             assert!(
@@ -176,6 +186,18 @@ async fn consent_flow_reads_balances_and_denies_out_of_purpose(kind: StoreKind) 
             );
         }
     }
+    // Compliance finds them by the reference the platform knows: the filter is hashed alike.
+    let token = gateway.compliance.client_credentials().await.unwrap();
+    let (status, by_user) = gateway
+        .compliance
+        .get(&token, "/v1/audit/events?user_ref=u-81f3&limit=1000")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{by_user}");
+    assert_eq!(
+        by_user["events"].as_array().map(Vec::len),
+        Some(events.len())
+    );
     let denial = events.last().unwrap();
     assert_eq!(denial["categories"], serde_json::json!(["transactions"]));
     assert!(

@@ -448,6 +448,7 @@ async fn hot_reload_applies_at_the_next_request(kind: StoreKind) {
         Options {
             policies_dir: Some(dir.clone()),
             admin_token: Some(OPERATOR_TOKEN.into()),
+            ..Options::default()
         },
     )
     .await;

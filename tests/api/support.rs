@@ -10,7 +10,7 @@ use bankgate::store::{AuthMethod, Role};
 
 #[path = "../support/pg.rs"]
 #[allow(dead_code)]
-mod pg;
+pub mod pg;
 
 /// Which store a test runs on.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +28,10 @@ pub struct Options {
     pub policies_dir: Option<std::path::PathBuf>,
     /// Turns the operator API on with this token.
     pub admin_token: Option<String>,
+    /// A bank manifest directory other than the bundled `adapters/`.
+    pub adapters_dir: Option<std::path::PathBuf>,
+    /// The key that signs access tokens (PKCS#8 PEM) instead of an ephemeral one.
+    pub signing_key_file: Option<std::path::PathBuf>,
 }
 
 /// The grant key of PostgreSQL test gateways (every instance of one test shares it).
@@ -68,6 +72,10 @@ impl TestGateway {
         if let Some(dir) = options.policies_dir {
             config.policies_dir = dir;
         }
+        if let Some(dir) = options.adapters_dir {
+            config.adapters_dir = dir;
+        }
+        config.signing_key_file = options.signing_key_file;
         config.admin_token = options.admin_token;
         let database = match kind {
             StoreKind::Memory => None,
@@ -140,6 +148,16 @@ impl TestGateway {
     /// this one. Its `platform` and `compliance` clients are the same registered clients.
     /// Keep `self` alive while the second instance runs: it owns the database.
     pub async fn second_instance(&self) -> TestGateway {
+        self.instance_with_keys(self.app.tokens.clone(), self.app.signing_key.clone())
+            .await
+    }
+
+    /// [`TestGateway::second_instance`] signing and verifying with `tokens`.
+    async fn instance_with_keys(
+        &self,
+        tokens: bankgate::oauth::tokens::TokenService,
+        signing_key: std::sync::Arc<bankgate::oauth::keys::SigningKey>,
+    ) -> TestGateway {
         let database = self
             ._database
             .as_ref()
@@ -161,8 +179,8 @@ impl TestGateway {
         let app = std::sync::Arc::new(bankgate::app::App {
             config: shared_config,
             banks: first.banks.clone(),
-            tokens: first.tokens.clone(),
-            signing_key: first.signing_key.clone(),
+            tokens,
+            signing_key,
             sealer: first.sealer.clone(),
             ..own
         });
@@ -189,6 +207,33 @@ impl TestGateway {
             stop: Some(stop),
             _database: None,
         }
+    }
+
+    /// A second instance on this one's PostgreSQL database after a signing key rotation: it
+    /// signs with `signing_key_file` and still verifies with `previous_signing_key_files`, as
+    /// `serve` configured that way does; everything else is shared as in
+    /// [`TestGateway::second_instance`]. Keep `self` alive while it runs.
+    pub async fn rotated_instance(
+        &self,
+        signing_key_file: &std::path::Path,
+        previous_signing_key_files: &[std::path::PathBuf],
+    ) -> TestGateway {
+        let signing_key = std::sync::Arc::new(
+            bankgate::oauth::keys::SigningKey::load(signing_key_file).expect("signing key"),
+        );
+        let previous = previous_signing_key_files
+            .iter()
+            .map(|path| bankgate::oauth::keys::VerifyingKey::load(path).expect("previous key"))
+            .collect();
+        let public_url = &self.app.config.public_url;
+        let tokens = bankgate::oauth::tokens::TokenService::new(
+            signing_key.clone(),
+            public_url,
+            public_url,
+            self.app.config.access_token_ttl_secs,
+        )
+        .with_previous_keys(previous);
+        self.instance_with_keys(tokens, signing_key).await
     }
 
     /// Registers a FAPI 2.0 platform: `private_key_jwt` with a fresh ES256 key, DPoP-bound

@@ -78,6 +78,10 @@ await withBrowser('fr-FR', async (page) => {
   await page.goto(authorizeFr);
   result.lang_fr = await page.getAttribute('html', 'lang');
   result.heading_fr = (await page.textContent('h1')).trim();
+  // The purpose in French, from the policy's [text.fr], with no language switch on it.
+  result.purpose_fr = (await page.textContent('#purpose')).trim();
+  result.purpose_lang_fr = await page.getAttribute('#purpose', 'lang');
+  result.description_fr = (await page.textContent('#purpose + p')).trim();
   const approve = page.getByRole('button', { name: /^Continuer vers / });
   check(await approve.count() === 1, 'no "Continuer vers <banque>" button');
   await page.screenshot({ path: join(artifacts, 'consent-screen-fr.png'), fullPage: true });

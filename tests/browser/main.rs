@@ -197,6 +197,15 @@ async fn consent_screen_in_headless_chromium() {
         seen["heading_fr"],
         "Messenger demande à voir des données de Demo Bank"
     );
+    assert_eq!(seen["purpose_fr"], "Alertes de solde");
+    assert_eq!(seen["purpose_lang_fr"], serde_json::Value::Null, "{seen}");
+    assert!(
+        seen["description_fr"]
+            .as_str()
+            .unwrap()
+            .starts_with("Vous montre les soldes de vos comptes"),
+        "{seen}"
+    );
     assert_eq!(seen["platform_fr"], "Not connected: access_denied");
     for screenshot in [
         "consent-screen-en.png",

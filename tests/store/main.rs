@@ -52,12 +52,15 @@ macro_rules! conformance {
 
 conformance!(
     clients_insert_get_conflict,
+    bank_clients_are_bound_to_one_bank,
     bank_versions,
+    bank_versions_are_all_kept,
     bank_versions_concurrent,
     pushed_request_single_use,
     consent_insert_get,
     consent_cas,
     consent_cas_concurrent,
+    consent_extend_only_while_authorised,
     timestamps_keep_microseconds,
     bank_authorization_single_use,
     grants_put_replace_get,
@@ -67,6 +70,8 @@ conformance!(
     audit_duplicate_id_conflicts,
     audit_concurrent_appends,
     audit_filters,
+    audit_head_and_chain_stream,
+    audit_checkpoints_follow_the_chain,
     clients_keep_fapi_registration,
     jti_replay_cache,
     tokens_revoke_alone_and_by_consent,
@@ -116,6 +121,7 @@ fn client(client_id: &str) -> Client {
         jwks: None,
         dpop_bound_access_tokens: false,
         webhook_url: None,
+        bank_id: None,
     }
 }
 
@@ -133,6 +139,7 @@ fn consent(id: &str) -> Consent {
         redirect_uri: "https://app.example/cb".to_owned(),
         state: Some("platform-state".to_owned()),
         code_challenge: "E9Melhoa2OwvFr1MSKpUmkz8nYPzqELo6xXv-pXkEkM".to_owned(),
+        dpop_jkt: None,
         created_at: t0(),
         expires_at: t0() + Duration::days(90),
     }
@@ -154,6 +161,7 @@ fn code(code_hash: &str) -> AuthorizationCode {
         redirect_uri: "https://app.example/cb".to_owned(),
         code_challenge: "challenge".to_owned(),
         expires_at: t0() + Duration::seconds(60),
+        dpop_jkt: None,
     }
 }
 
@@ -247,7 +255,77 @@ async fn clients_insert_get_conflict(store: Arc<dyn Store>) {
     assert_eq!(store.client("compliance-1").await.unwrap(), Some(officer));
 }
 
+async fn bank_clients_are_bound_to_one_bank(store: Arc<dyn Store>) {
+    let bank = Client {
+        role: Role::Bank,
+        bank_id: Some("nova-bank".to_owned()),
+        redirect_uris: Vec::new(),
+        allowed_purposes: Vec::new(),
+        ..client("nova-bank-admin")
+    };
+    store.insert_client(&bank).await.unwrap();
+    assert_eq!(
+        store.client("nova-bank-admin").await.unwrap(),
+        Some(bank.clone())
+    );
+    // A bank client without its bank, or a platform bound to one, is refused by both stores.
+    let unbound = Client {
+        bank_id: None,
+        ..client("unbound-bank")
+    };
+    let unbound = Client {
+        role: Role::Bank,
+        ..unbound
+    };
+    assert!(store.insert_client(&unbound).await.is_err());
+    let bound_platform = Client {
+        bank_id: Some("nova-bank".to_owned()),
+        ..client("bound-platform")
+    };
+    assert!(store.insert_client(&bound_platform).await.is_err());
+    assert_eq!(store.client("unbound-bank").await.unwrap(), None);
+    assert_eq!(store.client("bound-platform").await.unwrap(), None);
+}
+
 // Banks.
+
+async fn bank_versions_are_all_kept(store: Arc<dyn Store>) {
+    assert!(store.bank_versions("nova-bank").await.unwrap().is_empty());
+    let manifests = [
+        json!({"profile": "mapping", "limits": {"timeout_ms": 1000}}),
+        json!({"profile": "mapping", "limits": {"timeout_ms": 2000}}),
+        json!({"profile": "mapping", "limits": {"timeout_ms": 2000}}),
+        json!({"profile": "mapping", "limits": {"timeout_ms": 1000}}),
+    ];
+    for manifest in &manifests {
+        store.put_bank("nova-bank", manifest).await.unwrap();
+    }
+    store
+        .put_bank("other-bank", &json!({"profile": "stet"}))
+        .await
+        .unwrap();
+    let versions = store.bank_versions("nova-bank").await.unwrap();
+    let numbers: Vec<i32> = versions.iter().map(|version| version.version).collect();
+    assert_eq!(
+        numbers,
+        [1, 2, 3],
+        "an unchanged manifest is no new version"
+    );
+    assert_eq!(versions[0].manifest, manifests[0]);
+    assert_eq!(
+        versions[2].manifest, manifests[3],
+        "going back is a new version"
+    );
+    assert!(
+        versions
+            .iter()
+            .all(|version| version.bank_id == "nova-bank")
+    );
+    assert_eq!(
+        store.bank("nova-bank").await.unwrap().as_ref(),
+        versions.last()
+    );
+}
 
 async fn bank_versions(store: Arc<dyn Store>) {
     assert_eq!(store.bank("demo-bank").await.unwrap(), None);
@@ -374,6 +452,7 @@ async fn consent_insert_get(store: Arc<dyn Store>) {
     let full = Consent {
         scopes: Scope::ALL.to_vec(),
         history_days: u32::MAX,
+        dpop_jkt: Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs".to_owned()),
         ..consent("c-1")
     };
     store.insert_consent(&full).await.unwrap();
@@ -443,6 +522,84 @@ async fn consent_cas(store: Arc<dyn Store>) {
             status: Revoked,
             ..consent("c-1")
         }
+    );
+}
+
+/// Issue 5 (re-consent): an extension moves the expiry and the policy version of an
+/// authorised, unexpired consent only; racing a revocation, either both happen in some order
+/// or the extension finds the consent revoked.
+async fn consent_extend_only_while_authorised(store: Arc<dyn Store>) {
+    let now = t0() + Duration::days(80);
+    let later = now + Duration::days(90) + Duration::microseconds(7);
+    store.insert_consent(&consent("c-1")).await.unwrap();
+    // Awaiting authorisation: nothing to extend.
+    assert!(
+        !store
+            .extend_consent("c-1", later, "sha256:new", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .transition_consent(
+                "c-1",
+                ConsentStatus::AwaitingAuthorisation,
+                ConsentStatus::Authorised
+            )
+            .await
+            .unwrap()
+    );
+    // Expired by the clock (not yet by the maintenance task): too late.
+    let after_expiry = t0() + Duration::days(91);
+    assert!(
+        !store
+            .extend_consent("c-1", later, "sha256:new", after_expiry)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.consent("c-1").await.unwrap().unwrap().expires_at,
+        consent("c-1").expires_at
+    );
+    // Before expiry: extended, everything else unchanged.
+    assert!(
+        store
+            .extend_consent("c-1", later, "sha256:new", now)
+            .await
+            .unwrap()
+    );
+    let extended = store.consent("c-1").await.unwrap().unwrap();
+    assert_eq!(
+        extended,
+        Consent {
+            status: ConsentStatus::Authorised,
+            expires_at: later,
+            policy_hash: "sha256:new".to_owned(),
+            ..consent("c-1")
+        }
+    );
+    assert!(
+        !store
+            .extend_consent("unknown", later, "sha256:new", now)
+            .await
+            .unwrap()
+    );
+    // Revoked: no more extensions.
+    assert!(
+        store
+            .transition_consent("c-1", ConsentStatus::Authorised, ConsentStatus::Revoked)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .extend_consent("c-1", later + Duration::days(1), "sha256:newer", now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.consent("c-1").await.unwrap().unwrap().expires_at,
+        later
     );
 }
 
@@ -593,6 +750,17 @@ async fn codes_redeem_once(store: Arc<dyn Store>) {
     assert_eq!(
         store.redeem_code("unknown").await.unwrap(),
         Redeemed::Unknown
+    );
+
+    // A code bound to a DPoP key at PAR keeps its key.
+    let bound = AuthorizationCode {
+        dpop_jkt: Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs".to_owned()),
+        ..code("hash-bound")
+    };
+    store.insert_code(&bound).await.unwrap();
+    assert_eq!(
+        store.redeem_code("hash-bound").await.unwrap(),
+        Redeemed::Fresh(bound)
     );
 
     // Sixteen concurrent redemptions, several rounds (the first one also opens connections):
@@ -1033,6 +1201,87 @@ async fn access_budget_concurrent(store: Arc<dyn Store>) {
                 .all(|count| count.used == 5)
         );
     }
+}
+
+async fn audit_head_and_chain_stream(store: Arc<dyn Store>) {
+    use futures_util::StreamExt;
+    assert_eq!(store.audit_head().await.unwrap(), None);
+    assert!(store.audit_chain(0).next().await.is_none());
+
+    let events = (0..5)
+        .map(|i| Event {
+            n_records: i,
+            ..Event::new(Action::DataAccess, "platform-a", Decision::Allow)
+        })
+        .collect();
+    let records = store.append_audit(events).await.unwrap();
+    assert_eq!(
+        store.audit_head().await.unwrap(),
+        Some((5, records[4].hash))
+    );
+    // The rows as stored: the hashed bytes, the links and the typed columns.
+    let rows: Vec<audit::StoredRecord> =
+        store.audit_chain(2).map(|row| row.unwrap()).collect().await;
+    let expected: Vec<audit::StoredRecord> =
+        records[2..].iter().map(audit::StoredRecord::of).collect();
+    assert_eq!(rows, expected);
+}
+
+async fn audit_checkpoints_follow_the_chain(store: Arc<dyn Store>) {
+    let key = bankgate::oauth::keys::SigningKey::generate().unwrap();
+    let sign =
+        |record: &Record| audit::checkpoint::sign(&key, record.position, record.hash).unwrap();
+    let events = (0..10)
+        .map(|_| Event::new(Action::TokenIssued, "gateway", Decision::Allow))
+        .collect();
+    let records = store.append_audit(events).await.unwrap();
+    assert_eq!(store.latest_audit_checkpoint().await.unwrap(), None);
+
+    // A checkpoint must carry the chain's hash at its position.
+    let lying = audit::Checkpoint {
+        hash: records[0].hash,
+        ..sign(&records[2])
+    };
+    let result = store.add_audit_checkpoint(&lying, None).await;
+    assert!(
+        matches!(result, Err(StoreError::Invariant(_))),
+        "{result:?}"
+    );
+    let beyond = audit::Checkpoint {
+        position: 11,
+        ..sign(&records[9])
+    };
+    assert!(store.add_audit_checkpoint(&beyond, None).await.is_err());
+
+    let at_3 = sign(&records[2]);
+    assert!(store.add_audit_checkpoint(&at_3, None).await.unwrap());
+    assert!(
+        !store
+            .add_audit_checkpoint(&sign(&records[2]), None)
+            .await
+            .unwrap(),
+        "one per position"
+    );
+    // Spaced: not within 5 positions of one above.
+    assert!(
+        !store
+            .add_audit_checkpoint(&sign(&records[6]), Some(5))
+            .await
+            .unwrap()
+    );
+    let at_8 = sign(&records[7]);
+    assert!(store.add_audit_checkpoint(&at_8, Some(5)).await.unwrap());
+    // Unspaced, an older position is still welcome.
+    let at_5 = sign(&records[4]);
+    assert!(store.add_audit_checkpoint(&at_5, None).await.unwrap());
+
+    let all = store.audit_checkpoints(None, 100).await.unwrap();
+    let positions: Vec<i64> = all.iter().map(|checkpoint| checkpoint.position).collect();
+    assert_eq!(positions, vec![3, 5, 8]);
+    assert_eq!(all[0], at_3, "stored as signed");
+    let page = store.audit_checkpoints(Some(3), 1).await.unwrap();
+    assert_eq!(page, vec![at_5]);
+    assert_eq!(store.latest_audit_checkpoint().await.unwrap(), Some(at_8));
 }
 
 // PostgreSQL only.

@@ -649,7 +649,9 @@ fn check_error_body(body: &str, ok: bool) {
     let result = decode::<AccountList>(body.as_bytes());
     match result {
         Ok(_) => assert!(ok, "{body} was accepted"),
-        Err(AdapterError::Decode(_)) => assert!(!ok, "{body} was refused"),
+        Err(AdapterError::ErrorBody(_) | AdapterError::Decode(_)) => {
+            assert!(!ok, "{body} was refused")
+        }
         Err(error) => panic!("{body}: unexpected {error}"),
     }
 }

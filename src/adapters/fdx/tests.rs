@@ -217,7 +217,7 @@ fn consent_requests_name_the_data_clusters() {
     let refused = |body: &str| {
         matches!(
             parse::<AccountsResponse>(body),
-            Err(AdapterError::Decode(_))
+            Err(AdapterError::ErrorBody(_))
         )
     };
     assert!(refused(

@@ -322,7 +322,12 @@ fn consent_requests_ask_for_the_permissions_of_the_scopes() {
 
 #[test]
 fn error_responses_with_success_status_are_refused() {
-    let refused = |body: &str| matches!(parse::<AccountsData>(body), Err(AdapterError::Decode(_)));
+    let refused = |body: &str| {
+        matches!(
+            parse::<AccountsData>(body),
+            Err(AdapterError::Decode(_) | AdapterError::ErrorBody(_))
+        )
+    };
     assert!(refused(
         r#"{"Code": "500 Internal Server Error", "Id": "x", "Message": "m",
         "Errors": [{"ErrorCode": "UK.OBIE.UnexpectedError", "Message": "m"}]}"#

@@ -266,7 +266,7 @@ fn success_answers_with_error_bodies_are_refused() {
     let refused = |body: &str| {
         matches!(
             parse::<BalancesResponse>(body),
-            Err(AdapterError::Decode(_))
+            Err(AdapterError::ErrorBody(_) | AdapterError::Decode(_))
         )
     };
     assert!(refused(

@@ -10,7 +10,12 @@
 //!
 //! A consent of another platform, or another consent than a consent-bound token's own, is
 //! answered exactly like a missing one (404): ids of other tenants are not confirmed.
+//!
+//! A bank revokes consents at its own bank with `DELETE /v1/banks/{bank_id}/consents/{id}`
+//! and the management token of its `bank` client (client credentials, bound to that bank):
+//! another bank's consent is a 403, and the refusal is audited.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -22,10 +27,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::App;
+use crate::audit::{Action, Decision};
 use crate::consent::{Consent, ConsentStatus};
 use crate::error::Error;
 use crate::http::authn::Principal;
+use crate::lifecycle::consent_event;
 use crate::oauth::CONSENTS_MANAGE;
+use crate::store::Role;
 
 /// The consent management routes.
 pub fn router(app: Arc<App>) -> Router {
@@ -33,6 +41,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/consents", get(list))
         .route("/v1/consents/{id}", get(show).delete(revoke))
         .route("/v1/webhooks/deliveries", get(deliveries))
+        .route(
+            "/v1/banks/{bank_id}/consents/{consent_id}",
+            axum::routing::delete(revoke_for_bank),
+        )
         .with_state(app)
 }
 
@@ -155,6 +167,61 @@ async fn revoke(
                 "revoked by the platform",
             )
             .await?;
+        }
+        ConsentStatus::Revoked | ConsentStatus::Expired | ConsentStatus::Rejected => {}
+        ConsentStatus::AwaitingAuthorisation => {
+            return Err(Error::InvalidRequest(
+                "the consent is still awaiting authorisation".into(),
+            ));
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A bank revokes a consent at its own bank (the user withdrew it there, or the bank ended
+/// it): 204, also when it was already revoked or expired. The caller must be a `bank` client
+/// bound to `bank_id` with its management token; a consent at another bank is a 403 (audited
+/// as a refused revocation). The consent is revoked as by a platform (tokens, webhook, audit
+/// with actor `bank:<id>`), except that the bank is not called back.
+async fn revoke_for_bank(
+    State(app): State<Arc<App>>,
+    Extension(principal): Extension<Principal>,
+    // A map: behind `route_service` the outer router's parameters are there too.
+    Path(params): Path<HashMap<String, String>>,
+) -> Result<Response, Error> {
+    let (Some(bank_id), Some(consent_id)) = (params.get("bank_id"), params.get("consent_id"))
+    else {
+        return Err(not_found());
+    };
+    let management_token = principal.has_scope(crate::oauth::ADAPTER_MANAGE)
+        && principal.subject() == principal.client_id();
+    let client = app.store.client(principal.client_id()).await?;
+    let bound = client.as_ref().is_some_and(|client| {
+        client.role == Role::Bank && client.bank_id.as_deref() == Some(bank_id.as_str())
+    });
+    if !management_token || !bound {
+        return Err(Error::Forbidden(
+            "a bank client's management token revokes consents at its own bank only".into(),
+        ));
+    }
+    let consent = app.store.consent(consent_id).await?.ok_or_else(not_found)?;
+    let actor = format!("bank:{bank_id}");
+    if consent.bank_id != *bank_id {
+        let mut event = consent_event(Action::ConsentRevoked, &actor, &consent);
+        event.decision = Decision::Deny;
+        event.reason = Some(format!(
+            "client {} of {bank_id} may not revoke a consent at another bank",
+            principal.client_id()
+        ));
+        app.auditor
+            .record(event)
+            .await
+            .map_err(Error::AuditUnavailable)?;
+        return Err(Error::Forbidden("this consent is not at your bank".into()));
+    }
+    match consent.status {
+        ConsentStatus::Authorised => {
+            crate::lifecycle::revoke_by_bank(&app, &consent, &actor, "revoked by the bank").await?;
         }
         ConsentStatus::Revoked | ConsentStatus::Expired | ConsentStatus::Rejected => {}
         ConsentStatus::AwaitingAuthorisation => {

@@ -3,11 +3,14 @@
 //! PAR → `/oauth/authorize` (consent screen) → user approves → bank-side consent + redirect to
 //! the bank (PKCE, `state`) → `/oauth/callback` (code exchange, sealed grant) → redirect to the
 //! platform with a one-time code and `iss` → `/oauth/token`.
+//!
+//! A DPoP proof (or `dpop_jkt`) at PAR binds the code to its key (RFC 9449 §10); a pushed
+//! request naming an authorised consent extends it ([`extension`]).
 
 use std::sync::Arc;
 
 use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -15,14 +18,16 @@ use chrono::{Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::adapters::ConsentRequest;
+use crate::adapters::{Adapter, ConsentRequest};
 use crate::app::App;
 use crate::audit::{Action, Decision};
 use crate::consent::{ACCOUNT_INFORMATION, AuthorizationDetail, Consent, ConsentStatus};
 use crate::crypto;
 use crate::error::{Error, OAuthError};
 use crate::lifecycle::consent_event;
+use crate::oauth::bank_client::BankGrant;
 use crate::oauth::client_auth::AuthParams;
+use crate::oauth::dpop::DpopError;
 use crate::oauth::{
     AUDIT_READ, BANK_AUTHORIZATION_LIFETIME_SECS, CODE_LIFETIME_SECS, PAR_LIFETIME_SECS,
     REQUEST_URI_PREFIX, bank_client,
@@ -30,6 +35,7 @@ use crate::oauth::{
 use crate::policy::Platform;
 use crate::store::{AuthorizationCode, BankAuthorization, PushedRequest, Role, StoredGrant};
 
+mod extension;
 mod screen;
 mod token;
 
@@ -96,6 +102,10 @@ struct ParForm {
     scope: Option<String>,
     client_assertion_type: Option<String>,
     client_assertion: Option<String>,
+    /// Not allowed in a pushed request (RFC 9126 §2.1); read only to refuse it.
+    request_uri: Option<String>,
+    /// The thumbprint of the DPoP key to bind the code to (RFC 9449 §10).
+    dpop_jkt: Option<String>,
 }
 
 impl ParForm {
@@ -116,26 +126,70 @@ struct ValidatedRequest {
     code_challenge: String,
     detail: AuthorizationDetail,
     policy_hash: String,
+    /// The DPoP key the code is bound to (a proof or `dpop_jkt` at PAR).
+    #[serde(default)]
+    dpop_jkt: Option<String>,
+    /// The consent this request extends (re-consent before expiry), if any.
+    #[serde(default)]
+    extends: Option<String>,
 }
 
+/// The prefix of the keys under which an extension waits for the user's decision and then for
+/// the bank. They live with the pushed requests (single use, expiring) but are never accepted
+/// as a platform's `request_uri`.
+const EXTENSION_PREFIX: &str = "urn:bankgate:extension:";
+
+/// `POST /oauth/par` (RFC 9126 + RFC 9396; RFC 9449 §10 for DPoP).
 async fn par(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Form(form): Form<ParForm>,
-) -> Result<(StatusCode, Json<serde_json::Value>), Error> {
-    let client = token::authenticate(&app, &headers, form.auth()).await?;
+) -> Response {
+    match push(&app, &headers, form).await {
+        Ok(body) => {
+            let mut response = (
+                StatusCode::CREATED,
+                [(header::CACHE_CONTROL, "no-store")],
+                Json(body),
+            )
+                .into_response();
+            token::insert_nonce(&app, response.headers_mut());
+            response
+        }
+        Err(refusal) => refusal.into_response(&app),
+    }
+}
+
+/// An RFC 7638 thumbprint as `dpop_jkt` carries it: base64url SHA-256, 43 characters.
+fn is_thumbprint(jkt: &str) -> bool {
+    jkt.len() == 43
+        && jkt
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+async fn push(
+    app: &App,
+    headers: &HeaderMap,
+    form: ParForm,
+) -> Result<serde_json::Value, token::Refusal> {
+    let client = token::authenticate(app, headers, form.auth()).await?;
     let invalid = |description: &str| Error::from(OAuthError::new("invalid_request", description));
     if form
         .client_id
         .as_deref()
         .is_some_and(|id| id != client.client_id)
     {
-        return Err(invalid("client_id does not match the authenticated client"));
+        return Err(invalid("client_id does not match the authenticated client").into());
     }
     if client.role != Role::Platform {
         return Err(
             OAuthError::new("unauthorized_client", "only platforms request consent").into(),
         );
+    }
+    // RFC 9126 §2.1: a pushed request cannot point at another one.
+    if form.request_uri.is_some() {
+        return Err(invalid("request_uri is not allowed in a pushed authorization request").into());
     }
     if form.response_type.as_deref() != Some("code") {
         return Err(
@@ -146,15 +200,30 @@ async fn par(
         .redirect_uri
         .ok_or_else(|| invalid("redirect_uri is required"))?;
     if !client.redirect_uris.contains(&redirect_uri) {
-        return Err(invalid("redirect_uri is not registered for this client"));
+        return Err(invalid("redirect_uri is not registered for this client").into());
     }
     let code_challenge = form
         .code_challenge
         .filter(|challenge| (43..=128).contains(&challenge.len()))
         .ok_or_else(|| invalid("a PKCE code_challenge is required"))?;
     if form.code_challenge_method.as_deref() != Some("S256") {
-        return Err(invalid("code_challenge_method must be S256"));
+        return Err(invalid("code_challenge_method must be S256").into());
     }
+    // RFC 9449 §10: a proof at PAR (or `dpop_jkt`) binds the code to a key; both must agree.
+    if form
+        .dpop_jkt
+        .as_deref()
+        .is_some_and(|jkt| !is_thumbprint(jkt))
+    {
+        return Err(invalid("dpop_jkt must be a JWK SHA-256 thumbprint (base64url)").into());
+    }
+    let proof = token::request_proof(app, headers, "POST", "/oauth/par").await?;
+    let dpop_jkt = match (proof.map(|proof| proof.jkt), form.dpop_jkt) {
+        (Some(proven), Some(named)) if proven != named => {
+            return Err(DpopError::Invalid("dpop_jkt does not match the DPoP proof").into());
+        }
+        (proven, named) => proven.or(named),
+    };
     let details_error = |description: String| {
         Error::from(OAuthError::new(
             "invalid_authorization_details",
@@ -171,16 +240,24 @@ async fn par(
         details_error("exactly one authorization_details entry is supported".into())
     })?;
     if detail.kind != ACCOUNT_INFORMATION {
-        return Err(details_error(format!("type must be {ACCOUNT_INFORMATION}")));
+        return Err(details_error(format!("type must be {ACCOUNT_INFORMATION}")).into());
     }
     if app.banks.get(&detail.bank).is_none() {
-        return Err(details_error(format!("unknown bank {:?}", detail.bank)));
+        return Err(details_error(format!("unknown bank {:?}", detail.bank)).into());
     }
     if detail.user_ref.is_empty() || detail.user_ref.len() > 128 {
-        return Err(details_error("user_ref must be 1-128 characters".into()));
+        return Err(details_error("user_ref must be 1-128 characters".into()).into());
     }
+    let extends = match detail.consent_id.take() {
+        None => None,
+        Some(id) => Some(
+            extendable(app, &client.client_id, &id, &detail)
+                .await?
+                .map_err(details_error)?,
+        ),
+    };
     // The purpose policy in force: prohibited and unknown purposes, approval, region, scopes
-    // refused; lifetime and history clamped.
+    // refused; lifetime and history clamped (an extension is granted anew under it).
     let grant = app
         .policies
         .current()
@@ -202,8 +279,13 @@ async fn par(
         code_challenge,
         detail,
         policy_hash: grant.policy_hash,
+        dpop_jkt,
+        extends,
     };
-    let request_uri = format!("{REQUEST_URI_PREFIX}{}", crypto::random_token(32)?);
+    let request_uri = format!(
+        "{REQUEST_URI_PREFIX}{}",
+        crypto::random_token(32).map_err(Error::from)?
+    );
     app.store
         .insert_pushed_request(&PushedRequest {
             request_uri: request_uri.clone(),
@@ -212,11 +294,52 @@ async fn par(
                 .map_err(|error| Error::Internal(error.to_string()))?,
             expires_at: Utc::now() + Duration::seconds(PAR_LIFETIME_SECS),
         })
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "request_uri": request_uri, "expires_in": PAR_LIFETIME_SECS })),
-    ))
+        .await
+        .map_err(Error::from)?;
+    Ok(json!({ "request_uri": request_uri, "expires_in": PAR_LIFETIME_SECS }))
+}
+
+/// Whether the platform `client_id` may extend consent `id` with `detail`: its own consent,
+/// authorised and not expired, for the same bank, purpose, user, scopes and history (only the
+/// lifetime changes). The consent id, or why not (a consent of another platform is unknown).
+async fn extendable(
+    app: &App,
+    client_id: &str,
+    id: &str,
+    detail: &AuthorizationDetail,
+) -> Result<Result<String, String>, Error> {
+    let Some(consent) = app
+        .store
+        .consent(id)
+        .await?
+        .filter(|consent| consent.client_id == client_id)
+    else {
+        return Ok(Err(format!("unknown consent {id:?}")));
+    };
+    if consent.status != ConsentStatus::Authorised || consent.expires_at <= Utc::now() {
+        return Ok(Err(
+            "only an authorised consent that has not expired can be extended".into(),
+        ));
+    }
+    let mut scopes = detail.scopes.clone();
+    let mut granted = consent.scopes.clone();
+    scopes.sort_unstable();
+    granted.sort_unstable();
+    scopes.dedup();
+    granted.dedup();
+    if consent.bank_id != detail.bank
+        || consent.purpose != detail.purpose
+        || consent.user_ref != detail.user_ref
+        || scopes != granted
+        || consent.history_days != detail.history_days
+    {
+        return Ok(Err(
+            "an extension keeps the consent's bank, purpose, user_ref, scopes \
+                       and history_days; only expires_in_days changes"
+                .into(),
+        ));
+    }
+    Ok(Ok(consent.id))
 }
 
 #[derive(Deserialize)]
@@ -255,6 +378,12 @@ async fn show_consent_screen(
     let request_uri = query
         .request_uri
         .ok_or_else(|| invalid("request_uri is required (PAR is mandatory)"))?;
+    // Only a platform's pushed request (never an internal extension key).
+    if !request_uri.starts_with(REQUEST_URI_PREFIX) {
+        return Err(invalid(
+            "this authorization request is unknown, used or expired",
+        ));
+    }
     let pushed = app
         .store
         .take_pushed_request(&request_uri)
@@ -274,6 +403,9 @@ async fn show_consent_screen(
         .client(&pushed.client_id)
         .await?
         .ok_or_else(|| invalid("unknown client"))?;
+    if request.extends.is_some() {
+        return extension::show_screen(app, &client, request, lang).await;
+    }
     let now = Utc::now();
     let detail = request.detail;
     let consent = Consent {
@@ -289,6 +421,7 @@ async fn show_consent_screen(
         redirect_uri: request.redirect_uri,
         state: request.state,
         code_challenge: request.code_challenge,
+        dpop_jkt: request.dpop_jkt,
         created_at: now,
         expires_at: now + Duration::days(i64::from(detail.expires_in_days)),
     };
@@ -301,33 +434,60 @@ async fn show_consent_screen(
         ))
         .await
         .map_err(Error::AuditUnavailable)?;
+    let screen_token = app.sealer.mac(screen_message(&consent.id).as_bytes());
+    Ok(render_screen(
+        app,
+        lang,
+        &client.name,
+        &consent,
+        detail.expires_in_days,
+        None,
+        &screen_token,
+    ))
+}
 
+/// The consent screen for `consent` (its purpose, data, history and bank) lasting `days`
+/// until `consent.expires_at`; `extension` is the key of a pending extension.
+fn render_screen(
+    app: &App,
+    lang: screen::Lang,
+    platform: &str,
+    consent: &Consent,
+    days: u32,
+    extension: Option<&str>,
+    screen_token: &str,
+) -> Response {
     let policy = app.policies.get(&consent.purpose);
     let bank_name = app
         .banks
         .get(&consent.bank_id)
         .map(|adapter| adapter.bank.manifest.name.clone())
         .unwrap_or_else(|| consent.bank_id.clone());
-    let screen_token = app.sealer.mac(screen_message(&consent.id).as_bytes());
+    // The purpose in the page's language when the policy translates it (`[text.fr]`).
+    let (title, description, translated) = policy
+        .as_ref()
+        .map_or((consent.purpose.as_str(), "", false), |policy| {
+            policy.text_in(lang.code())
+        });
     let page = screen::render(&screen::Screen {
         lang,
-        platform: &client.name,
+        platform,
         bank: &bank_name,
-        title: policy
-            .as_ref()
-            .map_or(consent.purpose.as_str(), |p| p.title.as_str()),
-        description: policy.as_ref().map_or("", |p| p.description.as_str()),
+        title,
+        description,
+        text_lang: if translated { lang } else { screen::Lang::En },
         scopes: &consent.scopes,
-        days: detail.expires_in_days,
+        days,
         until: consent.expires_at.date_naive(),
         history_days: consent.history_days,
         // What the purpose's policy binds the platform to, beyond the data itself.
         retention_days: policy.as_ref().map(|policy| policy.retention_days),
         onward_sharing: policy.as_ref().map(|policy| policy.onward_sharing),
         consent_id: &consent.id,
-        screen_token: &screen_token,
+        extension,
+        screen_token,
     });
-    Ok(Html(page).into_response())
+    Html(page).into_response()
 }
 
 fn screen_message(consent_id: &str) -> String {
@@ -339,10 +499,17 @@ struct DecisionForm {
     consent_id: String,
     screen_token: String,
     decision: String,
+    /// The pending extension the screen asked about, if it was an extension's.
+    #[serde(default)]
+    extension: Option<String>,
 }
 
 async fn decide(State(app): State<Arc<App>>, Form(form): Form<DecisionForm>) -> Response {
-    match handle_decision(&app, form).await {
+    let decided = match form.extension.clone() {
+        Some(key) => extension::decide(&app, form, &key).await,
+        None => handle_decision(&app, form).await,
+    };
+    match decided {
         Ok(response) => response,
         Err(error) => error_page(
             StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST),
@@ -369,6 +536,38 @@ async fn handle_decision(app: &App, form: DecisionForm) -> Result<Response, Erro
     if form.decision != "approve" {
         return reject(app, &consent, "user", "access_denied", "the user declined").await;
     }
+    match to_bank(app, &consent, consent.expires_at.date_naive()).await? {
+        ToBank::Redirect(response) => Ok(response),
+        ToBank::Unavailable => Ok(redirect_to_platform(app, &consent, BANK_UNAVAILABLE)),
+    }
+}
+
+/// What the platform is told when the bank leg cannot start.
+const BANK_UNAVAILABLE: &[(&str, &str)] = &[
+    ("error", "temporarily_unavailable"),
+    (
+        "error_description",
+        "the bank is not available; try again later",
+    ),
+];
+
+/// Where [`to_bank`] sends the user.
+enum ToBank {
+    /// To the bank; the pending authorization is stored under its `state`.
+    Redirect(Response),
+    /// Nowhere: the bank could not be reached (logged).
+    Unavailable,
+}
+
+/// Creates the bank-side consent (valid until `valid_until`), starts the bank's authorization
+/// (pushed first where the bank wants PAR), remembers it under its `state` and redirects the
+/// user there. An `extension` (its platform and request) waits for the bank under that state.
+async fn to_bank_with(
+    app: &App,
+    consent: &Consent,
+    valid_until: chrono::NaiveDate,
+    extension: Option<(&str, &ValidatedRequest)>,
+) -> Result<ToBank, Error> {
     let adapter = app
         .banks
         .get(&consent.bank_id)
@@ -380,7 +579,7 @@ async fn handle_decision(app: &App, form: DecisionForm) -> Result<Response, Erro
                 &adapter.bank,
                 &ConsentRequest {
                     scopes: consent.scopes.clone(),
-                    valid_until: consent.expires_at.date_naive(),
+                    valid_until,
                     // The purpose's unattended budget, as the bank-side access frequency.
                     frequency_per_day: app
                         .policies
@@ -390,12 +589,14 @@ async fn handle_decision(app: &App, form: DecisionForm) -> Result<Response, Erro
                 },
             )
             .await?;
-        let redirect = bank_client::authorization_redirect(
+        // Pushed to the bank first (PAR) when its manifest names a PAR endpoint.
+        let redirect = bank_client::start_authorization(
             &adapter.bank,
             &app.callback_url(),
             &bank_consent.oauth_scopes,
             &bank_consent.authorization_params,
-        )?;
+        )
+        .await?;
         Ok::<_, Error>((bank_consent, redirect))
     }
     .await;
@@ -403,19 +604,12 @@ async fn handle_decision(app: &App, form: DecisionForm) -> Result<Response, Erro
         Ok(started) => started,
         Err(error) => {
             tracing::warn!(bank = %consent.bank_id, %error, "bank consent could not be started");
-            return Ok(redirect_to_platform(
-                app,
-                &consent,
-                &[
-                    ("error", "temporarily_unavailable"),
-                    (
-                        "error_description",
-                        "the bank is not available; try again later",
-                    ),
-                ],
-            ));
+            return Ok(ToBank::Unavailable);
         }
     };
+    if let Some((client_id, request)) = extension {
+        extension::park_for_bank(app, &redirect.state, client_id, request).await?;
+    }
     app.store
         .insert_bank_authorization(&BankAuthorization {
             state: redirect.state.clone(),
@@ -428,7 +622,18 @@ async fn handle_decision(app: &App, form: DecisionForm) -> Result<Response, Erro
             expires_at: Utc::now() + Duration::seconds(BANK_AUTHORIZATION_LIFETIME_SECS),
         })
         .await?;
-    Ok(Redirect::to(redirect.url.as_str()).into_response())
+    Ok(ToBank::Redirect(
+        Redirect::to(redirect.url.as_str()).into_response(),
+    ))
+}
+
+/// [`to_bank_with`] for a new consent.
+async fn to_bank(
+    app: &App,
+    consent: &Consent,
+    valid_until: chrono::NaiveDate,
+) -> Result<ToBank, Error> {
+    to_bank_with(app, consent, valid_until, None).await
 }
 
 /// Marks a consent rejected, audits it, and sends the user back to the platform with `error`.
@@ -461,7 +666,17 @@ async fn reject(
 
 /// A 303 to the platform's redirect URI with `params`, its `state` and our `iss` (RFC 9207).
 fn redirect_to_platform(app: &App, consent: &Consent, params: &[(&str, &str)]) -> Response {
-    let mut url = match url::Url::parse(&consent.redirect_uri) {
+    redirect_to(app, &consent.redirect_uri, consent.state.as_deref(), params)
+}
+
+/// A 303 to `redirect_uri` with `params`, `state` and our `iss` (RFC 9207).
+fn redirect_to(
+    app: &App,
+    redirect_uri: &str,
+    state: Option<&str>,
+    params: &[(&str, &str)],
+) -> Response {
+    let mut url = match url::Url::parse(redirect_uri) {
         Ok(url) => url,
         Err(_) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "invalid redirect URI"),
     };
@@ -470,7 +685,7 @@ fn redirect_to_platform(app: &App, consent: &Consent, params: &[(&str, &str)]) -
         for (key, value) in params {
             query.append_pair(key, value);
         }
-        if let Some(state) = &consent.state {
+        if let Some(state) = state {
             query.append_pair("state", state);
         }
         query.append_pair("iss", &app.config.public_url);
@@ -501,7 +716,10 @@ async fn callback(State(app): State<Arc<App>>, Query(query): Query<CallbackQuery
 
 async fn handle_callback(app: &App, query: CallbackQuery) -> Result<Response, Error> {
     let invalid = |message: &str| Error::InvalidRequest(message.to_owned());
-    let state = query.state.ok_or_else(|| invalid("state is missing"))?;
+    let state = query
+        .state
+        .clone()
+        .ok_or_else(|| invalid("state is missing"))?;
     let pending = app
         .store
         .take_bank_authorization(&state)
@@ -520,6 +738,9 @@ async fn handle_callback(app: &App, query: CallbackQuery) -> Result<Response, Er
             "the authorization response did not come from the expected bank",
         ));
     }
+    if let Some(extension) = extension::pending(app, &state).await? {
+        return extension::finish(app, &adapter, pending, extension, query).await;
+    }
     let consent = app
         .store
         .consent(&pending.consent_id)
@@ -535,25 +756,9 @@ async fn handle_callback(app: &App, query: CallbackQuery) -> Result<Response, Er
         )
         .await;
     }
-    let code = query.code.ok_or_else(|| invalid("code is missing"))?;
-    let verifier = String::from_utf8(app.sealer.open(state.as_bytes(), &pending.pkce_verifier)?)
-        .map_err(|_| Error::Internal("sealed verifier is not text".into()))?;
-    let grant = bank_client::exchange_code(
-        &adapter.bank,
-        &app.callback_url(),
-        &code,
-        verifier,
-        pending.bank_consent_id,
-    )
-    .await?;
-    let plaintext =
-        serde_json::to_vec(&grant).map_err(|error| Error::Internal(error.to_string()))?;
+    let grant = exchange_at_bank(app, &adapter, &state, &pending, query.code).await?;
     app.store
-        .put_grant(&StoredGrant {
-            consent_id: consent.id.clone(),
-            sealed: app.sealer.seal(consent.id.as_bytes(), &plaintext)?,
-            updated_at: Utc::now(),
-        })
+        .put_grant(&seal_grant(app, &consent.id, &grant)?)
         .await?;
     if !app
         .store
@@ -574,17 +779,69 @@ async fn handle_callback(app: &App, query: CallbackQuery) -> Result<Response, Er
         ))
         .await
         .map_err(Error::AuditUnavailable)?;
+    let code = issue_code(
+        app,
+        &consent,
+        &consent.redirect_uri,
+        &consent.code_challenge,
+        consent.dpop_jkt.clone(),
+    )
+    .await?;
+    Ok(redirect_to_platform(app, &consent, &[("code", &code)]))
+}
 
+/// Exchanges the bank's code (with the PKCE verifier sealed under `state`) for the bank grant.
+async fn exchange_at_bank(
+    app: &App,
+    adapter: &Adapter,
+    state: &str,
+    pending: &BankAuthorization,
+    code: Option<String>,
+) -> Result<BankGrant, Error> {
+    let code = code.ok_or_else(|| Error::InvalidRequest("code is missing".into()))?;
+    let verifier = String::from_utf8(app.sealer.open(state.as_bytes(), &pending.pkce_verifier)?)
+        .map_err(|_| Error::Internal("sealed verifier is not text".into()))?;
+    Ok(bank_client::exchange_code(
+        &adapter.bank,
+        &app.callback_url(),
+        &code,
+        verifier,
+        pending.bank_consent_id.clone(),
+    )
+    .await?)
+}
+
+/// A bank grant sealed for storage under its consent.
+fn seal_grant(app: &App, consent_id: &str, grant: &BankGrant) -> Result<StoredGrant, Error> {
+    let plaintext =
+        serde_json::to_vec(grant).map_err(|error| Error::Internal(error.to_string()))?;
+    Ok(StoredGrant {
+        consent_id: consent_id.to_owned(),
+        sealed: app.sealer.seal(consent_id.as_bytes(), &plaintext)?,
+        updated_at: Utc::now(),
+    })
+}
+
+/// Issues the platform's one-time code for `consent`, bound to the authorization request's
+/// redirect URI, PKCE challenge and DPoP key.
+async fn issue_code(
+    app: &App,
+    consent: &Consent,
+    redirect_uri: &str,
+    code_challenge: &str,
+    dpop_jkt: Option<String>,
+) -> Result<String, Error> {
     let code = crypto::random_token(32)?;
     app.store
         .insert_code(&AuthorizationCode {
             code_hash: crypto::sha256_hex(code.as_bytes()),
             consent_id: consent.id.clone(),
             client_id: consent.client_id.clone(),
-            redirect_uri: consent.redirect_uri.clone(),
-            code_challenge: consent.code_challenge.clone(),
+            redirect_uri: redirect_uri.to_owned(),
+            code_challenge: code_challenge.to_owned(),
             expires_at: Utc::now() + Duration::seconds(CODE_LIFETIME_SECS),
+            dpop_jkt,
         })
         .await?;
-    Ok(redirect_to_platform(app, &consent, &[("code", &code)]))
+    Ok(code)
 }

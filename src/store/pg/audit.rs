@@ -1,45 +1,43 @@
-//! The audit log in PostgreSQL: chained appends under an advisory lock, filtered reads that
-//! check every row against the bytes its hash covers.
+//! The audit log in PostgreSQL: chained appends (one statement per batch; the database takes
+//! the chain lock and hashes), filtered reads that check every row against the bytes its
+//! hash covers, the chain stream verification reads, checkpoints, partitions and archives.
+//!
+//! Tables (see `migrations/V8__audit.sql`): `audit_events`, partitioned by month of
+//! `chained_at`; `audit_chain`, the unpartitioned spine whose keys keep positions and event ids
+//! unique and where appenders read the head; `audit_checkpoints`; `audit_partitions`;
+//! `audit_archives`.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{GenericClient, Transaction};
+use deadpool_postgres::{GenericClient, Pool};
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{column, corrupt, sql_error};
-use crate::audit::{self, Action, Decision, Event, Filter, GENESIS, Record};
+use super::{column, corrupt, pool_error, sql_error};
+use crate::audit::{
+    self, Action, Archive, Checkpoint, Decision, Event, Filter, Partition, Record, StoredRecord,
+};
 use crate::store::StoreError;
 
-/// Advisory lock key that orders appends (`"bankgate"` in ASCII). Held until the appending
-/// transaction ends, so positions and hashes are assigned by one writer at a time, also when
-/// several gateway instances share the database.
+/// Advisory lock key that orders appends (`"bankgate"` in ASCII), taken by `audit_append` in
+/// the database. Held until the appending transaction ends, so positions and hashes are
+/// assigned by one writer at a time, also when several gateway instances share the database.
 pub const APPEND_LOCK_KEY: i64 = 0x6261_6e6b_6761_7465;
 
-const LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+/// The head, for readers (appenders read it inside [`APPEND`]).
+const HEAD: &str =
+    "SELECT position, hash, chained_at FROM audit_chain ORDER BY position DESC LIMIT 1";
 
-const HEAD: &str = "SELECT position, hash FROM audit_events ORDER BY position DESC LIMIT 1";
+/// One batch: see `audit_append` in `migrations/V8__audit.sql`. Commits asynchronously.
+const APPEND: &str = "\
+    SELECT first_position, first_prev_hash, hashes, chained_at \
+    FROM audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
-/// One statement for the whole batch: one array per column. `categories` and `fields` are
-/// lists per row, so they travel as one JSON array per row.
-const INSERT: &str = "\
-    INSERT INTO audit_events \
-        (position, id, time, actor, action, platform, bank, consent, user_ref, purpose, \
-         policy_hash, categories, fields, n_records, decision, reason, request_id, \
-         prev_hash, hash, canonical) \
-    SELECT e.position, e.id, e.time, e.actor, e.action, e.platform, e.bank, e.consent, \
-           e.user_ref, e.purpose, e.policy_hash, \
-           ARRAY(SELECT item FROM jsonb_array_elements_text(e.categories) \
-                 WITH ORDINALITY AS c(item, n) ORDER BY n)::text[], \
-           ARRAY(SELECT item FROM jsonb_array_elements_text(e.fields) \
-                 WITH ORDINALITY AS f(item, n) ORDER BY n)::text[], \
-           e.n_records, e.decision, e.reason, e.request_id, e.prev_hash, e.hash, e.canonical \
-    FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
-                $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-                $12::jsonb[], $13::jsonb[], $14::bigint[], $15::text[], $16::text[], \
-                $17::text[], $18::bytea[], $19::bytea[], $20::bytea[]) \
-         AS e(position, id, time, actor, action, platform, bank, consent, user_ref, purpose, \
-              policy_hash, categories, fields, n_records, decision, reason, request_id, \
-              prev_hash, hash, canonical)";
+/// The durability barrier after [`APPEND`]: a transaction that takes an id commits
+/// synchronously, waiting until the WAL is flushed past its commit record — and so past the
+/// batch's, which came before it.
+const BARRIER: &str = "SELECT pg_current_xact_id()";
 
 const SELECT: &str = "\
     SELECT position, id, time, actor, action, platform, bank, consent, user_ref, purpose, \
@@ -47,45 +45,446 @@ const SELECT: &str = "\
            prev_hash, hash, canonical \
     FROM audit_events";
 
-/// Appends `events` to the chain and returns them linked. Takes a transaction: the advisory
-/// lock it holds until commit is what keeps positions gapless and the chain unforked.
+/// Every row after a position, in chain order: one statement streamed to the end, so the
+/// verifier sees one consistent snapshot in constant memory.
+const CHAIN: &str = "\
+    SELECT position, id, time, actor, action, platform, bank, consent, user_ref, purpose, \
+           policy_hash, categories, fields, n_records, decision, reason, request_id, \
+           prev_hash, hash, canonical \
+    FROM audit_events WHERE position > $1 ORDER BY position";
+
+const HASH_AT: &str = "SELECT hash FROM audit_chain WHERE position = $1";
+
+const ADD_CHECKPOINT: &str = "\
+    INSERT INTO audit_checkpoints (position, hash, time, kid, jws) \
+    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (position) DO NOTHING";
+
+/// As [`ADD_CHECKPOINT`], unless a checkpoint sits above `$1 - $6`.
+const ADD_SPACED_CHECKPOINT: &str = "\
+    INSERT INTO audit_checkpoints (position, hash, time, kid, jws) \
+    SELECT $1::bigint, $2::bytea, $3::timestamptz, $4::text, $5::text \
+    WHERE NOT EXISTS \
+        (SELECT 1 FROM audit_checkpoints WHERE position > $1::bigint - $6::bigint) \
+    ON CONFLICT (position) DO NOTHING";
+
+const CHECKPOINTS: &str = "\
+    SELECT position, hash, time, kid, jws FROM audit_checkpoints \
+    WHERE position > $1 ORDER BY position LIMIT $2";
+
+const LATEST_CHECKPOINT: &str = "\
+    SELECT position, hash, time, kid, jws FROM audit_checkpoints \
+    ORDER BY position DESC LIMIT 1";
+
+const PARTITIONS: &str =
+    "SELECT name, from_time, to_time, dropped_at FROM audit_partitions ORDER BY from_time";
+
+const PREPARE_PARTITIONS: &str = "SELECT audit_ensure_partitions($1, $2)";
+
+/// What a partition holds: its `chained_at` range selects exactly that partition.
+const EXTENT: &str = "\
+    SELECT count(*) AS n, min(position) AS first, max(position) AS last FROM audit_events \
+    WHERE chained_at >= $1 AND chained_at < $2";
+
+const DROP_PARTITION: &str =
+    "SELECT audit_drop_partition($1, $2::bigint * interval '1 second', $3, $4, $5, $6, $7)";
+
+const ARCHIVES: &str = "\
+    SELECT partition, n_events, first_position, last_position, sha256, file \
+    FROM audit_archives ORDER BY last_position NULLS FIRST";
+
+/// Appends `events` to the chain and returns them linked, once they are durable.
 ///
+/// One round trip: [`APPEND`], its own transaction, in which the database takes the chain
+/// lock, reads the head, hashes the stored bytes and inserts — so the lock is held for the
+/// server's work only, never across a round trip, which is what lets batches (and instances)
+/// follow each other closely — and [`BARRIER`], whose synchronous commit makes the batch
+/// durable. The spine's keys refuse a fork or a repeated event id regardless.
+///
+/// Every returned hash is checked against [`audit::chain_hash`] over the bytes sent: a
+/// disagreement (which would be a bug) is an error, so no caller releases anything on it.
 /// Event times are truncated to microseconds first (what PostgreSQL stores), so the hashed
 /// bytes are the bytes read back.
 pub async fn append(
-    transaction: &Transaction<'_>,
+    client: deadpool_postgres::Client,
     events: Vec<Event>,
 ) -> Result<Vec<Record>, StoreError> {
     let error = sql_error("audit event");
-    let statement = transaction.prepare_cached(LOCK).await.map_err(&error)?;
-    transaction
-        .execute(&statement, &[&APPEND_LOCK_KEY])
-        .await
-        .map_err(&error)?;
-    let statement = transaction.prepare_cached(HEAD).await.map_err(&error)?;
-    let (position, hash) = match transaction
-        .query_opt(&statement, &[])
-        .await
-        .map_err(&error)?
-    {
-        Some(row) => (column::<i64>(&row, "position")?, hash32(&row, "hash")?),
-        None => (0, GENESIS),
-    };
-    let events = events.into_iter().map(normalise).collect();
-    let records = audit::link(position, hash, events);
-
-    let columns = Columns::of(&records);
-    let statement = transaction.prepare_cached(INSERT).await.map_err(&error)?;
-    let inserted = transaction
-        .execute(&statement, &columns.params())
-        .await
-        .map_err(&error)?;
-    if inserted != records.len() as u64 {
+    let statement = client.prepare_cached(APPEND).await.map_err(&error)?;
+    let barrier = client.prepare_cached(BARRIER).await.map_err(&error)?;
+    let events: Vec<Event> = events.into_iter().map(normalise).collect();
+    let canonical: Vec<Vec<u8>> = events.iter().map(Event::canonical_bytes).collect();
+    let columns = Columns::of(&events);
+    let mut params = columns.params();
+    params.push(&canonical);
+    // Sent together; the barrier runs after the append (in order, on this connection).
+    let (appended, durable) = tokio::join!(
+        client.query_one(&statement, &params),
+        client.query_one(&barrier, &[]),
+    );
+    let row = appended.map_err(&error)?;
+    durable.map_err(&error)?;
+    let first: i64 = column(&row, "first_position")?;
+    let mut prev = hash32(&row, "first_prev_hash")?;
+    let hashes: Vec<Vec<u8>> = column(&row, "hashes")?;
+    if hashes.len() != events.len() {
         return Err(StoreError::Invariant(
-            "audit insert wrote a different number of rows",
+            "audit append returned a different number of hashes",
         ));
     }
+    let mut records = Vec::with_capacity(events.len());
+    for ((event, bytes), (offset, returned)) in events
+        .into_iter()
+        .zip(&canonical)
+        .zip(hashes.iter().enumerate())
+    {
+        let position = first + offset as i64;
+        let hash = audit::chain_hash(&prev, position, bytes);
+        if returned[..] != hash[..] {
+            tracing::error!(position, "the database hashed an audit event differently");
+            return Err(StoreError::Invariant(
+                "the database's chain hash differs from the gateway's",
+            ));
+        }
+        records.push(Record {
+            position,
+            prev_hash: prev,
+            hash,
+            event,
+        });
+        prev = hash;
+    }
     Ok(records)
+}
+
+/// A batch, column by column, in the order of [`APPEND`]'s parameters (the canonical bytes
+/// come last, from the caller).
+struct Columns<'a> {
+    id: Vec<&'a str>,
+    time: Vec<DateTime<Utc>>,
+    actor: Vec<&'a str>,
+    action: Vec<&'static str>,
+    platform: Vec<Option<&'a str>>,
+    bank: Vec<Option<&'a str>>,
+    consent: Vec<Option<&'a str>>,
+    user_ref: Vec<Option<&'a str>>,
+    purpose: Vec<Option<&'a str>>,
+    policy_hash: Vec<Option<&'a str>>,
+    categories: Vec<String>,
+    fields: Vec<String>,
+    n_records: Vec<i64>,
+    decision: Vec<&'static str>,
+    reason: Vec<Option<&'a str>>,
+    request_id: Vec<Option<&'a str>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(events: &'a [Event]) -> Columns<'a> {
+        Columns {
+            id: events.iter().map(|event| event.id.as_str()).collect(),
+            time: events.iter().map(|event| event.time).collect(),
+            actor: events.iter().map(|event| event.actor.as_str()).collect(),
+            action: events.iter().map(|event| event.action.as_str()).collect(),
+            platform: events
+                .iter()
+                .map(|event| event.platform.as_deref())
+                .collect(),
+            bank: events.iter().map(|event| event.bank.as_deref()).collect(),
+            consent: events
+                .iter()
+                .map(|event| event.consent.as_deref())
+                .collect(),
+            user_ref: events
+                .iter()
+                .map(|event| event.user_ref.as_deref())
+                .collect(),
+            purpose: events
+                .iter()
+                .map(|event| event.purpose.as_deref())
+                .collect(),
+            policy_hash: events
+                .iter()
+                .map(|event| event.policy_hash.as_deref())
+                .collect(),
+            categories: events
+                .iter()
+                .map(|event| array_literal(&event.categories))
+                .collect(),
+            fields: events
+                .iter()
+                .map(|event| array_literal(&event.fields))
+                .collect(),
+            n_records: events
+                .iter()
+                .map(|event| i64::from(event.n_records))
+                .collect(),
+            decision: events.iter().map(|event| event.decision.as_str()).collect(),
+            reason: events.iter().map(|event| event.reason.as_deref()).collect(),
+            request_id: events
+                .iter()
+                .map(|event| event.request_id.as_deref())
+                .collect(),
+        }
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.id,
+            &self.time,
+            &self.actor,
+            &self.action,
+            &self.platform,
+            &self.bank,
+            &self.consent,
+            &self.user_ref,
+            &self.purpose,
+            &self.policy_hash,
+            &self.categories,
+            &self.fields,
+            &self.n_records,
+            &self.decision,
+            &self.reason,
+            &self.request_id,
+        ]
+    }
+}
+
+/// `values` as a PostgreSQL array literal (`{"a","b \"c\""}`), every element quoted.
+fn array_literal(values: &[String]) -> String {
+    let mut literal = String::from("{");
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            literal.push(',');
+        }
+        literal.push('"');
+        for character in value.chars() {
+            if matches!(character, '"' | '\\') {
+                literal.push('\\');
+            }
+            literal.push(character);
+        }
+        literal.push('"');
+    }
+    literal.push('}');
+    literal
+}
+
+/// The last position and its hash.
+pub async fn head(db: &impl GenericClient) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+    let error = sql_error("audit event");
+    let statement = db.prepare_cached(HEAD).await.map_err(&error)?;
+    match db.query_opt(&statement, &[]).await.map_err(&error)? {
+        Some(row) => Ok(Some((column(&row, "position")?, hash32(&row, "hash")?))),
+        None => Ok(None),
+    }
+}
+
+/// Every row after `after` in position order, streamed over a connection of its own.
+pub fn chain(pool: Pool, after: i64) -> BoxStream<'static, Result<StoredRecord, StoreError>> {
+    futures_util::stream::once(async move {
+        let error = sql_error("audit event");
+        let client = pool.get().await.map_err(pool_error)?;
+        let statement = client.prepare_cached(CHAIN).await.map_err(&error)?;
+        let rows = client
+            .query_raw(&statement, std::iter::once(after))
+            .await
+            .map_err(&error)?;
+        Ok::<_, StoreError>(rows.map(move |row| {
+            // The connection goes back to the pool when the stream is dropped.
+            let _connection = &client;
+            row.map_err(&error).and_then(|row| stored_row(&row))
+        }))
+    })
+    .try_flatten()
+    .boxed()
+}
+
+/// Stores `checkpoint` (see `Store::add_audit_checkpoint`).
+pub async fn add_checkpoint(
+    db: &impl GenericClient,
+    checkpoint: &Checkpoint,
+    min_gap: Option<i64>,
+) -> Result<bool, StoreError> {
+    let error = sql_error("audit checkpoint");
+    let statement = db.prepare_cached(HASH_AT).await.map_err(&error)?;
+    let chained = db
+        .query_opt(&statement, &[&checkpoint.position])
+        .await
+        .map_err(&error)?
+        .map(|row| hash32(&row, "hash"))
+        .transpose()?;
+    if chained != Some(checkpoint.hash) {
+        return Err(StoreError::Invariant(
+            "a checkpoint must carry the chain's hash at its position",
+        ));
+    }
+    let hash = &checkpoint.hash[..];
+    let params: [&(dyn ToSql + Sync); 5] = [
+        &checkpoint.position,
+        &hash,
+        &checkpoint.time,
+        &checkpoint.kid,
+        &checkpoint.jws,
+    ];
+    let inserted = match min_gap {
+        None => {
+            let statement = db.prepare_cached(ADD_CHECKPOINT).await.map_err(&error)?;
+            db.execute(&statement, &params).await.map_err(&error)?
+        }
+        Some(gap) => {
+            let statement = db
+                .prepare_cached(ADD_SPACED_CHECKPOINT)
+                .await
+                .map_err(&error)?;
+            let mut spaced = params.to_vec();
+            spaced.push(&gap);
+            db.execute(&statement, &spaced).await.map_err(&error)?
+        }
+    };
+    Ok(inserted == 1)
+}
+
+/// Checkpoints after `after` by ascending position, at most `limit`.
+pub async fn checkpoints(
+    db: &impl GenericClient,
+    after: Option<i64>,
+    limit: u32,
+) -> Result<Vec<Checkpoint>, StoreError> {
+    let error = sql_error("audit checkpoint");
+    let statement = db.prepare_cached(CHECKPOINTS).await.map_err(&error)?;
+    let after = after.unwrap_or(i64::MIN);
+    db.query(&statement, &[&after, &i64::from(limit)])
+        .await
+        .map_err(&error)?
+        .iter()
+        .map(checkpoint_row)
+        .collect()
+}
+
+/// The checkpoint at the highest position.
+pub async fn latest_checkpoint(db: &impl GenericClient) -> Result<Option<Checkpoint>, StoreError> {
+    let error = sql_error("audit checkpoint");
+    let statement = db.prepare_cached(LATEST_CHECKPOINT).await.map_err(&error)?;
+    db.query_opt(&statement, &[])
+        .await
+        .map_err(&error)?
+        .as_ref()
+        .map(checkpoint_row)
+        .transpose()
+}
+
+/// The monthly partitions, oldest first.
+pub async fn partitions(db: &impl GenericClient) -> Result<Vec<Partition>, StoreError> {
+    let error = sql_error("audit partition");
+    let statement = db.prepare_cached(PARTITIONS).await.map_err(&error)?;
+    db.query(&statement, &[])
+        .await
+        .map_err(&error)?
+        .iter()
+        .map(|row| {
+            Ok(Partition {
+                name: column(row, "name")?,
+                from: column(row, "from_time")?,
+                to: column(row, "to_time")?,
+                dropped_at: column(row, "dropped_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Creates the missing partitions for the months from `from` to `to`.
+pub async fn prepare_partitions(
+    db: &impl GenericClient,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<u32, StoreError> {
+    let error = sql_error("audit partition");
+    let statement = db
+        .prepare_cached(PREPARE_PARTITIONS)
+        .await
+        .map_err(&error)?;
+    let row = db
+        .query_one(&statement, &[&from, &to])
+        .await
+        .map_err(&error)?;
+    let created: i32 = row
+        .try_get(0)
+        .map_err(|error| corrupt(format_args!("created partitions: {error}")))?;
+    Ok(u32::try_from(created).unwrap_or(0))
+}
+
+/// How many events `partition` holds, and its first and last position.
+pub async fn partition_extent(
+    db: &impl GenericClient,
+    partition: &Partition,
+) -> Result<(i64, Option<i64>, Option<i64>), StoreError> {
+    let error = sql_error("audit partition");
+    let statement = db.prepare_cached(EXTENT).await.map_err(&error)?;
+    let row = db
+        .query_one(&statement, &[&partition.from, &partition.to])
+        .await
+        .map_err(&error)?;
+    Ok((
+        column(&row, "n")?,
+        column(&row, "first")?,
+        column(&row, "last")?,
+    ))
+}
+
+/// Records `archive` and drops its partition (the database function checks everything).
+pub async fn drop_partition(
+    db: &impl GenericClient,
+    archive: &Archive,
+    retention: chrono::Duration,
+) -> Result<(), StoreError> {
+    let error = sql_error("audit partition");
+    let statement = db.prepare_cached(DROP_PARTITION).await.map_err(&error)?;
+    let seconds = retention.num_seconds();
+    db.execute(
+        &statement,
+        &[
+            &archive.partition,
+            &seconds,
+            &archive.n_events,
+            &archive.first_position,
+            &archive.last_position,
+            &archive.sha256,
+            &archive.file,
+        ],
+    )
+    .await
+    .map_err(&error)?;
+    Ok(())
+}
+
+/// Archived partitions, by ascending last position.
+pub async fn archives(db: &impl GenericClient) -> Result<Vec<Archive>, StoreError> {
+    let error = sql_error("audit archive");
+    let statement = db.prepare_cached(ARCHIVES).await.map_err(&error)?;
+    db.query(&statement, &[])
+        .await
+        .map_err(&error)?
+        .iter()
+        .map(|row| {
+            Ok(Archive {
+                partition: column(row, "partition")?,
+                n_events: column(row, "n_events")?,
+                first_position: column(row, "first_position")?,
+                last_position: column(row, "last_position")?,
+                sha256: column(row, "sha256")?,
+                file: column(row, "file")?,
+            })
+        })
+        .collect()
+}
+
+fn checkpoint_row(row: &Row) -> Result<Checkpoint, StoreError> {
+    Ok(Checkpoint {
+        position: column(row, "position")?,
+        hash: hash32(row, "hash")?,
+        time: column(row, "time")?,
+        kid: column(row, "kid")?,
+        jws: column(row, "jws")?,
+    })
 }
 
 /// Events matching `filter`, by ascending position, at most `filter.page_size()`.
@@ -98,6 +497,7 @@ pub async fn query(db: &impl GenericClient, filter: &Filter) -> Result<Vec<Recor
     let action = filter.action.map(Action::as_str);
     let decision = filter.decision.map(Decision::as_str);
     let limit = i64::from(filter.page_size());
+    let chained_from = filter.from.map(|from| from - chrono::Duration::days(1));
     let mut clauses = Where::default();
     let text = [
         ("platform =", &filter.platform),
@@ -119,6 +519,11 @@ pub async fn query(db: &impl GenericClient, filter: &Filter) -> Result<Vec<Recor
     }
     if let Some(from) = &filter.from {
         clauses.push("time >=", from);
+    }
+    // Lets PostgreSQL skip older partitions: an event is chained after it happens (the margin
+    // absorbs clocks that step back).
+    if let Some(margin) = &chained_from {
+        clauses.push("chained_at >=", margin);
     }
     if let Some(to) = &filter.to {
         clauses.push("time <", to);
@@ -162,6 +567,17 @@ impl<'a> Where<'a> {
     }
 }
 
+/// A row as stored, unchecked, for the verifier.
+fn stored_row(row: &Row) -> Result<StoredRecord, StoreError> {
+    Ok(StoredRecord {
+        position: column(row, "position")?,
+        prev_hash: column(row, "prev_hash")?,
+        hash: column(row, "hash")?,
+        canonical: column(row, "canonical")?,
+        columns: typed_columns(row).map_err(|error| error.to_string()),
+    })
+}
+
 /// The event as PostgreSQL will store it.
 fn normalise(mut event: Event) -> Event {
     event.time = truncate_to_micros(event.time);
@@ -172,91 +588,6 @@ fn normalise(mut event: Event) -> Event {
 pub(crate) fn truncate_to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
     use chrono::SubsecRound;
     time.trunc_subsecs(6)
-}
-
-/// The batch, column by column, in the order of [`INSERT`]'s parameters.
-struct Columns<'a> {
-    position: Vec<i64>,
-    id: Vec<&'a str>,
-    time: Vec<DateTime<Utc>>,
-    actor: Vec<&'a str>,
-    action: Vec<&'static str>,
-    platform: Vec<Option<&'a str>>,
-    bank: Vec<Option<&'a str>>,
-    consent: Vec<Option<&'a str>>,
-    user_ref: Vec<Option<&'a str>>,
-    purpose: Vec<Option<&'a str>>,
-    policy_hash: Vec<Option<&'a str>>,
-    categories: Vec<serde_json::Value>,
-    fields: Vec<serde_json::Value>,
-    n_records: Vec<i64>,
-    decision: Vec<&'static str>,
-    reason: Vec<Option<&'a str>>,
-    request_id: Vec<Option<&'a str>>,
-    prev_hash: Vec<&'a [u8]>,
-    hash: Vec<&'a [u8]>,
-    canonical: Vec<Vec<u8>>,
-}
-
-impl<'a> Columns<'a> {
-    fn of(records: &'a [Record]) -> Columns<'a> {
-        let strings = |values: &[String]| {
-            serde_json::Value::Array(
-                values
-                    .iter()
-                    .map(|value| serde_json::Value::String(value.clone()))
-                    .collect(),
-            )
-        };
-        let events = || records.iter().map(|record| &record.event);
-        Columns {
-            position: records.iter().map(|record| record.position).collect(),
-            id: events().map(|event| event.id.as_str()).collect(),
-            time: events().map(|event| event.time).collect(),
-            actor: events().map(|event| event.actor.as_str()).collect(),
-            action: events().map(|event| event.action.as_str()).collect(),
-            platform: events().map(|event| event.platform.as_deref()).collect(),
-            bank: events().map(|event| event.bank.as_deref()).collect(),
-            consent: events().map(|event| event.consent.as_deref()).collect(),
-            user_ref: events().map(|event| event.user_ref.as_deref()).collect(),
-            purpose: events().map(|event| event.purpose.as_deref()).collect(),
-            policy_hash: events().map(|event| event.policy_hash.as_deref()).collect(),
-            categories: events().map(|event| strings(&event.categories)).collect(),
-            fields: events().map(|event| strings(&event.fields)).collect(),
-            n_records: events().map(|event| i64::from(event.n_records)).collect(),
-            decision: events().map(|event| event.decision.as_str()).collect(),
-            reason: events().map(|event| event.reason.as_deref()).collect(),
-            request_id: events().map(|event| event.request_id.as_deref()).collect(),
-            prev_hash: records.iter().map(|record| &record.prev_hash[..]).collect(),
-            hash: records.iter().map(|record| &record.hash[..]).collect(),
-            canonical: events().map(Event::canonical_bytes).collect(),
-        }
-    }
-
-    fn params(&self) -> [&(dyn ToSql + Sync); 20] {
-        [
-            &self.position,
-            &self.id,
-            &self.time,
-            &self.actor,
-            &self.action,
-            &self.platform,
-            &self.bank,
-            &self.consent,
-            &self.user_ref,
-            &self.purpose,
-            &self.policy_hash,
-            &self.categories,
-            &self.fields,
-            &self.n_records,
-            &self.decision,
-            &self.reason,
-            &self.request_id,
-            &self.prev_hash,
-            &self.hash,
-            &self.canonical,
-        ]
-    }
 }
 
 fn from_row(row: &Row) -> Result<Record, StoreError> {

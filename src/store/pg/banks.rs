@@ -29,6 +29,11 @@ const LATEST: &str = "\
     FROM bank_versions WHERE bank_id = $1 \
     ORDER BY version DESC LIMIT 1";
 
+const VERSIONS: &str = "\
+    SELECT bank_id, version, manifest, created_at \
+    FROM bank_versions WHERE bank_id = $1 \
+    ORDER BY version";
+
 const ALL_LATEST: &str = "\
     SELECT DISTINCT ON (bank_id) bank_id, version, manifest, created_at \
     FROM bank_versions \
@@ -99,6 +104,23 @@ pub async fn latest(
         .map_err(sql_error("bank version"))?
         .map(|row| from_row(&row))
         .transpose()
+}
+
+/// Every version of `bank_id`, oldest first.
+pub async fn versions(
+    db: &impl GenericClient,
+    bank_id: &str,
+) -> Result<Vec<BankVersion>, StoreError> {
+    let statement = db
+        .prepare_cached(VERSIONS)
+        .await
+        .map_err(sql_error("bank version"))?;
+    db.query(&statement, &[&bank_id])
+        .await
+        .map_err(sql_error("bank version"))?
+        .iter()
+        .map(from_row)
+        .collect()
 }
 
 /// The active version of every bank, by bank id.

@@ -9,12 +9,14 @@ use crate::store::{AuthMethod, Client, Role, StoreError};
 const INSERT: &str = "\
     INSERT INTO clients \
         (client_id, name, secret_hash, role, redirect_uris, allowed_purposes, created_at, \
-         token_endpoint_auth_method, jwks, dpop_bound_access_tokens, webhook_url, region) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+         token_endpoint_auth_method, jwks, dpop_bound_access_tokens, webhook_url, region, \
+         bank_id) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 const GET: &str = "\
     SELECT client_id, name, secret_hash, role, redirect_uris, allowed_purposes, created_at, \
-           token_endpoint_auth_method, jwks, dpop_bound_access_tokens, webhook_url, region \
+           token_endpoint_auth_method, jwks, dpop_bound_access_tokens, webhook_url, region, \
+           bank_id \
     FROM clients WHERE client_id = $1";
 
 /// Registers `client`; `Conflict("client")` if its id exists.
@@ -38,6 +40,7 @@ pub async fn insert(db: &impl GenericClient, client: &Client) -> Result<(), Stor
             &client.dpop_bound_access_tokens,
             &client.webhook_url,
             &client.region,
+            &client.bank_id,
         ],
     )
     .await
@@ -72,5 +75,6 @@ fn from_row(row: &Row) -> Result<Client, StoreError> {
         dpop_bound_access_tokens: column(row, "dpop_bound_access_tokens")?,
         webhook_url: column(row, "webhook_url")?,
         region: column(row, "region")?,
+        bank_id: column(row, "bank_id")?,
     })
 }

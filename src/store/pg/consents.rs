@@ -12,12 +12,12 @@ use crate::store::StoreError;
 const INSERT: &str = "\
     INSERT INTO consents \
         (id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, policy_hash, \
-         redirect_uri, state, code_challenge, created_at, expires_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+         redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
 const GET: &str = "\
     SELECT id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
-           policy_hash, redirect_uri, state, code_challenge, created_at, expires_at \
+           policy_hash, redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at \
     FROM consents WHERE id = $1";
 
 /// Only moves a consent that is still in the expected state: of two racing transitions one
@@ -26,9 +26,14 @@ const TRANSITION: &str = "\
     UPDATE consents SET status = $3, updated_at = now() \
     WHERE id = $1 AND status = $2";
 
+/// Extends an authorised, unexpired consent in one statement (compare-and-set).
+const EXTEND: &str = "\
+    UPDATE consents SET expires_at = $2, policy_hash = $3, updated_at = now() \
+    WHERE id = $1 AND status = 'authorised' AND expires_at > $4";
+
 const LIST_OF: &str = "\
     SELECT id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
-           policy_hash, redirect_uri, state, code_challenge, created_at, expires_at \
+           policy_hash, redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at \
     FROM consents WHERE client_id = $1 AND user_ref = $2 \
     ORDER BY created_at DESC, id";
 
@@ -37,11 +42,11 @@ const EXPIRE: &str = "\
     UPDATE consents SET status = 'expired', updated_at = now() \
     WHERE status = 'authorised' AND expires_at < $1 \
     RETURNING id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
-              policy_hash, redirect_uri, state, code_challenge, created_at, expires_at";
+              policy_hash, redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at";
 
 const EXPIRING: &str = "\
     SELECT id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
-           policy_hash, redirect_uri, state, code_challenge, created_at, expires_at \
+           policy_hash, redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at \
     FROM consents WHERE status = 'authorised' AND expires_at >= $1 AND expires_at < $2 \
     ORDER BY expires_at";
 
@@ -66,6 +71,7 @@ pub async fn insert(db: &impl GenericClient, consent: &Consent) -> Result<(), St
             &consent.redirect_uri,
             &consent.state,
             &consent.code_challenge,
+            &consent.dpop_jkt,
             &consent.created_at,
             &consent.expires_at,
         ],
@@ -102,6 +108,24 @@ pub async fn transition(
         .execute(&statement, &[&id, &from.as_str(), &to.as_str()])
         .await
         .map_err(sql_error("consent"))?;
+    Ok(changed == 1)
+}
+
+/// Extends consent `id` to `expires_at` under `policy_hash` if it is authorised and has not
+/// expired at `now`; `false` otherwise.
+pub async fn extend(
+    db: &impl GenericClient,
+    id: &str,
+    expires_at: DateTime<Utc>,
+    policy_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let error = sql_error("consent");
+    let statement = db.prepare_cached(EXTEND).await.map_err(&error)?;
+    let changed = db
+        .execute(&statement, &[&id, &expires_at, &policy_hash, &now])
+        .await
+        .map_err(&error)?;
     Ok(changed == 1)
 }
 
@@ -175,6 +199,7 @@ fn from_row(row: &Row) -> Result<Consent, StoreError> {
         redirect_uri: column(row, "redirect_uri")?,
         state: column(row, "state")?,
         code_challenge: column(row, "code_challenge")?,
+        dpop_jkt: column(row, "dpop_jkt")?,
         created_at: column(row, "created_at")?,
         expires_at: column(row, "expires_at")?,
     })

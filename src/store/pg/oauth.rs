@@ -43,8 +43,8 @@ const GET_GRANT: &str = "\
 
 const INSERT_CODE: &str = "\
     INSERT INTO authorization_codes \
-        (code_hash, consent_id, client_id, redirect_uri, code_challenge, expires_at) \
-    VALUES ($1, $2, $3, $4, $5, $6)";
+        (code_hash, consent_id, client_id, redirect_uri, code_challenge, expires_at, dpop_jkt) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 /// Marks the code used and says whether it was unused before, in one statement: the locked
 /// subquery sees the row as the previous redeemer left it, so exactly one redemption is fresh.
@@ -55,7 +55,8 @@ const REDEEM_CODE: &str = "\
           WHERE code_hash = $1 FOR UPDATE) AS previous \
     WHERE code.code_hash = previous.code_hash \
     RETURNING code.code_hash, code.consent_id, code.client_id, code.redirect_uri, \
-              code.code_challenge, code.expires_at, previous.used_at IS NULL AS fresh";
+              code.code_challenge, code.expires_at, code.dpop_jkt, \
+              previous.used_at IS NULL AS fresh";
 
 /// Stores a pushed request; `Conflict("pushed request")` if its URI exists.
 pub async fn insert_pushed_request(
@@ -223,6 +224,7 @@ pub async fn insert_code(
             &code.redirect_uri,
             &code.code_challenge,
             &code.expires_at,
+            &code.dpop_jkt,
         ],
     )
     .await
@@ -258,5 +260,6 @@ fn from_code_row(row: &Row) -> Result<AuthorizationCode, StoreError> {
         redirect_uri: column(row, "redirect_uri")?,
         code_challenge: column(row, "code_challenge")?,
         expires_at: column(row, "expires_at")?,
+        dpop_jkt: column(row, "dpop_jkt")?,
     })
 }

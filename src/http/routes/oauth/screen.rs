@@ -1,8 +1,8 @@
 //! The consent screen and the user-facing error page: server-rendered HTML, no script, no
 //! external resource, in English or French (chosen by `Accept-Language`).
 //!
-//! Accessibility: the page has a language (`lang`, and `lang="en"` on the purpose text, which
-//! comes from the policy file in English, when the page is in French), landmarks (`main`), one
+//! Accessibility: the page has a language (`lang`, and `lang="en"` on the purpose text when the
+//! page is in French and the policy file has no French text for it), landmarks (`main`), one
 //! `h1`, the facts as a description list, native buttons in a plain `form` (keyboard and screen
 //! readers work without JavaScript), a visible focus ring, and colours above 4.5:1 contrast.
 
@@ -20,7 +20,8 @@ pub(super) enum Lang {
 }
 
 impl Lang {
-    fn code(self) -> &'static str {
+    /// The ISO 639-1 code.
+    pub(super) fn code(self) -> &'static str {
         match self {
             Lang::En => "en",
             Lang::Fr => "fr",
@@ -68,6 +69,9 @@ pub(super) struct Screen<'a> {
     /// The purpose's title and plain-language description (from its policy).
     pub title: &'a str,
     pub description: &'a str,
+    /// The language `title` and `description` are in: the page's when the policy translates
+    /// them (`[text.<lang>]`), English otherwise.
+    pub text_lang: Lang,
     pub scopes: &'a [Scope],
     pub days: u32,
     pub until: NaiveDate,
@@ -75,6 +79,8 @@ pub(super) struct Screen<'a> {
     pub retention_days: Option<u32>,
     pub onward_sharing: Option<bool>,
     pub consent_id: &'a str,
+    /// The key of a pending extension: the screen asks to extend an authorised consent.
+    pub extension: Option<&'a str>,
     pub screen_token: &'a str,
 }
 
@@ -145,14 +151,34 @@ pub(super) fn render(screen: &Screen<'_>) -> String {
         .map(|scope| category(lang, *scope))
         .collect();
     let t = |en: String, fr: String| if lang == Lang::En { en } else { fr };
-    let heading = t(
-        format!("{platform} asks to see data from {bank}"),
-        format!("{platform} demande à voir des données de {bank}"),
-    );
-    let title = t(
-        "Share your bank data?".into(),
-        "Partager vos données bancaires ?".into(),
-    );
+    let (heading, title) = match screen.extension {
+        None => (
+            t(
+                format!("{platform} asks to see data from {bank}"),
+                format!("{platform} demande à voir des données de {bank}"),
+            ),
+            t(
+                "Share your bank data?".into(),
+                "Partager vos données bancaires ?".into(),
+            ),
+        ),
+        Some(_) => (
+            t(
+                format!("{platform} asks to keep seeing data from {bank}"),
+                format!("{platform} demande à continuer de voir des données de {bank}"),
+            ),
+            t(
+                "Extend your consent?".into(),
+                "Prolonger votre consentement ?".into(),
+            ),
+        ),
+    };
+    let extension_input = screen.extension.map_or(String::new(), |key| {
+        format!(
+            "\n<input type=\"hidden\" name=\"extension\" value=\"{}\">",
+            e(key)
+        )
+    });
     let purpose_label = t("Purpose".into(), "Finalité".into());
     let data_label = t("Data".into(), "Données".into());
     let duration_label = t("Duration".into(), "Durée".into());
@@ -211,8 +237,12 @@ pub(super) fn render(screen: &Screen<'_>) -> String {
         format!("Continuer vers {bank}"),
     );
     let cancel = t("Cancel".into(), "Annuler".into());
-    // The purpose text comes from the policy file, in English.
-    let purpose_lang = if lang == Lang::En { "" } else { " lang=\"en\"" };
+    // The purpose text comes from the policy file: translated, or in English.
+    let purpose_lang = if screen.text_lang == lang {
+        String::new()
+    } else {
+        format!(" lang=\"{}\"", screen.text_lang.code())
+    };
     format!(
         r#"<!doctype html>
 <html lang="{code}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -238,7 +268,7 @@ pub(super) fn render(screen: &Screen<'_>) -> String {
 <form method="post" action="/oauth/authorize" aria-label="{actions}">
 <input type="hidden" name="consent_id" value="{consent_id}">
 <input type="hidden" name="screen_token" value="{screen_token}">
-<input type="hidden" name="lang" value="{code}">
+<input type="hidden" name="lang" value="{code}">{extension_input}
 <button type="submit" name="decision" value="approve" id="approve">{approve}</button>
 <button type="submit" name="decision" value="deny" id="deny">{cancel}</button>
 </form>
@@ -319,6 +349,7 @@ mod tests {
             bank: "Demo Bank",
             title: "Balance alerts",
             description: "Tell you when your balance is low.",
+            text_lang: Lang::En,
             scopes: &[Scope::Accounts, Scope::Balances],
             days: 90,
             until: NaiveDate::from_ymd_opt(2026, 2, 1).unwrap(),
@@ -326,6 +357,7 @@ mod tests {
             retention_days: Some(30),
             onward_sharing: Some(false),
             consent_id: "c-1",
+            extension: None,
             screen_token: "t",
         })
     }
@@ -343,7 +375,32 @@ mod tests {
         assert!(french.contains("Annuler"));
         assert!(french.contains("01/02/2026"));
         assert!(french.contains("<h2 id=\"purpose\" lang=\"en\">Balance alerts</h2>"));
-        for page in [english, french] {
+        // A policy with French text: the purpose in French, no language switch on it.
+        let translated = render(&Screen {
+            lang: Lang::Fr,
+            platform: "Messenger",
+            bank: "Demo Bank",
+            title: "Alertes de solde",
+            description: "Vous alerte quand un solde devient bas.",
+            text_lang: Lang::Fr,
+            scopes: &[Scope::Balances],
+            days: 90,
+            until: NaiveDate::from_ymd_opt(2026, 2, 1).unwrap(),
+            history_days: 0,
+            retention_days: None,
+            onward_sharing: None,
+            consent_id: "c-1",
+            extension: Some("urn:bankgate:extension:screen:k"),
+            screen_token: "t",
+        });
+        assert!(translated.contains("<h2 id=\"purpose\">Alertes de solde</h2>"));
+        assert!(translated.contains("<p>Vous alerte quand un solde devient bas.</p>"));
+        assert!(!translated.contains("lang=\"en\""), "{translated}");
+        assert!(translated.contains("Prolonger votre consentement ?"));
+        assert!(translated.contains(
+            "<input type=\"hidden\" name=\"extension\" value=\"urn:bankgate:extension:screen:k\">"
+        ));
+        for page in [english, french, translated] {
             assert!(!page.contains("<script"), "no script");
             assert!(
                 !page.contains("http://") && !page.contains("https://"),

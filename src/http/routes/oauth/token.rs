@@ -4,7 +4,8 @@
 //! - Codes are single use and live ≤ 60 s; a replayed code revokes the consent and every token
 //!   issued under it (RFC 6749 §4.1.2, RFC 9700 §4.5).
 //! - A `DPoP` proof binds the access token to its key (`cnf.jkt`, `token_type: DPoP`); clients
-//!   registered with `dpop_bound_access_tokens` get nothing without one. Proofs need a server
+//!   registered with `dpop_bound_access_tokens` get nothing without one. A code bound to a key
+//!   at PAR (RFC 9449 §10) is only redeemed with a proof by that key. Proofs need a server
 //!   nonce (`use_dpop_nonce` answers carry a fresh one in `DPoP-Nonce`).
 //! - Refresh tokens are opaque, stored hashed, bound to client and consent, and never outlive
 //!   the consent. They are not rotated: every client is confidential and authenticates at each
@@ -12,7 +13,8 @@
 //!   not DPoP-bound either (RFC 9449 §5: for confidential clients the client authentication
 //!   binds them); each refreshed access token is bound to the proof that comes with the refresh.
 //! - Platforms get a management token with `client_credentials` (scope `consents:manage`,
-//!   subject = the client id); compliance clients get `audit:read`.
+//!   subject = the client id); compliance clients get `audit:read`; bank clients
+//!   `adapter:manage`.
 
 use axum::Json;
 use axum::extract::{Form, State};
@@ -32,7 +34,7 @@ use crate::lifecycle::{self, consent_event};
 use crate::oauth::client_auth::{self, AuthParams};
 use crate::oauth::dpop::{self, DPOP_HEADER, DPOP_NONCE_HEADER, DpopError, Expected, Nonces};
 use crate::oauth::tokens::AccessClaims;
-use crate::oauth::{AUDIT_READ, CONSENTS_MANAGE};
+use crate::oauth::{ADAPTER_MANAGE, AUDIT_READ, CONSENTS_MANAGE};
 use crate::store::{Client, IssuedToken, Redeemed, RefreshToken, Role, StoreError};
 
 /// Why a token request failed: an OAuth error, or a DPoP one (answered with a nonce).
@@ -66,7 +68,7 @@ impl From<DpopError> for Refusal {
 }
 
 impl Refusal {
-    fn into_response(self, app: &App) -> Response {
+    pub(super) fn into_response(self, app: &App) -> Response {
         match self {
             Refusal::Error(error) => error.into_response(),
             Refusal::Dpop(error) => {
@@ -85,7 +87,7 @@ impl Refusal {
 }
 
 /// Adds a fresh `DPoP-Nonce` to a response.
-fn insert_nonce(app: &App, headers: &mut HeaderMap) {
+pub(super) fn insert_nonce(app: &App, headers: &mut HeaderMap) {
     let nonce = Nonces::new(&app.sealer).issue(Utc::now().timestamp());
     if let Ok(value) = HeaderValue::from_str(&nonce) {
         headers.insert(DPOP_NONCE_HEADER, value);
@@ -111,7 +113,7 @@ pub(super) async fn authenticate(
 }
 
 /// The DPoP proof of a request to `path`, verified and spent; `None` when there is none.
-async fn request_proof(
+pub(super) async fn request_proof(
     app: &App,
     headers: &HeaderMap,
     method: &str,
@@ -246,6 +248,14 @@ async fn exchange_code(
     if !crypto::constant_time_eq(challenge.as_bytes(), code.code_challenge.as_bytes()) {
         return Err(OAuthError::new("invalid_grant", "PKCE verification failed").into());
     }
+    // RFC 9449 §10: a code bound to a key at PAR is redeemed with a proof by that key only.
+    if let Some(bound) = &code.dpop_jkt
+        && jkt.as_deref() != Some(bound.as_str())
+    {
+        return Err(
+            DpopError::Invalid("the authorization code is bound to another DPoP key").into(),
+        );
+    }
     let consent = app
         .store
         .consent(&code.consent_id)
@@ -332,14 +342,8 @@ async fn client_credentials(
     let scope = match client.role {
         Role::Compliance => AUDIT_READ,
         Role::Platform => CONSENTS_MANAGE,
-        #[allow(unreachable_patterns)]
-        _ => {
-            return Err(OAuthError::new(
-                "unauthorized_client",
-                "client_credentials is for platforms and compliance clients",
-            )
-            .into());
-        }
+        // A bank manages its own adapter (`PUT /v1/banks/{bank_id}/adapter`).
+        Role::Bank => ADAPTER_MANAGE,
     };
     let (access_token, claims) = app
         .tokens
@@ -348,6 +352,7 @@ async fn client_credentials(
     record(app, &claims, None).await?;
     let mut event = Event::new(Action::TokenIssued, &client.client_id, Decision::Allow);
     event.platform = (client.role == Role::Platform).then(|| client.client_id.clone());
+    event.bank = client.bank_id.clone();
     event.reason = Some(issued_reason(&claims));
     app.auditor
         .record(event)

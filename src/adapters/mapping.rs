@@ -1,0 +1,266 @@
+//! The `mapping` profile: a declarative adapter for banks with a proprietary API. The
+//! manifest's `[mapping]` section ([`rules::MappingSpec`]) names the endpoints and maps each
+//! canonical field to a JSON pointer with small transforms; it is compiled once, when the
+//! manifest is loaded ([`Mapping::compile`]), and applied to every answer by [`wire`].
+//!
+//! The consent dance is OAuth alone (no bank-side consent resource): the authorization
+//! request asks for the bank's scopes that `[mapping.scopes]` lists for the canonical scopes of
+//! the consent. Data calls carry the bearer token, the mapping's constant headers and, if it
+//! names one, a fresh request id header. Lists are followed through the `next` pointer (on the
+//! bank's own origin only); transactions are asked for from a day with `from_param` and
+//! filtered to it again here.
+
+pub mod rules;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use reqwest::header::{ACCEPT, HeaderValue};
+use serde_json::value::RawValue;
+
+use super::common::{TransactionIds, account_ref, follow_link, request_id, within};
+use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
+use crate::model::{Balance, Scope, Transaction};
+use rules::{CompiledMapping, Endpoint, MappingSpec, RuleError};
+
+/// The profile's manifest name.
+pub const NAME: &str = "mapping";
+
+/// The most pages of one list bankgate follows before giving up.
+const MAX_PAGES: usize = 100;
+
+/// A compiled mapping: the profile of one bank with a proprietary API.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    rules: Arc<CompiledMapping>,
+}
+
+impl Mapping {
+    /// Compiles a `[mapping]` section; the error names the rule that does not compile.
+    pub fn compile(spec: &MappingSpec) -> Result<Mapping, RuleError> {
+        Ok(Mapping {
+            rules: Arc::new(rules::compile(spec)?),
+        })
+    }
+
+    /// The compiled rules.
+    pub fn rules(&self) -> &CompiledMapping {
+        &self.rules
+    }
+
+    /// The URL of `endpoint` for the account `bank_ref` (if the endpoint is per account).
+    fn url(
+        &self,
+        bank: &Bank,
+        endpoint: &Endpoint,
+        bank_ref: Option<&str>,
+    ) -> Result<url::Url, AdapterError> {
+        let bad_base = || AdapterError::Refused("bank manifest has a bad api_base_url".into());
+        let mut url = url::Url::parse(&bank.manifest.api_base_url).map_err(|_| bad_base())?;
+        {
+            let mut path = url.path_segments_mut().map_err(|_| bad_base())?;
+            path.pop_if_empty();
+            for segment in &endpoint.segments {
+                match segment {
+                    Some(literal) => path.push(literal),
+                    None => path.push(account_ref(bank_ref.unwrap_or_default())?),
+                };
+            }
+        }
+        url.set_query(endpoint.query.as_deref());
+        Ok(url)
+    }
+
+    fn get(&self, bank: &Bank, session: BankSession<'_>, url: url::Url) -> reqwest::RequestBuilder {
+        let mut request = bank
+            .http
+            .get(url)
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .bearer_auth(session.access_token);
+        for (name, value) in &self.rules.headers {
+            request = request.header(name, value);
+        }
+        if let Some(name) = &self.rules.request_id_header {
+            request = request.header(name, request_id());
+        }
+        request
+    }
+
+    /// Fetches `first` and every next page, handing each page's payload to `take`.
+    async fn paged(
+        &self,
+        bank: &Bank,
+        session: BankSession<'_>,
+        endpoint: &Endpoint,
+        first: url::Url,
+        mut take: impl FnMut(&RawValue) -> Result<(), AdapterError>,
+    ) -> Result<(), AdapterError> {
+        let mut url = first;
+        let mut visited = HashSet::new();
+        for _ in 0..MAX_PAGES {
+            visited.insert(url.to_string());
+            let rules = self.rules.clone();
+            let body = bank
+                .fetch(
+                    self.get(bank, session, url.clone()),
+                    move |body: &[u8]| {
+                        let pointer = rules.error_pointer.as_ref()?;
+                        wire::error_in_body(pointer, body)
+                    },
+                )
+                .await?;
+            let page = wire::parse(&body)?;
+            take(page)?;
+            let next = endpoint
+                .next
+                .as_ref()
+                .and_then(|pointer| wire::next_link(page, pointer));
+            match next {
+                None => return Ok(()),
+                Some(href) => {
+                    let next = follow_link(&bank.manifest.api_base_url, &href)?;
+                    if visited.contains(next.as_str()) {
+                        return Err(AdapterError::Decode("pages link in a circle".into()));
+                    }
+                    url = next;
+                }
+            }
+        }
+        Err(AdapterError::Decode(format!(
+            "list has more than {MAX_PAGES} pages"
+        )))
+    }
+}
+
+#[async_trait]
+impl Profile for Mapping {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn scopes(&self) -> Vec<Scope> {
+        let mut scopes = vec![Scope::Accounts];
+        if self.rules.balances.is_some() {
+            scopes.push(Scope::Balances);
+        }
+        if self.rules.transactions.is_some() {
+            scopes.push(Scope::Transactions);
+        }
+        scopes.push(Scope::Identity);
+        scopes
+    }
+
+    async fn create_consent(
+        &self,
+        _bank: &Bank,
+        request: &ConsentRequest,
+    ) -> Result<BankConsent, AdapterError> {
+        if request.scopes.is_empty() {
+            return Err(AdapterError::Refused(
+                "a consent needs at least one scope".into(),
+            ));
+        }
+        let offered = self.scopes();
+        let mut oauth_scopes: Vec<String> = Vec::new();
+        for scope in &request.scopes {
+            if !offered.contains(scope) {
+                return Err(AdapterError::Refused(format!(
+                    "the bank's mapping offers no {scope}"
+                )));
+            }
+            // Identity is read from the account list: it needs the accounts scope.
+            let bank_scopes = self
+                .rules
+                .scopes
+                .get(scope)
+                .or_else(|| {
+                    (*scope == Scope::Identity)
+                        .then(|| self.rules.scopes.get(&Scope::Accounts))
+                        .flatten()
+                })
+                .into_iter()
+                .flatten();
+            for bank_scope in bank_scopes {
+                if !oauth_scopes.contains(bank_scope) {
+                    oauth_scopes.push(bank_scope.clone());
+                }
+            }
+        }
+        Ok(BankConsent {
+            id: None,
+            oauth_scopes,
+            authorization_params: Vec::new(),
+        })
+    }
+
+    async fn accounts(
+        &self,
+        bank: &Bank,
+        session: BankSession<'_>,
+    ) -> Result<Vec<BankAccount>, AdapterError> {
+        let endpoint = &self.rules.accounts;
+        let mut accounts = Vec::new();
+        let first = self.url(bank, endpoint, None)?;
+        self.paged(bank, session, endpoint, first, |page| {
+            accounts.extend(wire::accounts(endpoint, bank.id(), page)?);
+            Ok(())
+        })
+        .await?;
+        Ok(accounts)
+    }
+
+    async fn balances(
+        &self,
+        bank: &Bank,
+        session: BankSession<'_>,
+        bank_ref: &str,
+        account_id: &str,
+    ) -> Result<Vec<Balance>, AdapterError> {
+        let endpoint =
+            self.rules.balances.as_ref().ok_or_else(|| {
+                AdapterError::Refused("the bank's mapping has no balances".into())
+            })?;
+        let mut balances = Vec::new();
+        let first = self.url(bank, endpoint, Some(bank_ref))?;
+        self.paged(bank, session, endpoint, first, |page| {
+            balances.extend(wire::balances(endpoint, account_id, page)?);
+            Ok(())
+        })
+        .await?;
+        Ok(balances)
+    }
+
+    async fn transactions(
+        &self,
+        bank: &Bank,
+        session: BankSession<'_>,
+        bank_ref: &str,
+        account_id: &str,
+        from: Option<NaiveDate>,
+    ) -> Result<Vec<Transaction>, AdapterError> {
+        let endpoint = self.rules.transactions.as_ref().ok_or_else(|| {
+            AdapterError::Refused("the bank's mapping has no transactions".into())
+        })?;
+        let mut first = self.url(bank, endpoint, Some(bank_ref))?;
+        if let (Some(param), Some(from)) = (&endpoint.from_param, from) {
+            let day = rules::format_day(from, &endpoint.from_format).ok_or_else(|| {
+                AdapterError::Refused("the mapping's from_format cannot write a day".into())
+            })?;
+            first.query_pairs_mut().append_pair(param, &day);
+        }
+        let mut transactions = Vec::new();
+        let mut ids = TransactionIds::default();
+        self.paged(bank, session, endpoint, first, |page| {
+            transactions.extend(wire::transactions(endpoint, account_id, page, &mut ids)?);
+            Ok(())
+        })
+        .await?;
+        Ok(within(transactions, from))
+    }
+}

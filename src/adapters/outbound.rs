@@ -1,0 +1,540 @@
+//! Outbound resilience: the tower stack every call to one bank's API goes through.
+//!
+//! Read it top to bottom (a call passes the layers in this order):
+//!
+//! ```text
+//! in-flight cap (fail fast)  →  retry (idempotent reads, backoff)  →  circuit breaker
+//!   →  timeout (per attempt)  →  fetch (send, size cap, status, content type, error body)
+//! ```
+//!
+//! - **In-flight cap** (`limits.max_in_flight`): a bank that hangs cannot hold more than its
+//!   share of the gateway's request slots; calls beyond the cap fail at once
+//!   ([`AdapterError::Saturated`]) instead of queueing.
+//! - **Retry** only for `GET`/`HEAD` and only for transient failures (transport errors, 429,
+//!   500, 502, 503, 504), at most `limits.retries` times with exponential backoff and jitter.
+//!   A timeout is not retried: it already cost the caller a whole `timeout_ms`; nor is a call
+//!   carrying a DPoP proof, which is single use.
+//! - **Circuit breaker** per bank: after `limits.breaker_failures` consecutive failures it
+//!   opens and calls fail at once ([`AdapterError::CircuitOpen`]); after
+//!   `limits.breaker_cooldown_ms` one probe call goes through (half open) and its outcome
+//!   closes or reopens it. Only failures that say something about the bank's health count:
+//!   transport errors, timeouts, 5xx, 408, 429, oversized and non-JSON answers. A 4xx or a
+//!   "200 with an error body" is about the request, not the bank's health.
+//! - **Timeout** per attempt (`limits.timeout_ms`), covering the whole body.
+//! - **Fetch** reads at most `limits.max_response_bytes` (default 4 MiB), turns a non-2xx
+//!   status into [`AdapterError::Status`], refuses a body that is not JSON by its content
+//!   type, and asks the profile's classification hook ([`ErrorInBody`]) whether a 2xx body is
+//!   an error (banks send those too): vector's `RetryLogic` idea.
+//!
+//! Nothing here is shared between banks: each [`crate::adapters::Bank`] owns its HTTP client
+//! (and so its connection pool), its breaker and its in-flight cap, so a slow or failing bank
+//! cannot slow the others. The breaker's lock is a `std::sync::Mutex` held for a few
+//! instructions, never across an `.await`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
+
+use super::AdapterError;
+use super::manifest::Limits;
+
+/// A profile's classification hook: the error a 2xx body carries, if it is an error body.
+pub trait Classify: Send + Sync + 'static {
+    /// The error of a success body that is an error body.
+    fn error_in_body(&self, body: &[u8]) -> Option<String>;
+}
+
+impl<F: Fn(&[u8]) -> Option<String> + Send + Sync + 'static> Classify for F {
+    fn error_in_body(&self, body: &[u8]) -> Option<String> {
+        self(body)
+    }
+}
+
+/// A shared classification hook.
+pub type ErrorInBody = Arc<dyn Classify>;
+
+/// A hook for calls whose success bodies never carry errors.
+pub fn no_error_in_body(_: &[u8]) -> Option<String> {
+    None
+}
+
+/// One call to a bank: the request and how to recognise an error in a success body.
+pub struct Call {
+    pub request: reqwest::Request,
+    pub error_in_body: ErrorInBody,
+}
+
+/// The resilience settings of one bank, from its manifest's `[limits]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub backoff: Duration,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+    pub max_response_bytes: usize,
+    pub max_in_flight: usize,
+}
+
+impl From<&Limits> for Settings {
+    fn from(limits: &Limits) -> Settings {
+        Settings {
+            timeout: Duration::from_millis(limits.timeout_ms),
+            retries: limits.retries,
+            backoff: Duration::from_millis(limits.retry_backoff_ms),
+            breaker_failures: limits.breaker_failures,
+            breaker_cooldown: Duration::from_millis(limits.breaker_cooldown_ms),
+            max_response_bytes: limits.max_response_bytes,
+            max_in_flight: limits.max_in_flight,
+        }
+    }
+}
+
+/// The outbound stack of one bank.
+#[derive(Clone)]
+pub struct Outbound {
+    service: BoxCloneSyncService<Call, Bytes, AdapterError>,
+    breaker: Arc<Breaker>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("breaker", &self.breaker.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Outbound {
+    /// The stack over `client` (which must not follow redirects).
+    pub fn new(client: reqwest::Client, settings: &Settings) -> Outbound {
+        Outbound::over(
+            Fetch {
+                client,
+                max_bytes: settings.max_response_bytes,
+            },
+            settings,
+        )
+    }
+
+    /// The stack over any fetching service (one layer alone in tests).
+    pub fn over<S>(fetch: S, settings: &Settings) -> Outbound
+    where
+        S: Service<Call, Response = Bytes, Error = AdapterError> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+    {
+        let breaker = Arc::new(Breaker::new(
+            settings.breaker_failures,
+            settings.breaker_cooldown,
+        ));
+        let service = ServiceBuilder::new()
+            .layer(tower::retry::RetryLayer::new(ReadRetry::new(
+                settings.retries,
+                settings.backoff,
+            )))
+            .layer(BreakerLayer::new(breaker.clone()))
+            .map_err(from_box_error as fn(BoxError) -> AdapterError)
+            .timeout(settings.timeout)
+            .service(fetch);
+        Outbound {
+            service: BoxCloneSyncService::new(service),
+            breaker,
+            in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+        }
+    }
+
+    /// Sends one call through the stack; the body of a 2xx answer.
+    pub async fn call(&self, call: Call) -> Result<Bytes, AdapterError> {
+        let _permit = self
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AdapterError::Saturated)?;
+        self.service.clone().oneshot(call).await
+    }
+
+    /// The breaker's state now.
+    pub fn breaker(&self) -> BreakerState {
+        self.breaker.state()
+    }
+}
+
+/// A timeout's `Elapsed` is [`AdapterError::Timeout`]; anything else keeps its meaning.
+fn from_box_error(error: BoxError) -> AdapterError {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        return AdapterError::Timeout;
+    }
+    match error.downcast::<AdapterError>() {
+        Ok(error) => *error,
+        Err(error) => AdapterError::Transport(error.to_string()),
+    }
+}
+
+fn idempotent(method: &reqwest::Method) -> bool {
+    matches!(*method, reqwest::Method::GET | reqwest::Method::HEAD)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fetch
+
+/// Sends a request and reads the answer (at most `max_bytes`).
+#[derive(Clone)]
+pub struct Fetch {
+    client: reqwest::Client,
+    max_bytes: usize,
+}
+
+impl Service<Call> for Fetch {
+    type Response = Bytes;
+    type Error = AdapterError;
+    type Future = BoxFuture<'static, Result<Bytes, AdapterError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), AdapterError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let client = self.client.clone();
+        let max_bytes = self.max_bytes;
+        Box::pin(async move {
+            let mut response = client.execute(call.request).await?;
+            let status = response.status();
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            let body = read_capped(&mut response, max_bytes).await?;
+            if !status.is_success() {
+                tracing::warn!(
+                    status = status.as_u16(),
+                    error = ?call.error_in_body.error_in_body(&body),
+                    "bank refused a call"
+                );
+                return Err(AdapterError::Status {
+                    status: status.as_u16(),
+                });
+            }
+            if let Some(content_type) = content_type.filter(|_| !body.is_empty())
+                && !is_json(&content_type)
+            {
+                return Err(AdapterError::Decode(format!(
+                    "answer has content type {content_type:?}, not JSON"
+                )));
+            }
+            if let Some(error) = call.error_in_body.error_in_body(&body) {
+                return Err(AdapterError::ErrorBody(error));
+            }
+            Ok(body)
+        })
+    }
+}
+
+/// `application/json`, `application/<anything>+json` (e.g. `hal+json`, `problem+json`).
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The body, refused as soon as it grows beyond `max_bytes` (or announces it will).
+async fn read_capped(
+    response: &mut reqwest::Response,
+    max_bytes: usize,
+) -> Result<Bytes, AdapterError> {
+    let too_large = AdapterError::TooLarge { limit: max_bytes };
+    if response
+        .content_length()
+        .is_some_and(|length| length > max_bytes as u64)
+    {
+        return Err(too_large);
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retry
+
+/// Retries idempotent reads after transient failures, with exponential backoff and jitter.
+#[derive(Debug, Clone)]
+pub struct ReadRetry {
+    remaining: u32,
+    backoff: Duration,
+    attempt: u32,
+}
+
+impl ReadRetry {
+    /// At most `retries` retries; the first waits about `backoff`, each next one twice as long.
+    pub fn new(retries: u32, backoff: Duration) -> ReadRetry {
+        ReadRetry {
+            remaining: retries,
+            backoff,
+            attempt: 0,
+        }
+    }
+
+    fn delay(&self) -> Duration {
+        let base = self.backoff.saturating_mul(1 << self.attempt.min(10));
+        // Up to a quarter more, so that callers failing together do not retry together.
+        let mut byte = [0u8; 1];
+        let jitter = match aws_lc_rs::rand::fill(&mut byte) {
+            Ok(()) => base / 4 * u32::from(byte[0]) / 255,
+            Err(_) => Duration::ZERO,
+        };
+        base + jitter
+    }
+}
+
+impl tower::retry::Policy<Call, Bytes, AdapterError> for ReadRetry {
+    type Future = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    fn retry(
+        &mut self,
+        _request: &mut Call,
+        result: &mut Result<Bytes, AdapterError>,
+    ) -> Option<Self::Future> {
+        match result {
+            Err(error) if error.is_transient() && self.remaining > 0 => {
+                let delay = self.delay();
+                self.remaining -= 1;
+                self.attempt += 1;
+                tracing::debug!(%error, ?delay, "retrying a read at the bank");
+                Some(Box::pin(tokio::time::sleep(delay)))
+            }
+            _ => None,
+        }
+    }
+
+    fn clone_request(&mut self, call: &Call) -> Option<Call> {
+        // A DPoP proof is single use (RFC 9449 §11.1): a copy would be a replay, and this
+        // layer cannot sign a fresh one.
+        if !idempotent(call.request.method()) || call.request.headers().contains_key("dpop") {
+            return None;
+        }
+        Some(Call {
+            request: call.request.try_clone()?,
+            error_in_body: call.error_in_body.clone(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Circuit breaker
+
+/// Where a breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through; `failures` consecutive ones failed.
+    Closed { failures: u32 },
+    /// Calls fail at once until `until`.
+    Open { until: Instant },
+    /// One probe call is in flight; others fail at once until it ends.
+    HalfOpen,
+}
+
+/// What the breaker lets a call do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Go ahead (`probe`: the one call of a half-open breaker).
+    Call {
+        probe: bool,
+    },
+    Reject,
+}
+
+/// The state machine, separate from time and locking so that it can be tested case by case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Circuit {
+    pub state: BreakerState,
+    threshold: u32,
+    cooldown: Duration,
+}
+
+impl Circuit {
+    /// A closed circuit that opens after `threshold` consecutive failures for `cooldown`.
+    pub fn new(threshold: u32, cooldown: Duration) -> Circuit {
+        Circuit {
+            state: BreakerState::Closed { failures: 0 },
+            threshold: threshold.max(1),
+            cooldown,
+        }
+    }
+
+    /// Whether a call may go now.
+    pub fn admit(&mut self, now: Instant) -> Admission {
+        match self.state {
+            BreakerState::Closed { .. } => Admission::Call { probe: false },
+            BreakerState::Open { until } if now >= until => {
+                self.state = BreakerState::HalfOpen;
+                Admission::Call { probe: true }
+            }
+            BreakerState::Open { .. } | BreakerState::HalfOpen => Admission::Reject,
+        }
+    }
+
+    /// Records how an admitted call ended; `healthy` unless it failed in a way that counts.
+    pub fn record(&mut self, now: Instant, probe: bool, healthy: bool) {
+        self.state = match (self.state, healthy) {
+            (_, true) if probe => BreakerState::Closed { failures: 0 },
+            (BreakerState::Closed { .. }, true) => BreakerState::Closed { failures: 0 },
+            (_, false) if probe => BreakerState::Open {
+                until: now + self.cooldown,
+            },
+            (BreakerState::Closed { failures }, false) if failures + 1 >= self.threshold => {
+                tracing::warn!(failures = failures + 1, "circuit to the bank opens");
+                BreakerState::Open {
+                    until: now + self.cooldown,
+                }
+            }
+            (BreakerState::Closed { failures }, false) => BreakerState::Closed {
+                failures: failures + 1,
+            },
+            // A late answer of a call admitted before the circuit opened changes nothing.
+            (state, _) => state,
+        };
+    }
+
+    /// A probe that never finished (its caller went away): back to open.
+    pub fn abandon_probe(&mut self, now: Instant) {
+        if self.state == BreakerState::HalfOpen {
+            self.state = BreakerState::Open {
+                until: now + self.cooldown,
+            };
+        }
+    }
+}
+
+/// One bank's circuit, shared by every call to it.
+#[derive(Debug)]
+pub struct Breaker {
+    circuit: Mutex<Circuit>,
+}
+
+impl Breaker {
+    /// See [`Circuit::new`].
+    pub fn new(threshold: u32, cooldown: Duration) -> Breaker {
+        Breaker {
+            circuit: Mutex::new(Circuit::new(threshold, cooldown)),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Circuit) -> T) -> T {
+        // The state machine cannot panic halfway: a poisoned lock still holds a valid state.
+        f(&mut self.circuit.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The state now.
+    pub fn state(&self) -> BreakerState {
+        self.with(|circuit| circuit.state)
+    }
+}
+
+/// Builds [`BreakerService`].
+#[derive(Debug, Clone)]
+pub struct BreakerLayer {
+    breaker: Arc<Breaker>,
+}
+
+impl BreakerLayer {
+    /// Guards calls with `breaker`.
+    pub fn new(breaker: Arc<Breaker>) -> BreakerLayer {
+        BreakerLayer { breaker }
+    }
+}
+
+impl<S> Layer<S> for BreakerLayer {
+    type Service = BreakerService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BreakerService {
+            inner,
+            breaker: self.breaker.clone(),
+        }
+    }
+}
+
+/// Fails calls at once while the circuit is open; records how admitted calls end.
+#[derive(Debug, Clone)]
+pub struct BreakerService<S> {
+    inner: S,
+    breaker: Arc<Breaker>,
+}
+
+/// An admitted probe: if its future is dropped before it ends, the circuit reopens.
+struct ProbeGuard {
+    breaker: Arc<Breaker>,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.breaker
+                .with(|circuit| circuit.abandon_probe(Instant::now()));
+        }
+    }
+}
+
+impl<S> Service<Call> for BreakerService<S>
+where
+    S: Service<Call, Response = Bytes, Error = AdapterError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Bytes;
+    type Error = AdapterError;
+    type Future = BoxFuture<'static, Result<Bytes, AdapterError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AdapterError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let breaker = self.breaker.clone();
+        let probe = match breaker.with(|circuit| circuit.admit(Instant::now())) {
+            Admission::Reject => return Box::pin(async { Err(AdapterError::CircuitOpen) }),
+            Admission::Call { probe } => probe,
+        };
+        // The clone that was driven to readiness serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let mut guard = ProbeGuard {
+                breaker: breaker.clone(),
+                armed: probe,
+            };
+            let result = inner.call(call).await;
+            guard.armed = false;
+            let healthy = match &result {
+                Ok(_) => true,
+                Err(error) => !error.counts_against_bank(),
+            };
+            breaker.with(|circuit| circuit.record(Instant::now(), probe, healthy));
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,383 @@
+//! Banks: the directory platforms build against, and adapter registration by the banks
+//! themselves.
+//!
+//! - `GET /v1/banks` (public): every bank this gateway reaches, with its profile and the data
+//!   scopes it offers.
+//! - `GET /v1/banks/{bank_id}` (public): one bank, its active manifest version (from the
+//!   store) and whether this instance runs it.
+//! - `PUT /v1/banks/{bank_id}/adapter` (a `bank` client's `adapter:manage` token): registers a
+//!   new manifest version, given as the JSON form of an `adapters/*.toml` manifest. It is
+//!   validated (schema with unknown fields refused, known profile, well-formed `https` URLs
+//!   without credentials — `http` only on loopback —, credentials by environment-variable
+//!   reference only and set on this gateway,
+//!   sane limits, mapping rules that compile) and, with `?check=live`, checked against the
+//!   bank's API (OAuth metadata, token endpoint) before it is activated. The registration is
+//!   audited (`adapter_registered`) before it takes effect, every version is kept, and the new
+//!   version is in force on this instance at once and on the others within one refresh
+//!   interval. A bank client is bound to one bank: another bank's adapter is a 403 (audited).
+//! - `GET /v1/banks/{bank_id}/adapter/versions` (the same token): every stored version.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde_json::{Value, json};
+
+use crate::adapters::{Adapter, AdapterError, Bank, Manifest, ManifestError};
+use crate::app::App;
+use crate::audit::{Action, Decision, Event};
+use crate::error::Error;
+use crate::http::authn::Principal;
+use crate::oauth::ADAPTER_MANAGE;
+use crate::store::{Client, Role};
+
+/// The public directory routes.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/banks", get(list))
+        .route("/v1/banks/{bank_id}", get(show))
+        .with_state(app)
+}
+
+/// The routes of a bank's own adapter; they run behind the authentication layer.
+pub fn adapter_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/banks/{bank_id}/adapter", axum::routing::put(register))
+        .route("/v1/banks/{bank_id}/adapter/versions", get(versions))
+        .with_state(app)
+}
+
+fn summary(adapter: &Adapter) -> Value {
+    let manifest = &adapter.bank.manifest;
+    json!({
+        "id": manifest.id,
+        "name": manifest.name,
+        "country": manifest.country,
+        "profile": manifest.profile,
+        "scopes": adapter.scopes(),
+        "version": adapter.version,
+    })
+}
+
+async fn list(State(app): State<Arc<App>>) -> Json<Value> {
+    let banks: Vec<Value> = app.banks.iter().map(|adapter| summary(&adapter)).collect();
+    Json(json!({ "banks": banks }))
+}
+
+async fn show(
+    State(app): State<Arc<App>>,
+    Path(bank_id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    let stored = app.store.bank(&bank_id).await?;
+    let live = app.banks.get(&bank_id);
+    let (Some(stored), live) = (stored, live) else {
+        return Err(Error::NotFound(format!("no bank {bank_id:?}")));
+    };
+    let manifest: Option<Manifest> = serde_json::from_value(stored.manifest.clone()).ok();
+    let mut body = match (&live, &manifest) {
+        (Some(adapter), _) => summary(adapter),
+        (None, Some(manifest)) => json!({
+            "id": manifest.id,
+            "name": manifest.name,
+            "country": manifest.country,
+            "profile": manifest.profile,
+        }),
+        (None, None) => json!({ "id": bank_id }),
+    };
+    body["version"] = json!(stored.version);
+    body["registered_at"] = json!(stored.created_at);
+    body["live_version"] = json!(live.as_ref().map(|adapter| adapter.version));
+    // A manifest holds no secret (credentials are references), so the active one is public.
+    body["manifest"] = stored.manifest;
+    Ok(Json(body))
+}
+
+/// The bank client behind `principal`, if it is bound to `bank_id`; a refusal of an
+/// authenticated client is audited.
+async fn bank_principal(
+    app: &App,
+    principal: Option<&Principal>,
+    bank_id: &str,
+) -> Result<Client, Error> {
+    let Some(principal) = principal else {
+        return Err(Error::Unauthenticated("a bearer token is required".into()));
+    };
+    let refuse = |reason: String| async move {
+        let mut event = Event::new(
+            Action::AdapterRegistered,
+            principal.client_id(),
+            Decision::Deny,
+        );
+        event.bank = Some(bank_id.to_owned());
+        event.reason = Some(reason.clone());
+        app.auditor
+            .record(event)
+            .await
+            .map_err(Error::AuditUnavailable)?;
+        Err(Error::Forbidden(reason))
+    };
+    if !principal.has_scope(ADAPTER_MANAGE) {
+        return refuse("an adapter:manage token of a bank client is required".into()).await;
+    }
+    let client = app.store.client(principal.client_id()).await?;
+    match client {
+        Some(client) if client.role == Role::Bank && client.bank_id.as_deref() == Some(bank_id) => {
+            Ok(client)
+        }
+        _ => {
+            refuse(format!(
+                "this client may not manage the adapter of {bank_id}: a bank client manages \
+                 only the bank it is bound to"
+            ))
+            .await
+        }
+    }
+}
+
+/// The `{bank_id}` of an adapter route. Behind `route_service` the outer router's
+/// `{bank_id}` is a path parameter too, so the parameters are read as a map.
+fn bank_id_of(params: &HashMap<String, String>) -> Result<String, Error> {
+    params
+        .get("bank_id")
+        .cloned()
+        .ok_or_else(|| Error::NotFound("no bank in the path".into()))
+}
+
+async fn versions(
+    State(app): State<Arc<App>>,
+    principal: Option<Extension<Principal>>,
+    Path(params): Path<HashMap<String, String>>,
+) -> Result<Json<Value>, Error> {
+    let bank_id = bank_id_of(&params)?;
+    bank_principal(&app, principal.as_deref(), &bank_id).await?;
+    let versions: Vec<Value> = app
+        .store
+        .bank_versions(&bank_id)
+        .await?
+        .into_iter()
+        .map(|version| {
+            json!({
+                "version": version.version,
+                "created_at": version.created_at,
+                "manifest": version.manifest,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "bank_id": bank_id, "versions": versions })))
+}
+
+/// Why a manifest cannot be activated, in words for the bank that sent it.
+fn invalid(error: ManifestError) -> Error {
+    match error {
+        ManifestError::MissingCredential { var, .. } => Error::InvalidRequest(format!(
+            "environment variable {var} is not set on the gateway: the operator provisions \
+             bankgate's credentials at your bank under the names your manifest references"
+        )),
+        ManifestError::Invalid { message, .. } => Error::InvalidRequest(message),
+        other => Error::InvalidRequest(other.to_string()),
+    }
+}
+
+async fn register(
+    State(app): State<Arc<App>>,
+    principal: Option<Extension<Principal>>,
+    Path(params): Path<HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    let bank_id = bank_id_of(&params)?;
+    let client = bank_principal(&app, principal.as_deref(), &bank_id).await?;
+    let live_check = match query.get("check").map(String::as_str) {
+        None => false,
+        Some("live") => true,
+        Some(other) => {
+            return Err(Error::InvalidRequest(format!(
+                "check={other:?}: the only check is live"
+            )));
+        }
+    };
+    let manifest = Manifest::from_json(&body).map_err(Error::InvalidRequest)?;
+    if manifest.id != bank_id {
+        return Err(Error::InvalidRequest(format!(
+            "the manifest's id is {:?}, but this is the adapter of {bank_id:?}",
+            manifest.id
+        )));
+    }
+    if manifest.sandbox.is_some() {
+        return Err(Error::InvalidRequest(
+            "[sandbox] is for manifests bundled with the gateway, not for registrations".into(),
+        ));
+    }
+    manifest.validate().map_err(invalid)?;
+    manifest.check_registered_references().map_err(invalid)?;
+    require_tls(&manifest)?;
+    let mut adapter = app.banks.build(manifest.clone(), 0).map_err(invalid)?;
+    let checked = if live_check {
+        check_live(&adapter.bank)
+            .await
+            .map_err(|failure| Error::InvalidRequest(format!("live check failed: {failure}")))?
+    } else {
+        Vec::new()
+    };
+    let json =
+        serde_json::to_value(&manifest).map_err(|error| Error::Internal(error.to_string()))?;
+    if let Some(active) = app.store.bank(&bank_id).await?
+        && active.manifest == json
+        && app
+            .banks
+            .get(&bank_id)
+            .is_some_and(|running| running.version == active.version)
+    {
+        let body = json!({
+            "bank_id": bank_id, "version": active.version, "changed": false, "checks": checked,
+        });
+        return Ok((StatusCode::OK, Json(body)).into_response());
+    }
+    // Audited before it takes effect: without the record, nothing changes (fail closed).
+    let mut event = Event::new(
+        Action::AdapterRegistered,
+        &client.client_id,
+        Decision::Allow,
+    );
+    event.bank = Some(bank_id.clone());
+    event.reason = Some(format!(
+        "manifest sha256:{} profile {}{}",
+        hex::encode(&crate::crypto::sha256(json.to_string().as_bytes())[..8]),
+        manifest.profile,
+        if live_check {
+            "; live check passed"
+        } else {
+            ""
+        }
+    ));
+    app.auditor
+        .record(event)
+        .await
+        .map_err(Error::AuditUnavailable)?;
+    let stored = app.store.put_bank(&bank_id, &json).await?;
+    adapter.version = stored.version;
+    let adapter = app.banks.activate(adapter);
+    let mut body = summary(&adapter);
+    body["bank_id"] = json!(bank_id);
+    body["changed"] = json!(true);
+    body["checks"] = json!(checked);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// A registered bank talks TLS: its URLs are `https`, or `http` on loopback only (a sandbox on
+/// the gateway's own host). The operator's bundled manifests are not held to this.
+fn require_tls(manifest: &Manifest) -> Result<(), Error> {
+    let oauth = &manifest.oauth;
+    let urls = [
+        ("api_base_url", Some(&manifest.api_base_url)),
+        ("oauth.issuer", oauth.issuer.as_ref()),
+        (
+            "oauth.authorization_endpoint",
+            Some(&oauth.authorization_endpoint),
+        ),
+        ("oauth.token_endpoint", Some(&oauth.token_endpoint)),
+        (
+            "oauth.revocation_endpoint",
+            oauth.revocation_endpoint.as_ref(),
+        ),
+    ];
+    for (field, url) in urls {
+        let Some(parsed) = url.and_then(|url| url::Url::parse(url).ok()) else {
+            continue;
+        };
+        let loopback = matches!(parsed.host(), Some(url::Host::Domain("localhost")))
+            || matches!(parsed.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+            || matches!(parsed.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback());
+        if parsed.scheme() != "https" && !loopback {
+            return Err(Error::InvalidRequest(format!(
+                "{field}: a registered adapter must use https (http only on loopback)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// OAuth error codes a bank's token endpoint may answer that say it works (it authenticated
+/// bankgate and understood the request, even if it offers no client credentials grant).
+const ANSWERING: &[&str] = &[
+    "unsupported_grant_type",
+    "unauthorized_client",
+    "invalid_scope",
+    "invalid_grant",
+];
+
+/// Checks the bank's API answers as the manifest says: its RFC 8414 metadata names the
+/// manifest's issuer (when it names one) and its token endpoint authenticates bankgate.
+/// The failure is described in gateway words (never the bank's message).
+async fn check_live(bank: &Bank) -> Result<Vec<&'static str>, String> {
+    let oauth = &bank.manifest.oauth;
+    let mut passed = Vec::new();
+    if let Some(issuer) = &oauth.issuer {
+        let url = format!(
+            "{}/.well-known/oauth-authorization-server",
+            issuer.trim_end_matches('/')
+        );
+        let body = bank
+            .fetch(
+                bank.http.get(&url),
+                crate::adapters::outbound::no_error_in_body,
+            )
+            .await
+            .map_err(|error| format!("the OAuth metadata at {url}: {}", what_failed(&error)))?;
+        let metadata: Value = serde_json::from_slice(&body)
+            .map_err(|_| format!("the OAuth metadata at {url} is not JSON"))?;
+        if metadata["issuer"].as_str() != Some(issuer.as_str()) {
+            return Err(format!(
+                "the OAuth metadata at {url} names another issuer than oauth.issuer"
+            ));
+        }
+        passed.push("oauth_metadata");
+    }
+    let response = bank
+        .http
+        .post(&oauth.token_endpoint)
+        .basic_auth(&bank.client_id, Some(bank.client_secret()))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .map_err(|error| {
+            format!(
+                "the token endpoint: {}",
+                what_failed(&AdapterError::from(error))
+            )
+        })?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let code = body["error"].as_str();
+    match (status, code) {
+        (200, _) if body["access_token"].is_string() => {}
+        (400 | 401 | 403, Some("invalid_client")) => {
+            return Err(
+                "the token endpoint refused bankgate's credentials (invalid_client)".into(),
+            );
+        }
+        (400 | 401 | 403, Some(code)) if ANSWERING.contains(&code) => {}
+        _ => {
+            return Err(format!(
+                "the token endpoint did not answer as an OAuth token endpoint (HTTP {status})"
+            ));
+        }
+    }
+    passed.push("token_endpoint");
+    Ok(passed)
+}
+
+fn what_failed(error: &AdapterError) -> String {
+    match error.root() {
+        AdapterError::Timeout => "no answer in time".into(),
+        AdapterError::Transport(_) => "unreachable".into(),
+        AdapterError::Status { status } => format!("answered HTTP {status}"),
+        AdapterError::TooLarge { .. } => "answered too much".into(),
+        _ => "answered something unusable".into(),
+    }
+}

@@ -1,0 +1,376 @@
+//! The FAPI 2.0 side of the sandbox's authorization server, on as far as its
+//! [`SandboxFapi`](crate::sandbox::SandboxFapi) asks: `private_key_jwt` client authentication
+//! (RFC 7523), pushed authorization requests (RFC 9126; a DPoP proof at PAR binds the code to
+//! its key, RFC 9449 §10), DPoP proofs with server nonces at the token endpoint, and
+//! [`sender_constraint`], the layer that checks DPoP-bound tokens on the bank's data routes.
+//!
+//! The checks are bankgate's own (`oauth::client_auth`, `oauth::dpop`), so the bank side is
+//! held to the same rules bankgate applies to platforms.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{AuthServer, ConsentBinding, OAuthBooks, OAuthError};
+use crate::crypto::{self, Sealer};
+use crate::oauth::client_auth::{CLIENT_ASSERTION_TYPE, check_assertion_with_keys};
+use crate::oauth::dpop::{self, DPOP_HEADER, DPOP_NONCE_HEADER, DpopError, Expected, Nonces};
+use crate::oauth::jose::KeySet;
+use crate::sandbox::SandboxFapi;
+use crate::sandbox::plumbing::{header_text, no_store, parameters};
+
+/// How long a pushed request's `request_uri` stays usable (single use).
+pub const PAR_LIFETIME: Duration = Duration::from_secs(60);
+/// How long a seen client assertion or DPoP proof `jti` is remembered.
+const JTI_MEMORY: Duration = Duration::from_secs(120);
+/// The `request_uri` prefix of pushed requests.
+const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+
+/// The server's FAPI settings.
+pub(super) struct Fapi {
+    /// The client's registered keys: `private_key_jwt` is required when set.
+    pub(super) client_keys: Option<KeySet>,
+    pub(super) require_par: bool,
+    pub(super) require_dpop: bool,
+    /// MACs the server's DPoP nonces (derived from the client secret, so deterministic).
+    nonce_key: Option<Sealer>,
+}
+
+impl Fapi {
+    /// The settings of `config`; `secret` keys the nonces.
+    pub(super) fn new(config: &SandboxFapi, secret: &str) -> Fapi {
+        let client_keys = config.client_jwks.as_ref().and_then(|jwks| {
+            KeySet::parse(jwks)
+                .inspect_err(|error| tracing::error!(%error, "sandbox: unusable client keys"))
+                .ok()
+        });
+        let seed = crypto::sha256(format!("sandbox dpop nonce\0{secret}").as_bytes());
+        Fapi {
+            // Unusable keys refuse every assertion rather than fall back to the secret.
+            client_keys: client_keys.or_else(|| {
+                config
+                    .client_jwks
+                    .as_ref()
+                    .map(|_| KeySet { keys: Vec::new() })
+            }),
+            require_par: config.require_par,
+            require_dpop: config.require_dpop,
+            nonce_key: Sealer::from_bytes("sandbox-dpop", &seed).ok(),
+        }
+    }
+}
+
+/// A pushed authorization request, waiting for the browser.
+pub(crate) struct Pushed {
+    parameters: HashMap<String, String>,
+    dpop_jkt: Option<String>,
+    expires_at: Instant,
+}
+
+impl Pushed {
+    /// Whether it can still be used.
+    pub(crate) fn live(&self, now: Instant) -> bool {
+        self.expires_at > now
+    }
+}
+
+/// Remembers a one-time `jti` until `until`; `false` if it was seen and is still remembered.
+fn spend(books: &mut OAuthBooks, jti: String, until: Instant) -> bool {
+    let now = Instant::now();
+    books.seen_jtis.retain(|_, expires| *expires > now);
+    if books.seen_jtis.contains_key(&jti) {
+        return false;
+    }
+    books.seen_jtis.insert(jti, until);
+    true
+}
+
+impl OAuthError {
+    /// An RFC 9449 error (`invalid_dpop_proof`, `use_dpop_nonce`) with a fresh nonce.
+    pub(super) fn dpop(error: &DpopError, nonce: Option<String>) -> OAuthError {
+        let mut refusal = OAuthError::new(error.code(), error.to_string());
+        refusal.dpop_nonce = nonce;
+        refusal
+    }
+}
+
+impl AuthServer {
+    /// Authenticates the client by `private_key_jwt` against its registered keys; a secret
+    /// (Basic or in the body) is refused.
+    pub(super) fn authenticate_with_assertion(
+        &self,
+        keys: &KeySet,
+        headers: &HeaderMap,
+        parameters: &HashMap<String, String>,
+    ) -> Result<(), OAuthError> {
+        let basic = header_text(headers, header::AUTHORIZATION.as_str())
+            .is_some_and(|value| value.starts_with("Basic "));
+        if basic || parameters.contains_key("client_secret") {
+            return Err(OAuthError::invalid_client(false));
+        }
+        if parameters.get("client_assertion_type").map(String::as_str)
+            != Some(CLIENT_ASSERTION_TYPE)
+        {
+            return Err(OAuthError::invalid_client(false));
+        }
+        let assertion = parameters
+            .get("client_assertion")
+            .ok_or_else(|| OAuthError::invalid_client(false))?;
+        if parameters
+            .get("client_id")
+            .is_some_and(|id| *id != self.client_id)
+        {
+            return Err(OAuthError::invalid_client(false));
+        }
+        let now = chrono::Utc::now().timestamp();
+        let claims = check_assertion_with_keys(&self.client_id, keys, assertion, &self.origin, now)
+            .map_err(|error| {
+                tracing::info!(%error, "sandbox: client assertion refused");
+                OAuthError::invalid_client(false)
+            })?;
+        if !spend(
+            &mut self.books(),
+            format!("assertion:{}", claims.jti),
+            Instant::now() + JTI_MEMORY,
+        ) {
+            return Err(OAuthError::invalid_client(false));
+        }
+        Ok(())
+    }
+
+    /// A fresh DPoP nonce, if the server can make one.
+    pub(super) fn nonce(&self) -> Option<String> {
+        let key = self.fapi.nonce_key.as_ref()?;
+        Some(Nonces::new(key).issue(chrono::Utc::now().timestamp()))
+    }
+
+    /// The DPoP proof of a request to `path` on this server (`POST`), verified with a nonce
+    /// and spent: the thumbprint of its key, or `None` without a proof.
+    pub(super) fn proof(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+    ) -> Result<Option<String>, OAuthError> {
+        let mut proofs = headers.get_all(DPOP_HEADER).iter();
+        let Some(proof) = proofs.next() else {
+            return Ok(None);
+        };
+        let refuse = |error: DpopError| OAuthError::dpop(&error, self.nonce());
+        if proofs.next().is_some() {
+            return Err(refuse(DpopError::Invalid("more than one DPoP header")));
+        }
+        let proof = proof
+            .to_str()
+            .map_err(|_| refuse(DpopError::Invalid("not a JWS")))?;
+        let key = self
+            .fapi
+            .nonce_key
+            .as_ref()
+            .ok_or_else(OAuthError::server_error)?;
+        let url = format!("{}{path}", self.origin);
+        let expected = Expected {
+            method: "POST",
+            url: &url,
+            access_token: None,
+        };
+        let now = chrono::Utc::now().timestamp();
+        let verified = dpop::verify(proof, &expected, &Nonces::new(key), now).map_err(refuse)?;
+        if !spend(
+            &mut self.books(),
+            format!("dpop:{}:{}", verified.jkt, verified.jti),
+            Instant::now() + JTI_MEMORY,
+        ) {
+            return Err(refuse(DpopError::Invalid("the proof was already used")));
+        }
+        Ok(Some(verified.jkt))
+    }
+
+    /// The parameters an authorization request stands for: a pushed request's (taken once,
+    /// with the key its code is bound to) when it names a `request_uri`, or its own. Refuses a
+    /// plain request when PAR is required.
+    pub(super) fn resolve_pushed(
+        &self,
+        parameters: HashMap<String, String>,
+    ) -> Result<(HashMap<String, String>, Option<String>), String> {
+        let Some(request_uri) = parameters.get("request_uri") else {
+            if self.fapi.require_par {
+                return Err("this bank requires pushed authorization requests (PAR)".into());
+            }
+            return Ok((parameters, None));
+        };
+        if parameters.get("client_id") != Some(&self.client_id) {
+            return Err("unknown client_id".into());
+        }
+        let now = Instant::now();
+        let pushed = self
+            .books()
+            .pushed
+            .remove(request_uri)
+            .filter(|pushed| pushed.live(now))
+            .ok_or_else(|| "request_uri is unknown, used or expired".to_owned())?;
+        Ok((pushed.parameters, pushed.dpop_jkt))
+    }
+}
+
+/// `POST /oauth/par` (RFC 9126): authenticates the client, checks the request's shape, binds
+/// it to a DPoP key when a proof (or `dpop_jkt`) comes with it, and answers a single-use
+/// `request_uri`.
+pub(super) async fn par<B: ConsentBinding>(
+    State(bank): State<Arc<B>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let auth = bank.auth();
+    let mut parameters = parameters(&body).map_err(OAuthError::invalid_request)?;
+    auth.authenticate(&headers, &parameters)?;
+    if parameters.contains_key("request_uri") {
+        return Err(OAuthError::invalid_request(
+            "request_uri is not allowed in a pushed request",
+        ));
+    }
+    let get = |name: &str| parameters.get(name).map(String::as_str);
+    if get("response_type") != Some("code") {
+        return Err(OAuthError::invalid_request("response_type must be code"));
+    }
+    if get("code_challenge_method") != Some("S256") || get("code_challenge").is_none() {
+        return Err(OAuthError::invalid_request("PKCE S256 is required"));
+    }
+    if get("redirect_uri").is_none() {
+        return Err(OAuthError::invalid_request("redirect_uri is missing"));
+    }
+    let proven = auth.proof(&headers, "/oauth/par")?;
+    let dpop_jkt = match (proven, parameters.remove("dpop_jkt")) {
+        (Some(proven), Some(named)) if proven != named => {
+            return Err(OAuthError::invalid_request(
+                "dpop_jkt does not match the DPoP proof",
+            ));
+        }
+        (Some(proven), _) => Some(proven),
+        (None, named) => named,
+    };
+    for credential in ["client_assertion", "client_assertion_type", "client_secret"] {
+        parameters.remove(credential);
+    }
+    let request_uri = format!(
+        "{REQUEST_URI_PREFIX}{}",
+        crypto::random_token(24).map_err(|_| OAuthError::server_error())?
+    );
+    let now = Instant::now();
+    {
+        let mut books = auth.books();
+        books.prune(now);
+        books.pushed.insert(
+            request_uri.clone(),
+            Pushed {
+                parameters,
+                dpop_jkt,
+                expires_at: now + PAR_LIFETIME,
+            },
+        );
+    }
+    let body = json!({"request_uri": request_uri, "expires_in": PAR_LIFETIME.as_secs()});
+    Ok((StatusCode::CREATED, no_store(), Json(body)).into_response())
+}
+
+/// Checks DPoP-bound tokens on the bank's data routes (RFC 9449 §7): a bound token needs the
+/// `DPoP` scheme and a proof for this request by its key (`htm`, `htu` = origin + path, `ath`,
+/// fresh `iat`, single-use `jti`; no nonce is asked for); a bearer token may not use the
+/// `DPoP` scheme. A request that passes goes on with `Authorization: Bearer`, which the
+/// bank's handlers read.
+pub async fn sender_constraint<B: ConsentBinding>(
+    State(bank): State<Arc<B>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let auth = bank.auth();
+    let Some((scheme, token)) = header_text(request.headers(), header::AUTHORIZATION.as_str())
+        .and_then(|value| value.split_once(' '))
+        .map(|(scheme, token)| (scheme.to_owned(), token.trim().to_owned()))
+    else {
+        return next.run(request).await;
+    };
+    let dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
+    if !dpop_scheme && !scheme.eq_ignore_ascii_case("bearer") {
+        return next.run(request).await;
+    }
+    let bound = auth
+        .books()
+        .access_tokens
+        .get(&token)
+        .map(|entry| entry.jkt.clone());
+    let refuse = |error: &str, description: &str| {
+        let challenge = dpop::www_authenticate(error, description);
+        let mut response = (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response();
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    };
+    match (bound, dpop_scheme) {
+        // Unknown tokens and bearer tokens as bearer: the handler decides.
+        (None, false) | (Some(None), false) => {}
+        (None, true) => {}
+        (Some(None), true) => {
+            return refuse("invalid_token", "the token is not DPoP-bound");
+        }
+        (Some(Some(_)), false) => {
+            return refuse(
+                "invalid_token",
+                "the token is DPoP-bound: use the DPoP scheme",
+            );
+        }
+        (Some(Some(jkt)), true) => {
+            let mut proofs = request.headers().get_all(DPOP_HEADER).iter();
+            let proof = match (proofs.next(), proofs.next()) {
+                (Some(proof), None) => proof.to_str().unwrap_or_default().to_owned(),
+                _ => return refuse("invalid_dpop_proof", "exactly one DPoP proof is required"),
+            };
+            let url = format!("{}{}", auth.origin(), request.uri().path());
+            let expected = Expected {
+                method: request.method().as_str(),
+                url: &url,
+                access_token: Some(&token),
+            };
+            let now = chrono::Utc::now().timestamp();
+            let verified = match dpop::verify_without_nonce(&proof, &expected, now) {
+                Ok(verified) => verified,
+                Err(error) => return refuse(error.code(), &error.to_string()),
+            };
+            if verified.jkt != jkt {
+                return refuse("invalid_dpop_proof", "the proof is not by the token's key");
+            }
+            if !spend(
+                &mut auth.books(),
+                format!("dpop:{}:{}", verified.jkt, verified.jti),
+                Instant::now() + JTI_MEMORY,
+            ) {
+                return refuse("invalid_dpop_proof", "the proof was already used");
+            }
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        request.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+    next.run(request).await
+}
+
+/// The response header carrying a fresh nonce, for token answers.
+pub(super) fn nonce_header(auth: &AuthServer) -> Option<(header::HeaderName, HeaderValue)> {
+    let nonce = auth.nonce()?;
+    let value = HeaderValue::from_str(&nonce).ok()?;
+    Some((header::HeaderName::from_static(DPOP_NONCE_HEADER), value))
+}
