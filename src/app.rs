@@ -372,6 +372,8 @@ pub fn embedded_config() -> Config {
         .unwrap_or_else(|error| unreachable!("the default configuration is valid: {error}"));
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.sandbox_approval = sandbox::Approval::Auto;
+    // The bundled sandbox banks, and those tests register, listen on loopback.
+    config.allow_private_bank_hosts = true;
     // Demos and tests drive `lifecycle::Maintenance` themselves, at the times they choose.
     config.maintenance_interval = None;
     config

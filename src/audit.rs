@@ -310,6 +310,42 @@ impl Filter {
     }
 }
 
+/// What a summary of the log counts: events whose `time` is in `[from, to)` (`to` absent:
+/// up to now), narrowed by the optional fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryFilter {
+    pub from: DateTime<Utc>,
+    pub to: Option<DateTime<Utc>>,
+    pub platform: Option<String>,
+    pub purpose: Option<String>,
+    pub bank: Option<String>,
+}
+
+impl SummaryFilter {
+    /// Whether `event` is counted (the in-memory store's summary).
+    pub fn matches(&self, event: &Event) -> bool {
+        let eq = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref().is_none_or(|want| have.as_ref() == Some(want))
+        };
+        event.time >= self.from
+            && self.to.is_none_or(|to| event.time < to)
+            && eq(&self.platform, &event.platform)
+            && eq(&self.purpose, &event.purpose)
+            && eq(&self.bank, &event.bank)
+    }
+}
+
+/// One row of a summary: how many events of one UTC day, platform, purpose and decision.
+/// Summaries order rows by day, platform, purpose (absent first, then byte order) and decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryRow {
+    pub day: chrono::NaiveDate,
+    pub platform: Option<String>,
+    pub purpose: Option<String>,
+    pub decision: Decision,
+    pub count: i64,
+}
+
 /// An error with its causes, `: `-separated, for logs (store errors keep the database's
 /// message in their source; it never holds a secret).
 pub(crate) fn describe(error: &dyn std::error::Error) -> String {

@@ -44,6 +44,10 @@ pub struct RawConfig {
     /// Seconds between refreshes of the bank adapters from the store (registrations made
     /// through other instances come into force within one); 0 turns it off.
     pub adapters_refresh_secs: Option<u64>,
+    /// Whether adapters banks register may point at loopback, private or link-local addresses
+    /// (and use `http` on loopback). Off in production: a registration must not turn the
+    /// gateway into a proxy to its own network. The embedded default (demo, tests) allows it.
+    pub allow_private_bank_hosts: Option<bool>,
     /// Bearer token for the operator's admin API; the admin API is off without it.
     pub admin_token: Option<String>,
     pub request_timeout_ms: Option<u64>,
@@ -96,6 +100,7 @@ pub struct Config {
     pub maintenance_interval: Option<Duration>,
     /// `None`: adapters registered on other instances are not picked up.
     pub adapters_refresh_interval: Option<Duration>,
+    pub allow_private_bank_hosts: bool,
     pub admin_token: Option<String>,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
@@ -215,6 +220,7 @@ impl RawConfig {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
             },
+            allow_private_bank_hosts: self.allow_private_bank_hosts.unwrap_or(false),
             adapters_refresh_interval: match self.adapters_refresh_secs.unwrap_or(10) {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),

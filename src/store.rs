@@ -408,6 +408,14 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<AccessCount, StoreError>;
 
+    /// Counts the events `filter` selects by UTC day of their `time`, platform, purpose and
+    /// decision; rows ordered by day, platform, purpose (absent first, then byte order) and
+    /// decision. The caller bounds the range.
+    async fn audit_summary(
+        &self,
+        filter: &audit::SummaryFilter,
+    ) -> Result<Vec<audit::SummaryRow>, StoreError>;
+
     // FAPI: replay cache, platform tokens, consent lifecycle, webhooks (migration V5).
     /// Remembers `jti` in `scope` until `expires_at`; `false` if it was already there and has
     /// not expired (a replay). Atomic across instances.

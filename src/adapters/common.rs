@@ -33,6 +33,23 @@ impl TransactionIds {
         let digest = crate::crypto::sha256(key.as_bytes());
         format!("txn_{}", hex::encode(&digest[..12]))
     }
+
+    /// The id of a transaction the bank gave none: derived from its account, its day (booking,
+    /// else value date), amount, currency and description — the same key in every profile.
+    pub fn fallback(
+        &mut self,
+        account_id: &str,
+        day: Option<NaiveDate>,
+        amount: impl fmt::Display,
+        currency: impl fmt::Display,
+        description: Option<&str>,
+    ) -> String {
+        let day = day.map(|day| day.to_string()).unwrap_or_default();
+        let description = description.unwrap_or_default();
+        self.derive(format!(
+            "{account_id}\0{day}\0{amount}\0{currency}\0{description}"
+        ))
+    }
 }
 
 /// A boolean, also accepted as the text `"true"` or `"false"`.

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod banks;
 pub mod compliance;
 pub mod consents;
+pub mod console;
 pub mod data;
 pub mod meta;
 pub mod oauth;

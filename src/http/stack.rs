@@ -84,6 +84,7 @@ pub fn service(app: Arc<App>) -> GatewayService {
     let router = Router::new()
         .merge(routes::meta::router(app.clone()))
         .merge(routes::oauth::router(app.clone()))
+        .merge(routes::console::router())
         .merge(routes::admin::router(app.clone()))
         .merge(routes::purposes::router(app.clone()))
         .merge(routes::banks::router(app.clone()))

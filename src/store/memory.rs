@@ -681,6 +681,40 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
+    async fn audit_summary(
+        &self,
+        filter: &audit::SummaryFilter,
+    ) -> Result<Vec<audit::SummaryRow>, StoreError> {
+        type Key = (NaiveDate, Option<String>, Option<String>, &'static str);
+        let mut counts: BTreeMap<Key, (audit::Decision, i64)> = BTreeMap::new();
+        for record in &lock(&self.audit).records {
+            let event = &record.event;
+            if !filter.matches(event) {
+                continue;
+            }
+            // Decisions order by name, as in PostgreSQL.
+            let key = (
+                event.time.date_naive(),
+                event.platform.clone(),
+                event.purpose.clone(),
+                event.decision.as_str(),
+            );
+            counts.entry(key).or_insert((event.decision, 0)).1 += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(
+                |((day, platform, purpose, _), (decision, count))| audit::SummaryRow {
+                    day,
+                    platform,
+                    purpose,
+                    decision,
+                    count,
+                },
+            )
+            .collect())
+    }
+
     async fn audit_checkpoints(
         &self,
         after: Option<i64>,

@@ -552,6 +552,13 @@ impl Store for PgStore {
         audit::add_checkpoint(&self.client().await?, checkpoint, min_gap).await
     }
 
+    async fn audit_summary(
+        &self,
+        filter: &crate::audit::SummaryFilter,
+    ) -> Result<Vec<crate::audit::SummaryRow>, StoreError> {
+        audit::summary(&self.client().await?, filter).await
+    }
+
     async fn audit_checkpoints(
         &self,
         after: Option<i64>,

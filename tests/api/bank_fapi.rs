@@ -16,23 +16,6 @@ use super::support::{Options, StoreKind, TestGateway};
 
 const BALANCE_SCOPES: &[Scope] = &[Scope::Accounts, Scope::Balances];
 
-macro_rules! on_both_stores {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::StoreKind::Memory).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::StoreKind::Postgres).await;
-            })*
-        }
-    };
-}
-
 on_both_stores!(
     a_fapi_bank_gets_par_private_key_jwt_and_dpop,
     revocation_terminates_the_berlin_group_consent_at_the_bank,

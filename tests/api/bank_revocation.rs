@@ -12,23 +12,6 @@ use super::support::{StoreKind, TestGateway};
 
 const BALANCE_SCOPES: &[Scope] = &[Scope::Accounts, Scope::Balances];
 
-macro_rules! on_both_stores {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::StoreKind::Memory).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::StoreKind::Postgres).await;
-            })*
-        }
-    };
-}
-
 on_both_stores!(a_bank_revokes_consents_at_its_own_bank_only);
 
 /// A `bank` client bound to `bank_id`, with its management token.

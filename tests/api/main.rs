@@ -1,21 +1,7 @@
 //! End-to-end tests: the HTTP API through the whole flow, with the bundled sandbox bank, once
 //! on the in-memory store and once on PostgreSQL.
 
-mod bank_fapi;
-mod bank_revocation;
-mod fapi;
-mod operator;
-mod par_binding;
-mod policy;
-mod reconsent;
-mod security;
-mod support;
-
-use bankgate::demo::account_information;
-use bankgate::model::Scope;
-use support::{StoreKind, TestGateway};
-
-/// Runs each scenario on both stores.
+/// Runs each scenario on both stores (defined before the modules, which use it too).
 macro_rules! on_both_stores {
     ($($scenario:ident),* $(,)?) => {
         mod memory {
@@ -33,9 +19,23 @@ macro_rules! on_both_stores {
     };
 }
 
+mod bank_fapi;
+mod bank_revocation;
 mod banks;
+mod compliance;
+mod fapi;
 mod faults;
+mod operator;
+mod par_binding;
+mod policy;
+mod reconsent;
 mod registration;
+mod security;
+mod support;
+
+use bankgate::demo::account_information;
+use bankgate::model::Scope;
+use support::{StoreKind, TestGateway};
 
 on_both_stores!(
     consent_flow_reads_balances_and_denies_out_of_purpose,

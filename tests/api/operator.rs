@@ -19,23 +19,6 @@ use super::support::{Options, REDIRECT_URI, StoreKind, TestGateway, pg};
 const BALANCE_SCOPES: &[Scope] = &[Scope::Accounts, Scope::Balances];
 const OPERATOR_TOKEN: &str = "operator-token-for-tests";
 
-macro_rules! on_both_stores {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::StoreKind::Memory).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::StoreKind::Postgres).await;
-            })*
-        }
-    };
-}
-
 on_both_stores!(the_admin_api_registers_fapi_clients);
 
 /// A scratch directory of the test, removed when dropped.

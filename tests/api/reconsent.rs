@@ -13,23 +13,6 @@ use super::support::{StoreKind, TestGateway};
 
 const BALANCE_SCOPES: &[Scope] = &[Scope::Accounts, Scope::Balances];
 
-macro_rules! on_both_stores {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::StoreKind::Memory).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::StoreKind::Postgres).await;
-            })*
-        }
-    };
-}
-
 on_both_stores!(
     an_authorised_consent_is_extended_in_place,
     extensions_are_refused_unless_they_only_change_the_lifetime,

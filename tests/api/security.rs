@@ -18,23 +18,6 @@ use super::support::{REDIRECT_URI, StoreKind, TestGateway};
 
 const BALANCE_SCOPES: &[Scope] = &[Scope::Accounts, Scope::Balances];
 
-macro_rules! on_both_stores {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::StoreKind::Memory).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::StoreKind::Postgres).await;
-            })*
-        }
-    };
-}
-
 on_both_stores!(
     forged_access_tokens_are_refused,
     tokens_only_come_in_the_authorization_header,

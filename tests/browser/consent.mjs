@@ -3,10 +3,9 @@
 // French, cancelled on the consent screen. Run by tests/browser/main.rs:
 //   node tests/browser/consent.mjs <authorize-url-en> <authorize-url-fr> <artifacts-dir>
 // Prints one JSON line with what it saw; exits non-zero on any failure.
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { check, withBrowser } from './chromium.mjs';
 
 const [authorizeEn, authorizeFr, artifacts] = process.argv.slice(2);
 if (!authorizeEn || !authorizeFr || !artifacts) {
@@ -15,38 +14,13 @@ if (!authorizeEn || !authorizeFr || !artifacts) {
 }
 mkdirSync(artifacts, { recursive: true });
 
-const ARGS = [
-  '--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
-async function withBrowser(locale, work) {
-  const profile = mkdtempSync(join(tmpdir(), 'bankgate-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ARGS,
-    locale,
-    javaScriptEnabled: false, // the screens must work without JavaScript
-    viewport: { width: 900, height: 1000 },
-  });
-  try {
-    const page = context.pages()[0] ?? (await context.newPage());
-    return await work(page);
-  } finally {
-    await context.close();
-    rmSync(profile, { recursive: true, force: true });
-  }
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
+// The screens must work without JavaScript.
+const NO_SCRIPT = { javaScriptEnabled: false };
 
 const result = {};
 
 // English: approve, at bankgate and at the bank.
-await withBrowser('en-GB', async (page) => {
+await withBrowser({ ...NO_SCRIPT, locale: 'en-GB' }, async (page) => {
   await page.goto(authorizeEn);
   result.lang_en = await page.getAttribute('html', 'lang');
   result.heading_en = (await page.textContent('h1')).trim();
@@ -74,7 +48,7 @@ await withBrowser('en-GB', async (page) => {
 });
 
 // French: the same screen, localised; the user cancels.
-await withBrowser('fr-FR', async (page) => {
+await withBrowser({ ...NO_SCRIPT, locale: 'fr-FR' }, async (page) => {
   await page.goto(authorizeFr);
   result.lang_fr = await page.getAttribute('html', 'lang');
   result.heading_fr = (await page.textContent('h1')).trim();

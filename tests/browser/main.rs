@@ -1,12 +1,18 @@
-//! The consent screen in a real browser (issue 5, item 7): starts a gateway with the sandbox
-//! bank's approval page (a person clicks there) and a small platform web app on loopback, then
-//! runs `node tests/browser/consent.mjs`, which drives headless Chromium through the whole flow
-//! (consent screen → bank approval → back at the platform, which exchanges the code and reads
-//! the accounts) in English, and a cancelled flow in French. Screenshots go to
-//! `target/artifacts/`.
+//! The gateway's pages in a real browser. Each test starts a gateway on loopback and runs a
+//! script under `tests/browser/` with node, which drives headless Chromium and prints one JSON
+//! line with what it saw:
+//!
+//! - the consent screen (issue 5, item 7), with the sandbox bank's approval page (a person
+//!   clicks there) and a small platform web app on loopback: `consent.mjs` goes through the
+//!   whole flow (consent screen → bank approval → back at the platform, which exchanges the
+//!   code and reads the accounts) in English, and a cancelled flow in French. Screenshots go to
+//!   `target/artifacts/`.
+//! - the compliance console (`/console`): `console.mjs` signs in, filters, opens an event,
+//!   exports, pages, draws the chart and verifies the chain; the test compares what the page
+//!   showed with what the compliance API answers. Screenshot: `target/artifacts/console.png`.
 //!
 //! Needs node, `/usr/bin/chromium` and `tests/browser/node_modules/playwright-core` (`.ci/run`
-//! installs them); without them the test fails and says how to install them.
+//! installs them); without them the tests fail and say how to install them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,10 +20,11 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
 use axum::response::Html;
-use bankgate::app::Gateway;
+use bankgate::app::{App, Gateway};
+use bankgate::config::Config;
 use bankgate::demo::{PlatformClient, Pushed, account_information};
 use bankgate::model::Scope;
-use bankgate::oauth::registration::{Registration, register};
+use bankgate::oauth::registration::{Registered, Registration, register};
 use bankgate::sandbox::Approval;
 use bankgate::store::Role;
 
@@ -46,6 +53,62 @@ fn require_browser_tools() {
         "{} is missing; {install}",
         playwright.display()
     );
+}
+
+/// A gateway serving on loopback; it stops when this is dropped.
+struct Served {
+    app: Arc<App>,
+    base: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Served {
+    async fn start(config: Config) -> Served {
+        let gateway = Gateway::start(config).await.expect("gateway starts");
+        let app = gateway.app.clone();
+        let base = app.config.public_url.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(gateway.serve(async move {
+            let _ = stopped.await;
+        }));
+        Served {
+            app,
+            base,
+            _stop: stop,
+        }
+    }
+
+    /// Registers a client (with a fresh secret, returned).
+    async fn register(&self, registration: Registration) -> Registered {
+        let client_id = registration.client_id.clone();
+        register(
+            self.app.store.as_ref(),
+            &self.app.policies.current(),
+            registration,
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{client_id} registers: {error}"))
+    }
+}
+
+/// Runs `node <script> <args…>` in `tests/browser/` and returns the JSON line it printed last;
+/// fails with its output when it fails.
+async fn run_script(script: &str, args: &[&str]) -> serde_json::Value {
+    let output = tokio::process::Command::new("node")
+        .arg(manifest_dir().join("tests/browser").join(script))
+        .args(args)
+        .current_dir(manifest_dir().join("tests/browser"))
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|error| panic!("no result line from {script} ({error}): {stdout}"))
 }
 
 /// The platform's web app: its redirect URI exchanges the code (with the PKCE verifier kept
@@ -93,31 +156,22 @@ async fn consent_screen_in_headless_chromium() {
     require_browser_tools();
     let mut config = bankgate::app::embedded_config();
     config.sandbox_approval = Approval::Page;
-    let gateway = Gateway::start(config).await.expect("gateway starts");
-    let app = gateway.app.clone();
-    let base = app.config.public_url.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gateway.serve(async move {
-        let _ = stopped.await;
-    }));
+    let gateway = Served::start(config).await;
+    let base = gateway.base.clone();
 
     // The platform's web app on loopback.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let redirect_uri = format!("http://{}/callback", listener.local_addr().unwrap());
-    let registered = register(
-        app.store.as_ref(),
-        &app.policies.current(),
-        Registration {
+    let registered = gateway
+        .register(Registration {
             client_id: "messenger".into(),
             name: "Messenger".into(),
             role: Role::Platform,
             redirect_uris: vec![redirect_uri.clone()],
             allowed_purposes: vec!["balance-alerts".into()],
             ..Registration::default()
-        },
-    )
-    .await
-    .expect("platform registers");
+        })
+        .await;
     let client = Arc::new(
         PlatformClient::new(&base, "messenger", &registered.client_secret, &redirect_uri).unwrap(),
     );
@@ -153,24 +207,11 @@ async fn consent_screen_in_headless_chromium() {
     }
 
     let artifacts = manifest_dir().join("target/artifacts");
-    let script = manifest_dir().join("tests/browser/consent.mjs");
-    let output = tokio::process::Command::new("node")
-        .arg(&script)
-        .arg(&urls[0])
-        .arg(&urls[1])
-        .arg(&artifacts)
-        .current_dir(manifest_dir().join("tests/browser"))
-        .output()
-        .await
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the browser flow failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|error| panic!("no result line ({error}): {stdout}"));
+    let seen = run_script(
+        "consent.mjs",
+        &[&urls[0], &urls[1], &artifacts.to_string_lossy()],
+    )
+    .await;
 
     assert_eq!(seen["lang_en"], "en");
     assert_eq!(
@@ -217,5 +258,274 @@ async fn consent_screen_in_headless_chromium() {
         let size = std::fs::metadata(&path).map(|meta| meta.len()).unwrap_or(0);
         assert!(size > 1000, "{} was not written", path.display());
     }
-    let _ = stop.send(());
+}
+
+/// How long the console test's access tokens live: long enough for the platform's requests
+/// after each consent, short enough that the console must request a new token during the run.
+const CONSOLE_TOKEN_TTL_SECS: i64 = 6;
+
+/// Positions of the events in a page of `/v1/audit/events`.
+fn positions(page: &serde_json::Value) -> Vec<i64> {
+    page["events"]
+        .as_array()
+        .expect("a page of events")
+        .iter()
+        .map(|event| event["position"].as_i64().expect("a position"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_headless_chromium() {
+    require_browser_tools();
+    let mut config = bankgate::app::embedded_config();
+    config.access_token_ttl_secs = CONSOLE_TOKEN_TTL_SECS;
+    let gateway = Served::start(config).await;
+    let redirect_uri = "http://127.0.0.1/callback";
+    let platform = gateway
+        .register(Registration {
+            client_id: "messenger".into(),
+            name: "Messenger".into(),
+            role: Role::Platform,
+            redirect_uris: vec![redirect_uri.into()],
+            allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
+            ..Registration::default()
+        })
+        .await;
+    let officer = gateway
+        .register(Registration {
+            client_id: "compliance-office".into(),
+            name: "Compliance Office".into(),
+            role: Role::Compliance,
+            ..Registration::default()
+        })
+        .await;
+
+    // Allowed and denied data requests under two purposes: each consent reads the accounts and
+    // what its purpose allows, then asks for what the consent does not cover.
+    let client = PlatformClient::new(
+        &gateway.base,
+        "messenger",
+        &platform.client_secret,
+        redirect_uri,
+    )
+    .unwrap();
+    let requests: [(&str, &[Scope], &str, &str); 2] = [
+        (
+            "balance-alerts",
+            &[Scope::Accounts, Scope::Balances],
+            "balances",
+            "transactions",
+        ),
+        (
+            "fraud-alerts",
+            &[Scope::Accounts, Scope::Transactions],
+            "transactions",
+            "balances",
+        ),
+    ];
+    for (purpose, scopes, allowed, denied) in requests {
+        let detail = account_information("demo-bank", purpose, scopes, "u-console");
+        let (token, _) = client.connect(&detail).await.expect("consent flow");
+        let token = token.access_token;
+        let (status, accounts) = client.get(&token, "/v1/accounts").await.unwrap();
+        assert_eq!(status, 200, "{purpose}: {accounts}");
+        let account = accounts["accounts"][0]["id"].as_str().expect("an account");
+        for (what, expected) in [(allowed, 200), (denied, 403)] {
+            let path = format!("/v1/accounts/{account}/{what}");
+            let (status, body) = client.get(&token, &path).await.unwrap();
+            assert_eq!(status, expected, "{purpose} {path}: {body}");
+        }
+    }
+
+    let artifacts = manifest_dir().join("target/artifacts");
+    let seen = run_script(
+        "console.mjs",
+        &[
+            &gateway.base,
+            &officer.client_id,
+            &officer.client_secret,
+            &CONSOLE_TOKEN_TTL_SECS.to_string(),
+            &artifacts.to_string_lossy(),
+        ],
+    )
+    .await;
+
+    // Served with the right types, revalidated, under the strict policy.
+    let policy = bankgate::http::routes::console::CONTENT_SECURITY_POLICY;
+    for (path, content_type) in [
+        ("/console", "text/html; charset=utf-8"),
+        ("/console/console.js", "text/javascript; charset=utf-8"),
+        ("/console/console.css", "text/css; charset=utf-8"),
+    ] {
+        let served = &seen["served"][path];
+        assert_eq!(served["status"], 200, "{path}: {served}");
+        assert_eq!(served["content_type"], content_type, "{path}");
+        assert_eq!(served["cache_control"], "no-cache", "{path}");
+        assert_eq!(served["csp"], policy, "{path}");
+        assert_eq!(served["nosniff"], "nosniff", "{path}");
+    }
+    assert_eq!(
+        seen["problems"],
+        serde_json::json!([]),
+        "no script error or policy violation"
+    );
+
+    // Accessible: a language, labels, keyboard order with a visible focus.
+    assert_eq!(seen["lang"], "en");
+    assert_eq!(seen["inline_scripts"], 0);
+    assert_eq!(seen["inline_styles"], 0);
+    assert_eq!(seen["unlabelled"], serde_json::json!([]));
+    assert_eq!(seen["first_focus"], "skip-link");
+    assert_eq!(seen["focus_outline"], "solid");
+    assert_eq!(seen["second_focus"], "client-id");
+
+    // A wrong secret is refused with the gateway's reason; the right one signs in.
+    let alert = seen["wrong_secret_alert"].as_str().unwrap();
+    assert!(
+        alert.starts_with("Sign-in failed: ") && alert.contains("client authentication failed"),
+        "{alert}"
+    );
+    assert_eq!(seen["signed_in_after_wrong_secret"], false);
+    assert_eq!(seen["session_status"], "Signed in as compliance-office");
+    assert_eq!(seen["secret_field_cleared"], true);
+    assert_eq!(seen["stored"], 0, "nothing in storage or cookies");
+
+    // What the page showed is what the API answers.
+    let compliance = PlatformClient::new(
+        &gateway.base,
+        &officer.client_id,
+        &officer.client_secret,
+        "",
+    )
+    .unwrap();
+    let token = compliance.client_credentials().await.unwrap();
+    let api = |path: String| {
+        let (compliance, token) = (&compliance, &token);
+        async move {
+            let (status, body) = compliance.get(token, &path).await.unwrap();
+            assert_eq!(status, 200, "{path}: {body}");
+            body
+        }
+    };
+
+    let denials = api("/v1/audit/events?decision=deny".into()).await;
+    let denied = denials["events"].as_array().unwrap();
+    let mut denied_purposes: Vec<&str> = denied
+        .iter()
+        .map(|event| event["purpose"].as_str().unwrap_or("-"))
+        .collect();
+    denied_purposes.sort_unstable();
+    assert_eq!(denied_purposes, ["balance-alerts", "fraud-alerts"]);
+    assert_eq!(
+        seen["deny_positions"],
+        serde_json::json!(positions(&denials))
+    );
+    assert!(
+        seen["deny_decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|decision| decision == "deny"),
+        "{seen}"
+    );
+
+    // The event opened: the first denial, with its links in the chain.
+    let first = &denied[0];
+    let position = first["position"].as_i64().unwrap();
+    assert_eq!(seen["event_heading"], format!("Event {position}"));
+    assert_eq!(seen["event_position"], position.to_string());
+    assert_eq!(seen["event_decision"], "deny");
+    assert_eq!(seen["event_hash"], first["hash"]);
+    assert_eq!(seen["inclusion_position"], position.to_string());
+    assert_eq!(seen["inclusion_hash"], first["hash"]);
+    assert_eq!(seen["inclusion_prev_hash"], first["prev_hash"]);
+    let canonical: serde_json::Value =
+        serde_json::from_str(seen["inclusion_canonical"].as_str().unwrap()).unwrap();
+    assert_eq!(canonical["id"], first["id"]);
+    assert!(
+        !seen["inclusion_verify"].as_str().unwrap().is_empty(),
+        "{seen}"
+    );
+    assert_eq!(seen["event_focused"], "event-heading");
+
+    // The CSV export of the denials: a header and one row each.
+    assert!(
+        seen["export_header"]
+            .as_str()
+            .unwrap()
+            .starts_with("position,"),
+        "{seen}"
+    );
+    assert_eq!(seen["export_rows"], denied.len());
+
+    // Pages of ten.
+    let page1 = api("/v1/audit/events?limit=10".into()).await;
+    let page1 = positions(&page1);
+    let page2 = api(format!("/v1/audit/events?limit=10&after={}", page1[9])).await;
+    assert_eq!(seen["page1_positions"], serde_json::json!(page1));
+    assert_eq!(
+        seen["page2_positions"],
+        serde_json::json!(positions(&page2))
+    );
+
+    // The token expired during the run and the page requested another.
+    let before = seen["tokens_before_expiry"].as_u64().unwrap();
+    let after = seen["tokens_after_expiry"].as_u64().unwrap();
+    assert!(before >= 1 && after > before, "{seen}");
+
+    // The chart: for both purposes, bars that add up to the summary's counts.
+    let summary = api("/v1/audit/summary".into()).await;
+    let mut expected: HashMap<(String, String), u64> = HashMap::new();
+    for row in summary["rows"].as_array().unwrap() {
+        if let Some(purpose) = row["purpose"].as_str() {
+            let key = (
+                purpose.to_owned(),
+                row["decision"].as_str().unwrap().to_owned(),
+            );
+            *expected.entry(key).or_default() += row["count"].as_u64().unwrap();
+        }
+    }
+    let mut charted: HashMap<(String, String), u64> = HashMap::new();
+    for bar in seen["chart_bars"].as_array().unwrap() {
+        let key = (
+            bar["purpose"].as_str().unwrap().to_owned(),
+            bar["decision"].as_str().unwrap().to_owned(),
+        );
+        *charted.entry(key).or_default() += bar["count"].as_u64().unwrap();
+    }
+    for purpose in ["balance-alerts", "fraud-alerts"] {
+        for decision in ["allow", "deny"] {
+            let key = (purpose.to_owned(), decision.to_owned());
+            assert!(charted.get(&key).is_some_and(|&n| n > 0), "{key:?}: {seen}");
+            assert_eq!(charted.get(&key), expected.get(&key), "{key:?}");
+        }
+    }
+    assert_eq!(
+        seen["chart_legend"],
+        serde_json::json!(["Allowed", "Denied", "Errors"])
+    );
+    assert!(
+        !seen["chart_table_rows"].as_array().unwrap().is_empty(),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["chart_table_hidden"], true,
+        "the data table is for screen readers"
+    );
+
+    // Verification.
+    assert_eq!(seen["verify_ok"], "true");
+    assert!(
+        seen["verify_text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Verification OK"),
+        "{seen}"
+    );
+
+    let screenshot = artifacts.join("console.png");
+    let size = std::fs::metadata(&screenshot)
+        .map(|meta| meta.len())
+        .unwrap_or(0);
+    assert!(size > 1000, "{} was not written", screenshot.display());
 }

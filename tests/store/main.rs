@@ -72,6 +72,7 @@ conformance!(
     audit_filters,
     audit_head_and_chain_stream,
     audit_checkpoints_follow_the_chain,
+    audit_summary_counts_by_day_platform_purpose_decision,
     clients_keep_fapi_registration,
     jti_replay_cache,
     tokens_revoke_alone_and_by_consent,
@@ -1282,6 +1283,114 @@ async fn audit_checkpoints_follow_the_chain(store: Arc<dyn Store>) {
     let page = store.audit_checkpoints(Some(3), 1).await.unwrap();
     assert_eq!(page, vec![at_5]);
     assert_eq!(store.latest_audit_checkpoint().await.unwrap(), Some(at_8));
+}
+
+/// An event of the summary fixture at `time`.
+fn summary_event(
+    time: DateTime<Utc>,
+    platform: Option<&str>,
+    purpose: Option<&str>,
+    bank: Option<&str>,
+    decision: Decision,
+) -> Event {
+    Event {
+        time,
+        platform: platform.map(str::to_owned),
+        purpose: purpose.map(str::to_owned),
+        bank: bank.map(str::to_owned),
+        ..Event::new(Action::DataAccess, "platform", decision)
+    }
+}
+
+async fn audit_summary_counts_by_day_platform_purpose_decision(store: Arc<dyn Store>) {
+    use audit::{SummaryFilter, SummaryRow};
+
+    let day = |d: u32| Utc.with_ymd_and_hms(2025, 3, d, 0, 0, 0).unwrap();
+    let at = |d: u32, h: i64| day(d) + Duration::hours(h);
+    let (a, b, upper) = (Some("platform-a"), Some("platform-b"), Some("platform-B"));
+    let (alerts, p2p) = (Some("balance-alerts"), Some("p2p-payments"));
+    let (demo, other) = (Some("demo-bank"), Some("other-bank"));
+    let events = vec![
+        summary_event(at(13, 12), a, alerts, demo, Decision::Allow),
+        summary_event(at(14, 9), a, alerts, demo, Decision::Allow),
+        summary_event(at(14, 10), a, alerts, demo, Decision::Allow),
+        // The last microsecond of the 14th, and the first of the 15th (UTC days).
+        summary_event(
+            day(15) - Duration::microseconds(1),
+            a,
+            alerts,
+            other,
+            Decision::Deny,
+        ),
+        summary_event(day(15), a, alerts, demo, Decision::Deny),
+        summary_event(at(15, 1), b, None, demo, Decision::Error),
+        summary_event(at(15, 2), None, None, None, Decision::Allow),
+        // Byte order: "platform-B" sorts before "platform-a".
+        summary_event(at(15, 3), upper, p2p, demo, Decision::Allow),
+        summary_event(at(16, 12), a, p2p, demo, Decision::Allow),
+    ];
+    store.append_audit(events).await.unwrap();
+
+    let row = |d: u32, platform: Option<&str>, purpose: Option<&str>, decision, count| SummaryRow {
+        day: day(d).date_naive(),
+        platform: platform.map(str::to_owned),
+        purpose: purpose.map(str::to_owned),
+        decision,
+        count,
+    };
+    let filter = |from, to| SummaryFilter {
+        from,
+        to,
+        platform: None,
+        purpose: None,
+        bank: None,
+    };
+    let cases: Vec<(&str, SummaryFilter, Vec<SummaryRow>)> = vec![
+        (
+            "two whole days, in order",
+            filter(day(14), Some(day(16))),
+            vec![
+                row(14, a, alerts, Decision::Allow, 2),
+                row(14, a, alerts, Decision::Deny, 1),
+                row(15, None, None, Decision::Allow, 1),
+                row(15, upper, p2p, Decision::Allow, 1),
+                row(15, a, alerts, Decision::Deny, 1),
+                row(15, b, None, Decision::Error, 1),
+            ],
+        ),
+        (
+            "open-ended, one platform at one bank",
+            SummaryFilter {
+                platform: a.map(str::to_owned),
+                bank: demo.map(str::to_owned),
+                ..filter(day(14), None)
+            },
+            vec![
+                row(14, a, alerts, Decision::Allow, 2),
+                row(15, a, alerts, Decision::Deny, 1),
+                row(16, a, p2p, Decision::Allow, 1),
+            ],
+        ),
+        (
+            "[from, to) to the microsecond, one purpose",
+            SummaryFilter {
+                purpose: alerts.map(str::to_owned),
+                ..filter(at(14, 10), Some(day(15)))
+            },
+            vec![
+                row(14, a, alerts, Decision::Allow, 1),
+                row(14, a, alerts, Decision::Deny, 1),
+            ],
+        ),
+        ("nothing in range", filter(day(17), Some(day(20))), vec![]),
+    ];
+    for (name, filter, expected) in cases {
+        assert_eq!(
+            store.audit_summary(&filter).await.unwrap(),
+            expected,
+            "{name}"
+        );
+    }
 }
 
 // PostgreSQL only.

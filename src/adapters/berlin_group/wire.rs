@@ -719,14 +719,13 @@ fn transaction(
         .flatten();
     let id = match non_empty(details.transaction_id) {
         Some(id) => id,
-        None => ids.derive(format!(
-            "{account_id}\0{}\0{amount}\0{currency}\0{}",
-            booking_date
-                .or(value_date)
-                .map(|day| day.to_string())
-                .unwrap_or_default(),
-            description.as_deref().unwrap_or_default()
-        )),
+        None => ids.fallback(
+            account_id,
+            booking_date.or(value_date),
+            amount,
+            &currency,
+            description.as_deref(),
+        ),
     };
     Ok(Transaction {
         id,

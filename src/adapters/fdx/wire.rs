@@ -497,14 +497,13 @@ fn transaction(
         .filter(|code| !code.is_empty());
     let id = match non_empty(entity.transaction_id) {
         Some(id) => id,
-        None => ids.derive(format!(
-            "{account_id}\0{}\0{amount}\0{currency}\0{}",
-            posted
-                .or(happened)
-                .map(|day| day.to_string())
-                .unwrap_or_default(),
-            description.as_deref().unwrap_or_default()
-        )),
+        None => ids.fallback(
+            account_id,
+            posted.or(happened),
+            amount,
+            &currency,
+            description.as_deref(),
+        ),
     };
     Ok(Some(Transaction {
         id,

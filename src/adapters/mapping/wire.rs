@@ -547,12 +547,13 @@ pub fn transactions(
         let description = fields.text("description")?;
         let id = match fields.text("id")? {
             Some(id) => id,
-            None => ids.derive(format!(
-                "{account_id}\0{:?}\0{:?}\0{amount}\0{currency}\0{}",
-                booking_date,
-                value_date,
-                description.as_deref().unwrap_or_default()
-            )),
+            None => ids.fallback(
+                account_id,
+                booking_date.or(value_date),
+                amount,
+                &currency,
+                description.as_deref(),
+            ),
         };
         transactions.push(Transaction {
             id,

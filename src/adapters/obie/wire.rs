@@ -746,14 +746,13 @@ fn transaction(
         });
     let id = match non_empty(entry.transaction_id) {
         Some(id) => id,
-        None => ids.derive(format!(
-            "{account_id}\0{}\0{amount}\0{currency}\0{}",
-            booked_on
-                .or(valued_on)
-                .map(|day| day.to_string())
-                .unwrap_or_default(),
-            description.as_deref().unwrap_or_default()
-        )),
+        None => ids.fallback(
+            account_id,
+            booked_on.or(valued_on),
+            amount,
+            &currency,
+            description.as_deref(),
+        ),
     };
     Ok(Some(Transaction {
         id,

@@ -409,14 +409,13 @@ fn transaction(
     let value_date = value_date.or(transaction_date);
     let id = match non_empty(resource.entry_reference).or_else(|| non_empty(resource.resource_id)) {
         Some(id) => id,
-        None => ids.derive(format!(
-            "{account_id}\0{}\0{amount}\0{currency}\0{}",
-            booking_date
-                .or(value_date)
-                .map(|day| day.to_string())
-                .unwrap_or_default(),
-            description.as_deref().unwrap_or_default()
-        )),
+        None => ids.fallback(
+            account_id,
+            booking_date.or(value_date),
+            amount,
+            &currency,
+            description.as_deref(),
+        ),
     };
     Ok(Some(Transaction {
         id,

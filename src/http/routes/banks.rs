@@ -215,7 +215,7 @@ async fn register(
     }
     manifest.validate().map_err(invalid)?;
     manifest.check_registered_references().map_err(invalid)?;
-    require_tls(&manifest)?;
+    check_bank_urls(&manifest, app.config.allow_private_bank_hosts)?;
     let mut adapter = app.banks.build(manifest.clone(), 0).map_err(invalid)?;
     let checked = if live_check {
         check_live(&adapter.bank)
@@ -269,9 +269,11 @@ async fn register(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// A registered bank talks TLS: its URLs are `https`, or `http` on loopback only (a sandbox on
-/// the gateway's own host). The operator's bundled manifests are not held to this.
-fn require_tls(manifest: &Manifest) -> Result<(), Error> {
+/// Where a registered adapter may send bankgate's calls: `https` only, to public addresses.
+/// With `allow_private` (the embedded default, for sandboxes and tests) loopback, private and
+/// link-local addresses are allowed too, and `http` on loopback. Host names are checked as
+/// written; one that resolves to a private address is the operator's network policy to stop.
+fn check_bank_urls(manifest: &Manifest, allow_private: bool) -> Result<(), Error> {
     let oauth = &manifest.oauth;
     let urls = [
         ("api_base_url", Some(&manifest.api_base_url)),
@@ -290,12 +292,30 @@ fn require_tls(manifest: &Manifest) -> Result<(), Error> {
         let Some(parsed) = url.and_then(|url| url::Url::parse(url).ok()) else {
             continue;
         };
-        let loopback = matches!(parsed.host(), Some(url::Host::Domain("localhost")))
-            || matches!(parsed.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
-            || matches!(parsed.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback());
-        if parsed.scheme() != "https" && !loopback {
+        let loopback = match parsed.host() {
+            Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        let private = loopback
+            || match parsed.host() {
+                Some(url::Host::Ipv4(ip)) => {
+                    ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+                }
+                Some(url::Host::Ipv6(ip)) => {
+                    ip.is_unique_local() || ip.is_unicast_link_local() || ip.is_unspecified()
+                }
+                _ => false,
+            };
+        if private && !allow_private {
             return Err(Error::InvalidRequest(format!(
-                "{field}: a registered adapter must use https (http only on loopback)"
+                "{field}: a registered adapter must reach the bank at a public address"
+            )));
+        }
+        if parsed.scheme() != "https" && !(loopback && allow_private) {
+            return Err(Error::InvalidRequest(format!(
+                "{field}: a registered adapter must use https"
             )));
         }
     }
@@ -379,5 +399,53 @@ fn what_failed(error: &AdapterError) -> String {
         AdapterError::Status { status } => format!("answered HTTP {status}"),
         AdapterError::TooLarge { .. } => "answered too much".into(),
         _ => "answered something unusable".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_at(base: &str) -> Manifest {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/adapters/nova-bank.toml");
+        let mut manifest = Manifest::load(std::path::Path::new(path)).expect("bundled manifest");
+        manifest.rebase(base);
+        manifest
+    }
+
+    fn refusal(base: &str, allow_private: bool) -> Option<String> {
+        check_bank_urls(&manifest_at(base), allow_private)
+            .err()
+            .map(|error| error.to_string())
+    }
+
+    #[test]
+    fn registered_adapters_reach_public_https_hosts_only() {
+        assert_eq!(refusal("https://api.bank.example", false), None);
+        assert_eq!(refusal("https://203.0.113.7", false), None);
+        for private in [
+            "https://localhost:8443",
+            "https://127.0.0.1",
+            "https://10.1.2.3",
+            "https://192.168.0.10",
+            "https://172.20.0.1",
+            "https://169.254.169.254",
+            "https://[::1]",
+            "https://[fd00::1]",
+            "https://0.0.0.0",
+        ] {
+            let refused = refusal(private, false).unwrap_or_default();
+            assert!(refused.contains("public address"), "{private}: {refused}");
+        }
+        let refused = refusal("http://api.bank.example", false).unwrap_or_default();
+        assert!(refused.contains("must use https"), "{refused}");
+    }
+
+    #[test]
+    fn the_embedded_default_allows_loopback_sandboxes() {
+        assert_eq!(refusal("http://127.0.0.1:8095", true), None);
+        assert_eq!(refusal("https://10.1.2.3", true), None);
+        let refused = refusal("http://10.1.2.3", true).unwrap_or_default();
+        assert!(refused.contains("must use https"), "{refused}");
     }
 }

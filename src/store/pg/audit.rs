@@ -1,6 +1,7 @@
 //! The audit log in PostgreSQL: chained appends (one statement per batch; the database takes
 //! the chain lock and hashes), filtered reads that check every row against the bytes its
-//! hash covers, the chain stream verification reads, checkpoints, partitions and archives.
+//! hash covers, daily summaries (one GROUP BY), the chain stream verification reads,
+//! checkpoints, partitions and archives.
 //!
 //! Tables (see `migrations/V8__audit.sql`): `audit_events`, partitioned by month of
 //! `chained_at`; `audit_chain`, the unpartitioned spine whose keys keep positions and event ids
@@ -17,6 +18,7 @@ use tokio_postgres::types::ToSql;
 use super::{column, corrupt, pool_error, sql_error};
 use crate::audit::{
     self, Action, Archive, Checkpoint, Decision, Event, Filter, Partition, Record, StoredRecord,
+    SummaryFilter, SummaryRow,
 };
 use crate::store::StoreError;
 
@@ -548,6 +550,67 @@ pub async fn query(db: &impl GenericClient, filter: &Filter) -> Result<Vec<Recor
         .map_err(&error)?
         .iter()
         .map(from_row)
+        .collect()
+}
+
+/// The summary: one GROUP BY over the time range (the `time` index, and `chained_at` to skip
+/// older partitions); the filters follow as `AND` clauses. Text columns compare and order byte
+/// for byte (`COLLATE "C"`), as in memory.
+const SUMMARY: &str = "\
+    SELECT (time AT TIME ZONE 'UTC')::date AS day, platform, purpose, decision, count(*) AS n \
+    FROM audit_events WHERE time >= $1 AND chained_at >= $2";
+
+const SUMMARY_ORDER: &str = " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2 NULLS FIRST, 3 NULLS FIRST, 4";
+
+/// Counts events by UTC day, platform, purpose and decision (see
+/// `Store::audit_summary`).
+pub async fn summary(
+    db: &impl GenericClient,
+    filter: &SummaryFilter,
+) -> Result<Vec<SummaryRow>, StoreError> {
+    let error = sql_error("audit event");
+    // An event is chained after it happens; the margin absorbs clocks that step back.
+    let chained_from = filter.from - chrono::Duration::days(1);
+    let mut clauses = Where::default();
+    clauses.params.extend([
+        &filter.from as &(dyn ToSql + Sync),
+        &chained_from as &(dyn ToSql + Sync),
+    ]);
+    if let Some(to) = &filter.to {
+        clauses.push("time <", to);
+    }
+    let text = [
+        ("platform =", &filter.platform),
+        ("purpose =", &filter.purpose),
+        ("bank =", &filter.bank),
+    ];
+    for (sql, value) in text {
+        if let Some(value) = value {
+            clauses.push(sql, value);
+        }
+    }
+    let mut sql = String::from(SUMMARY);
+    for condition in &clauses.conditions {
+        sql.push_str(" AND ");
+        sql.push_str(condition);
+    }
+    sql.push_str(SUMMARY_ORDER);
+    let statement = db.prepare_cached(&sql).await.map_err(&error)?;
+    db.query(&statement, &clauses.params)
+        .await
+        .map_err(&error)?
+        .iter()
+        .map(|row| {
+            let decision: String = column(row, "decision")?;
+            Ok(SummaryRow {
+                day: column(row, "day")?,
+                platform: column(row, "platform")?,
+                purpose: column(row, "purpose")?,
+                decision: Decision::parse(&decision)
+                    .ok_or_else(|| corrupt(format_args!("audit decision {decision:?}")))?,
+                count: column(row, "n")?,
+            })
+        })
         .collect()
 }
 
