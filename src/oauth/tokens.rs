@@ -74,6 +74,54 @@ pub struct TokenService {
     audience: String,
     lifetime_secs: i64,
     validation: Validation,
+    /// Tokens whose signature and claims already checked out, shared by every clone.
+    verified: Arc<VerifiedTokens>,
+}
+
+/// Access tokens that verified, by their exact text, with their claims: a platform presents
+/// the same token for up to 5 minutes, and the ES256 verification is most of the CPU time
+/// authentication takes (see BENCHMARKS.md). Only what cannot change is remembered — the bytes
+/// were signed by a key this service accepts, `typ`, `iss`, `aud`, `sub` and `iat` are right —
+/// so a hit still checks `exp`; early revocation is the store's, asked on every request.
+/// Bounded: when full, expired entries go, and if none had expired, all of them.
+#[derive(Default)]
+struct VerifiedTokens {
+    tokens: std::sync::Mutex<std::collections::HashMap<Box<str>, AccessClaims>>,
+}
+
+impl VerifiedTokens {
+    /// The most tokens remembered (a few MiB at most).
+    const CAPACITY: usize = 4096;
+
+    fn get(&self, token: &str, now: i64) -> Option<AccessClaims> {
+        let tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokens
+            .get(token)
+            .filter(|claims| !expired(claims, now))
+            .cloned()
+    }
+
+    fn insert(&self, token: &str, claims: &AccessClaims, now: i64) {
+        let mut tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if tokens.len() >= Self::CAPACITY {
+            tokens.retain(|_, claims| !expired(claims, now));
+            if tokens.len() >= Self::CAPACITY {
+                tokens.clear();
+            }
+        }
+        tokens.insert(token.into(), claims.clone());
+    }
+}
+
+/// `exp` as jsonwebtoken checks it: expired once `exp` is more than the leeway in the past.
+fn expired(claims: &AccessClaims, now: i64) -> bool {
+    claims.exp < now - TokenService::LEEWAY_SECS as i64
 }
 
 impl TokenService {
@@ -94,12 +142,15 @@ impl TokenService {
             audience: audience.to_owned(),
             lifetime_secs: lifetime_secs.clamp(1, 300),
             validation,
+            verified: Arc::default(),
         }
     }
 
     /// The same service, also verifying tokens signed with `previous` keys.
     pub fn with_previous_keys(mut self, previous: Vec<VerifyingKey>) -> Self {
         self.previous = Arc::new(previous);
+        // What verified under the old key set is checked again under the new one.
+        self.verified = Arc::default();
         self
     }
 
@@ -167,6 +218,17 @@ impl TokenService {
     /// Verifies signature (ES256 only, by a current or previous key), `typ`, `kid`, `iss`,
     /// `aud`, `sub`, `exp` and `iat`.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let now = Utc::now().timestamp();
+        if let Some(claims) = self.verified.get(token, now) {
+            return Ok(claims);
+        }
+        let claims = self.verify_signed(token)?;
+        self.verified.insert(token, &claims, now);
+        Ok(claims)
+    }
+
+    /// [`TokenService::verify`] without the memory of tokens that verified before.
+    fn verify_signed(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token)?;
         if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
             return Err(TokenError::WrongType);
@@ -274,6 +336,27 @@ mod tests {
         header.kid = Some(service.key.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &service.key.encoding).unwrap();
         assert!(service.verify(&token).is_err());
+    }
+
+    #[test]
+    fn remembered_tokens_still_expire() {
+        let service = new_service();
+        let (token, claims) = service.issue("p", "c", "accounts").unwrap();
+        assert_eq!(service.verify(&token).unwrap(), claims);
+        // The second time comes from memory, with the same claims.
+        assert_eq!(service.verify(&token).unwrap(), claims);
+        let leeway = TokenService::LEEWAY_SECS as i64;
+        assert!(service.verified.get(&token, claims.exp + leeway).is_some());
+        assert!(
+            service
+                .verified
+                .get(&token, claims.exp + leeway + 1)
+                .is_none()
+        );
+        // A token that differs in one byte is verified, and refused, on its own.
+        let mut tampered = token.clone();
+        tampered.pop();
+        assert!(service.verify(&tampered).is_err());
     }
 
     #[test]

@@ -945,7 +945,8 @@ async fn audit_concurrent_appends(store: Arc<dyn Store>) {
 }
 
 /// The i-th event of the filter fixture (0-based; its position is i + 1).
-fn filter_event(i: usize) -> Event {
+/// Event `i` of the filter fixture, `i` minutes after `base`.
+fn filter_event(base: DateTime<Utc>, i: usize) -> Event {
     let decisions = [
         Decision::Allow,
         Decision::Allow,
@@ -958,7 +959,7 @@ fn filter_event(i: usize) -> Event {
         Action::DataAccess
     };
     Event {
-        time: t0() + Duration::minutes(i as i64),
+        time: base + Duration::minutes(i as i64),
         platform: Some(["platform-a", "platform-b", "platform-c"][i % 3].to_owned()),
         bank: Some(["demo-bank", "other-bank"][i % 2].to_owned()),
         consent: Some(format!("c-{}", i % 5)),
@@ -970,12 +971,16 @@ fn filter_event(i: usize) -> Event {
 
 async fn audit_filters(store: Arc<dyn Store>) {
     const N: usize = 30;
+    // Events are appended within `CHAIN_MARGIN` (a day) of their own time, as the gateway
+    // appends them: within the last hour here.
+    // Whole seconds: PostgreSQL keeps microseconds, the clock gives nanoseconds.
+    let base = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).expect("in range");
     let mut appended = Vec::new();
     for chunk in (0..N).collect::<Vec<_>>().chunks(10) {
-        let events = chunk.iter().map(|&i| filter_event(i)).collect();
+        let events = chunk.iter().map(|&i| filter_event(base, i)).collect();
         appended.extend(store.append_audit(events).await.unwrap());
     }
-    let at = |minutes: i64| Some(t0() + Duration::minutes(minutes));
+    let at = |minutes: i64| Some(base + Duration::minutes(minutes));
     let platform = |name: &str| Some(name.to_owned());
 
     /// Positions of the fixture events for which `keep(i)` holds.
@@ -1484,6 +1489,81 @@ async fn postgres_unreachable_is_unavailable() {
         matches!(result, Err(StoreError::Unavailable(_))),
         "{result:?}"
     );
+}
+
+/// The position bound of time-filtered queries (`audit_first_position_at`, V9) is the first
+/// position chained at or after a time: a binary search over the spine, checked here against
+/// a linear scan on a spine with equal times, steps and holes.
+#[tokio::test]
+async fn postgres_first_position_at_a_time_matches_a_scan() {
+    let database = pg::TestDatabase::create();
+    let admin = pg::connect(&database.url).await;
+    let first = |ts: DateTime<Utc>| {
+        let admin = &admin;
+        async move {
+            let bound: i64 = admin
+                .query_one("SELECT audit_first_position_at($1)", &[&ts])
+                .await
+                .unwrap()
+                .get(0);
+            bound
+        }
+    };
+    // An empty log: position 1.
+    assert_eq!(first(t0()).await, 1);
+
+    // Positions 1..=200, in batches of up to 7 sharing one `chained_at` (as group commits do),
+    // minutes apart; positions 90..=94 missing (as if lost: the bound must not skip past).
+    let mut chained = Vec::new();
+    let mut minute = 0;
+    for position in 1..=200_i64 {
+        if position % 7 == 1 {
+            minute += 1 + position % 3;
+        }
+        chained.push((position, t0() + Duration::minutes(minute)));
+    }
+    for (position, at) in &chained {
+        if (90..=94).contains(position) {
+            continue;
+        }
+        admin
+            .execute(
+                "INSERT INTO audit_chain (position, id, chained_at, hash) \
+                 VALUES ($1, $2, $3, sha256(int8send($1)))",
+                &[position, &format!("e-{position}"), at],
+            )
+            .await
+            .unwrap();
+    }
+    let last = chained.last().unwrap().1;
+    let mut probes: Vec<DateTime<Utc>> = chained.iter().map(|(_, at)| *at).collect();
+    probes.extend(chained.iter().map(|(_, at)| *at + Duration::seconds(30)));
+    probes.extend([
+        t0() - Duration::days(1),
+        last + Duration::seconds(1),
+        last + Duration::days(1),
+    ]);
+    for ts in probes {
+        let scan: i64 = admin
+            .query_one(
+                "SELECT coalesce(min(position), \
+                     (SELECT max(position) + 1 FROM audit_chain)) \
+                 FROM audit_chain WHERE chained_at >= $1",
+                &[&ts],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let bound = first(ts).await;
+        // Never after the first matching row; earlier only where a hole hides the answer.
+        assert!(
+            bound <= scan,
+            "at {ts}: bound {bound} after the scan's {scan}"
+        );
+        if !(90..=95).contains(&scan) {
+            assert_eq!(bound, scan, "at {ts}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -55,6 +55,17 @@ const CHAIN: &str = "\
            prev_hash, hash, canonical \
     FROM audit_events WHERE position > $1 ORDER BY position";
 
+/// How far an event's `chained_at` (the database's clock, when it took its position) may lie
+/// from its own `time` (the gateway's clock, when it happened), either way: the clocks may
+/// disagree, and an event is committed moments after it happens — the gateway records every
+/// event in the request or task that makes it, and a request times out in seconds.
+/// Time-filtered queries look this far beyond their range (and then filter on `time`
+/// exactly); an event appended more than this after its `time` is missed by a query whose
+/// `to` precedes its `chained_at` by more than the margin.
+const CHAIN_MARGIN: chrono::Duration = chrono::Duration::days(1);
+
+const FIRST_POSITION_AT: &str = "SELECT audit_first_position_at($1) AS first";
+
 const HASH_AT: &str = "SELECT hash FROM audit_chain WHERE position = $1";
 
 const ADD_CHECKPOINT: &str = "\
@@ -489,6 +500,15 @@ fn checkpoint_row(row: &Row) -> Result<Checkpoint, StoreError> {
     })
 }
 
+/// The first position chained at or after `at` (one past the head when none is): a binary
+/// search over the spine (`audit_first_position_at`, V9).
+async fn first_position_at(db: &impl GenericClient, at: &DateTime<Utc>) -> Result<i64, StoreError> {
+    let error = sql_error("audit event");
+    let statement = db.prepare_cached(FIRST_POSITION_AT).await.map_err(&error)?;
+    let row = db.query_one(&statement, &[at]).await.map_err(&error)?;
+    column(&row, "first")
+}
+
 /// Events matching `filter`, by ascending position, at most `filter.page_size()`.
 ///
 /// Every row is checked: its `canonical` bytes must decode to an event that serialises back
@@ -499,7 +519,17 @@ pub async fn query(db: &impl GenericClient, filter: &Filter) -> Result<Vec<Recor
     let action = filter.action.map(Action::as_str);
     let decision = filter.decision.map(Decision::as_str);
     let limit = i64::from(filter.page_size());
-    let chained_from = filter.from.map(|from| from - chrono::Duration::days(1));
+    // Time bounds become bounds on `chained_at` and on positions (see below).
+    let chained_from = filter.from.map(|from| from - CHAIN_MARGIN);
+    let chained_to = filter.to.map(|to| to + CHAIN_MARGIN);
+    let first_position = match &chained_from {
+        Some(at) => Some(first_position_at(db, at).await?),
+        None => None,
+    };
+    let end_position = match &chained_to {
+        Some(at) => Some(first_position_at(db, at).await?),
+        None => None,
+    };
     let mut clauses = Where::default();
     let text = [
         ("platform =", &filter.platform),
@@ -522,13 +552,26 @@ pub async fn query(db: &impl GenericClient, filter: &Filter) -> Result<Vec<Recor
     if let Some(from) = &filter.from {
         clauses.push("time >=", from);
     }
-    // Lets PostgreSQL skip older partitions: an event is chained after it happens (the margin
-    // absorbs clocks that step back).
-    if let Some(margin) = &chained_from {
-        clauses.push("chained_at >=", margin);
-    }
     if let Some(to) = &filter.to {
         clauses.push("time <", to);
+    }
+    // An event is chained moments after it happens (see `CHAIN_MARGIN`), and `chained_at`
+    // never goes backwards along the chain, so a time range lies within [from - margin,
+    // to + margin) of `chained_at` and within the positions chained then. The `chained_at`
+    // bounds let PostgreSQL skip whole partitions; the position bounds, looked up first
+    // (`audit_first_position_at`, V9) and passed as values, bound each partition's keyset
+    // scan, so a time range costs what its own rows do, not what the months around it do.
+    if let Some(at) = &chained_from {
+        clauses.push("chained_at >=", at);
+    }
+    if let Some(at) = &chained_to {
+        clauses.push("chained_at <", at);
+    }
+    if let Some(first) = &first_position {
+        clauses.push("position >=", first);
+    }
+    if let Some(end) = &end_position {
+        clauses.push("position <", end);
     }
     if let Some(after) = &filter.after {
         clauses.push("position >", after);
@@ -544,7 +587,10 @@ pub async fn query(db: &impl GenericClient, filter: &Filter) -> Result<Vec<Recor
         clauses.params.len()
     ));
 
-    let statement = db.prepare_cached(&sql).await.map_err(&error)?;
+    // Prepared afresh, not cached: PostgreSQL then plans with the values (a custom plan), and
+    // picks the right index for how selective this filter and these bounds are; a cached
+    // generic plan cannot know, and chose full partition scans for narrow time ranges.
+    let statement = db.prepare(&sql).await.map_err(&error)?;
     db.query(&statement, &clauses.params)
         .await
         .map_err(&error)?
@@ -570,7 +616,7 @@ pub async fn summary(
 ) -> Result<Vec<SummaryRow>, StoreError> {
     let error = sql_error("audit event");
     // An event is chained after it happens; the margin absorbs clocks that step back.
-    let chained_from = filter.from - chrono::Duration::days(1);
+    let chained_from = filter.from - CHAIN_MARGIN;
     let mut clauses = Where::default();
     clauses.params.extend([
         &filter.from as &(dyn ToSql + Sync),
