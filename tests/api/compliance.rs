@@ -120,6 +120,27 @@ async fn compliance_endpoints_refuse_platforms(kind: StoreKind) {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
+
+    // Every refused attempt is on the record, as a denied audit query by the platform.
+    let token = gateway.compliance.client_credentials().await.unwrap();
+    let platform_id = gateway.platform.client_id.clone();
+    let denied = get(
+        &gateway,
+        &token,
+        "/v1/audit/events?action=audit_queried&decision=deny&limit=1000",
+    )
+    .await
+    .json();
+    let denied = denied["events"].as_array().unwrap();
+    assert_eq!(denied.len(), 2 * ENDPOINTS.len() + 1, "{denied:?}");
+    for event in denied {
+        assert_eq!(event["actor"], platform_id.as_str(), "{event}");
+        let reason = event["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("the audit log is for compliance clients: /v1/audit/"),
+            "{reason}"
+        );
+    }
 }
 
 async fn an_event_comes_with_its_inclusion_proof_and_checkpoint(kind: StoreKind) {

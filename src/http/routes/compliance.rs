@@ -56,9 +56,16 @@ impl FromRequestParts<Arc<App>> for Inquiry {
             .get::<Principal>()
             .ok_or_else(|| Error::Unauthenticated("an access token is required".into()))?;
         if !principal.has_scope(AUDIT_READ) {
-            return Err(Error::Forbidden(
-                "the audit log is for compliance clients".into(),
-            ));
+            // The attempt is on the record too: a platform or bank reaching for the log.
+            let refusal = "the audit log is for compliance clients";
+            let mut event = Event::new(Action::AuditQueried, principal.client_id(), Decision::Deny);
+            event.reason = Some(format!("{refusal}: {}", parts.uri.path()));
+            event.request_id = crate::http::request_id(&parts.headers);
+            app.auditor
+                .record(event)
+                .await
+                .map_err(Error::AuditUnavailable)?;
+            return Err(Error::Forbidden(refusal.into()));
         }
         Ok(Inquiry {
             app: app.clone(),
