@@ -13,13 +13,12 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde::de::DeserializeOwned;
 
+use super::common::Pages;
 use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
 use crate::model::{Balance, Transaction, TransactionStatus};
 
@@ -28,8 +27,6 @@ pub const NAME: &str = "berlin-group";
 
 const X_REQUEST_ID: &str = "X-Request-ID";
 const CONSENT_ID: &str = "Consent-ID";
-/// The most pages of one transaction report bankgate follows before giving up.
-const MAX_PAGES: usize = 100;
 
 /// NextGenPSD2 1.3.x.
 pub struct BerlinGroup;
@@ -138,9 +135,8 @@ impl Profile for BerlinGroup {
             }
         }
         let mut report = wire::AccountReport::default();
-        let mut visited = HashSet::new();
-        for _ in 0..MAX_PAGES {
-            visited.insert(url.to_string());
+        let mut pages = Pages::new(&url);
+        loop {
             let response: wire::TransactionsResponse =
                 send(bank, data_request(bank, session, url.clone())?).await?;
             let page = response.transactions.unwrap_or_default();
@@ -154,17 +150,9 @@ impl Profile for BerlinGroup {
                     let transactions = wire::transactions(account_id, report)?;
                     return Ok(within(transactions, from));
                 }
-                Some(next) if visited.contains(next.as_str()) => {
-                    return Err(AdapterError::Decode(
-                        "transaction pages link in a circle".into(),
-                    ));
-                }
-                Some(next) => url = next,
+                Some(next) => url = pages.admit(next)?,
             }
         }
-        Err(AdapterError::Decode(format!(
-            "transaction report has more than {MAX_PAGES} pages"
-        )))
     }
 }
 

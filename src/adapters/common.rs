@@ -257,6 +257,40 @@ pub fn account_ref(bank_ref: &str) -> Result<&str, AdapterError> {
     Ok(bank_ref)
 }
 
+/// The pages of one list a bank serves link by link: at most [`Pages::MAX`], never one twice,
+/// so a bank whose links loop or never end gets a clear error instead of a request that hangs.
+pub struct Pages {
+    visited: std::collections::HashSet<String>,
+}
+
+impl Pages {
+    /// The most pages one list may have.
+    pub const MAX: usize = 100;
+
+    /// A list whose first page is at `first`.
+    pub fn new(first: &url::Url) -> Pages {
+        Pages {
+            visited: [first.to_string()].into(),
+        }
+    }
+
+    /// `next` as the following page to fetch, unless the list has been there already or
+    /// would pass [`Pages::MAX`] pages.
+    pub fn admit(&mut self, next: url::Url) -> Result<url::Url, AdapterError> {
+        if self.visited.contains(next.as_str()) {
+            return Err(AdapterError::Decode("pages link in a circle".into()));
+        }
+        if self.visited.len() == Self::MAX {
+            return Err(AdapterError::Decode(format!(
+                "list has more than {} pages",
+                Self::MAX
+            )));
+        }
+        self.visited.insert(next.to_string());
+        Ok(next)
+    }
+}
+
 /// Resolves a pagination link: absolute, origin-relative (`/…`) or, as STET and FDX examples
 /// write them, relative to the API base (`v1/accounts?page=2`). The result must stay on the
 /// API's origin, since it gets the bearer token.
@@ -321,4 +355,37 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(
 /// A fresh request id (UUID v4).
 pub fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod pages_tests {
+    use super::{AdapterError, Pages};
+
+    fn page(n: usize) -> url::Url {
+        url::Url::parse(&format!("https://bank.example/accounts?page={n}")).unwrap()
+    }
+
+    #[test]
+    fn a_list_may_not_link_back_to_a_page_it_served() {
+        let mut pages = Pages::new(&page(1));
+        assert_eq!(pages.admit(page(2)).unwrap(), page(2));
+        for back in [page(1), page(2)] {
+            assert!(matches!(
+                pages.admit(back),
+                Err(AdapterError::Decode(message)) if message == "pages link in a circle"
+            ));
+        }
+    }
+
+    #[test]
+    fn a_list_has_at_most_max_pages() {
+        let mut pages = Pages::new(&page(1));
+        for n in 2..=Pages::MAX {
+            pages.admit(page(n)).unwrap();
+        }
+        assert!(matches!(
+            pages.admit(page(Pages::MAX + 1)),
+            Err(AdapterError::Decode(message)) if message == "list has more than 100 pages"
+        ));
+    }
 }

@@ -13,14 +13,12 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 use chrono::{NaiveDate, Utc};
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde_json::value::RawValue;
 
-use super::common::{account_ref, decode, endpoint, follow_link, request_id, send, within};
+use super::common::{Pages, account_ref, decode, endpoint, follow_link, request_id, send, within};
 use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
 use crate::model::{Balance, Transaction};
 
@@ -28,8 +26,6 @@ use crate::model::{Balance, Transaction};
 pub const NAME: &str = "fdx";
 
 const INTERACTION_ID: &str = "x-fapi-interaction-id";
-/// The most pages of one list bankgate follows before giving up.
-const MAX_PAGES: usize = 100;
 
 /// FDX 6.x.
 pub struct Fdx;
@@ -122,26 +118,17 @@ impl Profile for Fdx {
     ) -> Result<Vec<BankAccount>, AdapterError> {
         let first = endpoint(bank, &["accounts"])?;
         let mut url = first.clone();
-        let mut visited = HashSet::new();
+        let mut pages = Pages::new(&first);
         let mut accounts = Vec::new();
-        for _ in 0..MAX_PAGES {
-            visited.insert(url.to_string());
+        loop {
             let page: wire::AccountsResponse =
                 send(bank, get(bank, session, url.clone()), wire::error_in_body).await?;
             accounts.extend(wire::accounts(bank.id(), &page)?);
             match page.next() {
                 None => return Ok(accounts),
-                Some(next) => {
-                    url = next_url(bank, &first, next)?;
-                    if visited.contains(url.as_str()) {
-                        return Err(AdapterError::Decode("pages link in a circle".into()));
-                    }
-                }
+                Some(next) => url = pages.admit(next_url(bank, &first, next)?)?,
             }
         }
-        Err(AdapterError::Decode(format!(
-            "list has more than {MAX_PAGES} pages"
-        )))
     }
 
     async fn balances(
@@ -179,10 +166,9 @@ impl Profile for Fdx {
                 .append_pair("startTime", &from.to_string());
         }
         let mut url = first.clone();
-        let mut visited = HashSet::new();
+        let mut pages = Pages::new(&first);
         let mut entries = Vec::new();
-        for _ in 0..MAX_PAGES {
-            visited.insert(url.to_string());
+        loop {
             let page: wire::TransactionsResponse =
                 send(bank, get(bank, session, url.clone()), wire::error_in_body).await?;
             let next = page.next();
@@ -192,16 +178,8 @@ impl Profile for Fdx {
                     let transactions = wire::transactions(account_id, &currency, &entries)?;
                     return Ok(within(transactions, from));
                 }
-                Some(next) => {
-                    url = next_url(bank, &first, next)?;
-                    if visited.contains(url.as_str()) {
-                        return Err(AdapterError::Decode("pages link in a circle".into()));
-                    }
-                }
+                Some(next) => url = pages.admit(next_url(bank, &first, next)?)?,
             }
         }
-        Err(AdapterError::Decode(format!(
-            "list has more than {MAX_PAGES} pages"
-        )))
     }
 }

@@ -16,7 +16,6 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,16 +23,13 @@ use chrono::NaiveDate;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde_json::value::RawValue;
 
-use super::common::{TransactionIds, account_ref, follow_link, request_id, within};
+use super::common::{Pages, TransactionIds, account_ref, follow_link, request_id, within};
 use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
 use crate::model::{Balance, Scope, Transaction};
 use rules::{CompiledMapping, Endpoint, MappingSpec, RuleError};
 
 /// The profile's manifest name.
 pub const NAME: &str = "mapping";
-
-/// The most pages of one list bankgate follows before giving up.
-const MAX_PAGES: usize = 100;
 
 /// A compiled mapping: the profile of one bank with a proprietary API.
 #[derive(Debug, Clone)]
@@ -101,10 +97,9 @@ impl Mapping {
         first: url::Url,
         mut take: impl FnMut(&RawValue) -> Result<(), AdapterError>,
     ) -> Result<(), AdapterError> {
+        let mut pages = Pages::new(&first);
         let mut url = first;
-        let mut visited = HashSet::new();
-        for _ in 0..MAX_PAGES {
-            visited.insert(url.to_string());
+        loop {
             let rules = self.rules.clone();
             let body = bank
                 .fetch(
@@ -124,17 +119,10 @@ impl Mapping {
             match next {
                 None => return Ok(()),
                 Some(href) => {
-                    let next = follow_link(&bank.manifest.api_base_url, &href)?;
-                    if visited.contains(next.as_str()) {
-                        return Err(AdapterError::Decode("pages link in a circle".into()));
-                    }
-                    url = next;
+                    url = pages.admit(follow_link(&bank.manifest.api_base_url, &href)?)?;
                 }
             }
         }
-        Err(AdapterError::Decode(format!(
-            "list has more than {MAX_PAGES} pages"
-        )))
     }
 }
 

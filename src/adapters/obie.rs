@@ -15,14 +15,12 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde::Deserialize;
 
-use super::common::{account_ref, endpoint, follow_link, request_id, send, within};
+use super::common::{Pages, account_ref, endpoint, follow_link, request_id, send, within};
 use super::outbound::no_error_in_body;
 use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
 use crate::model::{Balance, Transaction};
@@ -31,8 +29,6 @@ use crate::model::{Balance, Transaction};
 pub const NAME: &str = "obie";
 
 const INTERACTION_ID: &str = "x-fapi-interaction-id";
-/// The most pages of one list bankgate follows before giving up.
-const MAX_PAGES: usize = 100;
 
 /// UK Open Banking Read/Write API 3.1.x and 4.0.
 pub struct Obie;
@@ -92,10 +88,9 @@ async fn paged<D: serde::de::DeserializeOwned>(
     first: url::Url,
     mut take: impl FnMut(D),
 ) -> Result<(), AdapterError> {
+    let mut pages = Pages::new(&first);
     let mut url = first;
-    let mut visited = HashSet::new();
-    for _ in 0..MAX_PAGES {
-        visited.insert(url.to_string());
+    loop {
         let page: wire::Envelope<D> =
             send(bank, get(bank, session, url.clone()), wire::error_in_body).await?;
         let next = page
@@ -105,15 +100,9 @@ async fn paged<D: serde::de::DeserializeOwned>(
         take(page.data);
         match next {
             None => return Ok(()),
-            Some(next) if visited.contains(next.as_str()) => {
-                return Err(AdapterError::Decode("pages link in a circle".into()));
-            }
-            Some(next) => url = next,
+            Some(next) => url = pages.admit(next)?,
         }
     }
-    Err(AdapterError::Decode(format!(
-        "list has more than {MAX_PAGES} pages"
-    )))
 }
 
 #[async_trait]

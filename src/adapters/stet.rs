@@ -14,13 +14,11 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use reqwest::header::{ACCEPT, HeaderValue};
 
-use super::common::{account_ref, endpoint, follow_link, request_id, send, within};
+use super::common::{Pages, account_ref, endpoint, follow_link, request_id, send, within};
 use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
 use crate::model::{Balance, Transaction};
 
@@ -30,8 +28,6 @@ pub const NAME: &str = "stet";
 pub const SCOPE: &str = "aisp";
 
 const X_REQUEST_ID: &str = "X-Request-ID";
-/// The most pages of one list bankgate follows before giving up.
-const MAX_PAGES: usize = 100;
 
 /// STET PSD2 API v1.4.
 pub struct Stet;
@@ -71,25 +67,15 @@ async fn paged<P: serde::de::DeserializeOwned>(
     first: url::Url,
     mut take: impl FnMut(P) -> Option<String>,
 ) -> Result<(), AdapterError> {
+    let mut pages = Pages::new(&first);
     let mut url = first;
-    let mut visited = HashSet::new();
-    for _ in 0..MAX_PAGES {
-        visited.insert(url.to_string());
+    loop {
         let page: P = send(bank, get(bank, session, url.clone()), wire::error_in_body).await?;
         match take(page) {
             None => return Ok(()),
-            Some(href) => {
-                let next = follow_link(&bank.manifest.api_base_url, &href)?;
-                if visited.contains(next.as_str()) {
-                    return Err(AdapterError::Decode("pages link in a circle".into()));
-                }
-                url = next;
-            }
+            Some(href) => url = pages.admit(follow_link(&bank.manifest.api_base_url, &href)?)?,
         }
     }
-    Err(AdapterError::Decode(format!(
-        "list has more than {MAX_PAGES} pages"
-    )))
 }
 
 #[async_trait]
