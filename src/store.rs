@@ -264,13 +264,13 @@ pub struct AuthorizationCode {
     pub dpop_jkt: Option<String>,
 }
 
-/// The outcome of redeeming a code.
+/// A code as the store holds it, looked up without changing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Redeemed {
-    /// First use: here is the code.
-    Fresh(AuthorizationCode),
-    /// The code was used before: a replay.
-    Replayed(AuthorizationCode),
+pub enum StoredCode {
+    /// Not redeemed yet.
+    Unused(AuthorizationCode),
+    /// Redeemed: it produced tokens, so presenting it again is a replay.
+    Redeemed(AuthorizationCode),
     /// No such code.
     Unknown,
 }
@@ -371,8 +371,15 @@ pub trait Store: Send + Sync + 'static {
 
     // Authorization codes.
     async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError>;
-    /// Marks the code used and returns it; a second redemption reports `Replayed`.
-    async fn redeem_code(&self, code_hash: &str) -> Result<Redeemed, StoreError>;
+    /// The code and whether it was redeemed; changes nothing, so a token request that fails
+    /// its checks leaves the code as it was.
+    async fn code(&self, code_hash: &str) -> Result<StoredCode, StoreError>;
+    /// Marks an unused code redeemed, atomically: `true` for exactly one of any number of
+    /// concurrent or successive callers; `false` when it was redeemed already (or is unknown).
+    async fn redeem_code(&self, code_hash: &str) -> Result<bool, StoreError>;
+    /// Marks a redeemed code unused again: the gateway failed after redeeming it and issued
+    /// nothing, so the client's retry must not be taken for a replay.
+    async fn release_code(&self, code_hash: &str) -> Result<(), StoreError>;
 
     // Accounts seen under a consent.
     /// Records (idempotently) the accounts a consent has seen.

@@ -6,6 +6,7 @@ pub mod compliance;
 pub mod consents;
 pub mod console;
 pub mod data;
+pub mod input;
 pub mod meta;
 pub mod oauth;
 pub mod purposes;

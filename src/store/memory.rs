@@ -17,8 +17,8 @@ use crate::audit::{self, Event, Filter, GENESIS, Record};
 use crate::consent::{Consent, ConsentStatus};
 use crate::store::{
     AccessCount, AccountRef, AuthorizationCode, BankAuthorization, BankVersion, Client,
-    DeliveryOutcome, DeliveryStatus, IssuedToken, PushedRequest, Redeemed, RefreshToken, Store,
-    StoreError, StoredGrant, WebhookDelivery,
+    DeliveryOutcome, DeliveryStatus, IssuedToken, PushedRequest, RefreshToken, Store, StoreError,
+    StoredCode, StoredGrant, WebhookDelivery,
 };
 
 /// A [`Store`] in process memory.
@@ -33,7 +33,7 @@ pub struct MemoryStore {
     consents: Mutex<HashMap<String, Consent>>,
     bank_authorizations: Mutex<HashMap<String, BankAuthorization>>,
     grants: Mutex<HashMap<String, StoredGrant>>,
-    /// Codes by hash, with whether they were used.
+    /// Codes by hash, with whether they were redeemed.
     codes: Mutex<HashMap<String, (AuthorizationCode, bool)>>,
     account_refs: Mutex<HashMap<(String, String), AccountRef>>,
     audit: Mutex<Chain>,
@@ -279,16 +279,29 @@ impl Store for MemoryStore {
         )
     }
 
-    async fn redeem_code(&self, code_hash: &str) -> Result<Redeemed, StoreError> {
-        let mut codes = lock(&self.codes);
-        Ok(match codes.get_mut(code_hash) {
-            None => Redeemed::Unknown,
-            Some((code, used)) if *used => Redeemed::Replayed(code.clone()),
-            Some((code, used)) => {
-                *used = true;
-                Redeemed::Fresh(code.clone())
-            }
+    async fn code(&self, code_hash: &str) -> Result<StoredCode, StoreError> {
+        Ok(match lock(&self.codes).get(code_hash) {
+            None => StoredCode::Unknown,
+            Some((code, true)) => StoredCode::Redeemed(code.clone()),
+            Some((code, false)) => StoredCode::Unused(code.clone()),
         })
+    }
+
+    async fn redeem_code(&self, code_hash: &str) -> Result<bool, StoreError> {
+        Ok(match lock(&self.codes).get_mut(code_hash) {
+            Some((_, used)) if !*used => {
+                *used = true;
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn release_code(&self, code_hash: &str) -> Result<(), StoreError> {
+        if let Some((_, used)) = lock(&self.codes).get_mut(code_hash) {
+            *used = false;
+        }
+        Ok(())
     }
 
     async fn put_account_refs(

@@ -28,7 +28,7 @@ use crate::audit::{Event, Filter, Record};
 use crate::consent::{Consent, ConsentStatus};
 use crate::store::{
     AccessCount, AccountRef, AuthorizationCode, BankAuthorization, BankVersion, Client,
-    DeliveryOutcome, IssuedToken, PushedRequest, Redeemed, RefreshToken, Store, StoreError,
+    DeliveryOutcome, IssuedToken, PushedRequest, RefreshToken, Store, StoreError, StoredCode,
     StoredGrant, WebhookDelivery,
 };
 
@@ -395,8 +395,16 @@ impl Store for PgStore {
         oauth::insert_code(&self.client().await?, code).await
     }
 
-    async fn redeem_code(&self, code_hash: &str) -> Result<Redeemed, StoreError> {
+    async fn code(&self, code_hash: &str) -> Result<StoredCode, StoreError> {
+        oauth::code(&self.client().await?, code_hash).await
+    }
+
+    async fn redeem_code(&self, code_hash: &str) -> Result<bool, StoreError> {
         oauth::redeem_code(&self.client().await?, code_hash).await
+    }
+
+    async fn release_code(&self, code_hash: &str) -> Result<(), StoreError> {
+        oauth::release_code(&self.client().await?, code_hash).await
     }
 
     async fn put_account_refs(

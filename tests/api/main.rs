@@ -32,6 +32,7 @@ mod reconsent;
 mod registration;
 mod security;
 mod support;
+mod token_endpoint;
 
 use bankgate::demo::account_information;
 use bankgate::model::Scope;
@@ -309,7 +310,8 @@ async fn codes_are_single_use_and_bound_to_pkce(kind: StoreKind) {
         .unwrap()
         .to_string();
     assert!(error.contains("invalid_grant"), "{error}");
-    // The failed attempt used the code up: a correct verifier cannot redeem it any more.
+    // The failed attempt left the code: the correct verifier redeems it, once.
+    gateway.platform.exchange(&code, &pushed).await.unwrap();
     let error = gateway
         .platform
         .exchange(&code, &pushed)

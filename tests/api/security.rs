@@ -235,28 +235,31 @@ async fn pkce_downgrades_are_refused(kind: StoreKind) {
         .approve(&pushed, &mut Default::default())
         .await
         .unwrap();
-    let answer = platform
-        .send(
-            reqwest::Method::POST,
-            "/oauth/token",
-            None,
-            Some(&[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", REDIRECT_URI),
-            ]),
-        )
-        .await
-        .unwrap();
-    assert_eq!(answer.status, 400);
-    assert_eq!(answer.json()["error"], "invalid_request");
-    // That attempt spent the code: even the right verifier cannot redeem it now.
-    let error = platform
-        .exchange(&code, &pushed)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(error.contains("invalid_grant"), "{error}");
+    let other_verifier = "w".repeat(43);
+    for (verifier, error, description) in [
+        (None, "invalid_request", "code_verifier is required"),
+        (
+            Some(other_verifier.as_str()),
+            "invalid_grant",
+            "PKCE verification failed: code_verifier does not match the code_challenge",
+        ),
+    ] {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT_URI),
+        ];
+        form.extend(verifier.map(|verifier| ("code_verifier", verifier)));
+        let answer = platform
+            .send(reqwest::Method::POST, "/oauth/token", None, Some(&form))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 400);
+        assert_eq!(answer.json()["error"], error);
+        assert_eq!(answer.json()["error_description"], description);
+    }
+    // Neither attempt redeemed the code: the right verifier still does, once.
+    platform.exchange(&code, &pushed).await.unwrap();
 }
 
 async fn a_replayed_code_revokes_everything_issued_from_it(kind: StoreKind) {
@@ -366,6 +369,10 @@ async fn redirect_uri_variants_are_refused(kind: StoreKind) {
         .await
         .unwrap();
     assert_eq!(answer.json()["error"], "invalid_grant");
+    assert_eq!(
+        answer.json()["error_description"],
+        "redirect_uri differs from the one of the authorization request"
+    );
 }
 
 async fn pushed_requests_are_single_use_and_bound_to_their_client(kind: StoreKind) {

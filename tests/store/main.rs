@@ -18,8 +18,8 @@ use bankgate::crypto::Sealed;
 use bankgate::model::Scope;
 use bankgate::store::memory::MemoryStore;
 use bankgate::store::{
-    AccessCount, AccountRef, AuthorizationCode, BankAuthorization, Client, PushedRequest, Redeemed,
-    Role, Store, StoreError, StoredGrant,
+    AccessCount, AccountRef, AuthorizationCode, BankAuthorization, Client, PushedRequest, Role,
+    Store, StoreError, StoredCode, StoredGrant,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
@@ -736,22 +736,36 @@ async fn codes_redeem_once(store: Arc<dyn Store>) {
     let result = store.insert_code(&issued).await;
     assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
 
-    assert_eq!(
+    // Looking a code up changes nothing: a token request that fails its checks leaves it.
+    for _ in 0..2 {
+        assert_eq!(
+            store.code("hash-1").await.unwrap(),
+            StoredCode::Unused(issued.clone())
+        );
+    }
+    assert!(
         store.redeem_code("hash-1").await.unwrap(),
-        Redeemed::Fresh(issued.clone())
+        "first redemption"
     );
     assert_eq!(
-        store.redeem_code("hash-1").await.unwrap(),
-        Redeemed::Replayed(issued.clone())
+        store.code("hash-1").await.unwrap(),
+        StoredCode::Redeemed(issued.clone())
     );
+    assert!(!store.redeem_code("hash-1").await.unwrap(), "second");
+
+    // Released (the gateway failed after redeeming it): unused again, redeemable once more.
+    store.release_code("hash-1").await.unwrap();
     assert_eq!(
-        store.redeem_code("hash-1").await.unwrap(),
-        Redeemed::Replayed(issued)
+        store.code("hash-1").await.unwrap(),
+        StoredCode::Unused(issued.clone())
     );
-    assert_eq!(
-        store.redeem_code("unknown").await.unwrap(),
-        Redeemed::Unknown
-    );
+    assert!(store.redeem_code("hash-1").await.unwrap());
+    assert!(!store.redeem_code("hash-1").await.unwrap());
+
+    assert_eq!(store.code("unknown").await.unwrap(), StoredCode::Unknown);
+    assert!(!store.redeem_code("unknown").await.unwrap());
+    store.release_code("unknown").await.unwrap();
+    assert_eq!(store.code("unknown").await.unwrap(), StoredCode::Unknown);
 
     // A code bound to a DPoP key at PAR keeps its key.
     let bound = AuthorizationCode {
@@ -760,30 +774,30 @@ async fn codes_redeem_once(store: Arc<dyn Store>) {
     };
     store.insert_code(&bound).await.unwrap();
     assert_eq!(
-        store.redeem_code("hash-bound").await.unwrap(),
-        Redeemed::Fresh(bound)
+        store.code("hash-bound").await.unwrap(),
+        StoredCode::Unused(bound)
     );
 
-    // Sixteen concurrent redemptions, several rounds (the first one also opens connections):
-    // one is fresh, the others are replays.
+    // Sixteen concurrent redemptions after sixteen look-ups that all saw the code unused,
+    // several rounds (the first one also opens connections): exactly one redeems it.
     for round in 0..ROUNDS {
         let hash = format!("hash-race-{round}");
         store.insert_code(&code(&hash)).await.unwrap();
         let outcomes = race(16, |_| {
             let store = store.clone();
             let hash = hash.clone();
-            async move { store.redeem_code(&hash).await.unwrap() }
+            async move {
+                let seen = store.code(&hash).await.unwrap();
+                (seen, store.redeem_code(&hash).await.unwrap())
+            }
         })
         .await;
-        let fresh = outcomes
-            .iter()
-            .filter(|outcome| matches!(outcome, Redeemed::Fresh(_)))
-            .count();
-        let replayed = outcomes
-            .iter()
-            .filter(|outcome| matches!(outcome, Redeemed::Replayed(_)))
-            .count();
-        assert_eq!((fresh, replayed), (1, 15), "round {round}: {outcomes:?}");
+        let redeemed = outcomes.iter().filter(|(_, redeemed)| *redeemed).count();
+        assert_eq!(redeemed, 1, "round {round}: {outcomes:?}");
+        assert!(
+            matches!(store.code(&hash).await.unwrap(), StoredCode::Redeemed(_)),
+            "round {round}"
+        );
     }
 }
 

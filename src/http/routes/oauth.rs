@@ -9,7 +9,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Form, Query, State};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -38,6 +39,8 @@ use crate::store::{AuthorizationCode, BankAuthorization, PushedRequest, Role, St
 mod extension;
 mod screen;
 mod token;
+
+use super::input::{self, OAuthForm};
 
 /// The OAuth routes and metadata.
 pub fn router(app: Arc<App>) -> Router {
@@ -143,7 +146,7 @@ const EXTENSION_PREFIX: &str = "urn:bankgate:extension:";
 async fn par(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Form(form): Form<ParForm>,
+    OAuthForm(form): OAuthForm<ParForm>,
 ) -> Response {
     match push(&app, &headers, form).await {
         Ok(body) => {
@@ -247,6 +250,15 @@ async fn push(
     }
     if detail.user_ref.is_empty() || detail.user_ref.len() > 128 {
         return Err(details_error("user_ref must be 1-128 characters".into()).into());
+    }
+    for (field, value) in [
+        ("purpose", Some(&detail.purpose)),
+        ("user_ref", Some(&detail.user_ref)),
+        ("consent_id", detail.consent_id.as_ref()),
+    ] {
+        if let Some(value) = value {
+            input::text(field, value).map_err(details_error)?;
+        }
     }
     let extends = match detail.consent_id.take() {
         None => None,
@@ -356,9 +368,13 @@ fn error_page(status: StatusCode, message: &str) -> Response {
 async fn authorize(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Query(query): Query<AuthorizeQuery>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     let lang = screen::Lang::negotiate(&headers);
+    let query = match input::oauth_query::<AuthorizeQuery>(query.as_deref()) {
+        Ok(query) => query,
+        Err(problem) => return screen::error_page(lang, StatusCode::BAD_REQUEST, &problem),
+    };
     match show_consent_screen(&app, query, lang).await {
         Ok(page) => page,
         Err(error) => screen::error_page(
@@ -504,7 +520,11 @@ struct DecisionForm {
     extension: Option<String>,
 }
 
-async fn decide(State(app): State<Arc<App>>, Form(form): Form<DecisionForm>) -> Response {
+async fn decide(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = match input::form::<DecisionForm>(&headers, &body) {
+        Ok(form) => form,
+        Err(problem) => return error_page(StatusCode::BAD_REQUEST, &problem),
+    };
     let decided = match form.extension.clone() {
         Some(key) => extension::decide(&app, form, &key).await,
         None => handle_decision(&app, form).await,
@@ -701,7 +721,11 @@ struct CallbackQuery {
     iss: Option<String>,
 }
 
-async fn callback(State(app): State<Arc<App>>, Query(query): Query<CallbackQuery>) -> Response {
+async fn callback(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
+    let query = match input::oauth_query::<CallbackQuery>(query.as_deref()) {
+        Ok(query) => query,
+        Err(problem) => return error_page(StatusCode::BAD_REQUEST, &problem),
+    };
     match handle_callback(&app, query).await {
         Ok(response) => response,
         Err(error) => {

@@ -1,5 +1,5 @@
 //! The OAuth flow's rows in PostgreSQL: pushed requests, bank authorizations (both single
-//! use), authorization codes and sealed bank grants.
+//! use), authorization codes (looked up, then redeemed once) and sealed bank grants.
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use super::{column, sql_error};
 use crate::crypto::Sealed;
 use crate::store::{
-    AuthorizationCode, BankAuthorization, PushedRequest, Redeemed, StoreError, StoredGrant,
+    AuthorizationCode, BankAuthorization, PushedRequest, StoreError, StoredCode, StoredGrant,
 };
 
 const INSERT_PUSHED_REQUEST: &str = "\
@@ -46,17 +46,20 @@ const INSERT_CODE: &str = "\
         (code_hash, consent_id, client_id, redirect_uri, code_challenge, expires_at, dpop_jkt) \
     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
-/// Marks the code used and says whether it was unused before, in one statement: the locked
-/// subquery sees the row as the previous redeemer left it, so exactly one redemption is fresh.
+const GET_CODE: &str = "\
+    SELECT code_hash, consent_id, client_id, redirect_uri, code_challenge, expires_at, dpop_jkt, \
+           used_at IS NOT NULL AS redeemed \
+    FROM authorization_codes WHERE code_hash = $1";
+
+/// Marks an unused code redeemed. Of concurrent updates, the later ones wait for the row lock
+/// and then re-check `used_at IS NULL` against the row the first one committed (READ
+/// COMMITTED re-evaluates the condition), so exactly one updates a row.
 const REDEEM_CODE: &str = "\
-    UPDATE authorization_codes AS code \
-    SET used_at = COALESCE(previous.used_at, now()) \
-    FROM (SELECT code_hash, used_at FROM authorization_codes \
-          WHERE code_hash = $1 FOR UPDATE) AS previous \
-    WHERE code.code_hash = previous.code_hash \
-    RETURNING code.code_hash, code.consent_id, code.client_id, code.redirect_uri, \
-              code.code_challenge, code.expires_at, code.dpop_jkt, \
-              previous.used_at IS NULL AS fresh";
+    UPDATE authorization_codes SET used_at = now() \
+    WHERE code_hash = $1 AND used_at IS NULL";
+
+const RELEASE_CODE: &str = "\
+    UPDATE authorization_codes SET used_at = NULL WHERE code_hash = $1";
 
 /// Stores a pushed request; `Conflict("pushed request")` if its URI exists.
 pub async fn insert_pushed_request(
@@ -232,24 +235,45 @@ pub async fn insert_code(
     Ok(())
 }
 
-/// Marks the code used and returns it: `Fresh` the first time, `Replayed` after. Expiry is
-/// the caller's check.
-pub async fn redeem_code(db: &impl GenericClient, code_hash: &str) -> Result<Redeemed, StoreError> {
+/// The code with `code_hash` and whether it was redeemed. Expiry is the caller's check.
+pub async fn code(db: &impl GenericClient, code_hash: &str) -> Result<StoredCode, StoreError> {
     let error = sql_error("authorization code");
-    let statement = db.prepare_cached(REDEEM_CODE).await.map_err(&error)?;
+    let statement = db.prepare_cached(GET_CODE).await.map_err(&error)?;
     let Some(row) = db
         .query_opt(&statement, &[&code_hash])
         .await
         .map_err(&error)?
     else {
-        return Ok(Redeemed::Unknown);
+        return Ok(StoredCode::Unknown);
     };
     let code = from_code_row(&row)?;
-    Ok(if column::<bool>(&row, "fresh")? {
-        Redeemed::Fresh(code)
+    Ok(if column::<bool>(&row, "redeemed")? {
+        StoredCode::Redeemed(code)
     } else {
-        Redeemed::Replayed(code)
+        StoredCode::Unused(code)
     })
+}
+
+/// Marks an unused code redeemed: `true` for exactly one caller, `false` when it was redeemed
+/// already or is unknown.
+pub async fn redeem_code(db: &impl GenericClient, code_hash: &str) -> Result<bool, StoreError> {
+    let error = sql_error("authorization code");
+    let statement = db.prepare_cached(REDEEM_CODE).await.map_err(&error)?;
+    let updated = db
+        .execute(&statement, &[&code_hash])
+        .await
+        .map_err(&error)?;
+    Ok(updated == 1)
+}
+
+/// Marks a redeemed code unused again (nothing was issued from it).
+pub async fn release_code(db: &impl GenericClient, code_hash: &str) -> Result<(), StoreError> {
+    let error = sql_error("authorization code");
+    let statement = db.prepare_cached(RELEASE_CODE).await.map_err(&error)?;
+    db.execute(&statement, &[&code_hash])
+        .await
+        .map_err(&error)?;
+    Ok(())
 }
 
 fn from_code_row(row: &Row) -> Result<AuthorizationCode, StoreError> {

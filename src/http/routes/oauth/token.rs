@@ -1,8 +1,12 @@
 //! The token endpoint (`authorization_code`, `refresh_token`, `client_credentials`) and the
 //! RFC 7009 revocation endpoint.
 //!
-//! - Codes are single use and live ≤ 60 s; a replayed code revokes the consent and every token
-//!   issued under it (RFC 6749 §4.1.2, RFC 9700 §4.5).
+//! - Codes are single use and live ≤ 60 s. A code is checked (client, expiry, redirect URI,
+//!   PKCE, DPoP binding) before it is redeemed, so a failed request leaves it for the corrected
+//!   retry; a code that produced tokens and is redeemed again is a replay, which revokes the
+//!   consent and every token issued under it (RFC 6749 §4.1.2, RFC 9700 §4.5).
+//! - Refusals say which check failed (`error_description`), never a secret.
+//! - Revoking a refresh token (RFC 7009) ends its consent.
 //! - A `DPoP` proof binds the access token to its key (`cnf.jkt`, `token_type: DPoP`); clients
 //!   registered with `dpop_bound_access_tokens` get nothing without one. A code bound to a key
 //!   at PAR (RFC 9449 §10) is only redeemed with a proof by that key. Proofs need a server
@@ -17,7 +21,7 @@
 //!   `adapter:manage`.
 
 use axum::Json;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
@@ -30,12 +34,15 @@ use crate::audit::{Action, Decision, Event};
 use crate::consent::{Consent, ConsentStatus};
 use crate::crypto;
 use crate::error::{Error, OAuthError};
+use crate::http::routes::input::OAuthForm;
 use crate::lifecycle::{self, consent_event};
 use crate::oauth::client_auth::{self, AuthParams};
 use crate::oauth::dpop::{self, DPOP_HEADER, DPOP_NONCE_HEADER, DpopError, Expected, Nonces};
 use crate::oauth::tokens::AccessClaims;
 use crate::oauth::{ADAPTER_MANAGE, AUDIT_READ, CONSENTS_MANAGE};
-use crate::store::{Client, IssuedToken, Redeemed, RefreshToken, Role, StoreError};
+use crate::store::{
+    AuthorizationCode, Client, IssuedToken, RefreshToken, Role, StoreError, StoredCode,
+};
 
 /// Why a token request failed: an OAuth error, or a DPoP one (answered with a nonce).
 pub(super) enum Refusal {
@@ -164,7 +171,7 @@ pub(super) struct TokenForm {
 pub(super) async fn token(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Form(form): Form<TokenForm>,
+    OAuthForm(form): OAuthForm<TokenForm>,
 ) -> Response {
     match issue(&app, &headers, form).await {
         Ok(body) => {
@@ -200,69 +207,159 @@ async fn issue(
         "authorization_code" => exchange_code(app, &client, form, jkt).await,
         "refresh_token" => refresh(app, &client, form, jkt).await,
         "client_credentials" => client_credentials(app, &client, jkt).await,
-        _ => Err(OAuthError::new("unsupported_grant_type", "unsupported grant_type").into()),
+        other => Err(OAuthError::new(
+            "unsupported_grant_type",
+            format!(
+                "grant_type {other:?} is not supported: use authorization_code, refresh_token \
+                 or client_credentials"
+            ),
+        )
+        .into()),
     }
 }
 
-fn invalid_grant() -> Refusal {
-    OAuthError::new(
-        "invalid_grant",
-        "the grant is invalid, used, revoked or expired",
-    )
-    .into()
+/// An `invalid_grant` saying which check failed.
+fn invalid_grant(description: &str) -> Refusal {
+    OAuthError::new("invalid_grant", description).into()
 }
 
+/// An `invalid_request`: `parameter` is missing.
+fn missing(parameter: &str) -> Refusal {
+    OAuthError::new("invalid_request", format!("{parameter} is required")).into()
+}
+
+/// `authorization_code`: the code is looked up, checked (client, expiry, redirect URI, PKCE,
+/// DPoP binding, consent) and only then redeemed, so a request that fails a check leaves the
+/// code for the client's corrected retry. Redeeming is atomic: of two requests that pass the
+/// checks at once, one gets tokens and the other is a replay. A code that produced tokens
+/// and is presented again (with everything else right) is a replay: it revokes the consent
+/// and every token issued from it. If the gateway fails after redeeming, the code is released
+/// again (nothing was issued).
 async fn exchange_code(
     app: &App,
     client: &Client,
     form: TokenForm,
     jkt: Option<String>,
 ) -> Result<serde_json::Value, Refusal> {
-    let code = form.code.ok_or_else(invalid_grant)?;
-    let code = match app
-        .store
-        .redeem_code(&crypto::sha256_hex(code.as_bytes()))
-        .await?
-    {
-        Redeemed::Fresh(code) => code,
-        Redeemed::Replayed(code) => {
-            // Someone holds a copy of the code: nothing issued from it can be trusted.
-            tracing::warn!(consent = %code.consent_id, "authorization code replayed");
-            if let Some(consent) = app.store.consent(&code.consent_id).await? {
-                lifecycle::revoke(app, &consent, "gateway", "authorization code replayed").await?;
-            }
-            return Err(invalid_grant());
-        }
-        Redeemed::Unknown => return Err(invalid_grant()),
+    let code = form.code.as_deref().ok_or_else(|| missing("code"))?;
+    let code_hash = crypto::sha256_hex(code.as_bytes());
+    let (code, redeemed) = match app.store.code(&code_hash).await? {
+        StoredCode::Unused(code) => (code, false),
+        StoredCode::Redeemed(code) => (code, true),
+        StoredCode::Unknown => return Err(invalid_grant("the authorization code is unknown")),
     };
-    if code.client_id != client.client_id
-        || code.expires_at < Utc::now()
-        || form.redirect_uri.as_deref() != Some(code.redirect_uri.as_str())
-    {
-        return Err(invalid_grant());
+    check_exchange(&code, client, &form, jkt.as_deref(), Utc::now())?;
+    if redeemed {
+        return Err(replayed(app, &code).await);
+    }
+    let consent = match app.store.consent(&code.consent_id).await? {
+        Some(consent) if consent.status == ConsentStatus::Authorised => consent,
+        Some(consent) => {
+            return Err(invalid_grant(&format!(
+                "the consent of this authorization code is {}",
+                consent.status.as_str()
+            )));
+        }
+        None => {
+            return Err(invalid_grant(
+                "the consent of this authorization code is gone",
+            ));
+        }
+    };
+    if !app.store.redeem_code(&code_hash).await? {
+        // Another request redeemed it since the look-up: two redemptions at once.
+        return Err(replayed(app, &code).await);
+    }
+    match code_tokens(app, client, &consent, jkt.as_deref()).await {
+        Ok(body) => Ok(body),
+        Err(refusal) => {
+            // Nothing left the gateway: the client's retry is not a replay.
+            if let Err(error) = app.store.release_code(&code_hash).await {
+                tracing::error!(%error, consent = %consent.id, "a redeemed code could not be released");
+            }
+            Err(refusal)
+        }
+    }
+}
+
+/// What a code exchange must satisfy before the code is redeemed, in the order RFC 6749
+/// §4.1.3, RFC 7636 §4.6 and RFC 9449 §10 state them; the refusal names the first that fails
+/// (never a secret: neither the verifier nor the challenge).
+fn check_exchange(
+    code: &AuthorizationCode,
+    client: &Client,
+    form: &TokenForm,
+    jkt: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), Refusal> {
+    if code.client_id != client.client_id {
+        return Err(invalid_grant(
+            "the authorization code was issued to another client",
+        ));
+    }
+    if code.expires_at < now {
+        return Err(invalid_grant("the authorization code expired"));
+    }
+    let redirect_uri = form
+        .redirect_uri
+        .as_deref()
+        .ok_or_else(|| missing("redirect_uri"))?;
+    if redirect_uri != code.redirect_uri {
+        return Err(invalid_grant(
+            "redirect_uri differs from the one of the authorization request",
+        ));
     }
     let verifier = form
         .code_verifier
-        .ok_or_else(|| OAuthError::new("invalid_request", "code_verifier is required"))?;
-    let challenge = crypto::pkce_s256(&verifier);
+        .as_deref()
+        .ok_or_else(|| missing("code_verifier"))?;
+    let challenge = crypto::pkce_s256(verifier);
     if !crypto::constant_time_eq(challenge.as_bytes(), code.code_challenge.as_bytes()) {
-        return Err(OAuthError::new("invalid_grant", "PKCE verification failed").into());
+        return Err(invalid_grant(
+            "PKCE verification failed: code_verifier does not match the code_challenge",
+        ));
     }
     // RFC 9449 §10: a code bound to a key at PAR is redeemed with a proof by that key only.
-    if let Some(bound) = &code.dpop_jkt
-        && jkt.as_deref() != Some(bound.as_str())
-    {
-        return Err(
-            DpopError::Invalid("the authorization code is bound to another DPoP key").into(),
-        );
+    match (&code.dpop_jkt, jkt) {
+        (Some(_), None) => Err(DpopError::Invalid(
+            "the authorization code is bound to a DPoP key: send a DPoP proof by it",
+        )
+        .into()),
+        (Some(bound), Some(proven)) if bound != proven => {
+            Err(DpopError::Invalid("the authorization code is bound to another DPoP key").into())
+        }
+        _ => Ok(()),
     }
-    let consent = app
-        .store
-        .consent(&code.consent_id)
-        .await?
-        .filter(|consent| consent.status == ConsentStatus::Authorised)
-        .ok_or_else(invalid_grant)?;
-    let (access_token, claims) = consent_token(app, client, &consent, jkt.as_deref()).await?;
+}
+
+/// A replayed code: someone holds a copy, so nothing issued from it can be trusted. Revokes
+/// its consent and every token under it; the refusal to send.
+async fn replayed(app: &App, code: &AuthorizationCode) -> Refusal {
+    tracing::warn!(consent = %code.consent_id, "authorization code replayed");
+    let revoked = async {
+        if let Some(consent) = app.store.consent(&code.consent_id).await? {
+            lifecycle::revoke(app, &consent, "gateway", "authorization code replayed").await?;
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    match revoked {
+        Ok(()) => invalid_grant(
+            "the authorization code was already redeemed; the consent and every token issued \
+             from it are revoked",
+        ),
+        Err(error) => error.into(),
+    }
+}
+
+/// The tokens a redeemed code gives: an access token, a refresh token, the consent.
+async fn code_tokens(
+    app: &App,
+    client: &Client,
+    consent: &Consent,
+    jkt: Option<&str>,
+) -> Result<serde_json::Value, Refusal> {
+    let (access_token, claims) = consent_token(app, client, consent, jkt).await?;
     let refresh_token = crypto::random_token(32).map_err(Error::from)?;
     app.store
         .insert_refresh_token(&RefreshToken {
@@ -287,24 +384,40 @@ async fn refresh(
     form: TokenForm,
     jkt: Option<String>,
 ) -> Result<serde_json::Value, Refusal> {
-    let presented = form.refresh_token.ok_or_else(invalid_grant)?;
+    let presented = form
+        .refresh_token
+        .as_deref()
+        .ok_or_else(|| missing("refresh_token"))?;
     let now = Utc::now();
     let stored = app
         .store
         .refresh_token(&crypto::sha256_hex(presented.as_bytes()))
         .await?
-        .filter(|token| {
-            token.client_id == client.client_id
-                && token.revoked_at.is_none()
-                && token.expires_at > now
-        })
-        .ok_or_else(invalid_grant)?;
-    let consent = app
-        .store
-        .consent(&stored.consent_id)
-        .await?
-        .filter(|consent| consent.status == ConsentStatus::Authorised && consent.expires_at > now)
-        .ok_or_else(invalid_grant)?;
+        .ok_or_else(|| invalid_grant("the refresh token is unknown"))?;
+    if stored.client_id != client.client_id {
+        return Err(invalid_grant(
+            "the refresh token was issued to another client",
+        ));
+    }
+    if stored.revoked_at.is_some() {
+        return Err(invalid_grant("the refresh token was revoked"));
+    }
+    if stored.expires_at <= now {
+        return Err(invalid_grant("the refresh token expired with its consent"));
+    }
+    let consent = match app.store.consent(&stored.consent_id).await? {
+        Some(consent) if consent.status != ConsentStatus::Authorised => {
+            return Err(invalid_grant(&format!(
+                "the consent of this refresh token is {}",
+                consent.status.as_str()
+            )));
+        }
+        Some(consent) if consent.expires_at <= now => {
+            return Err(invalid_grant("the consent of this refresh token expired"));
+        }
+        Some(consent) => consent,
+        None => return Err(invalid_grant("the consent of this refresh token is gone")),
+    };
     let (access_token, claims) = consent_token(app, client, &consent, jkt.as_deref()).await?;
     let mut body = token_body(app, &access_token, &claims);
     body["consent_id"] = json!(consent.id);
@@ -401,13 +514,15 @@ pub(super) struct RevocationForm {
     client_assertion: Option<String>,
 }
 
-/// `POST /oauth/revoke` (RFC 7009): a refresh token revokes itself and every token of its
-/// consent; an access token revokes itself. Answers 200 whether or not the token was known or
-/// belonged to the caller (nothing is revealed about other clients' tokens).
+/// `POST /oauth/revoke` (RFC 7009). A refresh token ends its consent: the consent is revoked
+/// as by `DELETE /v1/consents/{id}` (every token of it, the bank grant, audited, webhook), since
+/// the refresh token is the platform's hold on the consent and a consent nobody can use should
+/// not stay `authorised`. An access token revokes itself only. Answers 200 whether or not the
+/// token was known or belonged to the caller (nothing is revealed about other clients' tokens).
 pub(super) async fn revoke(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Form(form): Form<RevocationForm>,
+    OAuthForm(form): OAuthForm<RevocationForm>,
 ) -> Result<Response, Error> {
     let client = authenticate(
         &app,
@@ -428,7 +543,15 @@ pub(super) async fn revoke(
         .await?;
     match refresh {
         Some(refresh) if refresh.client_id == client.client_id => {
-            app.store.revoke_consent_tokens(&refresh.consent_id).await?;
+            match app.store.consent(&refresh.consent_id).await? {
+                Some(consent) => {
+                    lifecycle::revoke(&app, &consent, &client.client_id, REFRESH_TOKEN_REVOKED)
+                        .await?;
+                }
+                None => {
+                    app.store.revoke_consent_tokens(&refresh.consent_id).await?;
+                }
+            }
         }
         Some(_) => {}
         None => {
@@ -441,3 +564,6 @@ pub(super) async fn revoke(
     }
     Ok(([(header::CACHE_CONTROL, "no-store")], StatusCode::OK).into_response())
 }
+
+/// The reason of a consent ended by revoking its refresh token.
+pub const REFRESH_TOKEN_REVOKED: &str = "refresh token revoked by the platform (RFC 7009)";
