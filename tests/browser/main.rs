@@ -448,7 +448,7 @@ async fn console_in_headless_chromium() {
     );
     assert_eq!(seen["event_focused"], "event-heading");
 
-    // The CSV export of the denials: a header and one row each.
+    // The CSV export of the denials: a header, one row each...
     assert!(
         seen["export_header"]
             .as_str()
@@ -457,6 +457,21 @@ async fn console_in_headless_chromium() {
         "{seen}"
     );
     assert_eq!(seen["export_rows"], denied.len());
+    // ...and the trailer that says it is complete, which the page checked.
+    assert_eq!(
+        seen["export_trailer"],
+        format!("#complete,{}{}", denied.len(), ",".repeat(17))
+    );
+    let status = seen["export_status"].as_str().unwrap();
+    assert!(
+        status.contains(&format!(": {} event", denied.len())) && status.contains(", complete"),
+        "{status}"
+    );
+    // An export cut short is refused and not saved.
+    let refused = seen["cut_export_error"].as_str().unwrap();
+    assert!(refused.contains("cut short"), "{seen}");
+    assert_eq!(seen["cut_export_status"], "", "{seen}");
+    assert_eq!(seen["cut_export_downloads"], 0, "{seen}");
 
     // Pages of ten.
     let page1 = api("/v1/audit/events?limit=10".into()).await;

@@ -626,7 +626,28 @@ async function onVerify(event) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Export: fetched with the token, saved through a Blob and an object URL.
+// Export: fetched with the token, checked complete, saved through a Blob and an object URL.
+
+/**
+ * The number of events a downloaded export says it holds, from its trailer — the last line of
+ * a complete export: `{"complete":true,"n_events":N}` (JSON Lines) or a row `#complete,N,…`
+ * (CSV). `null` when there is none: the download was cut short.
+ */
+async function exportedCount(blob, format) {
+  const tail = await blob.slice(Math.max(0, blob.size - 4096)).text();
+  const lines = tail.split(/\r?\n/).filter((line) => line !== '');
+  const last = lines[lines.length - 1] ?? '';
+  if (format === 'csv') {
+    const match = /^#complete,(\d+),*$/.exec(last);
+    return match ? Number(match[1]) : null;
+  }
+  try {
+    const trailer = JSON.parse(last);
+    return trailer?.complete === true && Number.isInteger(trailer.n_events) ? trailer.n_events : null;
+  } catch {
+    return null;
+  }
+}
 
 function fileName(response, format) {
   const disposition = response.headers.get('Content-Disposition') ?? '';
@@ -650,6 +671,10 @@ async function onExport(event) {
       status.textContent = 'Preparing the export…';
       const response = await api(`${AUDIT_PATH}/export?${params}`, { accept });
       const blob = await response.blob();
+      const exported = await exportedCount(blob, format);
+      if (exported === null) {
+        throw new Error('The export was cut short (it does not end with its "complete" line), so it was not saved. Try again.');
+      }
       const name = fileName(response, format);
       const url = URL.createObjectURL(blob);
       const link = element('a', null, { href: url, download: name, hidden: '' });
@@ -657,7 +682,7 @@ async function onExport(event) {
       link.click();
       link.remove();
       setTimeout(() => URL.revokeObjectURL(url), 10_000);
-      status.textContent = `Downloaded ${name} (${blob.size} bytes).`;
+      status.textContent = `Downloaded ${name}: ${count(exported, 'event')}, complete (${blob.size} bytes).`;
     } catch (error) {
       status.textContent = '';
       showError('search-error', error);

@@ -7,8 +7,8 @@ mod export;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, Path, RawQuery};
 use axum::http::request::Parts;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -24,6 +24,7 @@ use crate::audit::{
 };
 use crate::error::Error;
 use crate::http::authn::Principal;
+use crate::http::routes::input;
 use crate::oauth::AUDIT_READ;
 
 /// The compliance routes.
@@ -105,13 +106,6 @@ impl Inquiry {
     }
 }
 
-/// The query string as `T`, or 400 saying why not.
-fn parameters<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Error> {
-    query
-        .map(|Query(parameters)| parameters)
-        .map_err(|rejection| Error::InvalidRequest(rejection.body_text()))
-}
-
 /// A page of events.
 #[derive(Serialize)]
 struct Page {
@@ -122,11 +116,8 @@ struct Page {
 }
 
 /// `GET /v1/audit/events`: the events a [`Filter`] selects, a page at a time.
-async fn events(
-    inquiry: Inquiry,
-    query: Result<Query<Filter>, QueryRejection>,
-) -> Result<Json<Page>, Error> {
-    let filter = parameters(query)?;
+async fn events(inquiry: Inquiry, RawQuery(query): RawQuery) -> Result<Json<Page>, Error> {
+    let filter: Filter = parse_query(query.as_deref())?;
     let app = &inquiry.app;
     // Through the auditor: a `user_ref` filter is pseudonymised like the stored references.
     let events = app.auditor.events(&filter).await?;
@@ -252,9 +243,9 @@ struct CheckpointPage {
 /// `GET /v1/audit/checkpoints`: the signed checkpoints by ascending position.
 async fn checkpoints(
     inquiry: Inquiry,
-    query: Result<Query<CheckpointsQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<CheckpointPage>, Error> {
-    let query = parameters(query)?;
+    let query: CheckpointsQuery = parse_query(query.as_deref())?;
     let limit = query.limit.unwrap_or(100).clamp(1, Filter::MAX_LIMIT);
     let checkpoints = inquiry.app.auditor.checkpoints(query.after, limit).await?;
     let next_after = (checkpoints.len() == limit as usize)
@@ -323,11 +314,8 @@ struct Summary {
 }
 
 /// `GET /v1/audit/summary`: events counted by UTC day, platform, purpose and decision.
-async fn summary(
-    inquiry: Inquiry,
-    query: Result<Query<SummaryQuery>, QueryRejection>,
-) -> Result<Json<Summary>, Error> {
-    let filter = parameters(query)?.resolve(Utc::now())?;
+async fn summary(inquiry: Inquiry, RawQuery(query): RawQuery) -> Result<Json<Summary>, Error> {
+    let filter = parse_query::<SummaryQuery>(query.as_deref())?.resolve(Utc::now())?;
     let rows = inquiry.app.store.audit_summary(&filter).await?;
     inquiry.audited("summary", &filter, rows.len()).await?;
     Ok(Json(Summary {
@@ -406,9 +394,8 @@ async fn verify(inquiry: Inquiry) -> Result<Json<Verification>, Error> {
     Ok(Json(verification))
 }
 
-/// Parses a query string as `T` with `serde_urlencoded` (what axum's `Query` does).
-fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
-    serde_urlencoded::from_str(query).map_err(|error| {
-        Error::InvalidRequest(format!("Failed to deserialize query string: {error}"))
-    })
+/// The query string as `T`, or 400 saying why not (U+0000 anywhere in it included: the
+/// filters reach PostgreSQL text).
+fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> Result<T, Error> {
+    input::query(query).map_err(Error::InvalidRequest)
 }

