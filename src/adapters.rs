@@ -308,8 +308,9 @@ pub struct Bank {
     /// The OAuth client id bankgate has at this bank.
     pub client_id: String,
     client_secret: String,
-    /// Client for back-channel calls: never follows redirects, bounded by the bank's timeout.
-    /// Its connection pool is this bank's alone.
+    /// Client for back-channel calls: connects only where [`crate::egress::Egress`] allows
+    /// (public addresses, unless the operator opted out), never follows redirects, bounded by
+    /// the bank's timeout. Its connection pool is this bank's alone.
     pub http: reqwest::Client,
     /// Timeout, retry, circuit breaker and size cap for the data calls ([`outbound`]).
     pub outbound: outbound::Outbound,
@@ -328,14 +329,17 @@ impl std::fmt::Debug for Bank {
 }
 
 impl Bank {
-    /// Builds a bank from a manifest and its resolved credentials.
+    /// Builds a bank from a manifest and its resolved credentials; every connection to it
+    /// obeys `egress`.
     pub fn new(
         manifest: Manifest,
         client_id: String,
         client_secret: String,
+        egress: &crate::egress::Egress,
     ) -> Result<Bank, AdapterError> {
         let settings = outbound::Settings::from(&manifest.limits);
-        let http = crate::crypto::http_client_builder()
+        let http = egress
+            .client_builder()
             .timeout(Duration::from_millis(manifest.limits.timeout_ms))
             .build()
             .map_err(|error| AdapterError::Transport(error.to_string()))?;
@@ -391,17 +395,19 @@ pub struct Adapter {
 }
 
 impl Adapter {
-    /// The adapter of a manifest (validated, its mapping compiled) with resolved credentials.
+    /// The adapter of a manifest (validated, its mapping compiled) with resolved credentials;
+    /// every connection to the bank obeys `egress`.
     pub fn new(
         manifest: Manifest,
         client_id: String,
         client_secret: String,
         version: i32,
+        egress: &crate::egress::Egress,
     ) -> Result<Adapter, ManifestError> {
         manifest.validate()?;
         let profile = build_profile(&manifest)?;
         let id = manifest.id.clone();
-        let bank = Bank::new(manifest, client_id, client_secret).map_err(|error| {
+        let bank = Bank::new(manifest, client_id, client_secret, egress).map_err(|error| {
             ManifestError::Invalid {
                 bank: id,
                 message: error.to_string(),

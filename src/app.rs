@@ -10,6 +10,7 @@ use crate::adapters::{self, Adapter, Manifest, Registry};
 use crate::audit::{self, Action, Auditor, Decision};
 use crate::config::{Config, StoreConfig};
 use crate::crypto::Sealer;
+use crate::egress::Egress;
 use crate::oauth::bank_auth::BankKeys;
 use crate::oauth::keys::SigningKey;
 use crate::oauth::tokens::TokenService;
@@ -248,9 +249,7 @@ impl Gateway {
                 interval,
             ))
         });
-        axum::serve(self.listener, tower::make::Shared::new(service))
-            .with_graceful_shutdown(shutdown)
-            .await
+        crate::http::server::serve(self.listener, service, self.app.config.server, shutdown).await
     }
 }
 
@@ -270,7 +269,10 @@ async fn load_banks(
     store: &dyn Store,
     auditor: &Auditor,
 ) -> Result<(Registry, Vec<Sandbox>), StartError> {
-    let registry = Registry::default();
+    let registry = Registry::new(
+        Arc::new(adapters::ProcessEnv),
+        Egress::new(config.allow_private_bank_hosts),
+    );
     let mut sandboxes = Vec::new();
     for mut manifest in Manifest::load_dir(&config.adapters_dir)? {
         let env = |var: &str| registry.secret(var);
@@ -290,6 +292,7 @@ async fn load_banks(
                 message: error.to_string(),
             }
         })?;
+        let mut egress = registry.egress().clone();
         let (client_id, client_secret) = match (&manifest.sandbox, client_id, client_secret) {
             (_, Some(id), Some(secret)) => (id, secret),
             (Some(spec), id, _) if config.start_sandboxes => {
@@ -319,6 +322,9 @@ async fn load_banks(
                 })
                 .await?;
                 manifest.rebase(&sandbox.origin);
+                // The sandbox is reachable at exactly the address it bound, whatever the
+                // egress policy says of loopback.
+                egress = egress.allowing(sandbox.addr);
                 sandboxes.push(sandbox);
                 (client_id, client_secret)
             }
@@ -334,7 +340,7 @@ async fn load_banks(
             }
         };
         let version = register(store, auditor, &manifest).await?;
-        let mut adapter = Adapter::new(manifest, client_id, client_secret, version)?;
+        let mut adapter = Adapter::new(manifest, client_id, client_secret, version, &egress)?;
         adapter.bank.keys = keys;
         registry.insert(adapter);
     }
@@ -372,8 +378,10 @@ pub fn embedded_config() -> Config {
         .unwrap_or_else(|error| unreachable!("the default configuration is valid: {error}"));
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.sandbox_approval = sandbox::Approval::Auto;
-    // The bundled sandbox banks, and those tests register, listen on loopback.
+    // The bundled sandbox banks, those tests register, and the platforms' test receivers
+    // (webhooks, key sets) listen on loopback.
     config.allow_private_bank_hosts = true;
+    config.allow_private_platform_hosts = true;
     // Demos and tests drive `lifecycle::Maintenance` themselves, at the times they choose.
     config.maintenance_interval = None;
     config

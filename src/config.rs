@@ -48,11 +48,21 @@ pub struct RawConfig {
     /// (and use `http` on loopback). Off in production: a registration must not turn the
     /// gateway into a proxy to its own network. The embedded default (demo, tests) allows it.
     pub allow_private_bank_hosts: Option<bool>,
+    /// Whether platforms' webhook URLs and `jwks_uri`s may point at loopback, private or
+    /// link-local addresses. Off in production for the same reason; the embedded default
+    /// allows it (test receivers listen on loopback).
+    pub allow_private_platform_hosts: Option<bool>,
     /// Bearer token for the operator's admin API; the admin API is off without it.
     pub admin_token: Option<String>,
     pub request_timeout_ms: Option<u64>,
     pub max_body_bytes: Option<usize>,
     pub max_in_flight: Option<usize>,
+    /// How long a connection may take to send a request head (and idle between requests)
+    /// before it is closed.
+    pub header_read_timeout_ms: Option<u64>,
+    /// Open connections from one IP address at once; 0 turns the cap off (behind a proxy,
+    /// every connection comes from the proxy's address).
+    pub max_connections_per_ip: Option<usize>,
     pub access_token_ttl_secs: Option<i64>,
     /// Start the sandbox banks of `adapters/` manifests that have a `[sandbox]` section.
     pub start_sandboxes: Option<bool>,
@@ -101,10 +111,13 @@ pub struct Config {
     /// `None`: adapters registered on other instances are not picked up.
     pub adapters_refresh_interval: Option<Duration>,
     pub allow_private_bank_hosts: bool,
+    pub allow_private_platform_hosts: bool,
     pub admin_token: Option<String>,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
+    /// How connections are served (header-read timeout, per-IP cap).
+    pub server: crate::http::server::ServerSettings,
     pub access_token_ttl_secs: i64,
     pub start_sandboxes: bool,
     pub sandbox_approval: crate::sandbox::Approval,
@@ -203,6 +216,13 @@ impl RawConfig {
                 ));
             }
         };
+        let header_read_timeout_ms = self.header_read_timeout_ms.unwrap_or(10_000);
+        if header_read_timeout_ms == 0 {
+            return Err(invalid(
+                "header_read_timeout_ms",
+                "must be at least 1".into(),
+            ));
+        }
         let ttl = self.access_token_ttl_secs.unwrap_or(300);
         if !(1..=300).contains(&ttl) {
             return Err(invalid("access_token_ttl_secs", "must be 1..=300".into()));
@@ -221,6 +241,7 @@ impl RawConfig {
                 secs => Some(Duration::from_secs(secs)),
             },
             allow_private_bank_hosts: self.allow_private_bank_hosts.unwrap_or(false),
+            allow_private_platform_hosts: self.allow_private_platform_hosts.unwrap_or(false),
             adapters_refresh_interval: match self.adapters_refresh_secs.unwrap_or(10) {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
@@ -229,6 +250,13 @@ impl RawConfig {
             request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(30_000)),
             max_body_bytes: self.max_body_bytes.unwrap_or(64 * 1024),
             max_in_flight: self.max_in_flight.unwrap_or(1024),
+            server: crate::http::server::ServerSettings {
+                header_read_timeout: Duration::from_millis(header_read_timeout_ms),
+                max_connections_per_ip: match self.max_connections_per_ip.unwrap_or(256) {
+                    0 => None,
+                    max => Some(max),
+                },
+            },
             access_token_ttl_secs: ttl,
             start_sandboxes: self.start_sandboxes.unwrap_or(true),
             sandbox_approval,

@@ -10,6 +10,7 @@ pub mod policy;
 pub mod problem;
 pub mod rate_limit;
 pub mod routes;
+pub mod server;
 pub mod stack;
 
 use http::HeaderName;

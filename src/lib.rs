@@ -12,6 +12,7 @@ pub mod config;
 pub mod consent;
 pub mod crypto;
 pub mod demo;
+pub mod egress;
 pub mod error;
 pub mod http;
 pub mod lifecycle;

@@ -202,9 +202,12 @@ pub struct Maintenance {
 }
 
 impl Maintenance {
-    /// Maintenance for `app`, delivering webhooks with its own HTTP client (no redirects).
+    /// Maintenance for `app`, delivering webhooks with its own HTTP client: no redirects, and
+    /// connections only where the platforms' egress policy allows (public addresses unless
+    /// `allow_private_platform_hosts`).
     pub fn new(app: Arc<App>) -> Result<Maintenance, Error> {
-        let http = crate::crypto::http_client_builder()
+        let http = crate::egress::Egress::new(app.config.allow_private_platform_hosts)
+            .client_builder()
             .timeout(webhooks::DELIVERY_TIMEOUT)
             .build()
             .map_err(|error| Error::Internal(error.to_string()))?;

@@ -181,7 +181,9 @@ async fn token(
         client_secret_env = "BENCH_BANK_CLIENT_SECRET"
         "#
     ))?;
-    let bank = Bank::new(manifest, "bankgate".into(), sandbox_secret.into())?;
+    // The sandbox listens on loopback: the development opt-out.
+    let egress = bankgate::egress::Egress::new(true);
+    let bank = Bank::new(manifest, "bankgate".into(), sandbox_secret.into(), &egress)?;
     let profile = build_profile(&bank.manifest)?;
     let consent = profile
         .create_consent(

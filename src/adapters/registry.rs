@@ -23,6 +23,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::{Adapter, Manifest, ManifestError};
+use crate::egress::Egress;
 use crate::store::{Store, StoreError};
 
 /// Where a manifest's credential references resolve.
@@ -64,12 +65,8 @@ pub struct Registry {
     secrets: RwLock<Arc<dyn Secrets>>,
     /// Stored versions that could not be activated, so that each is logged once.
     failed: Mutex<HashMap<String, i32>>,
-}
-
-impl Default for Registry {
-    fn default() -> Self {
-        Registry::new(Arc::new(ProcessEnv))
-    }
+    /// Where the banks' HTTP clients may connect.
+    egress: Egress,
 }
 
 impl std::fmt::Debug for Registry {
@@ -81,13 +78,20 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// An empty registry resolving credentials with `secrets`.
-    pub fn new(secrets: Arc<dyn Secrets>) -> Registry {
+    /// An empty registry resolving credentials with `secrets`, whose banks connect where
+    /// `egress` allows.
+    pub fn new(secrets: Arc<dyn Secrets>, egress: Egress) -> Registry {
         Registry {
             adapters: ArcSwap::from_pointee(BTreeMap::new()),
             secrets: RwLock::new(secrets),
             failed: Mutex::new(HashMap::new()),
+            egress,
         }
+    }
+
+    /// Where the banks' HTTP clients may connect (registrations are checked against it too).
+    pub fn egress(&self) -> &Egress {
+        &self.egress
     }
 
     /// Resolves credential references with `secrets` from now on.
@@ -130,7 +134,7 @@ impl Registry {
                     bank: manifest.id.clone(),
                     message: error.to_string(),
                 })?;
-        let mut adapter = Adapter::new(manifest, client_id, client_secret, version)?;
+        let mut adapter = Adapter::new(manifest, client_id, client_secret, version, &self.egress)?;
         adapter.bank.keys = keys;
         Ok(adapter)
     }
@@ -264,7 +268,7 @@ mod tests {
     async fn a_refresh_activates_newer_stored_versions_only() {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let store = MemoryStore::new();
-        let registry = Registry::new(secrets());
+        let registry = Registry::new(secrets(), Egress::new(true));
         store
             .put_bank("x-bank", &manifest("x-bank", 1000))
             .await
@@ -312,7 +316,7 @@ mod tests {
 
     #[test]
     fn credentials_are_resolved_by_reference() {
-        let registry = Registry::new(secrets());
+        let registry = Registry::new(secrets(), Egress::new(true));
         let manifest: Manifest = serde_json::from_value(manifest("x-bank", 1000)).unwrap();
         assert_eq!(
             registry.credentials(&manifest).unwrap(),

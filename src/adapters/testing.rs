@@ -121,7 +121,9 @@ pub async fn sandbox_bank(profile: &str, bank_id: &str, api_path: &str) -> (Sand
         "#
     ))
     .unwrap();
-    let bank = Bank::new(manifest, "bankgate".into(), client_secret).unwrap();
+    // The sandbox listens on loopback: the development opt-out.
+    let egress = crate::egress::Egress::new(true);
+    let bank = Bank::new(manifest, "bankgate".into(), client_secret, &egress).unwrap();
     (sandbox, bank)
 }
 

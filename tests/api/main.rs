@@ -23,6 +23,7 @@ mod bank_fapi;
 mod bank_revocation;
 mod banks;
 mod compliance;
+mod egress;
 mod export_completeness;
 mod fapi;
 mod faults;

@@ -32,6 +32,9 @@ pub struct Options {
     pub adapters_dir: Option<std::path::PathBuf>,
     /// The key that signs access tokens (PKCS#8 PEM) instead of an ephemeral one.
     pub signing_key_file: Option<std::path::PathBuf>,
+    /// Connect to public addresses only, as in production (`allow_private_bank_hosts` and
+    /// `allow_private_platform_hosts` off); the bundled sandboxes stay reachable.
+    pub public_hosts_only: bool,
 }
 
 /// The grant key of PostgreSQL test gateways (every instance of one test shares it).
@@ -76,6 +79,10 @@ impl TestGateway {
             config.adapters_dir = dir;
         }
         config.signing_key_file = options.signing_key_file;
+        if options.public_hosts_only {
+            config.allow_private_bank_hosts = false;
+            config.allow_private_platform_hosts = false;
+        }
         config.admin_token = options.admin_token;
         let database = match kind {
             StoreKind::Memory => None,

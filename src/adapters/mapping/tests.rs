@@ -786,6 +786,7 @@ async fn the_bundled_mapping_reads_the_proprietary_sandbox() {
         test_bank.client_id.clone(),
         test_bank.client_secret().to_owned(),
         1,
+        &crate::egress::Egress::new(true),
     )
     .unwrap();
     let (bank, profile) = (&adapter.bank, &adapter.profile);

@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use crate::adapters::{Adapter, AdapterError, Bank, Manifest, ManifestError};
 use crate::app::App;
 use crate::audit::{Action, Decision, Event};
+use crate::egress::Egress;
 use crate::error::Error;
 use crate::http::authn::Principal;
 use crate::oauth::ADAPTER_MANAGE;
@@ -215,7 +216,7 @@ async fn register(
     }
     manifest.validate().map_err(invalid)?;
     manifest.check_registered_references().map_err(invalid)?;
-    check_bank_urls(&manifest, app.config.allow_private_bank_hosts)?;
+    check_bank_urls(&manifest, app.banks.egress()).await?;
     let mut adapter = app.banks.build(manifest.clone(), 0).map_err(invalid)?;
     let checked = if live_check {
         check_live(&adapter.bank)
@@ -269,11 +270,12 @@ async fn register(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// Where a registered adapter may send bankgate's calls: `https` only, to public addresses.
-/// With `allow_private` (the embedded default, for sandboxes and tests) loopback, private and
-/// link-local addresses are allowed too, and `http` on loopback. Host names are checked as
-/// written; one that resolves to a private address is the operator's network policy to stop.
-fn check_bank_urls(manifest: &Manifest, allow_private: bool) -> Result<(), Error> {
+/// Where a registered adapter may send bankgate's calls: `https` only, to public addresses —
+/// as written (a literal address in any spelling, `localhost` and other local names) and as
+/// its names resolve now, by the same classification every connection to the bank is held to
+/// later ([`Egress`]). With `allow_private_bank_hosts` (the embedded default, for sandboxes
+/// and tests) any address is allowed, and `http` on loopback.
+async fn check_bank_urls(manifest: &Manifest, egress: &Egress) -> Result<(), Error> {
     let oauth = &manifest.oauth;
     let urls = [
         ("api_base_url", Some(&manifest.api_base_url)),
@@ -287,33 +289,33 @@ fn check_bank_urls(manifest: &Manifest, allow_private: bool) -> Result<(), Error
             "oauth.revocation_endpoint",
             oauth.revocation_endpoint.as_ref(),
         ),
+        (
+            "oauth.pushed_authorization_request_endpoint",
+            oauth.pushed_authorization_request_endpoint.as_ref(),
+        ),
     ];
     for (field, url) in urls {
-        let Some(parsed) = url.and_then(|url| url::Url::parse(url).ok()) else {
+        let Some(url) = url else {
             continue;
         };
+        let parsed = url::Url::parse(url)
+            .map_err(|error| Error::InvalidRequest(format!("{field}: {error}")))?;
+        egress
+            .check_url_resolved(&parsed)
+            .await
+            .map_err(|refused| {
+                Error::InvalidRequest(format!(
+                    "{field}: a registered adapter must reach the bank at a public address \
+                 ({refused})"
+                ))
+            })?;
         let loopback = match parsed.host() {
             Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
             Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
             None => false,
         };
-        let private = loopback
-            || match parsed.host() {
-                Some(url::Host::Ipv4(ip)) => {
-                    ip.is_private() || ip.is_link_local() || ip.is_unspecified()
-                }
-                Some(url::Host::Ipv6(ip)) => {
-                    ip.is_unique_local() || ip.is_unicast_link_local() || ip.is_unspecified()
-                }
-                _ => false,
-            };
-        if private && !allow_private {
-            return Err(Error::InvalidRequest(format!(
-                "{field}: a registered adapter must reach the bank at a public address"
-            )));
-        }
-        if parsed.scheme() != "https" && !(loopback && allow_private) {
+        if parsed.scheme() != "https" && !(loopback && egress.allows_private()) {
             return Err(Error::InvalidRequest(format!(
                 "{field}: a registered adapter must use https"
             )));
@@ -404,7 +406,14 @@ fn what_failed(error: &AdapterError) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    use futures_util::future::BoxFuture;
+
     use super::*;
+    use crate::egress::Lookup;
 
     fn manifest_at(base: &str) -> Manifest {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/adapters/nova-bank.toml");
@@ -413,39 +422,82 @@ mod tests {
         manifest
     }
 
-    fn refusal(base: &str, allow_private: bool) -> Option<String> {
-        check_bank_urls(&manifest_at(base), allow_private)
+    /// A DNS under the registering bank's control: one name points at loopback.
+    struct Rebinding;
+
+    impl Lookup for Rebinding {
+        fn lookup(&self, name: &str) -> BoxFuture<'static, std::io::Result<Vec<IpAddr>>> {
+            let answer = match name {
+                "api.bank.example" => Ok(vec![[93, 184, 215, 14].into()]),
+                "rebound.bank.example" => Ok(vec![[127, 0, 0, 1].into()]),
+                _ => Err(std::io::ErrorKind::NotFound.into()),
+            };
+            Box::pin(async move { answer })
+        }
+    }
+
+    async fn refusal(base: &str, allow_private: bool) -> Option<String> {
+        let egress = Egress::new(allow_private).with_lookup(Arc::new(Rebinding));
+        check_bank_urls(&manifest_at(base), &egress)
+            .await
             .err()
             .map(|error| error.to_string())
     }
 
-    #[test]
-    fn registered_adapters_reach_public_https_hosts_only() {
-        assert_eq!(refusal("https://api.bank.example", false), None);
-        assert_eq!(refusal("https://203.0.113.7", false), None);
-        for private in [
-            "https://localhost:8443",
-            "https://127.0.0.1",
-            "https://10.1.2.3",
-            "https://192.168.0.10",
-            "https://172.20.0.1",
-            "https://169.254.169.254",
-            "https://[::1]",
-            "https://[fd00::1]",
-            "https://0.0.0.0",
-        ] {
-            let refused = refusal(private, false).unwrap_or_default();
-            assert!(refused.contains("public address"), "{private}: {refused}");
+    #[tokio::test]
+    async fn registered_adapters_reach_public_https_hosts_only() {
+        assert_eq!(refusal("https://api.bank.example", false).await, None);
+        assert_eq!(refusal("https://93.184.215.14", false).await, None);
+        let expected: HashMap<&str, &str> = HashMap::from([
+            ("https://localhost:8443", "RFC 6761"),
+            ("https://localhost.:8443", "RFC 6761"),
+            ("https://foo.localhost", "RFC 6761"),
+            ("https://127.0.0.1", "loopback"),
+            ("https://10.1.2.3", "private-use"),
+            ("https://192.168.0.10", "private-use"),
+            ("https://172.20.0.1", "private-use"),
+            ("https://169.254.169.254", "link-local"),
+            ("https://[::1]", "loopback"),
+            ("https://[fd00::1]", "unique local"),
+            ("https://0.0.0.0", "this network"),
+            ("https://[::ffff:127.0.0.1]:8443", "IPv4-mapped 127.0.0.1"),
+            ("https://[::ffff:7f00:1]", "IPv4-mapped 127.0.0.1"),
+            (
+                "https://[::ffff:169.254.169.254]",
+                "IPv4-mapped 169.254.169.254",
+            ),
+            ("https://[::ffff:10.0.0.1]", "IPv4-mapped 10.0.0.1"),
+            ("https://[::127.0.0.1]", "IPv4-compatible 127.0.0.1"),
+            ("https://[64:ff9b::7f00:1]", "NAT64"),
+            ("https://[2002:7f00:1::]", "6to4"),
+            ("https://100.64.0.1", "shared address space"),
+            ("https://0.1.2.3", "this network"),
+            ("https://198.18.0.1", "benchmarking"),
+            ("https://224.0.0.1", "multicast"),
+            ("https://255.255.255.255", "limited broadcast"),
+            ("https://203.0.113.7", "TEST-NET-3"),
+            ("https://2130706433", "loopback"),
+            ("https://rebound.bank.example", "resolves to 127.0.0.1"),
+        ]);
+        for (base, range) in expected {
+            let refused = refusal(base, false).await.unwrap_or_default();
+            assert!(
+                refused.contains("public address") && refused.contains(range),
+                "{base}: {refused}"
+            );
         }
-        let refused = refusal("http://api.bank.example", false).unwrap_or_default();
+        let refused = refusal("http://api.bank.example", false)
+            .await
+            .unwrap_or_default();
         assert!(refused.contains("must use https"), "{refused}");
     }
 
-    #[test]
-    fn the_embedded_default_allows_loopback_sandboxes() {
-        assert_eq!(refusal("http://127.0.0.1:8095", true), None);
-        assert_eq!(refusal("https://10.1.2.3", true), None);
-        let refused = refusal("http://10.1.2.3", true).unwrap_or_default();
+    #[tokio::test]
+    async fn the_embedded_default_allows_loopback_sandboxes() {
+        assert_eq!(refusal("http://127.0.0.1:8095", true).await, None);
+        assert_eq!(refusal("https://10.1.2.3", true).await, None);
+        assert_eq!(refusal("https://rebound.bank.example", true).await, None);
+        let refused = refusal("http://10.1.2.3", true).await.unwrap_or_default();
         assert!(refused.contains("must use https"), "{refused}");
     }
 }
