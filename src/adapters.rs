@@ -514,4 +514,13 @@ mod tests {
         assert_ne!(id, account_id("other-bank", "DE89370400440532013000"));
         assert!(id.starts_with("acc_") && !id.contains("DE89"));
     }
+
+    #[test]
+    fn every_profile_has_a_sandbox_bank_and_no_more() {
+        let mut sandboxes: Vec<&str> = bankgate_sandbox::profiles().collect();
+        let mut profiles = PROFILES.to_vec();
+        sandboxes.sort_unstable();
+        profiles.sort_unstable();
+        assert_eq!(sandboxes, profiles);
+    }
 }

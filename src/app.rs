@@ -15,8 +15,8 @@ use crate::oauth::bank_auth::BankKeys;
 use crate::oauth::keys::SigningKey;
 use crate::oauth::tokens::TokenService;
 use crate::policy::{Change, Live, PolicySet};
-use crate::sandbox::{self, Sandbox, SandboxConfig, SandboxFapi};
 use crate::store::{Store, memory::MemoryStore};
+use bankgate_sandbox::{self as sandbox, Sandbox, SandboxConfig, SandboxFapi};
 
 /// Errors starting the gateway; each names what to fix.
 #[derive(Debug, thiserror::Error)]

@@ -369,22 +369,22 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                     let (path, kind) = rule
                         .split_once('=')
                         .with_context(|| format!("--fault {rule}: expected PATH=KIND"))?;
-                    let fault = crate::sandbox::faults::Fault::parse(kind)
+                    let fault = bankgate_sandbox::faults::Fault::parse(kind)
                         .map_err(|error| anyhow::anyhow!("--fault {rule}: {error}"))?;
                     Ok((path.to_owned(), fault))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let sandbox = crate::sandbox::start(crate::sandbox::SandboxConfig {
+            let sandbox = bankgate_sandbox::start(bankgate_sandbox::SandboxConfig {
                 profile: profile.clone(),
                 addr: listen,
                 client_id,
                 client_secret,
                 approval: if auto_approve {
-                    crate::sandbox::Approval::Auto
+                    bankgate_sandbox::Approval::Auto
                 } else {
-                    crate::sandbox::Approval::Page
+                    bankgate_sandbox::Approval::Page
                 },
-                fapi: crate::sandbox::SandboxFapi::default(),
+                fapi: bankgate_sandbox::SandboxFapi::default(),
             })
             .await?;
             for (path, fault) in faults {

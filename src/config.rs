@@ -120,7 +120,7 @@ pub struct Config {
     pub server: crate::http::server::ServerSettings,
     pub access_token_ttl_secs: i64,
     pub start_sandboxes: bool,
-    pub sandbox_approval: crate::sandbox::Approval,
+    pub sandbox_approval: bankgate_sandbox::Approval,
     pub audit: crate::audit::AuditConfig,
 }
 
@@ -207,8 +207,8 @@ impl RawConfig {
             ));
         }
         let sandbox_approval = match self.sandbox_approval.as_deref().unwrap_or("page") {
-            "page" => crate::sandbox::Approval::Page,
-            "auto" => crate::sandbox::Approval::Auto,
+            "page" => bankgate_sandbox::Approval::Page,
+            "auto" => bankgate_sandbox::Approval::Auto,
             other => {
                 return Err(invalid(
                     "sandbox_approval",

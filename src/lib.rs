@@ -19,7 +19,6 @@ pub mod lifecycle;
 pub mod model;
 pub mod oauth;
 pub mod policy;
-pub mod sandbox;
 pub mod store;
 
 pub use error::{Error, Origin};

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::adapters::{Bank, BankConsent, Manifest};
 use crate::crypto;
-use crate::sandbox::{self, Approval, Sandbox, SandboxConfig};
+use bankgate_sandbox::{self as sandbox, Approval, Sandbox, SandboxConfig};
 
 /// Where bankgate's callback would be; the sandbox only compares it.
 pub const REDIRECT_URI: &str = "http://127.0.0.1:1/oauth/callback";

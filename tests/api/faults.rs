@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bankgate::sandbox::faults::{Fault, LEAK_MARKER};
+use bankgate_sandbox::faults::{Fault, LEAK_MARKER};
 use serde_json::{Value, json};
 
 use crate::registration::{connect, provide_credentials, register_sandbox_bank};

@@ -14,8 +14,8 @@ use bankgate::adapters::{Manifest, Secrets};
 use bankgate::demo::{PlatformClient, account_information};
 use bankgate::model::Scope;
 use bankgate::oauth::registration::{Registration, register};
-use bankgate::sandbox::{self, Approval, Sandbox, SandboxConfig};
 use bankgate::store::Role;
+use bankgate_sandbox::{self as sandbox, Approval, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
 use crate::support::{Options, StoreKind, TestGateway};

@@ -25,8 +25,8 @@ use bankgate::config::Config;
 use bankgate::demo::{PlatformClient, Pushed, account_information};
 use bankgate::model::Scope;
 use bankgate::oauth::registration::{Registered, Registration, register};
-use bankgate::sandbox::Approval;
 use bankgate::store::Role;
+use bankgate_sandbox::Approval;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 

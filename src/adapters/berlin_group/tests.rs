@@ -16,7 +16,7 @@ use crate::adapters::{
 };
 use crate::crypto;
 use crate::model::{AccountStatus, AccountType, BalanceType, Scope, TransactionStatus};
-use crate::sandbox::Sandbox;
+use bankgate_sandbox::Sandbox;
 
 const BANK: &str = "test-bank";
 const ACCOUNT: &str = "acc_test";

@@ -426,7 +426,7 @@ async fn session_at(
     scopes: &[Scope],
     customer: Option<&str>,
 ) -> (
-    crate::sandbox::Sandbox,
+    bankgate_sandbox::Sandbox,
     crate::adapters::Bank,
     String,
     String,

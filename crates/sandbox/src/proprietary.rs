@@ -240,10 +240,13 @@ impl Bank {
 // ---------------------------------------------------------------------------------------------
 // Data
 
+/// The ISO 4217 exponent of every currency the customers hold (EUR, GBP, USD).
+const MINOR_UNIT_EXPONENT: u32 = 2;
+
 /// Unsigned minor units and the debit/credit indicator of an amount.
 fn minor_units(money: &Money) -> Result<(i128, &'static str), NovaError> {
     let internal = || NovaError::new(StatusCode::INTERNAL_SERVER_ERROR, "E500", "bad amount");
-    let exponent = crate::adapters::mapping::rules::currency_exponent(money.currency).unwrap_or(2);
+    let exponent = MINOR_UNIT_EXPONENT;
     let mut amount = at_precision(money, exponent).map_err(|_| internal())?;
     amount.rescale(exponent);
     let dc = if amount.is_sign_negative() && !amount.is_zero() {

@@ -1,11 +1,11 @@
 //! The FAPI 2.0 side of the sandbox's authorization server, on as far as its
-//! [`SandboxFapi`](crate::sandbox::SandboxFapi) asks: `private_key_jwt` client authentication
+//! [`SandboxFapi`](crate::SandboxFapi) asks: `private_key_jwt` client authentication
 //! (RFC 7523), pushed authorization requests (RFC 9126; a DPoP proof at PAR binds the code to
 //! its key, RFC 9449 §10), DPoP proofs with server nonces at the token endpoint, and
 //! [`sender_constraint`], the layer that checks DPoP-bound tokens on the bank's data routes.
 //!
-//! The checks are bankgate's own (`oauth::client_auth`, `oauth::dpop`), so the bank side is
-//! held to the same rules bankgate applies to platforms.
+//! The checks themselves are in [`jose`](super::jose): the bank's own, as strict as FAPI 2.0
+//! asks of any authorization server.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,13 +19,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{AuthServer, ConsentBinding, OAuthBooks, OAuthError};
-use crate::crypto::{self, Sealer};
-use crate::oauth::client_auth::{CLIENT_ASSERTION_TYPE, check_assertion_with_keys};
-use crate::oauth::dpop::{self, DPOP_HEADER, DPOP_NONCE_HEADER, DpopError, Expected, Nonces};
-use crate::oauth::jose::KeySet;
-use crate::sandbox::SandboxFapi;
-use crate::sandbox::plumbing::{header_text, no_store, parameters};
+use super::jose::{
+    self, CLIENT_ASSERTION_TYPE, ClientKeys, DPOP_HEADER, DPOP_NONCE_HEADER, DpopError, Expected,
+    Nonces,
+};
+use super::{AuthServer, ConsentBinding, OAuthBooks, OAuthError, random_token};
+use crate::SandboxFapi;
+use crate::plumbing::{header_text, no_store, parameters};
 
 /// How long a pushed request's `request_uri` stays usable (single use).
 pub const PAR_LIFETIME: Duration = Duration::from_secs(60);
@@ -37,33 +37,28 @@ const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 /// The server's FAPI settings.
 pub(super) struct Fapi {
     /// The client's registered keys: `private_key_jwt` is required when set.
-    pub(super) client_keys: Option<KeySet>,
+    pub(super) client_keys: Option<ClientKeys>,
     pub(super) require_par: bool,
     pub(super) require_dpop: bool,
-    /// MACs the server's DPoP nonces (derived from the client secret, so deterministic).
-    nonce_key: Option<Sealer>,
+    /// The server's DPoP nonces (keyed by the client secret, so deterministic).
+    nonces: Nonces,
 }
 
 impl Fapi {
     /// The settings of `config`; `secret` keys the nonces.
     pub(super) fn new(config: &SandboxFapi, secret: &str) -> Fapi {
-        let client_keys = config.client_jwks.as_ref().and_then(|jwks| {
-            KeySet::parse(jwks)
-                .inspect_err(|error| tracing::error!(%error, "sandbox: unusable client keys"))
-                .ok()
+        // Unusable keys refuse every assertion rather than fall back to the secret.
+        let client_keys = config.client_jwks.as_ref().map(|jwks| {
+            ClientKeys::parse(jwks).unwrap_or_else(|error| {
+                tracing::error!(%error, "sandbox: unusable client keys");
+                ClientKeys::none()
+            })
         });
-        let seed = crypto::sha256(format!("sandbox dpop nonce\0{secret}").as_bytes());
         Fapi {
-            // Unusable keys refuse every assertion rather than fall back to the secret.
-            client_keys: client_keys.or_else(|| {
-                config
-                    .client_jwks
-                    .as_ref()
-                    .map(|_| KeySet { keys: Vec::new() })
-            }),
+            client_keys,
             require_par: config.require_par,
             require_dpop: config.require_dpop,
-            nonce_key: Sealer::from_bytes("sandbox-dpop", &seed).ok(),
+            nonces: Nonces::new(format!("sandbox dpop nonce\0{secret}").as_bytes()),
         }
     }
 }
@@ -107,7 +102,7 @@ impl AuthServer {
     /// (Basic or in the body) is refused.
     pub(super) fn authenticate_with_assertion(
         &self,
-        keys: &KeySet,
+        keys: &ClientKeys,
         headers: &HeaderMap,
         parameters: &HashMap<String, String>,
     ) -> Result<(), OAuthError> {
@@ -131,14 +126,14 @@ impl AuthServer {
             return Err(OAuthError::invalid_client(false));
         }
         let now = chrono::Utc::now().timestamp();
-        let claims = check_assertion_with_keys(&self.client_id, keys, assertion, &self.origin, now)
+        let jti = jose::check_assertion(keys, &self.client_id, assertion, &self.origin, now)
             .map_err(|error| {
                 tracing::info!(%error, "sandbox: client assertion refused");
                 OAuthError::invalid_client(false)
             })?;
         if !spend(
             &mut self.books(),
-            format!("assertion:{}", claims.jti),
+            format!("assertion:{jti}"),
             Instant::now() + JTI_MEMORY,
         ) {
             return Err(OAuthError::invalid_client(false));
@@ -146,10 +141,9 @@ impl AuthServer {
         Ok(())
     }
 
-    /// A fresh DPoP nonce, if the server can make one.
-    pub(super) fn nonce(&self) -> Option<String> {
-        let key = self.fapi.nonce_key.as_ref()?;
-        Some(Nonces::new(key).issue(chrono::Utc::now().timestamp()))
+    /// A fresh DPoP nonce.
+    pub(super) fn nonce(&self) -> String {
+        self.fapi.nonces.issue(chrono::Utc::now().timestamp())
     }
 
     /// The DPoP proof of a request to `path` on this server (`POST`), verified with a nonce
@@ -163,18 +157,13 @@ impl AuthServer {
         let Some(proof) = proofs.next() else {
             return Ok(None);
         };
-        let refuse = |error: DpopError| OAuthError::dpop(&error, self.nonce());
+        let refuse = |error: DpopError| OAuthError::dpop(&error, Some(self.nonce()));
         if proofs.next().is_some() {
             return Err(refuse(DpopError::Invalid("more than one DPoP header")));
         }
         let proof = proof
             .to_str()
             .map_err(|_| refuse(DpopError::Invalid("not a JWS")))?;
-        let key = self
-            .fapi
-            .nonce_key
-            .as_ref()
-            .ok_or_else(OAuthError::server_error)?;
         let url = format!("{}{path}", self.origin);
         let expected = Expected {
             method: "POST",
@@ -182,7 +171,8 @@ impl AuthServer {
             access_token: None,
         };
         let now = chrono::Utc::now().timestamp();
-        let verified = dpop::verify(proof, &expected, &Nonces::new(key), now).map_err(refuse)?;
+        let verified =
+            jose::verify_proof(proof, &expected, Some(&self.fapi.nonces), now).map_err(refuse)?;
         if !spend(
             &mut self.books(),
             format!("dpop:{}:{}", verified.jkt, verified.jti),
@@ -259,10 +249,7 @@ pub(super) async fn par<B: ConsentBinding>(
     for credential in ["client_assertion", "client_assertion_type", "client_secret"] {
         parameters.remove(credential);
     }
-    let request_uri = format!(
-        "{REQUEST_URI_PREFIX}{}",
-        crypto::random_token(24).map_err(|_| OAuthError::server_error())?
-    );
+    let request_uri = format!("{REQUEST_URI_PREFIX}{}", random_token(24)?);
     let now = Instant::now();
     {
         let mut books = auth.books();
@@ -307,7 +294,7 @@ pub async fn sender_constraint<B: ConsentBinding>(
         .get(&token)
         .map(|entry| entry.jkt.clone());
     let refuse = |error: &str, description: &str| {
-        let challenge = dpop::www_authenticate(error, description);
+        let challenge = jose::www_authenticate(error, description);
         let mut response = (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": error, "error_description": description})),
@@ -346,7 +333,7 @@ pub async fn sender_constraint<B: ConsentBinding>(
                 access_token: Some(&token),
             };
             let now = chrono::Utc::now().timestamp();
-            let verified = match dpop::verify_without_nonce(&proof, &expected, now) {
+            let verified = match jose::verify_proof(&proof, &expected, None, now) {
                 Ok(verified) => verified,
                 Err(error) => return refuse(error.code(), &error.to_string()),
             };
@@ -370,7 +357,6 @@ pub async fn sender_constraint<B: ConsentBinding>(
 
 /// The response header carrying a fresh nonce, for token answers.
 pub(super) fn nonce_header(auth: &AuthServer) -> Option<(header::HeaderName, HeaderValue)> {
-    let nonce = auth.nonce()?;
-    let value = HeaderValue::from_str(&nonce).ok()?;
+    let value = HeaderValue::from_str(&auth.nonce()).ok()?;
     Some((header::HeaderName::from_static(DPOP_NONCE_HEADER), value))
 }

@@ -12,9 +12,11 @@
 //! `.await`, and never held while the bank's own consent books are locked.
 //!
 //! FAPI 2.0 client requirements (`private_key_jwt`, PAR, DPoP) are optional and live in
-//! [`fapi`], on as far as the sandbox's [`SandboxFapi`](super::SandboxFapi) asks.
+//! [`fapi`], on as far as the sandbox's [`SandboxFapi`](crate::SandboxFapi) asks, with the
+//! JOSE checks of [`jose`].
 
 mod fapi;
+mod jose;
 
 pub use fapi::sender_constraint;
 
@@ -22,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use aws_lc_rs::{constant_time, digest, rand};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -30,14 +33,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
-use super::customers::{self, Customer};
-use super::plumbing::{
+use crate::customers::{self, Customer};
+use crate::plumbing::{
     bearer_token, error_page, escape_html, form_decode, found, header_text, no_store, parameters,
 };
-use super::{Approval, SandboxConfig};
-use crate::crypto;
+use crate::{Approval, SandboxConfig};
 
 /// Authorization codes are single use and live at most this long.
 pub const CODE_LIFETIME: Duration = Duration::from_secs(60);
@@ -298,7 +301,7 @@ impl IntoResponse for OAuthError {
         {
             response
                 .headers_mut()
-                .insert(crate::oauth::dpop::DPOP_NONCE_HEADER, nonce);
+                .insert(jose::DPOP_NONCE_HEADER, nonce);
         }
         response
     }
@@ -469,7 +472,7 @@ impl AuthServer {
         request: &AuthorizationRequest,
         customer: &'static Customer,
     ) -> Response {
-        let Ok(code) = crypto::random_token(32) else {
+        let Ok(code) = random_token(32) else {
             return self.redirect_error(request, "server_error", "no randomness");
         };
         if !bank.approve(&request.consent_id, customer) {
@@ -514,7 +517,7 @@ impl AuthServer {
         let Some(view) = bank.view(&request.consent_id) else {
             return self.redirect_error(&request, "invalid_scope", "unknown consent");
         };
-        let Ok(ticket) = crypto::random_token(24) else {
+        let Ok(ticket) = random_token(24) else {
             return self.redirect_error(&request, "server_error", "no randomness");
         };
         let now = Instant::now();
@@ -628,7 +631,11 @@ impl AuthServer {
             (None, None) => return Err(OAuthError::invalid_client(true)),
         };
         let id_ok = client_id == self.client_id;
-        let secret_ok = crypto::constant_time_eq(secret.as_bytes(), self.client_secret.as_bytes());
+        let secret_ok = constant_time::verify_slices_are_equal(
+            secret.as_bytes(),
+            self.client_secret.as_bytes(),
+        )
+        .is_ok();
         if id_ok && secret_ok {
             Ok(())
         } else {
@@ -646,11 +653,11 @@ impl AuthServer {
         fields: Map<String, Value>,
         jkt: Option<String>,
     ) -> Result<Value, OAuthError> {
-        let access_token = crypto::random_token(32).map_err(|_| OAuthError::server_error())?;
+        let access_token = random_token(32)?;
         let refresh_token = match refresh_token {
             Some(token) => token,
             None => {
-                let token = crypto::random_token(32).map_err(|_| OAuthError::server_error())?;
+                let token = random_token(32)?;
                 books.refresh_tokens.insert(
                     token.clone(),
                     RefreshToken {
@@ -729,8 +736,13 @@ impl AuthServer {
                     "redirect_uri does not match the authorization request",
                 ));
             }
-            let challenge = crypto::pkce_s256(verifier);
-            if !crypto::constant_time_eq(challenge.as_bytes(), entry.code_challenge.as_bytes()) {
+            let challenge = pkce_s256(verifier);
+            if constant_time::verify_slices_are_equal(
+                challenge.as_bytes(),
+                entry.code_challenge.as_bytes(),
+            )
+            .is_err()
+            {
                 return Err(OAuthError::invalid_grant("PKCE verification failed"));
             }
             // RFC 9449 §10: a code bound at PAR is redeemed with the same key only.
@@ -810,7 +822,7 @@ impl AuthServer {
             Some(Err(message)) => return Err(OAuthError::new("invalid_scope", message)),
             Some(Ok(scope)) => scope,
         };
-        let access_token = crypto::random_token(32).map_err(|_| OAuthError::server_error())?;
+        let access_token = random_token(32)?;
         self.books().access_tokens.insert(
             access_token.clone(),
             AccessToken {
@@ -828,6 +840,18 @@ impl AuthServer {
             "scope": scope,
         }))
     }
+}
+
+/// `n_bytes` random bytes as base64url: codes, tokens, approval tickets, request URIs.
+fn random_token(n_bytes: usize) -> Result<String, OAuthError> {
+    let mut bytes = vec![0; n_bytes];
+    rand::fill(&mut bytes).map_err(|_| OAuthError::server_error())?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The PKCE S256 challenge of a verifier (RFC 7636).
+pub(crate) fn pkce_s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()))
 }
 
 /// A PKCE S256 challenge is 43 base64url characters (a SHA-256 digest).
@@ -881,7 +905,7 @@ async fn metadata<B: ConsentBinding>(State(bank): State<Arc<B>>) -> Json<Value> 
         "revocation_endpoint": format!("{origin}/oauth/revoke"),
         "pushed_authorization_request_endpoint": format!("{origin}/oauth/par"),
         "require_pushed_authorization_requests": fapi.require_par,
-        "dpop_signing_alg_values_supported": crate::oauth::dpop::ALGS,
+        "dpop_signing_alg_values_supported": jose::DPOP_ALGS,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": grants,
@@ -973,8 +997,8 @@ async fn token<B: ConsentBinding>(
     let jkt = auth.proof(&headers, "/oauth/token")?;
     if auth.fapi.require_dpop && jkt.is_none() {
         return Err(OAuthError::dpop(
-            &crate::oauth::dpop::DpopError::Invalid("this bank requires a DPoP proof"),
-            auth.nonce(),
+            &jose::DpopError::Invalid("this bank requires a DPoP proof"),
+            Some(auth.nonce()),
         ));
     }
     let response = match parameters.get("grant_type").map(String::as_str) {

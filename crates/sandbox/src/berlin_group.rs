@@ -1215,10 +1215,9 @@ mod tests {
     use base64::Engine;
     use tower::ServiceExt;
 
-    use super::oauth::CODE_LIFETIME;
+    use super::oauth::{CODE_LIFETIME, pkce_s256};
     use super::*;
-    use crate::crypto;
-    use crate::sandbox::Approval;
+    use crate::Approval;
 
     const CLIENT_ID: &str = "bankgate";
     const CLIENT_SECRET: &str = "s3cret-s3cret";
@@ -1357,11 +1356,7 @@ mod tests {
         let created = post_consent(app, body, psu).await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
         let consent_id = created.json()["consentId"].as_str().unwrap().to_owned();
-        let redirect = get(
-            app,
-            &authorize_uri(&consent_id, &crypto::pkce_s256(VERIFIER)),
-        )
-        .await;
+        let redirect = get(app, &authorize_uri(&consent_id, &pkce_s256(VERIFIER))).await;
         assert_eq!(redirect.status, StatusCode::FOUND, "{}", redirect.text);
         let code = redirect.location_parameter("code").unwrap();
         let token = exchange(app, &code, VERIFIER).await;
@@ -1551,7 +1546,7 @@ mod tests {
 
         let created = post_consent(&app, all_psd2(), None).await;
         let id = created.json()["consentId"].as_str().unwrap().to_owned();
-        let redirect = get(&app, &authorize_uri(&id, &crypto::pkce_s256(VERIFIER))).await;
+        let redirect = get(&app, &authorize_uri(&id, &pkce_s256(VERIFIER))).await;
         assert_eq!(redirect.status, StatusCode::FOUND);
         assert!(redirect.location().as_str().starts_with(REDIRECT_URI));
         assert_eq!(
@@ -1567,7 +1562,7 @@ mod tests {
         let (_, app) = sandbox(Approval::Auto);
         let created = post_consent(&app, all_psd2(), None).await;
         let id = created.json()["consentId"].as_str().unwrap().to_owned();
-        let good = authorize_uri(&id, &crypto::pkce_s256(VERIFIER));
+        let good = authorize_uri(&id, &pkce_s256(VERIFIER));
 
         let unknown_client = get(&app, &good.replace("client_id=bankgate", "client_id=evil")).await;
         assert_eq!(unknown_client.status, StatusCode::BAD_REQUEST);
@@ -1609,7 +1604,7 @@ mod tests {
     #[tokio::test]
     async fn approval_page_approves_as_the_chosen_customer_or_denies() {
         let (bank, app) = sandbox(Approval::Page);
-        let challenge = crypto::pkce_s256(VERIFIER);
+        let challenge = pkce_s256(VERIFIER);
 
         let created = post_consent(&app, all_psd2(), Some("bob")).await;
         let id = created.json()["consentId"].as_str().unwrap().to_owned();
@@ -1657,7 +1652,7 @@ mod tests {
     async fn fresh_code(app: &Router) -> String {
         let created = post_consent(app, all_psd2(), None).await;
         let id = created.json()["consentId"].as_str().unwrap().to_owned();
-        let redirect = get(app, &authorize_uri(&id, &crypto::pkce_s256(VERIFIER))).await;
+        let redirect = get(app, &authorize_uri(&id, &pkce_s256(VERIFIER))).await;
         redirect.location_parameter("code").unwrap()
     }
 

@@ -1,8 +1,10 @@
 //! Sandbox banks: real HTTP servers speaking a bank API standard (OAuth included), seeded with
-//! deterministic synthetic customers. They back the demo, the tests and the benchmarks.
+//! deterministic synthetic customers. They back bankgate's demo, tests and benchmarks, and
+//! platforms build against them.
 //!
 //! One per profile (`berlin-group`, `stet`, `obie`, `fdx`, and for `mapping` a bank with a
-//! proprietary API); every one can be told to misbehave ([`faults`]).
+//! proprietary API); every one can be told to misbehave ([`faults`]). Like a real bank's, their
+//! software is their own: this crate does not depend on the gateway.
 
 pub mod berlin_group;
 pub mod customers;
@@ -85,16 +87,29 @@ impl Drop for Sandbox {
     }
 }
 
+/// The profile each sandbox speaks (as bank manifests name it) and how to build its routes.
+type Routes = fn(&SandboxConfig, &str) -> axum::Router;
+const SANDBOXES: [(&str, Routes); 5] = [
+    ("berlin-group", berlin_group::router),
+    ("stet", stet::router),
+    ("obie", obie::router),
+    ("fdx", fdx::router),
+    // A proprietary API, for the declarative `mapping` profile.
+    ("mapping", proprietary::router),
+];
+
+/// The profiles there is a sandbox bank for.
+pub fn profiles() -> impl Iterator<Item = &'static str> {
+    SANDBOXES.iter().map(|(profile, _)| *profile)
+}
+
 /// Starts a sandbox bank in this process and returns once it accepts connections.
 pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
-    use crate::adapters::{berlin_group as bg, fdx as us, mapping, obie as uk, stet as fr};
-    let router: fn(&SandboxConfig, &str) -> axum::Router = match config.profile.as_str() {
-        bg::NAME => berlin_group::router,
-        fr::NAME => stet::router,
-        uk::NAME => obie::router,
-        us::NAME => fdx::router,
-        mapping::NAME => proprietary::router,
-        _ => return Err(SandboxError::UnknownProfile(config.profile.clone())),
+    let Some((_, router)) = SANDBOXES
+        .iter()
+        .find(|(profile, _)| *profile == config.profile)
+    else {
+        return Err(SandboxError::UnknownProfile(config.profile.clone()));
     };
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
