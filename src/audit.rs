@@ -39,6 +39,9 @@ pub enum Action {
     ConsentRejected,
     ConsentRevoked,
     ConsentExpired,
+    /// A platform's read of its consents (refusals only: reads that are answered are not
+    /// audited).
+    ConsentQueried,
     DataAccess,
     TokenIssued,
     AdapterRegistered,
@@ -50,12 +53,13 @@ pub enum Action {
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::ConsentCreated,
         Action::ConsentAuthorised,
         Action::ConsentRejected,
         Action::ConsentRevoked,
         Action::ConsentExpired,
+        Action::ConsentQueried,
         Action::DataAccess,
         Action::TokenIssued,
         Action::AdapterRegistered,
@@ -72,6 +76,7 @@ impl Action {
             Action::ConsentRejected => "consent_rejected",
             Action::ConsentRevoked => "consent_revoked",
             Action::ConsentExpired => "consent_expired",
+            Action::ConsentQueried => "consent_queried",
             Action::DataAccess => "data_access",
             Action::TokenIssued => "token_issued",
             Action::AdapterRegistered => "adapter_registered",
@@ -171,6 +176,41 @@ impl Event {
             reason: None,
             request_id: None,
         }
+    }
+
+    /// The event with every U+0000 in its text replaced by U+FFFD. PostgreSQL text cannot hold
+    /// U+0000, and an event the store refuses would fail every event committed with it, so
+    /// whatever a caller managed to put into an event, it is stored (and hashed) this way on
+    /// every store.
+    pub fn without_nul(mut self) -> Event {
+        fn clean(text: &mut String) {
+            if text.contains('\0') {
+                *text = text.replace('\0', "\u{FFFD}");
+            }
+        }
+        for text in [&mut self.id, &mut self.actor] {
+            clean(text);
+        }
+        for text in [
+            &mut self.platform,
+            &mut self.bank,
+            &mut self.consent,
+            &mut self.user_ref,
+            &mut self.purpose,
+            &mut self.policy_hash,
+            &mut self.reason,
+            &mut self.request_id,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            clean(text);
+        }
+        self.categories
+            .iter_mut()
+            .chain(&mut self.fields)
+            .for_each(clean);
+        self
     }
 
     /// The bytes the chain hashes: compact JSON, fields in declaration order.
@@ -553,7 +593,8 @@ impl Auditor {
     /// Appends `event` (its user reference pseudonymised) and returns it with its place in the
     /// chain once that is committed. Fails with `Unavailable` when the queue is full or the
     /// store cannot commit: the caller must then release nothing.
-    pub async fn record(&self, mut event: Event) -> Result<Record, StoreError> {
+    pub async fn record(&self, event: Event) -> Result<Record, StoreError> {
+        let mut event = event.without_nul();
         event.user_ref = event
             .user_ref
             .map(|user_ref| self.pseudonymiser.user_ref(&user_ref));
@@ -706,6 +747,25 @@ mod tests {
         assert_eq!(second[0].prev_hash, head.hash);
         let all: Vec<Record> = first.into_iter().chain(second).collect();
         assert!(verify(0, GENESIS, &all).is_ok());
+    }
+
+    #[test]
+    fn nul_in_any_text_becomes_a_replacement_character() {
+        let mut event = Event::new(Action::DataAccess, "a\0b", Decision::Deny);
+        event.bank = Some("\0".into());
+        event.reason = Some("x\0y\0".into());
+        event.fields = vec!["f\0".into()];
+        let clean = event.clone().without_nul();
+        assert_eq!(clean.actor, "a\u{FFFD}b");
+        assert_eq!(clean.bank.as_deref(), Some("\u{FFFD}"));
+        assert_eq!(clean.reason.as_deref(), Some("x\u{FFFD}y\u{FFFD}"));
+        assert_eq!(clean.fields, ["f\u{FFFD}"]);
+        assert_eq!(clean.id, event.id);
+        assert!(
+            !String::from_utf8(clean.canonical_bytes())
+                .unwrap()
+                .contains("\\u0000")
+        );
     }
 
     #[test]

@@ -196,6 +196,10 @@ fn check(
     if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
         return Err(invalid("jti is missing or too long"));
     }
+    // The replay cache keeps it as text, which cannot hold U+0000.
+    if claims.jti.contains('\0') {
+        return Err(invalid("jti contains U+0000 (NUL)"));
+    }
     if claims.htm != expected.method {
         return Err(invalid("htm does not match the request method"));
     }

@@ -276,6 +276,14 @@ fn has_io_source(error: &tokio_postgres::Error) -> bool {
     std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>())
 }
 
+/// Whether `key` can be a PostgreSQL `text` value. One holding U+0000 cannot, so no stored id
+/// holds it: a look-up by it finds nothing (as on the memory store) instead of failing with a
+/// database error. Routes refuse such input up front; this keeps the look-ups that authenticate
+/// (client ids from HTTP Basic) and the operator's paths from answering 500.
+fn storable(key: &str) -> bool {
+    !key.contains('\0')
+}
+
 /// A stored value that does not decode: `Corrupt`.
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -298,6 +306,9 @@ impl Store for PgStore {
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        if !storable(client_id) {
+            return Ok(None);
+        }
         clients::get(&self.client().await?, client_id).await
     }
 
@@ -320,6 +331,9 @@ impl Store for PgStore {
     }
 
     async fn bank(&self, bank_id: &str) -> Result<Option<BankVersion>, StoreError> {
+        if !storable(bank_id) {
+            return Ok(None);
+        }
         banks::latest(&self.client().await?, bank_id).await
     }
 
@@ -347,6 +361,9 @@ impl Store for PgStore {
     }
 
     async fn consent(&self, id: &str) -> Result<Option<Consent>, StoreError> {
+        if !storable(id) {
+            return Ok(None);
+        }
         consents::get(&self.client().await?, id).await
     }
 
@@ -420,6 +437,9 @@ impl Store for PgStore {
         consent_id: &str,
         account_id: &str,
     ) -> Result<Option<AccountRef>, StoreError> {
+        if !storable(consent_id) || !storable(account_id) {
+            return Ok(None);
+        }
         accounts::get(&self.client().await?, consent_id, account_id).await
     }
 

@@ -19,6 +19,7 @@ macro_rules! on_both_stores {
     };
 }
 
+mod audit_refusals;
 mod bank_fapi;
 mod bank_revocation;
 mod banks;

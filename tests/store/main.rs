@@ -52,6 +52,7 @@ macro_rules! conformance {
 
 conformance!(
     clients_insert_get_conflict,
+    lookups_by_ids_holding_nul_find_nothing,
     bank_clients_are_bound_to_one_bank,
     bank_versions,
     bank_versions_are_all_kept,
@@ -228,6 +229,33 @@ async fn all_records(store: &dyn Store) -> Vec<Record> {
 }
 
 // Clients.
+
+/// An id holding U+0000 (which PostgreSQL text cannot hold) names nothing: the look-ups that
+/// take ids from callers answer "none" on both stores, never an error (issue 11, item 13).
+async fn lookups_by_ids_holding_nul_find_nothing(store: Arc<dyn Store>) {
+    store.insert_client(&client("platform-a")).await.unwrap();
+    store.insert_consent(&consent("c-1")).await.unwrap();
+    store
+        .put_account_refs("c-1", &[account("a-1", "bank-ref-1")])
+        .await
+        .unwrap();
+    store
+        .put_bank("demo-bank", &json!({"id": "demo-bank"}))
+        .await
+        .unwrap();
+    // Control: the ids themselves are found.
+    assert!(store.client("platform-a").await.unwrap().is_some());
+    assert!(store.consent("c-1").await.unwrap().is_some());
+    assert!(store.account_ref("c-1", "a-1").await.unwrap().is_some());
+    assert!(store.bank("demo-bank").await.unwrap().is_some());
+    for nul in ["\0", "platform-a\0", "c-1\0x"] {
+        assert_eq!(store.client(nul).await.unwrap(), None, "{nul:?}");
+        assert_eq!(store.consent(nul).await.unwrap(), None, "{nul:?}");
+        assert_eq!(store.account_ref("c-1", nul).await.unwrap(), None);
+        assert_eq!(store.account_ref(nul, "a-1").await.unwrap(), None);
+        assert_eq!(store.bank(nul).await.unwrap(), None, "{nul:?}");
+    }
+}
 
 async fn clients_insert_get_conflict(store: Arc<dyn Store>) {
     assert_eq!(store.client("platform-a").await.unwrap(), None);

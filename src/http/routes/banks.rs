@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -34,6 +34,8 @@ use crate::audit::{Action, Decision, Event};
 use crate::egress::Egress;
 use crate::error::Error;
 use crate::http::authn::Principal;
+use crate::http::request_id;
+use crate::http::routes::input;
 use crate::oauth::ADAPTER_MANAGE;
 use crate::store::{Client, Role};
 
@@ -74,6 +76,7 @@ async fn show(
     State(app): State<Arc<App>>,
     Path(bank_id): Path<String>,
 ) -> Result<Json<Value>, Error> {
+    input::checked("the bank id", &bank_id)?;
     let stored = app.store.bank(&bank_id).await?;
     let live = app.banks.get(&bank_id);
     let (Some(stored), live) = (stored, live) else {
@@ -98,46 +101,48 @@ async fn show(
     Ok(Json(body))
 }
 
-/// The bank client behind `principal`, if it is bound to `bank_id`; a refusal of an
-/// authenticated client is audited.
+/// The bank client behind `principal`, if it is bound to `bank_id`. A refusal of an
+/// authenticated client is audited (`adapter_registered`, `deny`, with its request id); the
+/// event's `bank` names `bank_id` only when it is a bank the gateway knows (one it runs, or
+/// the caller's own), and its reason quotes the path's id otherwise.
 async fn bank_principal(
     app: &App,
     principal: Option<&Principal>,
     bank_id: &str,
+    request_id: Option<String>,
 ) -> Result<Client, Error> {
     let Some(principal) = principal else {
         return Err(Error::Unauthenticated("a bearer token is required".into()));
     };
-    let refuse = |reason: String| async move {
-        let mut event = Event::new(
-            Action::AdapterRegistered,
-            principal.client_id(),
-            Decision::Deny,
-        );
-        event.bank = Some(bank_id.to_owned());
-        event.reason = Some(reason.clone());
-        app.auditor
-            .record(event)
-            .await
-            .map_err(Error::AuditUnavailable)?;
-        Err(Error::Forbidden(reason))
+    let bound = app
+        .store
+        .client(principal.client_id())
+        .await?
+        .filter(|client| client.role == Role::Bank && client.bank_id.as_deref() == Some(bank_id));
+    let scoped = principal.has_scope(ADAPTER_MANAGE);
+    let reason = match bound {
+        Some(client) if scoped => return Ok(client),
+        _ if !scoped => "an adapter:manage token of a bank client is required".to_owned(),
+        _ => format!(
+            "this client may not manage the adapter of {}: a bank client manages only the bank \
+             it is bound to",
+            input::quoted(bank_id)
+        ),
     };
-    if !principal.has_scope(ADAPTER_MANAGE) {
-        return refuse("an adapter:manage token of a bank client is required".into()).await;
-    }
-    let client = app.store.client(principal.client_id()).await?;
-    match client {
-        Some(client) if client.role == Role::Bank && client.bank_id.as_deref() == Some(bank_id) => {
-            Ok(client)
-        }
-        _ => {
-            refuse(format!(
-                "this client may not manage the adapter of {bank_id}: a bank client manages \
-                 only the bank it is bound to"
-            ))
-            .await
-        }
-    }
+    let mut event = Event::new(
+        Action::AdapterRegistered,
+        principal.client_id(),
+        Decision::Deny,
+    );
+    let known = bound.is_some() || app.banks.get(bank_id).is_some();
+    event.bank = known.then(|| bank_id.to_owned());
+    event.reason = Some(reason.clone());
+    event.request_id = request_id;
+    app.auditor
+        .record(event)
+        .await
+        .map_err(Error::AuditUnavailable)?;
+    Err(Error::Forbidden(reason))
 }
 
 /// The `{bank_id}` of an adapter route. Behind `route_service` the outer router's
@@ -152,10 +157,11 @@ fn bank_id_of(params: &HashMap<String, String>) -> Result<String, Error> {
 async fn versions(
     State(app): State<Arc<App>>,
     principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
     Path(params): Path<HashMap<String, String>>,
 ) -> Result<Json<Value>, Error> {
     let bank_id = bank_id_of(&params)?;
-    bank_principal(&app, principal.as_deref(), &bank_id).await?;
+    bank_principal(&app, principal.as_deref(), &bank_id, request_id(&headers)).await?;
     let versions: Vec<Value> = app
         .store
         .bank_versions(&bank_id)
@@ -187,12 +193,14 @@ fn invalid(error: ManifestError) -> Error {
 async fn register(
     State(app): State<Arc<App>>,
     principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
     Path(params): Path<HashMap<String, String>>,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, Error> {
     let bank_id = bank_id_of(&params)?;
-    let client = bank_principal(&app, principal.as_deref(), &bank_id).await?;
+    let request_id = request_id(&headers);
+    let client = bank_principal(&app, principal.as_deref(), &bank_id, request_id.clone()).await?;
     let live_check = match query.get("check").map(String::as_str) {
         None => false,
         Some("live") => true,
@@ -203,6 +211,10 @@ async fn register(
         }
     };
     let manifest = Manifest::from_json(&body).map_err(Error::InvalidRequest)?;
+    let json =
+        serde_json::to_value(&manifest).map_err(|error| Error::Internal(error.to_string()))?;
+    // Stored as JSON (jsonb), which cannot hold U+0000.
+    input::json("the manifest", &json).map_err(Error::InvalidRequest)?;
     if manifest.id != bank_id {
         return Err(Error::InvalidRequest(format!(
             "the manifest's id is {:?}, but this is the adapter of {bank_id:?}",
@@ -225,8 +237,6 @@ async fn register(
     } else {
         Vec::new()
     };
-    let json =
-        serde_json::to_value(&manifest).map_err(|error| Error::Internal(error.to_string()))?;
     if let Some(active) = app.store.bank(&bank_id).await?
         && active.manifest == json
         && app
@@ -246,6 +256,7 @@ async fn register(
         Decision::Allow,
     );
     event.bank = Some(bank_id.clone());
+    event.request_id = request_id;
     event.reason = Some(format!(
         "manifest sha256:{} profile {}{}",
         hex::encode(&crate::crypto::sha256(json.to_string().as_bytes())[..8]),

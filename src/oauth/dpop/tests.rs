@@ -208,6 +208,11 @@ fn each_rule_refuses() {
         expected(),
         Err(DpopError::Invalid("jti is missing or too long")),
     );
+    check(
+        &sign(good_header.clone(), with("jti", json!("j\u{0}1"))),
+        expected(),
+        Err(DpopError::Invalid("jti contains U+0000 (NUL)")),
+    );
 }
 
 #[test]
