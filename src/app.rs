@@ -12,7 +12,9 @@ use crate::config::{Config, StoreConfig};
 use crate::crypto::Sealer;
 use crate::egress::Egress;
 use crate::oauth::bank_auth::BankKeys;
+use crate::oauth::client_auth::ClientAuth;
 use crate::oauth::keys::SigningKey;
+use crate::oauth::registration::Registrar;
 use crate::oauth::tokens::TokenService;
 use crate::policy::{Change, Live, PolicySet};
 use crate::store::{Store, memory::MemoryStore};
@@ -55,6 +57,10 @@ pub struct App {
     pub sealer: Arc<Sealer>,
     /// Bank tokens being refreshed (single-flight per consent on this instance).
     pub bank_tokens: Arc<crate::oauth::bank_tokens::BankTokens>,
+    /// Authenticates clients at the token, PAR and revocation endpoints.
+    pub client_auth: ClientAuth,
+    /// Registers clients and manages their credentials.
+    pub registrar: Registrar,
 }
 
 impl App {
@@ -206,8 +212,12 @@ impl Gateway {
         }
         let (banks, sandboxes) = load_banks(&config, store.as_ref(), &auditor).await?;
 
+        let client_auth = ClientAuth::new(store.clone(), sealer.clone());
+        let registrar = Registrar::new(store.clone(), sealer.clone());
         Ok(Gateway {
             app: Arc::new(App {
+                client_auth,
+                registrar,
                 config,
                 store,
                 auditor,

@@ -102,6 +102,28 @@ enum AuditCommand {
     Retention,
 }
 
+/// The registrar of the PostgreSQL store `config` names (migrated first), digesting secrets
+/// under its grant key.
+async fn registrar(config: &Config) -> anyhow::Result<crate::oauth::registration::Registrar> {
+    let (StoreConfig::Postgres { url, .. }, Some((key_id, key))) =
+        (&config.store, &config.grant_key)
+    else {
+        bail!(
+            "set DATABASE_URL and BANKGATE_GRANT_KEY: the in-memory store lives only inside a \
+             running gateway (use its admin API, /admin/clients)"
+        );
+    };
+    crate::store::pg::migrate(url).await?;
+    let store = crate::store::pg::connect(url, 2).await?;
+    let sealer = crate::crypto::Sealer::from_base64(key_id, key)?;
+    Ok(crate::oauth::registration::Registrar::new(
+        std::sync::Arc::new(store),
+        std::sync::Arc::new(sealer),
+    ))
+}
+
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum PlatformsCommand {
     /// Register a client; prints its secret once.
@@ -137,6 +159,12 @@ enum PlatformsCommand {
         /// Where consent webhooks are delivered (https).
         #[arg(long)]
         webhook_url: Option<String>,
+    },
+    /// Issue a new secret for a `client_secret_basic` client and print it once; the previous
+    /// one stops working (needs DATABASE_URL and the grant key).
+    Secret {
+        #[arg(long)]
+        client_id: String,
     },
 }
 
@@ -266,18 +294,12 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let config = load_config(cli.config.as_ref())?;
-            let StoreConfig::Postgres { url, .. } = &config.store else {
-                bail!(
-                    "set DATABASE_URL: the in-memory store lives only inside a running gateway (use POST /admin/clients there)"
-                );
-            };
-            crate::store::pg::migrate(url).await?;
-            let store = crate::store::pg::connect(url, 2).await?;
+            let registrar = registrar(&config).await?;
             let policies = crate::policy::PolicySet::load_dir(&config.policies_dir)?;
             let role = crate::store::Role::parse(&role)
                 .context("role must be platform, compliance or bank")?;
-            let registered = crate::oauth::registration::register(
-                &store,
+            let registered = registrar
+                .register(
                 &policies,
                 crate::oauth::registration::Registration {
                     client_id,
@@ -311,8 +333,18 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 println!("auth method:   private_key_jwt (no secret)");
             } else {
                 println!("client_secret: {}", registered.client_secret);
-                println!("(the secret is stored hashed and cannot be shown again)");
+                println!("(only its digest is stored: it cannot be shown again)");
             }
+            Ok(())
+        }
+        Command::Platforms {
+            command: PlatformsCommand::Secret { client_id },
+        } => {
+            let config = load_config(cli.config.as_ref())?;
+            let secret = registrar(&config).await?.reissue_secret(&client_id).await?;
+            println!("client_id:     {client_id}");
+            println!("client_secret: {secret}");
+            println!("(the previous secret no longer works; only this one's digest is stored)");
             Ok(())
         }
         Command::Policies {

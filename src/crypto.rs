@@ -1,7 +1,12 @@
-//! Cryptographic helpers: random tokens, SHA-256, AEAD sealing of bank grants, client secrets.
+//! Cryptographic helpers: random tokens, SHA-256, AEAD sealing of bank grants, digests of
+//! client secrets.
 //!
 //! One crypto library for the whole binary: aws-lc-rs (also behind jsonwebtoken and rustls).
-//! Argon2 hashes client secrets.
+//!
+//! Client secrets (and registration access tokens) are 256-bit random values the gateway
+//! generates, so they need no password hash: the store keeps an HMAC-SHA-256 of each under a
+//! key derived from the grant key ([`Sealer::digest_secret`]), compared in constant time. A
+//! check costs one HMAC whatever the caller sends, a known client id or not.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::{digest, hmac, rand};
@@ -19,8 +24,6 @@ pub enum CryptoError {
     Open,
     #[error("unknown key id {0}")]
     UnknownKey(String),
-    #[error("secret hashing failed")]
-    Hash,
 }
 
 /// Installs aws-lc-rs as the process's TLS crypto provider (once). Every HTTP client bankgate
@@ -75,6 +78,7 @@ pub struct Sealer {
     key_id: String,
     aead: LessSafeKey,
     mac: hmac::Key,
+    secrets: hmac::Key,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -109,12 +113,16 @@ impl Sealer {
             return Err(CryptoError::BadKey);
         }
         let unbound = UnboundKey::new(&AES_256_GCM, key).map_err(|_| CryptoError::BadKey)?;
-        // The MAC key is derived, so one configured secret serves both uses.
-        let mac_key = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), b"bankgate mac key");
+        // The MAC keys are derived, so one configured secret serves every use.
+        let derive = |label: &[u8]| {
+            let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), label);
+            hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+        };
         Ok(Sealer {
             key_id: key_id.to_owned(),
             aead: LessSafeKey::new(unbound),
-            mac: hmac::Key::new(hmac::HMAC_SHA256, mac_key.as_ref()),
+            mac: derive(b"bankgate mac key"),
+            secrets: derive(b"bankgate client secret key"),
         })
     }
 
@@ -178,26 +186,61 @@ impl Sealer {
     }
 }
 
-/// Hashes a client secret for storage (Argon2id, PHC string).
-pub fn hash_secret(secret: &str) -> Result<String, CryptoError> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let mut salt = [0u8; 16];
-    rand::fill(&mut salt).map_err(|_| CryptoError::Random)?;
-    let salt = SaltString::encode_b64(&salt).map_err(|_| CryptoError::Hash)?;
-    argon2::Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|_| CryptoError::Hash)
+/// The prefix of a stored secret digest: `hmac-sha256:<key id>:<base64url digest>`.
+const SECRET_DIGEST_PREFIX: &str = "hmac-sha256:";
+
+/// What a stored digest says of a presented secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretCheck {
+    /// The secret is the one the digest was made of.
+    Matches,
+    /// Another secret (or no client: see [`Sealer::check_secret`]).
+    Wrong,
+    /// An Argon2 hash stored by an earlier version: never checked (an Argon2 verification
+    /// costs 18 ms of CPU and 19 MiB, and anyone can ask for one). A new secret is needed.
+    Legacy,
+    /// A digest under another grant key (its id): this gateway cannot check it.
+    OtherKey(String),
 }
 
-/// Checks a client secret against its stored hash.
-pub fn verify_secret(secret: &str, phc: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(phc).is_ok_and(|hash| {
-        argon2::Argon2::default()
-            .verify_password(secret.as_bytes(), &hash)
-            .is_ok()
-    })
+impl Sealer {
+    /// The digest of a generated client secret (or registration access token) to store:
+    /// `hmac-sha256:<key id>:<base64url HMAC-SHA-256>` under a key derived from this key.
+    pub fn digest_secret(&self, secret: &str) -> String {
+        let tag = hmac::sign(&self.secrets, secret.as_bytes());
+        format!(
+            "{SECRET_DIGEST_PREFIX}{}:{}",
+            self.key_id,
+            URL_SAFE_NO_PAD.encode(tag.as_ref())
+        )
+    }
+
+    /// Checks `secret` against a stored digest, in constant time. With no digest (an unknown
+    /// client) it does the same work and answers [`SecretCheck::Wrong`], so that the cost of a
+    /// check says nothing about which client ids exist.
+    pub fn check_secret(&self, secret: &str, stored: Option<&str>) -> SecretCheck {
+        let presented = hmac::sign(&self.secrets, secret.as_bytes());
+        let Some(stored) = stored else {
+            let _ = constant_time_eq(presented.as_ref(), &[0u8; 32]);
+            return SecretCheck::Wrong;
+        };
+        if stored.starts_with("$argon2") {
+            return SecretCheck::Legacy;
+        }
+        let Some((key_id, digest)) = stored
+            .strip_prefix(SECRET_DIGEST_PREFIX)
+            .and_then(|rest| rest.rsplit_once(':'))
+        else {
+            return SecretCheck::Wrong;
+        };
+        if key_id != self.key_id {
+            return SecretCheck::OtherKey(key_id.to_owned());
+        }
+        match URL_SAFE_NO_PAD.decode(digest) {
+            Ok(digest) if constant_time_eq(presented.as_ref(), &digest) => SecretCheck::Matches,
+            _ => SecretCheck::Wrong,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -224,11 +267,43 @@ mod tests {
     }
 
     #[test]
-    fn secrets_hash_and_verify() {
-        let hash = hash_secret("s3cret").unwrap();
-        assert!(hash.starts_with("$argon2"));
-        assert!(verify_secret("s3cret", &hash));
-        assert!(!verify_secret("other", &hash));
+    fn secret_digests_check_in_constant_time_and_name_what_they_cannot_check() {
+        let sealer = Sealer::from_bytes("k1", &[7u8; 32]).unwrap();
+        let secret = random_token(32).unwrap();
+        let digest = sealer.digest_secret(&secret);
+        assert!(digest.starts_with("hmac-sha256:k1:"), "{digest}");
+        assert!(!digest.contains(&secret));
+        // Keyed: the same secret under another grant key digests differently.
+        let other = Sealer::from_bytes("k1", &[8u8; 32]).unwrap();
+        assert_ne!(other.digest_secret(&secret), digest);
+        for (presented, stored, expected) in [
+            (secret.as_str(), Some(digest.as_str()), SecretCheck::Matches),
+            ("wrong", Some(digest.as_str()), SecretCheck::Wrong),
+            ("", Some(digest.as_str()), SecretCheck::Wrong),
+            (secret.as_str(), None, SecretCheck::Wrong),
+            (secret.as_str(), Some("garbage"), SecretCheck::Wrong),
+            (
+                secret.as_str(),
+                Some("hmac-sha256:k1:!!"),
+                SecretCheck::Wrong,
+            ),
+            (
+                secret.as_str(),
+                Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"),
+                SecretCheck::Legacy,
+            ),
+            (
+                secret.as_str(),
+                Some("hmac-sha256:k0:AAAA"),
+                SecretCheck::OtherKey("k0".into()),
+            ),
+        ] {
+            assert_eq!(
+                sealer.check_secret(presented, stored),
+                expected,
+                "{presented:?} against {stored:?}"
+            );
+        }
     }
 
     #[test]

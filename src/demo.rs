@@ -497,7 +497,7 @@ const DEMO_PROFILES: [&str; 5] = ["berlin-group", "stet", "obie", "fdx", "mappin
 /// through the whole flow at one bank, the same user at a second bank of another standard,
 /// both banks' balances printed normalised side by side, then the audit trail.
 pub async fn run() -> anyhow::Result<()> {
-    use crate::oauth::registration::{Registration, register};
+    use crate::oauth::registration::Registration;
     use crate::store::Role;
 
     let gateway = crate::app::Gateway::start(crate::app::embedded_config()).await?;
@@ -547,32 +547,34 @@ pub async fn run() -> anyhow::Result<()> {
     );
 
     let redirect_uri = "http://127.0.0.1/demo-platform/callback";
-    let platform = register(
-        app.store.as_ref(),
-        &app.policies.current(),
-        Registration {
-            client_id: "demo-messenger".into(),
-            name: "Demo Messenger".into(),
-            role: Role::Platform,
-            redirect_uris: vec![redirect_uri.into()],
-            allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
-            ..Registration::default()
-        },
-    )
-    .await?;
-    let officer = register(
-        app.store.as_ref(),
-        &app.policies.current(),
-        Registration {
-            client_id: "demo-compliance".into(),
-            name: "Demo Compliance Office".into(),
-            role: Role::Compliance,
-            redirect_uris: vec![],
-            allowed_purposes: vec![],
-            ..Registration::default()
-        },
-    )
-    .await?;
+    let platform = app
+        .registrar
+        .register(
+            &app.policies.current(),
+            Registration {
+                client_id: "demo-messenger".into(),
+                name: "Demo Messenger".into(),
+                role: Role::Platform,
+                redirect_uris: vec![redirect_uri.into()],
+                allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
+                ..Registration::default()
+            },
+        )
+        .await?;
+    let officer = app
+        .registrar
+        .register(
+            &app.policies.current(),
+            Registration {
+                client_id: "demo-compliance".into(),
+                name: "Demo Compliance Office".into(),
+                role: Role::Compliance,
+                redirect_uris: vec![],
+                allowed_purposes: vec![],
+                ..Registration::default()
+            },
+        )
+        .await?;
     step(&mut out, "1. Operator registers a platform");
     let _ = writeln!(
         out,

@@ -72,7 +72,9 @@ impl Role {
 pub struct Client {
     pub client_id: String,
     pub name: String,
-    /// Argon2id PHC string; the secret itself is never stored.
+    /// The digest of the client's secret (`hmac-sha256:<key id>:…`, see
+    /// [`crate::crypto::Sealer::digest_secret`]); empty for clients without one. The secret
+    /// itself is never stored.
     pub secret_hash: String,
     pub role: Role,
     /// Exact redirect URIs (compared byte for byte).
@@ -99,7 +101,7 @@ pub struct Client {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
-    /// HTTP Basic with an Argon2-hashed secret: for development.
+    /// HTTP Basic with a gateway-generated secret.
     #[default]
     ClientSecretBasic,
     /// A JWT signed with one of the client's registered keys (RFC 7523, FAPI 2.0).
@@ -310,6 +312,9 @@ pub trait Store: Send + Sync + 'static {
     /// Registers a client; `Conflict` if the id exists.
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError>;
     async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError>;
+    /// Replaces what may change of a registered client (all but its id, role, bank and
+    /// registration time); `false` if there is no such client.
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
 
     // Banks.
     /// Stores a new version of a bank's manifest unless it equals the active one; returns the

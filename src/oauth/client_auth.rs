@@ -14,14 +14,25 @@
 //!   in the future, both with [`LEEWAY_SECS`] of clock skew;
 //! - `jti` required and single use: remembered in the store's replay cache (shared by every
 //!   instance) until the assertion expires.
+//!
+//! Secrets are checked against their HMAC digest ([`Sealer::check_secret`]): one HMAC per
+//! request, known client or not. An assertion is at most [`MAX_ASSERTION_BYTES`]. So no
+//! unauthenticated request costs more than a small, fixed amount of CPU and memory.
+//!
+//! Every refusal is `invalid_client` (401) whose `error_description` says which check failed
+//! (`client authentication failed: …`) — never a secret, nor whether a secret was close.
+
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::Validation;
+use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
 
 use super::jose::KeySet;
+use crate::crypto::{Sealer, SecretCheck};
 use crate::error::{Error, OAuthError};
 use crate::store::{AuthMethod, Client, Store};
 
@@ -37,8 +48,15 @@ pub const LEEWAY_SECS: i64 = 5;
 /// The longest `jti` remembered.
 const MAX_JTI_LEN: usize = 256;
 
-fn invalid_client() -> OAuthError {
-    OAuthError::new("invalid_client", "client authentication failed")
+/// The longest client assertion read (a signed JWT of a few claims is well under 2 KiB).
+pub const MAX_ASSERTION_BYTES: usize = 8 * 1024;
+
+/// `invalid_client`, saying which check failed.
+fn invalid_client(why: impl std::fmt::Display) -> OAuthError {
+    OAuthError::new(
+        "invalid_client",
+        format!("client authentication failed: {why}"),
+    )
 }
 
 /// The client authentication parameters of a request body.
@@ -90,11 +108,18 @@ impl Presented {
                 struct Subject {
                     sub: String,
                 }
+                if assertion.len() > MAX_ASSERTION_BYTES {
+                    return Err(invalid_client(format_args!(
+                        "client_assertion is longer than {MAX_ASSERTION_BYTES} bytes"
+                    )));
+                }
                 // Only to find the client whose keys verify it; nothing is trusted yet.
                 let Subject { sub } =
                     jsonwebtoken::dangerous::insecure_decode::<Subject>(assertion)
                         .map(|data| data.claims)
-                        .map_err(|_| invalid_client())?;
+                        .map_err(|_| {
+                            invalid_client("client_assertion is not a JWT with a sub claim")
+                        })?;
                 if params.client_id.is_some_and(|id| id != sub) {
                     return Err(OAuthError::new(
                         "invalid_request",
@@ -110,12 +135,16 @@ impl Presented {
                 "invalid_request",
                 "client_assertion is missing",
             )),
-            (None, Some(_), _) => Err(invalid_client()),
+            (None, Some(_), _) => Err(invalid_client(format_args!(
+                "client_assertion_type must be {CLIENT_ASSERTION_TYPE}"
+            ))),
             (None, None, Some(_)) => Err(OAuthError::new(
                 "invalid_request",
                 "client_assertion_type is missing",
             )),
-            (None, None, None) => Err(invalid_client()),
+            (None, None, None) => Err(invalid_client(
+                "no client credentials (HTTP Basic or a client assertion)",
+            )),
         }
     }
 
@@ -128,39 +157,100 @@ impl Presented {
     }
 }
 
-/// Authenticates the client of a request at bankgate (`issuer`): finds it, checks that it
-/// uses its registered method, verifies the credentials and, for assertions, spends the `jti`.
-pub async fn authenticate(
-    store: &dyn Store,
-    issuer: &str,
-    authorization: Option<&str>,
-    params: AuthParams<'_>,
-) -> Result<Client, Error> {
-    let presented = Presented::parse(authorization, params)?;
-    let client = store.client(presented.client_id()).await?;
-    match presented {
-        Presented::Basic(credentials) => {
-            // Verify even for an unknown client, so that timing does not reveal client ids.
-            credentials.verify(client.as_ref())?;
-            let client = client.ok_or_else(invalid_client)?;
-            if client.token_endpoint_auth_method != AuthMethod::ClientSecretBasic {
-                return Err(invalid_client().into());
+/// Authenticates the clients of bankgate's token, PAR and revocation endpoints.
+pub struct ClientAuth {
+    store: Arc<dyn Store>,
+    /// Digests client secrets.
+    sealer: Arc<Sealer>,
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAuth").finish_non_exhaustive()
+    }
+}
+
+impl ClientAuth {
+    /// Client authentication against `store`'s clients, checking secrets with `sealer`'s
+    /// digest key.
+    pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> ClientAuth {
+        ClientAuth { store, sealer }
+    }
+
+    /// Authenticates the client of a request at bankgate (`issuer`, the audience of client
+    /// assertions): finds it, checks that it uses its registered method, verifies the
+    /// credentials and, for assertions, spends the `jti`.
+    pub async fn authenticate(
+        &self,
+        issuer: &str,
+        authorization: Option<&str>,
+        params: AuthParams<'_>,
+    ) -> Result<Client, Error> {
+        let presented = Presented::parse(authorization, params)?;
+        let client = self.store.client(presented.client_id()).await?;
+        match presented {
+            Presented::Basic(credentials) => {
+                // The same work for an unknown client, so that cost reveals no client ids.
+                let check = self.sealer.check_secret(
+                    &credentials.secret,
+                    client.as_ref().map(|client| client.secret_hash.as_str()),
+                );
+                let Some(client) = client else {
+                    return Err(invalid_client("unknown client or wrong secret").into());
+                };
+                if client.token_endpoint_auth_method != AuthMethod::ClientSecretBasic {
+                    return Err(
+                        invalid_client("this client authenticates with private_key_jwt").into(),
+                    );
+                }
+                match check {
+                    SecretCheck::Matches => Ok(client),
+                    SecretCheck::Wrong => {
+                        Err(invalid_client("unknown client or wrong secret").into())
+                    }
+                    SecretCheck::Legacy => {
+                        tracing::warn!(client = %client.client_id,
+                            "client secret stored as an Argon2 hash by an earlier version: \
+                             refused; issue a new one (POST /admin/clients/{{id}}/secret)");
+                        Err(invalid_client(
+                            "this client's secret was stored by an earlier version of the \
+                             gateway and is no longer accepted; ask the operator for a new one",
+                        )
+                        .into())
+                    }
+                    SecretCheck::OtherKey(key_id) => {
+                        tracing::warn!(client = %client.client_id, %key_id,
+                            "client secret digested under another grant key: refused");
+                        Err(invalid_client(
+                            "this client's secret was issued under a grant key this gateway \
+                             does not hold; ask the operator for a new one",
+                        )
+                        .into())
+                    }
+                }
             }
-            Ok(client)
-        }
-        Presented::Assertion { assertion, .. } => {
-            let client = client
-                .filter(|client| client.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt)
-                .ok_or_else(invalid_client)?;
-            let claims = verify_assertion(&client, &assertion, issuer, Utc::now())?;
-            let expires_at =
-                DateTime::from_timestamp(claims.exp + LEEWAY_SECS, 0).ok_or_else(invalid_client)?;
-            let scope = format!("client_assertion:{}", client.client_id);
-            if !store.remember_jti(&scope, &claims.jti, expires_at).await? {
-                tracing::info!(client = %client.client_id, "client assertion replayed");
-                return Err(invalid_client().into());
+            Presented::Assertion { assertion, .. } => {
+                let client = client.ok_or_else(|| invalid_client("unknown client (sub)"))?;
+                if client.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
+                    return Err(invalid_client(
+                        "this client authenticates with client_secret_basic",
+                    )
+                    .into());
+                }
+                let claims = verify_assertion(&client, &assertion, issuer, Utc::now())?;
+                let expires_at = DateTime::from_timestamp(claims.exp + LEEWAY_SECS, 0)
+                    .ok_or_else(|| invalid_client("exp is out of range"))?;
+                let scope = format!("client_assertion:{}", client.client_id);
+                if !self
+                    .store
+                    .remember_jti(&scope, &claims.jti, expires_at)
+                    .await?
+                {
+                    tracing::info!(client = %client.client_id, "client assertion replayed");
+                    return Err(invalid_client("the assertion's jti was already used").into());
+                }
+                Ok(client)
             }
-            Ok(client)
         }
     }
 }
@@ -175,19 +265,48 @@ pub struct AssertionClaims {
     pub jti: String,
 }
 
-/// Why an assertion was refused (logged at debug; the caller only learns `invalid_client`).
+/// The claims as sent: each one optional, so that a missing one is refused by name.
+#[derive(Deserialize)]
+struct SentClaims {
+    iss: Option<String>,
+    sub: Option<String>,
+    exp: Option<i64>,
+    iat: Option<i64>,
+    jti: Option<String>,
+}
+
+/// Why an assertion was refused; its text is the `error_description` the client gets (it
+/// names the failed check and what was expected, never a key or a secret).
 #[derive(Debug, thiserror::Error)]
 pub enum AssertionError {
     #[error("the client registered no usable keys")]
     NoKeys,
-    #[error("header: {0}")]
+    #[error("client assertion header: {0}")]
     Header(&'static str),
-    #[error("no registered key matches kid and alg")]
-    UnknownKey,
-    #[error("{0}")]
-    Invalid(#[from] jsonwebtoken::errors::Error),
-    #[error("claims: {0}")]
+    #[error("no key the client registered has kid {kid} and alg {alg}")]
+    UnknownKey { kid: String, alg: String },
+    #[error("client assertion: {0}")]
+    Invalid(String),
+    #[error("client assertion: {0}")]
     Claims(&'static str),
+}
+
+/// The description of a failed `jsonwebtoken` check, given what was expected.
+fn describe(error: &jsonwebtoken::errors::Error, client_id: &str, issuer: &str) -> String {
+    match error.kind() {
+        ErrorKind::InvalidSignature => "the signature does not verify".into(),
+        ErrorKind::ExpiredSignature => "exp is in the past".into(),
+        ErrorKind::ImmatureSignature => "nbf is in the future".into(),
+        ErrorKind::InvalidAudience => {
+            format!("aud must be the issuer identifier {issuer} (not an endpoint URL)")
+        }
+        ErrorKind::InvalidIssuer => format!("iss must be the client_id {client_id:?}"),
+        ErrorKind::InvalidSubject => format!("sub must be the client_id {client_id:?}"),
+        ErrorKind::MissingRequiredClaim(claim) => format!("the {claim} claim is required"),
+        ErrorKind::InvalidAlgorithm => "alg is not the registered key's algorithm".into(),
+        ErrorKind::Json(_) => "claims of the wrong type".into(),
+        _ => "not a valid signed JWT".into(),
+    }
 }
 
 /// Verifies a client assertion of `client` for audience `issuer` at `now` (pure: the `jti`
@@ -200,7 +319,7 @@ pub fn verify_assertion(
 ) -> Result<AssertionClaims, OAuthError> {
     check_assertion(client, assertion, issuer, now.timestamp()).map_err(|error| {
         tracing::debug!(client = %client.client_id, %error, "client assertion refused");
-        invalid_client()
+        invalid_client(error)
     })
 }
 
@@ -241,11 +360,18 @@ pub fn check_assertion_with_keys(
                 || typ.eq_ignore_ascii_case("client-authentication+jwt") => {}
         Some(_) => return Err(AssertionError::Header("typ is not a client assertion's")),
     }
-    let header = jsonwebtoken::decode_header(assertion)?;
+    let header = jsonwebtoken::decode_header(assertion)
+        .map_err(|_| AssertionError::Header("not a JWS header"))?;
     let key = keys
         .find(header.kid.as_deref())
         .filter(|key| key.alg == header.alg)
-        .ok_or(AssertionError::UnknownKey)?;
+        .ok_or_else(|| AssertionError::UnknownKey {
+            kid: header
+                .kid
+                .as_deref()
+                .map_or_else(|| "(none)".to_owned(), |kid| format!("{:?}", shorten(kid))),
+            alg: format!("{:?}", header.alg),
+        })?;
     let mut validation = Validation::new(key.alg);
     validation.set_required_spec_claims(&["exp", "iat", "iss", "sub", "aud"]);
     validation.set_issuer(&[client_id]);
@@ -253,18 +379,41 @@ pub fn check_assertion_with_keys(
     validation.sub = Some(client_id.to_owned());
     validation.leeway = LEEWAY_SECS as u64;
     validation.validate_nbf = true;
-    let claims =
-        jsonwebtoken::decode::<AssertionClaims>(assertion, &key.decoding, &validation)?.claims;
+    let sent = jsonwebtoken::decode::<SentClaims>(assertion, &key.decoding, &validation)
+        .map_err(|error| AssertionError::Invalid(describe(&error, client_id, issuer)))?
+        .claims;
+    let (Some(iss), Some(sub), Some(exp)) = (sent.iss, sent.sub, sent.exp) else {
+        return Err(AssertionError::Claims("iss, sub and exp are required"));
+    };
+    let Some(iat) = sent.iat else {
+        return Err(AssertionError::Claims("the iat claim is required"));
+    };
+    let claims = AssertionClaims {
+        iss,
+        sub,
+        exp,
+        iat,
+        jti: sent.jti.unwrap_or_default(),
+    };
     if claims.iat > now + LEEWAY_SECS {
         return Err(AssertionError::Claims("iat is in the future"));
     }
     if claims.exp > now + MAX_ASSERTION_LIFETIME_SECS + LEEWAY_SECS {
-        return Err(AssertionError::Claims("exp is too far ahead"));
+        return Err(AssertionError::Claims(
+            "exp is more than 60 seconds ahead (an assertion is for one request)",
+        ));
     }
     if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
-        return Err(AssertionError::Claims("jti is missing or too long"));
+        return Err(AssertionError::Claims(
+            "jti is required (at most 256 characters), a fresh one per assertion",
+        ));
     }
     Ok(claims)
+}
+
+/// At most 64 characters of a caller's value, for an error description.
+fn shorten(value: &str) -> String {
+    value.chars().take(64).collect()
 }
 
 /// Credentials presented with HTTP Basic.
@@ -284,7 +433,7 @@ impl std::fmt::Debug for BasicCredentials {
 impl BasicCredentials {
     /// Parses an `Authorization: Basic …` header value; id and secret are form-urlencoded.
     pub fn parse(header: Option<&str>) -> Result<BasicCredentials, OAuthError> {
-        let invalid = || OAuthError::new("invalid_client", "client authentication failed");
+        let invalid = || invalid_client("malformed HTTP Basic credentials");
         let encoded = header
             .and_then(|value| value.strip_prefix("Basic "))
             .ok_or_else(invalid)?;
@@ -302,19 +451,6 @@ impl BasicCredentials {
             secret: unescape(secret),
         })
     }
-
-    /// Checks the secret against the registered client (Argon2, constant time).
-    pub fn verify(&self, client: Option<&Client>) -> Result<(), OAuthError> {
-        match client {
-            Some(client) if crate::crypto::verify_secret(&self.secret, &client.secret_hash) => {
-                Ok(())
-            }
-            _ => Err(OAuthError::new(
-                "invalid_client",
-                "client authentication failed",
-            )),
-        }
-    }
 }
 
 /// Encodes credentials for `Authorization: Basic` (used by the demo platform and tests).
@@ -328,28 +464,4 @@ pub fn basic_header(client_id: &str, secret: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_round_trips_with_reserved_characters() {
-        let header = basic_header("platform:a", "s3c ret/+");
-        let credentials = BasicCredentials::parse(Some(&header)).unwrap();
-        assert_eq!(credentials.client_id, "platform:a");
-        assert_eq!(credentials.secret, "s3c ret/+");
-    }
-
-    #[test]
-    fn malformed_headers_are_invalid_client() {
-        for header in [
-            None,
-            Some("Bearer x"),
-            Some("Basic !!!"),
-            Some("Basic Zm9v"),
-        ] {
-            let error = BasicCredentials::parse(header).unwrap_err();
-            assert_eq!(error.code, "invalid_client");
-            assert_eq!(error.status, 401);
-        }
-    }
-}
+mod tests;

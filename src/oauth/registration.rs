@@ -2,10 +2,13 @@
 //! redirect URIs, purposes, region, the authentication method (`private_key_jwt` with a JWK Set
 //! of public keys, or `client_secret_basic` for development), DPoP-bound tokens, webhook URL.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::jose::KeySet;
+use crate::crypto::Sealer;
 use crate::policy::PolicySet;
 use crate::store::{AuthMethod, Client, Role, Store, StoreError};
 
@@ -108,13 +111,72 @@ fn check_url(uri: &str, what: &str) -> Result<(), RegistrationError> {
 pub enum RegistrationError {
     #[error("{0}")]
     Invalid(String),
+    #[error("no such client")]
+    Unknown,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Validates a registration and stores the client with a fresh, hashed secret.
-pub async fn register(
+/// Registers clients: validates what an operator asks for and stores it with a fresh secret
+/// (for `client_secret_basic`), of which only the digest is kept.
+pub struct Registrar {
+    store: Arc<dyn Store>,
+    /// Digests secrets (a key derived from the grant key).
+    sealer: Arc<Sealer>,
+}
+
+impl std::fmt::Debug for Registrar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registrar").finish_non_exhaustive()
+    }
+}
+
+impl Registrar {
+    /// Registers clients in `store`, digesting secrets with `sealer`'s key.
+    pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Registrar {
+        Registrar { store, sealer }
+    }
+
+    /// Validates a registration against the purposes of `policies` and stores the client.
+    pub async fn register(
+        &self,
+        policies: &PolicySet,
+        registration: Registration,
+    ) -> Result<Registered, RegistrationError> {
+        register(self.store.as_ref(), &self.sealer, policies, registration).await
+    }
+
+    /// Issues a new secret for a `client_secret_basic` client (shown once); the old one stops
+    /// working at once. How a client whose secret predates the digests gets a usable one.
+    pub async fn reissue_secret(&self, client_id: &str) -> Result<String, RegistrationError> {
+        let mut client = self
+            .store
+            .client(client_id)
+            .await?
+            .ok_or(RegistrationError::Unknown)?;
+        if client.token_endpoint_auth_method != AuthMethod::ClientSecretBasic {
+            return Err(RegistrationError::Invalid(
+                "this client authenticates with private_key_jwt: it has no secret".into(),
+            ));
+        }
+        let secret = new_secret()?;
+        client.secret_hash = self.sealer.digest_secret(&secret);
+        if !self.store.update_client(&client).await? {
+            return Err(RegistrationError::Unknown);
+        }
+        Ok(secret)
+    }
+}
+
+/// A fresh 256-bit client secret.
+fn new_secret() -> Result<String, RegistrationError> {
+    crate::crypto::random_token(32).map_err(|error| RegistrationError::Invalid(error.to_string()))
+}
+
+/// Validates a registration and stores the client with a fresh secret's digest.
+async fn register(
     store: &dyn Store,
+    sealer: &Sealer,
     policies: &PolicySet,
     registration: Registration,
 ) -> Result<Registered, RegistrationError> {
@@ -168,14 +230,12 @@ pub async fn register(
             crate::policy::REGIONS.join(", ")
         ));
     }
-    // Only development clients get a secret; an empty hash never verifies.
+    // Only clients that authenticate with a secret get one; an empty digest never matches.
     let (secret, secret_hash) = match registration.token_endpoint_auth_method {
         AuthMethod::ClientSecretBasic => {
-            let secret = crate::crypto::random_token(32)
-                .map_err(|error| RegistrationError::Invalid(error.to_string()))?;
-            let hash = crate::crypto::hash_secret(&secret)
-                .map_err(|error| RegistrationError::Invalid(error.to_string()))?;
-            (secret, hash)
+            let secret = new_secret()?;
+            let digest = sealer.digest_secret(&secret);
+            (secret, digest)
         }
         AuthMethod::PrivateKeyJwt => (String::new(), String::new()),
     };

@@ -117,6 +117,21 @@ impl Store for MemoryStore {
         Ok(lock(&self.clients).get(client_id).cloned())
     }
 
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
+        let mut clients = lock(&self.clients);
+        let Some(stored) = clients.get_mut(&client.client_id) else {
+            return Ok(false);
+        };
+        *stored = Client {
+            client_id: stored.client_id.clone(),
+            role: stored.role,
+            bank_id: stored.bank_id.clone(),
+            created_at: stored.created_at,
+            ..client.clone()
+        };
+        Ok(true)
+    }
+
     async fn put_bank(
         &self,
         bank_id: &str,

@@ -312,6 +312,10 @@ impl Store for PgStore {
         clients::get(&self.client().await?, client_id).await
     }
 
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
+        clients::update(&self.client().await?, client).await
+    }
+
     async fn put_bank(
         &self,
         bank_id: &str,

@@ -4,7 +4,7 @@
 
 use bankgate::demo::{PlatformClient, account_information};
 use bankgate::model::Scope;
-use bankgate::oauth::registration::{Registration, register};
+use bankgate::oauth::registration::Registration;
 use bankgate::store::Role;
 use serde_json::Value;
 
@@ -20,19 +20,21 @@ async fn bank_client(
     client_id: &str,
     bank_id: &str,
 ) -> (PlatformClient, String) {
-    let registered = register(
-        gateway.app.store.as_ref(),
-        &gateway.app.policies.current(),
-        Registration {
-            client_id: client_id.into(),
-            name: client_id.into(),
-            role: Role::Bank,
-            bank_id: Some(bank_id.into()),
-            ..Registration::default()
-        },
-    )
-    .await
-    .expect("bank client registers");
+    let registered = gateway
+        .app
+        .registrar
+        .register(
+            &gateway.app.policies.current(),
+            Registration {
+                client_id: client_id.into(),
+                name: client_id.into(),
+                role: Role::Bank,
+                bank_id: Some(bank_id.into()),
+                ..Registration::default()
+            },
+        )
+        .await
+        .expect("bank client registers");
     let client =
         PlatformClient::new(&gateway.base, client_id, &registered.client_secret, "").unwrap();
     let token = client.client_credentials().await.expect("bank token");

@@ -23,6 +23,7 @@ mod audit_refusals;
 mod bank_fapi;
 mod bank_revocation;
 mod banks;
+mod client_authentication;
 mod compliance;
 mod egress;
 mod export_completeness;

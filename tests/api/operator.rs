@@ -158,15 +158,15 @@ async fn signing_key_rotation_keeps_old_tokens_until_they_expire() {
     assert_eq!(status, 401);
 }
 
+/// The grant key `bankgate platforms …` runs with in these tests.
+const TEST_GRANT_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 /// Runs `bankgate platforms add ARGS` against `database_url`.
 fn platforms_add(database_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_bankgate"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("DATABASE_URL", database_url)
-        .env(
-            "BANKGATE_GRANT_KEY",
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        )
+        .env("BANKGATE_GRANT_KEY", TEST_GRANT_KEY)
         .env_remove("BANKGATE_CONFIG")
         .env("RUST_LOG", "warn")
         .args(["platforms", "add"])
@@ -257,7 +257,13 @@ async fn platforms_add_registers_fapi_clients() {
         AuthMethod::ClientSecretBasic
     );
     assert!(!client.dpop_bound_access_tokens && client.jwks.is_none());
-    assert!(bankgate::crypto::verify_secret(secret, &client.secret_hash));
+    // Stored as its digest under the grant key (id `k1` by default), never in the clear.
+    let sealer = bankgate::crypto::Sealer::from_base64("k1", TEST_GRANT_KEY).unwrap();
+    assert_eq!(
+        sealer.check_secret(secret, Some(&client.secret_hash)),
+        bankgate::crypto::SecretCheck::Matches
+    );
+    assert!(!client.secret_hash.contains(secret));
 
     // Refused, with the reason, and nothing stored.
     for (args, reason) in [

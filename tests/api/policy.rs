@@ -9,7 +9,7 @@ use std::process::Command;
 
 use bankgate::demo::account_information;
 use bankgate::model::Scope;
-use bankgate::oauth::registration::{Registration, register};
+use bankgate::oauth::registration::Registration;
 use serde_json::Value;
 
 use crate::support::{self, Options, StoreKind, TestGateway};
@@ -268,38 +268,42 @@ async fn par_refuses_prohibited_purposes_and_regions(kind: StoreKind) {
         );
     }
     // A platform may not even be approved for a prohibited purpose.
-    let refused = register(
-        gateway.app.store.as_ref(),
-        &gateway.app.policies.current(),
-        Registration {
-            client_id: "adtech".into(),
-            name: "Adtech".into(),
-            redirect_uris: vec![support::REDIRECT_URI.into()],
-            allowed_purposes: vec!["advertising".into()],
-            ..Registration::default()
-        },
-    )
-    .await;
+    let refused = gateway
+        .app
+        .registrar
+        .register(
+            &gateway.app.policies.current(),
+            Registration {
+                client_id: "adtech".into(),
+                name: "Adtech".into(),
+                redirect_uris: vec![support::REDIRECT_URI.into()],
+                allowed_purposes: vec!["advertising".into()],
+                ..Registration::default()
+            },
+        )
+        .await;
     assert!(
         refused.is_err_and(|error| error.to_string().contains("prohibited")),
         "registration for a prohibited purpose"
     );
 
     // A platform that processes data in the US is refused purposes limited to the EEA and UK.
-    let registered = register(
-        gateway.app.store.as_ref(),
-        &gateway.app.policies.current(),
-        Registration {
-            client_id: "us-app".into(),
-            name: "US App".into(),
-            redirect_uris: vec![support::REDIRECT_URI.into()],
-            allowed_purposes: vec!["balance-alerts".into()],
-            region: "US".into(),
-            ..Registration::default()
-        },
-    )
-    .await
-    .expect("registers");
+    let registered = gateway
+        .app
+        .registrar
+        .register(
+            &gateway.app.policies.current(),
+            Registration {
+                client_id: "us-app".into(),
+                name: "US App".into(),
+                redirect_uris: vec![support::REDIRECT_URI.into()],
+                allowed_purposes: vec!["balance-alerts".into()],
+                region: "US".into(),
+                ..Registration::default()
+            },
+        )
+        .await
+        .expect("registers");
     assert_eq!(
         gateway
             .app

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bankgate::adapters::{Manifest, Secrets};
 use bankgate::demo::{PlatformClient, account_information};
 use bankgate::model::Scope;
-use bankgate::oauth::registration::{Registration, register};
+use bankgate::oauth::registration::Registration;
 use bankgate::store::Role;
 use bankgate_sandbox::{self as sandbox, Approval, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
@@ -98,19 +98,21 @@ pub async fn bank_principal(
     client_id: &str,
     bank_id: &str,
 ) -> PlatformClient {
-    let registered = register(
-        gateway.app.store.as_ref(),
-        &gateway.app.policies.current(),
-        Registration {
-            client_id: client_id.into(),
-            name: client_id.into(),
-            role: Role::Bank,
-            bank_id: Some(bank_id.into()),
-            ..Registration::default()
-        },
-    )
-    .await
-    .expect("bank principal registers");
+    let registered = gateway
+        .app
+        .registrar
+        .register(
+            &gateway.app.policies.current(),
+            Registration {
+                client_id: client_id.into(),
+                name: client_id.into(),
+                role: Role::Bank,
+                bank_id: Some(bank_id.into()),
+                ..Registration::default()
+            },
+        )
+        .await
+        .expect("bank principal registers");
     PlatformClient::new(&gateway.base, client_id, &registered.client_secret, "").expect("client")
 }
 

@@ -6,7 +6,7 @@ use bankgate::demo::{PlatformClient, account_information};
 use bankgate::model::Scope;
 use bankgate::oauth::client_auth::CLIENT_ASSERTION_TYPE;
 use bankgate::oauth::jose::{ClientKey, access_token_hash};
-use bankgate::oauth::registration::{Registration, register};
+use bankgate::oauth::registration::Registration;
 use bankgate::store::{AuthMethod, Role};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -754,22 +754,24 @@ async fn dpop_replay_wrong_htu_wrong_ath_and_wrong_key_are_refused(kind: StoreKi
 async fn client_assertions_are_checked_strictly(kind: StoreKind) {
     let gateway = TestGateway::start(kind).await;
     let key = ClientKey::generate_es256().unwrap();
-    register(
-        gateway.app.store.as_ref(),
-        &gateway.app.policies.current(),
-        Registration {
-            client_id: "jwt-app".into(),
-            name: "jwt-app".into(),
-            role: Role::Platform,
-            redirect_uris: vec![REDIRECT_URI.into()],
-            allowed_purposes: vec!["balance-alerts".into()],
-            token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
-            jwks: Some(key.jwks()),
-            ..Registration::default()
-        },
-    )
-    .await
-    .unwrap();
+    gateway
+        .app
+        .registrar
+        .register(
+            &gateway.app.policies.current(),
+            Registration {
+                client_id: "jwt-app".into(),
+                name: "jwt-app".into(),
+                role: Role::Platform,
+                redirect_uris: vec![REDIRECT_URI.into()],
+                allowed_purposes: vec!["balance-alerts".into()],
+                token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
+                jwks: Some(key.jwks()),
+                ..Registration::default()
+            },
+        )
+        .await
+        .unwrap();
     let http = &gateway.platform.http;
     let token_request = |assertion: String| {
         http.post(format!("{}/oauth/token", gateway.base))

@@ -5,7 +5,7 @@ use bankgate::app::Gateway;
 use bankgate::config::StoreConfig;
 use bankgate::demo::PlatformClient;
 use bankgate::oauth::jose::ClientKey;
-use bankgate::oauth::registration::{Registration, register};
+use bankgate::oauth::registration::Registration;
 use bankgate::store::{AuthMethod, Role};
 
 #[path = "../support/pg.rs"]
@@ -103,34 +103,36 @@ impl TestGateway {
         tokio::spawn(gateway.serve(async move {
             let _ = stopped.await;
         }));
-        let platform = register(
-            app.store.as_ref(),
-            &app.policies.current(),
-            Registration {
-                client_id: "messenger".into(),
-                name: "Messenger".into(),
-                role: Role::Platform,
-                redirect_uris: vec![REDIRECT_URI.into()],
-                allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
-                ..Registration::default()
-            },
-        )
-        .await
-        .expect("platform registers");
-        let officer = register(
-            app.store.as_ref(),
-            &app.policies.current(),
-            Registration {
-                client_id: "compliance-office".into(),
-                name: "Compliance".into(),
-                role: Role::Compliance,
-                redirect_uris: vec![],
-                allowed_purposes: vec![],
-                ..Registration::default()
-            },
-        )
-        .await
-        .expect("compliance client registers");
+        let platform = app
+            .registrar
+            .register(
+                &app.policies.current(),
+                Registration {
+                    client_id: "messenger".into(),
+                    name: "Messenger".into(),
+                    role: Role::Platform,
+                    redirect_uris: vec![REDIRECT_URI.into()],
+                    allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
+                    ..Registration::default()
+                },
+            )
+            .await
+            .expect("platform registers");
+        let officer = app
+            .registrar
+            .register(
+                &app.policies.current(),
+                Registration {
+                    client_id: "compliance-office".into(),
+                    name: "Compliance".into(),
+                    role: Role::Compliance,
+                    redirect_uris: vec![],
+                    allowed_purposes: vec![],
+                    ..Registration::default()
+                },
+            )
+            .await
+            .expect("compliance client registers");
         TestGateway {
             platform: PlatformClient::new(
                 &base,
@@ -252,24 +254,25 @@ impl TestGateway {
         webhook_url: Option<&str>,
     ) -> PlatformClient {
         let assertion_key = ClientKey::generate_es256().expect("key");
-        register(
-            self.app.store.as_ref(),
-            &self.app.policies.current(),
-            Registration {
-                client_id: client_id.into(),
-                name: client_id.into(),
-                role: Role::Platform,
-                redirect_uris: vec![REDIRECT_URI.into()],
-                allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
-                token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
-                jwks: Some(assertion_key.jwks()),
-                dpop_bound_access_tokens: true,
-                webhook_url: webhook_url.map(str::to_owned),
-                ..Registration::default()
-            },
-        )
-        .await
-        .expect("FAPI platform registers");
+        self.app
+            .registrar
+            .register(
+                &self.app.policies.current(),
+                Registration {
+                    client_id: client_id.into(),
+                    name: client_id.into(),
+                    role: Role::Platform,
+                    redirect_uris: vec![REDIRECT_URI.into()],
+                    allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
+                    token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
+                    jwks: Some(assertion_key.jwks()),
+                    dpop_bound_access_tokens: true,
+                    webhook_url: webhook_url.map(str::to_owned),
+                    ..Registration::default()
+                },
+            )
+            .await
+            .expect("FAPI platform registers");
         PlatformClient::new(&self.base, client_id, "", REDIRECT_URI)
             .expect("client")
             .with_private_key_jwt(assertion_key)
@@ -278,20 +281,22 @@ impl TestGateway {
 
     /// Registers another platform and returns its client.
     pub async fn another_platform(&self, client_id: &str, purposes: &[&str]) -> PlatformClient {
-        let registered = register(
-            self.app.store.as_ref(),
-            &self.app.policies.current(),
-            Registration {
-                client_id: client_id.into(),
-                name: client_id.into(),
-                role: Role::Platform,
-                redirect_uris: vec![REDIRECT_URI.into()],
-                allowed_purposes: purposes.iter().map(|p| p.to_string()).collect(),
-                ..Registration::default()
-            },
-        )
-        .await
-        .expect("platform registers");
+        let registered = self
+            .app
+            .registrar
+            .register(
+                &self.app.policies.current(),
+                Registration {
+                    client_id: client_id.into(),
+                    name: client_id.into(),
+                    role: Role::Platform,
+                    redirect_uris: vec![REDIRECT_URI.into()],
+                    allowed_purposes: purposes.iter().map(|p| p.to_string()).collect(),
+                    ..Registration::default()
+                },
+            )
+            .await
+            .expect("platform registers");
         PlatformClient::new(
             &self.base,
             client_id,

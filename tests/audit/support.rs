@@ -236,7 +236,7 @@ pub const REDIRECT_URI: &str = "https://platform.example/callback";
 /// Registers a platform (balance alerts) and a compliance client in `store`; returns their
 /// secrets.
 pub async fn register_clients(app: &bankgate::app::App) -> (String, String) {
-    use bankgate::oauth::registration::{Registration, register};
+    use bankgate::oauth::registration::Registration;
     use bankgate::store::Role;
     let policies = app.policies.current();
     let platform = Registration {
@@ -253,10 +253,14 @@ pub async fn register_clients(app: &bankgate::app::App) -> (String, String) {
         role: Role::Compliance,
         ..Registration::default()
     };
-    let platform = register(app.store.as_ref(), &policies, platform)
+    let platform = app
+        .registrar
+        .register(&policies, platform)
         .await
         .expect("platform registers");
-    let officer = register(app.store.as_ref(), &policies, officer)
+    let officer = app
+        .registrar
+        .register(&policies, officer)
         .await
         .expect("compliance client registers");
     (platform.client_secret, officer.client_secret)

@@ -24,7 +24,7 @@ use bankgate::app::{App, Gateway};
 use bankgate::config::Config;
 use bankgate::demo::{PlatformClient, Pushed, account_information};
 use bankgate::model::Scope;
-use bankgate::oauth::registration::{Registered, Registration, register};
+use bankgate::oauth::registration::{Registered, Registration};
 use bankgate::store::Role;
 use bankgate_sandbox::Approval;
 
@@ -81,13 +81,11 @@ impl Served {
     /// Registers a client (with a fresh secret, returned).
     async fn register(&self, registration: Registration) -> Registered {
         let client_id = registration.client_id.clone();
-        register(
-            self.app.store.as_ref(),
-            &self.app.policies.current(),
-            registration,
-        )
-        .await
-        .unwrap_or_else(|error| panic!("{client_id} registers: {error}"))
+        self.app
+            .registrar
+            .register(&self.app.policies.current(), registration)
+            .await
+            .unwrap_or_else(|error| panic!("{client_id} registers: {error}"))
     }
 }
 

@@ -6,7 +6,9 @@
 #[allow(dead_code)]
 mod pg;
 
+mod clients;
 mod fapi;
+use clients::*;
 use fapi::*;
 
 use std::collections::BTreeSet;
@@ -75,6 +77,7 @@ conformance!(
     audit_checkpoints_follow_the_chain,
     audit_summary_counts_by_day_platform_purpose_decision,
     clients_keep_fapi_registration,
+    clients_update_keeps_identity,
     jti_replay_cache,
     tokens_revoke_alone_and_by_consent,
     consents_list_and_expire_once,

@@ -1,5 +1,5 @@
-//! Operator API: client registration and policy reloads. Off unless an admin token is
-//! configured.
+//! Operator API: client registration (and new secrets), consent revocation and policy
+//! reloads. Off unless an admin token is configured.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::app::{App, ReloadError};
 use crate::error::Error;
-use crate::oauth::registration::{self, Registered, Registration, RegistrationError};
+use crate::oauth::registration::{Registered, Registration, RegistrationError};
 use crate::policy::Change;
 use crate::store::StoreError;
 
@@ -19,6 +19,7 @@ use crate::store::StoreError;
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/admin/clients", post(register_client))
+        .route("/admin/clients/{id}/secret", post(reissue_secret))
         .route(
             "/admin/consents/{id}",
             axum::routing::delete(revoke_consent),
@@ -50,14 +51,42 @@ async fn register_client(
 ) -> Result<(StatusCode, Json<Registered>), Error> {
     authorize(&app, &headers)?;
     let policies = app.policies.current();
-    match registration::register(app.store.as_ref(), &policies, registration).await {
+    match app.registrar.register(&policies, registration).await {
         Ok(registered) => Ok((StatusCode::CREATED, Json(registered))),
-        Err(RegistrationError::Invalid(message)) => Err(Error::InvalidRequest(message)),
-        Err(RegistrationError::Store(StoreError::Conflict(_))) => Err(Error::InvalidRequest(
-            "client_id is already registered".into(),
-        )),
-        Err(RegistrationError::Store(error)) => Err(Error::Store(error)),
+        Err(error) => Err(refused(error)),
     }
+}
+
+/// A registration error as the operator sees it.
+fn refused(error: RegistrationError) -> Error {
+    match error {
+        RegistrationError::Invalid(message) => Error::InvalidRequest(message),
+        RegistrationError::Unknown => Error::NotFound("no such client".into()),
+        RegistrationError::Store(StoreError::Conflict(_)) => {
+            Error::InvalidRequest("client_id is already registered".into())
+        }
+        RegistrationError::Store(error) => Error::Store(error),
+    }
+}
+
+/// `POST /admin/clients/{id}/secret`: a new secret for a `client_secret_basic` client, shown
+/// once; the previous one stops working (also how a client whose secret an earlier version
+/// stored as an Argon2 hash gets one that is accepted).
+async fn reissue_secret(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    axum::extract::Path(client_id): axum::extract::Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), Error> {
+    authorize(&app, &headers)?;
+    let secret = app
+        .registrar
+        .reissue_secret(&client_id)
+        .await
+        .map_err(refused)?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({"client_id": client_id, "client_secret": secret})),
+    ))
 }
 
 /// `POST /admin/policies/reload`: re-reads `policies/` and puts it in force if it is valid;

@@ -19,6 +19,12 @@ const GET: &str = "\
            bank_id \
     FROM clients WHERE client_id = $1";
 
+const UPDATE: &str = "\
+    UPDATE clients SET name = $2, secret_hash = $3, redirect_uris = $4, allowed_purposes = $5, \
+        token_endpoint_auth_method = $6, jwks = $7, dpop_bound_access_tokens = $8, \
+        webhook_url = $9, region = $10 \
+    WHERE client_id = $1";
+
 /// Registers `client`; `Conflict("client")` if its id exists.
 pub async fn insert(db: &impl GenericClient, client: &Client) -> Result<(), StoreError> {
     let statement = db
@@ -46,6 +52,33 @@ pub async fn insert(db: &impl GenericClient, client: &Client) -> Result<(), Stor
     .await
     .map_err(sql_error("client"))?;
     Ok(())
+}
+
+/// Replaces what may change of `client`; `false` if it is not registered.
+pub async fn update(db: &impl GenericClient, client: &Client) -> Result<bool, StoreError> {
+    let statement = db
+        .prepare_cached(UPDATE)
+        .await
+        .map_err(sql_error("client"))?;
+    let updated = db
+        .execute(
+            &statement,
+            &[
+                &client.client_id,
+                &client.name,
+                &client.secret_hash,
+                &client.redirect_uris,
+                &client.allowed_purposes,
+                &client.token_endpoint_auth_method.as_str(),
+                &client.jwks,
+                &client.dpop_bound_access_tokens,
+                &client.webhook_url,
+                &client.region,
+            ],
+        )
+        .await
+        .map_err(sql_error("client"))?;
+    Ok(updated == 1)
 }
 
 /// The client with `client_id`, if registered.

@@ -36,7 +36,7 @@ use crate::crypto;
 use crate::error::{Error, OAuthError};
 use crate::http::routes::input::OAuthForm;
 use crate::lifecycle::{self, consent_event};
-use crate::oauth::client_auth::{self, AuthParams};
+use crate::oauth::client_auth::AuthParams;
 use crate::oauth::dpop::{self, DPOP_HEADER, DPOP_NONCE_HEADER, DpopError, Expected, Nonces};
 use crate::oauth::tokens::AccessClaims;
 use crate::oauth::{ADAPTER_MANAGE, AUDIT_READ, CONSENTS_MANAGE};
@@ -110,13 +110,9 @@ pub(super) async fn authenticate(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    client_auth::authenticate(
-        app.store.as_ref(),
-        &app.config.public_url,
-        authorization,
-        params,
-    )
-    .await
+    app.client_auth
+        .authenticate(&app.config.public_url, authorization, params)
+        .await
 }
 
 /// The DPoP proof of a request to `path`, verified and spent; `None` when there is none.
