@@ -93,14 +93,18 @@ async fn postgres_an_export_cut_short_has_no_trailer() {
         .await
         .expect("tamper");
 
+    // How much of the first page arrives is not the gateway's to promise: when a body fails,
+    // hyper closes the connection at once, and what it had buffered but not yet written (the
+    // socket was full because the client had not read it yet) is lost. What the client can
+    // always tell is that the transfer broke off and the trailer is missing.
     for format in ["jsonl", "csv"] {
         let query = format!("format={format}&platform=cut-app");
         let (status, text, clean) = download(&gateway, &token, &query).await;
         assert_eq!(status, 200, "{format}: the answer had begun");
         assert!(!clean, "{format}: the transfer is broken off");
         assert!(
-            text.lines().count() >= 1000,
-            "{format}: the first page arrived"
+            text.lines().count() < EVENTS,
+            "{format}: not every event arrived"
         );
         assert_eq!(completed(format, &text), None, "{format}: no trailer");
     }
