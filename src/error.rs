@@ -1,8 +1,13 @@
 //! The crate-level error: every failure on the request path, with its origin.
 //!
-//! `http::problem` is the one place that turns an [`Error`] into a response.
+//! [`Error::problem`] is the one table from error kind to problem type (status, `type` URI,
+//! origin) and safe detail; `http::problem` is the one place that turns it into a response.
 
+use http::StatusCode;
+
+use crate::access::Denial;
 use crate::adapters::AdapterError;
+use crate::policy::Refusal;
 use crate::store::StoreError;
 
 /// Who caused an error, as pingora's `ErrorSource`: it picks the status class.
@@ -25,16 +30,20 @@ pub struct OAuthError {
     /// Safe, human-readable detail.
     pub description: String,
     /// 400 unless the code calls for 401.
-    pub status: u16,
+    pub status: StatusCode,
 }
 
 impl OAuthError {
-    /// A 400 error with `code`.
+    /// A 400 error with `code` (401 for `invalid_client`).
     pub fn new(code: &'static str, description: impl Into<String>) -> OAuthError {
         OAuthError {
             code,
             description: description.into(),
-            status: if code == "invalid_client" { 401 } else { 400 },
+            status: if code == "invalid_client" {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::BAD_REQUEST
+            },
         }
     }
 }
@@ -47,14 +56,15 @@ pub enum Error {
     /// Authenticated, but not allowed. The reason is safe to show and is audited.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// A data request refused by the access decision (audited), each kind its own type.
+    #[error("denied: {0}")]
+    Denied(Denial),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     #[error("oauth error {}: {}", .0.code, .0.description)]
     OAuth(OAuthError),
-    #[error("too many requests")]
-    TooManyRequests { retry_after_secs: u64 },
     #[error("bank error")]
     Bank(#[from] AdapterError),
     /// The audit log cannot take the record: fail closed.
@@ -70,91 +80,212 @@ pub enum Error {
     Internal(String),
 }
 
+/// One kind of problem a client can be answered with: the last segment of its `type` URI
+/// (`http::problem::TYPE_BASE` + slug), its status, and who caused it. README lists them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemType {
+    pub slug: &'static str,
+    pub status: StatusCode,
+    pub origin: Origin,
+}
+
+/// The problem types, one constant each; [`Error::problem`] is the one table from error kind
+/// to type and safe detail.
+pub mod problem_types {
+    use super::{Origin, ProblemType};
+    use http::StatusCode;
+
+    const fn caller(slug: &'static str, status: StatusCode) -> ProblemType {
+        ProblemType {
+            slug,
+            status,
+            origin: Origin::Caller,
+        }
+    }
+
+    const fn bank(slug: &'static str, status: StatusCode) -> ProblemType {
+        ProblemType {
+            slug,
+            status,
+            origin: Origin::Bank,
+        }
+    }
+
+    const fn internal(slug: &'static str, status: StatusCode) -> ProblemType {
+        ProblemType {
+            slug,
+            status,
+            origin: Origin::Internal,
+        }
+    }
+
+    pub const UNAUTHENTICATED: ProblemType = caller("unauthenticated", StatusCode::UNAUTHORIZED);
+    pub const FORBIDDEN: ProblemType = caller("forbidden", StatusCode::FORBIDDEN);
+    pub const NOT_FOUND: ProblemType = caller("not-found", StatusCode::NOT_FOUND);
+    pub const INVALID_REQUEST: ProblemType = caller("invalid-request", StatusCode::BAD_REQUEST);
+    pub const OAUTH: ProblemType = caller("oauth", StatusCode::BAD_REQUEST);
+    pub const OAUTH_CLIENT: ProblemType = caller("oauth", StatusCode::UNAUTHORIZED);
+    // Data-request denials.
+    pub const TOKEN_UNKNOWN: ProblemType = caller("token-unknown", StatusCode::UNAUTHORIZED);
+    pub const TOKEN_REVOKED: ProblemType = caller("token-revoked", StatusCode::UNAUTHORIZED);
+    pub const DPOP_PROOF_REPLAYED: ProblemType =
+        caller("dpop-proof-replayed", StatusCode::UNAUTHORIZED);
+    pub const CONSENT_NOT_FOUND: ProblemType = caller("consent-not-found", StatusCode::FORBIDDEN);
+    pub const CONSENT_NOT_AUTHORISED: ProblemType =
+        caller("consent-not-authorised", StatusCode::FORBIDDEN);
+    pub const CONSENT_REVOKED: ProblemType = caller("consent-revoked", StatusCode::FORBIDDEN);
+    pub const CONSENT_EXPIRED: ProblemType = caller("consent-expired", StatusCode::FORBIDDEN);
+    pub const SCOPE_NOT_GRANTED: ProblemType = caller("scope-not-granted", StatusCode::FORBIDDEN);
+    pub const PLATFORM_NOT_REGISTERED: ProblemType =
+        caller("platform-not-registered", StatusCode::FORBIDDEN);
+    pub const PURPOSE_WITHDRAWN: ProblemType = caller("purpose-withdrawn", StatusCode::FORBIDDEN);
+    pub const PLATFORM_NOT_APPROVED: ProblemType =
+        caller("platform-not-approved", StatusCode::FORBIDDEN);
+    pub const REGION_NOT_ALLOWED: ProblemType = caller("region-not-allowed", StatusCode::FORBIDDEN);
+    pub const PURPOSE_REFUSED: ProblemType = caller("purpose-refused", StatusCode::FORBIDDEN);
+    pub const CONSENT_OUTLIVED_POLICY: ProblemType =
+        caller("consent-outlived-policy", StatusCode::FORBIDDEN);
+    pub const BUDGET_SPENT: ProblemType = caller("budget-spent", StatusCode::TOO_MANY_REQUESTS);
+    pub const BUDGET_UNCOUNTED: ProblemType =
+        internal("budget-uncounted", StatusCode::SERVICE_UNAVAILABLE);
+    pub const ACCOUNT_NOT_IN_CONSENT: ProblemType =
+        caller("account-not-in-consent", StatusCode::NOT_FOUND);
+    // Banks.
+    pub const BANK_TIMEOUT: ProblemType = bank("bank-timeout", StatusCode::GATEWAY_TIMEOUT);
+    pub const UNKNOWN_ACCOUNT: ProblemType = bank("unknown-account", StatusCode::NOT_FOUND);
+    pub const BANK_UNAVAILABLE: ProblemType =
+        bank("bank-unavailable", StatusCode::SERVICE_UNAVAILABLE);
+    pub const BANK_ERROR: ProblemType = bank("bank-error", StatusCode::BAD_GATEWAY);
+    // The gateway.
+    pub const AUDIT_UNAVAILABLE: ProblemType =
+        internal("audit-unavailable", StatusCode::SERVICE_UNAVAILABLE);
+    pub const STORE_UNAVAILABLE: ProblemType =
+        internal("store-unavailable", StatusCode::SERVICE_UNAVAILABLE);
+    pub const STORE_ERROR: ProblemType = internal("store-error", StatusCode::INTERNAL_SERVER_ERROR);
+    pub const TIMEOUT: ProblemType = internal("timeout", StatusCode::GATEWAY_TIMEOUT);
+    pub const OVERLOADED: ProblemType = internal("overloaded", StatusCode::SERVICE_UNAVAILABLE);
+    pub const INTERNAL: ProblemType = internal("internal", StatusCode::INTERNAL_SERVER_ERROR);
+
+    /// Every problem type a problem+json response can carry (the OAuth endpoints answer in
+    /// RFC 6749's form instead).
+    pub const ALL: &[ProblemType] = &[
+        UNAUTHENTICATED,
+        FORBIDDEN,
+        NOT_FOUND,
+        INVALID_REQUEST,
+        TOKEN_UNKNOWN,
+        TOKEN_REVOKED,
+        DPOP_PROOF_REPLAYED,
+        CONSENT_NOT_FOUND,
+        CONSENT_NOT_AUTHORISED,
+        CONSENT_REVOKED,
+        CONSENT_EXPIRED,
+        SCOPE_NOT_GRANTED,
+        PLATFORM_NOT_REGISTERED,
+        PURPOSE_WITHDRAWN,
+        PLATFORM_NOT_APPROVED,
+        REGION_NOT_ALLOWED,
+        PURPOSE_REFUSED,
+        CONSENT_OUTLIVED_POLICY,
+        BUDGET_SPENT,
+        BUDGET_UNCOUNTED,
+        ACCOUNT_NOT_IN_CONSENT,
+        BANK_TIMEOUT,
+        UNKNOWN_ACCOUNT,
+        BANK_UNAVAILABLE,
+        BANK_ERROR,
+        AUDIT_UNAVAILABLE,
+        STORE_UNAVAILABLE,
+        STORE_ERROR,
+        TIMEOUT,
+        OVERLOADED,
+        INTERNAL,
+    ];
+}
+
 impl Error {
+    /// The one table: the error's problem type and the text safe to show the caller (never a
+    /// database or bank message).
+    pub fn problem(&self) -> (ProblemType, String) {
+        use problem_types as p;
+        match self {
+            Error::Unauthenticated(detail) => (p::UNAUTHENTICATED, detail.clone()),
+            Error::Forbidden(detail) => (p::FORBIDDEN, detail.clone()),
+            Error::Denied(denial) => (denial_type(denial), denial.to_string()),
+            Error::NotFound(detail) => (p::NOT_FOUND, detail.clone()),
+            Error::InvalidRequest(detail) => (p::INVALID_REQUEST, detail.clone()),
+            Error::OAuth(error) if error.status == StatusCode::UNAUTHORIZED => {
+                (p::OAUTH_CLIENT, error.description.clone())
+            }
+            Error::OAuth(error) => (p::OAUTH, error.description.clone()),
+            Error::Bank(error) => (
+                match error.root() {
+                    AdapterError::Timeout => p::BANK_TIMEOUT,
+                    AdapterError::UnknownAccount => p::UNKNOWN_ACCOUNT,
+                    AdapterError::CircuitOpen | AdapterError::Saturated => p::BANK_UNAVAILABLE,
+                    _ => p::BANK_ERROR,
+                },
+                bank_detail(error),
+            ),
+            Error::AuditUnavailable(_) => (
+                p::AUDIT_UNAVAILABLE,
+                "the audit log is unavailable, so no data can be released; retry later".into(),
+            ),
+            Error::Store(StoreError::Unavailable(_)) => (
+                p::STORE_UNAVAILABLE,
+                "storage is unavailable; retry later".into(),
+            ),
+            Error::Store(_) => (p::STORE_ERROR, "internal error".into()),
+            Error::Timeout => (p::TIMEOUT, "the request took too long".into()),
+            Error::Overloaded => (
+                p::OVERLOADED,
+                "the gateway is overloaded; retry later".into(),
+            ),
+            Error::Internal(_) => (p::INTERNAL, "internal error".into()),
+        }
+    }
+
     /// Who caused it.
     pub fn origin(&self) -> Origin {
-        match self {
-            Error::Unauthenticated(_)
-            | Error::Forbidden(_)
-            | Error::NotFound(_)
-            | Error::InvalidRequest(_)
-            | Error::OAuth(_)
-            | Error::TooManyRequests { .. } => Origin::Caller,
-            Error::Bank(_) => Origin::Bank,
-            Error::AuditUnavailable(_)
-            | Error::Store(_)
-            | Error::Timeout
-            | Error::Overloaded
-            | Error::Internal(_) => Origin::Internal,
-        }
+        self.problem().0.origin
     }
 
     /// The HTTP status it maps to.
-    pub fn status(&self) -> u16 {
-        match self {
-            Error::Unauthenticated(_) => 401,
-            Error::Forbidden(_) => 403,
-            Error::NotFound(_) => 404,
-            Error::InvalidRequest(_) => 400,
-            Error::OAuth(error) => error.status,
-            Error::TooManyRequests { .. } => 429,
-            Error::Bank(error) => match error.root() {
-                AdapterError::Timeout => 504,
-                AdapterError::UnknownAccount => 404,
-                AdapterError::CircuitOpen | AdapterError::Saturated => 503,
-                _ => 502,
-            },
-            Error::AuditUnavailable(_) | Error::Overloaded => 503,
-            Error::Store(StoreError::Unavailable(_)) => 503,
-            Error::Timeout => 504,
-            Error::Store(_) | Error::Internal(_) => 500,
-        }
-    }
-
-    /// A stable slug for the problem `type` URI.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Error::Unauthenticated(_) => "unauthenticated",
-            Error::Forbidden(_) => "forbidden",
-            Error::NotFound(_) => "not-found",
-            Error::InvalidRequest(_) => "invalid-request",
-            Error::OAuth(_) => "oauth",
-            Error::TooManyRequests { .. } => "too-many-requests",
-            Error::Bank(error) => match error.root() {
-                AdapterError::Timeout => "bank-timeout",
-                AdapterError::UnknownAccount => "unknown-account",
-                AdapterError::CircuitOpen | AdapterError::Saturated => "bank-unavailable",
-                _ => "bank-error",
-            },
-            Error::AuditUnavailable(_) => "audit-unavailable",
-            Error::Store(StoreError::Unavailable(_)) => "store-unavailable",
-            Error::Store(_) => "store-error",
-            Error::Timeout => "timeout",
-            Error::Overloaded => "overloaded",
-            Error::Internal(_) => "internal",
-        }
+    pub fn status(&self) -> StatusCode {
+        self.problem().0.status
     }
 
     /// Text safe to show the caller: never a database or bank message.
     pub fn safe_detail(&self) -> String {
-        match self {
-            Error::Unauthenticated(detail)
-            | Error::Forbidden(detail)
-            | Error::NotFound(detail)
-            | Error::InvalidRequest(detail) => detail.clone(),
-            Error::OAuth(error) => error.description.clone(),
-            Error::TooManyRequests { .. } => "rate limit reached; retry later".into(),
-            Error::Bank(error) => bank_detail(error),
-            Error::AuditUnavailable(_) => {
-                "the audit log is unavailable, so no data can be released; retry later".into()
+        self.problem().1
+    }
+}
+
+/// The problem type of each denial kind.
+fn denial_type(denial: &Denial) -> ProblemType {
+    use problem_types as p;
+    match denial {
+        Denial::TokenUnknown => p::TOKEN_UNKNOWN,
+        Denial::TokenRevoked => p::TOKEN_REVOKED,
+        Denial::ProofReplayed => p::DPOP_PROOF_REPLAYED,
+        Denial::ConsentNotFound => p::CONSENT_NOT_FOUND,
+        Denial::ConsentNotAuthorised(_) => p::CONSENT_NOT_AUTHORISED,
+        Denial::ConsentRevoked => p::CONSENT_REVOKED,
+        Denial::ConsentExpired => p::CONSENT_EXPIRED,
+        Denial::ScopeNotGranted(_) => p::SCOPE_NOT_GRANTED,
+        Denial::PlatformNotRegistered => p::PLATFORM_NOT_REGISTERED,
+        Denial::Policy(refusal) => match refusal {
+            Refusal::UnknownPurpose(_) | Refusal::Withdrawn(_) | Refusal::Prohibited { .. } => {
+                p::PURPOSE_WITHDRAWN
             }
-            Error::Store(StoreError::Unavailable(_)) => {
-                "storage is unavailable; retry later".into()
-            }
-            Error::Store(_) | Error::Internal(_) => "internal error".into(),
-            Error::Timeout => "the request took too long".into(),
-            Error::Overloaded => "the gateway is overloaded; retry later".into(),
-        }
+            Refusal::NotApproved(_) => p::PLATFORM_NOT_APPROVED,
+            Refusal::Region { .. } => p::REGION_NOT_ALLOWED,
+            Refusal::NoScope | Refusal::Scope { .. } => p::PURPOSE_REFUSED,
+            Refusal::ConsentTooOld { .. } => p::CONSENT_OUTLIVED_POLICY,
+        },
+        Denial::BudgetSpent { .. } => p::BUDGET_SPENT,
+        Denial::BudgetUncounted => p::BUDGET_UNCOUNTED,
+        Denial::AccountNotInConsent => p::ACCOUNT_NOT_IN_CONSENT,
     }
 }
 
@@ -200,5 +331,81 @@ impl From<OAuthError> for Error {
 impl From<crate::crypto::CryptoError> for Error {
     fn from(error: crate::crypto::CryptoError) -> Self {
         Error::Internal(error.to_string())
+    }
+}
+
+impl From<Denial> for Error {
+    fn from(denial: Denial) -> Self {
+        Error::Denied(denial)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::ConsentStatus;
+    use crate::model::Scope;
+
+    #[test]
+    fn readme_lists_every_problem_type_with_its_status() {
+        let readme = include_str!("../README.md");
+        for kind in problem_types::ALL {
+            let row = format!("| `{}` | {} |", kind.slug, kind.status.as_u16());
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+        let mut slugs: Vec<_> = problem_types::ALL.iter().map(|kind| kind.slug).collect();
+        slugs.sort();
+        slugs.dedup();
+        assert_eq!(slugs.len(), problem_types::ALL.len(), "slugs are unique");
+    }
+
+    #[test]
+    fn every_denial_kind_has_its_own_type() {
+        let denials = [
+            Denial::TokenUnknown,
+            Denial::TokenRevoked,
+            Denial::ProofReplayed,
+            Denial::ConsentNotFound,
+            Denial::ConsentNotAuthorised(ConsentStatus::Rejected),
+            Denial::ConsentRevoked,
+            Denial::ConsentExpired,
+            Denial::ScopeNotGranted(Scope::Balances),
+            Denial::PlatformNotRegistered,
+            Denial::Policy(Refusal::Withdrawn("p".into())),
+            Denial::Policy(Refusal::NotApproved("p".into())),
+            Denial::Policy(Refusal::Region {
+                purpose: "p".into(),
+                region: "US".into(),
+                allowed: "EEA".into(),
+            }),
+            Denial::Policy(Refusal::Scope {
+                purpose: "p".into(),
+                scope: Scope::Transactions,
+            }),
+            Denial::Policy(Refusal::ConsentTooOld {
+                purpose: "p".into(),
+                days: 90,
+            }),
+            Denial::BudgetSpent {
+                purpose: "p".into(),
+                limit: 4,
+                retry_after_secs: 60,
+            },
+            Denial::BudgetUncounted,
+            Denial::AccountNotInConsent,
+        ];
+        let mut slugs = Vec::new();
+        for denial in denials {
+            let error = Error::Denied(denial.clone());
+            let (kind, detail) = error.problem();
+            assert!(problem_types::ALL.contains(&kind), "{denial:?}");
+            assert_eq!(detail, denial.to_string());
+            assert_eq!(error.status(), kind.status);
+            slugs.push(kind.slug);
+        }
+        let n = slugs.len();
+        slugs.sort();
+        slugs.dedup();
+        assert_eq!(slugs.len(), n, "one type per denial kind");
     }
 }

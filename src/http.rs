@@ -3,12 +3,9 @@
 //!
 //! Invariant: only this module (and the sandbox banks) speaks hyper/axum types.
 
-pub mod audit;
+pub mod access;
 pub mod authn;
-pub mod consent;
-pub mod policy;
 pub mod problem;
-pub mod rate_limit;
 pub mod routes;
 pub mod server;
 pub mod stack;

@@ -4,6 +4,7 @@
 //! Modules are listed in reading order: the domain first, then the edges (store, adapters,
 //! HTTP), then the binary's glue. See `ARCHITECTURE.md` for the map.
 
+pub mod access;
 pub mod adapters;
 pub mod app;
 pub mod audit;

@@ -4,11 +4,12 @@
 //!
 //! Invariant: nothing above this module knows which implementation it talks to.
 
+pub mod access;
 pub mod memory;
 pub mod pg;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
@@ -304,7 +305,7 @@ pub struct AccessCount {
 
 /// Everything bankgate keeps. Implementations are cheap to share (`Arc<dyn Store>`).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: access::AccessReads {
     /// A short name for logs: `postgres` or `memory`.
     fn kind(&self) -> &'static str;
 
@@ -409,17 +410,6 @@ pub trait Store: Send + Sync + 'static {
     /// Events matching `filter`, by ascending position, at most `filter.page_size()`.
     async fn audit_events(&self, filter: &audit::Filter) -> Result<Vec<audit::Record>, StoreError>;
 
-    // Unattended-access budgets (migration V2).
-    /// Counts one access of `consent_id` on `day` if fewer than `limit` were counted that day;
-    /// otherwise counts nothing. Atomic across instances: of concurrent callers, exactly
-    /// `limit` are admitted per consent and day.
-    async fn count_access(
-        &self,
-        consent_id: &str,
-        day: NaiveDate,
-        limit: u32,
-    ) -> Result<AccessCount, StoreError>;
-
     /// Counts the events `filter` selects by UTC day of their `time`, platform, purpose and
     /// decision; rows ordered by day, platform, purpose (absent first, then byte order) and
     /// decision. The caller bounds the range.
@@ -443,8 +433,6 @@ pub trait Store: Send + Sync + 'static {
     async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>, StoreError>;
     /// Remembers an issued access token (for early revocation).
     async fn record_access_token(&self, token: &IssuedToken) -> Result<(), StoreError>;
-    /// Whether the access token `jti` was revoked (an unrecorded `jti` is not).
-    async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
     /// Revokes one access token; `false` if it is unknown or was already revoked.
     async fn revoke_access_token(&self, jti: &str) -> Result<bool, StoreError>;
     /// Revokes every access and refresh token bound to a consent; returns how many.

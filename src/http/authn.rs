@@ -1,18 +1,23 @@
-//! Authentication: verifies the access token (and, for DPoP-bound tokens, the DPoP proof) and
-//! attaches the [`Principal`].
+//! Authentication: verifies the access token (and, for DPoP-bound tokens, the DPoP proof),
+//! then checks the token's record in the store, and attaches the [`Principal`].
 //!
 //! - `Authorization: Bearer <token>` for unbound tokens, `Authorization: DPoP <token>` plus one
 //!   `DPoP` proof header for tokens carrying `cnf.jkt` (RFC 9449 §7). A bound token presented as
 //!   a bearer token is refused, and so is an unbound one presented with the DPoP scheme.
-//! - The proof is checked by [`crate::oauth::dpop`] against the method, bankgate's public URL
-//!   plus the request path (`htu`), the token (`ath`), a server nonce and the replay cache; the
-//!   key must be the one the token is bound to.
-//! - A token revoked early (RFC 7009, a revoked consent, a replayed code) is refused: the store
-//!   is asked on every request, so a revocation on one instance is seen by all at once.
+//! - [`Verifier::verify`] is the pure part, shared with the data path (`http::access`): the
+//!   token's signature and claims ([`crate::oauth::tokens`]), and the proof against the method,
+//!   bankgate's public URL plus the request path (`htu`), the token (`ath`), a server nonce and
+//!   the key the token is bound to ([`crate::oauth::dpop`]).
+//! - The store part is one round trip ([`crate::store::access`]): the token must be one this
+//!   gateway recorded and did not revoke (RFC 7009, a revoked consent, a replayed code), and the
+//!   proof's `jti` is spent. Asked on every request, so a revocation on one instance is seen by
+//!   all at once. The same read names the client's role.
 //! - Tokens are only read from the `Authorization` header, never from the query string.
 //!
-//! DPoP failures answer 401 with `WWW-Authenticate: DPoP error="…"` and, for
-//! `use_dpop_nonce`, a fresh `DPoP-Nonce`.
+//! Refusals are 401 with the challenges of RFC 6750 §3 and RFC 9449 §7.1: a request without
+//! credentials gets a bare challenge for each scheme (no error code); a request with a token
+//! gets a challenge in the scheme it used, with `error="invalid_token"` (or
+//! `invalid_dpop_proof`, `use_dpop_nonce` with a fresh `DPoP-Nonce`), DPoP's with `algs`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -30,79 +35,265 @@ use crate::crypto::Sealer;
 use crate::error::Error;
 use crate::oauth::dpop::{self, DPOP_HEADER, DPOP_NONCE_HEADER, DpopError, Expected, Nonces};
 use crate::oauth::tokens::{AccessClaims, TokenService};
-use crate::store::Store;
+use crate::store::access::{AccessQuery, AccessState, ProofSpend, TokenState};
+use crate::store::{Role, Store};
 
-/// Who is calling, from a verified access token.
+/// Who is calling, from a verified access token and its client's registration.
 #[derive(Debug, Clone)]
-pub struct Principal(pub Arc<AccessClaims>);
+pub struct Principal {
+    pub claims: Arc<AccessClaims>,
+    /// The client's role as registered (not as the token's scope says).
+    pub role: Role,
+}
 
 impl Principal {
     /// The authenticated client.
     pub fn client_id(&self) -> &str {
-        &self.0.client_id
+        &self.claims.client_id
     }
 
     /// The token's subject: a consent id for platform tokens.
     pub fn subject(&self) -> &str {
-        &self.0.sub
+        &self.claims.sub
     }
 
     /// Whether the token carries `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.0.scopes().any(|granted| granted == scope)
+        self.claims.scopes().any(|granted| granted == scope)
     }
 }
 
-/// What a request says about its credentials (owned: nothing borrows the body across awaits).
-struct Credentials {
-    headers: http::HeaderMap,
-    method: http::Method,
-    path: String,
+/// The authorization scheme a request used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    Dpop,
 }
 
-/// What authentication needs: the token service, the store (revocations, DPoP replay cache),
-/// the sealing key (DPoP nonces) and the public URL (`htu`).
+/// A token whose signature, claims and (if bound) proof checked out; its record in the store
+/// is still to be checked.
+#[derive(Debug, Clone)]
+pub struct Presented {
+    pub claims: AccessClaims,
+    pub scheme: Scheme,
+    /// The verified proof of a bound token.
+    pub proof: Option<dpop::Proof>,
+}
+
+impl Presented {
+    /// The proof's `jti` to spend in the replay cache (per key, until the proof would be too
+    /// old anyway).
+    pub fn proof_spend(&self) -> Option<ProofSpend> {
+        self.proof.as_ref().map(|proof| {
+            let (scope, expires_at) = proof.replay_entry();
+            ProofSpend {
+                scope,
+                jti: proof.jti.clone(),
+                expires_at,
+            }
+        })
+    }
+}
+
+/// Why authentication failed, and the challenge that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    /// No credentials (or a scheme bankgate does not take).
+    Missing,
+    /// The token is invalid, expired, revoked or not ours.
+    InvalidToken(Scheme, &'static str),
+    /// The DPoP proof failed.
+    Dpop(DpopError),
+}
+
+/// The algorithms a DPoP proof may use, as the `algs` challenge parameter says.
+fn algs() -> String {
+    format!("algs=\"{}\"", dpop::ALGS.join(" "))
+}
+
+impl Challenge {
+    /// The 401 response, with its challenges.
+    pub fn into_response(self, sealer: &Sealer) -> Response {
+        let detail = match &self {
+            Challenge::Missing => "a bearer or DPoP access token is required".to_owned(),
+            Challenge::InvalidToken(_, detail) => (*detail).to_owned(),
+            Challenge::Dpop(error) => error.to_string(),
+        };
+        let mut response = Error::Unauthenticated(detail).into_response();
+        self.insert(response.headers_mut(), sealer);
+        response
+    }
+
+    /// Sets `WWW-Authenticate` (and a fresh nonce for `use_dpop_nonce`) on a 401 response.
+    pub fn insert(&self, headers: &mut http::HeaderMap, sealer: &Sealer) {
+        let challenges = match self {
+            Challenge::Missing => vec!["Bearer".to_owned(), format!("DPoP {}", algs())],
+            Challenge::InvalidToken(Scheme::Bearer, detail) => vec![format!(
+                "Bearer error=\"invalid_token\", error_description=\"{detail}\""
+            )],
+            Challenge::InvalidToken(Scheme::Dpop, detail) => {
+                vec![dpop::www_authenticate("invalid_token", detail)]
+            }
+            Challenge::Dpop(error) => {
+                vec![dpop::www_authenticate(error.code(), &error.to_string())]
+            }
+        };
+        headers.remove(WWW_AUTHENTICATE);
+        for challenge in challenges {
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                headers.append(WWW_AUTHENTICATE, value);
+            }
+        }
+        if *self == Challenge::Dpop(DpopError::UseNonce) {
+            insert_nonce(sealer, headers);
+        }
+    }
+}
+
+/// Adds a fresh `DPoP-Nonce` (keeps a bound client's nonce fresh without a `use_dpop_nonce`
+/// round trip).
+pub fn insert_nonce(sealer: &Sealer, headers: &mut http::HeaderMap) {
+    let nonce = Nonces::new(sealer).issue(Utc::now().timestamp());
+    if let Ok(value) = HeaderValue::from_str(&nonce) {
+        headers.insert(DPOP_NONCE_HEADER, value);
+    }
+}
+
+/// The pure part of authentication: the token service, the sealing key (DPoP nonces) and the
+/// public URL (`htu`).
 #[derive(Clone)]
-struct Verifier {
-    tokens: TokenService,
-    store: Arc<dyn Store>,
-    sealer: Arc<Sealer>,
-    public_url: Arc<str>,
+pub struct Verifier {
+    pub tokens: TokenService,
+    pub sealer: Arc<Sealer>,
+    pub public_url: Arc<str>,
+}
+
+/// The detail of every token refusal: the caller learns only that the token is not good.
+const INVALID_TOKEN: &str = "the access token is invalid or expired";
+
+impl Verifier {
+    /// The verifier of a running gateway.
+    pub fn for_app(app: &crate::app::App) -> Verifier {
+        Verifier {
+            tokens: app.tokens.clone(),
+            sealer: app.sealer.clone(),
+            public_url: Arc::from(app.config.public_url.as_str()),
+        }
+    }
+
+    /// Verifies the request's token and, for a bound token, its proof. No I/O.
+    pub fn verify(&self, request: &Request) -> Result<Presented, Challenge> {
+        let headers = request.headers();
+        let (scheme, token) = headers
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .and_then(|(scheme, token)| {
+                let scheme = match scheme.to_ascii_lowercase().as_str() {
+                    "bearer" => Scheme::Bearer,
+                    "dpop" => Scheme::Dpop,
+                    _ => return None,
+                };
+                Some((scheme, token.trim()))
+            })
+            .ok_or(Challenge::Missing)?;
+        let claims = self.tokens.verify(token).map_err(|error| {
+            tracing::debug!(%error, "access token rejected");
+            Challenge::InvalidToken(scheme, INVALID_TOKEN)
+        })?;
+        let proof = match (claims.jkt(), scheme) {
+            (Some(jkt), Scheme::Dpop) => Some(self.check_proof(request, token, jkt)?),
+            (Some(_), Scheme::Bearer) => {
+                return Err(Challenge::Dpop(DpopError::Invalid(
+                    "this token is DPoP-bound: use the DPoP scheme with a proof",
+                )));
+            }
+            (None, Scheme::Dpop) => {
+                return Err(Challenge::InvalidToken(
+                    scheme,
+                    "this token is not DPoP-bound",
+                ));
+            }
+            (None, Scheme::Bearer) => None,
+        };
+        Ok(Presented {
+            claims,
+            scheme,
+            proof,
+        })
+    }
+
+    fn check_proof(
+        &self,
+        request: &Request,
+        token: &str,
+        jkt: &str,
+    ) -> Result<dpop::Proof, Challenge> {
+        let mut proofs = request.headers().get_all(DPOP_HEADER).iter();
+        let proof = match (proofs.next(), proofs.next()) {
+            (Some(proof), None) => proof
+                .to_str()
+                .map_err(|_| Challenge::Dpop(DpopError::Invalid("not a JWS")))?,
+            (None, _) => {
+                return Err(Challenge::Dpop(DpopError::Invalid(
+                    "the DPoP proof is missing",
+                )));
+            }
+            (Some(_), Some(_)) => {
+                return Err(Challenge::Dpop(DpopError::Invalid(
+                    "more than one DPoP header",
+                )));
+            }
+        };
+        let url = format!("{}{}", self.public_url, request.uri().path());
+        let expected = Expected {
+            method: request.method().as_str(),
+            url: &url,
+            access_token: Some(token),
+        };
+        let verified = dpop::verify(
+            proof,
+            &expected,
+            &Nonces::new(&self.sealer),
+            Utc::now().timestamp(),
+        )
+        .map_err(Challenge::Dpop)?;
+        if !crate::crypto::constant_time_eq(verified.jkt.as_bytes(), jkt.as_bytes()) {
+            return Err(Challenge::Dpop(DpopError::Invalid(
+                "the proof's key is not the one the token is bound to",
+            )));
+        }
+        Ok(verified)
+    }
+}
+
+/// The store's verdict on a presented token: on record, not revoked, proof not replayed.
+pub fn check_state(presented: &Presented, state: &AccessState) -> Result<(), Challenge> {
+    if state.token != TokenState::Active {
+        return Err(Challenge::InvalidToken(presented.scheme, INVALID_TOKEN));
+    }
+    if state.proof_fresh == Some(false) {
+        return Err(Challenge::Dpop(DpopError::Invalid(
+            "the proof was already used",
+        )));
+    }
+    Ok(())
 }
 
 /// Builds [`Authn`].
 #[derive(Clone)]
 pub struct AuthnLayer {
     verifier: Verifier,
+    store: Arc<dyn Store>,
 }
 
 impl AuthnLayer {
-    /// Verifies tokens with `tokens` (ES256 pinned, `iss`, `aud`, `exp`, `sub`, `typ`), early
-    /// revocations in `store`, DPoP proofs with nonces of `sealer` for URLs under `public_url`.
-    pub fn new(
-        tokens: TokenService,
-        store: Arc<dyn Store>,
-        sealer: Arc<Sealer>,
-        public_url: &str,
-    ) -> Self {
-        AuthnLayer {
-            verifier: Verifier {
-                tokens,
-                store,
-                sealer,
-                public_url: Arc::from(public_url),
-            },
-        }
-    }
-
     /// The layer for a running gateway.
     pub fn for_app(app: &crate::app::App) -> Self {
-        AuthnLayer::new(
-            app.tokens.clone(),
-            app.store.clone(),
-            app.sealer.clone(),
-            &app.config.public_url,
-        )
+        AuthnLayer {
+            verifier: Verifier::for_app(app),
+            store: app.store.clone(),
+        }
     }
 }
 
@@ -113,6 +304,7 @@ impl<S> Layer<S> for AuthnLayer {
         Authn {
             inner,
             verifier: self.verifier.clone(),
+            store: self.store.clone(),
         }
     }
 }
@@ -122,128 +314,7 @@ impl<S> Layer<S> for AuthnLayer {
 pub struct Authn<S> {
     inner: S,
     verifier: Verifier,
-}
-
-/// A refusal: the problem response, with DPoP's challenge when it is about DPoP.
-enum Refusal {
-    Token(&'static str),
-    Dpop(DpopError),
-    Error(Error),
-}
-
-impl Refusal {
-    fn into_response(self, sealer: &Sealer) -> Response {
-        match self {
-            Refusal::Token(detail) => Error::Unauthenticated(detail.into()).into_response(),
-            Refusal::Error(error) => error.into_response(),
-            Refusal::Dpop(error) => {
-                let detail = error.to_string();
-                let mut response = Error::Unauthenticated(detail.clone()).into_response();
-                let headers = response.headers_mut();
-                if let Ok(value) =
-                    HeaderValue::from_str(&dpop::www_authenticate(error.code(), &detail))
-                {
-                    headers.insert(WWW_AUTHENTICATE, value);
-                }
-                if error == DpopError::UseNonce {
-                    insert_nonce(sealer, headers);
-                }
-                response
-            }
-        }
-    }
-}
-
-fn insert_nonce(sealer: &Sealer, headers: &mut http::HeaderMap) {
-    let nonce = Nonces::new(sealer).issue(Utc::now().timestamp());
-    if let Ok(value) = HeaderValue::from_str(&nonce) {
-        headers.insert(DPOP_NONCE_HEADER, value);
-    }
-}
-
-impl Verifier {
-    /// The verified claims of the request's token.
-    async fn authenticate(&self, request: &Credentials) -> Result<AccessClaims, Refusal> {
-        let headers = &request.headers;
-        let (scheme, token) = headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split_once(' '))
-            .map(|(scheme, token)| (scheme.to_ascii_lowercase(), token.trim()))
-            .filter(|(scheme, _)| scheme == "bearer" || scheme == "dpop")
-            .ok_or(Refusal::Token("a bearer or DPoP access token is required"))?;
-        let claims = self.tokens.verify(token).map_err(|error| {
-            tracing::debug!(%error, "access token rejected");
-            Refusal::Token("the access token is invalid or expired")
-        })?;
-        match (claims.jkt(), scheme.as_str()) {
-            (Some(jkt), "dpop") => self.check_proof(request, token, jkt).await?,
-            (Some(_), _) => {
-                return Err(Refusal::Dpop(DpopError::Invalid(
-                    "this token is DPoP-bound: use the DPoP scheme with a proof",
-                )));
-            }
-            (None, "dpop") => {
-                return Err(Refusal::Token("this token is not DPoP-bound"));
-            }
-            (None, _) => {}
-        }
-        if self
-            .store
-            .access_token_revoked(&claims.jti)
-            .await
-            .map_err(|error| Refusal::Error(error.into()))?
-        {
-            return Err(Refusal::Token("the access token is invalid or expired"));
-        }
-        Ok(claims)
-    }
-
-    async fn check_proof(
-        &self,
-        request: &Credentials,
-        token: &str,
-        jkt: &str,
-    ) -> Result<(), Refusal> {
-        let mut proofs = request.headers.get_all(DPOP_HEADER).iter();
-        let proof = match (proofs.next(), proofs.next()) {
-            (Some(proof), None) => proof
-                .to_str()
-                .map_err(|_| Refusal::Dpop(DpopError::Invalid("not a JWS")))?,
-            (None, _) => {
-                return Err(Refusal::Dpop(DpopError::Invalid(
-                    "the DPoP proof is missing",
-                )));
-            }
-            (Some(_), Some(_)) => {
-                return Err(Refusal::Dpop(DpopError::Invalid(
-                    "more than one DPoP header",
-                )));
-            }
-        };
-        let url = format!("{}{}", self.public_url, request.path);
-        let expected = Expected {
-            method: request.method.as_str(),
-            url: &url,
-            access_token: Some(token),
-        };
-        let verified = dpop::verify(
-            proof,
-            &expected,
-            &Nonces::new(&self.sealer),
-            Utc::now().timestamp(),
-        )
-        .map_err(Refusal::Dpop)?;
-        if !crate::crypto::constant_time_eq(verified.jkt.as_bytes(), jkt.as_bytes()) {
-            return Err(Refusal::Dpop(DpopError::Invalid(
-                "the proof's key is not the one the token is bound to",
-            )));
-        }
-        dpop::spend(self.store.as_ref(), &verified)
-            .await
-            .map_err(|error| Refusal::Error(error.into()))?
-            .map_err(Refusal::Dpop)
-    }
+    store: Arc<dyn Store>,
 }
 
 impl<S> Service<Request> for Authn<S>
@@ -264,22 +335,40 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
-        let credentials = Credentials {
-            headers: request.headers().clone(),
-            method: request.method().clone(),
-            path: request.uri().path().to_owned(),
-        };
+        let store = self.store.clone();
+        let presented = verifier.verify(&request);
         async move {
-            let claims = match verifier.authenticate(&credentials).await {
-                Ok(claims) => claims,
-                Err(refusal) => return Ok(refusal.into_response(&verifier.sealer)),
+            let sealer = &verifier.sealer;
+            let presented = match presented {
+                Ok(presented) => presented,
+                Err(challenge) => return Ok(challenge.into_response(sealer)),
             };
-            let bound = claims.jkt().is_some();
-            request.extensions_mut().insert(Principal(Arc::new(claims)));
+            let query = AccessQuery {
+                jti: presented.claims.jti.clone(),
+                client_id: presented.claims.client_id.clone(),
+                proof: presented.proof_spend(),
+                data: None,
+            };
+            let state = match store.access_state(&query).await {
+                Ok(state) => state,
+                Err(error) => return Ok(Error::Store(error).into_response()),
+            };
+            if let Err(challenge) = check_state(&presented, &state) {
+                return Ok(challenge.into_response(sealer));
+            }
+            let Some(client) = state.client else {
+                return Ok(
+                    Challenge::InvalidToken(presented.scheme, INVALID_TOKEN).into_response(sealer)
+                );
+            };
+            let bound = presented.proof.is_some();
+            request.extensions_mut().insert(Principal {
+                claims: Arc::new(presented.claims),
+                role: client.role,
+            });
             let mut response = inner.call(request).await?;
             if bound {
-                // Keeps the client's nonce fresh without a use_dpop_nonce round trip.
-                insert_nonce(&verifier.sealer, response.headers_mut());
+                insert_nonce(sealer, response.headers_mut());
             }
             Ok(response)
         }

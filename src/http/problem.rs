@@ -12,7 +12,8 @@ use http::{HeaderValue, Request, StatusCode, header};
 use serde::Serialize;
 use tower::{BoxError, Layer, Service};
 
-use crate::error::Error;
+use crate::access::Denial;
+use crate::error::{Error, Origin};
 
 /// Media type of problem responses.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -34,13 +35,12 @@ pub struct Problem {
 
 impl Problem {
     fn of(error: &Error) -> Problem {
-        let status =
-            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let (kind, detail) = error.problem();
         Problem {
-            kind: format!("{TYPE_BASE}{}", error.kind()),
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            detail: error.safe_detail(),
+            kind: format!("{TYPE_BASE}{}", kind.slug),
+            title: kind.status.canonical_reason().unwrap_or("Error"),
+            status: kind.status.as_u16(),
+            detail,
             instance: None,
         }
     }
@@ -54,10 +54,13 @@ impl Problem {
     }
 }
 
-/// The internal description of the error behind a response, for the trace layer's log line
-/// (never sent to the caller).
+/// The internal description of the error behind a response and who caused it, for the trace
+/// layer's log line (never sent to the caller).
 #[derive(Debug, Clone)]
-pub struct ErrorDetail(pub String);
+pub struct ErrorDetail {
+    pub origin: Origin,
+    pub text: String,
+}
 
 impl ErrorDetail {
     fn of(error: &Error) -> ErrorDetail {
@@ -68,7 +71,10 @@ impl ErrorDetail {
             text.push_str(&cause.to_string());
             source = cause.source();
         }
-        ErrorDetail(text)
+        ErrorDetail {
+            origin: error.origin(),
+            text,
+        }
     }
 }
 
@@ -87,9 +93,8 @@ impl Error {
             // OAuth endpoints answer in RFC 6749's format, which client libraries parse.
             let body =
                 serde_json::json!({"error": error.code, "error_description": error.description});
-            let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
             return (
-                status,
+                error.status,
                 [(header::CACHE_CONTROL, "no-store")],
                 axum::Json(body),
             )
@@ -98,13 +103,14 @@ impl Error {
         let mut response = Problem::of(&self).into_response();
         let headers = response.headers_mut();
         match &self {
+            // A bare challenge (RFC 6750 §3.1: no error code where no credentials were
+            // presented); `http::authn` answers token failures with its own challenges.
             Error::Unauthenticated(_) => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                );
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Error::TooManyRequests { retry_after_secs } => {
+            Error::Denied(Denial::BudgetSpent {
+                retry_after_secs, ..
+            }) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             _ => {}

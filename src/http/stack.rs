@@ -19,13 +19,11 @@ use tower_http::sensitive_headers::{
 use tower_http::trace::TraceLayer;
 
 use super::X_REQUEST_ID;
-use super::audit::AuditLayer;
+use super::access::AccessLayer;
 use super::authn::AuthnLayer;
-use super::consent::ConsentLayer;
-use super::policy::PolicyLayer;
 use super::problem::{ErrorDetail, ProblemLayer};
-use super::rate_limit::RateLimitLayer;
 use super::routes;
+use crate::Origin;
 use crate::app::App;
 
 /// The gateway as one service: what `serve` runs and what tests call with `oneshot`.
@@ -40,14 +38,14 @@ fn log_response<B>(
 ) {
     let status = response.status().as_u16();
     let millis = latency.as_secs_f64() * 1000.0;
-    match response.extensions().get::<ErrorDetail>() {
-        Some(ErrorDetail(detail)) if status >= 500 => {
-            tracing::error!(status, latency_ms = millis, error = %detail, "response")
-        }
-        Some(ErrorDetail(detail)) => {
-            tracing::info!(status, latency_ms = millis, error = %detail, "response")
-        }
-        None => tracing::info!(status, latency_ms = millis, "response"),
+    let Some(ErrorDetail { origin, text }) = response.extensions().get::<ErrorDetail>() else {
+        tracing::info!(status, latency_ms = millis, "response");
+        return;
+    };
+    match origin {
+        Origin::Internal => tracing::error!(status, latency_ms = millis, error = %text, "response"),
+        Origin::Bank => tracing::warn!(status, latency_ms = millis, error = %text, "response"),
+        Origin::Caller => tracing::info!(status, latency_ms = millis, error = %text, "response"),
     }
 }
 
@@ -55,16 +53,11 @@ fn log_response<B>(
 pub fn service(app: Arc<App>) -> GatewayService {
     let config = &app.config;
 
-    // Data: authenticated, audited, consent- and policy-checked, budgeted, in this order.
+    // Data: one access decision (token, consent, policy, budget: one read of the store),
+    // audited at once when it denies; the handler audits what it releases before it leaves.
     let data = ServiceBuilder::new()
-        .layer(AuthnLayer::for_app(&app)) // inserts Principal
-        .layer(AuditLayer::new(app.auditor.clone(), app.policies.clone())) // commits the decision before release
-        .layer(ConsentLayer::new(app.store.clone())) // inserts Arc<Consent>, DataScope
-        .layer(PolicyLayer::new(app.policies.clone(), app.store.clone())) // inserts Obligations
-        // The per-consent unattended budget is the policy's obligation: counted only for requests
-        // consent and policy allow, so a refused request never spends it (429 when spent).
-        .layer(RateLimitLayer::new(app.store.clone()))
-        .service(routes::data::router(app.clone()));
+        .layer(AccessLayer::for_app(&app)) // inserts Grant
+        .service(routes::data::service(app.clone()));
 
     // Compliance: authenticated; the routes check the compliance scope and audit each query.
     let compliance = ServiceBuilder::new()
@@ -81,7 +74,7 @@ pub fn service(app: Arc<App>) -> GatewayService {
         .layer(AuthnLayer::for_app(&app))
         .service(routes::consents::router(app.clone()));
 
-    let router = Router::new()
+    let mut router = Router::new()
         .merge(routes::meta::router(app.clone()))
         .merge(routes::oauth::router(app.clone()))
         .merge(routes::console::router())
@@ -90,9 +83,6 @@ pub fn service(app: Arc<App>) -> GatewayService {
         .merge(routes::banks::router(app.clone()))
         .route_service("/v1/banks/{bank_id}/adapter", bank_adapters.clone())
         .route_service("/v1/banks/{bank_id}/adapter/{*rest}", bank_adapters)
-        .route_service("/v1/accounts", data.clone())
-        .route_service("/v1/accounts/{*rest}", data.clone())
-        .route_service("/v1/identity", data)
         .route_service("/v1/audit/{*rest}", compliance)
         .route_service("/v1/consents", consents.clone())
         .route_service("/v1/consents/{*rest}", consents.clone())
@@ -102,6 +92,11 @@ pub fn service(app: Arc<App>) -> GatewayService {
             consents.clone(),
         )
         .route_service("/v1/webhooks/{*rest}", consents);
+    // Exactly the data routes: any other path under /v1/accounts has no route (404, not a
+    // data request).
+    for route in routes::data::DATA_ROUTES {
+        router = router.route_service(route.pattern, data.clone());
+    }
 
     let stack = ServiceBuilder::new()
         .map_response(|response: http::Response<_>| response.map(Body::new))

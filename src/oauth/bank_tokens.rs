@@ -70,26 +70,25 @@ pub struct BankTokens {
 }
 
 impl BankTokens {
-    /// The consent's bank grant, refreshed first if it expires within
-    /// [`REFRESH_MARGIN_SECS`] and the bank gave a refresh token.
+    /// The consent's bank grant (`stored`, as the request's state read it), refreshed first
+    /// if it expires within [`REFRESH_MARGIN_SECS`] and the bank gave a refresh token.
     pub async fn current(
         &self,
         store: std::sync::Arc<dyn Store>,
         sealer: std::sync::Arc<Sealer>,
         bank: std::sync::Arc<crate::adapters::Adapter>,
-        consent_id: &str,
+        stored: Option<StoredGrant>,
     ) -> Result<BankGrant, Error> {
-        let stored = store
-            .grant(consent_id)
-            .await?
+        let stored = stored
             .ok_or_else(|| Error::Internal("authorised consent without a bank grant".into()))?;
-        let grant = open(&sealer, consent_id, &stored)?;
+        let consent_id = stored.consent_id.clone();
+        let grant = open(&sealer, &consent_id, &stored)?;
         if !needs_refresh(&grant) {
             return Ok(grant);
         }
-        let id = consent_id.to_owned();
+        let id = consent_id.clone();
         self.refreshes
-            .run(consent_id, move || async move {
+            .run(&consent_id, move || async move {
                 refresh(store.as_ref(), &sealer, &bank.bank, &id, stored, grant)
                     .await
                     .map_err(|error| error.to_string())

@@ -67,6 +67,16 @@ pub struct Proof {
     pub iat: i64,
 }
 
+impl Proof {
+    /// Where the replay cache remembers the proof's `jti` (per key) and until when (the proof
+    /// would be too old anyway after that).
+    pub fn replay_entry(&self) -> (String, DateTime<chrono::Utc>) {
+        let expires_at = DateTime::from_timestamp(self.iat + IAT_WINDOW_SECS + LEEWAY_SECS, 0)
+            .unwrap_or(DateTime::<chrono::Utc>::MAX_UTC);
+        (format!("dpop:{}", self.jkt), expires_at)
+    }
+}
+
 /// Why a proof was refused. The text is safe to show (it names the check, never a value).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DpopError {
@@ -233,9 +243,7 @@ fn check(
 /// Spends the proof's `jti` in the replay cache (per key, until the proof would be too old
 /// anyway); a proof seen before is refused.
 pub async fn spend(store: &dyn Store, proof: &Proof) -> Result<Result<(), DpopError>, StoreError> {
-    let expires_at = DateTime::from_timestamp(proof.iat + IAT_WINDOW_SECS + LEEWAY_SECS, 0)
-        .unwrap_or(DateTime::<chrono::Utc>::MAX_UTC);
-    let scope = format!("dpop:{}", proof.jkt);
+    let (scope, expires_at) = proof.replay_entry();
     Ok(
         if store.remember_jti(&scope, &proof.jti, expires_at).await? {
             Ok(())

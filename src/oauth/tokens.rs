@@ -62,6 +62,8 @@ pub enum TokenError {
     Invalid(#[from] jsonwebtoken::errors::Error),
     #[error("token issued in the future")]
     IssuedInFuture,
+    #[error("token lives longer than this gateway issues tokens for")]
+    TooLong,
 }
 
 /// Issues and verifies access tokens with the gateway's key.
@@ -135,6 +137,8 @@ impl TokenService {
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.leeway = Self::LEEWAY_SECS;
+        // A token that says it is not valid yet is not (RFC 7519 §4.1.5).
+        validation.validate_nbf = true;
         TokenService {
             key,
             previous: Arc::new(Vec::new()),
@@ -216,7 +220,8 @@ impl TokenService {
     }
 
     /// Verifies signature (ES256 only, by a current or previous key), `typ`, `kid`, `iss`,
-    /// `aud`, `sub`, `exp` and `iat`.
+    /// `aud`, `sub`, `exp`, `nbf` (when present), `iat`, and that `exp - iat` is at most the
+    /// configured lifetime.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let now = Utc::now().timestamp();
         if let Some(claims) = self.verified.get(token, now) {
@@ -247,6 +252,10 @@ impl TokenService {
         let data = jsonwebtoken::decode::<AccessClaims>(token, decoding, &self.validation)?;
         if data.claims.iat > Utc::now().timestamp() + Self::LEEWAY_SECS as i64 {
             return Err(TokenError::IssuedInFuture);
+        }
+        // No token this gateway issues lives longer than its configured lifetime.
+        if data.claims.exp - data.claims.iat > self.lifetime_secs {
+            return Err(TokenError::TooLong);
         }
         Ok(data.claims)
     }
@@ -322,6 +331,54 @@ mod tests {
         let token =
             jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(b"k")).unwrap();
         assert!(service.verify(&token).is_err());
+    }
+
+    /// Issue 11, item 3: `nbf` in the future, and a lifetime beyond the configured one.
+    #[test]
+    fn tokens_not_yet_valid_or_living_too_long_fail() {
+        let service = new_service();
+        let now = Utc::now().timestamp();
+        let sign = |extra: serde_json::Value| {
+            let mut claims = serde_json::json!({
+                "iss": "https://gw.example", "aud": "https://gw.example", "sub": "c",
+                "client_id": "p", "scope": "accounts", "exp": now + 60, "iat": now, "jti": "j",
+            });
+            claims
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let mut header = Header::new(Algorithm::ES256);
+            header.typ = Some(ACCESS_TOKEN_TYP.into());
+            header.kid = Some(service.key.kid.clone());
+            jsonwebtoken::encode(&header, &claims, &service.key.encoding).unwrap()
+        };
+        assert!(service.verify(&sign(serde_json::json!({}))).is_ok());
+        assert!(
+            service
+                .verify(&sign(serde_json::json!({"nbf": now - 10})))
+                .is_ok()
+        );
+        assert!(
+            service
+                .verify(&sign(serde_json::json!({"nbf": now + 120})))
+                .is_err(),
+            "nbf in the future"
+        );
+        assert!(
+            service
+                .verify(&sign(serde_json::json!({"exp": now + 300})))
+                .is_ok()
+        );
+        assert!(matches!(
+            service.verify(&sign(serde_json::json!({"exp": now + 301}))),
+            Err(TokenError::TooLong)
+        ));
+        assert!(matches!(
+            service.verify(&sign(
+                serde_json::json!({"iat": now - 200, "exp": now + 200})
+            )),
+            Err(TokenError::TooLong)
+        ));
     }
 
     #[test]

@@ -13,12 +13,14 @@ use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
+mod access;
+
 use crate::audit::{self, Event, Filter, GENESIS, Record};
 use crate::consent::{Consent, ConsentStatus};
 use crate::store::{
-    AccessCount, AccountRef, AuthorizationCode, BankAuthorization, BankVersion, Client,
-    DeliveryOutcome, DeliveryStatus, IssuedToken, PushedRequest, RefreshToken, Store, StoreError,
-    StoredCode, StoredGrant, WebhookDelivery,
+    AccountRef, AuthorizationCode, BankAuthorization, BankVersion, Client, DeliveryOutcome,
+    DeliveryStatus, IssuedToken, PushedRequest, RefreshToken, Store, StoreError, StoredCode,
+    StoredGrant, WebhookDelivery,
 };
 
 /// A [`Store`] in process memory.
@@ -386,27 +388,6 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn count_access(
-        &self,
-        consent_id: &str,
-        day: NaiveDate,
-        limit: u32,
-    ) -> Result<AccessCount, StoreError> {
-        let mut counts = lock(&self.access_counts);
-        let used = counts.entry((consent_id.to_owned(), day)).or_insert(0);
-        if *used < limit {
-            *used += 1;
-            Ok(AccessCount {
-                admitted: true,
-                used: *used,
-            })
-        } else {
-            Ok(AccessCount {
-                admitted: false,
-                used: *used,
-            })
-        }
-    }
     async fn remember_jti(
         &self,
         scope: &str,
@@ -469,12 +450,6 @@ impl Store for MemoryStore {
             (token, None),
             "access token",
         )
-    }
-
-    async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        Ok(lock(&self.access_tokens)
-            .get(jti)
-            .is_some_and(|(_, revoked_at)| revoked_at.is_some()))
     }
 
     async fn revoke_access_token(&self, jti: &str) -> Result<bool, StoreError> {

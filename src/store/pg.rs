@@ -5,10 +5,10 @@
 //! transaction. [`PgStore`] is the thin [`Store`] implementation that checks out a connection
 //! and calls them.
 
+pub mod access;
 pub mod accounts;
 pub mod audit;
 pub mod banks;
-pub mod budgets;
 pub mod clients;
 pub mod consents;
 pub mod fapi;
@@ -26,10 +26,11 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::audit::{Event, Filter, Record};
 use crate::consent::{Consent, ConsentStatus};
+use crate::store::access::{AccessQuery, AccessReads, AccessState};
 use crate::store::{
-    AccessCount, AccountRef, AuthorizationCode, BankAuthorization, BankVersion, Client,
-    DeliveryOutcome, IssuedToken, PushedRequest, RefreshToken, Store, StoreError, StoredCode,
-    StoredGrant, WebhookDelivery,
+    AccountRef, AuthorizationCode, BankAuthorization, BankVersion, Client, DeliveryOutcome,
+    IssuedToken, PushedRequest, RefreshToken, Store, StoreError, StoredCode, StoredGrant,
+    WebhookDelivery,
 };
 
 /// What the aggregate functions run on: a pooled connection or a transaction.
@@ -296,6 +297,17 @@ pub(crate) fn column<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> Result<T
 }
 
 #[async_trait]
+impl AccessReads for PgStore {
+    async fn access_state(&self, query: &AccessQuery) -> Result<AccessState, StoreError> {
+        access::read(&self.client().await?, query).await
+    }
+
+    async fn refund_access(&self, consent_id: &str, day: NaiveDate) -> Result<(), StoreError> {
+        access::refund(&self.client().await?, consent_id, day).await
+    }
+}
+
+#[async_trait]
 impl Store for PgStore {
     fn kind(&self) -> &'static str {
         "postgres"
@@ -458,14 +470,6 @@ impl Store for PgStore {
         audit::query(&self.client().await?, filter).await
     }
 
-    async fn count_access(
-        &self,
-        consent_id: &str,
-        day: NaiveDate,
-        limit: u32,
-    ) -> Result<AccessCount, StoreError> {
-        budgets::count_access(&self.client().await?, consent_id, day, limit).await
-    }
     async fn remember_jti(
         &self,
         scope: &str,
@@ -489,10 +493,6 @@ impl Store for PgStore {
 
     async fn record_access_token(&self, token: &IssuedToken) -> Result<(), StoreError> {
         fapi::record_access_token(&self.client().await?, token).await
-    }
-
-    async fn access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        fapi::access_token_revoked(&self.client().await?, jti).await
     }
 
     async fn revoke_access_token(&self, jti: &str) -> Result<bool, StoreError> {

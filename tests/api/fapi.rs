@@ -511,15 +511,15 @@ async fn expiry_and_webhooks_are_delivered_signed_with_retries(kind: StoreKind) 
         .unwrap()
         .unwrap();
     assert_eq!(stored.status, bankgate::consent::ConsentStatus::Expired);
-    // (The task ran at a simulated time, 90 days ahead: the token's own revocation record was
-    // purged as expired, so the consent layer is what refuses it now.)
+    // (The task ran at a simulated time, 90 days ahead: the token's own record was purged as
+    // expired, so the token is no longer one the gateway knows.)
     let (status, body) = platform
         .get(&token.access_token, "/v1/accounts")
         .await
         .unwrap();
-    assert_eq!(status, 403, "{body}");
+    assert_eq!(status, 401, "{body}");
     assert!(
-        body["detail"].as_str().unwrap().contains("expired"),
+        body["type"].as_str().unwrap().ends_with("/token-unknown"),
         "{body}"
     );
     let events = gateway.audit_of(&token.consent_id).await;

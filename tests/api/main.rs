@@ -19,6 +19,7 @@ macro_rules! on_both_stores {
     };
 }
 
+mod access;
 mod audit_refusals;
 mod bank_fapi;
 mod bank_revocation;
@@ -135,7 +136,13 @@ async fn consent_flow_reads_balances_and_denies_out_of_purpose(kind: StoreKind) 
         .unwrap();
     assert_eq!(status, 403);
     assert_eq!(problem["status"], 403);
-    assert!(problem["type"].as_str().unwrap().ends_with("/forbidden"));
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/scope-not-granted"),
+        "{problem}"
+    );
     assert!(
         problem["instance"]
             .as_str()
@@ -348,13 +355,32 @@ async fn tokens_are_bound_to_their_platform(kind: StoreKind) {
     let other = gateway
         .another_platform("other-app", &["balance-alerts"])
         .await;
-    let (forged, _) = gateway
+    let (forged, claims) = gateway
         .app
         .tokens
         .issue(&other.client_id, &token.consent_id, "accounts balances")
         .unwrap();
+    // Recorded, as if the gateway had issued it: the consent check is what refuses it.
+    gateway
+        .app
+        .store
+        .record_access_token(&bankgate::store::IssuedToken {
+            jti: claims.jti.clone(),
+            client_id: claims.client_id.clone(),
+            consent_id: Some(claims.sub.clone()),
+            expires_at: chrono::DateTime::from_timestamp(claims.exp, 0).unwrap(),
+        })
+        .await
+        .unwrap();
     let (status, body) = other.get(&forged, "/v1/accounts").await.unwrap();
     assert_eq!(status, 403, "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/consent-not-found"),
+        "{body}"
+    );
 
     // A platform not approved for a purpose cannot even push a request for it.
     let detail = account_information("demo-bank", "fraud-alerts", BALANCE_SCOPES, "u-3");

@@ -147,6 +147,20 @@ async fn signing_key_rotation_keeps_old_tokens_until_they_expire() {
         claims["jti"] = json!(jti);
         claims
     };
+    // Each on record as issued, so that the signature is what decides.
+    for jti in ["rotation-live", "rotation-expired", "rotation-stranger"] {
+        after
+            .app
+            .store
+            .record_access_token(&bankgate::store::IssuedToken {
+                jti: jti.to_owned(),
+                client_id: claims["client_id"].as_str().unwrap().to_owned(),
+                consent_id: claims["sub"].as_str().map(str::to_owned),
+                expires_at: Utc::now() + chrono::Duration::minutes(5),
+            })
+            .await
+            .unwrap();
+    }
     let live = sign_with(&old_key, &with_times(now + 60, "rotation-live"));
     let (status, body) = after.platform.get(&live, "/v1/accounts").await.unwrap();
     assert_eq!(status, 200, "{body}");

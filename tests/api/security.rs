@@ -74,6 +74,19 @@ async fn forged_access_tokens_are_refused(kind: StoreKind) {
     let platform = &gateway.platform;
     let token = connect(platform, "u-forge").await;
     let good = claims(&gateway, "messenger", &token.consent_id);
+    // Its jti is on record as one the gateway issued (every attack below reuses it), so each
+    // is refused for what is wrong with it.
+    gateway
+        .app
+        .store
+        .record_access_token(&bankgate::store::IssuedToken {
+            jti: good["jti"].as_str().unwrap().to_owned(),
+            client_id: "messenger".to_owned(),
+            consent_id: Some(token.consent_id.clone()),
+            expires_at: Utc::now() + chrono::Duration::minutes(5),
+        })
+        .await
+        .unwrap();
     // Control: a token with these claims, signed by the gateway's key, is accepted.
     assert_eq!(
         status_of(platform, &sign(&gateway, Some("at+jwt"), &good)).await,
@@ -1002,13 +1015,32 @@ async fn bola_matrix_across_two_platforms(kind: StoreKind) {
     }
     // A's consent-bound token cannot be re-pointed at B's consent: a token naming B's consent
     // with A's client id is refused by the consent layer.
-    let (forged, _) = gateway
+    let (forged, claims) = gateway
         .app
         .tokens
         .issue("messenger", &token_b.consent_id, "accounts balances")
         .unwrap();
-    let (status, _) = a.get(&forged, "/v1/accounts").await.unwrap();
+    // Recorded, as if the gateway had issued it: the consent check is what refuses it.
+    gateway
+        .app
+        .store
+        .record_access_token(&bankgate::store::IssuedToken {
+            jti: claims.jti.clone(),
+            client_id: claims.client_id.clone(),
+            consent_id: Some(claims.sub.clone()),
+            expires_at: chrono::DateTime::from_timestamp(claims.exp, 0).unwrap(),
+        })
+        .await
+        .unwrap();
+    let (status, body) = a.get(&forged, "/v1/accounts").await.unwrap();
     assert_eq!(status, 403);
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/consent-not-found"),
+        "{body}"
+    );
     // A's management token carries no data scope.
     let (status, _) = a.get(&management_a, "/v1/accounts").await.unwrap();
     assert_eq!(status, 403);

@@ -648,68 +648,90 @@ async fn database_outage_under_load_fails_closed_and_recovers() {
     assert!(report.is_intact(), "{:?}", report.first_break);
 }
 
-/// The audit layer alone over a handler that always has data to release, on the real
-/// database behind the proxy: while the database is away every answer is a 503 and none
-/// carries data; once it is back answers flow again, without a restart.
+/// The release alone, for a handler that always has data to release, on the real database
+/// behind the proxy: while the database is away every answer is a 503 and none carries data;
+/// once it is back answers flow again, without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_audit_layer_withholds_data_while_the_database_is_away() {
-    use axum::response::IntoResponse;
-    use bankgate::http::audit::{AuditLayer, DataScope, Released};
-    use bankgate::http::authn::Principal;
-    use tower::{Layer, ServiceExt};
+async fn the_release_withholds_data_while_the_database_is_away() {
+    use bankgate::access::{Facts, Grant};
+    use bankgate::consent::{Consent, ConsentStatus};
+    use bankgate::http::access::{Released, release};
+    use bankgate::policy::{Object, Obligations};
 
     let database = pg::TestDatabase::create();
     let proxy = proxy::Proxy::start(server_addr()).await;
     let store = pg_store(&proxy.url_for(&database.url)).await;
     let key = signing_key();
-    let auditor = auditor(store, &key, AuditConfig::default());
-    let policies = bankgate::policy::Live::new(
-        bankgate::policy::PolicySet::load_dir(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
-        )
-        .unwrap(),
-    );
-    let handler = tower::service_fn(|_request: axum::extract::Request| async {
-        let mut response = (http::StatusCode::OK, "the balances").into_response();
-        response.extensions_mut().insert(DataScope(Scope::Balances));
-        response.extensions_mut().insert(Released {
-            fields: vec!["amount".into()],
-            n_records: 1,
-        });
-        Ok::<_, std::convert::Infallible>(response)
-    });
-    let service = AuditLayer::new(auditor, policies).layer(handler);
-    let principal = Principal(Arc::new(bankgate::oauth::tokens::AccessClaims {
-        iss: "https://gateway.example".into(),
-        aud: "https://gateway.example".into(),
-        sub: "consent-1".into(),
-        client_id: "messenger".into(),
-        scope: "accounts balances".into(),
-        exp: 0,
-        iat: 0,
-        jti: "jti".into(),
-        cnf: None,
-    }));
+    let auditor = auditor(store.clone(), &key, AuditConfig::default());
+    let now = chrono::Utc::now();
+    let grant = Grant {
+        facts: Facts {
+            actor: "messenger".into(),
+            consent: "consent-1".into(),
+            bank: Some("demo-bank".into()),
+            user_ref: Some("u-1".into()),
+            purpose: Some("balance-alerts".into()),
+            policy_hash: Some("sha256:policy".into()),
+            category: Scope::Balances,
+            request_id: None,
+        },
+        scope: Scope::Balances,
+        consent: Consent {
+            id: "consent-1".into(),
+            client_id: "messenger".into(),
+            bank_id: "demo-bank".into(),
+            purpose: "balance-alerts".into(),
+            scopes: vec![Scope::Balances],
+            history_days: 0,
+            user_ref: "u-1".into(),
+            status: ConsentStatus::Authorised,
+            policy_hash: "sha256:policy".into(),
+            redirect_uri: "https://platform.example/cb".into(),
+            state: None,
+            code_challenge: "challenge".into(),
+            dpop_jkt: None,
+            created_at: now,
+            expires_at: now + chrono::Duration::days(1),
+        },
+        obligations: Obligations {
+            object: Object::Balance,
+            fields: ["amount".to_owned()].into(),
+            history_days: 0,
+            unattended_limit: None,
+        },
+        account_id: Some("acc-1".into()),
+        bank_ref: Some("ref-1".into()),
+        bank_grant: None,
+        budget_day: None,
+    };
+    let answer = move |id: String| {
+        let (store, auditor) = (store.clone(), auditor.clone());
+        let mut grant = grant.clone();
+        grant.facts.request_id = Some(id);
+        async move {
+            let released = Released {
+                body: serde_json::json!({"balances": "the balances"}),
+                fields: vec!["amount".into()],
+                n_records: 1,
+            };
+            release(store.as_ref(), &auditor, &grant, Ok(released)).await
+        }
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let restored = Arc::new(AtomicBool::new(false));
     let ok_after_restore = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
     for _ in 0..32 {
-        let (service, principal) = (service.clone(), principal.clone());
+        let answer = answer.clone();
         let (stop, restored, ok_after_restore) =
             (stop.clone(), restored.clone(), ok_after_restore.clone());
         clients.push(tokio::spawn(async move {
             let mut answers = Vec::new();
             while !stop.load(Ordering::SeqCst) {
                 let id = uuid::Uuid::new_v4().to_string();
-                let mut request = axum::extract::Request::new(axum::body::Body::empty());
-                request
-                    .headers_mut()
-                    .insert("x-request-id", id.parse().unwrap());
-                request.extensions_mut().insert(principal.clone());
                 let after = restored.load(Ordering::SeqCst);
-                let response = service.clone().oneshot(request).await.unwrap();
+                let response = answer(id.clone()).await;
                 let status = response.status().as_u16();
                 let body = axum::body::to_bytes(response.into_body(), 1 << 16)
                     .await

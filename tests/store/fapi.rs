@@ -11,6 +11,9 @@ use bankgate::store::{
 };
 use chrono::{DateTime, Duration, Utc};
 
+use bankgate::store::access::TokenState;
+
+use super::access::token_state;
 use super::{client, consent, race, sealed, t0};
 
 /// Now, to the microsecond (what both stores keep).
@@ -140,8 +143,11 @@ pub async fn tokens_revoke_alone_and_by_consent(store: Arc<dyn Store>) {
             .await
             .unwrap();
     }
-    assert!(!store.access_token_revoked("a1").await.unwrap());
-    assert!(!store.access_token_revoked("unrecorded").await.unwrap());
+    assert_eq!(token_state(store.as_ref(), "a1").await, TokenState::Active);
+    assert_eq!(
+        token_state(store.as_ref(), "unrecorded").await,
+        TokenState::Unknown
+    );
 
     assert!(store.revoke_access_token("m").await.unwrap());
     assert!(
@@ -149,14 +155,14 @@ pub async fn tokens_revoke_alone_and_by_consent(store: Arc<dyn Store>) {
         "already revoked"
     );
     assert!(!store.revoke_access_token("unknown").await.unwrap());
-    assert!(store.access_token_revoked("m").await.unwrap());
+    assert_eq!(token_state(store.as_ref(), "m").await, TokenState::Revoked);
 
     // Two access tokens and the refresh token of c-1; c-2 untouched.
     assert_eq!(store.revoke_consent_tokens("c-1").await.unwrap(), 3);
     assert_eq!(store.revoke_consent_tokens("c-1").await.unwrap(), 0);
-    assert!(store.access_token_revoked("a1").await.unwrap());
-    assert!(store.access_token_revoked("a2").await.unwrap());
-    assert!(!store.access_token_revoked("a3").await.unwrap());
+    assert_eq!(token_state(store.as_ref(), "a1").await, TokenState::Revoked);
+    assert_eq!(token_state(store.as_ref(), "a2").await, TokenState::Revoked);
+    assert_eq!(token_state(store.as_ref(), "a3").await, TokenState::Active);
     assert!(
         store
             .refresh_token("r1")

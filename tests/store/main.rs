@@ -6,8 +6,10 @@
 #[allow(dead_code)]
 mod pg;
 
+mod access;
 mod clients;
 mod fapi;
+use access::*;
 use clients::*;
 use fapi::*;
 
@@ -20,8 +22,8 @@ use bankgate::crypto::Sealed;
 use bankgate::model::Scope;
 use bankgate::store::memory::MemoryStore;
 use bankgate::store::{
-    AccessCount, AccountRef, AuthorizationCode, BankAuthorization, Client, PushedRequest, Role,
-    Store, StoreError, StoredCode, StoredGrant,
+    AccountRef, AuthorizationCode, BankAuthorization, Client, PushedRequest, Role, Store,
+    StoreError, StoredCode, StoredGrant,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
@@ -83,7 +85,9 @@ conformance!(
     consents_list_and_expire_once,
     grants_replace_only_if_unchanged,
     webhooks_dedupe_lease_retry_and_log,
+    access_state_reads_everything_at_once,
     access_budget_counts_to_the_limit,
+    refused_requests_spend_no_budget,
     access_budget_concurrent,
 );
 
@@ -1190,70 +1194,6 @@ async fn audit_filters(store: Arc<dyn Store>) {
     assert_eq!(seen, expect(|i| i % 3 == 2));
 }
 
-// Unattended-access budgets.
-
-async fn access_budget_counts_to_the_limit(store: Arc<dyn Store>) {
-    let day = t0().date_naive();
-    let count = |consent: &'static str, day, limit| {
-        let store = store.clone();
-        async move { store.count_access(consent, day, limit).await.unwrap() }
-    };
-    let admitted = |used| AccessCount {
-        admitted: true,
-        used,
-    };
-    let refused = |used| AccessCount {
-        admitted: false,
-        used,
-    };
-    assert_eq!(count("c-1", day, 3).await, admitted(1));
-    assert_eq!(count("c-1", day, 3).await, admitted(2));
-    assert_eq!(count("c-1", day, 3).await, admitted(3));
-    assert_eq!(count("c-1", day, 3).await, refused(3));
-    assert_eq!(
-        count("c-1", day, 3).await,
-        refused(3),
-        "a refusal counts nothing"
-    );
-    // Another consent and another day have budgets of their own.
-    assert_eq!(count("c-2", day, 3).await, admitted(1));
-    let tomorrow = day.succ_opt().unwrap();
-    assert_eq!(count("c-1", tomorrow, 3).await, admitted(1));
-    // A stricter limit applies to what was already counted; a looser one lets more through.
-    assert_eq!(count("c-1", day, 2).await, refused(3));
-    assert_eq!(count("c-1", day, 4).await, admitted(4));
-    // A limit of zero admits nothing and records nothing.
-    assert_eq!(count("c-3", day, 0).await, refused(0));
-    assert_eq!(count("c-3", day, 1).await, admitted(1));
-}
-
-async fn access_budget_concurrent(store: Arc<dyn Store>) {
-    // Twenty requests at once against a budget of five: exactly five get through.
-    for round in 0..ROUNDS {
-        let consent = format!("budget-{round}");
-        let day = t0().date_naive();
-        let counts = race(20, |_| {
-            let store = store.clone();
-            let consent = consent.clone();
-            async move { store.count_access(&consent, day, 5).await.unwrap() }
-        })
-        .await;
-        let mut used: Vec<u32> = counts
-            .iter()
-            .filter(|count| count.admitted)
-            .map(|count| count.used)
-            .collect();
-        used.sort();
-        assert_eq!(used, [1, 2, 3, 4, 5], "{counts:?}");
-        assert!(
-            counts
-                .iter()
-                .filter(|count| !count.admitted)
-                .all(|count| count.used == 5)
-        );
-    }
-}
-
 async fn audit_head_and_chain_stream(store: Arc<dyn Store>) {
     use futures_util::StreamExt;
     assert_eq!(store.audit_head().await.unwrap(), None);
@@ -1447,32 +1387,10 @@ async fn audit_summary_counts_by_day_platform_purpose_decision(store: Arc<dyn St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_access_budget_is_shared_by_instances() {
-    // Two stores with pools of their own on one database, as two gateway instances have.
     let database = pg::TestDatabase::create();
     let first = postgres_store(&database).await;
     let second = postgres_store(&database).await;
-    let day = t0().date_naive();
-    let counts = race(12, |i| {
-        let store = if i % 2 == 0 {
-            first.clone()
-        } else {
-            second.clone()
-        };
-        async move { store.count_access("shared", day, 4).await.unwrap() }
-    })
-    .await;
-    assert_eq!(
-        counts.iter().filter(|count| count.admitted).count(),
-        4,
-        "{counts:?}"
-    );
-    assert_eq!(
-        second.count_access("shared", day, 4).await.unwrap(),
-        AccessCount {
-            admitted: false,
-            used: 4
-        }
-    );
+    budget_is_shared_by_instances(first, second).await;
 }
 
 /// The versions of `migrations/V{n}__*.sql`, ascending.

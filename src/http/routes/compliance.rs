@@ -25,7 +25,7 @@ use crate::audit::{
 use crate::error::Error;
 use crate::http::authn::Principal;
 use crate::http::routes::input;
-use crate::oauth::AUDIT_READ;
+use crate::store::Role;
 
 /// The compliance routes.
 pub fn router(app: Arc<App>) -> Router {
@@ -40,7 +40,7 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// A query of the audit log by a compliance client. Extracting it refuses (403) callers
-/// without `audit:read`, before anything else about the request is looked at;
+/// whose client is not registered as `compliance`, before anything else about the request is looked at;
 /// [`Inquiry::audited`] records the query before its answer leaves.
 struct Inquiry {
     app: Arc<App>,
@@ -56,7 +56,8 @@ impl FromRequestParts<Arc<App>> for Inquiry {
             .extensions
             .get::<Principal>()
             .ok_or_else(|| Error::Unauthenticated("an access token is required".into()))?;
-        if !principal.has_scope(AUDIT_READ) {
+        // The client's registered role decides, not the scopes a token claims.
+        if principal.role != Role::Compliance {
             // The attempt is on the record too: a platform or bank reaching for the log.
             let refusal = "the audit log is for compliance clients";
             let mut event = Event::new(Action::AuditQueried, principal.client_id(), Decision::Deny);

@@ -117,7 +117,7 @@ where
             .map_err(|rejection| OAuthError {
                 code: "invalid_request",
                 description: rejection.body_text(),
-                status: rejection.status().as_u16(),
+                status: rejection.status(),
             })?;
         form(&headers, &body)
             .map(OAuthForm)

@@ -377,11 +377,7 @@ async fn authorize(
     };
     match show_consent_screen(&app, query, lang).await {
         Ok(page) => page,
-        Err(error) => screen::error_page(
-            lang,
-            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST),
-            &error.safe_detail(),
-        ),
+        Err(error) => screen::error_page(lang, error.status(), &error.safe_detail()),
     }
 }
 
@@ -531,10 +527,7 @@ async fn decide(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
     };
     match decided {
         Ok(response) => response,
-        Err(error) => error_page(
-            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST),
-            &error.safe_detail(),
-        ),
+        Err(error) => error_page(error.status(), &error.safe_detail()),
     }
 }
 
@@ -730,10 +723,7 @@ async fn callback(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Res
         Ok(response) => response,
         Err(error) => {
             tracing::warn!(%error, "bank callback failed");
-            error_page(
-                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST),
-                &error.safe_detail(),
-            )
+            error_page(error.status(), &error.safe_detail())
         }
     }
 }

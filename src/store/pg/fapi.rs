@@ -34,9 +34,6 @@ const GET_REFRESH_TOKEN: &str = "\
 const INSERT_ACCESS_TOKEN: &str = "\
     INSERT INTO access_tokens (jti, client_id, consent_id, expires_at) VALUES ($1, $2, $3, $4)";
 
-const ACCESS_TOKEN_REVOKED: &str = "\
-    SELECT revoked_at IS NOT NULL AS revoked FROM access_tokens WHERE jti = $1";
-
 const REVOKE_ACCESS_TOKEN: &str = "\
     UPDATE access_tokens SET revoked_at = now() WHERE jti = $1 AND revoked_at IS NULL";
 
@@ -179,19 +176,6 @@ pub async fn record_access_token(
     .await
     .map_err(&error)?;
     Ok(())
-}
-
-/// Whether the access token `jti` was revoked.
-pub async fn access_token_revoked(db: &impl GenericClient, jti: &str) -> Result<bool, StoreError> {
-    let error = sql_error("access token");
-    let statement = db
-        .prepare_cached(ACCESS_TOKEN_REVOKED)
-        .await
-        .map_err(&error)?;
-    match db.query_opt(&statement, &[&jti]).await.map_err(&error)? {
-        Some(row) => column(&row, "revoked"),
-        None => Ok(false),
-    }
 }
 
 /// Revokes one access token.
