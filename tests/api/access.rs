@@ -27,6 +27,7 @@ on_both_stores!(
     the_audit_log_is_for_the_compliance_role,
     a_path_without_a_route_is_not_a_data_request,
     the_decision_reads_the_store_once,
+    a_replayed_dpop_proof_is_an_audited_denial,
 );
 
 const BALANCES: &[Scope] = &[Scope::Accounts, Scope::Balances];
@@ -732,4 +733,53 @@ async fn the_decision_reads_the_store_once(kind: StoreKind) {
     assert_eq!(response.status(), 403);
     assert_eq!(reads.load(Ordering::SeqCst), 2);
     assert_eq!(seen_by_handler.load(Ordering::SeqCst), usize::MAX);
+}
+
+/// The denial kind that needs a DPoP-bound token: the same proof twice.
+async fn a_replayed_dpop_proof_is_an_audited_denial(kind: StoreKind) {
+    let gateway = TestGateway::start(kind).await;
+    let fapi = gateway.fapi_platform("fapi-app", None).await;
+    let detail = account_information("demo-bank", "balance-alerts", BALANCES, "u-replay");
+    let (token, _) = fapi.connect(&detail).await.unwrap();
+    let nonce =
+        bankgate::oauth::dpop::Nonces::new(&gateway.app.sealer).issue(Utc::now().timestamp());
+    let url = format!("{}/v1/accounts", gateway.base);
+    let proof = fapi
+        .dpop_key()
+        .unwrap()
+        .dpop_proof("GET", &url, Some(&token.access_token), Some(&nonce))
+        .unwrap();
+    let send = |request_id: &'static str| {
+        gateway
+            .platform
+            .http
+            .get(&url)
+            .header("authorization", format!("DPoP {}", token.access_token))
+            .header("dpop", &proof)
+            .header("x-request-id", request_id)
+            .send()
+    };
+    let first = send("request-proof-first").await.unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    let replay = send("request-proof-replayed").await.unwrap();
+    assert_eq!(replay.status().as_u16(), 401);
+    let challenge = replay.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with("DPoP error=\"invalid_dpop_proof\""),
+        "{challenge}"
+    );
+    let body: Value = replay.json().await.unwrap();
+    assert_eq!(
+        body["type"],
+        "https://bankgate.dev/problems/dpop-proof-replayed"
+    );
+    let event = event_of(&gateway, &token.consent_id, "request-proof-replayed").await;
+    assert_eq!(event["decision"], "deny");
+    assert_eq!(event["reason"], body["detail"]);
+    assert_eq!(event["platform"], "fapi-app");
+    assert_eq!(event["bank"], "demo-bank");
+    assert_eq!(event["purpose"], "balance-alerts");
 }
