@@ -1,5 +1,5 @@
 //! The FDX (Financial Data Exchange 6.x, US) sandbox bank under `/fdx/v6`, over the synthetic
-//! customers of [`super::customers`]: the consent request arrives with the authorization
+//! customers of [`crate::customers`]: the consent request arrives with the authorization
 //! request as RFC 9396 `authorization_details` (`fdx_v1.0`), the customer's approval creates
 //! the consent grant (`GET /consents/{consentId}`, `PUT /consents/{consentId}/revocation`), and
 //! the data clusters it grants bound what `/accounts`, `/accounts/{accountId}` and
@@ -18,22 +18,22 @@
 //!   `offset` to follow), filtered by `startTime`/`endTime` on their transaction date.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use super::SandboxConfig;
-use super::customers::{self, Account, AccountKind, BalanceKind, Customer, Money};
-use super::oauth::{self, ApprovalView, AuthServer, BearerError, BindError, ConsentBinding};
-use super::plumbing::{parameters, today};
+use crate::customers::{self, Account, AccountKind, Balance, BalanceKind, Customer, Transaction};
+use crate::oauth::BindError;
+use crate::plumbing::today;
+use crate::scaffold::{self, ApiError, Query, Window, page};
 
 const BASE: &str = "/fdx/v6";
 /// Transactions per page.
@@ -53,38 +53,64 @@ const CLUSTERS: &[&str] = &[
     "TAX",
 ];
 
-/// The sandbox's routes; `origin` is where it listens.
-pub fn router(config: &SandboxConfig, origin: &str) -> Router {
-    app(Arc::new(Bank {
-        auth: AuthServer::new(config, origin, "Sandbox Bank US (FDX)"),
-        consents: Mutex::new(HashMap::new()),
-    }))
-}
+/// The FDX standard.
+#[derive(Debug)]
+pub struct Fdx;
 
-fn app(bank: Arc<Bank>) -> Router {
-    Router::new()
-        .merge(oauth::routes::<Bank>())
-        .route(&format!("{BASE}/accounts"), get(accounts))
-        .route(&format!("{BASE}/accounts/{{id}}"), get(account))
-        .route(
-            &format!("{BASE}/accounts/{{id}}/transactions"),
-            get(transactions),
-        )
-        .route(&format!("{BASE}/consents/{{id}}"), get(consent))
-        .route(&format!("{BASE}/consents/{{id}}/revocation"), put(revoke))
-        .fallback(not_found)
-        .with_state(bank)
-}
+type Bank = scaffold::Bank<Fdx>;
+type FdxError = ApiError<Fdx>;
 
-/// The bank: its authorization server and its consent grants.
-struct Bank {
-    auth: AuthServer,
-    consents: Mutex<HashMap<String, Consent>>,
-}
+impl scaffold::Standard for Fdx {
+    type Consent = Consent;
+    const TITLE: &'static str = "Sandbox Bank US (FDX)";
+    const CONSENT_PREFIX: &'static str = "cg-";
 
-impl Bank {
-    fn consents(&self) -> MutexGuard<'_, HashMap<String, Consent>> {
-        self.consents.lock().unwrap_or_else(PoisonError::into_inner)
+    fn routes() -> Router<Arc<Bank>> {
+        Router::new()
+            .route(&format!("{BASE}/accounts"), get(accounts))
+            .route(&format!("{BASE}/accounts/{{id}}"), get(account))
+            .route(
+                &format!("{BASE}/accounts/{{id}}/transactions"),
+                get(transactions),
+            )
+            .route(&format!("{BASE}/consents/{{id}}"), get(consent))
+            .route(&format!("{BASE}/consents/{{id}}/revocation"), put(revoke))
+    }
+
+    /// The consent request in `authorization_details` becomes a pending consent grant.
+    fn bind(bank: &Bank, parameters: &HashMap<String, String>) -> Result<String, BindError> {
+        let request = parse_request(parameters)?;
+        let mut clusters: Vec<String> = Vec::new();
+        for resource in request.resources {
+            for cluster in resource.data_clusters {
+                if !clusters.contains(&cluster) {
+                    clusters.push(cluster);
+                }
+            }
+        }
+        Ok(bank.file(Consent {
+            customer: customers::default_customer(),
+            status: Status::Pending,
+            duration_type: request.duration_type,
+            duration_days: request.duration_period,
+            lookback_days: request.lookback_period,
+            clusters,
+            created: Utc::now(),
+        }))
+    }
+
+    fn error_code(status: StatusCode) -> &'static str {
+        match status {
+            StatusCode::UNAUTHORIZED => "603",
+            StatusCode::FORBIDDEN => "602",
+            StatusCode::NOT_FOUND => "701",
+            _ => "500",
+        }
+    }
+
+    /// FDX's `Error`.
+    fn error_body(error: &FdxError) -> Value {
+        json!({"code": error.code, "message": error.message})
     }
 }
 
@@ -107,8 +133,9 @@ impl Status {
     }
 }
 
+/// A consent grant.
 #[derive(Debug, Clone)]
-struct Consent {
+pub struct Consent {
     customer: &'static Customer,
     status: Status,
     duration_type: String,
@@ -125,69 +152,52 @@ impl Consent {
             .map(|days| self.created + Duration::days(days))
     }
 
-    fn live(&self) -> bool {
-        self.status == Status::Active && self.expires().is_none_or(|end| end > Utc::now())
-    }
-
     fn has(&self, cluster: &str) -> bool {
         self.clusters.iter().any(|granted| granted == cluster)
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Errors
+impl scaffold::Consent for Consent {
+    fn customer(&self) -> &'static Customer {
+        self.customer
+    }
 
-/// An FDX `Error` answer.
-#[derive(Debug)]
-struct FdxError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
+    fn approvable(&self) -> bool {
+        self.status == Status::Pending
+    }
 
-impl FdxError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> FdxError {
-        FdxError {
-            status,
-            code,
-            message: message.into(),
+    /// The grant starts when the customer approves it.
+    fn approve(&mut self, customer: &'static Customer) {
+        self.customer = customer;
+        self.status = Status::Active;
+        self.created = Utc::now();
+    }
+
+    fn reject(&mut self) {
+        self.status = Status::Rejected;
+    }
+
+    fn usable(&self) -> bool {
+        self.status == Status::Active && self.expires().is_none_or(|end| end > Utc::now())
+    }
+
+    fn items(&self) -> Vec<String> {
+        self.clusters.clone()
+    }
+
+    fn terms(&self) -> String {
+        match self.expires() {
+            Some(end) => format!("until {}", end.date_naive()),
+            None => self.duration_type.to_lowercase(),
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> FdxError {
-        FdxError::new(StatusCode::BAD_REQUEST, "500", message)
+    fn token_fields(&self, id: &str) -> Map<String, Value> {
+        Map::from_iter([
+            ("scope".into(), "openid offline_access".into()),
+            ("grant_id".into(), id.into()),
+        ])
     }
-
-    fn unauthorized(message: impl Into<String>) -> FdxError {
-        FdxError::new(StatusCode::UNAUTHORIZED, "603", message)
-    }
-
-    fn forbidden(message: impl Into<String>) -> FdxError {
-        FdxError::new(StatusCode::FORBIDDEN, "602", message)
-    }
-
-    fn not_found(message: impl Into<String>) -> FdxError {
-        FdxError::new(StatusCode::NOT_FOUND, "701", message)
-    }
-
-    fn internal() -> FdxError {
-        FdxError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "500",
-            "sandbox data has a bad amount",
-        )
-    }
-}
-
-impl IntoResponse for FdxError {
-    fn into_response(self) -> Response {
-        let body = json!({"code": self.code, "message": self.message});
-        (self.status, Json(body)).into_response()
-    }
-}
-
-async fn not_found() -> FdxError {
-    FdxError::not_found("no such endpoint")
 }
 
 fn timestamp(time: DateTime<Utc>) -> String {
@@ -195,7 +205,7 @@ fn timestamp(time: DateTime<Utc>) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The consent request in `authorization_details`
+// The consent request in `authorization_details`, and the consent grant
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -214,29 +224,20 @@ struct ResourceRequest {
 }
 
 fn parse_request(parameters: &HashMap<String, String>) -> Result<ConsentRequestBody, BindError> {
-    let details: Vec<Value> = parameters
-        .get("authorization_details")
-        .and_then(|text| serde_json::from_str(text).ok())
-        .ok_or_else(|| BindError {
-            error: "invalid_authorization_details",
-            description: "authorization_details must be a JSON array".into(),
-        })?;
-    let detail = details
-        .into_iter()
-        .find(|detail| detail["type"] == "fdx_v1.0")
-        .ok_or_else(|| BindError {
-            error: "invalid_authorization_details",
-            description: "no authorization detail of type fdx_v1.0".into(),
-        })?;
-    let request: ConsentRequestBody = serde_json::from_value(detail["consentRequest"].clone())
-        .map_err(|error| BindError {
-            error: "invalid_authorization_details",
-            description: format!("consentRequest: {error}"),
-        })?;
     let invalid = |description: String| BindError {
         error: "invalid_authorization_details",
         description,
     };
+    let details: Vec<Value> = parameters
+        .get("authorization_details")
+        .and_then(|text| serde_json::from_str(text).ok())
+        .ok_or_else(|| invalid("authorization_details must be a JSON array".into()))?;
+    let detail = details
+        .into_iter()
+        .find(|detail| detail["type"] == "fdx_v1.0")
+        .ok_or_else(|| invalid("no authorization detail of type fdx_v1.0".into()))?;
+    let request: ConsentRequestBody = serde_json::from_value(detail["consentRequest"].clone())
+        .map_err(|error| invalid(format!("consentRequest: {error}")))?;
     match request.duration_type.as_str() {
         "ONE_TIME" | "PERSISTENT" => {}
         "TIME_BOUND" if request.duration_period.is_some_and(|days| days > 0) => {}
@@ -262,102 +263,6 @@ fn parse_request(parameters: &HashMap<String, String>) -> Result<ConsentRequestB
         }
     }
     Ok(request)
-}
-
-impl ConsentBinding for Bank {
-    fn auth(&self) -> &AuthServer {
-        &self.auth
-    }
-
-    fn bind(&self, parameters: &HashMap<String, String>) -> Result<String, BindError> {
-        let request = parse_request(parameters)?;
-        let customer = customers::find(customers::DEFAULT_CUSTOMER)
-            .ok_or_else(|| BindError::invalid_request("no default customer"))?;
-        let mut clusters: Vec<String> = Vec::new();
-        for resource in request.resources {
-            for cluster in resource.data_clusters {
-                if !clusters.contains(&cluster) {
-                    clusters.push(cluster);
-                }
-            }
-        }
-        let id = format!("cg-{}", uuid::Uuid::new_v4());
-        self.consents().insert(
-            id.clone(),
-            Consent {
-                customer,
-                status: Status::Pending,
-                duration_type: request.duration_type,
-                duration_days: request.duration_period,
-                lookback_days: request.lookback_period,
-                clusters,
-                created: Utc::now(),
-            },
-        );
-        Ok(id)
-    }
-
-    fn view(&self, consent_id: &str) -> Option<ApprovalView> {
-        let consent = self.consents().get(consent_id).cloned()?;
-        Some(ApprovalView {
-            customer: consent.customer,
-            items: consent.clusters.clone(),
-            terms: match consent.expires() {
-                Some(end) => format!("until {}", end.date_naive()),
-                None => consent.duration_type.to_lowercase(),
-            },
-        })
-    }
-
-    fn approve(&self, consent_id: &str, customer: &'static Customer) -> bool {
-        match self.consents().get_mut(consent_id) {
-            Some(consent) if consent.status == Status::Pending => {
-                consent.customer = customer;
-                consent.status = Status::Active;
-                consent.created = Utc::now();
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn deny(&self, consent_id: &str) {
-        if let Some(consent) = self.consents().get_mut(consent_id) {
-            consent.status = Status::Rejected;
-        }
-    }
-
-    fn usable(&self, consent_id: &str) -> bool {
-        self.consents().get(consent_id).is_some_and(Consent::live)
-    }
-
-    fn token_fields(&self, consent_id: &str) -> Map<String, Value> {
-        let mut fields = Map::new();
-        fields.insert("scope".into(), "openid offline_access".into());
-        fields.insert("grant_id".into(), consent_id.into());
-        fields
-    }
-}
-
-impl Bank {
-    /// Checks the bearer token; returns the live consent and its id.
-    fn authorise(&self, headers: &HeaderMap) -> Result<(String, Consent), FdxError> {
-        let grant = self.auth.bearer(headers).map_err(|error| match error {
-            BearerError::Missing => FdxError::unauthorized("access token is missing"),
-            BearerError::Unknown => FdxError::unauthorized("unknown access token"),
-            BearerError::Expired => FdxError::unauthorized("access token expired"),
-        })?;
-        let consent_id = grant
-            .consent_id
-            .ok_or_else(|| FdxError::forbidden("the token is not bound to a consent"))?;
-        let consent = self
-            .consents()
-            .get(&consent_id)
-            .cloned()
-            .filter(Consent::live)
-            .ok_or_else(|| FdxError::forbidden("the consent is not active"))?;
-        Ok((consent_id, consent))
-    }
 }
 
 fn consent_json(id: &str, consent: &Consent) -> Value {
@@ -399,15 +304,11 @@ async fn consent(
     let grant = bank
         .auth
         .bearer(&headers)
-        .map_err(|_| FdxError::unauthorized("a valid access token is required"))?;
-    if grant.consent_id.as_deref() != Some(id.as_str()) {
-        return Err(FdxError::not_found("no such consent"));
-    }
+        .map_err(|_| ApiError::unauthorized("a valid access token is required"))?;
     let consent = bank
-        .consents()
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| FdxError::not_found("no such consent"))?;
+        .consent(&id)
+        .filter(|_| grant.consent_id.as_deref() == Some(id.as_str()))
+        .ok_or_else(|| ApiError::not_found("no such consent"))?;
     Ok(Json(consent_json(&id, &consent)))
 }
 
@@ -416,9 +317,9 @@ async fn revoke(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, FdxError> {
-    let (consent_id, _) = bank.authorise(&headers)?;
+    let (consent_id, _) = bank.reader(&headers)?;
     if consent_id != id {
-        return Err(FdxError::not_found("no such consent"));
+        return Err(ApiError::not_found("no such consent"));
     }
     if let Some(consent) = bank.consents().get_mut(&id) {
         consent.status = Status::Revoked;
@@ -431,18 +332,9 @@ async fn revoke(
 // Account information
 
 /// An exact decimal as a JSON number.
-fn number(text: &str) -> Result<Box<RawValue>, FdxError> {
-    RawValue::from_string(text.to_owned()).map_err(|_| FdxError::internal())
-}
-
-fn magnitude(money: &Money) -> Result<Box<RawValue>, FdxError> {
-    let amount = money.decimal().map_err(|_| FdxError::internal())?;
-    number(&amount.abs().to_string())
-}
-
-fn signed_number(money: &Money) -> Result<Box<RawValue>, FdxError> {
-    let amount = money.decimal().map_err(|_| FdxError::internal())?;
-    number(&amount.to_string())
+fn number(amount: Decimal) -> Result<Box<RawValue>, FdxError> {
+    RawValue::from_string(amount.to_string())
+        .map_err(|_| ApiError::internal("sandbox data has a bad amount"))
 }
 
 #[derive(Serialize)]
@@ -468,7 +360,8 @@ struct AccountJson {
     credit_line: Option<Box<RawValue>>,
 }
 
-fn find_balance(account: &Account, kinds: &[BalanceKind]) -> Option<&'static customers::Balance> {
+/// The account's first balance of the first of `kinds` it has.
+fn find_balance(account: &'static Account, kinds: &[BalanceKind]) -> Option<&'static Balance> {
     kinds.iter().find_map(|kind| {
         account
             .balances
@@ -477,43 +370,44 @@ fn find_balance(account: &Account, kinds: &[BalanceKind]) -> Option<&'static cus
     })
 }
 
+fn category(account: &Account) -> &'static str {
+    if account.kind == AccountKind::Card {
+        "LOC_ACCOUNT"
+    } else {
+        "DEPOSIT_ACCOUNT"
+    }
+}
+
 fn account_json(account: &'static Account, detailed: bool) -> Result<AccountJson, FdxError> {
-    let card = account.kind == AccountKind::Card;
     let current = find_balance(
         account,
         &[BalanceKind::InterimBooked, BalanceKind::ClosingBooked],
     );
-    let currency = if account.currency == "XXX" {
-        current.map_or(account.currency, |balance| balance.money.currency)
-    } else {
-        account.currency
+    let currency = match current {
+        Some(balance) if account.currency == "XXX" => &balance.money.currency,
+        _ => &account.currency,
     };
-    let digits: String = account
+    let number_text = account
         .iban
-        .or(account.masked_pan)
-        .unwrap_or(account.id)
-        .chars()
+        .as_deref()
+        .or(account.masked_pan.as_deref())
+        .unwrap_or(&account.id);
+    let digits = number_text
+        .char_indices()
         .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+        .nth(3)
+        .map_or(number_text, |(start, _)| &number_text[start..]);
     let mut json = AccountJson {
-        account_category: if card {
-            "LOC_ACCOUNT"
-        } else {
-            "DEPOSIT_ACCOUNT"
-        },
-        account_id: account.id,
+        account_category: category(account),
+        account_id: &account.id,
         account_type: match account.kind {
             AccountKind::Current => "CHECKING",
             AccountKind::Savings => "SAVINGS",
             AccountKind::Card => "CREDITCARD",
         },
         account_number_display: format!("...{digits}"),
-        product_name: account.product,
-        nickname: account.name,
+        product_name: &account.product,
+        nickname: &account.name,
         status: match account.status {
             customers::AccountStatus::Enabled => "OPEN",
             customers::AccountStatus::Blocked => "RESTRICTED",
@@ -529,42 +423,41 @@ fn account_json(account: &'static Account, detailed: bool) -> Result<AccountJson
         return Ok(json);
     }
     json.balance_as_of = Some(timestamp(Utc::now()));
-    let same_currency = |balance: &&customers::Balance| balance.money.currency == currency;
-    if card {
+    let same_currency = |balance: &&Balance| balance.money.currency == *currency;
+    let signed = |balance: &Balance| number(balance.money.amount);
+    if account.kind == AccountKind::Card {
         // What is owed, as a positive number.
         json.current_balance = current
-            .map(|balance| {
-                let owed = balance.money.decimal().map_err(|_| FdxError::internal())?;
-                number(&(-owed).to_string())
-            })
+            .map(|balance| number(-balance.money.amount))
             .transpose()?;
         json.available_credit = find_balance(
             account,
             &[BalanceKind::Authorised, BalanceKind::InterimAvailable],
         )
-        .map(|balance| signed_number(&balance.money))
+        .map(signed)
         .transpose()?;
         json.credit_line = account
             .credit_limit
-            .map(|limit| magnitude(&limit))
+            .as_ref()
+            .map(|limit| number(limit.amount.abs()))
             .transpose()?;
     } else {
-        json.current_balance = current
-            .filter(same_currency)
-            .map(|balance| signed_number(&balance.money))
-            .transpose()?;
+        json.current_balance = current.filter(same_currency).map(signed).transpose()?;
         json.available_balance = find_balance(account, &[BalanceKind::InterimAvailable])
             .filter(same_currency)
-            .map(|balance| signed_number(&balance.money))
+            .map(signed)
             .transpose()?;
     }
     Ok(json)
 }
 
-async fn accounts(State(bank): State<Arc<Bank>>, headers: HeaderMap) -> Result<Response, FdxError> {
-    let (_, consent) = bank.authorise(&headers)?;
+async fn accounts(
+    State(bank): State<Arc<Bank>>,
+    headers: HeaderMap,
+) -> Result<Json<ListJson>, FdxError> {
+    let (_, consent) = bank.reader(&headers)?;
     if !consent.has("ACCOUNT_BASIC") && !consent.has("ACCOUNT_DETAILED") {
-        return Err(FdxError::forbidden(
+        return Err(ApiError::forbidden(
             "the consent does not cover ACCOUNT_BASIC",
         ));
     }
@@ -580,27 +473,26 @@ async fn accounts(State(bank): State<Arc<Bank>>, headers: HeaderMap) -> Result<R
         links: None,
         accounts: Some(accounts),
         transactions: None,
-    })
-    .into_response())
+    }))
 }
 
 async fn account(
     State(bank): State<Arc<Bank>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, FdxError> {
-    let (_, consent) = bank.authorise(&headers)?;
+) -> Result<Json<AccountJson>, FdxError> {
+    let (_, consent) = bank.reader(&headers)?;
     let account = consent
         .customer
         .account(&id)
-        .ok_or_else(|| FdxError::not_found("no such account"))?;
+        .ok_or_else(|| ApiError::not_found("no such account"))?;
     let detailed = consent.has("ACCOUNT_DETAILED");
     if !detailed && !consent.has("ACCOUNT_BASIC") {
-        return Err(FdxError::forbidden(
+        return Err(ApiError::forbidden(
             "the consent does not cover this account",
         ));
     }
-    Ok(Json(account_json(account, detailed)?).into_response())
+    Ok(Json(account_json(account, detailed)?))
 }
 
 /// A list answer (accounts or transactions).
@@ -633,11 +525,11 @@ struct TransactionJson {
 }
 
 fn transaction_json(
-    transaction: &'static customers::Transaction,
+    transaction: &'static Transaction,
     account: &Account,
     today: NaiveDate,
 ) -> Result<TransactionJson, FdxError> {
-    let debit = transaction.money.amount.starts_with('-');
+    let debit = transaction.money.is_debit();
     let midnight = |day: NaiveDate| format!("{day}T00:00:00.000Z");
     let (status, memo, posted) = match transaction.status {
         customers::TransactionStatus::Booked => (
@@ -648,25 +540,26 @@ fn transaction_json(
         customers::TransactionStatus::Pending if debit => ("PENDING", "MEMO", None),
         customers::TransactionStatus::Pending => ("PENDING", "CREDIT", None),
     };
+    // A JSON number, as many FDX implementations send it.
+    let merchant_category_code = transaction
+        .mcc
+        .as_deref()
+        .map(|mcc| {
+            RawValue::from_string(mcc.trim_start_matches('0').to_owned())
+                .map_err(|_| ApiError::internal("sandbox data has a bad merchant category"))
+        })
+        .transpose()?;
     Ok(TransactionJson {
-        account_category: if account.kind == AccountKind::Card {
-            "LOC_ACCOUNT"
-        } else {
-            "DEPOSIT_ACCOUNT"
-        },
-        transaction_id: transaction.id,
+        account_category: category(account),
+        transaction_id: &transaction.id,
         posted_timestamp: posted,
         transaction_timestamp: midnight(transaction.value_date(today)),
-        description: transaction.description,
+        description: &transaction.description,
         debit_credit_memo: memo,
         status,
-        amount: magnitude(&transaction.money)?,
-        payee: transaction.counterparty,
-        // A JSON number, as many FDX implementations send it.
-        merchant_category_code: transaction
-            .mcc
-            .map(|mcc| number(mcc.trim_start_matches('0')))
-            .transpose()?,
+        amount: number(transaction.money.amount.abs())?,
+        payee: &transaction.counterparty,
+        merchant_category_code,
     })
 }
 
@@ -675,69 +568,48 @@ async fn transactions(
     Path(id): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Result<Response, FdxError> {
-    let (_, consent) = bank.authorise(&headers)?;
+) -> Result<Json<ListJson>, FdxError> {
+    let (_, consent) = bank.reader(&headers)?;
     if !consent.has("TRANSACTIONS") {
-        return Err(FdxError::forbidden(
+        return Err(ApiError::forbidden(
             "the consent does not cover TRANSACTIONS",
         ));
     }
     let account = consent
         .customer
         .account(&id)
-        .ok_or_else(|| FdxError::not_found("no such account"))?;
-    let query = parameters(query.unwrap_or_default().as_bytes()).map_err(FdxError::bad_request)?;
-    let day = |name: &str| -> Result<Option<NaiveDate>, FdxError> {
-        query
-            .get(name)
-            .map(|text| {
-                let day = text.split_once('T').map_or(text.as_str(), |(day, _)| day);
-                NaiveDate::parse_from_str(day, "%Y-%m-%d")
-                    .map_err(|_| FdxError::bad_request(format!("{name} must be an ISO date")))
-            })
-            .transpose()
-    };
+        .ok_or_else(|| ApiError::not_found("no such account"))?;
+    let query = Query::parse(query)?;
     let today = today();
     let lookback = consent
         .lookback_days
         .map(|days| customers::days_before(today, days));
-    let from = match (day("startTime")?, lookback) {
-        (Some(from), Some(limit)) => Some(from.max(limit)),
-        (from, limit) => from.or(limit),
+    let window = Window {
+        from: match (query.day("startTime")?, lookback) {
+            (Some(from), Some(limit)) => Some(from.max(limit)),
+            (from, limit) => from.or(limit),
+        },
+        to: query.day("endTime")?,
     };
-    let to = day("endTime")?;
-    let offset: usize = match query.get("offset") {
-        None => 0,
-        Some(offset) => offset
-            .parse()
-            .map_err(|_| FdxError::bad_request("offset must be a whole number"))?,
-    };
-    let selected: Vec<&'static customers::Transaction> = account
-        .transactions
-        .iter()
-        .filter(|transaction| {
-            let day = transaction.value_date(today);
-            from.is_none_or(|from| day >= from) && to.is_none_or(|to| day <= to)
-        })
-        .collect();
-    let start = offset.min(selected.len());
-    let end = start.saturating_add(PAGE_SIZE).min(selected.len());
-    let list = selected[start..end]
+    let offset = query.number("offset")?;
+    let selected: Vec<&'static Transaction> = window.select(account, today).collect();
+    let (listed, next) = page(&selected, offset, PAGE_SIZE);
+    let list = listed
         .iter()
         .map(|transaction| transaction_json(transaction, account, today))
         .collect::<Result<Vec<_>, _>>()?;
     let mut page = Map::new();
     page.insert("totalElements".into(), selected.len().into());
     let mut links = None;
-    if end < selected.len() {
-        page.insert("nextPageKey".into(), end.to_string().into());
+    if let Some(next) = next {
+        page.insert("nextPageKey".into(), next.to_string().into());
         let mut serializer = url::form_urlencoded::Serializer::new(String::new());
         for name in ["startTime", "endTime"] {
             if let Some(value) = query.get(name) {
                 serializer.append_pair(name, value);
             }
         }
-        serializer.append_pair("offset", &end.to_string());
+        serializer.append_pair("offset", &next.to_string());
         links = Some(json!({"next": {"href": format!(
             "{BASE}/accounts/{}/transactions?{}",
             account.id,
@@ -749,6 +621,5 @@ async fn transactions(
         links,
         accounts: None,
         transactions: Some(list),
-    })
-    .into_response())
+    }))
 }

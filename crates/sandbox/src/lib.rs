@@ -3,18 +3,24 @@
 //! platforms build against them.
 //!
 //! One per profile (`berlin-group`, `stet`, `obie`, `fdx`, and for `mapping` a bank with a
-//! proprietary API); every one can be told to misbehave ([`faults`]). Like a real bank's, their
-//! software is their own: this crate does not depend on the gateway.
+//! proprietary API), each a [`scaffold::Standard`] on one shared scaffold (authorization
+//! server, consents, routing, errors, paging) over the same synthetic [`customers`]; every one
+//! can be told to misbehave ([`faults`]). Like a real bank's, their software is their own: this
+//! crate does not depend on the gateway.
+//!
+//! Modules in reading order: the scaffold and what it stands on, then one per standard.
 
-pub mod berlin_group;
-pub mod customers;
+mod customers;
 pub mod faults;
-pub mod fdx;
-pub mod oauth;
-pub mod obie;
-pub mod plumbing;
-pub mod proprietary;
-pub mod stet;
+mod oauth;
+mod plumbing;
+mod scaffold;
+
+mod berlin_group;
+mod fdx;
+mod obie;
+mod proprietary;
+mod stet;
 
 use std::net::SocketAddr;
 
@@ -90,12 +96,15 @@ impl Drop for Sandbox {
 /// The profile each sandbox speaks (as bank manifests name it) and how to build its routes.
 type Routes = fn(&SandboxConfig, &str) -> axum::Router;
 const SANDBOXES: [(&str, Routes); 5] = [
-    ("berlin-group", berlin_group::router),
-    ("stet", stet::router),
-    ("obie", obie::router),
-    ("fdx", fdx::router),
+    (
+        "berlin-group",
+        scaffold::router::<berlin_group::BerlinGroup>,
+    ),
+    ("stet", scaffold::router::<stet::Stet>),
+    ("obie", scaffold::router::<obie::Obie>),
+    ("fdx", scaffold::router::<fdx::Fdx>),
     // A proprietary API, for the declarative `mapping` profile.
-    ("mapping", proprietary::router),
+    ("mapping", scaffold::router::<proprietary::Proprietary>),
 ];
 
 /// The profiles there is a sandbox bank for.

@@ -548,9 +548,9 @@ impl AuthServer {
                 };
                 format!(
                     "<option value=\"{}\"{selected}>{} ({})</option>",
-                    escape_html(customer.id),
-                    escape_html(customer.name),
-                    escape_html(customer.id)
+                    escape_html(&customer.id),
+                    escape_html(&customer.name),
+                    escape_html(&customer.id)
                 )
             })
             .collect();

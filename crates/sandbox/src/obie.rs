@@ -1,6 +1,6 @@
 //! The UK Open Banking (OBIE Read/Write API) sandbox bank, serving 3.1.x under
 //! `/open-banking/v3.1/aisp` and 4.0 under `/open-banking/v4.0/aisp` over the synthetic
-//! customers of [`super::customers`]: account access consents (created with a client
+//! customers of [`crate::customers`]: account access consents (created with a client
 //! credentials token, then authorised through the shared OAuth2 server), accounts, balances
 //! and transactions.
 //!
@@ -18,9 +18,10 @@
 //!   IBAN. Balance kinds OBIE lacks (authorised, card spending not invoiced) are `Information`.
 //! - Transactions come ten to a page, linked by absolute `Links.Next` URLs, filtered by
 //!   `fromBookingDateTime`/`toBookingDateTime` on their value date.
+//! - `x-fapi-interaction-id` is played back on every answer.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -32,12 +33,11 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::SandboxConfig;
-use super::customers::{self, Account, AccountKind, AsOf, BalanceKind, Customer, Money};
-use super::oauth::{self, ApprovalView, AuthServer, BearerError, BindError, ConsentBinding};
-use super::plumbing::{at_precision, parameters, today};
+use crate::customers::{self, Account, AccountKind, BalanceKind, Customer, Money, Transaction};
+use crate::oauth::BindError;
+use crate::plumbing::today;
+use crate::scaffold::{self, ApiError, Query, Window, page};
 
-const INTERACTION_ID: &str = "x-fapi-interaction-id";
 /// Transactions per page.
 pub const PAGE_SIZE: usize = 10;
 /// OBIE amounts have at most five decimals.
@@ -66,45 +66,100 @@ const PERMISSIONS: &[&str] = &[
     "ReadTransactionsDetail",
 ];
 
-/// The sandbox's routes; `origin` is where it listens.
-pub fn router(config: &SandboxConfig, origin: &str) -> Router {
-    app(Arc::new(Bank {
-        auth: AuthServer::new(config, origin, "Sandbox Bank UK (Open Banking)"),
-        consents: Mutex::new(HashMap::new()),
-    }))
-}
+/// The UK Open Banking standard.
+#[derive(Debug)]
+pub struct Obie;
 
-fn app(bank: Arc<Bank>) -> Router {
-    const BASE: &str = "/open-banking/{version}/aisp";
-    Router::new()
-        .merge(oauth::routes::<Bank>())
-        .route(
-            &format!("{BASE}/account-access-consents"),
-            post(create_consent),
-        )
-        .route(
-            &format!("{BASE}/account-access-consents/{{id}}"),
-            get(consent).delete(delete_consent),
-        )
-        .route(&format!("{BASE}/accounts"), get(accounts))
-        .route(&format!("{BASE}/accounts/{{id}}/balances"), get(balances))
-        .route(
-            &format!("{BASE}/accounts/{{id}}/transactions"),
-            get(transactions),
-        )
-        .fallback(not_found)
-        .with_state(bank)
-}
+type Bank = scaffold::Bank<Obie>;
+type ObError = ApiError<Obie>;
 
-/// The bank: its authorization server and its consents.
-struct Bank {
-    auth: AuthServer,
-    consents: Mutex<HashMap<String, Consent>>,
-}
+impl scaffold::Standard for Obie {
+    type Consent = Consent;
+    const TITLE: &'static str = "Sandbox Bank UK (Open Banking)";
+    const CONSENT_PREFIX: &'static str = "aac-";
+    const ECHOED_HEADERS: &'static [&'static str] = &["x-fapi-interaction-id"];
 
-impl Bank {
-    fn consents(&self) -> MutexGuard<'_, HashMap<String, Consent>> {
-        self.consents.lock().unwrap_or_else(PoisonError::into_inner)
+    fn routes() -> Router<Arc<Bank>> {
+        const BASE: &str = "/open-banking/{version}/aisp";
+        Router::new()
+            .route(
+                &format!("{BASE}/account-access-consents"),
+                post(create_consent),
+            )
+            .route(
+                &format!("{BASE}/account-access-consents/{{id}}"),
+                get(consent).delete(delete_consent),
+            )
+            .route(&format!("{BASE}/accounts"), get(accounts))
+            .route(&format!("{BASE}/accounts/{{id}}/balances"), get(balances))
+            .route(
+                &format!("{BASE}/accounts/{{id}}/transactions"),
+                get(transactions),
+            )
+    }
+
+    /// The consent named as `openbanking_intent_id` in the OIDC `claims`.
+    fn bind(bank: &Bank, parameters: &HashMap<String, String>) -> Result<String, BindError> {
+        let scopes = parameters.get("scope").map(String::as_str).unwrap_or("");
+        if !scopes
+            .split_ascii_whitespace()
+            .any(|scope| scope == "accounts")
+        {
+            return Err(BindError::invalid_scope("scope must include accounts"));
+        }
+        let unnamed = || BindError::invalid_request("claims must name the openbanking_intent_id");
+        let claims: Value = parameters
+            .get("claims")
+            .and_then(|claims| serde_json::from_str(claims).ok())
+            .ok_or_else(unnamed)?;
+        let consent_id = ["id_token", "userinfo"]
+            .iter()
+            .find_map(|member| claims[member]["openbanking_intent_id"]["value"].as_str())
+            .ok_or_else(unnamed)?;
+        match bank.consent(consent_id) {
+            Some(consent)
+                if consent.status == Status::AwaitingAuthorisation && !consent.expired() =>
+            {
+                Ok(consent_id.to_owned())
+            }
+            Some(_) => Err(BindError::invalid_request(
+                "the consent can no longer be authorised",
+            )),
+            None => Err(BindError::invalid_request("unknown openbanking_intent_id")),
+        }
+    }
+
+    fn client_credentials_scope(requested: Option<&str>) -> Option<Result<String, String>> {
+        let only_accounts = requested.is_none_or(|scopes| {
+            scopes
+                .split_ascii_whitespace()
+                .all(|scope| scope == "accounts")
+        });
+        Some(if only_accounts {
+            Ok("accounts".into())
+        } else {
+            Err("only the scope accounts".into())
+        })
+    }
+
+    fn error_code(status: StatusCode) -> &'static str {
+        match status {
+            StatusCode::BAD_REQUEST => "UK.OBIE.Field.Invalid",
+            StatusCode::UNAUTHORIZED => "UK.OBIE.Unauthorized",
+            StatusCode::FORBIDDEN => "UK.OBIE.Forbidden",
+            StatusCode::NOT_FOUND => "UK.OBIE.Resource.NotFound",
+            _ => "UK.OBIE.UnexpectedError",
+        }
+    }
+
+    /// OBIE's `ErrorResponse`.
+    fn error_body(error: &ObError) -> Value {
+        json!({
+            "Code": format!("{} {}", error.status.as_u16(), error.status.canonical_reason().unwrap_or("")),
+            "Id": uuid::Uuid::new_v4().to_string(),
+            "Message": error.message,
+            "Errors": [{"ErrorCode": error.code, "Message": error.message}],
+        })
     }
 }
 
@@ -120,7 +175,7 @@ impl Version {
         match text {
             "v3.1" => Ok(Version::V3),
             "v4.0" => Ok(Version::V4),
-            _ => Err(ObError::not_found("no such API version")),
+            _ => Err(ApiError::not_found("no such API version")),
         }
     }
 
@@ -159,8 +214,9 @@ impl Status {
     }
 }
 
+/// An account access consent.
 #[derive(Debug, Clone)]
-struct Consent {
+pub struct Consent {
     customer: &'static Customer,
     status: Status,
     permissions: Vec<String>,
@@ -179,65 +235,44 @@ impl Consent {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Errors
+impl scaffold::Consent for Consent {
+    fn customer(&self) -> &'static Customer {
+        self.customer
+    }
 
-/// An OBIE `ErrorResponse`.
-#[derive(Debug)]
-struct ObError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
+    fn approvable(&self) -> bool {
+        self.status == Status::AwaitingAuthorisation
+    }
 
-impl ObError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ObError {
-        ObError {
-            status,
-            code,
-            message: message.into(),
+    fn approve(&mut self, customer: &'static Customer) {
+        self.customer = customer;
+        self.status = Status::Authorised;
+        self.updated = Utc::now();
+    }
+
+    fn reject(&mut self) {
+        self.status = Status::Rejected;
+        self.updated = Utc::now();
+    }
+
+    fn usable(&self) -> bool {
+        self.status == Status::Authorised && !self.expired()
+    }
+
+    fn items(&self) -> Vec<String> {
+        self.permissions.clone()
+    }
+
+    fn terms(&self) -> String {
+        match self.expires {
+            Some(expires) => format!("until {}", expires.date_naive()),
+            None => "until you withdraw it".into(),
         }
     }
 
-    fn field(message: impl Into<String>) -> ObError {
-        ObError::new(StatusCode::BAD_REQUEST, "UK.OBIE.Field.Invalid", message)
+    fn token_fields(&self, _: &str) -> Map<String, Value> {
+        Map::from_iter([("scope".into(), "openid accounts".into())])
     }
-
-    fn unauthorized(message: impl Into<String>) -> ObError {
-        ObError::new(StatusCode::UNAUTHORIZED, "UK.OBIE.Unauthorized", message)
-    }
-
-    fn forbidden(message: impl Into<String>) -> ObError {
-        ObError::new(StatusCode::FORBIDDEN, "UK.OBIE.Forbidden", message)
-    }
-
-    fn not_found(message: impl Into<String>) -> ObError {
-        ObError::new(StatusCode::NOT_FOUND, "UK.OBIE.Resource.NotFound", message)
-    }
-
-    fn internal() -> ObError {
-        ObError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "UK.OBIE.UnexpectedError",
-            "sandbox data has a bad amount",
-        )
-    }
-}
-
-impl IntoResponse for ObError {
-    fn into_response(self) -> Response {
-        let body = json!({
-            "Code": format!("{} {}", self.status.as_u16(), self.status.canonical_reason().unwrap_or("")),
-            "Id": uuid::Uuid::new_v4().to_string(),
-            "Message": self.message,
-            "Errors": [{"ErrorCode": self.code, "Message": self.message}],
-        });
-        (self.status, Json(body)).into_response()
-    }
-}
-
-async fn not_found() -> ObError {
-    ObError::not_found("no such endpoint")
 }
 
 fn timestamp(time: DateTime<Utc>) -> String {
@@ -247,140 +282,14 @@ fn timestamp(time: DateTime<Utc>) -> String {
 // ---------------------------------------------------------------------------------------------
 // Account access consents
 
-impl ConsentBinding for Bank {
-    fn auth(&self) -> &AuthServer {
-        &self.auth
-    }
-
-    fn bind(&self, parameters: &HashMap<String, String>) -> Result<String, BindError> {
-        let scopes = parameters.get("scope").map(String::as_str).unwrap_or("");
-        if !scopes
-            .split_ascii_whitespace()
-            .any(|scope| scope == "accounts")
-        {
-            return Err(BindError::invalid_scope("scope must include accounts"));
-        }
-        let claims: Value = parameters
-            .get("claims")
-            .and_then(|claims| serde_json::from_str(claims).ok())
-            .ok_or_else(|| {
-                BindError::invalid_request("claims must name the openbanking_intent_id")
-            })?;
-        let intent = ["id_token", "userinfo"].iter().find_map(|member| {
-            claims[member]["openbanking_intent_id"]["value"]
-                .as_str()
-                .map(str::to_owned)
-        });
-        let Some(consent_id) = intent else {
-            return Err(BindError::invalid_request(
-                "claims must name the openbanking_intent_id",
-            ));
-        };
-        match self.consents().get(&consent_id) {
-            Some(consent)
-                if consent.status == Status::AwaitingAuthorisation && !consent.expired() =>
-            {
-                Ok(consent_id)
-            }
-            Some(_) => Err(BindError::invalid_request(
-                "the consent can no longer be authorised",
-            )),
-            None => Err(BindError::invalid_request("unknown openbanking_intent_id")),
-        }
-    }
-
-    fn view(&self, consent_id: &str) -> Option<ApprovalView> {
-        let consent = self.consents().get(consent_id).cloned()?;
-        Some(ApprovalView {
-            customer: consent.customer,
-            items: consent.permissions.clone(),
-            terms: match consent.expires {
-                Some(expires) => format!("until {}", expires.date_naive()),
-                None => "until you withdraw it".into(),
-            },
-        })
-    }
-
-    fn approve(&self, consent_id: &str, customer: &'static Customer) -> bool {
-        let mut consents = self.consents();
-        match consents.get_mut(consent_id) {
-            Some(consent) if consent.status == Status::AwaitingAuthorisation => {
-                consent.customer = customer;
-                consent.status = Status::Authorised;
-                consent.updated = Utc::now();
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn deny(&self, consent_id: &str) {
-        if let Some(consent) = self.consents().get_mut(consent_id) {
-            consent.status = Status::Rejected;
-            consent.updated = Utc::now();
-        }
-    }
-
-    fn usable(&self, consent_id: &str) -> bool {
-        self.consents()
-            .get(consent_id)
-            .is_some_and(|consent| consent.status == Status::Authorised && !consent.expired())
-    }
-
-    fn token_fields(&self, _consent_id: &str) -> Map<String, Value> {
-        let mut fields = Map::new();
-        fields.insert("scope".into(), "openid accounts".into());
-        fields
-    }
-
-    fn client_credentials_scope(&self, requested: Option<&str>) -> Option<Result<String, String>> {
-        Some(match requested {
-            None => Ok("accounts".into()),
-            Some(scopes)
-                if scopes
-                    .split_ascii_whitespace()
-                    .all(|scope| scope == "accounts") =>
-            {
-                Ok("accounts".into())
-            }
-            Some(_) => Err("only the scope accounts".into()),
-        })
-    }
-}
-
-impl Bank {
-    /// Checks a client credentials token (for the consent resource).
-    fn client(&self, headers: &HeaderMap) -> Result<(), ObError> {
-        match self.auth.bearer(headers) {
-            Ok(grant) if grant.consent_id.is_none() && grant.scope == "accounts" => Ok(()),
-            Ok(_) => Err(ObError::forbidden("a client credentials token is required")),
-            Err(_) => Err(ObError::unauthorized("a valid access token is required")),
-        }
-    }
-
-    /// Checks the bearer token of a data request and the permission it needs.
-    fn authorise(&self, headers: &HeaderMap, needs: &[&str]) -> Result<Consent, ObError> {
-        let grant = self.auth.bearer(headers).map_err(|error| match error {
-            BearerError::Missing => ObError::unauthorized("access token is missing"),
-            BearerError::Unknown => ObError::unauthorized("unknown access token"),
-            BearerError::Expired => ObError::unauthorized("access token expired"),
-        })?;
-        let consent_id = grant
-            .consent_id
-            .ok_or_else(|| ObError::forbidden("the token is not bound to a consent"))?;
-        let consent = self
-            .consents()
-            .get(&consent_id)
-            .cloned()
-            .filter(|consent| consent.status == Status::Authorised && !consent.expired())
-            .ok_or_else(|| ObError::forbidden("the consent is not authorised"))?;
-        if !needs.is_empty() && !needs.iter().any(|permission| consent.has(permission)) {
-            return Err(ObError::forbidden(format!(
-                "the consent lacks {}",
-                needs.join(" or ")
-            )));
-        }
-        Ok(consent)
+/// Checks a client credentials token (for the consent resource).
+fn client(bank: &Bank, headers: &HeaderMap) -> Result<(), ObError> {
+    match bank.auth.bearer(headers) {
+        Ok(grant) if grant.consent_id.is_none() && grant.scope == "accounts" => Ok(()),
+        Ok(_) => Err(ApiError::forbidden(
+            "a client credentials token is required",
+        )),
+        Err(_) => Err(ApiError::unauthorized("a valid access token is required")),
     }
 }
 
@@ -404,7 +313,9 @@ fn parse_time(name: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, O
     text.map(|text| {
         DateTime::parse_from_rfc3339(text)
             .map(|time| time.with_timezone(&Utc))
-            .map_err(|_| ObError::field(format!("Data.{name} must be an ISO 8601 date-time")))
+            .map_err(|_| {
+                ApiError::bad_request(format!("Data.{name} must be an ISO 8601 date-time"))
+            })
     })
     .transpose()
 }
@@ -437,27 +348,29 @@ async fn create_consent(
     body: Bytes,
 ) -> Result<Response, ObError> {
     let version = Version::parse(&version)?;
-    bank.client(&headers)?;
+    client(&bank, &headers)?;
     let body: ConsentBody = serde_json::from_slice(&body)
-        .map_err(|error| ObError::field(format!("consent request: {error}")))?;
+        .map_err(|error| ApiError::bad_request(format!("consent request: {error}")))?;
     if body.risk.is_none() && version == Version::V3 {
-        return Err(ObError::field("Risk is missing"));
+        return Err(ApiError::bad_request("Risk is missing"));
     }
     let permissions = body.data.permissions;
     if permissions.is_empty() {
-        return Err(ObError::field("Data.Permissions is empty"));
+        return Err(ApiError::bad_request("Data.Permissions is empty"));
     }
     if let Some(unknown) = permissions
         .iter()
         .find(|p| !PERMISSIONS.contains(&p.as_str()))
     {
-        return Err(ObError::field(format!("unknown permission {unknown}")));
+        return Err(ApiError::bad_request(format!(
+            "unknown permission {unknown}"
+        )));
     }
     let has = |name: &str| permissions.iter().any(|p| p == name);
     let reads = has("ReadTransactionsBasic") || has("ReadTransactionsDetail");
     let directions = has("ReadTransactionsCredits") || has("ReadTransactionsDebits");
     if reads != directions {
-        return Err(ObError::field(
+        return Err(ApiError::bad_request(
             "ReadTransactionsBasic or Detail goes with ReadTransactionsCredits and/or Debits",
         ));
     }
@@ -466,7 +379,9 @@ async fn create_consent(
         body.data.expiration_date_time.as_deref(),
     )?;
     if expires.is_some_and(|expires| expires <= Utc::now()) {
-        return Err(ObError::field("Data.ExpirationDateTime lies in the past"));
+        return Err(ApiError::bad_request(
+            "Data.ExpirationDateTime lies in the past",
+        ));
     }
     parse_time(
         "TransactionFromDateTime",
@@ -476,19 +391,17 @@ async fn create_consent(
         "TransactionToDateTime",
         body.data.transaction_to_date_time.as_deref(),
     )?;
-    let customer = customers::find(customers::DEFAULT_CUSTOMER).ok_or_else(ObError::internal)?;
     let now = Utc::now();
     let consent = Consent {
-        customer,
+        customer: customers::default_customer(),
         status: Status::AwaitingAuthorisation,
         permissions,
         expires,
         created: now,
         updated: now,
     };
-    let id = format!("aac-{}", uuid::Uuid::new_v4());
+    let id = bank.file(consent.clone());
     let answer = consent_json(&id, &consent, version, bank.auth.origin());
-    bank.consents().insert(id, consent);
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
@@ -498,12 +411,10 @@ async fn consent(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ObError> {
     let version = Version::parse(&version)?;
-    bank.client(&headers)?;
+    client(&bank, &headers)?;
     let consent = bank
-        .consents()
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| ObError::not_found("no such consent"))?;
+        .consent(&id)
+        .ok_or_else(|| ApiError::not_found("no such consent"))?;
     Ok(Json(consent_json(
         &id,
         &consent,
@@ -518,12 +429,12 @@ async fn delete_consent(
     headers: HeaderMap,
 ) -> Result<StatusCode, ObError> {
     Version::parse(&version)?;
-    bank.client(&headers)?;
+    client(&bank, &headers)?;
     {
         let mut consents = bank.consents();
         let consent = consents
             .get_mut(&id)
-            .ok_or_else(|| ObError::not_found("no such consent"))?;
+            .ok_or_else(|| ApiError::not_found("no such consent"))?;
         consent.status = Status::Revoked;
         consent.updated = Utc::now();
     }
@@ -534,13 +445,25 @@ async fn delete_consent(
 // ---------------------------------------------------------------------------------------------
 // Account information
 
-fn envelope(data: Value, self_link: String, next: Option<String>) -> Value {
+/// The consent of a data request, if it grants one of the permissions it `needs`.
+fn reader(bank: &Bank, headers: &HeaderMap, needs: &[&str]) -> Result<Consent, ObError> {
+    let (_, consent) = bank.reader(headers)?;
+    if !needs.iter().any(|permission| consent.has(permission)) {
+        return Err(ApiError::forbidden(format!(
+            "the consent lacks {}",
+            needs.join(" or ")
+        )));
+    }
+    Ok(consent)
+}
+
+fn envelope(data: Value, self_link: String, next: Option<String>) -> Json<Value> {
     let mut links = Map::new();
     links.insert("Self".into(), self_link.into());
     if let Some(next) = next {
         links.insert("Next".into(), next.into());
     }
-    json!({"Data": data, "Links": links, "Meta": {"TotalPages": 1}})
+    Json(json!({"Data": data, "Links": links, "Meta": {"TotalPages": 1}}))
 }
 
 fn api(bank: &Bank, version: Version) -> String {
@@ -552,23 +475,19 @@ fn api(bank: &Bank, version: Version) -> String {
 }
 
 /// The magnitude at OBIE's precision.
-fn amount_json(money: &Money) -> Result<Value, ObError> {
-    let amount = at_precision(money, MAX_DECIMALS).map_err(|_| ObError::internal())?;
-    Ok(json!({"Amount": amount.abs().to_string(), "Currency": money.currency}))
+fn amount_json(money: &Money) -> Value {
+    let amount = money.at_precision(MAX_DECIMALS).abs();
+    json!({"Amount": amount.to_string(), "Currency": money.currency})
 }
 
 /// `Credit` or `Debit` (both versions name them alike).
-fn indicator(money: &Money, _version: Version) -> &'static str {
-    if money.amount.starts_with('-') {
-        "Debit"
-    } else {
-        "Credit"
-    }
+fn indicator(money: &Money) -> &'static str {
+    if money.is_debit() { "Debit" } else { "Credit" }
 }
 
 fn identifications(account: &Account, customer: &Customer) -> Vec<Value> {
     let mut list = Vec::new();
-    if let Some(iban) = account.iban {
+    if let Some(iban) = &account.iban {
         if let Some(bban) = iban.strip_prefix("GB").map(|rest| &rest[2..])
             && bban.len() == 18
         {
@@ -583,7 +502,7 @@ fn identifications(account: &Account, customer: &Customer) -> Vec<Value> {
             json!({"SchemeName": "UK.OBIE.IBAN", "Identification": iban, "Name": customer.name}),
         );
     }
-    if let Some(pan) = account.masked_pan {
+    if let Some(pan) = &account.masked_pan {
         list.push(
             json!({"SchemeName": "UK.OBIE.PAN", "Identification": pan, "Name": customer.name}),
         );
@@ -593,36 +512,27 @@ fn identifications(account: &Account, customer: &Customer) -> Vec<Value> {
 
 fn account_json(account: &Account, consent: &Consent, version: Version) -> Value {
     let mut object = Map::new();
-    object.insert("AccountId".into(), account.id.into());
+    object.insert("AccountId".into(), account.id.clone().into());
     let status = match account.status {
         customers::AccountStatus::Enabled => "Enabled",
         customers::AccountStatus::Blocked => "Disabled",
     };
     object.insert("Status".into(), status.into());
     object.insert("StatusUpdateDateTime".into(), timestamp(Utc::now()).into());
-    object.insert("Currency".into(), account.currency.into());
-    match version {
-        Version::V3 => {
-            object.insert("AccountType".into(), "Personal".into());
-            let sub_type = match account.kind {
-                AccountKind::Current => "CurrentAccount",
-                AccountKind::Savings => "Savings",
-                AccountKind::Card => "CreditCard",
-            };
-            object.insert("AccountSubType".into(), sub_type.into());
-        }
-        Version::V4 => {
-            object.insert("AccountCategory".into(), "Personal".into());
-            let code = match account.kind {
-                AccountKind::Current => "CACC",
-                AccountKind::Savings => "SVGS",
-                AccountKind::Card => "CARD",
-            };
-            object.insert("AccountTypeCode".into(), code.into());
-        }
-    }
-    object.insert("Nickname".into(), account.name.into());
-    object.insert("Description".into(), account.product.into());
+    object.insert("Currency".into(), account.currency.clone().into());
+    let (category, kind) = match version {
+        Version::V3 => ("AccountType", "AccountSubType"),
+        Version::V4 => ("AccountCategory", "AccountTypeCode"),
+    };
+    object.insert(category.into(), "Personal".into());
+    let kind_name = match account.kind {
+        AccountKind::Current => version.pick("CurrentAccount", "CACC"),
+        AccountKind::Savings => version.pick("Savings", "SVGS"),
+        AccountKind::Card => version.pick("CreditCard", "CARD"),
+    };
+    object.insert(kind.into(), kind_name.into());
+    object.insert("Nickname".into(), account.name.clone().into());
+    object.insert("Description".into(), account.product.clone().into());
     if consent.has("ReadAccountsDetail") {
         object.insert(
             "Account".into(),
@@ -636,36 +546,31 @@ async fn accounts(
     State(bank): State<Arc<Bank>>,
     Path(version): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ObError> {
+) -> Result<Json<Value>, ObError> {
     let version = Version::parse(&version)?;
-    let consent = bank.authorise(&headers, &["ReadAccountsBasic", "ReadAccountsDetail"])?;
+    let consent = reader(
+        &bank,
+        &headers,
+        &["ReadAccountsBasic", "ReadAccountsDetail"],
+    )?;
     let accounts: Vec<Value> = consent
         .customer
         .accounts
         .iter()
         .map(|account| account_json(account, &consent, version))
         .collect();
-    let body = envelope(
+    Ok(envelope(
         json!({"Account": accounts}),
         format!("{}/accounts", api(&bank, version)),
         None,
-    );
-    Ok(with_interaction_id(&headers, Json(body)))
-}
-
-fn with_interaction_id(headers: &HeaderMap, body: impl IntoResponse) -> Response {
-    let mut response = body.into_response();
-    if let Some(id) = headers.get(INTERACTION_ID) {
-        response.headers_mut().insert(INTERACTION_ID, id.clone());
-    }
-    response
+    ))
 }
 
 fn account_of(consent: &Consent, id: &str) -> Result<&'static Account, ObError> {
     consent
         .customer
         .account(id)
-        .ok_or_else(|| ObError::not_found("no such account"))
+        .ok_or_else(|| ApiError::not_found("no such account"))
 }
 
 fn balance_type(kind: BalanceKind, version: Version) -> &'static str {
@@ -684,64 +589,61 @@ async fn balances(
     State(bank): State<Arc<Bank>>,
     Path((version, id)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Result<Response, ObError> {
+) -> Result<Json<Value>, ObError> {
     let version = Version::parse(&version)?;
-    let consent = bank.authorise(&headers, &["ReadBalances"])?;
+    let consent = reader(&bank, &headers, &["ReadBalances"])?;
     let account = account_of(&consent, &id)?;
     let now = Utc::now();
-    let list = account
+    let list: Vec<Value> = account
         .balances
         .iter()
         .map(|balance| {
             let mut object = Map::new();
-            object.insert("AccountId".into(), account.id.into());
-            object.insert("Amount".into(), amount_json(&balance.money)?);
+            object.insert("AccountId".into(), account.id.clone().into());
+            object.insert("Amount".into(), amount_json(&balance.money));
             object.insert(
                 "CreditDebitIndicator".into(),
-                indicator(&balance.money, version).into(),
+                indicator(&balance.money).into(),
             );
             object.insert("Type".into(), balance_type(balance.kind, version).into());
-            let when = match balance.as_of {
-                AsOf::EndOfDay { days_ago } => customers::days_before(today(), days_ago)
-                    .and_hms_opt(23, 59, 59)
-                    .map_or(now, |time| time.and_utc()),
-                AsOf::Intraday => now,
-            };
+            let when = balance
+                .as_of
+                .day(today())
+                .and_then(|day| day.and_hms_opt(23, 59, 59))
+                .map_or(now, |time| time.and_utc());
             object.insert("DateTime".into(), timestamp(when).into());
             if let (Some(limit), Some(included)) =
-                (account.credit_limit, balance.credit_limit_included)
+                (&account.credit_limit, balance.credit_limit_included)
             {
                 object.insert(
                     "CreditLine".into(),
-                    json!([{"Included": included, "Amount": amount_json(&limit)?, "Type": "Pre-Agreed"}]),
+                    json!([{"Included": included, "Amount": amount_json(limit), "Type": "Pre-Agreed"}]),
                 );
             }
-            Ok(Value::Object(object))
+            Value::Object(object)
         })
-        .collect::<Result<Vec<_>, ObError>>()?;
-    let body = envelope(
+        .collect();
+    Ok(envelope(
         json!({"Balance": list}),
         format!("{}/accounts/{}/balances", api(&bank, version), account.id),
         None,
-    );
-    Ok(with_interaction_id(&headers, Json(body)))
+    ))
 }
 
 fn transaction_json(
-    transaction: &customers::Transaction,
+    transaction: &Transaction,
     account: &Account,
     consent: &Consent,
     version: Version,
     today: NaiveDate,
-) -> Result<Value, ObError> {
-    let debit = transaction.money.amount.starts_with('-');
+) -> Value {
     let mut object = Map::new();
-    object.insert("AccountId".into(), account.id.into());
-    object.insert("TransactionId".into(), transaction.id.into());
-    object.insert("Amount".into(), amount_json(&transaction.money)?);
+    object.insert("AccountId".into(), account.id.clone().into());
+    object.insert("TransactionId".into(), transaction.id.clone().into());
+    object.insert("Amount".into(), amount_json(&transaction.money));
     object.insert(
         "CreditDebitIndicator".into(),
-        indicator(&transaction.money, version).into(),
+        indicator(&transaction.money).into(),
     );
     let (status, booked_on) = match transaction.status {
         customers::TransactionStatus::Booked => (
@@ -770,9 +672,9 @@ fn transaction_json(
     if consent.has("ReadTransactionsDetail") {
         object.insert(
             "TransactionInformation".into(),
-            transaction.description.into(),
+            transaction.description.clone().into(),
         );
-        match transaction.mcc {
+        match &transaction.mcc {
             Some(mcc) => {
                 object.insert(
                     "MerchantDetails".into(),
@@ -780,7 +682,7 @@ fn transaction_json(
                 );
             }
             None => {
-                let party = if debit {
+                let party = if transaction.money.is_debit() {
                     "CreditorAccount"
                 } else {
                     "DebtorAccount"
@@ -789,7 +691,7 @@ fn transaction_json(
             }
         }
     }
-    Ok(Value::Object(object))
+    Value::Object(object)
 }
 
 async fn transactions(
@@ -797,53 +699,40 @@ async fn transactions(
     Path((version, id)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Result<Response, ObError> {
+) -> Result<Json<Value>, ObError> {
     let version = Version::parse(&version)?;
-    let consent = bank.authorise(
+    let consent = reader(
+        &bank,
         &headers,
         &["ReadTransactionsBasic", "ReadTransactionsDetail"],
     )?;
     let account = account_of(&consent, &id)?;
-    let query = parameters(query.unwrap_or_default().as_bytes()).map_err(ObError::field)?;
-    let day = |name: &str| -> Result<Option<NaiveDate>, ObError> {
-        query
-            .get(name)
-            .map(|text| {
-                let day = text.split_once('T').map_or(text.as_str(), |(day, _)| day);
-                NaiveDate::parse_from_str(day, "%Y-%m-%d")
-                    .map_err(|_| ObError::field(format!("{name} must be an ISO 8601 date-time")))
-            })
-            .transpose()
+    let query = Query::parse(query)?;
+    let window = Window {
+        from: query.day("fromBookingDateTime")?,
+        to: query.day("toBookingDateTime")?,
     };
-    let (from, to) = (day("fromBookingDateTime")?, day("toBookingDateTime")?);
-    let page: usize = match query.get("page") {
-        None => 0,
-        Some(page) => page
-            .parse()
-            .map_err(|_| ObError::field("page must be a whole number"))?,
-    };
+    let page_number = query.number("page")?;
     let (credits, debits) = (
         consent.has("ReadTransactionsCredits"),
         consent.has("ReadTransactionsDebits"),
     );
     let today = today();
-    let selected: Vec<&customers::Transaction> = account
-        .transactions
-        .iter()
+    let selected: Vec<&Transaction> = window
+        .select(account, today)
         .filter(|transaction| {
-            let day = transaction.value_date(today);
-            let debit = transaction.money.amount.starts_with('-');
-            from.is_none_or(|from| day >= from)
-                && to.is_none_or(|to| day <= to)
-                && if debit { debits } else { credits }
+            if transaction.money.is_debit() {
+                debits
+            } else {
+                credits
+            }
         })
         .collect();
-    let start = page.saturating_mul(PAGE_SIZE).min(selected.len());
-    let end = start.saturating_add(PAGE_SIZE).min(selected.len());
-    let list = selected[start..end]
+    let (listed, next) = page(&selected, page_number.saturating_mul(PAGE_SIZE), PAGE_SIZE);
+    let list: Vec<Value> = listed
         .iter()
         .map(|transaction| transaction_json(transaction, account, &consent, version, today))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     let link = |page: usize| {
         let mut serializer = url::form_urlencoded::Serializer::new(String::new());
         for name in ["fromBookingDateTime", "toBookingDateTime"] {
@@ -859,7 +748,10 @@ async fn transactions(
             serializer.finish()
         )
     };
-    let next = (end < selected.len()).then(|| link(page + 1));
-    let body = envelope(json!({"Transaction": list}), link(page), next);
-    Ok(with_interaction_id(&headers, Json(body)))
+    let next = next.map(|_| link(page_number + 1));
+    Ok(envelope(
+        json!({"Transaction": list}),
+        link(page_number),
+        next,
+    ))
 }

@@ -1,14 +1,11 @@
-//! Small helpers every sandbox bank shares: request parameters, headers, HTML escaping, the
-//! date "today", and amounts rendered at a standard's precision.
+//! Small HTTP helpers of the sandbox banks: request parameters, headers, HTML escaping, and the
+//! date "today".
 
 use std::collections::HashMap;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
-use rust_decimal::{Decimal, RoundingStrategy};
-
-use super::customers::Money;
 
 /// Today, in UTC: synthetic dates count back from it.
 pub fn today() -> NaiveDate {
@@ -110,16 +107,6 @@ pub fn form_decode(text: &str) -> Option<String> {
     String::from_utf8(decoded).ok()
 }
 
-/// An amount at most `max_decimals` places, as a bank whose API allows no more would present
-/// it (rounded half away from zero); amounts with fewer places keep their scale.
-pub fn at_precision(money: &Money, max_decimals: u32) -> Result<Decimal, rust_decimal::Error> {
-    let amount = money.decimal()?;
-    if amount.scale() <= max_decimals {
-        return Ok(amount);
-    }
-    Ok(amount.round_dp_with_strategy(max_decimals, RoundingStrategy::MidpointAwayFromZero))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,20 +116,6 @@ mod tests {
         assert_eq!(form_decode("a%3Ab+c").as_deref(), Some("a:b c"));
         assert_eq!(form_decode("%zz"), None);
         assert_eq!(form_decode("%4"), None);
-    }
-
-    #[test]
-    fn amounts_are_rounded_only_beyond_the_standards_precision() {
-        let money = |amount| Money {
-            amount,
-            currency: "EUR",
-        };
-        let at = |amount, places| at_precision(&money(amount), places).unwrap().to_string();
-        assert_eq!(at("1.23456", 5), "1.23456");
-        assert_eq!(at("1.23456", 3), "1.235");
-        assert_eq!(at("-1.23456", 2), "-1.23");
-        assert_eq!(at("-0.005", 2), "-0.01");
-        assert_eq!(at("12.30", 2), "12.30");
     }
 
     #[test]

@@ -21,110 +21,48 @@
 //! becomes whole cents, rounded half away from zero).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{NaiveDate, Utc};
 use serde_json::{Map, Value, json};
 
-use super::SandboxConfig;
-use super::customers::{self, Account, AccountKind, AsOf, BalanceKind, Customer, Money};
-use super::oauth::{self, ApprovalView, AuthServer, BearerError, BindError, ConsentBinding};
-use super::plumbing::{at_precision, header_text, parameters, today};
+use crate::customers::{self, Account, AccountKind, BalanceKind, Customer, Money, Transaction};
+use crate::oauth::BindError;
+use crate::plumbing::{header_text, today};
+use crate::scaffold::{self, ApiError, BadRequest, Query, Window, page};
 
 const ACCOUNTS_SCOPE: &str = "accounts:read";
 const BALANCES_SCOPE: &str = "balances:read";
 const TRANSACTIONS_SCOPE: &str = "transactions:read";
 /// Movements per page.
 pub const PAGE_SIZE: usize = 10;
+/// The ISO 4217 exponent of every currency the customers hold (EUR, GBP, USD).
+const MINOR_UNIT_EXPONENT: u32 = 2;
 
-/// The sandbox's routes; `origin` is where it listens.
-pub fn router(config: &SandboxConfig, origin: &str) -> Router {
-    let bank = Arc::new(Bank {
-        auth: AuthServer::new(config, origin, "Nova Bank (sandbox)"),
-        consents: Mutex::new(HashMap::new()),
-    });
-    Router::new()
-        .merge(oauth::routes::<Bank>())
-        .route("/api/v2/me/accounts", get(accounts))
-        .route("/api/v2/me/accounts/{reference}/positions", get(positions))
-        .route("/api/v2/me/accounts/{reference}/movements", get(movements))
-        .fallback(not_found)
-        .with_state(bank)
-}
+/// Nova Bank's own API.
+#[derive(Debug)]
+pub struct Proprietary;
 
-/// The bank: its authorization server and its consents.
-struct Bank {
-    auth: AuthServer,
-    consents: Mutex<HashMap<String, Consent>>,
-}
+type Bank = scaffold::Bank<Proprietary>;
+type NovaError = ApiError<Proprietary>;
 
-impl Bank {
-    fn consents(&self) -> MutexGuard<'_, HashMap<String, Consent>> {
-        self.consents.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
+impl scaffold::Standard for Proprietary {
+    type Consent = Consent;
+    const TITLE: &'static str = "Nova Bank (sandbox)";
 
-#[derive(Debug, Clone)]
-struct Consent {
-    customer: &'static Customer,
-    approved: bool,
-    rejected: bool,
-    balances: bool,
-    transactions: bool,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-
-/// An error envelope.
-struct NovaError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl NovaError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> NovaError {
-        NovaError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for NovaError {
-    fn into_response(self) -> Response {
-        let body = json!({
-            "result": null,
-            "error": {"code": self.code, "message": self.message},
-        });
-        (self.status, Json(body)).into_response()
-    }
-}
-
-async fn not_found() -> NovaError {
-    NovaError::new(StatusCode::NOT_FOUND, "E404", "no such resource")
-}
-
-fn envelope(result: Value) -> Json<Value> {
-    Json(json!({"result": result, "error": null}))
-}
-
-// ---------------------------------------------------------------------------------------------
-// The consent: created by the authorization request, from its scopes
-
-impl ConsentBinding for Bank {
-    fn auth(&self) -> &AuthServer {
-        &self.auth
+    fn routes() -> Router<Arc<Bank>> {
+        Router::new()
+            .route("/api/v2/me/accounts", get(accounts))
+            .route("/api/v2/me/accounts/{reference}/positions", get(positions))
+            .route("/api/v2/me/accounts/{reference}/movements", get(movements))
     }
 
-    fn bind(&self, parameters: &HashMap<String, String>) -> Result<String, BindError> {
+    /// The authorization request creates the consent, from its scopes.
+    fn bind(bank: &Bank, parameters: &HashMap<String, String>) -> Result<String, BindError> {
         let scopes: Vec<&str> = parameters
             .get("scope")
             .map(|scope| scope.split_ascii_whitespace().collect())
@@ -132,143 +70,130 @@ impl ConsentBinding for Bank {
         if !scopes.contains(&ACCOUNTS_SCOPE) {
             return Err(BindError::invalid_scope("scope must include accounts:read"));
         }
-        let customer = customers::find(customers::DEFAULT_CUSTOMER)
-            .ok_or_else(|| BindError::invalid_request("no default customer"))?;
-        let id = uuid::Uuid::new_v4().to_string();
-        self.consents().insert(
-            id.clone(),
-            Consent {
-                customer,
-                approved: false,
-                rejected: false,
-                balances: scopes.contains(&BALANCES_SCOPE),
-                transactions: scopes.contains(&TRANSACTIONS_SCOPE),
-            },
-        );
-        Ok(id)
+        Ok(bank.file(Consent {
+            customer: customers::default_customer(),
+            approved: false,
+            rejected: false,
+            balances: scopes.contains(&BALANCES_SCOPE),
+            transactions: scopes.contains(&TRANSACTIONS_SCOPE),
+        }))
     }
 
-    fn view(&self, consent_id: &str) -> Option<ApprovalView> {
-        let consent = self.consents().get(consent_id).cloned()?;
-        let mut items = vec!["your accounts".to_owned()];
-        if consent.balances {
-            items.push("their balances".into());
-        }
-        if consent.transactions {
-            items.push("their movements".into());
-        }
-        Some(ApprovalView {
-            customer: consent.customer,
-            items,
-            terms: "until you withdraw it".into(),
-        })
-    }
-
-    fn approve(&self, consent_id: &str, customer: &'static Customer) -> bool {
-        match self.consents().get_mut(consent_id) {
-            Some(consent) if !consent.rejected => {
-                consent.customer = customer;
-                consent.approved = true;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn deny(&self, consent_id: &str) {
-        if let Some(consent) = self.consents().get_mut(consent_id) {
-            consent.rejected = true;
-        }
-    }
-
-    fn usable(&self, consent_id: &str) -> bool {
-        self.consents()
-            .get(consent_id)
-            .is_some_and(|consent| consent.approved && !consent.rejected)
-    }
-
-    fn token_fields(&self, consent_id: &str) -> Map<String, Value> {
-        let mut scopes = vec![ACCOUNTS_SCOPE];
-        if let Some(consent) = self.consents().get(consent_id) {
-            if consent.balances {
-                scopes.push(BALANCES_SCOPE);
-            }
-            if consent.transactions {
-                scopes.push(TRANSACTIONS_SCOPE);
-            }
-        }
-        let mut fields = Map::new();
-        fields.insert("scope".into(), scopes.join(" ").into());
-        fields
-    }
-}
-
-impl Bank {
-    /// Checks the API version, request id and bearer token; returns the consent.
-    fn authorise(&self, headers: &HeaderMap) -> Result<Consent, NovaError> {
+    fn admit(headers: &HeaderMap) -> Result<(), NovaError> {
         if header_text(headers, "x-api-version") != Some("2") {
-            return Err(NovaError::new(
-                StatusCode::BAD_REQUEST,
-                "E400",
-                "X-Api-Version: 2 is required",
-            ));
+            return Err(ApiError::bad_request("X-Api-Version: 2 is required"));
         }
         if header_text(headers, "x-request-id").is_none_or(|id| id.trim().is_empty()) {
-            return Err(NovaError::new(
-                StatusCode::BAD_REQUEST,
-                "E400",
-                "X-Request-ID is required",
-            ));
+            return Err(ApiError::bad_request("X-Request-ID is required"));
         }
-        let unauthorised =
-            |message: &str| NovaError::new(StatusCode::UNAUTHORIZED, "E401", message);
-        let grant = self.auth.bearer(headers).map_err(|error| match error {
-            BearerError::Missing => unauthorised("bearer token is missing"),
-            BearerError::Unknown => unauthorised("unknown access token"),
-            BearerError::Expired => unauthorised("access token expired"),
-        })?;
-        let forbidden = || NovaError::new(StatusCode::FORBIDDEN, "E403", "no valid consent");
-        let consent_id = grant.consent_id.ok_or_else(forbidden)?;
-        self.consents()
-            .get(&consent_id)
-            .filter(|consent| consent.approved && !consent.rejected)
-            .cloned()
-            .ok_or_else(forbidden)
+        Ok(())
+    }
+
+    fn error_code(status: StatusCode) -> &'static str {
+        match status {
+            StatusCode::BAD_REQUEST => "E400",
+            StatusCode::UNAUTHORIZED => "E401",
+            StatusCode::FORBIDDEN => "E403",
+            StatusCode::NOT_FOUND => "E404",
+            _ => "E500",
+        }
+    }
+
+    /// The error envelope.
+    fn error_body(error: &NovaError) -> Value {
+        json!({
+            "result": null,
+            "error": {"code": error.code, "message": error.message},
+        })
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Data
+#[derive(Debug, Clone)]
+pub struct Consent {
+    customer: &'static Customer,
+    approved: bool,
+    rejected: bool,
+    balances: bool,
+    transactions: bool,
+}
 
-/// The ISO 4217 exponent of every currency the customers hold (EUR, GBP, USD).
-const MINOR_UNIT_EXPONENT: u32 = 2;
+impl scaffold::Consent for Consent {
+    fn customer(&self) -> &'static Customer {
+        self.customer
+    }
+
+    fn approvable(&self) -> bool {
+        !self.rejected
+    }
+
+    fn approve(&mut self, customer: &'static Customer) {
+        self.customer = customer;
+        self.approved = true;
+    }
+
+    fn reject(&mut self) {
+        self.rejected = true;
+    }
+
+    fn usable(&self) -> bool {
+        self.approved && !self.rejected
+    }
+
+    fn items(&self) -> Vec<String> {
+        let mut items = vec!["your accounts".to_owned()];
+        if self.balances {
+            items.push("their balances".into());
+        }
+        if self.transactions {
+            items.push("their movements".into());
+        }
+        items
+    }
+
+    fn terms(&self) -> String {
+        "until you withdraw it".into()
+    }
+
+    fn token_fields(&self, _: &str) -> Map<String, Value> {
+        let mut scopes = vec![ACCOUNTS_SCOPE];
+        if self.balances {
+            scopes.push(BALANCES_SCOPE);
+        }
+        if self.transactions {
+            scopes.push(TRANSACTIONS_SCOPE);
+        }
+        Map::from_iter([("scope".into(), scopes.join(" ").into())])
+    }
+}
+
+fn envelope(result: Value) -> Json<Value> {
+    Json(json!({"result": result, "error": null}))
+}
 
 /// Unsigned minor units and the debit/credit indicator of an amount.
-fn minor_units(money: &Money) -> Result<(i128, &'static str), NovaError> {
-    let internal = || NovaError::new(StatusCode::INTERNAL_SERVER_ERROR, "E500", "bad amount");
-    let exponent = MINOR_UNIT_EXPONENT;
-    let mut amount = at_precision(money, exponent).map_err(|_| internal())?;
-    amount.rescale(exponent);
+fn minor_units(money: &Money) -> (i128, &'static str) {
+    let mut amount = money.at_precision(MINOR_UNIT_EXPONENT);
+    amount.rescale(MINOR_UNIT_EXPONENT);
     let dc = if amount.is_sign_negative() && !amount.is_zero() {
         "D"
     } else {
         "C"
     };
-    Ok((amount.mantissa().abs(), dc))
+    (amount.mantissa().abs(), dc)
 }
 
 fn account_of(consent: &Consent, reference: &str) -> Result<&'static Account, NovaError> {
     consent
         .customer
         .account(reference)
-        .ok_or_else(|| NovaError::new(StatusCode::NOT_FOUND, "E404", "no such account"))
+        .ok_or_else(|| ApiError::not_found("no such account"))
 }
 
 async fn accounts(
     State(bank): State<Arc<Bank>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, NovaError> {
-    let consent = bank.authorise(&headers)?;
+    let (_, consent) = bank.reader(&headers)?;
     let items: Vec<Value> = consent
         .customer
         .accounts
@@ -282,7 +207,7 @@ async fn accounts(
                     AccountKind::Savings => "SAVE",
                     AccountKind::Card => "CARD",
                 },
-                "ccy": if account.currency == "XXX" { "MULTI" } else { account.currency },
+                "ccy": if account.currency == "XXX" { "MULTI" } else { &account.currency },
                 "ibanCode": account.iban,
                 "maskedCard": account.masked_pan,
                 "state": match account.status {
@@ -314,32 +239,25 @@ async fn positions(
     Path(reference): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, NovaError> {
-    let consent = bank.authorise(&headers)?;
+    let (_, consent) = bank.reader(&headers)?;
     if !consent.balances {
-        return Err(NovaError::new(
-            StatusCode::FORBIDDEN,
-            "E403",
-            "the consent does not cover balances",
-        ));
+        return Err(ApiError::forbidden("the consent does not cover balances"));
     }
     let account = account_of(&consent, &reference)?;
     let now = Utc::now();
-    let positions = account
+    let positions: Vec<Value> = account
         .balances
         .iter()
         .map(|balance| {
-            let (amount, dc) = minor_units(&balance.money)?;
-            let as_of = match balance.as_of {
-                AsOf::EndOfDay { days_ago } => format!(
-                    "{} 23:59",
-                    customers::days_before(today(), days_ago).format("%d.%m.%Y")
-                ),
-                AsOf::Intraday => now.format("%d.%m.%Y %H:%M").to_string(),
+            let (amount, dc) = minor_units(&balance.money);
+            let as_of = match balance.as_of.day(today()) {
+                Some(day) => format!("{} 23:59", day.format("%d.%m.%Y")),
+                None => now.format("%d.%m.%Y %H:%M").to_string(),
             };
             let mut position = Map::new();
             position.insert("kind".into(), position_kind(balance.kind).into());
             position.insert("amountMinor".into(), json!(amount));
-            position.insert("ccy".into(), balance.money.currency.into());
+            position.insert("ccy".into(), balance.money.currency.clone().into());
             position.insert("dc".into(), dc.into());
             position.insert("asOf".into(), as_of.into());
             if let Some(included) = balance.credit_limit_included {
@@ -348,9 +266,9 @@ async fn positions(
                     if included { "Y" } else { "N" }.into(),
                 );
             }
-            Ok(Value::Object(position))
+            Value::Object(position)
         })
-        .collect::<Result<Vec<_>, NovaError>>()?;
+        .collect();
     Ok(envelope(json!({ "positions": positions })))
 }
 
@@ -360,40 +278,31 @@ async fn movements(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, NovaError> {
-    let consent = bank.authorise(&headers)?;
+    let (_, consent) = bank.reader(&headers)?;
     if !consent.transactions {
-        return Err(NovaError::new(
-            StatusCode::FORBIDDEN,
-            "E403",
-            "the consent does not cover movements",
-        ));
+        return Err(ApiError::forbidden("the consent does not cover movements"));
     }
     let account = account_of(&consent, &reference)?;
-    let bad = |message: &str| NovaError::new(StatusCode::BAD_REQUEST, "E400", message);
-    let query = parameters(query.unwrap_or_default().as_bytes()).map_err(|error| bad(&error))?;
+    let query = Query::parse(query)?;
     let since = query
         .get("since")
         .map(|text| NaiveDate::parse_from_str(text, "%Y%m%d"))
         .transpose()
-        .map_err(|_| bad("since must be yyyymmdd"))?;
-    let page: usize = query
-        .get("page")
-        .map_or(Ok(0), |page| page.parse())
-        .map_err(|_| bad("page must be a whole number"))?;
+        .map_err(|_| BadRequest("since must be yyyymmdd".into()))?;
+    let page_number = query.number("page")?;
     let today = today();
-    let selected: Vec<&customers::Transaction> = account
-        .transactions
-        .iter()
-        .filter(|transaction| since.is_none_or(|since| transaction.value_date(today) >= since))
-        .collect();
-    let start = page.saturating_mul(PAGE_SIZE).min(selected.len());
-    let end = start.saturating_add(PAGE_SIZE).min(selected.len());
+    let window = Window {
+        from: since,
+        to: None,
+    };
+    let selected: Vec<&Transaction> = window.select(account, today).collect();
+    let (listed, next) = page(&selected, page_number.saturating_mul(PAGE_SIZE), PAGE_SIZE);
     let date = |day: NaiveDate| day.format("%d.%m.%Y").to_string();
-    let listed = selected[start..end]
+    let listed: Vec<Value> = listed
         .iter()
         .map(|transaction| {
-            let (amount, dc) = minor_units(&transaction.money)?;
-            Ok(json!({
+            let (amount, dc) = minor_units(&transaction.money);
+            json!({
                 "movementId": transaction.id,
                 "state": match transaction.status {
                     customers::TransactionStatus::Booked => "POSTED",
@@ -408,15 +317,15 @@ async fn movements(
                 "party": transaction.counterparty,
                 "mcc": transaction.mcc,
                 "code": transaction.bank_code,
-            }))
+            })
         })
-        .collect::<Result<Vec<_>, NovaError>>()?;
-    let next = (end < selected.len()).then(|| {
+        .collect();
+    let next = next.map(|_| {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         if let Some(since) = since {
             query.append_pair("since", &since.format("%Y%m%d").to_string());
         }
-        query.append_pair("page", &(page + 1).to_string());
+        query.append_pair("page", &(page_number + 1).to_string());
         format!(
             "/api/v2/me/accounts/{}/movements?{}",
             account.id,
