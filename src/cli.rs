@@ -9,14 +9,15 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, RawConfig, StoreConfig};
+use crate::config::{Config, RawConfig, StoreConfig, env_var};
 
 /// bankgate: an open-banking aggregation gateway.
 #[derive(Debug, Parser)]
 #[command(name = "bankgate", version, about)]
 struct Cli {
-    /// Configuration file (TOML); environment variables override it.
-    #[arg(long, global = true, env = "BANKGATE_CONFIG")]
+    /// Configuration file (TOML); environment variables override it. Default:
+    /// `BANKGATE_CONFIG` (set but empty means unset).
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -55,8 +56,9 @@ enum Command {
         /// The OAuth client the sandbox accepts.
         #[arg(long, default_value = "bankgate")]
         client_id: String,
-        #[arg(long, env = "SANDBOX_CLIENT_SECRET")]
-        client_secret: String,
+        /// The client's secret. Default: `SANDBOX_CLIENT_SECRET` (set but empty means unset).
+        #[arg(long)]
+        client_secret: Option<String>,
         /// Approve at once instead of showing the approval page.
         #[arg(long)]
         auto_approve: bool,
@@ -218,7 +220,11 @@ enum KeysCommand {
 
 /// Parses the command line and runs it.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // An environment variable set but empty means unset, as everywhere in the configuration.
+    cli.config = cli
+        .config
+        .or_else(|| env_var("BANKGATE_CONFIG").map(PathBuf::from));
     // The demo prints its own walk-through; only warnings should interleave with it.
     init_tracing(if matches!(cli.command, Command::Demo) {
         "warn"
@@ -256,7 +262,7 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
         Some(path) => RawConfig::from_file(path)?,
         None => RawConfig::default(),
     };
-    Ok(raw.with_env(|var| std::env::var(var).ok()).validate()?)
+    Ok(raw.with_env(env_var).validate()?)
 }
 
 async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -395,6 +401,9 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             auto_approve,
             faults,
         } => {
+            let client_secret = client_secret
+                .or_else(|| env_var("SANDBOX_CLIENT_SECRET"))
+                .context("set --client-secret or SANDBOX_CLIENT_SECRET")?;
             let faults = faults
                 .iter()
                 .map(|rule| {
@@ -512,7 +521,7 @@ async fn audit(config_file: Option<&PathBuf>, command: AuditCommand) -> anyhow::
         Some(path) => RawConfig::from_file(path)?,
         None => RawConfig::default(),
     }
-    .with_env(|var| std::env::var(var).ok());
+    .with_env(env_var);
     let Some(url) = raw.database_url.clone() else {
         bail!("set DATABASE_URL: the audit log to work on is in PostgreSQL");
     };

@@ -63,6 +63,15 @@ pub enum Error {
     NotFound(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The path exists, the method does not (the response keeps the router's `Allow`).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The body is over `max_body_bytes`.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// The body is not of the media type the route reads.
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
     #[error("oauth error {}: {}", .0.code, .0.description)]
     OAuth(OAuthError),
     #[error("bank error")]
@@ -123,6 +132,12 @@ pub mod problem_types {
     pub const FORBIDDEN: ProblemType = caller("forbidden", StatusCode::FORBIDDEN);
     pub const NOT_FOUND: ProblemType = caller("not-found", StatusCode::NOT_FOUND);
     pub const INVALID_REQUEST: ProblemType = caller("invalid-request", StatusCode::BAD_REQUEST);
+    pub const METHOD_NOT_ALLOWED: ProblemType =
+        caller("method-not-allowed", StatusCode::METHOD_NOT_ALLOWED);
+    pub const PAYLOAD_TOO_LARGE: ProblemType =
+        caller("payload-too-large", StatusCode::PAYLOAD_TOO_LARGE);
+    pub const UNSUPPORTED_MEDIA_TYPE: ProblemType =
+        caller("unsupported-media-type", StatusCode::UNSUPPORTED_MEDIA_TYPE);
     pub const OAUTH: ProblemType = caller("oauth", StatusCode::BAD_REQUEST);
     pub const OAUTH_CLIENT: ProblemType = caller("oauth", StatusCode::UNAUTHORIZED);
     // Data-request denials.
@@ -173,6 +188,9 @@ pub mod problem_types {
         FORBIDDEN,
         NOT_FOUND,
         INVALID_REQUEST,
+        METHOD_NOT_ALLOWED,
+        PAYLOAD_TOO_LARGE,
+        UNSUPPORTED_MEDIA_TYPE,
         TOKEN_UNKNOWN,
         TOKEN_REVOKED,
         DPOP_PROOF_REPLAYED,
@@ -214,6 +232,15 @@ impl Error {
             Error::Denied(denial) => (denial_type(denial), denial.to_string()),
             Error::NotFound(detail) => (p::NOT_FOUND, detail.clone()),
             Error::InvalidRequest(detail) => (p::INVALID_REQUEST, detail.clone()),
+            Error::MethodNotAllowed => (
+                p::METHOD_NOT_ALLOWED,
+                "this path does not take this method (see Allow)".into(),
+            ),
+            Error::PayloadTooLarge => (
+                p::PAYLOAD_TOO_LARGE,
+                "the request body is larger than the gateway accepts".into(),
+            ),
+            Error::UnsupportedMediaType(detail) => (p::UNSUPPORTED_MEDIA_TYPE, detail.clone()),
             Error::OAuth(error) if error.status == StatusCode::UNAUTHORIZED => {
                 (p::OAUTH_CLIENT, error.description.clone())
             }

@@ -163,7 +163,7 @@ where
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = match future.await {
-                Ok(response) => response.map(Body::new),
+                Ok(response) => as_problem(response.map(Body::new)),
                 Err(error) => from_box_error(error.into()).into_response(),
             };
             Ok(with_instance(response, request_id))
@@ -183,6 +183,47 @@ pub fn from_box_error(error: BoxError) -> Error {
         Ok(error) => *error,
         Err(error) => Error::Internal(error.to_string()),
     }
+}
+
+/// An error response that is not yet a problem — the router's 404 and 405, the body limit's
+/// 413, any bare-text refusal — becomes the problem of its status (the router's `Allow`
+/// header kept). Answers that are errors in another agreed form stay as they are: RFC 6749
+/// JSON from the OAuth endpoints, HTML pages for the user's browser.
+fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.extensions().get::<Problem>().is_some()
+    {
+        return response;
+    }
+    let bare = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_none_or(|value| value.starts_with("text/plain"));
+    if !bare {
+        return response;
+    }
+    let error = match status {
+        StatusCode::NOT_FOUND => Error::NotFound("no route serves this path".into()),
+        StatusCode::METHOD_NOT_ALLOWED => Error::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            Error::UnsupportedMediaType("the body's media type is not accepted here".into())
+        }
+        status if status.is_client_error() => Error::InvalidRequest(
+            status
+                .canonical_reason()
+                .unwrap_or("the request was refused")
+                .to_owned(),
+        ),
+        status => Error::Internal(format!("a bare {status} response")),
+    };
+    let mut problem = error.into_response();
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        problem.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    problem
 }
 
 fn with_instance(response: Response, request_id: Option<String>) -> Response {

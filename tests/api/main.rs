@@ -34,9 +34,11 @@ mod nul_input;
 mod operator;
 mod par_binding;
 mod policy;
+mod problems;
 mod reconsent;
 mod registration;
 mod security;
+mod serve;
 mod support;
 mod token_endpoint;
 

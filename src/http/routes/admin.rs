@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::app::{App, ReloadError};
 use crate::error::Error;
+use crate::http::routes::input::{JsonBody, PathParams};
 use crate::oauth::registration::{Registered, Registration, RegistrationError};
 use crate::policy::Change;
 use crate::store::StoreError;
@@ -47,9 +48,11 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Error> {
 async fn register_client(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Json(registration): Json<Registration>,
+    registration: Result<JsonBody<Registration>, Error>,
 ) -> Result<(StatusCode, Json<Registered>), Error> {
+    // The operator first: a stranger learns nothing from how the body is refused.
     authorize(&app, &headers)?;
+    let JsonBody(registration) = registration?;
     let policies = app.policies.current();
     match app.registrar.register(&policies, registration).await {
         Ok(registered) => Ok((StatusCode::CREATED, Json(registered))),
@@ -75,7 +78,7 @@ fn refused(error: RegistrationError) -> Error {
 async fn reissue_secret(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    axum::extract::Path(client_id): axum::extract::Path<String>,
+    PathParams(client_id): PathParams<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Error> {
     authorize(&app, &headers)?;
     let secret = app
@@ -133,7 +136,7 @@ async fn reload_policies(
 async fn revoke_consent(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, Error> {
     authorize(&app, &headers)?;
     let consent = app

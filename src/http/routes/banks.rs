@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -35,7 +35,7 @@ use crate::egress::Egress;
 use crate::error::Error;
 use crate::http::authn::Principal;
 use crate::http::request_id;
-use crate::http::routes::input;
+use crate::http::routes::input::{self, PathParams, QueryParams};
 use crate::oauth::ADAPTER_MANAGE;
 use crate::store::{Client, Role};
 
@@ -74,7 +74,7 @@ async fn list(State(app): State<Arc<App>>) -> Json<Value> {
 
 async fn show(
     State(app): State<Arc<App>>,
-    Path(bank_id): Path<String>,
+    PathParams(bank_id): PathParams<String>,
 ) -> Result<Json<Value>, Error> {
     input::checked("the bank id", &bank_id)?;
     let stored = app.store.bank(&bank_id).await?;
@@ -158,7 +158,7 @@ async fn versions(
     State(app): State<Arc<App>>,
     principal: Option<Extension<Principal>>,
     headers: HeaderMap,
-    Path(params): Path<HashMap<String, String>>,
+    PathParams(params): PathParams<HashMap<String, String>>,
 ) -> Result<Json<Value>, Error> {
     let bank_id = bank_id_of(&params)?;
     bank_principal(&app, principal.as_deref(), &bank_id, request_id(&headers)).await?;
@@ -194,8 +194,8 @@ async fn register(
     State(app): State<Arc<App>>,
     principal: Option<Extension<Principal>>,
     headers: HeaderMap,
-    Path(params): Path<HashMap<String, String>>,
-    Query(query): Query<HashMap<String, String>>,
+    PathParams(params): PathParams<HashMap<String, String>>,
+    QueryParams(query): QueryParams<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, Error> {
     let bank_id = bank_id_of(&params)?;

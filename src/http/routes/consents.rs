@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -33,7 +33,7 @@ use crate::consent::{Consent, ConsentStatus};
 use crate::error::Error;
 use crate::http::authn::Principal;
 use crate::http::request_id;
-use crate::http::routes::input;
+use crate::http::routes::input::{self, PathParams, QueryParams};
 use crate::lifecycle::consent_event;
 use crate::oauth::CONSENTS_MANAGE;
 use crate::store::Role;
@@ -220,7 +220,7 @@ async fn list(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
-    Query(query): Query<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<serde_json::Value>, Error> {
     let Caller::Platform { client_id } = caller(&principal) else {
         return Err(needs_management_token(
@@ -246,7 +246,7 @@ async fn show(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
-    Path(IdPath { id }): Path<IdPath>,
+    PathParams(IdPath { id }): PathParams<IdPath>,
 ) -> Result<Json<serde_json::Value>, Error> {
     let consent = visible(
         &app,
@@ -266,7 +266,7 @@ async fn revoke(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
-    Path(IdPath { id }): Path<IdPath>,
+    PathParams(IdPath { id }): PathParams<IdPath>,
 ) -> Result<Response, Error> {
     let request_id = request_id(&headers);
     let consent = visible(
@@ -317,7 +317,7 @@ async fn revoke_for_bank(
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     // A map: behind `route_service` the outer router's parameters are there too.
-    Path(params): Path<HashMap<String, String>>,
+    PathParams(params): PathParams<HashMap<String, String>>,
 ) -> Result<Response, Error> {
     let (Some(bank_id), Some(consent_id)) = (params.get("bank_id"), params.get("consent_id"))
     else {

@@ -1,13 +1,16 @@
 //! Untrusted text on its way in: U+0000 is refused before it goes anywhere (PostgreSQL `text`
 //! and `jsonb` cannot hold it), form bodies and query strings are read with OAuth's rules (a
 //! form's media type, each parameter once: RFC 6749 §3.1), and identifiers a caller chose are
-//! quoted before an audit reason names them.
+//! quoted before an audit reason names them. axum's own extractors are wrapped
+//! ([`JsonBody`], [`PathParams`], [`QueryParams`]) so that what they refuse is a problem like
+//! every other error, never axum's bare-text rejection.
 
 use std::collections::HashSet;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderMap, header};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -122,6 +125,74 @@ where
         form(&headers, &body)
             .map(OAuthForm)
             .map_err(|description| OAuthError::new("invalid_request", description).into())
+    }
+}
+
+/// What an axum extractor refused, as the problem it is: a body over the limit (413), a
+/// body without its media type (415), anything else unreadable (400); the rejection's text
+/// (serde's message, naming the field or the position) is the detail.
+fn rejected(status: StatusCode, text: String) -> Error {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType(text),
+        _ => Error::InvalidRequest(text),
+    }
+}
+
+/// A JSON body as `T` (axum's `Json` extractor), refused as a problem.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(rejected(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+/// Path parameters as `T` (axum's `Path` extractor), refused as a problem.
+#[derive(Debug)]
+pub struct PathParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for PathParams<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(PathParams(value)),
+            Err(rejection) => Err(rejected(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+/// A query string as `T` (axum's `Query` extractor), refused as a problem.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for QueryParams<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
+            Err(rejection) => Err(rejected(rejection.status(), rejection.body_text())),
+        }
     }
 }
 

@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::error::Error;
+use crate::http::routes::input::PathParams;
 use crate::policy::{Policy, Prohibited};
 
 /// The purpose routes.
@@ -69,7 +70,10 @@ async fn list(State(app): State<Arc<App>>) -> Json<Value> {
     Json(json!({ "purposes": purposes, "prohibited": prohibited }))
 }
 
-async fn one(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Value>, Error> {
+async fn one(
+    State(app): State<Arc<App>>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<Value>, Error> {
     let policies = app.policies.current();
     if let Some(policy) = policies.get(&id) {
         return Ok(Json(policy_view(&policy)));
