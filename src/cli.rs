@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, RawConfig, StoreConfig, env_var};
+use crate::telemetry::{LogFormat, LogSettings};
 
 /// bankgate: an open-banking aggregation gateway.
 #[derive(Debug, Parser)]
@@ -19,6 +20,10 @@ struct Cli {
     /// `BANKGATE_CONFIG` (set but empty means unset).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log lines as `json` or `text`. Default: `BANKGATE_LOG_FORMAT`, else text when standard
+    /// error (where logs go) is a terminal and JSON anywhere else; colours only on a terminal.
+    #[arg(long, global = true, value_parser = LogFormat::parse)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -225,12 +230,24 @@ pub fn run() -> ExitCode {
     cli.config = cli
         .config
         .or_else(|| env_var("BANKGATE_CONFIG").map(PathBuf::from));
+    let log_format = match cli.log_format {
+        Some(format) => Some(format),
+        None => match env_var("BANKGATE_LOG_FORMAT").map(|text| LogFormat::parse(&text)) {
+            Some(Ok(format)) => Some(format),
+            Some(Err(error)) => {
+                eprintln!("error: BANKGATE_LOG_FORMAT: {error}");
+                return ExitCode::FAILURE;
+            }
+            None => None,
+        },
+    };
     // The demo prints its own walk-through; only warnings should interleave with it.
-    init_tracing(if matches!(cli.command, Command::Demo) {
+    let level = if matches!(cli.command, Command::Demo) {
         "warn"
     } else {
         "info"
-    });
+    };
+    crate::telemetry::init(&LogSettings::for_stderr(log_format, level));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -245,16 +262,6 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing(default_level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {

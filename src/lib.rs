@@ -21,5 +21,6 @@ pub mod model;
 pub mod oauth;
 pub mod policy;
 pub mod store;
+pub mod telemetry;
 
 pub use error::{Error, Origin};

@@ -22,6 +22,7 @@ use http::{HeaderMap, HeaderName};
 use tower::{Layer, Service};
 
 use super::authn::{Challenge, Presented, Scheme, Verifier, insert_nonce};
+use super::observe::RequestLog;
 use crate::access::{self, DataPath, Denial, Facts, Grant};
 use crate::audit::{Auditor, Event};
 use crate::crypto::Sealer;
@@ -137,6 +138,7 @@ where
                 Ok(presented) => presented,
                 Err(challenge) => return Ok(challenge.into_response(sealer)),
             };
+            RequestLog::client(&request, &presented.claims.client_id);
             // The stack routes only data paths here.
             let Some(path) = path else {
                 return Ok(Error::NotFound("no such data path".into()).into_response());
@@ -146,6 +148,7 @@ where
                 .await;
             let mut response = match decided {
                 Ok(grant) => {
+                    RequestLog::bank(&request, &grant.consent.bank_id);
                     request.extensions_mut().insert(grant);
                     inner.call(request).await?
                 }

@@ -31,6 +31,7 @@ use http::HeaderValue;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use tower::{Layer, Service};
 
+use super::observe::RequestLog;
 use crate::crypto::Sealer;
 use crate::error::Error;
 use crate::oauth::dpop::{self, DPOP_HEADER, DPOP_NONCE_HEADER, DpopError, Expected, Nonces};
@@ -362,6 +363,7 @@ where
                 );
             };
             let bound = presented.proof.is_some();
+            RequestLog::client(&request, &presented.claims.client_id);
             request.extensions_mut().insert(Principal {
                 claims: Arc::new(presented.claims),
                 role: client.role,

@@ -21,33 +21,13 @@ use tower_http::trace::TraceLayer;
 use super::X_REQUEST_ID;
 use super::access::AccessLayer;
 use super::authn::AuthnLayer;
-use super::problem::{ErrorDetail, ProblemLayer};
+use super::observe::ObserveLayer;
+use super::problem::ProblemLayer;
 use super::routes;
-use crate::Origin;
 use crate::app::App;
 
 /// The gateway as one service: what `serve` runs and what tests call with `oneshot`.
 pub type GatewayService = BoxCloneSyncService<Request, Response, std::convert::Infallible>;
-
-/// The one log line per response; errors carry their internal detail (never a secret: error
-/// texts never include tokens or credentials).
-fn log_response<B>(
-    response: &http::Response<B>,
-    latency: std::time::Duration,
-    _span: &tracing::Span,
-) {
-    let status = response.status().as_u16();
-    let millis = latency.as_secs_f64() * 1000.0;
-    let Some(ErrorDetail { origin, text }) = response.extensions().get::<ErrorDetail>() else {
-        tracing::info!(status, latency_ms = millis, "response");
-        return;
-    };
-    match origin {
-        Origin::Internal => tracing::error!(status, latency_ms = millis, error = %text, "response"),
-        Origin::Bank => tracing::warn!(status, latency_ms = millis, error = %text, "response"),
-        Origin::Caller => tracing::info!(status, latency_ms = millis, error = %text, "response"),
-    }
-}
 
 /// Builds the whole stack over the routes.
 pub fn service(app: Arc<App>) -> GatewayService {
@@ -118,8 +98,12 @@ pub fn service(app: Arc<App>) -> GatewayService {
                         request_id = super::request_id(request.headers()).unwrap_or_default(),
                     )
                 })
-                .on_response(log_response),
+                // The response's line is the observe layer's, which knows more.
+                .on_response(())
+                .on_failure(()),
         )
+        // One log line per response: request id, route, status, latency, client, bank.
+        .layer(ObserveLayer)
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(ProblemLayer) // every error below becomes problem+json here
         .timeout(config.request_timeout)

@@ -30,6 +30,7 @@ mod egress;
 mod export_completeness;
 mod fapi;
 mod faults;
+mod logs;
 mod nul_input;
 mod operator;
 mod par_binding;
