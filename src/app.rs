@@ -1,6 +1,8 @@
 //! The running gateway: shared state ([`App`]) and start-up ([`Gateway::start`]), used by
 //! `serve`, `demo` and the tests alike.
 
+pub mod readiness;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

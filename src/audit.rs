@@ -590,6 +590,19 @@ impl Auditor {
         &self.stats
     }
 
+    /// Whether [`Auditor::record`] would take an event now: the writer task runs and its
+    /// queue has room. (Whether the store can commit is the store's readiness: the writer
+    /// retries by itself once it can.) `Err` says which not.
+    pub fn accepting(&self) -> Result<(), &'static str> {
+        if self.queue.is_closed() {
+            Err("the audit writer has stopped")
+        } else if self.queue.capacity() == 0 {
+            Err("the audit queue is full")
+        } else {
+            Ok(())
+        }
+    }
+
     /// Appends `event` (its user reference pseudonymised) and returns it with its place in the
     /// chain once that is committed. Fails with `Unavailable` when the queue is full or the
     /// store cannot commit: the caller must then release nothing.

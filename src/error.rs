@@ -85,6 +85,9 @@ pub enum Error {
     Timeout,
     #[error("gateway overloaded")]
     Overloaded,
+    /// A part the instance needs is not ready (`/readyz`); the text names it.
+    #[error("not ready: {0}")]
+    NotReady(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -179,6 +182,7 @@ pub mod problem_types {
     pub const STORE_ERROR: ProblemType = internal("store-error", StatusCode::INTERNAL_SERVER_ERROR);
     pub const TIMEOUT: ProblemType = internal("timeout", StatusCode::GATEWAY_TIMEOUT);
     pub const OVERLOADED: ProblemType = internal("overloaded", StatusCode::SERVICE_UNAVAILABLE);
+    pub const NOT_READY: ProblemType = internal("not-ready", StatusCode::SERVICE_UNAVAILABLE);
     pub const INTERNAL: ProblemType = internal("internal", StatusCode::INTERNAL_SERVER_ERROR);
 
     /// Every problem type a problem+json response can carry (the OAuth endpoints answer in
@@ -217,6 +221,7 @@ pub mod problem_types {
         STORE_ERROR,
         TIMEOUT,
         OVERLOADED,
+        NOT_READY,
         INTERNAL,
     ];
 }
@@ -268,6 +273,7 @@ impl Error {
                 p::OVERLOADED,
                 "the gateway is overloaded; retry later".into(),
             ),
+            Error::NotReady(parts) => (p::NOT_READY, format!("not ready: {parts}")),
             Error::Internal(_) => (p::INTERNAL, "internal error".into()),
         }
     }

@@ -29,6 +29,7 @@ const fn route(path: &'static str, methods: &'static [&'static str]) -> RouteSpe
 pub const ALL: &[RouteSpec] = &[
     route("/", &["GET"]),
     route("/healthz", &["GET"]),
+    route("/readyz", &["GET"]),
     route("/console", &["GET"]),
     route("/console/", &["GET"]),
     route("/console/console.js", &["GET"]),

@@ -36,6 +36,7 @@ mod operator;
 mod par_binding;
 mod policy;
 mod problems;
+mod readiness;
 mod reconsent;
 mod registration;
 mod security;

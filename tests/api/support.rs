@@ -12,6 +12,9 @@ use bankgate::store::{AuthMethod, Role};
 #[allow(dead_code)]
 pub mod pg;
 
+#[path = "../audit/proxy.rs"]
+pub mod proxy;
+
 /// Which store a test runs on.
 #[derive(Debug, Clone, Copy)]
 pub enum StoreKind {
@@ -35,6 +38,9 @@ pub struct Options {
     /// Connect to public addresses only, as in production (`allow_private_bank_hosts` and
     /// `allow_private_platform_hosts` off); the bundled sandboxes stay reachable.
     pub public_hosts_only: bool,
+    /// Reach PostgreSQL through a [`proxy::Proxy`] the test can cut (an outage only this
+    /// gateway feels).
+    pub database_through_proxy: bool,
 }
 
 /// The grant key of PostgreSQL test gateways (every instance of one test shares it).
@@ -49,6 +55,8 @@ pub struct TestGateway {
     /// The secrets of `platform` and `compliance`, for clients of a second instance.
     secrets: (String, String),
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The proxy in front of PostgreSQL, with `Options::database_through_proxy`.
+    pub database_proxy: Option<proxy::Proxy>,
     _database: Option<pg::TestDatabase>,
 }
 
@@ -84,12 +92,23 @@ impl TestGateway {
             config.allow_private_platform_hosts = false;
         }
         config.admin_token = options.admin_token;
+        let mut database_proxy = None;
         let database = match kind {
             StoreKind::Memory => None,
             StoreKind::Postgres => {
                 let database = pg::TestDatabase::create();
+                let mut url = database.url.clone();
+                if options.database_through_proxy {
+                    let server = url::Url::parse(&url)
+                        .expect("a database URL")
+                        .socket_addrs(|| Some(5432))
+                        .expect("the PostgreSQL host resolves")[0];
+                    let proxy = proxy::Proxy::start(server).await;
+                    url = proxy.url_for(&url);
+                    database_proxy = Some(proxy);
+                }
                 config.store = StoreConfig::Postgres {
-                    url: database.url.clone(),
+                    url,
                     max_connections: 4,
                 };
                 config.grant_key = Some(("test".into(), TEST_GRANT_KEY.into()));
@@ -147,6 +166,7 @@ impl TestGateway {
             app,
             base,
             stop: Some(stop),
+            database_proxy,
             _database: database,
         }
     }
@@ -214,6 +234,7 @@ impl TestGateway {
             app,
             base,
             stop: Some(stop),
+            database_proxy: None,
             _database: None,
         }
     }
