@@ -214,8 +214,10 @@ impl Gateway {
         }
         let (banks, sandboxes) = load_banks(&config, store.as_ref(), &auditor).await?;
 
-        let client_auth = ClientAuth::new(store.clone(), sealer.clone());
-        let registrar = Registrar::new(store.clone(), sealer.clone());
+        let client_auth =
+            ClientAuth::new(store.clone(), sealer.clone(), config.allow_insecure_clients);
+        let registrar =
+            Registrar::new(store.clone(), sealer.clone(), config.allow_insecure_clients);
         Ok(Gateway {
             app: Arc::new(App {
                 client_auth,

@@ -126,6 +126,7 @@ async fn registrar(config: &Config) -> anyhow::Result<crate::oauth::registration
     Ok(crate::oauth::registration::Registrar::new(
         std::sync::Arc::new(store),
         std::sync::Arc::new(sealer),
+        config.allow_insecure_clients,
     ))
 }
 
@@ -154,15 +155,18 @@ enum PlatformsCommand {
         /// Where the platform processes data (EEA, UK, US, …); purposes allow some regions.
         #[arg(long, default_value = crate::policy::DEFAULT_REGION)]
         region: String,
-        /// `client_secret_basic` (development) or `private_key_jwt` (needs --jwks-file).
-        #[arg(long, default_value = "client_secret_basic")]
+        /// `private_key_jwt` (needs --jwks-file) or `client_secret_basic` (compliance and bank
+        /// clients; platforms only with `allow_insecure_clients`, for development).
+        #[arg(long, default_value = "private_key_jwt")]
         token_endpoint_auth_method: String,
         /// A JSON file with the client's public keys (a JWK Set).
         #[arg(long)]
         jwks_file: Option<PathBuf>,
-        /// Require DPoP-bound access tokens for this client.
-        #[arg(long)]
-        dpop_bound_access_tokens: bool,
+        /// Whether this client's access tokens must be DPoP-bound (default: true with
+        /// private_key_jwt, false with client_secret_basic; platforms need true unless
+        /// `allow_insecure_clients` is on).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        dpop_bound_access_tokens: Option<bool>,
         /// Where consent webhooks are delivered (https).
         #[arg(long)]
         webhook_url: Option<String>,
@@ -269,7 +273,7 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
         Some(path) => RawConfig::from_file(path)?,
         None => RawConfig::default(),
     };
-    Ok(raw.with_env(env_var).validate()?)
+    Ok(raw.with_env(env_var)?.validate()?)
 }
 
 async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -528,7 +532,7 @@ async fn audit(config_file: Option<&PathBuf>, command: AuditCommand) -> anyhow::
         Some(path) => RawConfig::from_file(path)?,
         None => RawConfig::default(),
     }
-    .with_env(env_var);
+    .with_env(env_var)?;
     let Some(url) = raw.database_url.clone() else {
         bail!("set DATABASE_URL: the audit log to work on is in PostgreSQL");
     };
@@ -702,6 +706,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "NOT FOR PRODUCTION: no DATABASE_URL, so state lives in memory and dies with the process"
         );
     }
+    if config.allow_insecure_clients {
+        tracing::warn!(
+            "NOT FOR PRODUCTION: allow_insecure_clients is on, so platforms may authenticate \
+             with client_secret_basic and get bearer tokens (FAPI 2.0 requires private_key_jwt \
+             and DPoP)"
+        );
+    }
     if config.signing_key_file.is_none() {
         tracing::warn!(
             "no signing key configured: using an ephemeral key (tokens die with the process)"
@@ -731,6 +742,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if memory {
         println!(
             "  !! in-memory store: NOT FOR PRODUCTION, everything is lost when the process stops"
+        );
+    }
+    if gateway.app.config.allow_insecure_clients {
+        println!(
+            "  !! allow_insecure_clients: NOT FOR PRODUCTION, platforms may use client secrets \
+             and bearer tokens"
         );
     }
     for bank in &banks {

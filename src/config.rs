@@ -4,7 +4,8 @@
 //! Every key can be set in the file; environment variables override it:
 //! `DATABASE_URL`, `BANKGATE_LISTEN`, `BANKGATE_PUBLIC_URL`, `BANKGATE_GRANT_KEY`,
 //! `BANKGATE_SIGNING_KEY_FILE`, `BANKGATE_PREVIOUS_SIGNING_KEY_FILES` (comma-separated),
-//! `BANKGATE_ADMIN_TOKEN`, `BANKGATE_AUDIT_ARCHIVE_DIR`. A variable set but empty is unset.
+//! `BANKGATE_ADMIN_TOKEN`, `BANKGATE_AUDIT_ARCHIVE_DIR`, `BANKGATE_ALLOW_INSECURE_CLIENTS`
+//! (`true` or `false`). A variable set but empty is unset.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -58,6 +59,10 @@ pub struct RawConfig {
     /// link-local addresses. Off in production for the same reason; the embedded default
     /// allows it (test receivers listen on loopback).
     pub allow_private_platform_hosts: Option<bool>,
+    /// Development only: whether platforms may authenticate with `client_secret_basic` and get
+    /// bearer (not DPoP-bound) access tokens. Off by default, also in the embedded setup:
+    /// FAPI 2.0 asks for `private_key_jwt` and sender-constrained tokens.
+    pub allow_insecure_clients: Option<bool>,
     /// Bearer token for the operator's admin API; the admin API is off without it.
     pub admin_token: Option<String>,
     pub request_timeout_ms: Option<u64>,
@@ -118,6 +123,8 @@ pub struct Config {
     pub adapters_refresh_interval: Option<Duration>,
     pub allow_private_bank_hosts: bool,
     pub allow_private_platform_hosts: bool,
+    /// Platforms may use `client_secret_basic` and bearer tokens (development only).
+    pub allow_insecure_clients: bool,
     pub admin_token: Option<String>,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
@@ -141,8 +148,12 @@ impl RawConfig {
         toml::from_str(&text).map_err(|error| file_error(error.to_string()))
     }
 
-    /// Overrides fields with the environment variables that are set.
-    pub fn with_env(mut self, env: impl Fn(&str) -> Option<String>) -> RawConfig {
+    /// Overrides fields with the environment variables that are set. A flag's variable holds
+    /// `true` or `false`; another value is an error.
+    pub fn with_env(
+        mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<RawConfig, ConfigError> {
         let set = |slot: &mut Option<String>, var: &str| {
             if let Some(value) = env(var).filter(|value| !value.is_empty()) {
                 *slot = Some(value);
@@ -171,7 +182,22 @@ impl RawConfig {
         if let Some(dir) = env("BANKGATE_AUDIT_ARCHIVE_DIR").filter(|value| !value.is_empty()) {
             self.audit_archive_dir = Some(dir.into());
         }
-        self
+        if let Some(flag) = env("BANKGATE_ALLOW_INSECURE_CLIENTS").filter(|value| !value.is_empty())
+        {
+            self.allow_insecure_clients = Some(match flag.trim() {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key: "allow_insecure_clients",
+                        message: format!(
+                            "BANKGATE_ALLOW_INSECURE_CLIENTS={other:?}: expected true or false"
+                        ),
+                    });
+                }
+            });
+        }
+        Ok(self)
     }
 
     /// Validates and fills defaults.
@@ -248,6 +274,7 @@ impl RawConfig {
             },
             allow_private_bank_hosts: self.allow_private_bank_hosts.unwrap_or(false),
             allow_private_platform_hosts: self.allow_private_platform_hosts.unwrap_or(false),
+            allow_insecure_clients: self.allow_insecure_clients.unwrap_or(false),
             adapters_refresh_interval: match self.adapters_refresh_secs.unwrap_or(10) {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
@@ -343,8 +370,44 @@ mod tests {
     #[test]
     fn env_overrides_and_postgres_needs_a_grant_key() {
         let env = |var: &str| (var == "DATABASE_URL").then(|| "postgres://x/y".to_owned());
-        let error = RawConfig::default().with_env(env).validate().unwrap_err();
+        let error = RawConfig::default()
+            .with_env(env)
+            .unwrap()
+            .validate()
+            .unwrap_err();
         assert!(error.to_string().contains("BANKGATE_GRANT_KEY"), "{error}");
+    }
+
+    #[test]
+    fn insecure_clients_are_off_unless_set_in_the_file_or_the_environment() {
+        let config = RawConfig::default().validate().unwrap();
+        assert!(
+            !config.allow_insecure_clients,
+            "FAPI 2.0 clients by default"
+        );
+        let raw: RawConfig = toml::from_str("allow_insecure_clients = true").unwrap();
+        assert!(raw.validate().unwrap().allow_insecure_clients);
+        let env = |value: &'static str| {
+            move |var: &str| (var == "BANKGATE_ALLOW_INSECURE_CLIENTS").then(|| value.to_owned())
+        };
+        let raw = RawConfig::default().with_env(env("true")).unwrap();
+        assert!(raw.validate().unwrap().allow_insecure_clients);
+        let raw = RawConfig {
+            allow_insecure_clients: Some(true),
+            ..RawConfig::default()
+        };
+        assert!(
+            !raw.with_env(env("false"))
+                .unwrap()
+                .validate()
+                .unwrap()
+                .allow_insecure_clients
+        );
+        let error = RawConfig::default().with_env(env("yes")).unwrap_err();
+        assert!(
+            error.to_string().contains("expected true or false"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -547,6 +547,9 @@ pub async fn run() -> anyhow::Result<()> {
     );
 
     let redirect_uri = "http://127.0.0.1/demo-platform/callback";
+    // A FAPI 2.0 platform: it signs client assertions with one key and DPoP proofs with
+    // another; the gateway holds only the assertion key's public half.
+    let assertion_key = ClientKey::generate_es256()?;
     let platform = app
         .registrar
         .register(
@@ -557,6 +560,7 @@ pub async fn run() -> anyhow::Result<()> {
                 role: Role::Platform,
                 redirect_uris: vec![redirect_uri.into()],
                 allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
+                jwks: Some(assertion_key.jwks()),
                 ..Registration::default()
             },
         )
@@ -571,6 +575,8 @@ pub async fn run() -> anyhow::Result<()> {
                 role: Role::Compliance,
                 redirect_uris: vec![],
                 allowed_purposes: vec![],
+                // As the compliance console signs in: with a secret.
+                token_endpoint_auth_method: crate::store::AuthMethod::ClientSecretBasic,
                 ..Registration::default()
             },
         )
@@ -578,16 +584,14 @@ pub async fn run() -> anyhow::Result<()> {
     step(&mut out, "1. Operator registers a platform");
     let _ = writeln!(
         out,
-        "client_id={} purposes=balance-alerts,fraud-alerts redirect_uri={redirect_uri}",
+        "client_id={} purposes=balance-alerts,fraud-alerts redirect_uri={redirect_uri} \
+         token_endpoint_auth_method=private_key_jwt dpop_bound_access_tokens=true",
         platform.client_id
     );
 
-    let client = PlatformClient::new(
-        &base,
-        &platform.client_id,
-        &platform.client_secret,
-        redirect_uri,
-    )?;
+    let client = PlatformClient::new(&base, &platform.client_id, "", redirect_uri)?
+        .with_private_key_jwt(assertion_key)
+        .with_dpop(ClientKey::generate_ed25519()?);
     let detail = account_information(
         &bank,
         "balance-alerts",

@@ -126,6 +126,8 @@ async fn token(
             "name": "Bench Platform",
             "redirect_uris": [REDIRECT_URI],
             "allowed_purposes": [purpose],
+            // Bearer tokens, so that the load replays one (needs allow_insecure_clients).
+            "token_endpoint_auth_method": "client_secret_basic",
         }))
         .send()
         .await?

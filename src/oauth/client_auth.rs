@@ -1,6 +1,7 @@
 //! Client authentication at bankgate's token, PAR and revocation endpoints:
-//! `private_key_jwt` (RFC 7523, FAPI 2.0) and `client_secret_basic` (RFC 6749 §2.3.1, for
-//! development). A client uses the one method it registered; presenting two is an error.
+//! `private_key_jwt` (RFC 7523, FAPI 2.0) and `client_secret_basic` (RFC 6749 §2.3.1: for
+//! compliance and bank clients, and for platforms only with `allow_insecure_clients`). A client
+//! uses the one method it registered; presenting two is an error.
 //!
 //! Client assertions are checked strictly:
 //! - signed with ES256, EdDSA or PS256 by a key the client registered (chosen by `kid`; the
@@ -34,7 +35,7 @@ use serde::Deserialize;
 use super::jose::KeySet;
 use crate::crypto::{Sealer, SecretCheck};
 use crate::error::{Error, OAuthError};
-use crate::store::{AuthMethod, Client, Store};
+use crate::store::{AuthMethod, Client, Role, Store};
 
 /// `client_assertion_type` for JWT client assertions (RFC 7523 §2.2).
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -162,6 +163,8 @@ pub struct ClientAuth {
     store: Arc<dyn Store>,
     /// Digests client secrets.
     sealer: Arc<Sealer>,
+    /// Platforms may authenticate with `client_secret_basic` (development).
+    allow_insecure: bool,
 }
 
 impl std::fmt::Debug for ClientAuth {
@@ -172,9 +175,19 @@ impl std::fmt::Debug for ClientAuth {
 
 impl ClientAuth {
     /// Client authentication against `store`'s clients, checking secrets with `sealer`'s
-    /// digest key.
-    pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> ClientAuth {
-        ClientAuth { store, sealer }
+    /// digest key; platforms must use `private_key_jwt` unless `allow_insecure` (the
+    /// development setting `allow_insecure_clients`).
+    pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>, allow_insecure: bool) -> ClientAuth {
+        ClientAuth {
+            store,
+            sealer,
+            allow_insecure,
+        }
+    }
+
+    /// Whether platforms may use `client_secret_basic` and bearer tokens here.
+    pub fn allows_insecure(&self) -> bool {
+        self.allow_insecure
     }
 
     /// Authenticates the client of a request at bankgate (`issuer`, the audience of client
@@ -202,6 +215,14 @@ impl ClientAuth {
                     return Err(
                         invalid_client("this client authenticates with private_key_jwt").into(),
                     );
+                }
+                // A platform registered with a secret before the gateway required FAPI 2.0.
+                if client.role == Role::Platform && !self.allow_insecure {
+                    return Err(invalid_client(
+                        "platforms authenticate with private_key_jwt (FAPI 2.0); \
+                         client_secret_basic is for development only (allow_insecure_clients)",
+                    )
+                    .into());
                 }
                 match check {
                     SecretCheck::Matches => Ok(client),

@@ -1,6 +1,12 @@
 //! Client registration by an operator (CLI `bankgate platforms add` and the admin API):
-//! redirect URIs, purposes, region, the authentication method (`private_key_jwt` with a JWK Set
-//! of public keys, or `client_secret_basic` for development), DPoP-bound tokens, webhook URL.
+//! redirect URIs, purposes, region, the authentication method, DPoP-bound tokens, webhook URL.
+//!
+//! FAPI 2.0 by default: a client registers `private_key_jwt` (a JWK Set of public keys) with
+//! DPoP-bound access tokens unless it says otherwise, and a platform — the role that reads
+//! account data — may say otherwise (`client_secret_basic`, bearer tokens) only when the
+//! gateway runs with `allow_insecure_clients` (development). Compliance and bank clients,
+//! which the operator registers for management APIs and which never hold a consent's token,
+//! may use `client_secret_basic` (the compliance console signs in with a secret).
 
 use std::sync::Arc;
 
@@ -27,21 +33,26 @@ pub struct Registration {
     /// Where the platform processes data (one of `policy::REGIONS`; default `EEA`).
     #[serde(default = "default_region")]
     pub region: String,
-    /// `client_secret_basic` (default, development) or `private_key_jwt` (needs `jwks`).
-    #[serde(default)]
+    /// `private_key_jwt` (default; needs `jwks`) or `client_secret_basic`.
+    #[serde(default = "default_auth_method")]
     pub token_endpoint_auth_method: AuthMethod,
     /// The client's public signing keys (a JWK Set).
     #[serde(default)]
     pub jwks: Option<serde_json::Value>,
-    /// Require DPoP-bound access tokens for this client (RFC 9449 §5.2).
+    /// Require DPoP-bound access tokens for this client (RFC 9449 §5.2). Unset: true for
+    /// `private_key_jwt`, false for `client_secret_basic`.
     #[serde(default)]
-    pub dpop_bound_access_tokens: bool,
+    pub dpop_bound_access_tokens: Option<bool>,
     /// Where consent webhooks go: https, or http on loopback.
     #[serde(default)]
     pub webhook_url: Option<String>,
     /// For role `bank`: the one bank whose adapter the client may register and update.
     #[serde(default)]
     pub bank_id: Option<String>,
+}
+
+fn default_auth_method() -> AuthMethod {
+    AuthMethod::PrivateKeyJwt
 }
 
 fn default_role() -> Role {
@@ -53,7 +64,8 @@ fn default_region() -> String {
 }
 
 impl Default for Registration {
-    /// A platform in the default region with nothing else set.
+    /// A FAPI 2.0 platform (`private_key_jwt`, DPoP) in the default region with nothing else
+    /// set.
     fn default() -> Self {
         Registration {
             client_id: String::new(),
@@ -62,9 +74,9 @@ impl Default for Registration {
             redirect_uris: Vec::new(),
             allowed_purposes: Vec::new(),
             region: default_region(),
-            token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+            token_endpoint_auth_method: default_auth_method(),
             jwks: None,
-            dpop_bound_access_tokens: false,
+            dpop_bound_access_tokens: None,
             webhook_url: None,
             bank_id: None,
         }
@@ -80,6 +92,7 @@ pub struct Registered {
     pub client_secret: String,
     pub role: Role,
     pub token_endpoint_auth_method: AuthMethod,
+    pub dpop_bound_access_tokens: bool,
     /// The bank a `bank` client administers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bank_id: Option<String>,
@@ -123,6 +136,8 @@ pub struct Registrar {
     store: Arc<dyn Store>,
     /// Digests secrets (a key derived from the grant key).
     sealer: Arc<Sealer>,
+    /// Platforms may register `client_secret_basic` and bearer tokens (development).
+    allow_insecure: bool,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -132,9 +147,15 @@ impl std::fmt::Debug for Registrar {
 }
 
 impl Registrar {
-    /// Registers clients in `store`, digesting secrets with `sealer`'s key.
-    pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>) -> Registrar {
-        Registrar { store, sealer }
+    /// Registers clients in `store`, digesting secrets with `sealer`'s key; platforms must be
+    /// FAPI 2.0 clients unless `allow_insecure` (the development setting
+    /// `allow_insecure_clients`).
+    pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>, allow_insecure: bool) -> Registrar {
+        Registrar {
+            store,
+            sealer,
+            allow_insecure,
+        }
     }
 
     /// Validates a registration against the purposes of `policies` and stores the client.
@@ -143,7 +164,14 @@ impl Registrar {
         policies: &PolicySet,
         registration: Registration,
     ) -> Result<Registered, RegistrationError> {
-        register(self.store.as_ref(), &self.sealer, policies, registration).await
+        register(
+            self.store.as_ref(),
+            &self.sealer,
+            self.allow_insecure,
+            policies,
+            registration,
+        )
+        .await
     }
 
     /// Issues a new secret for a `client_secret_basic` client (shown once); the old one stops
@@ -159,6 +187,9 @@ impl Registrar {
                 "this client authenticates with private_key_jwt: it has no secret".into(),
             ));
         }
+        if let Some(refusal) = insecure_platform(client.role, false, self.allow_insecure) {
+            return Err(RegistrationError::Invalid(refusal));
+        }
         let secret = new_secret()?;
         client.secret_hash = self.sealer.digest_secret(&secret);
         if !self.store.update_client(&client).await? {
@@ -173,10 +204,23 @@ fn new_secret() -> Result<String, RegistrationError> {
     crate::crypto::random_token(32).map_err(|error| RegistrationError::Invalid(error.to_string()))
 }
 
+/// Why a client of `role` that is not a FAPI 2.0 client (`fapi`: `private_key_jwt` and
+/// DPoP-bound tokens) may not be one here, if it may not: a platform without
+/// `allow_insecure`.
+pub fn insecure_platform(role: Role, fapi: bool, allow_insecure: bool) -> Option<String> {
+    (role == Role::Platform && !allow_insecure && !fapi).then(|| {
+        "a platform must authenticate with private_key_jwt and use DPoP-bound access tokens \
+         (FAPI 2.0); client_secret_basic and bearer tokens are for development only \
+         (allow_insecure_clients)"
+            .to_owned()
+    })
+}
+
 /// Validates a registration and stores the client with a fresh secret's digest.
 async fn register(
     store: &dyn Store,
     sealer: &Sealer,
+    allow_insecure: bool,
     policies: &PolicySet,
     registration: Registration,
 ) -> Result<Registered, RegistrationError> {
@@ -213,9 +257,15 @@ async fn register(
         KeySet::parse(jwks)
             .map_err(|error| RegistrationError::Invalid(format!("jwks: {error}")))?;
     }
-    if registration.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt
-        && registration.jwks.is_none()
-    {
+    let method = registration.token_endpoint_auth_method;
+    let dpop = registration
+        .dpop_bound_access_tokens
+        .unwrap_or(method == AuthMethod::PrivateKeyJwt);
+    let fapi = method == AuthMethod::PrivateKeyJwt && dpop;
+    if let Some(refusal) = insecure_platform(registration.role, fapi, allow_insecure) {
+        return invalid(refusal);
+    }
+    if method == AuthMethod::PrivateKeyJwt && registration.jwks.is_none() {
         return invalid("private_key_jwt needs the client's public keys in jwks".into());
     }
     for purpose in &registration.allowed_purposes {
@@ -251,7 +301,7 @@ async fn register(
             created_at: Utc::now(),
             token_endpoint_auth_method: registration.token_endpoint_auth_method,
             jwks: registration.jwks,
-            dpop_bound_access_tokens: registration.dpop_bound_access_tokens,
+            dpop_bound_access_tokens: dpop,
             webhook_url: registration.webhook_url,
             bank_id: registration.bank_id.clone(),
         })
@@ -261,6 +311,7 @@ async fn register(
         client_secret: secret,
         role: registration.role,
         token_endpoint_auth_method: registration.token_endpoint_auth_method,
+        dpop_bound_access_tokens: dpop,
         bank_id: registration.bank_id,
     })
 }

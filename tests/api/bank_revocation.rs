@@ -30,6 +30,7 @@ async fn bank_client(
                 name: client_id.into(),
                 role: Role::Bank,
                 bank_id: Some(bank_id.into()),
+                token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
                 ..Registration::default()
             },
         )

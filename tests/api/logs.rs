@@ -31,6 +31,8 @@ async fn flow(served: &Served) -> Flow {
             "role": "platform",
             "redirect_uris": [REDIRECT_URI],
             "allowed_purposes": ["balance-alerts"],
+            // A secret, so that the scan has one to look for (the development setting).
+            "token_endpoint_auth_method": "client_secret_basic",
         }))
         .send()
         .await
@@ -141,7 +143,11 @@ async fn logged(args: &[&str]) -> (String, Flow) {
     let dir = std::env::temp_dir().join(format!("bankgate-logs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("bankgate.toml");
-    std::fs::write(&config, "sandbox_approval = \"auto\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "sandbox_approval = \"auto\"\nallow_insecure_clients = true\n",
+    )
+    .unwrap();
     let served = Served::start(
         args,
         &[

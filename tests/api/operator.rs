@@ -19,7 +19,10 @@ use super::support::{Options, REDIRECT_URI, StoreKind, TestGateway, pg};
 const BALANCE_SCOPES: &[Scope] = &[Scope::Accounts, Scope::Balances];
 const OPERATOR_TOKEN: &str = "operator-token-for-tests";
 
-on_both_stores!(the_admin_api_registers_fapi_clients);
+on_both_stores!(
+    the_admin_api_registers_fapi_clients,
+    platforms_are_fapi_clients_by_default
+);
 
 /// A scratch directory of the test, removed when dropped.
 struct Scratch(PathBuf);
@@ -177,8 +180,14 @@ const TEST_GRANT_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// Runs `bankgate platforms add ARGS` against `database_url`.
 fn platforms_add(database_url: &str, args: &[&str]) -> std::process::Output {
+    platforms_add_with(database_url, args, "false")
+}
+
+/// `bankgate platforms add` with `BANKGATE_ALLOW_INSECURE_CLIENTS` set to `insecure`.
+fn platforms_add_with(database_url: &str, args: &[&str], insecure: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_bankgate"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("BANKGATE_ALLOW_INSECURE_CLIENTS", insecure)
         .env("DATABASE_URL", database_url)
         .env("BANKGATE_GRANT_KEY", TEST_GRANT_KEY)
         .env_remove("BANKGATE_CONFIG")
@@ -230,6 +239,27 @@ async fn platforms_add_registers_fapi_clients() {
         .await
         .unwrap();
     let client = store.client("cli-fapi").await.unwrap().expect("registered");
+    // Without --dpop-bound-access-tokens too: DPoP is the default with private_key_jwt.
+    let output = platforms_add(
+        &database.url,
+        &[
+            "--client-id",
+            "cli-fapi-default",
+            "--name",
+            "CLI FAPI",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--jwks-file",
+            jwks_path,
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let default = store.client("cli-fapi-default").await.unwrap().unwrap();
+    assert_eq!(
+        default.token_endpoint_auth_method,
+        AuthMethod::PrivateKeyJwt
+    );
+    assert!(default.dpop_bound_access_tokens);
     assert_eq!(client.token_endpoint_auth_method, AuthMethod::PrivateKeyJwt);
     assert_eq!(client.jwks, Some(key.jwks()));
     assert!(client.dpop_bound_access_tokens);
@@ -244,20 +274,33 @@ async fn platforms_add_registers_fapi_clients() {
         "no secret for a private_key_jwt client"
     );
 
-    // The development default: a secret, shown once and stored hashed.
-    let output = platforms_add(
-        &database.url,
-        &[
-            "--client-id",
-            "cli-basic",
-            "--name",
-            "CLI Basic",
-            "--redirect-uri",
-            REDIRECT_URI,
-            "--purpose",
-            "balance-alerts",
-        ],
-    );
+    // The default is private_key_jwt with DPoP: without keys, nothing is registered.
+    let basic = [
+        "--client-id",
+        "cli-basic",
+        "--name",
+        "CLI Basic",
+        "--redirect-uri",
+        REDIRECT_URI,
+        "--purpose",
+        "balance-alerts",
+    ];
+    let output = platforms_add(&database.url, &basic);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("jwks"));
+    // A platform with a secret is refused unless the development setting is on.
+    let basic = [
+        &basic[..],
+        &["--token-endpoint-auth-method", "client_secret_basic"],
+    ]
+    .concat();
+    let output = platforms_add(&database.url, &basic);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("allow_insecure_clients"), "{stderr}");
+    assert_eq!(store_client(&database.url, "cli-basic").await, None);
+    // With it: a secret, shown once and stored hashed, and bearer tokens.
+    let output = platforms_add_with(&database.url, &basic, "true");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     let secret = stdout
@@ -317,6 +360,11 @@ async fn platforms_add_registers_fapi_clients() {
         assert!(stderr.contains(reason), "{args:?}: {stderr}");
         assert_eq!(store.client(args[1]).await.unwrap(), None);
     }
+}
+
+async fn store_client(url: &str, client_id: &str) -> Option<bankgate::store::Client> {
+    let store = bankgate::store::pg::connect(url, 1).await.unwrap();
+    store.client(client_id).await.unwrap()
 }
 
 async fn register(gateway: &TestGateway, body: &Value) -> (u16, Value) {
@@ -434,4 +482,168 @@ async fn the_admin_api_registers_fapi_clients(kind: StoreKind) {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+}
+
+/// FAPI 2.0 by default (no `allow_insecure_clients`): the metadata offers `private_key_jwt`
+/// only; a platform registers with keys and DPoP-bound tokens unless it asks otherwise, and
+/// asking for a secret or bearer tokens is refused with a problem saying why; a platform's
+/// token without a DPoP proof is refused, so no bearer token reads data; the FAPI platform
+/// reads its data. Compliance clients keep their secret (the console signs in with one).
+async fn platforms_are_fapi_clients_by_default(kind: StoreKind) {
+    let gateway = TestGateway::start_with(
+        kind,
+        Options {
+            admin_token: Some(OPERATOR_TOKEN.into()),
+            fapi_only: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let metadata: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-authorization-server",
+        gateway.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        metadata["token_endpoint_auth_methods_supported"],
+        json!(["private_key_jwt"])
+    );
+    assert_eq!(
+        metadata["revocation_endpoint_auth_methods_supported"],
+        json!(["private_key_jwt"])
+    );
+
+    // Asking for a secret, or for bearer tokens: a problem saying why, and nothing stored.
+    let key = ClientKey::generate_es256().unwrap();
+    for (client_id, extra) in [
+        (
+            "secret",
+            json!({"token_endpoint_auth_method": "client_secret_basic"}),
+        ),
+        (
+            "bearer",
+            json!({"jwks": key.jwks(), "dpop_bound_access_tokens": false}),
+        ),
+    ] {
+        let mut body = json!({
+            "client_id": client_id,
+            "name": client_id,
+            "redirect_uris": [REDIRECT_URI],
+            "allowed_purposes": ["balance-alerts"],
+        });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let response = reqwest::Client::new()
+            .post(format!("{}/admin/clients", gateway.base))
+            .bearer_auth(OPERATOR_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{client_id}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{client_id}"
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(
+            problem["type"],
+            "https://bankgate.dev/problems/invalid-request"
+        );
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("private_key_jwt")
+                && detail.contains("DPoP")
+                && detail.contains("allow_insecure_clients"),
+            "{detail}"
+        );
+        assert_eq!(gateway.app.store.client(client_id).await.unwrap(), None);
+    }
+
+    // Keys alone: private_key_jwt with DPoP-bound tokens.
+    let (status, body) = register(
+        &gateway,
+        &json!({
+            "client_id": "keys-only",
+            "name": "Keys only",
+            "redirect_uris": [REDIRECT_URI],
+            "allowed_purposes": ["balance-alerts"],
+            "jwks": key.jwks(),
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["token_endpoint_auth_method"], "private_key_jwt");
+    assert_eq!(body["dpop_bound_access_tokens"], true);
+
+    // The FAPI platform reads its data; without DPoP it gets no token to read with.
+    let detail = account_information("demo-bank", "balance-alerts", BALANCE_SCOPES, "u-fapi");
+    let (tokens, _) = gateway.platform.connect(&detail).await.unwrap();
+    assert_eq!(tokens.token_type, "DPoP");
+    let (status, _) = gateway
+        .platform
+        .get(&tokens.access_token, "/v1/accounts")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let bearer = gateway.platform.without_dpop().unwrap();
+    let error = bearer.connect(&detail).await.unwrap_err().to_string();
+    assert!(error.contains("invalid_dpop_proof"), "{error}");
+    let (status, _) = bearer
+        .get(&tokens.access_token, "/v1/accounts")
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "a DPoP-bound token is no bearer token");
+
+    // Platforms stored before FAPI was the default (a secret; keys without DPoP) get no
+    // tokens: a secret is refused, and a key without a proof is refused.
+    let mut legacy = gateway
+        .app
+        .store
+        .client("keys-only")
+        .await
+        .unwrap()
+        .unwrap();
+    legacy.client_id = "legacy-bearer".into();
+    legacy.dpop_bound_access_tokens = false;
+    gateway.app.store.insert_client(&legacy).await.unwrap();
+    let legacy_client = PlatformClient::new(&gateway.base, "legacy-bearer", "", REDIRECT_URI)
+        .unwrap()
+        .with_private_key_jwt(key);
+    let error = legacy_client
+        .client_credentials()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("invalid_dpop_proof"), "{error}");
+    legacy.client_id = "legacy-secret".into();
+    legacy.token_endpoint_auth_method = AuthMethod::ClientSecretBasic;
+    legacy.jwks = None;
+    legacy.secret_hash = gateway.app.sealer.digest_secret("s3cret-of-old");
+    gateway.app.store.insert_client(&legacy).await.unwrap();
+    let legacy_client = PlatformClient::new(
+        &gateway.base,
+        "legacy-secret",
+        "s3cret-of-old",
+        REDIRECT_URI,
+    )
+    .unwrap();
+    let error = legacy_client
+        .client_credentials()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("invalid_client") && error.contains("allow_insecure_clients"),
+        "{error}"
+    );
+
+    // The compliance client signs in with its secret, as the console does.
+    gateway.compliance.client_credentials().await.unwrap();
 }

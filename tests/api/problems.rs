@@ -128,6 +128,7 @@ async fn every_route_answers_errors_as_problems(kind: StoreKind) {
                 name: "Demo Bank operations".into(),
                 role: Role::Bank,
                 bank_id: Some("demo-bank".into()),
+                token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
                 ..Registration::default()
             },
         )

@@ -108,6 +108,7 @@ pub async fn bank_principal(
                 name: client_id.into(),
                 role: Role::Bank,
                 bank_id: Some(bank_id.into()),
+                token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
                 ..Registration::default()
             },
         )
@@ -232,7 +233,8 @@ async fn a_bank_registers_a_mapping_adapter_and_a_platform_reads_through_it(kind
         .bearer_auth(ADMIN_TOKEN)
         .json(
             &json!({"client_id": "acme-admin", "name": "Acme Bank", "role": "bank",
-                      "bank_id": "acme-bank"}),
+                      "bank_id": "acme-bank",
+                      "token_endpoint_auth_method": "client_secret_basic"}),
         )
         .send()
         .await

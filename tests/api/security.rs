@@ -780,6 +780,8 @@ async fn client_assertions_are_checked_strictly(kind: StoreKind) {
                 allowed_purposes: vec!["balance-alerts".into()],
                 token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
                 jwks: Some(key.jwks()),
+                // Bearer tokens: these requests carry no DPoP proof (development setting).
+                dpop_bound_access_tokens: Some(false),
                 ..Registration::default()
             },
         )

@@ -41,6 +41,10 @@ pub struct Options {
     /// Reach PostgreSQL through a [`proxy::Proxy`] the test can cut (an outage only this
     /// gateway feels).
     pub database_through_proxy: bool,
+    /// Run as production does: platforms must be FAPI 2.0 clients (`allow_insecure_clients`
+    /// off), so `platform` authenticates with `private_key_jwt` and proves with DPoP. Without
+    /// it `platform` is a development client with a secret and bearer tokens.
+    pub fapi_only: bool,
 }
 
 /// The grant key of PostgreSQL test gateways (every instance of one test shares it).
@@ -93,6 +97,9 @@ impl TestGateway {
         }
         config.admin_token = options.admin_token;
         let mut database_proxy = None;
+        // The development setting, stated: most tests drive the flow with a secret and bearer
+        // tokens, which is simpler to read; `fapi_only` runs as production does.
+        config.allow_insecure_clients = !options.fapi_only;
         let database = match kind {
             StoreKind::Memory => None,
             StoreKind::Postgres => {
@@ -122,6 +129,7 @@ impl TestGateway {
         tokio::spawn(gateway.serve(async move {
             let _ = stopped.await;
         }));
+        let assertion_key = ClientKey::generate_es256().expect("key");
         let platform = app
             .registrar
             .register(
@@ -132,6 +140,12 @@ impl TestGateway {
                     role: Role::Platform,
                     redirect_uris: vec![REDIRECT_URI.into()],
                     allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
+                    token_endpoint_auth_method: if options.fapi_only {
+                        AuthMethod::PrivateKeyJwt
+                    } else {
+                        AuthMethod::ClientSecretBasic
+                    },
+                    jwks: options.fapi_only.then(|| assertion_key.jwks()),
                     ..Registration::default()
                 },
             )
@@ -147,19 +161,26 @@ impl TestGateway {
                     role: Role::Compliance,
                     redirect_uris: vec![],
                     allowed_purposes: vec![],
+                    token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
                     ..Registration::default()
                 },
             )
             .await
             .expect("compliance client registers");
+        let mut platform_client = PlatformClient::new(
+            &base,
+            &platform.client_id,
+            &platform.client_secret,
+            REDIRECT_URI,
+        )
+        .expect("client");
+        if options.fapi_only {
+            platform_client = platform_client
+                .with_private_key_jwt(assertion_key)
+                .with_dpop(ClientKey::generate_ed25519().expect("key"));
+        }
         TestGateway {
-            platform: PlatformClient::new(
-                &base,
-                &platform.client_id,
-                &platform.client_secret,
-                REDIRECT_URI,
-            )
-            .expect("client"),
+            platform: platform_client,
             compliance: PlatformClient::new(&base, &officer.client_id, &officer.client_secret, "")
                 .expect("client"),
             secrets: (platform.client_secret, officer.client_secret),
@@ -199,6 +220,7 @@ impl TestGateway {
         config.grant_key = Some(("test".into(), TEST_GRANT_KEY.into()));
         config.policies_dir = self.app.config.policies_dir.clone();
         config.admin_token = self.app.config.admin_token.clone();
+        config.allow_insecure_clients = self.app.config.allow_insecure_clients;
         let gateway = Gateway::start(config).await.expect("second gateway starts");
         let own = std::sync::Arc::try_unwrap(gateway.app)
             .unwrap_or_else(|_| panic!("a freshly started gateway's state is not shared yet"));
@@ -287,7 +309,7 @@ impl TestGateway {
                     allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
                     token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
                     jwks: Some(assertion_key.jwks()),
-                    dpop_bound_access_tokens: true,
+                    dpop_bound_access_tokens: Some(true),
                     webhook_url: webhook_url.map(str::to_owned),
                     ..Registration::default()
                 },
@@ -313,6 +335,7 @@ impl TestGateway {
                     role: Role::Platform,
                     redirect_uris: vec![REDIRECT_URI.into()],
                     allowed_purposes: purposes.iter().map(|p| p.to_string()).collect(),
+                    token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
                     ..Registration::default()
                 },
             )

@@ -809,7 +809,8 @@ async fn a_killed_gateway_released_nothing_unaudited_and_lost_no_acknowledged_ev
     let config_file = dir.join("bankgate.toml");
     std::fs::write(
         &config_file,
-        "listen = \"127.0.0.1:0\"\nsandbox_approval = \"auto\"\n",
+        // The platform below uses a secret and bearer tokens: the development setting.
+        "listen = \"127.0.0.1:0\"\nsandbox_approval = \"auto\"\nallow_insecure_clients = true\n",
     )
     .unwrap();
     let admin_token = "admin-token-for-the-crash-test";
@@ -842,6 +843,7 @@ async fn a_killed_gateway_released_nothing_unaudited_and_lost_no_acknowledged_ev
             "role": "platform",
             "redirect_uris": [REDIRECT_URI],
             "allowed_purposes": ["balance-alerts"],
+            "token_endpoint_auth_method": "client_secret_basic",
         }))
         .send()
         .await

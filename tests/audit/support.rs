@@ -228,6 +228,8 @@ pub fn gateway_config(url: &str, key_file: &Path) -> bankgate::config::Config {
     };
     config.grant_key = Some(("test".into(), GRANT_KEY.into()));
     config.signing_key_file = Some(key_file.to_owned());
+    // The test platform authenticates with a secret and uses bearer tokens: development.
+    config.allow_insecure_clients = true;
     config
 }
 
@@ -245,12 +247,14 @@ pub async fn register_clients(app: &bankgate::app::App) -> (String, String) {
         role: Role::Platform,
         redirect_uris: vec![REDIRECT_URI.into()],
         allowed_purposes: vec!["balance-alerts".into()],
+        token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
         ..Registration::default()
     };
     let officer = Registration {
         client_id: "compliance-office".into(),
         name: "Compliance".into(),
         role: Role::Compliance,
+        token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
         ..Registration::default()
     };
     let platform = app

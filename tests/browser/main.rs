@@ -154,6 +154,8 @@ async fn consent_screen_in_headless_chromium() {
     require_browser_tools();
     let mut config = bankgate::app::embedded_config();
     config.sandbox_approval = Approval::Page;
+    // The page's platform authenticates with a secret and uses bearer tokens: development.
+    config.allow_insecure_clients = true;
     let gateway = Served::start(config).await;
     let base = gateway.base.clone();
 
@@ -167,6 +169,7 @@ async fn consent_screen_in_headless_chromium() {
             role: Role::Platform,
             redirect_uris: vec![redirect_uri.clone()],
             allowed_purposes: vec!["balance-alerts".into()],
+            token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
             ..Registration::default()
         })
         .await;
@@ -277,6 +280,8 @@ async fn console_in_headless_chromium() {
     require_browser_tools();
     let mut config = bankgate::app::embedded_config();
     config.access_token_ttl_secs = CONSOLE_TOKEN_TTL_SECS;
+    // The test's platform authenticates with a secret and uses bearer tokens: development.
+    config.allow_insecure_clients = true;
     let gateway = Served::start(config).await;
     let redirect_uri = "http://127.0.0.1/callback";
     let platform = gateway
@@ -286,6 +291,7 @@ async fn console_in_headless_chromium() {
             role: Role::Platform,
             redirect_uris: vec![redirect_uri.into()],
             allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
+            token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
             ..Registration::default()
         })
         .await;
@@ -294,6 +300,7 @@ async fn console_in_headless_chromium() {
             client_id: "compliance-office".into(),
             name: "Compliance Office".into(),
             role: Role::Compliance,
+            token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
             ..Registration::default()
         })
         .await;

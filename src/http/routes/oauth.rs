@@ -55,10 +55,17 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// RFC 8414 metadata: every value is what the endpoints enforce.
+/// RFC 8414 metadata: every value is what the endpoints enforce for platforms. Without
+/// `allow_insecure_clients` the only client authentication is `private_key_jwt` (the
+/// operator's compliance and bank clients may still use a secret; they do not read this).
 async fn metadata(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
     let base = &app.config.public_url;
     let signing_algs = ["ES256", "EdDSA", "PS256"];
+    let auth_methods: &[&str] = if app.config.allow_insecure_clients {
+        &["private_key_jwt", "client_secret_basic"]
+    } else {
+        &["private_key_jwt"]
+    };
     Json(json!({
         "issuer": base,
         "authorization_endpoint": format!("{base}/oauth/authorize"),
@@ -71,9 +78,9 @@ async fn metadata(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
+        "token_endpoint_auth_methods_supported": auth_methods,
         "token_endpoint_auth_signing_alg_values_supported": signing_algs,
-        "revocation_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
+        "revocation_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
         "dpop_signing_alg_values_supported": crate::oauth::dpop::ALGS,
         "authorization_response_iss_parameter_supported": true,

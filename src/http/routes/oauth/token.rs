@@ -8,7 +8,8 @@
 //! - Refusals say which check failed (`error_description`), never a secret.
 //! - Revoking a refresh token (RFC 7009) ends its consent.
 //! - A `DPoP` proof binds the access token to its key (`cnf.jkt`, `token_type: DPoP`); clients
-//!   registered with `dpop_bound_access_tokens` get nothing without one. A code bound to a key
+//!   registered with `dpop_bound_access_tokens`, and every platform unless
+//!   `allow_insecure_clients` is on, get nothing without one. A code bound to a key
 //!   at PAR (RFC 9449 §10) is only redeemed with a proof by that key. Proofs need a server
 //!   nonce (`use_dpop_nonce` answers carry a fresh one in `DPoP-Nonce`).
 //! - Refresh tokens are opaque, stored hashed, bound to client and consent, and never outlive
@@ -195,7 +196,10 @@ async fn issue(
     )
     .await?;
     let proof = request_proof(app, headers, "POST", "/oauth/token").await?;
-    if client.dpop_bound_access_tokens && proof.is_none() {
+    // Platforms registered before the gateway required FAPI 2.0 need a proof too.
+    let must_bind = client.dpop_bound_access_tokens
+        || (client.role == Role::Platform && !app.client_auth.allows_insecure());
+    if must_bind && proof.is_none() {
         return Err(DpopError::Invalid("this client must present a DPoP proof").into());
     }
     let jkt = proof.map(|proof| proof.jkt);
