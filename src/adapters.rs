@@ -180,6 +180,80 @@ pub struct BankAccount {
     pub account: Account,
 }
 
+/// What bankgate asks a bank to pay: one single immediate credit transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentOrder {
+    /// bankgate's payment id: the end-to-end id, and the idempotency value where the standard
+    /// has one (`x-idempotency-key`, `X-Request-ID` stays per request).
+    pub payment_id: String,
+    pub amount: rust_decimal::Decimal,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Electronic form, checksum valid.
+    pub creditor_iban: String,
+    pub creditor_name: String,
+    pub remittance: Option<String>,
+    /// SCT Inst (Berlin Group `instant-sepa-credit-transfers`, STET `INST` category).
+    pub instant: bool,
+}
+
+/// A payment as the bank knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BankPayment {
+    /// The bank's id of the payment resource.
+    pub id: String,
+    pub status: crate::payments::BankStatus,
+    /// The payer's account, when the bank names it (for the payee ≠ payer check).
+    pub debtor_iban: Option<String>,
+}
+
+/// Payment initiation at a bank, for profiles whose standard has it
+/// ([`Profile::payments`]). Berlin Group and STET create the payment resource as the consent
+/// (the user authorises the payment itself), so [`PaymentInitiation::submit`] only reads its
+/// status (or confirms it, where STET asks); OBIE creates a payment consent first and submits
+/// the payment after authorisation.
+///
+/// No call here is retried blindly: a submission whose answer was lost is settled by
+/// [`PaymentInitiation::status`] or [`PaymentInitiation::find`], never sent again.
+#[async_trait]
+pub trait PaymentInitiation: Send + Sync {
+    /// Creates the bank-side payment consent (OBIE) or payment resource (Berlin Group, STET)
+    /// before the user is sent to the bank: its id and the authorization request parameters.
+    async fn create_payment_consent(
+        &self,
+        bank: &Bank,
+        order: &PaymentOrder,
+    ) -> Result<BankConsent, AdapterError>;
+
+    /// After authorisation: submits the payment (OBIE `domestic-payments`, with the order's
+    /// idempotency key) or confirms it (STET, where the bank asks), or reads its status where
+    /// authorising it submitted it (Berlin Group).
+    async fn submit(
+        &self,
+        bank: &Bank,
+        session: BankSession<'_>,
+        order: &PaymentOrder,
+    ) -> Result<BankPayment, AdapterError>;
+
+    /// The payment's status at the bank.
+    async fn status(
+        &self,
+        bank: &Bank,
+        session: BankSession<'_>,
+        bank_payment_id: &str,
+    ) -> Result<BankPayment, AdapterError>;
+
+    /// Reconciliation after a submission whose answer was lost: the payment the bank made for
+    /// `order` (found through the consent's state or the idempotency key), or `None` when the
+    /// bank has none, so that submitting it is safe.
+    async fn find(
+        &self,
+        bank: &Bank,
+        session: BankSession<'_>,
+        order: &PaymentOrder,
+    ) -> Result<Option<BankPayment>, AdapterError>;
+}
+
 /// One bank API standard: the consent dance and the data calls.
 ///
 /// Implementations live in `adapters/<profile>.rs` with wire types in `adapters/<profile>/wire.rs`.
@@ -238,6 +312,13 @@ pub trait Profile: Send + Sync + 'static {
     /// does not are refused.
     fn speaks_bank_fapi(&self) -> bool {
         false
+    }
+
+    /// Payment initiation, if the standard has it (FDX has none: PAR refuses a payment to
+    /// such a bank). Errors it returns do not name the bank; callers stamp them
+    /// ([`AdapterError::at`]).
+    fn payments(&self) -> Option<&dyn PaymentInitiation> {
+        None
     }
 }
 
@@ -490,6 +571,10 @@ impl Profile for NamesBank {
 
     fn speaks_bank_fapi(&self) -> bool {
         self.0.speaks_bank_fapi()
+    }
+
+    fn payments(&self) -> Option<&dyn PaymentInitiation> {
+        self.0.payments()
     }
 }
 

@@ -19,6 +19,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod model;
 pub mod oauth;
+pub mod payments;
 pub mod policy;
 pub mod store;
 pub mod telemetry;

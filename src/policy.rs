@@ -292,6 +292,8 @@ pub struct Policy {
     pub onward_sharing: bool,
     /// Field allow-list per record kind.
     pub fields: BTreeMap<Object, BTreeSet<String>>,
+    /// `[payment]`: the purpose initiates payments within these limits (and reads no data).
+    pub payment: Option<crate::payments::PaymentLimits>,
     /// `sha256:<hex>` of the file's bytes: which version was in force.
     pub hash: String,
 }

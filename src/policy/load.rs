@@ -13,6 +13,8 @@ use super::{
     TEXT_LANGUAGES,
 };
 use crate::model::Scope;
+use crate::payments::PaymentLimits;
+use rust_decimal::Decimal;
 
 /// The file in a policy directory that lists prohibited purposes instead of a policy.
 pub const PROHIBITED_FILE: &str = "prohibited.toml";
@@ -61,6 +63,18 @@ struct RawPolicy {
     retention_days: Spanned<i64>,
     onward_sharing: bool,
     fields: Option<Spanned<RawFields>>,
+    /// `[payment]`: the purpose initiates payments, within these limits.
+    payment: Option<Spanned<RawPayment>>,
+}
+
+/// A policy file's `[payment]` table. Amounts are strings (`"250.00"`): exact, never floats.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPayment {
+    max_amount_per_payment: Spanned<String>,
+    max_amount_per_day: Spanned<String>,
+    currencies: Spanned<Vec<Spanned<String>>>,
+    instant_allowed: bool,
 }
 
 type FieldList = Spanned<Vec<Spanned<String>>>;
@@ -282,8 +296,13 @@ fn validate(file: &mut File<'_>, raw: RawPolicy) -> Policy {
         .map(|reference| file.text("legal_reference", reference, 300));
 
     let mut scopes = BTreeSet::new();
-    if raw.scopes.get_ref().is_empty() {
-        file.error(&raw.scopes, "scopes must name at least one scope");
+    match (&raw.payment, raw.scopes.get_ref().is_empty()) {
+        (None, true) => file.error(&raw.scopes, "scopes must name at least one scope"),
+        (Some(_), false) => file.error(
+            &raw.scopes,
+            "a payment purpose ([payment]) reads no account data: scopes must be []",
+        ),
+        _ => {}
     }
     for name in raw.scopes.get_ref() {
         match Scope::parse(name.get_ref()) {
@@ -345,6 +364,10 @@ fn validate(file: &mut File<'_>, raw: RawPolicy) -> Policy {
     }
 
     let fields = validate_fields(file, &raw, &scopes);
+    let payment = raw
+        .payment
+        .as_ref()
+        .map(|payment| validate_payment(file, payment.get_ref()));
     Policy {
         id: raw.id.into_inner(),
         title,
@@ -360,7 +383,65 @@ fn validate(file: &mut File<'_>, raw: RawPolicy) -> Policy {
         retention_days,
         onward_sharing: raw.onward_sharing,
         fields,
+        payment,
         hash: format!("sha256:{}", crate::crypto::sha256_hex(file.text.as_bytes())),
+    }
+}
+
+/// An amount of a `[payment]` table: a decimal string greater than zero.
+fn amount(file: &mut File<'_>, key: &str, value: &Spanned<String>) -> Decimal {
+    match Decimal::from_str_exact(value.get_ref().trim()) {
+        Ok(amount) if amount > Decimal::ZERO => amount,
+        _ => {
+            file.error(
+                value,
+                format!(
+                    "payment.{key} must be an amount greater than zero written as a string \
+                     (\"250.00\"), not {:?}",
+                    value.get_ref()
+                ),
+            );
+            Decimal::ZERO
+        }
+    }
+}
+
+/// The `[payment]` table: positive amounts, a daily limit no smaller than one payment, known
+/// ISO 4217 currencies, each once.
+fn validate_payment(file: &mut File<'_>, raw: &RawPayment) -> PaymentLimits {
+    let per_payment = amount(file, "max_amount_per_payment", &raw.max_amount_per_payment);
+    let per_day = amount(file, "max_amount_per_day", &raw.max_amount_per_day);
+    if per_payment > Decimal::ZERO && per_day > Decimal::ZERO && per_day < per_payment {
+        file.error(
+            &raw.max_amount_per_day,
+            "payment.max_amount_per_day must be at least max_amount_per_payment",
+        );
+    }
+    let mut currencies = BTreeSet::new();
+    if raw.currencies.get_ref().is_empty() {
+        file.error(
+            &raw.currencies,
+            "payment.currencies must name at least one currency",
+        );
+    }
+    for code in raw.currencies.get_ref() {
+        let name = code.get_ref();
+        match crate::payments::currency(name).and_then(crate::payments::exponent) {
+            Err(_) => file.error(
+                code,
+                format!("unknown currency {name:?}; expected an ISO 4217 code such as \"EUR\""),
+            ),
+            Ok(_) if !currencies.insert(name.clone()) => {
+                file.error(code, format!("currency {name:?} is listed twice"));
+            }
+            Ok(_) => {}
+        }
+    }
+    PaymentLimits {
+        max_amount_per_payment: per_payment,
+        max_amount_per_day: per_day,
+        currencies,
+        instant_allowed: raw.instant_allowed,
     }
 }
 

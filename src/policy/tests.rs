@@ -14,6 +14,7 @@ use crate::model::{
 
 const BALANCE_ALERTS: &str = include_str!("../../policies/balance-alerts.toml");
 const FRAUD_ALERTS: &str = include_str!("../../policies/fraud-alerts.toml");
+const P2P_PAYMENT: &str = include_str!("../../policies/p2p-payment.toml");
 
 fn bundled() -> PolicySet {
     PolicySet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
@@ -576,6 +577,7 @@ fn the_bundled_set_is_complete() {
             "credit-assessment",
             "fraud-alerts",
             "kyc-verification",
+            "p2p-payment",
             "p2p-payments-payee-check",
             "personal-finance",
         ]
@@ -858,6 +860,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
                 (Object::Identity, identity),
             ]
             .into(),
+            payment: None,
             hash: "sha256:random".into(),
         })
 }
@@ -1034,4 +1037,77 @@ fn hash_changes_with_content() {
     .unwrap();
     assert_ne!(a.hash, b.hash);
     assert!(a.hash.starts_with("sha256:"));
+}
+
+#[test]
+fn payment_purposes_have_limits() {
+    let set = bundled();
+    let p2p = set.get("p2p-payment").unwrap();
+    assert!(p2p.scopes.is_empty());
+    let limits = p2p.payment.as_ref().expect("p2p-payment has [payment]");
+    assert_eq!(limits.max_amount_per_payment.to_string(), "250.00");
+    assert_eq!(limits.max_amount_per_day.to_string(), "500.00");
+    assert_eq!(
+        limits.currencies,
+        ["EUR".to_owned(), "GBP".to_owned()].into()
+    );
+    assert!(limits.instant_allowed);
+    assert!(set.get("balance-alerts").unwrap().payment.is_none());
+}
+
+#[test]
+fn invalid_payment_limits_name_file_and_line() {
+    let text = P2P_PAYMENT;
+    let float = text.replace("\"250.00\"", "250.0");
+    check_invalid(
+        &float,
+        line_of(&float, "max_amount_per_payment"),
+        "invalid type: floating point",
+    );
+    let zero = text.replace("\"250.00\"", "\"0\"");
+    check_invalid(
+        &zero,
+        line_of(&zero, "max_amount_per_payment"),
+        "payment.max_amount_per_payment must be an amount greater than zero",
+    );
+    let words = text.replace("\"500.00\"", "\"lots\"");
+    check_invalid(
+        &words,
+        line_of(&words, "max_amount_per_day"),
+        "payment.max_amount_per_day must be an amount greater than zero",
+    );
+    let day_below_one = text.replace("\"500.00\"", "\"100.00\"");
+    check_invalid(
+        &day_below_one,
+        line_of(&day_below_one, "max_amount_per_day"),
+        "must be at least max_amount_per_payment",
+    );
+    let unknown = text.replace("[\"EUR\", \"GBP\"]", "[\"EUR\", \"XYZ\"]");
+    check_invalid(
+        &unknown,
+        line_of(&unknown, "currencies ="),
+        "unknown currency \"XYZ\"",
+    );
+    let twice = text.replace("[\"EUR\", \"GBP\"]", "[\"EUR\", \"EUR\"]");
+    check_invalid(&twice, line_of(&twice, "currencies ="), "listed twice");
+    let none = text.replace("[\"EUR\", \"GBP\"]", "[]");
+    check_invalid(
+        &none,
+        line_of(&none, "currencies ="),
+        "payment.currencies must name at least one currency",
+    );
+    let reads = text.replace("scopes = []", "scopes = [\"accounts\"]");
+    check_invalid(&reads, line_of(&reads, "scopes ="), "scopes must be []");
+    let no_table = text.replace("[payment]", "[paiement]");
+    check_invalid(
+        &no_table,
+        line_of(&no_table, "[paiement]"),
+        "unknown field `paiement`",
+    );
+    let missing = text.replace("instant_allowed = true\n", "");
+    check_invalid(
+        &missing,
+        line_of(&missing, "[payment]"),
+        "missing field `instant_allowed`",
+    );
 }

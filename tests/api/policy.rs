@@ -700,6 +700,7 @@ async fn purposes_are_public() {
             "credit-assessment",
             "fraud-alerts",
             "kyc-verification",
+            "p2p-payment",
             "p2p-payments-payee-check",
             "personal-finance"
         ]

@@ -29,7 +29,7 @@ pub fn policy_view(policy: &Policy) -> Value {
         .iter()
         .map(|(object, fields)| (object.as_str().to_owned(), json!(fields)))
         .collect();
-    json!({
+    let mut view = json!({
         "id": policy.id,
         "status": "offered",
         "title": policy.title,
@@ -48,7 +48,20 @@ pub fn policy_view(policy: &Policy) -> Value {
         "retention_days": policy.retention_days,
         "onward_sharing": policy.onward_sharing,
         "hash": policy.hash,
-    })
+    });
+    // A payment purpose's limits; amounts as strings, exact.
+    if let (Some(limits), Some(map)) = (&policy.payment, view.as_object_mut()) {
+        map.insert(
+            "payment".to_owned(),
+            json!({
+                "max_amount_per_payment": limits.max_amount_per_payment.to_string(),
+                "max_amount_per_day": limits.max_amount_per_day.to_string(),
+                "currencies": limits.currencies,
+                "instant_allowed": limits.instant_allowed,
+            }),
+        );
+    }
+    view
 }
 
 fn prohibited_view(prohibited: &Prohibited) -> Value {
