@@ -15,6 +15,7 @@ use crate::crypto::Sealer;
 use crate::egress::Egress;
 use crate::oauth::bank_auth::BankKeys;
 use crate::oauth::client_auth::ClientAuth;
+use crate::oauth::client_keys::ClientKeys;
 use crate::oauth::keys::SigningKey;
 use crate::oauth::registration::Registrar;
 use crate::oauth::tokens::TokenService;
@@ -39,6 +40,8 @@ pub enum StartError {
     Key(#[from] crate::oauth::keys::KeyError),
     #[error("grant key: {0}")]
     Crypto(#[from] crate::crypto::CryptoError),
+    #[error("HTTP client: {0}")]
+    HttpClient(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -214,10 +217,17 @@ impl Gateway {
         }
         let (banks, sandboxes) = load_banks(&config, store.as_ref(), &auditor).await?;
 
-        let client_auth =
-            ClientAuth::new(store.clone(), sealer.clone(), config.allow_insecure_clients);
-        let registrar =
-            Registrar::new(store.clone(), sealer.clone(), config.allow_insecure_clients);
+        let client_auth = ClientAuth::new(
+            store.clone(),
+            sealer.clone(),
+            config.allow_insecure_clients,
+            {
+                // Clients' published key sets are fetched under the platforms' egress policy.
+                ClientKeys::new(&Egress::new(config.allow_private_platform_hosts))
+                    .map_err(|error| StartError::HttpClient(error.to_string()))?
+            },
+        );
+        let registrar = Registrar::new(store.clone(), sealer.clone(), &config);
         Ok(Gateway {
             app: Arc::new(App {
                 client_auth,

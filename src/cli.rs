@@ -126,7 +126,7 @@ async fn registrar(config: &Config) -> anyhow::Result<crate::oauth::registration
     Ok(crate::oauth::registration::Registrar::new(
         std::sync::Arc::new(store),
         std::sync::Arc::new(sealer),
-        config.allow_insecure_clients,
+        config,
     ))
 }
 
@@ -160,8 +160,11 @@ enum PlatformsCommand {
         #[arg(long, default_value = "private_key_jwt")]
         token_endpoint_auth_method: String,
         /// A JSON file with the client's public keys (a JWK Set).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "jwks_uri")]
         jwks_file: Option<PathBuf>,
+        /// Where the client publishes its public keys instead (https).
+        #[arg(long)]
+        jwks_uri: Option<String>,
         /// Whether this client's access tokens must be DPoP-bound (default: true with
         /// private_key_jwt, false with client_secret_basic; platforms need true unless
         /// `allow_insecure_clients` is on).
@@ -306,6 +309,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                     region,
                     token_endpoint_auth_method,
                     jwks_file,
+                    jwks_uri,
                     dpop_bound_access_tokens,
                     webhook_url,
                 },
@@ -339,6 +343,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                                 .with_context(|| format!("{} is not JSON", path.display()))
                         })
                         .transpose()?,
+                    jwks_uri,
                     dpop_bound_access_tokens,
                     webhook_url,
                     bank_id,
@@ -352,6 +357,14 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 println!("client_secret: {}", registered.client_secret);
                 println!("(only its digest is stored: it cannot be shown again)");
             }
+            println!(
+                "registration_access_token: {}",
+                registered.registration_access_token
+            );
+            println!(
+                "registration_client_uri: {} (RFC 7592: read the registration, rotate keys)",
+                registered.registration_client_uri
+            );
             Ok(())
         }
         Command::Platforms {

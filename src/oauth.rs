@@ -9,6 +9,7 @@ pub mod bank_dpop;
 pub mod bank_par;
 pub mod bank_tokens;
 pub mod client_auth;
+pub mod client_keys;
 pub mod dpop;
 pub mod jose;
 pub mod keys;

@@ -90,12 +90,17 @@ pub struct Client {
     pub token_endpoint_auth_method: AuthMethod,
     /// The client's public keys (a JWK Set), for `private_key_jwt`.
     pub jwks: Option<serde_json::Value>,
+    /// Where the client publishes its JWK Set instead (never both).
+    pub jwks_uri: Option<String>,
     /// Every access token of this client must be DPoP-bound (RFC 9449 §5.2).
     pub dpop_bound_access_tokens: bool,
     /// Where consent events are delivered (signed webhooks), if anywhere.
     pub webhook_url: Option<String>,
     /// The one bank a `bank` client administers (set exactly for role `bank`).
     pub bank_id: Option<String>,
+    /// The digest of the client's registration access token (RFC 7592), like `secret_hash`;
+    /// empty when none was issued.
+    pub registration_token_hash: String,
 }
 
 /// How a client authenticates at bankgate's token and PAR endpoints.

@@ -63,6 +63,8 @@ fn client() -> Client {
         dpop_bound_access_tokens: false,
         webhook_url: None,
         bank_id: None,
+        jwks_uri: None,
+        registration_token_hash: String::new(),
     }
 }
 

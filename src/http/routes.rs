@@ -41,6 +41,7 @@ pub const ALL: &[RouteSpec] = &[
     route("/oauth/callback", &["GET"]),
     route("/oauth/token", &["POST"]),
     route("/oauth/revoke", &["POST"]),
+    route("/register/{client_id}", &["GET", "PUT"]),
     route("/v1/purposes", &["GET"]),
     route("/v1/purposes/{id}", &["GET"]),
     route("/v1/banks", &["GET"]),

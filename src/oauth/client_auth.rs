@@ -32,6 +32,7 @@ use jsonwebtoken::Validation;
 use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
 
+use super::client_keys::ClientKeys;
 use super::jose::KeySet;
 use crate::crypto::{Sealer, SecretCheck};
 use crate::error::{Error, OAuthError};
@@ -165,6 +166,8 @@ pub struct ClientAuth {
     sealer: Arc<Sealer>,
     /// Platforms may authenticate with `client_secret_basic` (development).
     allow_insecure: bool,
+    /// Clients' keys, registered or fetched from their `jwks_uri`.
+    keys: ClientKeys,
 }
 
 impl std::fmt::Debug for ClientAuth {
@@ -177,11 +180,17 @@ impl ClientAuth {
     /// Client authentication against `store`'s clients, checking secrets with `sealer`'s
     /// digest key; platforms must use `private_key_jwt` unless `allow_insecure` (the
     /// development setting `allow_insecure_clients`).
-    pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>, allow_insecure: bool) -> ClientAuth {
+    pub fn new(
+        store: Arc<dyn Store>,
+        sealer: Arc<Sealer>,
+        allow_insecure: bool,
+        keys: ClientKeys,
+    ) -> ClientAuth {
         ClientAuth {
             store,
             sealer,
             allow_insecure,
+            keys,
         }
     }
 
@@ -258,7 +267,25 @@ impl ClientAuth {
                     )
                     .into());
                 }
-                let claims = verify_assertion(&client, &assertion, issuer, Utc::now())?;
+                let kid = jsonwebtoken::decode_header(&assertion)
+                    .ok()
+                    .and_then(|header| header.kid);
+                let keys = self
+                    .keys
+                    .for_client(&client, kid.as_deref())
+                    .await
+                    .map_err(invalid_client)?;
+                let claims = check_assertion_with_keys(
+                    &client.client_id,
+                    &keys,
+                    &assertion,
+                    issuer,
+                    Utc::now().timestamp(),
+                )
+                .map_err(|error| {
+                    tracing::debug!(client = %client.client_id, %error, "client assertion refused");
+                    invalid_client(error)
+                })?;
                 let expires_at = DateTime::from_timestamp(claims.exp + LEEWAY_SECS, 0)
                     .ok_or_else(|| invalid_client("exp is out of range"))?;
                 let scope = format!("client_assertion:{}", client.client_id);

@@ -108,6 +108,7 @@ impl Store for MemoryStore {
                 "a bank client is bound to exactly one bank; other clients to none",
             ));
         }
+        check_one_key_source(client)?;
         let client = Client {
             created_at: micros(client.created_at),
             ..client.clone()
@@ -120,6 +121,7 @@ impl Store for MemoryStore {
     }
 
     async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
+        check_one_key_source(client)?;
         let mut clients = lock(&self.clients);
         let Some(stored) = clients.get_mut(&client.client_id) else {
             return Ok(false);
@@ -774,4 +776,14 @@ impl Store for MemoryStore {
     async fn audit_archives(&self) -> Result<Vec<audit::Archive>, StoreError> {
         Ok(Vec::new())
     }
+}
+
+/// As PostgreSQL's CHECK: a client's keys come by value or by reference, never both.
+fn check_one_key_source(client: &Client) -> Result<(), StoreError> {
+    if client.jwks.is_some() && client.jwks_uri.is_some() {
+        return Err(StoreError::Invariant(
+            "a client registers jwks or jwks_uri, not both",
+        ));
+    }
+    Ok(())
 }

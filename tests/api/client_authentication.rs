@@ -82,6 +82,8 @@ async fn client_authentication_says_which_check_failed(kind: StoreKind) {
         dpop_bound_access_tokens: false,
         webhook_url: None,
         bank_id: None,
+        jwks_uri: None,
+        registration_token_hash: String::new(),
     };
     gateway.app.store.insert_client(&legacy).await.unwrap();
     refused(

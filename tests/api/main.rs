@@ -25,6 +25,7 @@ mod bank_fapi;
 mod bank_revocation;
 mod banks;
 mod client_authentication;
+mod client_keys;
 mod compliance;
 mod egress;
 mod export_completeness;

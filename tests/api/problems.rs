@@ -30,7 +30,7 @@ enum Form {
 
 fn form_of(path: &str) -> Form {
     match path {
-        "/oauth/par" | "/oauth/token" | "/oauth/revoke" => Form::OAuth,
+        "/oauth/par" | "/oauth/token" | "/oauth/revoke" | "/register/{client_id}" => Form::OAuth,
         "/oauth/authorize" | "/oauth/callback" => Form::Page,
         _ => Form::Problem,
     }
@@ -229,7 +229,7 @@ async fn every_route_answers_errors_as_problems(kind: StoreKind) {
         }
         request.send()
     };
-    let unknown_field = r#"{"client_id":"c","name":"n","role":"platform","jwks_uri":"https://x"}"#;
+    let unknown_field = r#"{"client_id":"c","name":"n","role":"platform","jwks_url":"https://x"}"#;
     let (status, problem) = check(
         post(unknown_field, Some("application/json")).await.unwrap(),
         Form::Problem,

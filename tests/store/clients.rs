@@ -28,6 +28,8 @@ pub async fn clients_update_keeps_identity(store: Arc<dyn Store>) {
         // Not the client's to change: ignored.
         role: Role::Compliance,
         bank_id: None,
+        jwks_uri: None,
+        registration_token_hash: String::new(),
         created_at: original.created_at + chrono::Duration::days(1),
         ..original.clone()
     };
@@ -40,6 +42,37 @@ pub async fn clients_update_keeps_identity(store: Arc<dyn Store>) {
             created_at: original.created_at,
             ..changed
         }
+    );
+    // Keys by reference and a registration token (RFC 7591/7592), but never jwks and
+    // jwks_uri at once, on insert or update.
+    let by_reference = Client {
+        jwks: None,
+        jwks_uri: Some("https://platform.example/jwks.json".into()),
+        registration_token_hash: "hmac-sha256:k1:registration".into(),
+        ..stored.clone()
+    };
+    assert!(store.update_client(&by_reference).await.unwrap());
+    assert_eq!(
+        store.client("platform-u").await.unwrap().as_ref(),
+        Some(&by_reference)
+    );
+    let both = Client {
+        jwks: Some(serde_json::json!({"keys": []})),
+        ..by_reference.clone()
+    };
+    assert!(store.update_client(&both).await.is_err());
+    assert!(
+        store
+            .insert_client(&Client {
+                client_id: "platform-both".into(),
+                ..both
+            })
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.client("platform-u").await.unwrap(),
+        Some(by_reference)
     );
     // Another client is untouched.
     store.insert_client(&client("platform-v")).await.unwrap();

@@ -131,6 +131,8 @@ fn client(client_id: &str) -> Client {
         dpop_bound_access_tokens: false,
         webhook_url: None,
         bank_id: None,
+        jwks_uri: None,
+        registration_token_hash: String::new(),
     }
 }
 

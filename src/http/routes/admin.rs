@@ -65,6 +65,7 @@ fn refused(error: RegistrationError) -> Error {
     match error {
         RegistrationError::Invalid(message) => Error::InvalidRequest(message),
         RegistrationError::Unknown => Error::NotFound("no such client".into()),
+        RegistrationError::Unauthorized => Error::Unauthenticated(error.to_string()),
         RegistrationError::Store(StoreError::Conflict(_)) => {
             Error::InvalidRequest("client_id is already registered".into())
         }

@@ -36,6 +36,7 @@ use crate::oauth::{
 use crate::policy::Platform;
 use crate::store::{AuthorizationCode, BankAuthorization, PushedRequest, Role, StoredGrant};
 
+mod configuration;
 mod extension;
 mod screen;
 mod token;
@@ -52,6 +53,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/oauth/callback", get(callback))
         .route("/oauth/token", post(token::token))
         .route("/oauth/revoke", post(token::revoke))
+        .route(
+            "/register/{client_id}",
+            get(configuration::read).put(configuration::update),
+        )
         .with_state(app)
 }
 

@@ -49,6 +49,8 @@ fn client(key: &ClientKey) -> Client {
         dpop_bound_access_tokens: true,
         webhook_url: None,
         bank_id: None,
+        jwks_uri: None,
+        registration_token_hash: String::new(),
     }
 }
 

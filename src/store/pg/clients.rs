@@ -10,19 +10,19 @@ const INSERT: &str = "\
     INSERT INTO clients \
         (client_id, name, secret_hash, role, redirect_uris, allowed_purposes, created_at, \
          token_endpoint_auth_method, jwks, dpop_bound_access_tokens, webhook_url, region, \
-         bank_id) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+         bank_id, jwks_uri, registration_token_hash) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
 const GET: &str = "\
     SELECT client_id, name, secret_hash, role, redirect_uris, allowed_purposes, created_at, \
            token_endpoint_auth_method, jwks, dpop_bound_access_tokens, webhook_url, region, \
-           bank_id \
+           bank_id, jwks_uri, registration_token_hash \
     FROM clients WHERE client_id = $1";
 
 const UPDATE: &str = "\
     UPDATE clients SET name = $2, secret_hash = $3, redirect_uris = $4, allowed_purposes = $5, \
         token_endpoint_auth_method = $6, jwks = $7, dpop_bound_access_tokens = $8, \
-        webhook_url = $9, region = $10 \
+        webhook_url = $9, region = $10, jwks_uri = $11, registration_token_hash = $12 \
     WHERE client_id = $1";
 
 /// Registers `client`; `Conflict("client")` if its id exists.
@@ -47,6 +47,8 @@ pub async fn insert(db: &impl GenericClient, client: &Client) -> Result<(), Stor
             &client.webhook_url,
             &client.region,
             &client.bank_id,
+            &client.jwks_uri,
+            &client.registration_token_hash,
         ],
     )
     .await
@@ -74,6 +76,8 @@ pub async fn update(db: &impl GenericClient, client: &Client) -> Result<bool, St
                 &client.dpop_bound_access_tokens,
                 &client.webhook_url,
                 &client.region,
+                &client.jwks_uri,
+                &client.registration_token_hash,
             ],
         )
         .await
@@ -109,5 +113,7 @@ fn from_row(row: &Row) -> Result<Client, StoreError> {
         webhook_url: column(row, "webhook_url")?,
         region: column(row, "region")?,
         bank_id: column(row, "bank_id")?,
+        jwks_uri: column(row, "jwks_uri")?,
+        registration_token_hash: column(row, "registration_token_hash")?,
     })
 }
