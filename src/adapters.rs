@@ -198,7 +198,7 @@ pub struct PaymentOrder {
 }
 
 /// A payment as the bank knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BankPayment {
     /// The bank's id of the payment resource.
     pub id: String,

@@ -8,6 +8,7 @@
 //! `_links.next` pages followed on the bank's own origin only, and filtered to `from` again
 //! here, so that a bank ignoring `dateFrom` cannot widen the history window.
 
+pub mod payments;
 pub mod wire;
 
 #[cfg(test)]
@@ -19,7 +20,10 @@ use reqwest::header::{ACCEPT, HeaderValue};
 use serde::de::DeserializeOwned;
 
 use super::common::Pages;
-use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
+use super::{
+    AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, PaymentInitiation,
+    Profile,
+};
 use crate::model::{Balance, Transaction, TransactionStatus};
 
 /// The profile's manifest name.
@@ -56,6 +60,11 @@ impl Profile for BerlinGroup {
     /// client authentication (NextGenPSD2 identifies the TPP by its certificate).
     fn speaks_bank_fapi(&self) -> bool {
         true
+    }
+
+    /// Payments: [`payments`].
+    fn payments(&self) -> Option<&dyn PaymentInitiation> {
+        Some(self)
     }
 
     /// `DELETE /v1/consents/{consentId}`: the bank marks the consent `terminatedByTpp`.

@@ -9,6 +9,7 @@
 //! the customer's choice itself tells the bank which accounts it may read.
 //! (HTTP message signatures with a QSealC, which STET requires in production, are not sent.)
 
+pub mod payments;
 pub mod wire;
 
 #[cfg(test)]
@@ -19,7 +20,10 @@ use chrono::NaiveDate;
 use reqwest::header::{ACCEPT, HeaderValue};
 
 use super::common::{Pages, account_ref, endpoint, follow_link, request_id, send, within};
-use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
+use super::{
+    AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, PaymentInitiation,
+    Profile,
+};
 use crate::model::{Balance, Transaction};
 
 /// The profile's manifest name.
@@ -82,6 +86,11 @@ async fn paged<P: serde::de::DeserializeOwned>(
 impl Profile for Stet {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    /// Payments: [`payments`].
+    fn payments(&self) -> Option<&dyn PaymentInitiation> {
+        Some(self)
     }
 
     async fn create_consent(

@@ -1,0 +1,101 @@
+//! STET payment initiation against every PIS example in `$BANKGATE_FIXTURES/stet/pis/`,
+//! compared with reviewed expectations in `tests/expected/stet/pis/`.
+
+use chrono::{TimeZone, Utc};
+use serde_json::{Value, json};
+
+use super::wire::{self, Confirmation, Created, PaymentRequest, PaymentRequestResponse};
+use crate::adapters::common::parse_body;
+use crate::adapters::testing;
+use crate::adapters::{AdapterError, PaymentOrder};
+
+const FIXTURES: &str = "stet/pis";
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, AdapterError> {
+    parse_body(text.as_bytes(), wire::error_in_body)
+}
+
+/// The canonical form of a fixture, by what its name says it is.
+fn normalise(name: &str, text: &str) -> Result<Value, AdapterError> {
+    Ok(if name.contains("confirmation_request") {
+        // The factor is a secret: only whether it is there.
+        let confirmation: Confirmation = parse(text)?;
+        json!({ "has_psu_authentication_factor": confirmation.psu_authentication_factor.is_some() })
+    } else if name.contains("_request") {
+        let request: PaymentRequest = parse(text)?;
+        let (order, debtor) = request.order()?;
+        json!({
+            "end_to_end_id": order.payment_id,
+            "amount": order.amount.to_string(),
+            "currency": order.currency,
+            "creditor_iban": order.creditor_iban,
+            // What bankgate's own validation says of the creditor IBAN (country code and length).
+            "creditor_iban_accepted_by_bankgate":
+                crate::payments::parse_iban(&order.creditor_iban).is_ok(),
+            "creditor_name": order.creditor_name,
+            "remittance": order.remittance,
+            "instant": order.instant,
+            "debtor_iban": debtor,
+        })
+    } else if name.contains("get-payment-request") {
+        let response: PaymentRequestResponse = parse(text)?;
+        json!(response.into_payment()?)
+    } else if name.contains("post-payment-requests_response")
+        || name.contains("put-payment-request")
+    {
+        let created: Created = parse(text)?;
+        json!({
+            "approach": created.applied_authentication_approach.as_ref().map(wire::Approach::name),
+            "resource_id": created.resource_id(),
+        })
+    } else {
+        panic!("fixture {name} has no normaliser: add one to normalise()")
+    })
+}
+
+#[test]
+fn every_pis_fixture_normalises_as_expected() {
+    let mut n_checked = 0;
+    for (name, text) in testing::fixtures(FIXTURES) {
+        let actual = normalise(&name, &text).unwrap_or_else(|error| panic!("{name}: {error}"));
+        testing::check_expected(FIXTURES, &name, &actual);
+        n_checked += 1;
+    }
+    assert_eq!(n_checked, 6);
+}
+
+#[test]
+fn bankgate_sends_what_a_bank_reads_back() {
+    let order = PaymentOrder {
+        payment_id: "pay_0193a1".into(),
+        amount: "12.50".parse().unwrap(),
+        currency: "EUR".into(),
+        creditor_iban: "DE89370400440532013000".into(),
+        creditor_name: "Marie Martin".into(),
+        remittance: Some("pizza".into()),
+        instant: true,
+    };
+    let now = Utc.with_ymd_and_hms(2026, 12, 4, 12, 0, 0).unwrap();
+    let body = wire::initiation(&order, now);
+    assert_eq!(
+        body["creditTransferTransaction"][0]["instructedAmount"]["amount"],
+        "12.50"
+    );
+    assert_eq!(body["creationDateTime"], "2026-12-04T12:00:00.000+00:00");
+    assert!(body.get("debtorAccount").is_none());
+    let read: PaymentRequest = serde_json::from_value(body).unwrap();
+    assert_eq!(read.order().unwrap(), (order, None));
+}
+
+#[test]
+fn a_rejection_keeps_the_reason_code_and_not_the_banks_words() {
+    let response: PaymentRequestResponse = parse(&testing::fixture(
+        FIXTURES,
+        "synthetic_v1.4_get-payment-request_RJCT.json",
+    ))
+    .unwrap();
+    let payment = response.into_payment().unwrap();
+    assert_eq!(payment.status.raw, "RJCT");
+    assert_eq!(payment.status.reason_code.as_deref(), Some("DS02"));
+    assert_eq!(payment.status.status.as_str(), "rejected");
+}
