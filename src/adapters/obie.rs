@@ -10,6 +10,7 @@
 //! (FAPI signed request objects and mutual TLS are not used: the claims go as a plain
 //! parameter and the client authenticates with its secret.)
 
+pub mod payments;
 pub mod wire;
 
 #[cfg(test)]
