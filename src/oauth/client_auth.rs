@@ -451,6 +451,10 @@ pub fn check_assertion_with_keys(
             "exp is more than 60 seconds ahead (an assertion is for one request)",
         ));
     }
+    if claims.jti.contains('\0') {
+        // The replay cache cannot store it (PostgreSQL text); refused before it gets there.
+        return Err(AssertionError::Claims("jti must not contain U+0000"));
+    }
     if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
         return Err(AssertionError::Claims(
             "jti is required (at most 256 characters), a fresh one per assertion",

@@ -117,6 +117,11 @@ fn a_refused_assertion_says_which_check_failed() {
     );
     check(
         &client,
+        &sign(claims(|c| c["jti"] = json!("j\u{0}1"))),
+        "client assertion: jti must not contain U+0000",
+    );
+    check(
+        &client,
         &sign(claims(|c| c["iat"] = json!(now + 60))),
         "client assertion: iat is in the future",
     );
