@@ -85,6 +85,22 @@ impl AdapterError {
         }
     }
 
+    /// The kind of failure, one word (a metric label): `timeout`, `transport`, `status`, …
+    pub fn kind(&self) -> &'static str {
+        match self.root() {
+            AdapterError::Transport(_) => "transport",
+            AdapterError::Timeout => "timeout",
+            AdapterError::Status { .. } => "status",
+            AdapterError::Decode(_) => "decode",
+            AdapterError::ErrorBody(_) => "error_body",
+            AdapterError::TooLarge { .. } => "too_large",
+            AdapterError::CircuitOpen => "circuit_open",
+            AdapterError::Saturated => "saturated",
+            AdapterError::Refused(_) => "refused",
+            AdapterError::UnknownAccount | AdapterError::AtBank { .. } => "unknown_account",
+        }
+    }
+
     /// The bank it happened at, if known.
     pub fn bank(&self) -> Option<&str> {
         match self {
@@ -425,7 +441,7 @@ impl Bank {
             .build()
             .map_err(|error| AdapterError::Transport(error.to_string()))?;
         Ok(Bank {
-            outbound: outbound::Outbound::new(http.clone(), &settings),
+            outbound: outbound::Outbound::new(http.clone(), &settings).named(&manifest.id),
             manifest,
             client_id,
             client_secret,

@@ -140,6 +140,8 @@ pub struct Gateway {
     pub app: Arc<App>,
     pub listener: TcpListener,
     pub addr: SocketAddr,
+    /// The metrics listener (`metrics_listen`) and its address, when metrics are on.
+    pub metrics: Option<(TcpListener, SocketAddr)>,
     /// Kept alive as long as the gateway: dropping one stops it.
     pub sandboxes: Vec<Sandbox>,
 }
@@ -163,6 +165,22 @@ impl Gateway {
         if config.listen.port() == 0 {
             config.public_url = format!("http://{addr}");
         }
+        let metrics = match config.metrics_listen {
+            Some(metrics_addr) => {
+                let listen_error = |source| StartError::Listen {
+                    addr: metrics_addr,
+                    source,
+                };
+                let listener = TcpListener::bind(metrics_addr)
+                    .await
+                    .map_err(listen_error)?;
+                let bound = listener.local_addr().map_err(listen_error)?;
+                // Recording starts now, so that start-up (policy loads, banks) is counted.
+                crate::telemetry::metrics::install();
+                Some((listener, bound))
+            }
+            None => None,
+        };
 
         let policies = PolicySet::load_dir(&config.policies_dir)?;
         let store: Arc<dyn Store> = match &config.store {
@@ -244,6 +262,7 @@ impl Gateway {
             }),
             listener,
             addr,
+            metrics,
             sandboxes,
         })
     }
@@ -272,6 +291,25 @@ impl Gateway {
                 self.app.store.clone(),
                 interval,
             ))
+        });
+        let shutdown = futures_util::FutureExt::shared(Box::pin(shutdown));
+        // The operator's metrics, on their own listener; ends with the gateway.
+        let _metrics = self.metrics.map(|(listener, _)| {
+            let router = crate::http::metrics::router(
+                self.app.clone(),
+                crate::telemetry::metrics::install(),
+            );
+            let serving = crate::http::server::serve(
+                listener,
+                router,
+                self.app.config.server,
+                shutdown.clone(),
+            );
+            AbortOnDrop(tokio::spawn(async move {
+                if let Err(error) = serving.await {
+                    tracing::error!(%error, "the metrics listener failed");
+                }
+            }))
         });
         crate::http::server::serve(self.listener, service, self.app.config.server, shutdown).await
     }

@@ -590,6 +590,16 @@ impl Auditor {
         &self.stats
     }
 
+    /// Events past the last signed checkpoint (see [`Checkpointer::lag`]).
+    pub fn checkpoint_lag(&self) -> Option<i64> {
+        self.checkpointer.lag()
+    }
+
+    /// Events waiting in the queue for a commit.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// Whether [`Auditor::record`] would take an event now: the writer task runs and its
     /// queue has room. (Whether the store can commit is the store's readiness: the writer
     /// retries by itself once it can.) `Err` says which not.

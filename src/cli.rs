@@ -752,6 +752,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "bankgate listening on {base} ({} store)",
         gateway.app.store.kind()
     );
+    if let Some((_, metrics)) = &gateway.metrics {
+        println!("  metrics (operator only): http://{metrics}/metrics");
+    }
     if memory {
         println!(
             "  !! in-memory store: NOT FOR PRODUCTION, everything is lost when the process stops"

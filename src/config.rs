@@ -5,7 +5,7 @@
 //! `DATABASE_URL`, `BANKGATE_LISTEN`, `BANKGATE_PUBLIC_URL`, `BANKGATE_GRANT_KEY`,
 //! `BANKGATE_SIGNING_KEY_FILE`, `BANKGATE_PREVIOUS_SIGNING_KEY_FILES` (comma-separated),
 //! `BANKGATE_ADMIN_TOKEN`, `BANKGATE_AUDIT_ARCHIVE_DIR`, `BANKGATE_ALLOW_INSECURE_CLIENTS`
-//! (`true` or `false`). A variable set but empty is unset.
+//! (`true` or `false`), `BANKGATE_METRICS_LISTEN`. A variable set but empty is unset.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -65,6 +65,8 @@ pub struct RawConfig {
     pub allow_insecure_clients: Option<bool>,
     /// Bearer token for the operator's admin API; the admin API is off without it.
     pub admin_token: Option<String>,
+    /// Where `GET /metrics` (Prometheus) listens, apart from the API; unset: no metrics.
+    pub metrics_listen: Option<String>,
     pub request_timeout_ms: Option<u64>,
     pub max_body_bytes: Option<usize>,
     pub max_in_flight: Option<usize>,
@@ -126,6 +128,8 @@ pub struct Config {
     /// Platforms may use `client_secret_basic` and bearer tokens (development only).
     pub allow_insecure_clients: bool,
     pub admin_token: Option<String>,
+    /// The metrics listener's address; `None`: metrics off (nothing is recorded).
+    pub metrics_listen: Option<SocketAddr>,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
@@ -164,6 +168,7 @@ impl RawConfig {
         set(&mut self.public_url, "BANKGATE_PUBLIC_URL");
         set(&mut self.grant_key, "BANKGATE_GRANT_KEY");
         set(&mut self.admin_token, "BANKGATE_ADMIN_TOKEN");
+        set(&mut self.metrics_listen, "BANKGATE_METRICS_LISTEN");
         if let Some(file) = env("BANKGATE_SIGNING_KEY_FILE").filter(|value| !value.is_empty()) {
             self.signing_key_file = Some(file.into());
         }
@@ -210,6 +215,12 @@ impl RawConfig {
             .unwrap_or("127.0.0.1:8080")
             .parse()
             .map_err(|error| invalid("listen", format!("{error}")))?;
+        let metrics_listen = self
+            .metrics_listen
+            .as_deref()
+            .map(str::parse::<SocketAddr>)
+            .transpose()
+            .map_err(|error| invalid("metrics_listen", format!("{error}")))?;
         let public_url = self
             .public_url
             .unwrap_or_else(|| format!("http://{listen}"))
@@ -280,6 +291,7 @@ impl RawConfig {
                 secs => Some(Duration::from_secs(secs)),
             },
             admin_token: self.admin_token,
+            metrics_listen,
             request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(30_000)),
             max_body_bytes: self.max_body_bytes.unwrap_or(64 * 1024),
             max_in_flight: self.max_in_flight.unwrap_or(1024),

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod authn;
+pub mod metrics;
 pub mod observe;
 pub mod problem;
 pub mod routes;

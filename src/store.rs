@@ -532,4 +532,17 @@ pub trait Store: access::AccessReads {
     ) -> Result<(), StoreError>;
     /// Archived partitions, by ascending last position.
     async fn audit_archives(&self) -> Result<Vec<audit::Archive>, StoreError>;
+
+    /// What the metrics endpoint samples from the store: consents by state, webhook
+    /// deliveries still pending.
+    async fn operational_counts(&self) -> Result<OperationalCounts, StoreError>;
+}
+
+/// Counts the metrics endpoint reads from the store at each scrape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperationalCounts {
+    /// Consents per state (`authorised`, `revoked`, …); states without one are absent.
+    pub consents_by_state: Vec<(String, i64)>,
+    /// Webhook deliveries not yet delivered nor given up.
+    pub webhooks_pending: i64,
 }

@@ -4,6 +4,8 @@
 //! One subscriber for the process, built by [`subscriber`]: `cli` installs it over the
 //! process's standard error, tests over a buffer they read back.
 
+pub mod metrics;
+
 use std::io::IsTerminal;
 
 use tracing::Subscriber;

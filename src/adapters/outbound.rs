@@ -105,6 +105,9 @@ pub struct Outbound {
     service: BoxCloneSyncService<Call, Bytes, AdapterError>,
     breaker: Arc<Breaker>,
     in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+    /// The bank's id: the label of its metrics and spans.
+    bank: Arc<str>,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -150,22 +153,61 @@ impl Outbound {
             service: BoxCloneSyncService::new(service),
             breaker,
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            max_in_flight: settings.max_in_flight.max(1),
+            bank: Arc::from(""),
         }
     }
 
-    /// Sends one call through the stack; the body of a 2xx answer.
+    /// The same stack, its metrics and spans labelled with `bank`.
+    pub fn named(self, bank: &str) -> Outbound {
+        Outbound {
+            bank: Arc::from(bank),
+            ..self
+        }
+    }
+
+    /// Sends one call through the stack; the body of a 2xx answer. Each call is a span
+    /// (`bank_call`) and counts in the bank's metrics (calls, duration, failures by kind).
     pub async fn call(&self, call: Call) -> Result<Bytes, AdapterError> {
-        let _permit = self
-            .in_flight
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| AdapterError::Saturated)?;
-        self.service.clone().oneshot(call).await
+        use crate::telemetry::metrics::{BANK_CALL_DURATION, BANK_CALL_FAILURES, BANK_CALLS};
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "bank_call",
+            bank = &*self.bank,
+            method = %call.request.method(),
+            path = call.request.url().path(),
+        );
+        let started = Instant::now();
+        let outcome = async {
+            let _permit = self
+                .in_flight
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| AdapterError::Saturated)?;
+            self.service.clone().oneshot(call).await
+        }
+        .instrument(span)
+        .await;
+        let bank = self.bank.to_string();
+        metrics::counter!(BANK_CALLS, "bank" => bank.clone()).increment(1);
+        metrics::histogram!(BANK_CALL_DURATION, "bank" => bank.clone())
+            .record(started.elapsed().as_secs_f64());
+        if let Err(error) = &outcome {
+            metrics::counter!(BANK_CALL_FAILURES, "bank" => bank, "kind" => error.kind())
+                .increment(1);
+        }
+        outcome
     }
 
     /// The breaker's state now.
     pub fn breaker(&self) -> BreakerState {
         self.breaker.state()
+    }
+
+    /// Calls to the bank in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.max_in_flight
+            .saturating_sub(self.in_flight.available_permits())
     }
 }
 
@@ -352,6 +394,17 @@ pub enum BreakerState {
     Open { until: Instant },
     /// One probe call is in flight; others fail at once until it ends.
     HalfOpen,
+}
+
+impl BreakerState {
+    /// `closed`, `open` or `half_open` (a metric label).
+    pub fn name(&self) -> &'static str {
+        match self {
+            BreakerState::Closed { .. } => "closed",
+            BreakerState::Open { .. } => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
 }
 
 /// What the breaker lets a call do.

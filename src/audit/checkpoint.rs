@@ -254,6 +254,13 @@ impl Checkpointer {
         }
     }
 
+    /// Events this instance committed past the last checkpoint it knows of (`None` before
+    /// it knows one, or when it signs none).
+    pub fn lag(&self) -> Option<i64> {
+        let last = self.last.load(Ordering::Relaxed);
+        (self.signer.is_some() && last >= 0).then(|| (lock(&self.head).0 - last).max(0))
+    }
+
     /// The key that signs, if any.
     pub fn signer(&self) -> Option<&Arc<SigningKey>> {
         self.signer.as_ref()

@@ -153,8 +153,30 @@ pub(crate) async fn run(
                 }
                 let n_events = batch.len() as u64;
                 let store = store.clone();
-                in_flight.push(async move { (commit(store, batch).await, n_events) });
+                in_flight.push(async move {
+                    let started = Instant::now();
+                    let outcome = commit(store, batch).await;
+                    record_metrics(&outcome, n_events, started.elapsed());
+                    (outcome, n_events)
+                });
             }
+        }
+    }
+}
+
+/// Batch size, commit time and failures for `/metrics` (no-ops unless metrics are on).
+fn record_metrics(outcome: &Outcome, n_events: u64, took: Duration) {
+    use crate::telemetry::metrics::{
+        AUDIT_BATCH_SIZE, AUDIT_COMMIT_DURATION, AUDIT_COMMIT_FAILURES, AUDIT_EVENTS,
+    };
+    match outcome {
+        Outcome::Committed(_) => {
+            metrics::histogram!(AUDIT_BATCH_SIZE).record(n_events as f64);
+            metrics::histogram!(AUDIT_COMMIT_DURATION).record(took.as_secs_f64());
+            metrics::counter!(AUDIT_EVENTS).increment(n_events);
+        }
+        Outcome::Unavailable | Outcome::Failed => {
+            metrics::counter!(AUDIT_COMMIT_FAILURES).increment(1);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! What every response leaves behind for the operator: one log line (request id, method,
-//! route template, status, latency, client, bank).
+//! route template, status, latency, client, bank) and the request metrics, by route template
+//! and status.
 //!
 //! It sits inside the trace layer's span, above the problem layer, so it sees every response
 //! as the caller gets it. Lower layers tell it who the caller was and which bank served the
@@ -16,6 +17,7 @@ use tower::{Layer, Service};
 
 use super::problem::ErrorDetail;
 use crate::Origin;
+use crate::telemetry::metrics::{HTTP_REQUEST_DURATION, HTTP_REQUESTS};
 
 /// The route label of a path no route matches.
 pub const UNMATCHED: &str = "unmatched";
@@ -106,14 +108,15 @@ where
         Box::pin(async move {
             let result = future.await;
             if let Ok(response) = &result {
-                log_line(
-                    &log,
-                    response,
-                    &request_id,
-                    &method,
-                    route,
-                    started.elapsed(),
-                );
+                let latency = started.elapsed();
+                let labels = [
+                    ("method", method.as_str().to_owned()),
+                    ("route", route.to_owned()),
+                    ("status", response.status().as_str().to_owned()),
+                ];
+                metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
+                metrics::histogram!(HTTP_REQUEST_DURATION, &labels).record(latency.as_secs_f64());
+                log_line(&log, response, &request_id, &method, route, latency);
             }
             result
         })

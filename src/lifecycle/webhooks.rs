@@ -26,6 +26,7 @@ use crate::app::App;
 use crate::consent::Consent;
 use crate::error::Error;
 use crate::store::{DeliveryOutcome, DeliveryStatus, WebhookDelivery};
+use crate::telemetry::metrics::WEBHOOK_FAILURES;
 
 /// A consent was revoked (by the platform, an operator, the bank, or a replayed code).
 pub const CONSENT_REVOKED: &str = "consent.revoked";
@@ -166,12 +167,14 @@ pub async fn deliver_due(
             }
             Err(error) if delivery.attempts >= MAX_ATTEMPTS => {
                 report.failed += 1;
+                metrics::counter!(WEBHOOK_FAILURES, "outcome" => "gave_up").increment(1);
                 tracing::warn!(client = %delivery.client_id, event = %delivery.event, %error,
                     "webhook delivery failed for good");
                 DeliveryOutcome::Failed { error }
             }
             Err(error) => {
                 report.retried += 1;
+                metrics::counter!(WEBHOOK_FAILURES, "outcome" => "retry").increment(1);
                 DeliveryOutcome::Retry {
                     at: now + backoff(delivery.attempts),
                     error,

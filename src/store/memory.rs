@@ -776,6 +776,24 @@ impl Store for MemoryStore {
     async fn audit_archives(&self) -> Result<Vec<audit::Archive>, StoreError> {
         Ok(Vec::new())
     }
+
+    async fn operational_counts(&self) -> Result<super::OperationalCounts, StoreError> {
+        let mut by_state = std::collections::BTreeMap::<&'static str, i64>::new();
+        for consent in lock(&self.consents).values() {
+            *by_state.entry(consent.status.as_str()).or_default() += 1;
+        }
+        let webhooks_pending = lock(&self.webhooks)
+            .iter()
+            .filter(|delivery| delivery.status == DeliveryStatus::Pending)
+            .count();
+        Ok(super::OperationalCounts {
+            consents_by_state: by_state
+                .into_iter()
+                .map(|(state, n)| (state.to_owned(), n))
+                .collect(),
+            webhooks_pending: i64::try_from(webhooks_pending).unwrap_or(i64::MAX),
+        })
+    }
 }
 
 /// As PostgreSQL's CHECK: a client's keys come by value or by reference, never both.

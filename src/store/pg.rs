@@ -635,4 +635,34 @@ impl Store for PgStore {
     async fn audit_archives(&self) -> Result<Vec<crate::audit::Archive>, StoreError> {
         audit::archives(&self.client().await?).await
     }
+
+    async fn operational_counts(&self) -> Result<super::OperationalCounts, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(OPERATIONAL_COUNTS)
+            .await
+            .map_err(sql_error("metrics"))?;
+        let rows = client
+            .query(&statement, &[])
+            .await
+            .map_err(sql_error("metrics"))?;
+        let mut counts = super::OperationalCounts::default();
+        for row in &rows {
+            let kind: String = column(row, "kind")?;
+            let n: i64 = column(row, "n")?;
+            match kind.as_str() {
+                "webhooks_pending" => counts.webhooks_pending = n,
+                _ => counts
+                    .consents_by_state
+                    .push((column::<String>(row, "state")?, n)),
+            }
+        }
+        Ok(counts)
+    }
 }
+
+/// Consents by state and pending webhook deliveries, in one round trip (the metrics scrape).
+const OPERATIONAL_COUNTS: &str = "\
+    SELECT 'consents' AS kind, status AS state, count(*) AS n FROM consents GROUP BY status \
+    UNION ALL \
+    SELECT 'webhooks_pending', '', count(*) FROM webhook_deliveries WHERE status = 'pending'";

@@ -32,6 +32,7 @@ mod export_completeness;
 mod fapi;
 mod faults;
 mod logs;
+mod metrics;
 mod nul_input;
 mod operator;
 mod par_binding;

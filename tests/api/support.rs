@@ -45,6 +45,8 @@ pub struct Options {
     /// off), so `platform` authenticates with `private_key_jwt` and proves with DPoP. Without
     /// it `platform` is a development client with a secret and bearer tokens.
     pub fapi_only: bool,
+    /// Serve `/metrics` on a listener of its own (`metrics_listen`).
+    pub metrics: bool,
 }
 
 /// The grant key of PostgreSQL test gateways (every instance of one test shares it).
@@ -59,6 +61,8 @@ pub struct TestGateway {
     /// The secrets of `platform` and `compliance`, for clients of a second instance.
     secrets: (String, String),
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// `http://…/metrics`, with `Options::metrics`.
+    pub metrics_url: Option<String>,
     /// The proxy in front of PostgreSQL, with `Options::database_through_proxy`.
     pub database_proxy: Option<proxy::Proxy>,
     _database: Option<pg::TestDatabase>,
@@ -96,6 +100,9 @@ impl TestGateway {
             config.allow_private_platform_hosts = false;
         }
         config.admin_token = options.admin_token;
+        if options.metrics {
+            config.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
         let mut database_proxy = None;
         // The development setting, stated: most tests drive the flow with a secret and bearer
         // tokens, which is simpler to read; `fapi_only` runs as production does.
@@ -123,6 +130,10 @@ impl TestGateway {
             }
         };
         let gateway = Gateway::start(config).await.expect("gateway starts");
+        let metrics_url = gateway
+            .metrics
+            .as_ref()
+            .map(|(_, addr)| format!("http://{addr}/metrics"));
         let app = gateway.app.clone();
         let base = app.config.public_url.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -187,6 +198,7 @@ impl TestGateway {
             app,
             base,
             stop: Some(stop),
+            metrics_url,
             database_proxy,
             _database: database,
         }
@@ -241,6 +253,7 @@ impl TestGateway {
             app: app.clone(),
             listener: gateway.listener,
             addr: gateway.addr,
+            metrics: None,
             sandboxes: Vec::new(),
         };
         tokio::spawn(instance.serve(async move {
@@ -256,6 +269,7 @@ impl TestGateway {
             app,
             base,
             stop: Some(stop),
+            metrics_url: None,
             database_proxy: None,
             _database: None,
         }
