@@ -59,6 +59,21 @@ pub fn fixture(dir: &str, suffix: &str) -> String {
         .1
 }
 
+/// Normalises every JSON fixture of `dir` with `normalise`, compares each with its expected
+/// output (see [`check_expected`]) and returns how many were checked.
+#[track_caller]
+pub fn check_every_fixture<E: std::fmt::Display>(
+    dir: &str,
+    normalise: impl Fn(&str, &str) -> Result<Value, E>,
+) -> usize {
+    let fixtures = fixtures(dir);
+    for (name, text) in &fixtures {
+        let actual = normalise(name, text).unwrap_or_else(|error| panic!("{name}: {error}"));
+        check_expected(dir, name, &actual);
+    }
+    fixtures.len()
+}
+
 /// Compares `actual` with `tests/expected/<dir>/<name>`, or rewrites it when
 /// `UPDATE_EXPECT=1`.
 #[track_caller]

@@ -53,13 +53,7 @@ fn normalise(name: &str, text: &str) -> Result<Value, AdapterError> {
 
 #[test]
 fn every_pis_fixture_normalises_as_expected() {
-    let mut n_checked = 0;
-    for (name, text) in testing::fixtures(FIXTURES) {
-        let actual = normalise(&name, &text).unwrap_or_else(|error| panic!("{name}: {error}"));
-        testing::check_expected(FIXTURES, &name, &actual);
-        n_checked += 1;
-    }
-    assert_eq!(n_checked, 16);
+    assert_eq!(testing::check_every_fixture(FIXTURES, normalise), 16);
 }
 
 #[test]
