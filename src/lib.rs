@@ -1,27 +1,37 @@
 //! bankgate: an open-banking aggregation gateway.
 //!
 //! Platforms read normalised bank data with consent-bound tokens; every decision is audited.
-//! Modules are listed in reading order: the domain first, then the edges (store, adapters,
-//! HTTP), then the binary's glue. See `ARCHITECTURE.md` for the map.
+//! Modules are grouped by layer, bottom up (alphabetical within a group): the domain, the
+//! edges (store, egress, adapters), the authorization server and lifecycle, serving, then the
+//! binary's glue. See `ARCHITECTURE.md` for the map.
 
+// The domain: the canonical model, errors, keys and the decisions, no I/O and no HTTP types.
 pub mod access;
-pub mod adapters;
-pub mod app;
 pub mod audit;
-pub mod cli;
-pub mod config;
 pub mod consent;
 pub mod crypto;
-pub mod demo;
-pub mod egress;
 pub mod error;
-pub mod http;
-pub mod lifecycle;
 pub mod model;
-pub mod oauth;
 pub mod payments;
 pub mod policy;
+
+// The edges: persistence, outbound connections and the banks' APIs.
+pub mod adapters;
+pub mod egress;
 pub mod store;
+
+// The authorization server and the consent lifecycle over the domain and the edges.
+pub mod lifecycle;
+pub mod oauth;
+
+// Serving: the HTTP stack, its telemetry, and the wiring of one gateway.
+pub mod app;
+pub mod http;
 pub mod telemetry;
+
+// The binary's glue.
+pub mod cli;
+pub mod config;
+pub mod demo;
 
 pub use error::{Error, Origin};

@@ -172,7 +172,7 @@ pub fn embedded_migrations() -> Vec<(u32, String, u64)> {
 async fn migrate_locked(
     client: &mut tokio_postgres::Client,
 ) -> Result<MigrationReport, StoreError> {
-    // The application role (`bankgate_app`, see V3) owns nothing and cannot create tables: it
+    // The application role (`bankgate_app`, see V8) owns nothing and cannot create tables: it
     // only checks that the schema owner applied every migration.
     let may_create: bool = client
         .query_one("SELECT has_schema_privilege('public', 'CREATE')", &[])
