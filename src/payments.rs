@@ -340,7 +340,9 @@ impl Payment {
 pub trait Payments: Send + Sync {
     /// Records a payment and claims its idempotency key in one step: `Replay::Proceed` when the
     /// key was free (the payment is stored, its key in flight); otherwise what
-    /// [`idempotency::judge`] says about the key's record, and nothing is stored.
+    /// [`idempotency::judge`] says about the key's record, and nothing is stored. Of concurrent
+    /// calls with one key, exactly one proceeds. A consent pays once: `Conflict("payment")`
+    /// (and nothing stored) when the consent already has a payment.
     async fn record_payment(
         &self,
         payment: &Payment,

@@ -308,9 +308,10 @@ pub struct AccessCount {
     pub used: u32,
 }
 
-/// Everything bankgate keeps. Implementations are cheap to share (`Arc<dyn Store>`).
+/// Everything bankgate keeps. Implementations are cheap to share (`Arc<dyn Store>`). Payments
+/// have their own trait beside their domain ([`crate::payments::Payments`]).
 #[async_trait]
-pub trait Store: access::AccessReads {
+pub trait Store: access::AccessReads + crate::payments::Payments {
     /// A short name for logs: `postgres` or `memory`.
     fn kind(&self) -> &'static str;
 

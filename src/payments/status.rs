@@ -59,6 +59,22 @@ impl RejectionReason {
             RejectionReason::Other => "other",
         }
     }
+
+    /// Parses the wire name.
+    pub fn parse(name: &str) -> Option<RejectionReason> {
+        [
+            RejectionReason::InsufficientFunds,
+            RejectionReason::AccountClosed,
+            RejectionReason::AccountBlocked,
+            RejectionReason::InvalidCreditorAccount,
+            RejectionReason::AmountNotAllowed,
+            RejectionReason::Duplicate,
+            RejectionReason::Regulatory,
+            RejectionReason::Other,
+        ]
+        .into_iter()
+        .find(|reason| reason.as_str() == name)
+    }
 }
 
 /// The canonical status of a payment.
@@ -110,6 +126,30 @@ impl PaymentStatus {
             PaymentStatus::Pending => "pending",
             PaymentStatus::Rejected { .. } => "rejected",
             PaymentStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the wire name; a rejection needs its reason's wire name.
+    pub fn parse(name: &str, reason: Option<&str>) -> Option<PaymentStatus> {
+        Some(match name {
+            "received" => PaymentStatus::Received,
+            "accepted" => PaymentStatus::Accepted,
+            "settlement_in_process" => PaymentStatus::SettlementInProcess,
+            "settled" => PaymentStatus::Settled,
+            "pending" => PaymentStatus::Pending,
+            "rejected" => PaymentStatus::Rejected {
+                reason: RejectionReason::parse(reason?)?,
+            },
+            "cancelled" => PaymentStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// The reason of a rejection.
+    pub fn reason(self) -> Option<RejectionReason> {
+        match self {
+            PaymentStatus::Rejected { reason } => Some(reason),
+            _ => None,
         }
     }
 

@@ -176,6 +176,28 @@ fn statuses_only_move_forward() {
     assert!(!Accepted.can_become(Accepted));
 }
 
+#[test]
+fn statuses_parse_their_wire_names() {
+    let reasons = [
+        "AM04", "AC04", "AC06", "AC01", "AM02", "AM05", "RR04", "XX99",
+    ];
+    let mut seen = Vec::new();
+    for code in ["RCVD", "ACTC", "ACSP", "ACSC", "PDNG", "CANC"]
+        .into_iter()
+        .map(|code| (code, None))
+        .chain(reasons.into_iter().map(|reason| ("RJCT", Some(reason))))
+    {
+        let status = PaymentStatus::from_iso20022(code.0, code.1).unwrap();
+        let reason = status.reason().map(RejectionReason::as_str);
+        assert_eq!(PaymentStatus::parse(status.as_str(), reason), Some(status));
+        seen.push(status);
+    }
+    assert_eq!(seen.len(), 14);
+    assert_eq!(PaymentStatus::parse("rejected", None), None);
+    assert_eq!(PaymentStatus::parse("rejected", Some("nope")), None);
+    assert_eq!(PaymentStatus::parse("ACSC", None), None);
+}
+
 fn limits() -> PaymentLimits {
     PaymentLimits {
         max_amount_per_payment: Decimal::from(100),

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 mod access;
+mod payments;
 
 use crate::audit::{self, Event, Filter, GENESIS, Record};
 use crate::consent::{Consent, ConsentStatus};
@@ -48,6 +49,7 @@ pub struct MemoryStore {
     access_tokens: Mutex<HashMap<String, RevocableToken>>,
     /// Webhook deliveries in enqueue order.
     webhooks: Mutex<Vec<WebhookDelivery>>,
+    payments: Mutex<payments::PaymentRows>,
 }
 
 /// An issued access token and when it was revoked, if it was.

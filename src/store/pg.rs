@@ -13,6 +13,7 @@ pub mod clients;
 pub mod consents;
 pub mod fapi;
 pub mod oauth;
+pub mod payments;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -9,9 +9,11 @@ mod pg;
 mod access;
 mod clients;
 mod fapi;
+mod payments;
 use access::*;
 use clients::*;
 use fapi::*;
+use payments::*;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -89,6 +91,14 @@ conformance!(
     access_budget_counts_to_the_limit,
     refused_requests_spend_no_budget,
     access_budget_concurrent,
+    payments_record_claim_and_replay,
+    payments_same_key_other_body_is_a_mismatch,
+    payments_concurrent_duplicate_proceeds_once,
+    payments_one_per_consent,
+    payments_update_is_compare_and_set,
+    payments_due_lease_is_handed_out_once,
+    payments_spent_on_counts_what_may_still_be_paid,
+    payments_keys_are_kept_then_purged,
 );
 
 fn memory_store() -> Arc<dyn Store> {

@@ -1,0 +1,177 @@
+//! Payments and the platforms' idempotency keys in memory, with PostgreSQL's semantics: the
+//! payment and its key in one critical section, one payment per consent, compare-and-set on
+//! `updated_at`, a lease on due payments.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+use super::{MemoryStore, lock, micros};
+use crate::payments::idempotency::{self, StoredResponse};
+use crate::payments::{
+    IdempotencyKey, KeyRecord, Payment, PaymentStatus, Payments, Replay, Submission,
+};
+use crate::store::StoreError;
+
+/// The payments and the keys, under one lock so that a payment and its key are stored together.
+#[derive(Debug, Default)]
+pub(super) struct PaymentRows {
+    payments: HashMap<String, Payment>,
+    /// `(client_id, key)` → record.
+    keys: HashMap<(String, String), KeyRecord>,
+}
+
+fn stored(payment: &Payment) -> Payment {
+    Payment {
+        created_at: micros(payment.created_at),
+        updated_at: micros(payment.updated_at),
+        next_poll_at: payment.next_poll_at.map(micros),
+        ..payment.clone()
+    }
+}
+
+#[async_trait]
+impl Payments for MemoryStore {
+    async fn record_payment(
+        &self,
+        payment: &Payment,
+        key: &KeyRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Replay, StoreError> {
+        if payment.client_id != key.client_id || payment.id != key.payment_id {
+            return Err(StoreError::Invariant(
+                "an idempotency key is claimed for its own platform's payment",
+            ));
+        }
+        let mut rows = lock(&self.payments);
+        let slot = (key.client_id.clone(), key.key.as_str().to_owned());
+        match idempotency::judge(rows.keys.get(&slot), &key.fingerprint, now) {
+            Replay::Proceed => {}
+            other => return Ok(other),
+        }
+        let duplicate = rows.payments.contains_key(&payment.id)
+            || rows
+                .payments
+                .values()
+                .any(|other| other.consent_id == payment.consent_id);
+        if duplicate {
+            return Err(StoreError::Conflict("payment"));
+        }
+        rows.payments.insert(payment.id.clone(), stored(payment));
+        rows.keys.insert(
+            slot,
+            KeyRecord {
+                response: None,
+                created_at: micros(key.created_at),
+                ..key.clone()
+            },
+        );
+        Ok(Replay::Proceed)
+    }
+
+    async fn complete_key(
+        &self,
+        client_id: &str,
+        key: &IdempotencyKey,
+        response: &StoredResponse,
+    ) -> Result<(), StoreError> {
+        let mut rows = lock(&self.payments);
+        if let Some(record) = rows
+            .keys
+            .get_mut(&(client_id.to_owned(), key.as_str().to_owned()))
+        {
+            record.response = Some(response.clone());
+        }
+        Ok(())
+    }
+
+    async fn payment(&self, client_id: &str, id: &str) -> Result<Option<Payment>, StoreError> {
+        Ok(lock(&self.payments)
+            .payments
+            .get(id)
+            .filter(|payment| payment.client_id == client_id)
+            .cloned())
+    }
+
+    async fn update_payment(
+        &self,
+        payment: &Payment,
+        expected: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut rows = lock(&self.payments);
+        let Some(current) = rows.payments.get_mut(&payment.id) else {
+            return Ok(false);
+        };
+        if current.updated_at != micros(expected) {
+            return Ok(false);
+        }
+        // What the UPDATE sets; the rest of the row stays as recorded.
+        let next = stored(payment);
+        current.submission = next.submission;
+        current.bank_payment_id = next.bank_payment_id;
+        current.status = next.status;
+        current.updated_at = next.updated_at;
+        current.next_poll_at = next.next_poll_at;
+        current.polls = next.polls;
+        Ok(true)
+    }
+
+    async fn due_payments(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Payment>, StoreError> {
+        let mut rows = lock(&self.payments);
+        let mut due: Vec<&mut Payment> = rows
+            .payments
+            .values_mut()
+            .filter(|payment| payment.next_poll_at.is_some_and(|at| at <= now))
+            .collect();
+        due.sort_by_key(|payment| payment.next_poll_at);
+        Ok(due
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|payment| {
+                payment.next_poll_at = Some(micros(lease_until));
+                payment.clone()
+            })
+            .collect())
+    }
+
+    async fn spent_on(
+        &self,
+        client_id: &str,
+        user_ref: &str,
+        currency: &str,
+        day: NaiveDate,
+    ) -> Result<Decimal, StoreError> {
+        let rows = lock(&self.payments);
+        rows.payments
+            .values()
+            .filter(|payment| {
+                payment.client_id == client_id
+                    && payment.request.user_ref == user_ref
+                    && payment.request.instructed_amount.currency == currency
+                    && payment.created_at.date_naive() == day
+                    && payment.submission != Submission::Refused
+                    && !payment
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| matches!(s.status, PaymentStatus::Rejected { .. }))
+            })
+            .try_fold(Decimal::ZERO, |sum, payment| {
+                sum.checked_add(payment.request.instructed_amount.amount)
+            })
+            .ok_or(StoreError::Invariant("payment sum overflows"))
+    }
+
+    async fn purge_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut rows = lock(&self.payments);
+        let count = rows.keys.len();
+        rows.keys.retain(|_, record| record.created_at >= before);
+        Ok(u64::try_from(count - rows.keys.len()).unwrap_or(u64::MAX))
+    }
+}

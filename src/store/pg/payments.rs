@@ -1,0 +1,399 @@
+//! Payments and the platforms' idempotency keys in PostgreSQL (migration V11): the payment and
+//! its key in one transaction, updates by compare-and-set on `updated_at`, the status job's
+//! lease with `FOR UPDATE SKIP LOCKED`, the daily sum in SQL.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use deadpool_postgres::GenericClient;
+use rust_decimal::Decimal;
+use tokio_postgres::Row;
+
+use super::{PgStore, column, corrupt, sql_error, storable};
+use crate::payments::idempotency::{self, StoredResponse};
+use crate::payments::{
+    BankStatus, IdempotencyKey, KeyRecord, Payment, PaymentRequest, PaymentStatus, Payments,
+    Replay, Submission,
+};
+use crate::store::StoreError;
+
+const COLUMNS: &str = "id, client_id, consent_id, bank_id, request, submission, \
+    bank_payment_id, status, rejection_reason, status_raw, status_reason_code, created_at, \
+    updated_at, next_poll_at, polls";
+
+/// Claims the key; a concurrent claim of the same key waits for this transaction and then
+/// inserts nothing.
+const CLAIM_KEY: &str = "\
+    INSERT INTO payment_idempotency_keys (client_id, key, fingerprint, payment_id, created_at) \
+    VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT (client_id, key) DO NOTHING";
+
+const LOCK_KEY: &str = "\
+    SELECT fingerprint, payment_id, response_status, response_body, created_at \
+    FROM payment_idempotency_keys WHERE client_id = $1 AND key = $2 FOR UPDATE";
+
+/// A key past its retention is taken over by the new request.
+const REPLACE_KEY: &str = "\
+    UPDATE payment_idempotency_keys \
+    SET fingerprint = $3, payment_id = $4, response_status = NULL, response_body = NULL, \
+        created_at = $5 \
+    WHERE client_id = $1 AND key = $2";
+
+const COMPLETE_KEY: &str = "\
+    UPDATE payment_idempotency_keys SET response_status = $3, response_body = $4 \
+    WHERE client_id = $1 AND key = $2";
+
+const INSERT: &str = "\
+    INSERT INTO payments (id, client_id, consent_id, bank_id, user_ref, currency, amount, \
+        request, submission, bank_payment_id, status, rejection_reason, status_raw, \
+        status_reason_code, created_at, updated_at, next_poll_at, polls) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7::text::numeric, $8, $9, $10, $11, $12, $13, $14, $15, \
+        $16, $17, $18)";
+
+/// Compare-and-set: only the row still at `updated_at = $2` changes.
+const UPDATE: &str = "\
+    UPDATE payments SET submission = $3, bank_payment_id = $4, status = $5, \
+        rejection_reason = $6, status_raw = $7, status_reason_code = $8, updated_at = $9, \
+        next_poll_at = $10, polls = $11 \
+    WHERE id = $1 AND updated_at = $2";
+
+/// The lease: several instances claim disjoint sets at once, and a claimed row is not due
+/// again before `$2`.
+const CLAIM_DUE: &str = "\
+    UPDATE payments SET next_poll_at = $2 \
+    WHERE id IN (SELECT id FROM payments WHERE next_poll_at <= $1 \
+                 ORDER BY next_poll_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+    RETURNING id, client_id, consent_id, bank_id, request, submission, bank_payment_id, status, \
+              rejection_reason, status_raw, status_reason_code, created_at, updated_at, \
+              next_poll_at, polls";
+
+/// What the daily limit counts: neither refused by the bank nor rejected.
+const SPENT_ON: &str = "\
+    SELECT COALESCE(sum(amount), 0)::text AS spent FROM payments \
+    WHERE client_id = $1 AND user_ref = $2 AND currency = $3 \
+      AND created_at >= $4 AND created_at < $5 \
+      AND submission <> 'refused' AND status IS DISTINCT FROM 'rejected'";
+
+const PURGE_KEYS: &str = "DELETE FROM payment_idempotency_keys WHERE created_at < $1";
+
+#[async_trait]
+impl Payments for PgStore {
+    async fn record_payment(
+        &self,
+        payment: &Payment,
+        key: &KeyRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Replay, StoreError> {
+        if payment.client_id != key.client_id || payment.id != key.payment_id {
+            return Err(StoreError::Invariant(
+                "an idempotency key is claimed for its own platform's payment",
+            ));
+        }
+        let mut client = self.client().await?;
+        let error = sql_error("payment");
+        let transaction = client.transaction().await.map_err(&error)?;
+        let claim = transaction
+            .prepare_cached(CLAIM_KEY)
+            .await
+            .map_err(&error)?;
+        let claimed = transaction
+            .execute(
+                &claim,
+                &[
+                    &key.client_id,
+                    &key.key.as_str(),
+                    &key.fingerprint,
+                    &key.payment_id,
+                    &key.created_at,
+                ],
+            )
+            .await
+            .map_err(&error)?;
+        if claimed == 0 {
+            let lock = transaction.prepare_cached(LOCK_KEY).await.map_err(&error)?;
+            let row = transaction
+                .query_opt(&lock, &[&key.client_id, &key.key.as_str()])
+                .await
+                .map_err(&error)?
+                // The conflicting row was there when the insert looked; keys are only
+                // purged past their retention, which a racing purge may just have done.
+                .ok_or(StoreError::Invariant("idempotency key vanished; retry"))?;
+            let existing = key_from_row(&row, &key.client_id, &key.key)?;
+            match idempotency::judge(Some(&existing), &key.fingerprint, now) {
+                Replay::Proceed => {
+                    let replace = transaction
+                        .prepare_cached(REPLACE_KEY)
+                        .await
+                        .map_err(&error)?;
+                    transaction
+                        .execute(
+                            &replace,
+                            &[
+                                &key.client_id,
+                                &key.key.as_str(),
+                                &key.fingerprint,
+                                &key.payment_id,
+                                &key.created_at,
+                            ],
+                        )
+                        .await
+                        .map_err(&error)?;
+                }
+                other => return Ok(other),
+            }
+        }
+        insert(&transaction, payment).await?;
+        transaction.commit().await.map_err(&error)?;
+        Ok(Replay::Proceed)
+    }
+
+    async fn complete_key(
+        &self,
+        client_id: &str,
+        key: &IdempotencyKey,
+        response: &StoredResponse,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let error = sql_error("idempotency key");
+        let statement = client.prepare_cached(COMPLETE_KEY).await.map_err(&error)?;
+        let status = i32::from(response.status);
+        client
+            .execute(
+                &statement,
+                &[&client_id, &key.as_str(), &status, &response.body],
+            )
+            .await
+            .map_err(&error)?;
+        Ok(())
+    }
+
+    async fn payment(&self, client_id: &str, id: &str) -> Result<Option<Payment>, StoreError> {
+        if !storable(id) || !storable(client_id) {
+            return Ok(None);
+        }
+        let client = self.client().await?;
+        let error = sql_error("payment");
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM payments WHERE id = $1 AND client_id = $2"
+            ))
+            .await
+            .map_err(&error)?;
+        client
+            .query_opt(&statement, &[&id, &client_id])
+            .await
+            .map_err(&error)?
+            .map(|row| from_row(&row))
+            .transpose()
+    }
+
+    async fn update_payment(
+        &self,
+        payment: &Payment,
+        expected: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let error = sql_error("payment");
+        let statement = client.prepare_cached(UPDATE).await.map_err(&error)?;
+        let status = StatusColumns::of(payment.status.as_ref());
+        let polls = polls_column(payment.polls)?;
+        let changed = client
+            .execute(
+                &statement,
+                &[
+                    &payment.id,
+                    &expected,
+                    &payment.submission.as_str(),
+                    &payment.bank_payment_id,
+                    &status.status,
+                    &status.reason,
+                    &status.raw,
+                    &status.reason_code,
+                    &payment.updated_at,
+                    &payment.next_poll_at,
+                    &polls,
+                ],
+            )
+            .await
+            .map_err(&error)?;
+        Ok(changed == 1)
+    }
+
+    async fn due_payments(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Payment>, StoreError> {
+        let client = self.client().await?;
+        let error = sql_error("payment");
+        let statement = client.prepare_cached(CLAIM_DUE).await.map_err(&error)?;
+        let limit = i64::from(limit);
+        client
+            .query(&statement, &[&now, &lease_until, &limit])
+            .await
+            .map_err(&error)?
+            .iter()
+            .map(from_row)
+            .collect()
+    }
+
+    async fn spent_on(
+        &self,
+        client_id: &str,
+        user_ref: &str,
+        currency: &str,
+        day: NaiveDate,
+    ) -> Result<Decimal, StoreError> {
+        let (from, until) = day_bounds(day)?;
+        let client = self.client().await?;
+        let error = sql_error("payment");
+        let statement = client.prepare_cached(SPENT_ON).await.map_err(&error)?;
+        let row = client
+            .query_one(
+                &statement,
+                &[&client_id, &user_ref, &currency, &from, &until],
+            )
+            .await
+            .map_err(&error)?;
+        let sum: String = column(&row, "spent")?;
+        Decimal::from_str(&sum).map_err(|_| corrupt(format_args!("payment sum {sum:?}")))
+    }
+
+    async fn purge_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let error = sql_error("idempotency key");
+        let statement = client.prepare_cached(PURGE_KEYS).await.map_err(&error)?;
+        client.execute(&statement, &[&before]).await.map_err(&error)
+    }
+}
+
+/// The first instant of `day` and of the day after, in UTC.
+pub(crate) fn day_bounds(day: NaiveDate) -> Result<(DateTime<Utc>, DateTime<Utc>), StoreError> {
+    let next = day
+        .checked_add_days(Days::new(1))
+        .ok_or(StoreError::Invariant("day out of range"))?;
+    Ok((
+        day.and_time(chrono::NaiveTime::MIN).and_utc(),
+        next.and_time(chrono::NaiveTime::MIN).and_utc(),
+    ))
+}
+
+async fn insert(db: &impl GenericClient, payment: &Payment) -> Result<(), StoreError> {
+    let error = sql_error("payment");
+    let statement = db.prepare_cached(INSERT).await.map_err(&error)?;
+    let request = serde_json::to_value(&payment.request)
+        .map_err(|_| StoreError::Invariant("a payment request serialises"))?;
+    let status = StatusColumns::of(payment.status.as_ref());
+    let amount = payment.request.instructed_amount.amount.to_string();
+    let polls = polls_column(payment.polls)?;
+    db.execute(
+        &statement,
+        &[
+            &payment.id,
+            &payment.client_id,
+            &payment.consent_id,
+            &payment.bank_id,
+            &payment.request.user_ref,
+            &payment.request.instructed_amount.currency,
+            &amount,
+            &request,
+            &payment.submission.as_str(),
+            &payment.bank_payment_id,
+            &status.status,
+            &status.reason,
+            &status.raw,
+            &status.reason_code,
+            &payment.created_at,
+            &payment.updated_at,
+            &payment.next_poll_at,
+            &polls,
+        ],
+    )
+    .await
+    .map_err(&error)?;
+    Ok(())
+}
+
+fn polls_column(polls: u32) -> Result<i32, StoreError> {
+    i32::try_from(polls).map_err(|_| StoreError::Invariant("payment polls overflow"))
+}
+
+/// A [`BankStatus`] as its four columns.
+struct StatusColumns<'a> {
+    status: Option<&'static str>,
+    reason: Option<&'static str>,
+    raw: Option<&'a str>,
+    reason_code: Option<&'a str>,
+}
+
+impl<'a> StatusColumns<'a> {
+    fn of(status: Option<&'a BankStatus>) -> StatusColumns<'a> {
+        StatusColumns {
+            status: status.map(|s| s.status.as_str()),
+            reason: status.and_then(|s| s.status.reason()).map(|r| r.as_str()),
+            raw: status.map(|s| s.raw.as_str()),
+            reason_code: status.and_then(|s| s.reason_code.as_deref()),
+        }
+    }
+}
+
+fn from_row(row: &Row) -> Result<Payment, StoreError> {
+    let request: serde_json::Value = column(row, "request")?;
+    let request: PaymentRequest = serde_json::from_value(request)
+        .map_err(|error| corrupt(format_args!("payment: {error}")))?;
+    let submission: String = column(row, "submission")?;
+    let submission = Submission::parse(&submission)
+        .ok_or_else(|| corrupt(format_args!("payment submission {submission:?}")))?;
+    let status: Option<String> = column(row, "status")?;
+    let status = match status {
+        None => None,
+        Some(name) => {
+            let reason: Option<String> = column(row, "rejection_reason")?;
+            let canonical = PaymentStatus::parse(&name, reason.as_deref())
+                .ok_or_else(|| corrupt(format_args!("payment status {name:?}")))?;
+            Some(BankStatus {
+                status: canonical,
+                raw: column::<Option<String>>(row, "status_raw")?.unwrap_or_default(),
+                reason_code: column(row, "status_reason_code")?,
+            })
+        }
+    };
+    let polls: i32 = column(row, "polls")?;
+    Ok(Payment {
+        id: column(row, "id")?,
+        client_id: column(row, "client_id")?,
+        consent_id: column(row, "consent_id")?,
+        bank_id: column(row, "bank_id")?,
+        request,
+        submission,
+        bank_payment_id: column(row, "bank_payment_id")?,
+        status,
+        created_at: column(row, "created_at")?,
+        updated_at: column(row, "updated_at")?,
+        next_poll_at: column(row, "next_poll_at")?,
+        polls: u32::try_from(polls).map_err(|_| corrupt("payment polls"))?,
+    })
+}
+
+fn key_from_row(row: &Row, client_id: &str, key: &IdempotencyKey) -> Result<KeyRecord, StoreError> {
+    let status: Option<i32> = column(row, "response_status")?;
+    let body: Option<serde_json::Value> = column(row, "response_body")?;
+    let response = match (status, body) {
+        (Some(status), Some(body)) => Some(StoredResponse {
+            status: u16::try_from(status).map_err(|_| corrupt("idempotency response status"))?,
+            body,
+        }),
+        (None, None) => None,
+        _ => return Err(corrupt("idempotency response half stored")),
+    };
+    Ok(KeyRecord {
+        client_id: client_id.to_owned(),
+        key: key.clone(),
+        fingerprint: column(row, "fingerprint")?,
+        payment_id: column(row, "payment_id")?,
+        response,
+        created_at: column(row, "created_at")?,
+    })
+}
