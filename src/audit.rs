@@ -45,6 +45,9 @@ pub enum Action {
     DataAccess,
     TokenIssued,
     AdapterRegistered,
+    /// A client changed its own registration (RFC 7592): its keys, name, redirect URIs or
+    /// webhook URL.
+    ClientUpdated,
     PolicyLoaded,
     AuditQueried,
     /// An expired partition of the log was archived and dropped.
@@ -53,7 +56,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Action::ConsentCreated,
         Action::ConsentAuthorised,
         Action::ConsentRejected,
@@ -63,6 +66,7 @@ impl Action {
         Action::DataAccess,
         Action::TokenIssued,
         Action::AdapterRegistered,
+        Action::ClientUpdated,
         Action::PolicyLoaded,
         Action::AuditQueried,
         Action::AuditArchived,
@@ -80,6 +84,7 @@ impl Action {
             Action::DataAccess => "data_access",
             Action::TokenIssued => "token_issued",
             Action::AdapterRegistered => "adapter_registered",
+            Action::ClientUpdated => "client_updated",
             Action::PolicyLoaded => "policy_loaded",
             Action::AuditQueried => "audit_queried",
             Action::AuditArchived => "audit_archived",

@@ -34,6 +34,7 @@ mod faults;
 mod logs;
 mod metrics;
 mod nul_input;
+mod oauth_refusals;
 mod operator;
 mod par_binding;
 mod policy;

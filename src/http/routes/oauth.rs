@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::adapters::{Adapter, ConsentRequest};
 use crate::app::App;
-use crate::audit::{Action, Decision};
+use crate::audit::{Action, Decision, Event};
 use crate::consent::{ACCOUNT_INFORMATION, AuthorizationDetail, Consent, ConsentStatus};
 use crate::crypto;
 use crate::error::{Error, OAuthError};
@@ -34,7 +34,9 @@ use crate::oauth::{
     REQUEST_URI_PREFIX, bank_client,
 };
 use crate::policy::Platform;
-use crate::store::{AuthorizationCode, BankAuthorization, PushedRequest, Role, StoredGrant};
+use crate::store::{
+    AuthorizationCode, BankAuthorization, Client, PushedRequest, Role, StoredGrant,
+};
 
 mod configuration;
 mod extension;
@@ -160,7 +162,12 @@ async fn par(
     headers: HeaderMap,
     OAuthForm(form): OAuthForm<ParForm>,
 ) -> Response {
-    match push(&app, &headers, form).await {
+    let client = match token::authenticate(&app, &headers, form.auth()).await {
+        Ok(client) => client,
+        Err(error) => return token::Refusal::from(error).into_response(&app),
+    };
+    let refused = par_refusal_event(&app, &client, form.authorization_details.as_deref());
+    match push(&app, &headers, &client, form).await {
         Ok(body) => {
             let mut response = (
                 StatusCode::CREATED,
@@ -171,8 +178,37 @@ async fn par(
             token::insert_nonce(&app, response.headers_mut());
             response
         }
-        Err(refusal) => refusal.into_response(&app),
+        Err(refusal) => token::refused(&app, &headers, refused, refusal).await,
     }
+}
+
+/// The event that records the refusal of an authenticated client's pushed request
+/// (`consent_created`, `deny`): the client, and what the request asked for as far as it names
+/// what the gateway knows — a bank it runs, a purpose in force, the requested scopes, the user
+/// reference (pseudonymised when recorded). Anything else is only quoted by the reason.
+fn par_refusal_event(app: &App, client: &Client, details: Option<&str>) -> Event {
+    let mut event = token::client_event(Action::ConsentCreated, client);
+    let detail = details
+        .and_then(|details| serde_json::from_str::<Vec<AuthorizationDetail>>(details).ok())
+        .and_then(|details| <[AuthorizationDetail; 1]>::try_from(details).ok());
+    if let Some([detail]) = detail {
+        if app.banks.get(&detail.bank).is_some() {
+            event.bank = Some(detail.bank);
+        }
+        if let Some(policy) = app.policies.current().get(&detail.purpose) {
+            event.purpose = Some(detail.purpose);
+            event.policy_hash = Some(policy.hash.clone());
+        }
+        if (1..=128).contains(&detail.user_ref.len()) && !detail.user_ref.contains('\0') {
+            event.user_ref = Some(detail.user_ref);
+        }
+        event.categories = detail
+            .scopes
+            .iter()
+            .map(|scope| scope.as_str().to_owned())
+            .collect();
+    }
+    event
 }
 
 /// An RFC 7638 thumbprint as `dpop_jkt` carries it: base64url SHA-256, 43 characters.
@@ -183,12 +219,13 @@ fn is_thumbprint(jkt: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Validates and grants `client`'s pushed request (authenticated by [`par`]); stores it.
 async fn push(
     app: &App,
     headers: &HeaderMap,
+    client: &Client,
     form: ParForm,
 ) -> Result<serde_json::Value, token::Refusal> {
-    let client = token::authenticate(app, headers, form.auth()).await?;
     let invalid = |description: &str| Error::from(OAuthError::new("invalid_request", description));
     if form
         .client_id
@@ -258,7 +295,7 @@ async fn push(
         return Err(details_error(format!("type must be {ACCOUNT_INFORMATION}")).into());
     }
     if app.banks.get(&detail.bank).is_none() {
-        return Err(details_error(format!("unknown bank {:?}", detail.bank)).into());
+        return Err(details_error(format!("unknown bank {}", input::quoted(&detail.bank))).into());
     }
     if detail.user_ref.is_empty() || detail.user_ref.len() > 128 {
         return Err(details_error("user_ref must be 1-128 characters".into()).into());
@@ -313,7 +350,7 @@ async fn push(
     app.store
         .insert_pushed_request(&PushedRequest {
             request_uri: request_uri.clone(),
-            client_id: client.client_id,
+            client_id: client.client_id.clone(),
             request: serde_json::to_value(&validated)
                 .map_err(|error| Error::Internal(error.to_string()))?,
             expires_at: Utc::now() + Duration::seconds(PAR_LIFETIME_SECS),
@@ -338,7 +375,7 @@ async fn extendable(
         .await?
         .filter(|consent| consent.client_id == client_id)
     else {
-        return Ok(Err(format!("unknown consent {id:?}")));
+        return Ok(Err(format!("unknown consent {}", input::quoted(id))));
     };
     if consent.status != ConsentStatus::Authorised || consent.expires_at <= Utc::now() {
         return Ok(Err(

@@ -76,6 +76,20 @@ impl From<DpopError> for Refusal {
 }
 
 impl Refusal {
+    /// What an audit event says of this refusal; `None` for the answers that are not
+    /// refusals (see [`refused`]).
+    fn audit_reason(&self) -> Option<String> {
+        match self {
+            Refusal::Dpop(DpopError::UseNonce) => None,
+            Refusal::Dpop(error) => Some(format!("{}: {error}", error.code())),
+            Refusal::Error(error) if !error.status().is_client_error() => None,
+            Refusal::Error(Error::OAuth(error)) => {
+                Some(format!("{}: {}", error.code, error.description))
+            }
+            Refusal::Error(error) => Some(error.safe_detail()),
+        }
+    }
+
     pub(super) fn into_response(self, app: &App) -> Response {
         match self {
             Refusal::Error(error) => error.into_response(),
@@ -99,6 +113,39 @@ pub(super) fn insert_nonce(app: &App, headers: &mut HeaderMap) {
     let nonce = Nonces::new(&app.sealer).issue(Utc::now().timestamp());
     if let Ok(value) = HeaderValue::from_str(&nonce) {
         headers.insert(DPOP_NONCE_HEADER, value);
+    }
+}
+
+/// An event of `action` by `client`: the platform is the client itself when it is one, the
+/// bank its bank when it is a bank's client.
+pub(super) fn client_event(action: Action, client: &Client) -> Event {
+    let mut event = Event::new(action, &client.client_id, Decision::Allow);
+    event.platform = (client.role == Role::Platform).then(|| client.client_id.clone());
+    event.bank = client.bank_id.clone();
+    event
+}
+
+/// Answers the refusal of an authenticated client's request, audited first as `event`
+/// (decision `deny`, the refusal as its reason, the request's id), as every refusal of an
+/// authenticated request is. Two answers are not refusals and are not audited: a DPoP nonce
+/// challenge (`use_dpop_nonce`, RFC 9449 §8: the step that hands the client its nonce, as on
+/// the data routes) and a failure of the gateway's own (5xx). If the audit log cannot commit,
+/// the answer is 503.
+pub(super) async fn refused(
+    app: &App,
+    headers: &HeaderMap,
+    mut event: Event,
+    refusal: Refusal,
+) -> Response {
+    let Some(reason) = refusal.audit_reason() else {
+        return refusal.into_response(app);
+    };
+    event.decision = Decision::Deny;
+    event.reason = Some(reason);
+    event.request_id = crate::http::request_id(headers);
+    match app.auditor.record(event).await {
+        Ok(_) => refusal.into_response(app),
+        Err(error) => Error::AuditUnavailable(error).into_response(),
     }
 }
 
@@ -170,31 +217,60 @@ pub(super) async fn token(
     headers: HeaderMap,
     OAuthForm(form): OAuthForm<TokenForm>,
 ) -> Response {
-    match issue(&app, &headers, form).await {
-        Ok(body) => {
-            let mut response = ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response();
-            insert_nonce(&app, response.headers_mut());
-            response
-        }
-        Err(refusal) => refusal.into_response(&app),
-    }
-}
-
-async fn issue(
-    app: &App,
-    headers: &HeaderMap,
-    form: TokenForm,
-) -> Result<serde_json::Value, Refusal> {
     let client = authenticate(
-        app,
-        headers,
+        &app,
+        &headers,
         AuthParams {
             client_id: form.client_id.as_deref(),
             client_assertion_type: form.client_assertion_type.as_deref(),
             client_assertion: form.client_assertion.as_deref(),
         },
     )
-    .await?;
+    .await;
+    let client = match client {
+        Ok(client) => client,
+        Err(error) => return Refusal::from(error).into_response(&app),
+    };
+    let mut about = None;
+    match issue(&app, &headers, &client, form, &mut about).await {
+        Ok(body) => {
+            let mut response = ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response();
+            insert_nonce(&app, response.headers_mut());
+            response
+        }
+        Err(refusal) if refusal.audit_reason().is_none() => refusal.into_response(&app),
+        Err(refusal) => {
+            let event = match refused_consent(&app, about.as_deref()).await {
+                Ok(Some(consent)) => {
+                    consent_event(Action::TokenIssued, &client.client_id, &consent)
+                }
+                Ok(None) => client_event(Action::TokenIssued, &client),
+                Err(error) => return error.into_response(),
+            };
+            refused(&app, &headers, event, refusal).await
+        }
+    }
+}
+
+/// The consent a refused token request was about (its code's or refresh token's), to name it
+/// in the refusal's audit event.
+async fn refused_consent(app: &App, id: Option<&str>) -> Result<Option<Consent>, Error> {
+    match id {
+        Some(id) => Ok(app.store.consent(id).await?),
+        None => Ok(None),
+    }
+}
+
+/// Issues tokens to `client` (authenticated by [`token`]); `about` is set to the consent the
+/// request concerns as soon as it is known (a code's or a refresh token's, whoever it was
+/// issued to), so that a refusal names it.
+async fn issue(
+    app: &App,
+    headers: &HeaderMap,
+    client: &Client,
+    form: TokenForm,
+    about: &mut Option<String>,
+) -> Result<serde_json::Value, Refusal> {
     let proof = request_proof(app, headers, "POST", "/oauth/token").await?;
     // Platforms registered before the gateway required FAPI 2.0 need a proof too.
     let must_bind = client.dpop_bound_access_tokens
@@ -204,9 +280,9 @@ async fn issue(
     }
     let jkt = proof.map(|proof| proof.jkt);
     match form.grant_type.as_str() {
-        "authorization_code" => exchange_code(app, &client, form, jkt).await,
-        "refresh_token" => refresh(app, &client, form, jkt).await,
-        "client_credentials" => client_credentials(app, &client, jkt).await,
+        "authorization_code" => exchange_code(app, client, form, jkt, about).await,
+        "refresh_token" => refresh(app, client, form, jkt, about).await,
+        "client_credentials" => client_credentials(app, client, jkt).await,
         other => Err(OAuthError::new(
             "unsupported_grant_type",
             format!(
@@ -240,6 +316,7 @@ async fn exchange_code(
     client: &Client,
     form: TokenForm,
     jkt: Option<String>,
+    about: &mut Option<String>,
 ) -> Result<serde_json::Value, Refusal> {
     let code = form.code.as_deref().ok_or_else(|| missing("code"))?;
     let code_hash = crypto::sha256_hex(code.as_bytes());
@@ -248,6 +325,7 @@ async fn exchange_code(
         StoredCode::Redeemed(code) => (code, true),
         StoredCode::Unknown => return Err(invalid_grant("the authorization code is unknown")),
     };
+    *about = Some(code.consent_id.clone());
     check_exchange(&code, client, &form, jkt.as_deref(), Utc::now())?;
     if redeemed {
         return Err(replayed(app, &code).await);
@@ -383,6 +461,7 @@ async fn refresh(
     client: &Client,
     form: TokenForm,
     jkt: Option<String>,
+    about: &mut Option<String>,
 ) -> Result<serde_json::Value, Refusal> {
     let presented = form
         .refresh_token
@@ -394,6 +473,7 @@ async fn refresh(
         .refresh_token(&crypto::sha256_hex(presented.as_bytes()))
         .await?
         .ok_or_else(|| invalid_grant("the refresh token is unknown"))?;
+    *about = Some(stored.consent_id.clone());
     if stored.client_id != client.client_id {
         return Err(invalid_grant(
             "the refresh token was issued to another client",
@@ -463,9 +543,7 @@ async fn client_credentials(
         .issue_bound(&client.client_id, &client.client_id, scope, jkt.as_deref())
         .map_err(|error| Error::Internal(error.to_string()))?;
     record(app, &claims, None).await?;
-    let mut event = Event::new(Action::TokenIssued, &client.client_id, Decision::Allow);
-    event.platform = (client.role == Role::Platform).then(|| client.client_id.clone());
-    event.bank = client.bank_id.clone();
+    let mut event = client_event(Action::TokenIssued, client);
     event.reason = Some(issued_reason(&claims));
     app.auditor
         .record(event)
@@ -534,9 +612,11 @@ pub(super) async fn revoke(
         },
     )
     .await?;
-    let token = form
-        .token
-        .ok_or_else(|| OAuthError::new("invalid_request", "token is required"))?;
+    let Some(token) = form.token else {
+        let event = client_event(Action::ConsentRevoked, &client);
+        let refusal = OAuthError::new("invalid_request", "token is required").into();
+        return Ok(refused(&app, &headers, event, refusal).await);
+    };
     let refresh = app
         .store
         .refresh_token(&crypto::sha256_hex(token.as_bytes()))
