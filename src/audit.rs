@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod retention;
+pub mod storage;
 pub mod verifier;
 pub mod writer;
 
@@ -25,9 +26,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::crypto::Sealer;
 use crate::oauth::keys::SigningKey;
-use crate::store::{Store, StoreError};
+use crate::store_error::StoreError;
 
 pub use checkpoint::{Checkpoint, Checkpointer, VerifyingKeys};
+pub use storage::AuditLog;
 pub use writer::WriterStats;
 
 /// What happened.
@@ -529,7 +531,7 @@ impl Default for AuditConfig {
 /// dropped (after committing what it was given).
 #[derive(Clone)]
 pub struct Auditor {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditLog>,
     queue: mpsc::Sender<writer::Submission>,
     pseudonymiser: Pseudonymiser,
     checkpointer: Arc<Checkpointer>,
@@ -540,7 +542,6 @@ pub struct Auditor {
 impl std::fmt::Debug for Auditor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auditor")
-            .field("store", &self.store.kind())
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -553,7 +554,7 @@ impl Auditor {
     /// # Panics
     /// Outside a tokio runtime (it spawns tasks).
     pub fn start(
-        store: Arc<dyn Store>,
+        store: Arc<dyn AuditLog>,
         config: AuditConfig,
         signer: Option<Arc<SigningKey>>,
         pseudonymiser: Pseudonymiser,
@@ -683,7 +684,7 @@ impl Auditor {
     }
 
     /// The store it writes to.
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Arc<dyn AuditLog> {
         &self.store
     }
 
@@ -712,7 +713,7 @@ impl Auditor {
 
 /// An [`Auditor`] for background tasks: usable while some `Auditor` lives.
 pub struct WeakAuditor {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditLog>,
     queue: mpsc::WeakSender<writer::Submission>,
     pseudonymiser: Pseudonymiser,
     checkpointer: Arc<Checkpointer>,

@@ -14,6 +14,7 @@ pub mod error;
 pub mod model;
 pub mod payments;
 pub mod policy;
+pub mod store_error;
 
 // The edges: persistence, outbound connections and the banks' APIs.
 pub mod adapters;

@@ -8,34 +8,14 @@ pub mod access;
 pub mod memory;
 pub mod pg;
 
+pub use crate::store_error::StoreError;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::audit;
 use crate::consent::{Consent, ConsentStatus};
 use crate::crypto::Sealed;
-
-/// Errors of a store, with SQLSTATEs turned into kinds callers can act on.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database cannot be reached or the pool is exhausted: retry later.
-    #[error("store unavailable")]
-    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// A unique key already exists.
-    #[error("{0} already exists")]
-    Conflict(&'static str),
-    /// A stored value could not be decoded (a bug or a tampered row).
-    #[error("corrupt stored value: {0}")]
-    Corrupt(String),
-    /// Any other database failure.
-    #[error("store query failed")]
-    Query(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// An internal invariant did not hold.
-    #[error("store invariant violated: {0}")]
-    Invariant(&'static str),
-}
 
 /// What a registered client may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -311,7 +291,7 @@ pub struct AccessCount {
 /// Everything bankgate keeps. Implementations are cheap to share (`Arc<dyn Store>`). Payments
 /// have their own trait beside their domain ([`crate::payments::Payments`]).
 #[async_trait]
-pub trait Store: access::AccessReads + crate::payments::Payments {
+pub trait Store: access::AccessReads + crate::audit::AuditLog + crate::payments::Payments {
     /// A short name for logs: `postgres` or `memory`.
     fn kind(&self) -> &'static str;
 
@@ -406,24 +386,6 @@ pub trait Store: access::AccessReads + crate::payments::Payments {
         account_id: &str,
     ) -> Result<Option<AccountRef>, StoreError>;
 
-    // Audit log.
-    /// Appends events to the chain in one commit; returns them with positions and hashes.
-    /// All or nothing: on error no event took a position. `Conflict` if an event id exists.
-    async fn append_audit(
-        &self,
-        events: Vec<audit::Event>,
-    ) -> Result<Vec<audit::Record>, StoreError>;
-    /// Events matching `filter`, by ascending position, at most `filter.page_size()`.
-    async fn audit_events(&self, filter: &audit::Filter) -> Result<Vec<audit::Record>, StoreError>;
-
-    /// Counts the events `filter` selects by UTC day of their `time`, platform, purpose and
-    /// decision; rows ordered by day, platform, purpose (absent first, then byte order) and
-    /// decision. The caller bounds the range.
-    async fn audit_summary(
-        &self,
-        filter: &audit::SummaryFilter,
-    ) -> Result<Vec<audit::SummaryRow>, StoreError>;
-
     // FAPI: replay cache, platform tokens, consent lifecycle, webhooks (migration V5).
     /// Remembers `jti` in `scope` until `expires_at`; `false` if it was already there and has
     /// not expired (a replay). Atomic across instances.
@@ -485,55 +447,6 @@ pub trait Store: access::AccessReads + crate::payments::Payments {
     /// A client's deliveries, newest first (the delivery log).
     async fn webhook_deliveries(&self, client_id: &str)
     -> Result<Vec<WebhookDelivery>, StoreError>;
-    /// The last position of the chain and its hash; `None` while the log is empty.
-    async fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError>;
-    /// Every chained row after position `after`, by ascending position, as stored (nothing
-    /// checked), streamed in constant memory: what verification reads.
-    fn audit_chain(
-        &self,
-        after: i64,
-    ) -> BoxStream<'static, Result<audit::StoredRecord, StoreError>>;
-    /// Stores a signed checkpoint; `false` if one exists at its position, or (with
-    /// `min_gap = Some(n)`) at any position above `checkpoint.position - n`. Its hash must be
-    /// the chain's at its position (`Invariant` otherwise).
-    async fn add_audit_checkpoint(
-        &self,
-        checkpoint: &audit::Checkpoint,
-        min_gap: Option<i64>,
-    ) -> Result<bool, StoreError>;
-    /// Checkpoints by ascending position after `after`, at most `limit`.
-    async fn audit_checkpoints(
-        &self,
-        after: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<audit::Checkpoint>, StoreError>;
-    /// The checkpoint at the highest position.
-    async fn latest_audit_checkpoint(&self) -> Result<Option<audit::Checkpoint>, StoreError>;
-    /// The monthly partitions of the log, oldest first (none in memory).
-    async fn audit_partitions(&self) -> Result<Vec<audit::Partition>, StoreError>;
-    /// Makes sure partitions exist for the months from `from` to `to`; returns how many it
-    /// created.
-    async fn prepare_audit_partitions(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<u32, StoreError>;
-    /// How many events `partition` holds, and its first and last position.
-    async fn audit_partition_extent(
-        &self,
-        partition: &audit::Partition,
-    ) -> Result<(i64, Option<i64>, Option<i64>), StoreError>;
-    /// Records `archive` and drops its partition, in one transaction; refused unless the
-    /// partition ended more than `retention` ago and the archive matches what it holds (count,
-    /// first and last position) with a checkpoint at its last position.
-    async fn drop_audit_partition(
-        &self,
-        archive: &audit::Archive,
-        retention: chrono::Duration,
-    ) -> Result<(), StoreError>;
-    /// Archived partitions, by ascending last position.
-    async fn audit_archives(&self) -> Result<Vec<audit::Archive>, StoreError>;
-
     /// What the metrics endpoint samples from the store: consents by state, webhook
     /// deliveries still pending.
     async fn operational_counts(&self) -> Result<OperationalCounts, StoreError>;

@@ -30,11 +30,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "checkpoints are signed with `oauth::keys::SigningKey`, which belongs below both",
     ),
     (
-        "audit",
-        "store",
-        "the audit layer takes `Store` and `StoreError`; step 2 gives it its own trait",
-    ),
-    (
         "config",
         "http",
         "`Config` holds `http::server::ServerSettings`, a settings type that belongs in config",
@@ -82,7 +77,7 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     (
         "payments",
         "store",
-        "`StoreError`; step 2 puts the store error below the domain",
+        "`store::StoreError`, which is `store_error::StoreError` re-exported",
     ),
     (
         "telemetry",

@@ -18,8 +18,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::audit::AuditLog;
 use crate::oauth::keys::SigningKey;
-use crate::store::{Store, StoreError};
+use crate::store_error::StoreError;
 
 /// The JWS `typ` of a checkpoint: never confused with an access token.
 pub const CHECKPOINT_TYP: &str = "bankgate-audit-checkpoint+jwt";
@@ -221,7 +222,7 @@ pub fn short_kid(kid: &str) -> &str {
 
 /// Makes checkpoints for one gateway instance.
 pub struct Checkpointer {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditLog>,
     signer: Option<Arc<SigningKey>>,
     every: i64,
     /// The highest checkpoint position this instance knows of (-1: not looked yet).
@@ -243,7 +244,7 @@ impl std::fmt::Debug for Checkpointer {
 
 impl Checkpointer {
     /// Checkpoints of `store`'s chain every `every` events, signed by `signer` (none without).
-    pub fn new(store: Arc<dyn Store>, signer: Option<Arc<SigningKey>>, every: u64) -> Self {
+    pub fn new(store: Arc<dyn AuditLog>, signer: Option<Arc<SigningKey>>, every: u64) -> Self {
         Checkpointer {
             store,
             signer,

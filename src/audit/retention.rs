@@ -14,7 +14,7 @@ use chrono::{DateTime, Months, Utc};
 use serde::Serialize;
 
 use super::{Action, Archive, Auditor, Decision, Event, Filter, Partition, Record};
-use crate::store::StoreError;
+use crate::store_error::StoreError;
 
 /// Why archiving failed; the partition is then kept.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,8 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::{Archive, ChainBreak, Checkpoint, Event, GENESIS, StoredRecord, VerifyingKeys};
-use crate::store::{Store, StoreError};
+use crate::audit::AuditLog;
+use crate::store_error::StoreError;
 
 /// What to verify against.
 #[derive(Debug, Clone, Default)]
@@ -70,7 +71,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Verifies `store`'s whole log (or from `options.from`), calling `progress` about once a
 /// second. A break is a finding, not an error: `Err` means the store could not be read.
 pub async fn verify_chain(
-    store: &dyn Store,
+    store: &dyn AuditLog,
     options: &VerifyOptions,
     mut progress: impl FnMut(&Progress),
 ) -> Result<Report, StoreError> {
@@ -399,7 +400,7 @@ fn differing_fields(a: &Event, b: &Event) -> Vec<String> {
 
 /// The store's checkpoints in position order, a page at a time.
 struct Checkpoints<'a> {
-    store: &'a dyn Store,
+    store: &'a dyn AuditLog,
     /// Fetch those above this position next.
     after: i64,
     buffer: VecDeque<Checkpoint>,
@@ -410,7 +411,7 @@ impl<'a> Checkpoints<'a> {
     const PAGE: u32 = 1000;
 
     /// Those at positions ≥ `from` (all of them from 0).
-    fn new(store: &'a dyn Store, from: i64) -> Self {
+    fn new(store: &'a dyn AuditLog, from: i64) -> Self {
         Checkpoints {
             store,
             after: from - 1,

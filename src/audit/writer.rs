@@ -25,7 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{Checkpointer, Event, Record};
-use crate::store::{Store, StoreError};
+use crate::audit::AuditLog;
+use crate::store_error::StoreError;
 
 /// What the writer has done so far (for metrics and benchmarks).
 #[derive(Debug, Default)]
@@ -102,7 +103,7 @@ impl Breaker {
 
 /// Runs until every sender is gone and the queue is drained.
 pub(crate) async fn run(
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditLog>,
     mut queue: mpsc::Receiver<Submission>,
     config: WriterConfig,
     checkpointer: Arc<Checkpointer>,
@@ -214,7 +215,7 @@ async fn gather(
 }
 
 /// Commits one batch and answers its callers.
-async fn commit(store: Arc<dyn Store>, batch: Vec<Submission>) -> Outcome {
+async fn commit(store: Arc<dyn AuditLog>, batch: Vec<Submission>) -> Outcome {
     let (events, replies): (Vec<Event>, Vec<_>) = batch
         .into_iter()
         .map(|submission| (submission.event, submission.reply))
@@ -318,7 +319,7 @@ mod tests {
     use crate::crypto::Sealer;
     use crate::store::memory::MemoryStore;
 
-    fn auditor(store: Arc<dyn Store>) -> Auditor {
+    fn auditor(store: Arc<dyn AuditLog>) -> Auditor {
         Auditor::start(
             store,
             AuditConfig::default(),
@@ -329,7 +330,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_duplicate_fails_alone_and_the_rest_of_its_batch_commits() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let store: Arc<dyn AuditLog> = Arc::new(MemoryStore::new());
         let auditor = auditor(store.clone());
         let twice = Event::new(Action::TokenIssued, "gateway", Decision::Allow);
         let mut tasks = Vec::new();
@@ -361,7 +362,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_refuses_at_once() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let store: Arc<dyn AuditLog> = Arc::new(MemoryStore::new());
         let auditor = Auditor::start(
             store,
             AuditConfig {

@@ -25,7 +25,6 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::{NoTls, Row};
 
-use crate::audit::{Event, Filter, Record};
 use crate::consent::{Consent, ConsentStatus};
 use crate::store::access::{AccessQuery, AccessReads, AccessState};
 use crate::store::{
@@ -460,17 +459,6 @@ impl Store for PgStore {
         accounts::get(&self.client().await?, consent_id, account_id).await
     }
 
-    async fn append_audit(&self, events: Vec<Event>) -> Result<Vec<Record>, StoreError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        audit::append(self.client().await?, events).await
-    }
-
-    async fn audit_events(&self, filter: &Filter) -> Result<Vec<Record>, StoreError> {
-        audit::query(&self.client().await?, filter).await
-    }
-
     async fn remember_jti(
         &self,
         scope: &str,
@@ -563,78 +551,6 @@ impl Store for PgStore {
         client_id: &str,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
         fapi::webhook_deliveries(&self.client().await?, client_id).await
-    }
-
-    async fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
-        audit::head(&self.client().await?).await
-    }
-
-    fn audit_chain(
-        &self,
-        after: i64,
-    ) -> futures_util::stream::BoxStream<'static, Result<crate::audit::StoredRecord, StoreError>>
-    {
-        audit::chain(self.pool.clone(), after)
-    }
-
-    async fn add_audit_checkpoint(
-        &self,
-        checkpoint: &crate::audit::Checkpoint,
-        min_gap: Option<i64>,
-    ) -> Result<bool, StoreError> {
-        audit::add_checkpoint(&self.client().await?, checkpoint, min_gap).await
-    }
-
-    async fn audit_summary(
-        &self,
-        filter: &crate::audit::SummaryFilter,
-    ) -> Result<Vec<crate::audit::SummaryRow>, StoreError> {
-        audit::summary(&self.client().await?, filter).await
-    }
-
-    async fn audit_checkpoints(
-        &self,
-        after: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<crate::audit::Checkpoint>, StoreError> {
-        audit::checkpoints(&self.client().await?, after, limit).await
-    }
-
-    async fn latest_audit_checkpoint(
-        &self,
-    ) -> Result<Option<crate::audit::Checkpoint>, StoreError> {
-        audit::latest_checkpoint(&self.client().await?).await
-    }
-
-    async fn audit_partitions(&self) -> Result<Vec<crate::audit::Partition>, StoreError> {
-        audit::partitions(&self.client().await?).await
-    }
-
-    async fn prepare_audit_partitions(
-        &self,
-        from: chrono::DateTime<chrono::Utc>,
-        to: chrono::DateTime<chrono::Utc>,
-    ) -> Result<u32, StoreError> {
-        audit::prepare_partitions(&self.client().await?, from, to).await
-    }
-
-    async fn audit_partition_extent(
-        &self,
-        partition: &crate::audit::Partition,
-    ) -> Result<(i64, Option<i64>, Option<i64>), StoreError> {
-        audit::partition_extent(&self.client().await?, partition).await
-    }
-
-    async fn drop_audit_partition(
-        &self,
-        archive: &crate::audit::Archive,
-        retention: chrono::Duration,
-    ) -> Result<(), StoreError> {
-        audit::drop_partition(&self.client().await?, archive, retention).await
-    }
-
-    async fn audit_archives(&self) -> Result<Vec<crate::audit::Archive>, StoreError> {
-        audit::archives(&self.client().await?).await
     }
 
     async fn operational_counts(&self) -> Result<super::OperationalCounts, StoreError> {

@@ -15,7 +15,10 @@ use futures_util::{StreamExt, TryStreamExt};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use async_trait::async_trait;
+
 use super::{column, corrupt, pool_error, sql_error};
+use crate::audit::AuditLog;
 use crate::audit::{
     self, Action, Archive, Checkpoint, Decision, Event, Filter, Partition, Record, StoredRecord,
     SummaryFilter, SummaryRow,
@@ -755,4 +758,90 @@ fn hash32(row: &Row, name: &str) -> Result<[u8; 32], StoreError> {
             bytes.len()
         ))
     })
+}
+
+#[async_trait]
+impl AuditLog for super::PgStore {
+    async fn append_audit(&self, events: Vec<Event>) -> Result<Vec<Record>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        append(self.client().await?, events).await
+    }
+
+    async fn audit_events(&self, filter: &Filter) -> Result<Vec<Record>, StoreError> {
+        query(&self.client().await?, filter).await
+    }
+
+    async fn audit_summary(
+        &self,
+        filter: &crate::audit::SummaryFilter,
+    ) -> Result<Vec<crate::audit::SummaryRow>, StoreError> {
+        summary(&self.client().await?, filter).await
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
+        head(&self.client().await?).await
+    }
+
+    fn audit_chain(
+        &self,
+        after: i64,
+    ) -> futures_util::stream::BoxStream<'static, Result<crate::audit::StoredRecord, StoreError>>
+    {
+        chain(self.pool.clone(), after)
+    }
+
+    async fn add_audit_checkpoint(
+        &self,
+        checkpoint: &crate::audit::Checkpoint,
+        min_gap: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        add_checkpoint(&self.client().await?, checkpoint, min_gap).await
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<crate::audit::Checkpoint>, StoreError> {
+        checkpoints(&self.client().await?, after, limit).await
+    }
+
+    async fn latest_audit_checkpoint(
+        &self,
+    ) -> Result<Option<crate::audit::Checkpoint>, StoreError> {
+        latest_checkpoint(&self.client().await?).await
+    }
+
+    async fn audit_partitions(&self) -> Result<Vec<crate::audit::Partition>, StoreError> {
+        partitions(&self.client().await?).await
+    }
+
+    async fn prepare_audit_partitions(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u32, StoreError> {
+        prepare_partitions(&self.client().await?, from, to).await
+    }
+
+    async fn audit_partition_extent(
+        &self,
+        partition: &crate::audit::Partition,
+    ) -> Result<(i64, Option<i64>, Option<i64>), StoreError> {
+        partition_extent(&self.client().await?, partition).await
+    }
+
+    async fn drop_audit_partition(
+        &self,
+        archive: &crate::audit::Archive,
+        retention: chrono::Duration,
+    ) -> Result<(), StoreError> {
+        drop_partition(&self.client().await?, archive, retention).await
+    }
+
+    async fn audit_archives(&self) -> Result<Vec<crate::audit::Archive>, StoreError> {
+        archives(&self.client().await?).await
+    }
 }
