@@ -13,12 +13,12 @@ mod tests;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::adapters::StoredGrant;
 use crate::audit::{Action, Decision, Event};
 use crate::consent::{Consent, ConsentStatus};
 use crate::model::Scope;
 use crate::oauth::tokens::AccessClaims;
 use crate::policy::{self, DataRequest, Obligations, Platform, PolicySet, Presence};
-use crate::store::StoredGrant;
 use crate::store::access::{
     AccessQuery, AccessState, BudgetSpend, DataQuery, ProofSpend, TokenState,
 };

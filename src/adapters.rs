@@ -3,9 +3,12 @@
 //!
 //! Invariant: Rust code never names a bank; banks are data (`adapters/*.toml`).
 
+pub mod accounts;
+pub mod banks;
 pub mod berlin_group;
 pub mod common;
 pub mod fdx;
+pub mod grants;
 pub mod manifest;
 pub mod mapping;
 pub mod normalise;
@@ -22,6 +25,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 
+pub use accounts::{AccountRef, AccountRefs};
+pub use banks::{BankVersion, Banks};
+pub use grants::{BankAuthorization, Grants, StoredGrant};
 pub use manifest::{Manifest, ManifestError};
 pub use registry::{ProcessEnv, Registry, Secrets};
 

@@ -237,6 +237,7 @@ impl Gateway {
 
         let client_auth = ClientAuth::new(
             store.clone(),
+            store.clone(),
             sealer.clone(),
             config.allow_insecure_clients,
             {

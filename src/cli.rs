@@ -317,7 +317,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(cli.config.as_ref())?;
             let registrar = registrar(&config).await?;
             let policies = crate::policy::PolicySet::load_dir(&config.policies_dir)?;
-            let role = crate::store::Role::parse(&role)
+            let role = crate::oauth::Role::parse(&role)
                 .context("role must be platform, compliance or bank")?;
             let registered = registrar
                 .register(
@@ -329,7 +329,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                     redirect_uris,
                     allowed_purposes: purposes,
                     region,
-                    token_endpoint_auth_method: crate::store::AuthMethod::parse(
+                    token_endpoint_auth_method: crate::oauth::AuthMethod::parse(
                         &token_endpoint_auth_method,
                     )
                     .context(

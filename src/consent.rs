@@ -2,10 +2,12 @@
 //!
 //! Pure domain logic: the state machine and the types the OAuth flow and the stack share.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::Scope;
+use crate::store_error::StoreError;
 
 /// The lifecycle of a consent.
 ///
@@ -145,6 +147,45 @@ pub enum AccessRefusal {
     Expired,
     #[error("consent does not cover {0}")]
     ScopeNotGranted(Scope),
+}
+
+/// Consents: compare-and-set transitions, listing, expiry.
+#[async_trait]
+pub trait Consents: Send + Sync + 'static {
+    async fn insert_consent(&self, consent: &Consent) -> Result<(), StoreError>;
+    async fn consent(&self, id: &str) -> Result<Option<Consent>, StoreError>;
+    /// Moves a consent from `from` to `to` atomically; `false` if it was not in `from`.
+    async fn transition_consent(
+        &self,
+        id: &str,
+        from: ConsentStatus,
+        to: ConsentStatus,
+    ) -> Result<bool, StoreError>;
+    /// Extends an authorised consent that has not expired at `now`: its new expiry and the
+    /// policy version it is now granted under. Compare-and-set: `false` (and nothing changed)
+    /// if the consent is not authorised or expired meanwhile.
+    async fn extend_consent(
+        &self,
+        id: &str,
+        expires_at: DateTime<Utc>,
+        policy_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// One platform's consents for one user, newest first.
+    async fn consents_of(
+        &self,
+        client_id: &str,
+        user_ref: &str,
+    ) -> Result<Vec<Consent>, StoreError>;
+    /// Moves every authorised consent whose `expires_at` is before `now` to `expired` and
+    /// returns them: of several instances running this at once, each consent is returned once.
+    async fn expire_consents(&self, now: DateTime<Utc>) -> Result<Vec<Consent>, StoreError>;
+    /// Authorised consents expiring in `[from, until)`.
+    async fn consents_expiring(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Consent>, StoreError>;
 }
 
 #[cfg(test)]

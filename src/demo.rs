@@ -497,8 +497,8 @@ const DEMO_PROFILES: [&str; 5] = ["berlin-group", "stet", "obie", "fdx", "mappin
 /// through the whole flow at one bank, the same user at a second bank of another standard,
 /// both banks' balances printed normalised side by side, then the audit trail.
 pub async fn run() -> anyhow::Result<()> {
+    use crate::oauth::Role;
     use crate::oauth::registration::Registration;
-    use crate::store::Role;
 
     let gateway = crate::app::Gateway::start(crate::app::embedded_config()).await?;
     let app = gateway.app.clone();
@@ -576,7 +576,7 @@ pub async fn run() -> anyhow::Result<()> {
                 redirect_uris: vec![],
                 allowed_purposes: vec![],
                 // As the compliance console signs in: with a secret.
-                token_endpoint_auth_method: crate::store::AuthMethod::ClientSecretBasic,
+                token_endpoint_auth_method: crate::oauth::AuthMethod::ClientSecretBasic,
                 ..Registration::default()
             },
         )

@@ -9,6 +9,8 @@
 
 pub mod webhooks;
 
+pub use webhooks::{DeliveryOutcome, DeliveryStatus, WebhookDelivery, Webhooks};
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -3,6 +3,7 @@
 //! ([`bank_client`], with [`bank_auth`], [`bank_par`] and [`bank_dpop`] where a bank's
 //! manifest asks for `private_key_jwt`, PAR and DPoP).
 
+pub mod authorizations;
 pub mod bank_auth;
 pub mod bank_client;
 pub mod bank_dpop;
@@ -10,11 +11,17 @@ pub mod bank_par;
 pub mod bank_tokens;
 pub mod client_auth;
 pub mod client_keys;
+pub mod clients;
 pub mod dpop;
+pub mod issued;
 pub mod jose;
 pub mod keys;
 pub mod registration;
 pub mod tokens;
+
+pub use authorizations::{AuthorizationCode, Authorizations, PushedRequest, StoredCode};
+pub use clients::{AuthMethod, Client, Clients, Role};
+pub use issued::{IssuedToken, RefreshToken, Tokens};
 
 /// The RAR type and the URN prefix of pushed request URIs (RFC 9126).
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";

@@ -20,11 +20,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "the bank leg has two homes (oauth/bank_*.rs); issue 12 step 4 moves it under adapters/",
     ),
     (
-        "adapters",
-        "store",
-        "manifests name `store::AuthMethod` and the registry takes `Store` (step 2)",
-    ),
-    (
         "audit",
         "oauth",
         "checkpoints are signed with `oauth::keys::SigningKey`, which belongs below both",
@@ -50,11 +45,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "lifecycle answers with the crate error; step 3 gives the workflows errors of their own",
     ),
     (
-        "lifecycle",
-        "store",
-        "webhook deliveries are `store` records; step 2 moves them beside lifecycle",
-    ),
-    (
         "oauth",
         "config",
         "registration reads the whole `Config` rather than its own settings",
@@ -63,11 +53,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "oauth",
         "error",
         "client authentication and bank tokens answer with the crate error (step 4)",
-    ),
-    (
-        "oauth",
-        "store",
-        "clients, codes and tokens are `store` records; step 2 moves them beside oauth",
     ),
     (
         "payments",

@@ -3,7 +3,9 @@
 use chrono::{Duration, TimeZone, Utc};
 
 use super::*;
-use crate::store::{AccessCount, AccountRef, AuthMethod, Client, Role};
+use crate::adapters::AccountRef;
+use crate::oauth::{AuthMethod, Client, Role};
+use crate::store::access::AccessCount;
 
 fn policies() -> PolicySet {
     PolicySet::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))

@@ -23,8 +23,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::{Adapter, Manifest, ManifestError};
+use crate::adapters::Banks;
 use crate::egress::Egress;
-use crate::store::{Store, StoreError};
+use crate::store_error::StoreError;
 
 /// Where a manifest's credential references resolve.
 pub trait Secrets: Send + Sync + 'static {
@@ -173,7 +174,7 @@ impl Registry {
     /// bundled sandboxes excepted); returns what it activated. A version that cannot be
     /// activated (its credentials are not set here, say) is logged once and skipped: the
     /// version in force stays.
-    pub async fn refresh(&self, store: &dyn Store) -> Result<Vec<Activated>, StoreError> {
+    pub async fn refresh(&self, store: &dyn Banks) -> Result<Vec<Activated>, StoreError> {
         let mut activated = Vec::new();
         for stored in store.banks().await? {
             let running = self.get(&stored.bank_id).map(|adapter| adapter.version);
@@ -217,7 +218,7 @@ impl Registry {
     /// Refreshes from `store` every `interval` for as long as the returned task runs.
     pub fn spawn_refresh(
         registry: Arc<Registry>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn Banks>,
         interval: Duration,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
@@ -236,6 +237,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::Banks;
     use crate::store::memory::MemoryStore;
 
     fn manifest(id: &str, timeout_ms: u64) -> serde_json::Value {

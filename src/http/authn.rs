@@ -34,10 +34,11 @@ use tower::{Layer, Service};
 use super::observe::RequestLog;
 use crate::crypto::Sealer;
 use crate::error::Error;
+use crate::oauth::Role;
 use crate::oauth::dpop::{self, DPOP_HEADER, DPOP_NONCE_HEADER, DpopError, Expected, Nonces};
 use crate::oauth::tokens::{AccessClaims, TokenService};
+use crate::store::Store;
 use crate::store::access::{AccessQuery, AccessState, ProofSpend, TokenState};
-use crate::store::{Role, Store};
 
 /// Who is calling, from a verified access token and its client's registration.
 #[derive(Debug, Clone)]

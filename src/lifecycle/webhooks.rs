@@ -17,6 +17,7 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,7 @@ use serde_json::json;
 use crate::app::App;
 use crate::consent::Consent;
 use crate::error::Error;
-use crate::store::{DeliveryOutcome, DeliveryStatus, WebhookDelivery};
+use crate::store_error::StoreError;
 use crate::telemetry::metrics::WEBHOOK_FAILURES;
 
 /// A consent was revoked (by the platform, an operator, the bank, or a replayed code).
@@ -223,4 +224,97 @@ mod tests {
         assert_eq!(backoff(20), chrono::Duration::seconds(3600));
         assert_eq!(backoff(0), chrono::Duration::seconds(30));
     }
+}
+
+/// Where a webhook delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    /// Given up after the last retry.
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses the database name.
+    pub fn parse(name: &str) -> Option<DeliveryStatus> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == name)
+    }
+}
+
+/// One webhook delivery to a platform, and its log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    pub id: String,
+    pub client_id: String,
+    /// `consent.revoked`, `consent.expired` or `consent.expiring`.
+    pub event: String,
+    pub consent_id: String,
+    /// Enqueueing the same key twice stores one delivery (e.g. `consent.expiring:<id>`).
+    pub dedupe_key: String,
+    pub url: String,
+    /// The signed Security Event Token that is POSTed.
+    pub payload: String,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// The result of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Delivered,
+    /// Try again at `at`.
+    Retry {
+        at: DateTime<Utc>,
+        error: String,
+    },
+    /// Give up.
+    Failed {
+        error: String,
+    },
+}
+
+/// Webhook deliveries: a queue with leases, and each client's delivery log.
+#[async_trait]
+pub trait Webhooks: Send + Sync + 'static {
+    /// Enqueues a delivery; `false` if one with its `dedupe_key` exists.
+    async fn enqueue_webhook(&self, delivery: &WebhookDelivery) -> Result<bool, StoreError>;
+    /// Claims up to `limit` pending deliveries due at `now`: each is counted as attempted and
+    /// hidden from other workers until `lease_until`.
+    async fn claim_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<WebhookDelivery>, StoreError>;
+    /// Records the outcome of an attempt.
+    async fn finish_webhook(
+        &self,
+        id: &str,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// A client's deliveries, newest first (the delivery log).
+    async fn webhook_deliveries(&self, client_id: &str)
+    -> Result<Vec<WebhookDelivery>, StoreError>;
 }

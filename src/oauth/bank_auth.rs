@@ -18,7 +18,7 @@ use super::client_auth::CLIENT_ASSERTION_TYPE;
 use super::jose::ClientKey;
 use crate::adapters::manifest::OAuthEndpoints;
 use crate::adapters::{AdapterError, Bank};
-use crate::store::AuthMethod;
+use crate::oauth::AuthMethod;
 
 /// Errors loading bankgate's keys for a bank; each names what to fix.
 #[derive(Debug, thiserror::Error)]

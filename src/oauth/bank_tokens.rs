@@ -13,9 +13,10 @@ use futures_util::future::{BoxFuture, Shared};
 
 use super::bank_client::{self, BankGrant};
 use crate::adapters::Bank;
+use crate::adapters::Grants;
+use crate::adapters::StoredGrant;
 use crate::crypto::Sealer;
 use crate::error::Error;
-use crate::store::{Store, StoredGrant};
 
 /// A bank token this close to its expiry is refreshed before use.
 pub const REFRESH_MARGIN_SECS: i64 = 30;
@@ -74,7 +75,7 @@ impl BankTokens {
     /// if it expires within [`REFRESH_MARGIN_SECS`] and the bank gave a refresh token.
     pub async fn current(
         &self,
-        store: std::sync::Arc<dyn Store>,
+        store: std::sync::Arc<dyn Grants>,
         sealer: std::sync::Arc<Sealer>,
         bank: std::sync::Arc<crate::adapters::Adapter>,
         stored: Option<StoredGrant>,
@@ -118,7 +119,7 @@ fn open(sealer: &Sealer, consent_id: &str, stored: &StoredGrant) -> Result<BankG
 /// Refreshes at the bank and stores the result if nobody else did meanwhile; otherwise adopts
 /// what the other instance stored.
 async fn refresh(
-    store: &dyn Store,
+    store: &dyn Grants,
     sealer: &Sealer,
     bank: &Bank,
     consent_id: &str,

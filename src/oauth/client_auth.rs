@@ -36,7 +36,8 @@ use super::client_keys::ClientKeys;
 use super::jose::KeySet;
 use crate::crypto::{Sealer, SecretCheck};
 use crate::error::{Error, OAuthError};
-use crate::store::{AuthMethod, Client, Role, Store};
+use crate::oauth::{AuthMethod, Client, Role};
+use crate::oauth::{Clients, Tokens};
 
 /// `client_assertion_type` for JWT client assertions (RFC 7523 §2.2).
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -161,7 +162,9 @@ impl Presented {
 
 /// Authenticates the clients of bankgate's token, PAR and revocation endpoints.
 pub struct ClientAuth {
-    store: Arc<dyn Store>,
+    clients: Arc<dyn Clients>,
+    /// The replay cache of assertion `jti`s.
+    tokens: Arc<dyn Tokens>,
     /// Digests client secrets.
     sealer: Arc<Sealer>,
     /// Platforms may authenticate with `client_secret_basic` (development).
@@ -177,17 +180,20 @@ impl std::fmt::Debug for ClientAuth {
 }
 
 impl ClientAuth {
-    /// Client authentication against `store`'s clients, checking secrets with `sealer`'s
+    /// Client authentication against the registered `clients` (assertion `jti`s spent in
+    /// `tokens`), checking secrets with `sealer`'s
     /// digest key; platforms must use `private_key_jwt` unless `allow_insecure` (the
     /// development setting `allow_insecure_clients`).
     pub fn new(
-        store: Arc<dyn Store>,
+        clients: Arc<dyn Clients>,
+        tokens: Arc<dyn Tokens>,
         sealer: Arc<Sealer>,
         allow_insecure: bool,
         keys: ClientKeys,
     ) -> ClientAuth {
         ClientAuth {
-            store,
+            clients,
+            tokens,
             sealer,
             allow_insecure,
             keys,
@@ -209,7 +215,7 @@ impl ClientAuth {
         params: AuthParams<'_>,
     ) -> Result<Client, Error> {
         let presented = Presented::parse(authorization, params)?;
-        let client = self.store.client(presented.client_id()).await?;
+        let client = self.clients.client(presented.client_id()).await?;
         match presented {
             Presented::Basic(credentials) => {
                 // The same work for an unknown client, so that cost reveals no client ids.
@@ -290,7 +296,7 @@ impl ClientAuth {
                     .ok_or_else(|| invalid_client("exp is out of range"))?;
                 let scope = format!("client_assertion:{}", client.client_id);
                 if !self
-                    .store
+                    .tokens
                     .remember_jti(&scope, &claims.jti, expires_at)
                     .await?
                 {

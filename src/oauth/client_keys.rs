@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::jose::KeySet;
 use crate::egress::Egress;
-use crate::store::Client;
+use crate::oauth::Client;
 
 /// The longest a fetched set is used before it is fetched again.
 pub const MAX_AGE: Duration = Duration::from_secs(300);

@@ -21,7 +21,8 @@ use serde::Deserialize;
 
 use super::jose;
 use crate::crypto::Sealer;
-use crate::store::{Store, StoreError};
+use crate::oauth::Tokens;
+use crate::store_error::StoreError;
 
 /// The JOSE `typ` of DPoP proofs.
 pub const DPOP_TYP: &str = "dpop+jwt";
@@ -242,7 +243,7 @@ fn check(
 
 /// Spends the proof's `jti` in the replay cache (per key, until the proof would be too old
 /// anyway); a proof seen before is refused.
-pub async fn spend(store: &dyn Store, proof: &Proof) -> Result<Result<(), DpopError>, StoreError> {
+pub async fn spend(store: &dyn Tokens, proof: &Proof) -> Result<Result<(), DpopError>, StoreError> {
     let (scope, expires_at) = proof.replay_entry();
     Ok(
         if store.remember_jti(&scope, &proof.jti, expires_at).await? {

@@ -25,8 +25,10 @@ use super::jose::KeySet;
 use crate::config::Config;
 use crate::crypto::{Sealer, SecretCheck};
 use crate::egress::Egress;
+use crate::oauth::Clients;
+use crate::oauth::{AuthMethod, Client, Role};
 use crate::policy::PolicySet;
-use crate::store::{AuthMethod, Client, Role, Store, StoreError};
+use crate::store_error::StoreError;
 
 /// What an operator asks to register.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,7 +214,7 @@ pub enum RegistrationError {
 /// Registers clients: validates what an operator asks for and stores it with a fresh secret
 /// (for `client_secret_basic`), of which only the digest is kept.
 pub struct Registrar {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Clients>,
     /// Digests secrets (a key derived from the grant key).
     sealer: Arc<Sealer>,
     /// Platforms may register `client_secret_basic` and bearer tokens (development).
@@ -233,7 +235,7 @@ impl Registrar {
     /// Registers clients in `store`, digesting secrets and registration tokens with
     /// `sealer`'s key; platforms must be FAPI 2.0 clients unless `config` allows insecure
     /// clients (development), and `jwks_uri`s obey its platform egress policy.
-    pub fn new(store: Arc<dyn Store>, sealer: Arc<Sealer>, config: &Config) -> Registrar {
+    pub fn new(store: Arc<dyn Clients>, sealer: Arc<Sealer>, config: &Config) -> Registrar {
         Registrar {
             store,
             sealer,

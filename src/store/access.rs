@@ -15,9 +15,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{AccessCount, AccountRef, Client, StoreError, StoredGrant};
+use super::StoreError;
+use crate::adapters::{AccountRef, StoredGrant};
 use crate::consent::Consent;
 use crate::model::Scope;
+use crate::oauth::Client;
 
 /// What to read for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +110,7 @@ pub enum TokenState {
     Unknown,
 }
 
-/// The request-state read. Part of [`super::Store`]; a layer that needs only this receives
+/// The request-state read. Part of the [`super::Store`] umbrella; a layer that needs only this receives
 /// `Arc<dyn AccessReads>`.
 #[async_trait]
 pub trait AccessReads: Send + Sync + 'static {
@@ -118,4 +120,13 @@ pub trait AccessReads: Send + Sync + 'static {
     /// Gives back one unit of `consent_id`'s budget of `day`, spent by a request that was
     /// then refused.
     async fn refund_access(&self, consent_id: &str, day: NaiveDate) -> Result<(), StoreError>;
+}
+
+/// The outcome of counting one access against a consent's daily budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessCount {
+    /// The access was within the budget and was counted.
+    pub admitted: bool,
+    /// Accesses counted for the consent that day, this one included when admitted.
+    pub used: u32,
 }

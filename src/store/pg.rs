@@ -2,36 +2,33 @@
 //!
 //! Each aggregate keeps its SQL as `const` strings in its own file (`pg/<aggregate>.rs`); its
 //! functions take `&impl GenericClient`, so a caller chooses between a pooled connection and a
-//! transaction. [`PgStore`] is the thin [`Store`] implementation that checks out a connection
-//! and calls them.
+//! transaction. [`PgStore`] implements each aggregate's trait in that aggregate's file: it checks
+//! out a connection and calls them.
 
 pub mod access;
 pub mod accounts;
 pub mod audit;
+pub mod authorizations;
 pub mod banks;
 pub mod clients;
 pub mod consents;
-pub mod fapi;
-pub mod oauth;
+pub mod grants;
 pub mod payments;
+pub mod tokens;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::{NoTls, Row};
 
-use crate::consent::{Consent, ConsentStatus};
+use crate::store::StoreError;
 use crate::store::access::{AccessQuery, AccessReads, AccessState};
-use crate::store::{
-    AccountRef, AuthorizationCode, BankAuthorization, BankVersion, Client, DeliveryOutcome,
-    IssuedToken, PushedRequest, RefreshToken, Store, StoreError, StoredCode, StoredGrant,
-    WebhookDelivery,
-};
 
 /// What the aggregate functions run on: a pooled connection or a transaction.
 pub use deadpool_postgres::GenericClient;
@@ -49,7 +46,7 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 /// How long opening one connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The PostgreSQL implementation of [`Store`].
+/// The PostgreSQL implementation of every storage trait ([`crate::store::Store`]).
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
@@ -86,7 +83,7 @@ pub async fn connect(database_url: &str, max_connections: usize) -> Result<PgSto
         .build()
         .map_err(|error| StoreError::Unavailable(Box::new(error)))?;
     let store = PgStore { pool };
-    let client = store.client().await?;
+    let client = store.connection().await?;
     client
         .simple_query("SELECT 1")
         .await
@@ -105,7 +102,7 @@ impl PgStore {
         &self.pool
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+    async fn connection(&self) -> Result<deadpool_postgres::Client, StoreError> {
         self.pool.get().await.map_err(pool_error)
     }
 }
@@ -299,262 +296,22 @@ pub(crate) fn column<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> Result<T
 #[async_trait]
 impl AccessReads for PgStore {
     async fn access_state(&self, query: &AccessQuery) -> Result<AccessState, StoreError> {
-        access::read(&self.client().await?, query).await
+        access::read(&self.connection().await?, query).await
     }
 
     async fn refund_access(&self, consent_id: &str, day: NaiveDate) -> Result<(), StoreError> {
-        access::refund(&self.client().await?, consent_id, day).await
+        access::refund(&self.connection().await?, consent_id, day).await
     }
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl crate::store::Operational for PgStore {
     fn kind(&self) -> &'static str {
         "postgres"
     }
 
-    async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
-        clients::insert(&self.client().await?, client).await
-    }
-
-    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
-        if !storable(client_id) {
-            return Ok(None);
-        }
-        clients::get(&self.client().await?, client_id).await
-    }
-
-    async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
-        clients::update(&self.client().await?, client).await
-    }
-
-    async fn put_bank(
-        &self,
-        bank_id: &str,
-        manifest: &serde_json::Value,
-    ) -> Result<BankVersion, StoreError> {
-        let mut client = self.client().await?;
-        let transaction = client
-            .transaction()
-            .await
-            .map_err(sql_error("bank version"))?;
-        let version = banks::put(&transaction, bank_id, manifest).await?;
-        transaction
-            .commit()
-            .await
-            .map_err(sql_error("bank version"))?;
-        Ok(version)
-    }
-
-    async fn bank(&self, bank_id: &str) -> Result<Option<BankVersion>, StoreError> {
-        if !storable(bank_id) {
-            return Ok(None);
-        }
-        banks::latest(&self.client().await?, bank_id).await
-    }
-
-    async fn banks(&self) -> Result<Vec<BankVersion>, StoreError> {
-        banks::all_latest(&self.client().await?).await
-    }
-
-    async fn bank_versions(&self, bank_id: &str) -> Result<Vec<BankVersion>, StoreError> {
-        banks::versions(&self.client().await?, bank_id).await
-    }
-
-    async fn insert_pushed_request(&self, request: &PushedRequest) -> Result<(), StoreError> {
-        oauth::insert_pushed_request(&self.client().await?, request).await
-    }
-
-    async fn take_pushed_request(
-        &self,
-        request_uri: &str,
-    ) -> Result<Option<PushedRequest>, StoreError> {
-        oauth::take_pushed_request(&self.client().await?, request_uri).await
-    }
-
-    async fn insert_consent(&self, consent: &Consent) -> Result<(), StoreError> {
-        consents::insert(&self.client().await?, consent).await
-    }
-
-    async fn consent(&self, id: &str) -> Result<Option<Consent>, StoreError> {
-        if !storable(id) {
-            return Ok(None);
-        }
-        consents::get(&self.client().await?, id).await
-    }
-
-    async fn transition_consent(
-        &self,
-        id: &str,
-        from: ConsentStatus,
-        to: ConsentStatus,
-    ) -> Result<bool, StoreError> {
-        consents::transition(&self.client().await?, id, from, to).await
-    }
-
-    async fn extend_consent(
-        &self,
-        id: &str,
-        expires_at: DateTime<Utc>,
-        policy_hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        consents::extend(&self.client().await?, id, expires_at, policy_hash, now).await
-    }
-
-    async fn insert_bank_authorization(
-        &self,
-        authorization: &BankAuthorization,
-    ) -> Result<(), StoreError> {
-        oauth::insert_bank_authorization(&self.client().await?, authorization).await
-    }
-
-    async fn take_bank_authorization(
-        &self,
-        state: &str,
-    ) -> Result<Option<BankAuthorization>, StoreError> {
-        oauth::take_bank_authorization(&self.client().await?, state).await
-    }
-
-    async fn put_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
-        oauth::put_grant(&self.client().await?, grant).await
-    }
-
-    async fn grant(&self, consent_id: &str) -> Result<Option<StoredGrant>, StoreError> {
-        oauth::grant(&self.client().await?, consent_id).await
-    }
-
-    async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError> {
-        oauth::insert_code(&self.client().await?, code).await
-    }
-
-    async fn code(&self, code_hash: &str) -> Result<StoredCode, StoreError> {
-        oauth::code(&self.client().await?, code_hash).await
-    }
-
-    async fn redeem_code(&self, code_hash: &str) -> Result<bool, StoreError> {
-        oauth::redeem_code(&self.client().await?, code_hash).await
-    }
-
-    async fn release_code(&self, code_hash: &str) -> Result<(), StoreError> {
-        oauth::release_code(&self.client().await?, code_hash).await
-    }
-
-    async fn put_account_refs(
-        &self,
-        consent_id: &str,
-        refs: &[AccountRef],
-    ) -> Result<(), StoreError> {
-        accounts::put(&self.client().await?, consent_id, refs).await
-    }
-
-    async fn account_ref(
-        &self,
-        consent_id: &str,
-        account_id: &str,
-    ) -> Result<Option<AccountRef>, StoreError> {
-        if !storable(consent_id) || !storable(account_id) {
-            return Ok(None);
-        }
-        accounts::get(&self.client().await?, consent_id, account_id).await
-    }
-
-    async fn remember_jti(
-        &self,
-        scope: &str,
-        jti: &str,
-        expires_at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        fapi::remember_jti(&self.client().await?, scope, jti, expires_at).await
-    }
-
-    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        fapi::purge_expired(&self.client().await?, now).await
-    }
-
-    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<(), StoreError> {
-        fapi::insert_refresh_token(&self.client().await?, token).await
-    }
-
-    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>, StoreError> {
-        fapi::refresh_token(&self.client().await?, token_hash).await
-    }
-
-    async fn record_access_token(&self, token: &IssuedToken) -> Result<(), StoreError> {
-        fapi::record_access_token(&self.client().await?, token).await
-    }
-
-    async fn revoke_access_token(&self, jti: &str) -> Result<bool, StoreError> {
-        fapi::revoke_access_token(&self.client().await?, jti).await
-    }
-
-    async fn revoke_consent_tokens(&self, consent_id: &str) -> Result<u64, StoreError> {
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(sql_error("token"))?;
-        let revoked = fapi::revoke_consent_tokens(&transaction, consent_id).await?;
-        transaction.commit().await.map_err(sql_error("token"))?;
-        Ok(revoked)
-    }
-
-    async fn consents_of(
-        &self,
-        client_id: &str,
-        user_ref: &str,
-    ) -> Result<Vec<Consent>, StoreError> {
-        consents::list_of(&self.client().await?, client_id, user_ref).await
-    }
-
-    async fn expire_consents(&self, now: DateTime<Utc>) -> Result<Vec<Consent>, StoreError> {
-        consents::expire(&self.client().await?, now).await
-    }
-
-    async fn consents_expiring(
-        &self,
-        from: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<Vec<Consent>, StoreError> {
-        consents::expiring(&self.client().await?, from, until).await
-    }
-
-    async fn replace_grant(
-        &self,
-        expected: &StoredGrant,
-        grant: &StoredGrant,
-    ) -> Result<bool, StoreError> {
-        fapi::replace_grant(&self.client().await?, expected, grant).await
-    }
-
-    async fn enqueue_webhook(&self, delivery: &WebhookDelivery) -> Result<bool, StoreError> {
-        fapi::enqueue_webhook(&self.client().await?, delivery).await
-    }
-
-    async fn claim_webhooks(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        fapi::claim_webhooks(&self.client().await?, now, limit, lease_until).await
-    }
-
-    async fn finish_webhook(
-        &self,
-        id: &str,
-        outcome: &DeliveryOutcome,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        fapi::finish_webhook(&self.client().await?, id, outcome, now).await
-    }
-
-    async fn webhook_deliveries(
-        &self,
-        client_id: &str,
-    ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        fapi::webhook_deliveries(&self.client().await?, client_id).await
-    }
-
     async fn operational_counts(&self) -> Result<super::OperationalCounts, StoreError> {
-        let client = self.client().await?;
+        let client = self.connection().await?;
         let statement = client
             .prepare_cached(OPERATIONAL_COUNTS)
             .await

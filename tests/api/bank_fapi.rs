@@ -190,7 +190,7 @@ async fn a_fapi_bank_gets_par_private_key_jwt_and_dpop(kind: StoreKind) {
     gateway
         .app
         .store
-        .put_grant(&bankgate::store::StoredGrant {
+        .put_grant(&bankgate::adapters::StoredGrant {
             sealed,
             updated_at: Utc::now(),
             ..stored

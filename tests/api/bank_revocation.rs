@@ -4,8 +4,8 @@
 
 use bankgate::demo::{PlatformClient, account_information};
 use bankgate::model::Scope;
+use bankgate::oauth::Role;
 use bankgate::oauth::registration::Registration;
-use bankgate::store::Role;
 use serde_json::Value;
 
 use super::support::{StoreKind, TestGateway};
@@ -30,7 +30,7 @@ async fn bank_client(
                 name: client_id.into(),
                 role: Role::Bank,
                 bank_id: Some(bank_id.into()),
-                token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
+                token_endpoint_auth_method: bankgate::oauth::AuthMethod::ClientSecretBasic,
                 ..Registration::default()
             },
         )

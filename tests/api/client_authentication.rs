@@ -5,7 +5,7 @@
 use bankgate::oauth::client_auth::{CLIENT_ASSERTION_TYPE, basic_header};
 use bankgate::oauth::jose::ClientKey;
 use bankgate::oauth::registration::Registration;
-use bankgate::store::{AuthMethod, Client, Role};
+use bankgate::oauth::{AuthMethod, Client, Role};
 use serde_json::Value;
 
 use crate::support::{Options, StoreKind, TestGateway};

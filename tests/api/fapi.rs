@@ -582,7 +582,7 @@ async fn expiry_and_webhooks_are_delivered_signed_with_retries(kind: StoreKind) 
     assert_eq!(event["reason"], "revoked by the platform");
 }
 
-fn open_grant(gateway: &TestGateway, stored: &bankgate::store::StoredGrant) -> BankGrant {
+fn open_grant(gateway: &TestGateway, stored: &bankgate::adapters::StoredGrant) -> BankGrant {
     let plaintext = gateway
         .app
         .sealer
@@ -621,7 +621,7 @@ async fn expired_bank_tokens_are_refreshed_before_use(kind: StoreKind) {
     gateway
         .app
         .store
-        .put_grant(&bankgate::store::StoredGrant {
+        .put_grant(&bankgate::adapters::StoredGrant {
             sealed,
             updated_at: Utc::now(),
             ..stored

@@ -371,7 +371,7 @@ async fn tokens_are_bound_to_their_platform(kind: StoreKind) {
     gateway
         .app
         .store
-        .record_access_token(&bankgate::store::IssuedToken {
+        .record_access_token(&bankgate::oauth::IssuedToken {
             jti: claims.jti.clone(),
             client_id: claims.client_id.clone(),
             consent_id: Some(claims.sub.clone()),

@@ -7,9 +7,10 @@ use std::process::Command;
 
 use bankgate::demo::{PlatformClient, account_information};
 use bankgate::model::Scope;
+use bankgate::oauth::AuthMethod;
+use bankgate::oauth::Clients;
 use bankgate::oauth::jose::ClientKey;
 use bankgate::oauth::keys::SigningKey;
-use bankgate::store::{AuthMethod, Store};
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::{Value, json};
@@ -155,7 +156,7 @@ async fn signing_key_rotation_keeps_old_tokens_until_they_expire() {
         after
             .app
             .store
-            .record_access_token(&bankgate::store::IssuedToken {
+            .record_access_token(&bankgate::oauth::IssuedToken {
                 jti: jti.to_owned(),
                 client_id: claims["client_id"].as_str().unwrap().to_owned(),
                 consent_id: claims["sub"].as_str().map(str::to_owned),
@@ -362,7 +363,7 @@ async fn platforms_add_registers_fapi_clients() {
     }
 }
 
-async fn store_client(url: &str, client_id: &str) -> Option<bankgate::store::Client> {
+async fn store_client(url: &str, client_id: &str) -> Option<bankgate::oauth::Client> {
     let store = bankgate::store::pg::connect(url, 1).await.unwrap();
     store.client(client_id).await.unwrap()
 }

@@ -278,7 +278,7 @@ async fn par_refuses_prohibited_purposes_and_regions(kind: StoreKind) {
                 name: "Adtech".into(),
                 redirect_uris: vec![support::REDIRECT_URI.into()],
                 allowed_purposes: vec!["advertising".into()],
-                token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
+                token_endpoint_auth_method: bankgate::oauth::AuthMethod::ClientSecretBasic,
                 ..Registration::default()
             },
         )
@@ -300,7 +300,7 @@ async fn par_refuses_prohibited_purposes_and_regions(kind: StoreKind) {
                 redirect_uris: vec![support::REDIRECT_URI.into()],
                 allowed_purposes: vec!["balance-alerts".into()],
                 region: "US".into(),
-                token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
+                token_endpoint_auth_method: bankgate::oauth::AuthMethod::ClientSecretBasic,
                 ..Registration::default()
             },
         )

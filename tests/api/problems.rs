@@ -7,8 +7,8 @@
 use bankgate::demo::account_information;
 use bankgate::http::routes::ALL;
 use bankgate::model::Scope;
+use bankgate::oauth::Role;
 use bankgate::oauth::registration::Registration;
-use bankgate::store::Role;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -128,7 +128,7 @@ async fn every_route_answers_errors_as_problems(kind: StoreKind) {
                 name: "Demo Bank operations".into(),
                 role: Role::Bank,
                 bank_id: Some("demo-bank".into()),
-                token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
+                token_endpoint_auth_method: bankgate::oauth::AuthMethod::ClientSecretBasic,
                 ..Registration::default()
             },
         )

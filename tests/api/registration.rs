@@ -13,8 +13,8 @@ use std::sync::Arc;
 use bankgate::adapters::{Manifest, Secrets};
 use bankgate::demo::{PlatformClient, account_information};
 use bankgate::model::Scope;
+use bankgate::oauth::Role;
 use bankgate::oauth::registration::Registration;
-use bankgate::store::Role;
 use bankgate_sandbox::{self as sandbox, Approval, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
@@ -108,7 +108,7 @@ pub async fn bank_principal(
                 name: client_id.into(),
                 role: Role::Bank,
                 bank_id: Some(bank_id.into()),
-                token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
+                token_endpoint_auth_method: bankgate::oauth::AuthMethod::ClientSecretBasic,
                 ..Registration::default()
             },
         )

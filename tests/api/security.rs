@@ -7,7 +7,7 @@ use bankgate::model::Scope;
 use bankgate::oauth::client_auth::CLIENT_ASSERTION_TYPE;
 use bankgate::oauth::jose::{ClientKey, access_token_hash};
 use bankgate::oauth::registration::Registration;
-use bankgate::store::{AuthMethod, Role};
+use bankgate::oauth::{AuthMethod, Role};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
@@ -79,7 +79,7 @@ async fn forged_access_tokens_are_refused(kind: StoreKind) {
     gateway
         .app
         .store
-        .record_access_token(&bankgate::store::IssuedToken {
+        .record_access_token(&bankgate::oauth::IssuedToken {
             jti: good["jti"].as_str().unwrap().to_owned(),
             client_id: "messenger".to_owned(),
             consent_id: Some(token.consent_id.clone()),
@@ -1000,7 +1000,7 @@ async fn bola_matrix_across_two_platforms(kind: StoreKind) {
         .store
         .put_account_refs(
             &token_b.consent_id,
-            &[bankgate::store::AccountRef {
+            &[bankgate::adapters::AccountRef {
                 account_id: "acc_only_b".into(),
                 bank_ref: "bank-ref-b".into(),
             }],
@@ -1026,7 +1026,7 @@ async fn bola_matrix_across_two_platforms(kind: StoreKind) {
     gateway
         .app
         .store
-        .record_access_token(&bankgate::store::IssuedToken {
+        .record_access_token(&bankgate::oauth::IssuedToken {
             jti: claims.jti.clone(),
             client_id: claims.client_id.clone(),
             consent_id: Some(claims.sub.clone()),

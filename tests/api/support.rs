@@ -6,7 +6,7 @@ use bankgate::config::StoreConfig;
 use bankgate::demo::PlatformClient;
 use bankgate::oauth::jose::ClientKey;
 use bankgate::oauth::registration::Registration;
-use bankgate::store::{AuthMethod, Role};
+use bankgate::oauth::{AuthMethod, Role};
 
 #[path = "../support/pg.rs"]
 #[allow(dead_code)]

@@ -6,7 +6,7 @@
 use bankgate::consent::ConsentStatus;
 use bankgate::demo::{FlowTrace, PlatformClient, Pushed, account_information};
 use bankgate::model::Scope;
-use bankgate::store::AuthorizationCode;
+use bankgate::oauth::AuthorizationCode;
 use chrono::{Duration, Utc};
 use serde_json::Value;
 

@@ -238,8 +238,8 @@ pub const REDIRECT_URI: &str = "https://platform.example/callback";
 /// Registers a platform (balance alerts) and a compliance client in `store`; returns their
 /// secrets.
 pub async fn register_clients(app: &bankgate::app::App) -> (String, String) {
+    use bankgate::oauth::Role;
     use bankgate::oauth::registration::Registration;
-    use bankgate::store::Role;
     let policies = app.policies.current();
     let platform = Registration {
         client_id: "messenger".into(),
@@ -247,14 +247,14 @@ pub async fn register_clients(app: &bankgate::app::App) -> (String, String) {
         role: Role::Platform,
         redirect_uris: vec![REDIRECT_URI.into()],
         allowed_purposes: vec!["balance-alerts".into()],
-        token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
+        token_endpoint_auth_method: bankgate::oauth::AuthMethod::ClientSecretBasic,
         ..Registration::default()
     };
     let officer = Registration {
         client_id: "compliance-office".into(),
         name: "Compliance".into(),
         role: Role::Compliance,
-        token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
+        token_endpoint_auth_method: bankgate::oauth::AuthMethod::ClientSecretBasic,
         ..Registration::default()
     };
     let platform = app

@@ -24,8 +24,8 @@ use bankgate::app::{App, Gateway};
 use bankgate::config::Config;
 use bankgate::demo::{PlatformClient, Pushed, account_information};
 use bankgate::model::Scope;
+use bankgate::oauth::Role;
 use bankgate::oauth::registration::{Registered, Registration};
-use bankgate::store::Role;
 use bankgate_sandbox::Approval;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -169,7 +169,7 @@ async fn consent_screen_in_headless_chromium() {
             role: Role::Platform,
             redirect_uris: vec![redirect_uri.clone()],
             allowed_purposes: vec!["balance-alerts".into()],
-            token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
+            token_endpoint_auth_method: bankgate::oauth::AuthMethod::ClientSecretBasic,
             ..Registration::default()
         })
         .await;
@@ -291,7 +291,7 @@ async fn console_in_headless_chromium() {
             role: Role::Platform,
             redirect_uris: vec![redirect_uri.into()],
             allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
-            token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
+            token_endpoint_auth_method: bankgate::oauth::AuthMethod::ClientSecretBasic,
             ..Registration::default()
         })
         .await;
@@ -300,7 +300,7 @@ async fn console_in_headless_chromium() {
             client_id: "compliance-office".into(),
             name: "Compliance Office".into(),
             role: Role::Compliance,
-            token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
+            token_endpoint_auth_method: bankgate::oauth::AuthMethod::ClientSecretBasic,
             ..Registration::default()
         })
         .await;

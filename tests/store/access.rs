@@ -5,12 +5,15 @@
 
 use std::sync::Arc;
 
+use bankgate::adapters::StoredGrant;
 use bankgate::consent::ConsentStatus;
 use bankgate::model::Scope;
+use bankgate::oauth::IssuedToken;
+use bankgate::store::Store;
+use bankgate::store::access::AccessCount;
 use bankgate::store::access::{
     AccessQuery, AccessState, BudgetSpend, DataQuery, ProofSpend, TokenState,
 };
-use bankgate::store::{AccessCount, IssuedToken, Store, StoredGrant};
 use chrono::{Duration, NaiveDate, SubsecRound, Utc};
 
 use super::{account, client, consent, race, sealed, t0};

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use bankgate::store::{AuthMethod, Client, Role, Store};
+use bankgate::oauth::{AuthMethod, Client, Role};
+use bankgate::store::Store;
 
 use super::client;
 

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
+use bankgate::adapters::StoredGrant;
 use bankgate::consent::ConsentStatus;
-use bankgate::store::{
-    AuthMethod, DeliveryOutcome, DeliveryStatus, IssuedToken, RefreshToken, Store, StoredGrant,
-    WebhookDelivery,
-};
+use bankgate::lifecycle::{DeliveryOutcome, DeliveryStatus, WebhookDelivery};
+use bankgate::oauth::{AuthMethod, IssuedToken, RefreshToken};
+use bankgate::store::Store;
 use chrono::{DateTime, Duration, Utc};
 
 use bankgate::store::access::TokenState;

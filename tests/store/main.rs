@@ -18,15 +18,14 @@ use payments::*;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use bankgate::adapters::{AccountRef, BankAuthorization, StoredGrant};
 use bankgate::audit::{self, Action, Decision, Event, Filter, GENESIS, Record};
 use bankgate::consent::{Consent, ConsentStatus};
 use bankgate::crypto::Sealed;
 use bankgate::model::Scope;
+use bankgate::oauth::{AuthorizationCode, Client, PushedRequest, Role, StoredCode};
 use bankgate::store::memory::MemoryStore;
-use bankgate::store::{
-    AccountRef, AuthorizationCode, BankAuthorization, Client, PushedRequest, Role, Store,
-    StoreError, StoredCode, StoredGrant,
-};
+use bankgate::store::{Store, StoreError};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 use tokio::sync::Barrier;
@@ -136,7 +135,7 @@ fn client(client_id: &str) -> Client {
         allowed_purposes: vec!["balance-alerts".to_owned()],
         region: "UK".to_owned(),
         created_at: t0(),
-        token_endpoint_auth_method: bankgate::store::AuthMethod::ClientSecretBasic,
+        token_endpoint_auth_method: bankgate::oauth::AuthMethod::ClientSecretBasic,
         jwks: None,
         dpop_bound_access_tokens: false,
         webhook_url: None,

@@ -37,7 +37,7 @@ use crate::http::authn::Principal;
 use crate::http::request_id;
 use crate::http::routes::input::{self, PathParams, QueryParams};
 use crate::oauth::ADAPTER_MANAGE;
-use crate::store::{Client, Role};
+use crate::oauth::{Client, Role};
 
 /// The public directory routes.
 pub fn router(app: Arc<App>) -> Router {

@@ -25,7 +25,7 @@ use crate::audit::{
 use crate::error::Error;
 use crate::http::authn::Principal;
 use crate::http::routes::input;
-use crate::store::Role;
+use crate::oauth::Role;
 
 /// The compliance routes.
 pub fn router(app: Arc<App>) -> Router {

@@ -36,7 +36,7 @@ use crate::http::request_id;
 use crate::http::routes::input::{self, PathParams, QueryParams};
 use crate::lifecycle::consent_event;
 use crate::oauth::CONSENTS_MANAGE;
-use crate::store::Role;
+use crate::oauth::Role;
 
 /// The consent management routes.
 pub fn router(app: Arc<App>) -> Router {

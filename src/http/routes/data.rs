@@ -16,6 +16,7 @@ use serde::Serialize;
 use tower::util::BoxCloneSyncService;
 
 use crate::access::{Denial, Grant};
+use crate::adapters::AccountRef;
 use crate::adapters::{Adapter, BankAccount, BankSession};
 use crate::app::App;
 use crate::error::Error;
@@ -23,7 +24,6 @@ use crate::http::access::{Released, release};
 use crate::model::Scope;
 use crate::oauth::bank_client::BankGrant;
 use crate::policy::{IdentityRecord, Obligations};
-use crate::store::AccountRef;
 
 pub use crate::access::DATA_ROUTES;
 

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::adapters::{Adapter, ConsentRequest};
+use crate::adapters::{BankAuthorization, StoredGrant};
 use crate::app::App;
 use crate::audit::{Action, Decision, Event};
 use crate::consent::{ACCOUNT_INFORMATION, AuthorizationDetail, Consent, ConsentStatus};
@@ -33,10 +34,8 @@ use crate::oauth::{
     AUDIT_READ, BANK_AUTHORIZATION_LIFETIME_SECS, CODE_LIFETIME_SECS, PAR_LIFETIME_SECS,
     REQUEST_URI_PREFIX, bank_client,
 };
+use crate::oauth::{AuthorizationCode, Client, PushedRequest, Role};
 use crate::policy::Platform;
-use crate::store::{
-    AuthorizationCode, BankAuthorization, Client, PushedRequest, Role, StoredGrant,
-};
 
 mod configuration;
 mod extension;

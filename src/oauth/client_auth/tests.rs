@@ -39,7 +39,7 @@ fn client(key: &ClientKey) -> Client {
         client_id: "app".into(),
         name: "App".into(),
         secret_hash: String::new(),
-        role: crate::store::Role::Platform,
+        role: crate::oauth::Role::Platform,
         redirect_uris: vec![],
         allowed_purposes: vec![],
         region: "EEA".into(),

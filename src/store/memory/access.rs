@@ -6,8 +6,9 @@ use chrono::{NaiveDate, Utc};
 
 use super::{MemoryStore, lock, micros};
 use crate::consent::ConsentStatus;
+use crate::store::StoreError;
+use crate::store::access::AccessCount;
 use crate::store::access::{AccessQuery, AccessReads, AccessState, TokenState};
-use crate::store::{AccessCount, StoreError};
 
 #[async_trait]
 impl AccessReads for MemoryStore {

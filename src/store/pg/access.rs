@@ -6,9 +6,11 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::{column, corrupt, sql_error};
+use crate::adapters::{AccountRef, StoredGrant};
 use crate::crypto::Sealed;
+use crate::store::StoreError;
+use crate::store::access::AccessCount;
 use crate::store::access::{AccessQuery, AccessState, TokenState};
-use crate::store::{AccessCount, AccountRef, StoreError, StoredGrant};
 
 /// `$1` jti, `$2` client, `$3`–`$5` the proof's replay-cache scope, jti and expiry (NULL
 /// without a proof), `$6` consent, `$7` scope, `$8` account, `$9` now, `$10` the budget's day

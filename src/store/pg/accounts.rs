@@ -1,10 +1,14 @@
 //! Account references in PostgreSQL: the opaque account id a platform sees under a consent,
 //! and the bank's own reference behind it.
 
+use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 
+use super::storable;
 use super::{column, sql_error};
-use crate::store::{AccountRef, StoreError};
+use crate::adapters::AccountRef;
+use crate::adapters::AccountRefs;
+use crate::store::StoreError;
 
 /// One statement for the whole list. The first mapping recorded for an account id stays:
 /// repeating it is a no-op, and a later, different `bank_ref` does not redirect the id.
@@ -54,4 +58,26 @@ pub async fn get(
         account_id: column(&row, "account_id")?,
         bank_ref: column(&row, "bank_ref")?,
     }))
+}
+
+#[async_trait]
+impl AccountRefs for super::PgStore {
+    async fn put_account_refs(
+        &self,
+        consent_id: &str,
+        refs: &[AccountRef],
+    ) -> Result<(), StoreError> {
+        put(&self.connection().await?, consent_id, refs).await
+    }
+
+    async fn account_ref(
+        &self,
+        consent_id: &str,
+        account_id: &str,
+    ) -> Result<Option<AccountRef>, StoreError> {
+        if !storable(consent_id) || !storable(account_id) {
+            return Ok(None);
+        }
+        get(&self.connection().await?, consent_id, account_id).await
+    }
 }

@@ -314,7 +314,7 @@ pub fn chain(pool: Pool, after: i64) -> BoxStream<'static, Result<StoredRecord, 
     .boxed()
 }
 
-/// Stores `checkpoint` (see `Store::add_audit_checkpoint`).
+/// Stores `checkpoint` (see `AuditLog::add_audit_checkpoint`).
 pub async fn add_checkpoint(
     db: &impl GenericClient,
     checkpoint: &Checkpoint,
@@ -612,7 +612,7 @@ const SUMMARY: &str = "\
 const SUMMARY_ORDER: &str = " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2 NULLS FIRST, 3 NULLS FIRST, 4";
 
 /// Counts events by UTC day, platform, purpose and decision (see
-/// `Store::audit_summary`).
+/// `AuditLog::audit_summary`).
 pub async fn summary(
     db: &impl GenericClient,
     filter: &SummaryFilter,
@@ -766,22 +766,22 @@ impl AuditLog for super::PgStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        append(self.client().await?, events).await
+        append(self.connection().await?, events).await
     }
 
     async fn audit_events(&self, filter: &Filter) -> Result<Vec<Record>, StoreError> {
-        query(&self.client().await?, filter).await
+        query(&self.connection().await?, filter).await
     }
 
     async fn audit_summary(
         &self,
         filter: &crate::audit::SummaryFilter,
     ) -> Result<Vec<crate::audit::SummaryRow>, StoreError> {
-        summary(&self.client().await?, filter).await
+        summary(&self.connection().await?, filter).await
     }
 
     async fn audit_head(&self) -> Result<Option<(i64, [u8; 32])>, StoreError> {
-        head(&self.client().await?).await
+        head(&self.connection().await?).await
     }
 
     fn audit_chain(
@@ -797,7 +797,7 @@ impl AuditLog for super::PgStore {
         checkpoint: &crate::audit::Checkpoint,
         min_gap: Option<i64>,
     ) -> Result<bool, StoreError> {
-        add_checkpoint(&self.client().await?, checkpoint, min_gap).await
+        add_checkpoint(&self.connection().await?, checkpoint, min_gap).await
     }
 
     async fn audit_checkpoints(
@@ -805,17 +805,17 @@ impl AuditLog for super::PgStore {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<crate::audit::Checkpoint>, StoreError> {
-        checkpoints(&self.client().await?, after, limit).await
+        checkpoints(&self.connection().await?, after, limit).await
     }
 
     async fn latest_audit_checkpoint(
         &self,
     ) -> Result<Option<crate::audit::Checkpoint>, StoreError> {
-        latest_checkpoint(&self.client().await?).await
+        latest_checkpoint(&self.connection().await?).await
     }
 
     async fn audit_partitions(&self) -> Result<Vec<crate::audit::Partition>, StoreError> {
-        partitions(&self.client().await?).await
+        partitions(&self.connection().await?).await
     }
 
     async fn prepare_audit_partitions(
@@ -823,14 +823,14 @@ impl AuditLog for super::PgStore {
         from: chrono::DateTime<chrono::Utc>,
         to: chrono::DateTime<chrono::Utc>,
     ) -> Result<u32, StoreError> {
-        prepare_partitions(&self.client().await?, from, to).await
+        prepare_partitions(&self.connection().await?, from, to).await
     }
 
     async fn audit_partition_extent(
         &self,
         partition: &crate::audit::Partition,
     ) -> Result<(i64, Option<i64>, Option<i64>), StoreError> {
-        partition_extent(&self.client().await?, partition).await
+        partition_extent(&self.connection().await?, partition).await
     }
 
     async fn drop_audit_partition(
@@ -838,10 +838,10 @@ impl AuditLog for super::PgStore {
         archive: &crate::audit::Archive,
         retention: chrono::Duration,
     ) -> Result<(), StoreError> {
-        drop_partition(&self.client().await?, archive, retention).await
+        drop_partition(&self.connection().await?, archive, retention).await
     }
 
     async fn audit_archives(&self) -> Result<Vec<crate::audit::Archive>, StoreError> {
-        archives(&self.client().await?).await
+        archives(&self.connection().await?).await
     }
 }

@@ -1,10 +1,14 @@
 //! Bank adapter manifests in PostgreSQL: every version kept, the highest one active.
 
+use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
+use super::storable;
 use super::{column, sql_error};
-use crate::store::{BankVersion, StoreError};
+use crate::adapters::BankVersion;
+use crate::adapters::Banks;
+use crate::store::StoreError;
 
 const ENSURE_BANK: &str = "\
     INSERT INTO banks (bank_id) VALUES ($1) ON CONFLICT (bank_id) DO NOTHING";
@@ -144,4 +148,40 @@ fn from_row(row: &Row) -> Result<BankVersion, StoreError> {
         manifest: column(row, "manifest")?,
         created_at: column(row, "created_at")?,
     })
+}
+
+#[async_trait]
+impl Banks for super::PgStore {
+    async fn put_bank(
+        &self,
+        bank_id: &str,
+        manifest: &serde_json::Value,
+    ) -> Result<BankVersion, StoreError> {
+        let mut client = self.connection().await?;
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(sql_error("bank version"))?;
+        let version = put(&transaction, bank_id, manifest).await?;
+        transaction
+            .commit()
+            .await
+            .map_err(sql_error("bank version"))?;
+        Ok(version)
+    }
+
+    async fn bank(&self, bank_id: &str) -> Result<Option<BankVersion>, StoreError> {
+        if !storable(bank_id) {
+            return Ok(None);
+        }
+        latest(&self.connection().await?, bank_id).await
+    }
+
+    async fn banks(&self) -> Result<Vec<BankVersion>, StoreError> {
+        all_latest(&self.connection().await?).await
+    }
+
+    async fn bank_versions(&self, bank_id: &str) -> Result<Vec<BankVersion>, StoreError> {
+        versions(&self.connection().await?, bank_id).await
+    }
 }

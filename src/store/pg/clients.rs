@@ -1,10 +1,14 @@
 //! Registered OAuth clients in PostgreSQL.
 
+use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
+use super::storable;
 use super::{column, corrupt, sql_error};
-use crate::store::{AuthMethod, Client, Role, StoreError};
+use crate::oauth::Clients;
+use crate::oauth::{AuthMethod, Client, Role};
+use crate::store::StoreError;
 
 const INSERT: &str = "\
     INSERT INTO clients \
@@ -116,4 +120,22 @@ fn from_row(row: &Row) -> Result<Client, StoreError> {
         jwks_uri: column(row, "jwks_uri")?,
         registration_token_hash: column(row, "registration_token_hash")?,
     })
+}
+
+#[async_trait]
+impl Clients for super::PgStore {
+    async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
+        insert(&self.connection().await?, client).await
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        if !storable(client_id) {
+            return Ok(None);
+        }
+        get(&self.connection().await?, client_id).await
+    }
+
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
+        update(&self.connection().await?, client).await
+    }
 }

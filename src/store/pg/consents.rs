@@ -1,10 +1,13 @@
 //! Consents in PostgreSQL; status changes are compare-and-set.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
+use super::storable;
 use super::{column, corrupt, sql_error};
+use crate::consent::Consents;
 use crate::consent::{Consent, ConsentStatus};
 use crate::model::Scope;
 use crate::store::StoreError;
@@ -203,4 +206,57 @@ fn from_row(row: &Row) -> Result<Consent, StoreError> {
         created_at: column(row, "created_at")?,
         expires_at: column(row, "expires_at")?,
     })
+}
+
+#[async_trait]
+impl Consents for super::PgStore {
+    async fn insert_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+        insert(&self.connection().await?, consent).await
+    }
+
+    async fn consent(&self, id: &str) -> Result<Option<Consent>, StoreError> {
+        if !storable(id) {
+            return Ok(None);
+        }
+        get(&self.connection().await?, id).await
+    }
+
+    async fn transition_consent(
+        &self,
+        id: &str,
+        from: ConsentStatus,
+        to: ConsentStatus,
+    ) -> Result<bool, StoreError> {
+        transition(&self.connection().await?, id, from, to).await
+    }
+
+    async fn extend_consent(
+        &self,
+        id: &str,
+        expires_at: DateTime<Utc>,
+        policy_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        extend(&self.connection().await?, id, expires_at, policy_hash, now).await
+    }
+
+    async fn consents_of(
+        &self,
+        client_id: &str,
+        user_ref: &str,
+    ) -> Result<Vec<Consent>, StoreError> {
+        list_of(&self.connection().await?, client_id, user_ref).await
+    }
+
+    async fn expire_consents(&self, now: DateTime<Utc>) -> Result<Vec<Consent>, StoreError> {
+        expire(&self.connection().await?, now).await
+    }
+
+    async fn consents_expiring(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Consent>, StoreError> {
+        expiring(&self.connection().await?, from, until).await
+    }
 }

@@ -90,7 +90,7 @@ impl Payments for PgStore {
                 "an idempotency key is claimed for its own platform's payment",
             ));
         }
-        let mut client = self.client().await?;
+        let mut client = self.connection().await?;
         let error = sql_error("payment");
         let transaction = client.transaction().await.map_err(&error)?;
         let claim = transaction
@@ -154,7 +154,7 @@ impl Payments for PgStore {
         key: &IdempotencyKey,
         response: &StoredResponse,
     ) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.connection().await?;
         let error = sql_error("idempotency key");
         let statement = client.prepare_cached(COMPLETE_KEY).await.map_err(&error)?;
         let status = i32::from(response.status);
@@ -172,7 +172,7 @@ impl Payments for PgStore {
         if !storable(id) || !storable(client_id) {
             return Ok(None);
         }
-        let client = self.client().await?;
+        let client = self.connection().await?;
         let error = sql_error("payment");
         let statement = client
             .prepare_cached(&format!(
@@ -193,7 +193,7 @@ impl Payments for PgStore {
         payment: &Payment,
         expected: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let client = self.client().await?;
+        let client = self.connection().await?;
         let error = sql_error("payment");
         let statement = client.prepare_cached(UPDATE).await.map_err(&error)?;
         let status = StatusColumns::of(payment.status.as_ref());
@@ -226,7 +226,7 @@ impl Payments for PgStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Payment>, StoreError> {
-        let client = self.client().await?;
+        let client = self.connection().await?;
         let error = sql_error("payment");
         let statement = client.prepare_cached(CLAIM_DUE).await.map_err(&error)?;
         let limit = i64::from(limit);
@@ -247,7 +247,7 @@ impl Payments for PgStore {
         day: NaiveDate,
     ) -> Result<Decimal, StoreError> {
         let (from, until) = day_bounds(day)?;
-        let client = self.client().await?;
+        let client = self.connection().await?;
         let error = sql_error("payment");
         let statement = client.prepare_cached(SPENT_ON).await.map_err(&error)?;
         let row = client
@@ -262,7 +262,7 @@ impl Payments for PgStore {
     }
 
     async fn purge_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let client = self.client().await?;
+        let client = self.connection().await?;
         let error = sql_error("idempotency key");
         let statement = client.prepare_cached(PURGE_KEYS).await.map_err(&error)?;
         client.execute(&statement, &[&before]).await.map_err(&error)

@@ -27,9 +27,9 @@ use crate::audit::{Action, Decision, Event};
 use crate::error::Error;
 use crate::http::request_id;
 use crate::http::routes::input;
+use crate::oauth::Client;
 use crate::oauth::jose::KeySet;
 use crate::oauth::registration::{ClientUpdate, RegistrationError, client_metadata};
-use crate::store::Client;
 
 /// `GET /register/{client_id}`.
 pub(super) async fn read(

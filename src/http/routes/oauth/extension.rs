@@ -26,6 +26,7 @@ use super::{
     exchange_at_bank, issue_code, redirect_to, render_screen, screen, seal_grant, to_bank_with,
 };
 use crate::adapters::Adapter;
+use crate::adapters::BankAuthorization;
 use crate::app::App;
 use crate::audit::Action;
 use crate::consent::{Consent, ConsentStatus};
@@ -34,7 +35,7 @@ use crate::error::Error;
 use crate::lifecycle::{self, consent_event};
 use crate::oauth::BANK_AUTHORIZATION_LIFETIME_SECS;
 use crate::oauth::bank_client::BankGrant;
-use crate::store::{BankAuthorization, Client, PushedRequest};
+use crate::oauth::{Client, PushedRequest};
 
 /// Where an extension waits for the user's decision (followed by a random key).
 const SCREEN_PREFIX: &str = "screen:";

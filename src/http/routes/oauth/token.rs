@@ -41,9 +41,8 @@ use crate::oauth::client_auth::AuthParams;
 use crate::oauth::dpop::{self, DPOP_HEADER, DPOP_NONCE_HEADER, DpopError, Expected, Nonces};
 use crate::oauth::tokens::AccessClaims;
 use crate::oauth::{ADAPTER_MANAGE, AUDIT_READ, CONSENTS_MANAGE};
-use crate::store::{
-    AuthorizationCode, Client, IssuedToken, RefreshToken, Role, StoreError, StoredCode,
-};
+use crate::oauth::{AuthorizationCode, Client, IssuedToken, RefreshToken, Role, StoredCode};
+use crate::store::StoreError;
 
 /// Why a token request failed: an OAuth error, or a DPoP one (answered with a nonce).
 pub(super) enum Refusal {

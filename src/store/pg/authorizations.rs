@@ -1,14 +1,14 @@
-//! The OAuth flow's rows in PostgreSQL: pushed requests, bank authorizations (both single
-//! use), authorization codes (looked up, then redeemed once) and sealed bank grants.
+//! The authorization server's single-use rows in PostgreSQL: pushed requests (taken once) and
+//! authorization codes (looked up, then redeemed once).
 
+use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::{column, sql_error};
-use crate::crypto::Sealed;
-use crate::store::{
-    AuthorizationCode, BankAuthorization, PushedRequest, StoreError, StoredCode, StoredGrant,
-};
+use crate::oauth::Authorizations;
+use crate::oauth::{AuthorizationCode, PushedRequest, StoredCode};
+use crate::store::StoreError;
 
 const INSERT_PUSHED_REQUEST: &str = "\
     INSERT INTO pushed_requests (request_uri, client_id, request, expires_at) \
@@ -18,28 +18,6 @@ const INSERT_PUSHED_REQUEST: &str = "\
 const TAKE_PUSHED_REQUEST: &str = "\
     DELETE FROM pushed_requests WHERE request_uri = $1 \
     RETURNING request_uri, client_id, request, expires_at";
-
-const INSERT_BANK_AUTHORIZATION: &str = "\
-    INSERT INTO bank_authorizations \
-        (state, consent_id, bank_id, pkce_key_id, pkce_nonce, pkce_ciphertext, \
-         bank_consent_id, expires_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-
-const TAKE_BANK_AUTHORIZATION: &str = "\
-    DELETE FROM bank_authorizations WHERE state = $1 \
-    RETURNING state, consent_id, bank_id, pkce_key_id, pkce_nonce, pkce_ciphertext, \
-              bank_consent_id, expires_at";
-
-const PUT_GRANT: &str = "\
-    INSERT INTO bank_grants (consent_id, key_id, nonce, ciphertext, updated_at) \
-    VALUES ($1, $2, $3, $4, $5) \
-    ON CONFLICT (consent_id) DO UPDATE SET \
-        key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce, \
-        ciphertext = EXCLUDED.ciphertext, updated_at = EXCLUDED.updated_at";
-
-const GET_GRANT: &str = "\
-    SELECT consent_id, key_id, nonce, ciphertext, updated_at \
-    FROM bank_grants WHERE consent_id = $1";
 
 const INSERT_CODE: &str = "\
     INSERT INTO authorization_codes \
@@ -108,106 +86,6 @@ pub async fn take_pushed_request(
         client_id: column(&row, "client_id")?,
         request: column(&row, "request")?,
         expires_at: column(&row, "expires_at")?,
-    }))
-}
-
-/// Stores a pending bank authorization; `Conflict("bank authorization")` if its state exists.
-pub async fn insert_bank_authorization(
-    db: &impl GenericClient,
-    authorization: &BankAuthorization,
-) -> Result<(), StoreError> {
-    let error = sql_error("bank authorization");
-    let statement = db
-        .prepare_cached(INSERT_BANK_AUTHORIZATION)
-        .await
-        .map_err(&error)?;
-    let verifier = &authorization.pkce_verifier;
-    db.execute(
-        &statement,
-        &[
-            &authorization.state,
-            &authorization.consent_id,
-            &authorization.bank_id,
-            &verifier.key_id,
-            &verifier.nonce,
-            &verifier.ciphertext,
-            &authorization.bank_consent_id,
-            &authorization.expires_at,
-        ],
-    )
-    .await
-    .map_err(&error)?;
-    Ok(())
-}
-
-/// Removes and returns the pending authorization for `state`: a state works once.
-pub async fn take_bank_authorization(
-    db: &impl GenericClient,
-    state: &str,
-) -> Result<Option<BankAuthorization>, StoreError> {
-    let error = sql_error("bank authorization");
-    let statement = db
-        .prepare_cached(TAKE_BANK_AUTHORIZATION)
-        .await
-        .map_err(&error)?;
-    let Some(row) = db.query_opt(&statement, &[&state]).await.map_err(&error)? else {
-        return Ok(None);
-    };
-    Ok(Some(BankAuthorization {
-        state: column(&row, "state")?,
-        consent_id: column(&row, "consent_id")?,
-        bank_id: column(&row, "bank_id")?,
-        pkce_verifier: Sealed {
-            key_id: column(&row, "pkce_key_id")?,
-            nonce: column(&row, "pkce_nonce")?,
-            ciphertext: column(&row, "pkce_ciphertext")?,
-        },
-        bank_consent_id: column(&row, "bank_consent_id")?,
-        expires_at: column(&row, "expires_at")?,
-    }))
-}
-
-/// Inserts or replaces the sealed bank grant of a consent.
-pub async fn put_grant(db: &impl GenericClient, grant: &StoredGrant) -> Result<(), StoreError> {
-    let error = sql_error("bank grant");
-    let statement = db.prepare_cached(PUT_GRANT).await.map_err(&error)?;
-    db.execute(
-        &statement,
-        &[
-            &grant.consent_id,
-            &grant.sealed.key_id,
-            &grant.sealed.nonce,
-            &grant.sealed.ciphertext,
-            &grant.updated_at,
-        ],
-    )
-    .await
-    .map_err(&error)?;
-    Ok(())
-}
-
-/// The sealed bank grant of `consent_id`.
-pub async fn grant(
-    db: &impl GenericClient,
-    consent_id: &str,
-) -> Result<Option<StoredGrant>, StoreError> {
-    let error = sql_error("bank grant");
-    let statement = db.prepare_cached(GET_GRANT).await.map_err(&error)?;
-    let Some(row) = db
-        .query_opt(&statement, &[&consent_id])
-        .await
-        .map_err(&error)?
-    else {
-        return Ok(None);
-    };
-    Ok(Some(StoredGrant {
-        consent_id: column(&row, "consent_id")?,
-        sealed: Sealed {
-            key_id: column(&row, "key_id")?,
-            nonce: column(&row, "nonce")?,
-            ciphertext: column(&row, "ciphertext")?,
-        },
-        updated_at: column(&row, "updated_at")?,
     }))
 }
 
@@ -286,4 +164,34 @@ fn from_code_row(row: &Row) -> Result<AuthorizationCode, StoreError> {
         expires_at: column(row, "expires_at")?,
         dpop_jkt: column(row, "dpop_jkt")?,
     })
+}
+
+#[async_trait]
+impl Authorizations for super::PgStore {
+    async fn insert_pushed_request(&self, request: &PushedRequest) -> Result<(), StoreError> {
+        insert_pushed_request(&self.connection().await?, request).await
+    }
+
+    async fn take_pushed_request(
+        &self,
+        request_uri: &str,
+    ) -> Result<Option<PushedRequest>, StoreError> {
+        take_pushed_request(&self.connection().await?, request_uri).await
+    }
+
+    async fn insert_code(&self, code: &AuthorizationCode) -> Result<(), StoreError> {
+        insert_code(&self.connection().await?, code).await
+    }
+
+    async fn code(&self, code_hash: &str) -> Result<StoredCode, StoreError> {
+        code(&self.connection().await?, code_hash).await
+    }
+
+    async fn redeem_code(&self, code_hash: &str) -> Result<bool, StoreError> {
+        redeem_code(&self.connection().await?, code_hash).await
+    }
+
+    async fn release_code(&self, code_hash: &str) -> Result<(), StoreError> {
+        release_code(&self.connection().await?, code_hash).await
+    }
 }

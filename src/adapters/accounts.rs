@@ -1,0 +1,31 @@
+//! The accounts a consent has seen: the opaque id a platform sees and the bank's own reference
+//! ([`AccountRef`]), and their storage ([`AccountRefs`]).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::store_error::StoreError;
+
+/// The link between the opaque account id a platform sees and the bank's own reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRef {
+    pub account_id: String,
+    /// The bank's resource id for the account.
+    pub bank_ref: String,
+}
+
+/// The accounts seen under each consent.
+#[async_trait]
+pub trait AccountRefs: Send + Sync + 'static {
+    /// Records (idempotently) the accounts a consent has seen.
+    async fn put_account_refs(
+        &self,
+        consent_id: &str,
+        refs: &[AccountRef],
+    ) -> Result<(), StoreError>;
+    async fn account_ref(
+        &self,
+        consent_id: &str,
+        account_id: &str,
+    ) -> Result<Option<AccountRef>, StoreError>;
+}
