@@ -472,19 +472,43 @@ impl Bank {
     }
 
     /// Sends a request through the bank's outbound stack; the body of its 2xx answer.
-    /// `error_in_body` is the profile's hook for success answers that carry an error.
+    /// `route` is the template of its path at the bank (identifiers as placeholders, for its
+    /// span); `error_in_body` is the profile's hook for success answers that carry an error.
     pub async fn fetch(
         &self,
         request: reqwest::RequestBuilder,
+        route: impl Into<std::borrow::Cow<'static, str>>,
         error_in_body: impl Fn(&[u8]) -> Option<String> + Send + Sync + 'static,
     ) -> Result<bytes::Bytes, AdapterError> {
         let request = request.build()?;
         self.outbound
             .call(outbound::Call {
                 request,
+                route: route.into(),
                 error_in_body: Arc::new(error_in_body),
             })
             .await
+    }
+}
+
+impl Bank {
+    /// Sends a request straight to the bank, outside the outbound stack (calls whose answer
+    /// the caller reads itself, e.g. a revocation's status), in a `bank_call` span whose trace
+    /// context the bank receives; `route` as in [`Bank::fetch`].
+    pub async fn execute(
+        &self,
+        mut request: reqwest::Request,
+        route: &str,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "bank_call",
+            bank = self.id(),
+            method = %request.method(),
+            route,
+        );
+        crate::telemetry::traces::inject(&span, request.headers_mut());
+        self.http.execute(request).instrument(span).await
     }
 }
 

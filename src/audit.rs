@@ -623,6 +623,13 @@ impl Auditor {
     /// chain once that is committed. Fails with `Unavailable` when the queue is full or the
     /// store cannot commit: the caller must then release nothing.
     pub async fn record(&self, event: Event) -> Result<Record, StoreError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("audit_commit", action = event.action.as_str());
+        self.commit(event).instrument(span).await
+    }
+
+    /// [`Auditor::record`], inside its span.
+    async fn commit(&self, event: Event) -> Result<Record, StoreError> {
         let mut event = event.without_nul();
         event.user_ref = event
             .user_ref

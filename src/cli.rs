@@ -254,7 +254,10 @@ pub fn run() -> ExitCode {
     } else {
         "info"
     };
-    crate::telemetry::init(&LogSettings::for_stderr(log_format, level));
+    crate::telemetry::init(
+        &LogSettings::for_stderr(log_format, level),
+        &crate::telemetry::traces::Traces::local(),
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -1,10 +1,13 @@
 //! What an operator sees of a running gateway: log lines, JSON for a pipeline or text for a
-//! terminal (coloured only there).
+//! terminal (coloured only there), and traces.
 //!
 //! One subscriber for the process, built by [`subscriber`]: `cli` installs it over the
-//! process's standard error, tests over a buffer they read back.
+//! process's standard error, tests over a buffer they read back. Its layers: the filter, the
+//! trace layer ([`traces`]: every span gets a trace context, continued from a platform's
+//! `traceparent`) and the formatting layer.
 
 pub mod metrics;
+pub mod traces;
 
 use std::io::IsTerminal;
 
@@ -76,32 +79,39 @@ where
 {
     let layer = tracing_subscriber::fmt::layer().with_writer(writer);
     match settings.format {
-        // The event's fields at the top level, and the request span's (request id, method,
-        // path) beside them.
+        // The event's fields at the top level, the current span's beside them (`span`), and
+        // every span the event is in (`spans`), so that a line inside a bank call still carries
+        // the request's id and trace id.
         LogFormat::Json => layer
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .boxed(),
         LogFormat::Text => layer.with_ansi(settings.ansi).boxed(),
     }
 }
 
-/// The whole subscriber: the filter and the formatting layer over `writer`.
-pub fn subscriber<W>(settings: &LogSettings, writer: W) -> impl Subscriber + Send + Sync
+/// The whole subscriber: the filter, the trace layer of `traces` and the formatting layer over
+/// `writer`.
+pub fn subscriber<W>(
+    settings: &LogSettings,
+    writer: W,
+    traces: &traces::Traces,
+) -> impl Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
         .with(filter)
+        .with(traces.layer())
         .with(fmt_layer(settings, writer))
 }
 
 /// Installs the subscriber for the process (standard error); a second call changes nothing.
-pub fn init(settings: &LogSettings) {
+pub fn init(settings: &LogSettings, traces: &traces::Traces) {
     use tracing_subscriber::util::SubscriberInitExt;
     // Also routes dependencies' `log` records to it.
-    let _ = subscriber(settings, std::io::stderr).try_init();
+    let _ = subscriber(settings, std::io::stderr, traces).try_init();
 }

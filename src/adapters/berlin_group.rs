@@ -44,8 +44,12 @@ impl BerlinGroup {
         consent_id: &str,
     ) -> Result<wire::ConsentState, AdapterError> {
         let url = endpoint(bank, &["consents", consent_id])?;
-        let information: wire::ConsentInformation =
-            send(bank, bank.http.get(url).header(X_REQUEST_ID, request_id())).await?;
+        let information: wire::ConsentInformation = send(
+            bank,
+            bank.http.get(url).header(X_REQUEST_ID, request_id()),
+            "/v1/consents/{consentId}",
+        )
+        .await?;
         wire::ConsentState::try_from(information)
     }
 }
@@ -76,7 +80,7 @@ impl Profile for BerlinGroup {
             .header(X_REQUEST_ID, request_id())
             .header(ACCEPT, HeaderValue::from_static("application/json"))
             .build()?;
-        let response = bank.http.execute(request).await?;
+        let response = bank.execute(request, "/v1/consents/{consentId}").await?;
         let status = response.status().as_u16();
         // 204 as the standard says; a consent the bank no longer knows is gone already.
         if (200..300).contains(&status) || status == 404 {
@@ -99,6 +103,7 @@ impl Profile for BerlinGroup {
                 .header(X_REQUEST_ID, request_id())
                 .header(ACCEPT, HeaderValue::from_static("application/json"))
                 .json(&body),
+            "/v1/consents",
         )
         .await?;
         BankConsent::try_from(created)
@@ -110,7 +115,8 @@ impl Profile for BerlinGroup {
         session: BankSession<'_>,
     ) -> Result<Vec<BankAccount>, AdapterError> {
         let url = endpoint(bank, &["accounts"])?;
-        let list: wire::AccountList = send(bank, data_request(bank, session, url)?).await?;
+        let list: wire::AccountList =
+            send(bank, data_request(bank, session, url)?, "/v1/accounts").await?;
         wire::accounts(bank.id(), list)
     }
 
@@ -122,8 +128,12 @@ impl Profile for BerlinGroup {
         account_id: &str,
     ) -> Result<Vec<Balance>, AdapterError> {
         let url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "balances"])?;
-        let response: wire::BalancesResponse =
-            send(bank, data_request(bank, session, url)?).await?;
+        let response: wire::BalancesResponse = send(
+            bank,
+            data_request(bank, session, url)?,
+            "/v1/accounts/{account-id}/balances",
+        )
+        .await?;
         wire::balances(account_id, response.balances, "balances")
     }
 
@@ -146,8 +156,12 @@ impl Profile for BerlinGroup {
         let mut report = wire::AccountReport::default();
         let mut pages = Pages::new(&url);
         loop {
-            let response: wire::TransactionsResponse =
-                send(bank, data_request(bank, session, url.clone())?).await?;
+            let response: wire::TransactionsResponse = send(
+                bank,
+                data_request(bank, session, url.clone())?,
+                "/v1/accounts/{account-id}/transactions",
+            )
+            .await?;
             let page = response.transactions.unwrap_or_default();
             let next = page
                 .next_href()
@@ -237,12 +251,14 @@ fn data_request(
 }
 
 /// Sends a request through the bank's outbound stack (whose classification hook is
-/// [`error_codes`]) and decodes the 2xx JSON answer into `T`.
+/// [`error_codes`]) and decodes the 2xx JSON answer into `T`; `route` is the template of its
+/// path at the bank.
 async fn send<T: DeserializeOwned>(
     bank: &Bank,
     request: reqwest::RequestBuilder,
+    route: &'static str,
 ) -> Result<T, AdapterError> {
-    let body = bank.fetch(request, error_codes).await?;
+    let body = bank.fetch(request, route, error_codes).await?;
     decode(&body)
 }
 

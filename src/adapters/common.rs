@@ -249,6 +249,13 @@ pub fn endpoint(bank: &super::Bank, segments: &[&str]) -> Result<url::Url, Adapt
     Ok(url)
 }
 
+/// The path of a URL the manifest names (an OAuth endpoint): the route of a call to it.
+pub fn route_of(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|url| url.path().to_owned())
+        .unwrap_or_default()
+}
+
 /// A bank account reference safe to put in a path.
 pub fn account_ref(bank_ref: &str) -> Result<&str, AdapterError> {
     if bank_ref.is_empty() || bank_ref == "." || bank_ref == ".." {
@@ -328,14 +335,16 @@ pub fn within(
 }
 
 /// Sends a request through the bank's outbound stack and decodes the 2xx JSON answer into
-/// `T`; `error_in_body` is the profile's classification hook naming the error of a success
-/// answer that carries one (banks send those too).
+/// `T`; `route` is the template of its path at the bank ([`super::Bank::fetch`]);
+/// `error_in_body` is the profile's classification hook naming the error of a success answer
+/// that carries one (banks send those too).
 pub async fn send<T: serde::de::DeserializeOwned>(
     bank: &super::Bank,
     request: reqwest::RequestBuilder,
+    route: &'static str,
     error_in_body: fn(&[u8]) -> Option<String>,
 ) -> Result<T, AdapterError> {
-    let body = bank.fetch(request, error_in_body).await?;
+    let body = bank.fetch(request, route, error_in_body).await?;
     serde_json::from_slice(&body).map_err(|error| AdapterError::Decode(error.to_string()))
 }
 

@@ -39,8 +39,13 @@ impl Fdx {
         consent_id: &str,
     ) -> Result<wire::ConsentState, AdapterError> {
         let url = endpoint(bank, &["consents", consent_id])?;
-        let grant: wire::ConsentGrant =
-            send(bank, get(bank, session, url), wire::error_in_body).await?;
+        let grant: wire::ConsentGrant = send(
+            bank,
+            get(bank, session, url),
+            "/consents/{consentId}",
+            wire::error_in_body,
+        )
+        .await?;
         wire::ConsentState::try_from(grant)
     }
 
@@ -51,7 +56,13 @@ impl Fdx {
         bank_ref: &str,
     ) -> Result<wire::FdxAccount, AdapterError> {
         let url = endpoint(bank, &["accounts", account_ref(bank_ref)?])?;
-        let raw: Box<RawValue> = send(bank, get(bank, session, url), wire::error_in_body).await?;
+        let raw: Box<RawValue> = send(
+            bank,
+            get(bank, session, url),
+            "/accounts/{accountId}",
+            wire::error_in_body,
+        )
+        .await?;
         wire::account_entity(&raw).map_err(|message| decode("account", message))
     }
 }
@@ -121,8 +132,13 @@ impl Profile for Fdx {
         let mut pages = Pages::new(&first);
         let mut accounts = Vec::new();
         loop {
-            let page: wire::AccountsResponse =
-                send(bank, get(bank, session, url.clone()), wire::error_in_body).await?;
+            let page: wire::AccountsResponse = send(
+                bank,
+                get(bank, session, url.clone()),
+                "/accounts",
+                wire::error_in_body,
+            )
+            .await?;
             accounts.extend(wire::accounts(bank.id(), &page)?);
             match page.next() {
                 None => return Ok(accounts),
@@ -169,8 +185,13 @@ impl Profile for Fdx {
         let mut pages = Pages::new(&first);
         let mut entries = Vec::new();
         loop {
-            let page: wire::TransactionsResponse =
-                send(bank, get(bank, session, url.clone()), wire::error_in_body).await?;
+            let page: wire::TransactionsResponse = send(
+                bank,
+                get(bank, session, url.clone()),
+                "/accounts/{accountId}/transactions",
+                wire::error_in_body,
+            )
+            .await?;
             let next = page.next();
             entries.extend(page.transactions);
             match next {

@@ -104,6 +104,7 @@ impl Mapping {
             let body = bank
                 .fetch(
                     self.get(bank, session, url.clone()),
+                    endpoint.route(),
                     move |body: &[u8]| {
                         let pointer = rules.error_pointer.as_ref()?;
                         wire::error_in_body(pointer, body)

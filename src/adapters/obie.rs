@@ -21,7 +21,9 @@ use chrono::NaiveDate;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde::Deserialize;
 
-use super::common::{Pages, account_ref, endpoint, follow_link, request_id, send, within};
+use super::common::{
+    Pages, account_ref, endpoint, follow_link, request_id, route_of, send, within,
+};
 use super::outbound::no_error_in_body;
 use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
 use crate::model::{Balance, Transaction};
@@ -47,7 +49,8 @@ impl Obie {
             .post(&bank.manifest.oauth.token_endpoint)
             .basic_auth(&bank.client_id, Some(bank.client_secret()))
             .form(&[("grant_type", "client_credentials"), ("scope", "accounts")]);
-        let body = bank.fetch(request, no_error_in_body).await?;
+        let route = route_of(&bank.manifest.oauth.token_endpoint);
+        let body = bank.fetch(request, route, no_error_in_body).await?;
         let token: ClientToken = serde_json::from_slice(&body)
             .map_err(|_| AdapterError::Decode("token response not understood".into()))?;
         Ok(token.access_token)
@@ -67,6 +70,7 @@ impl Obie {
                 .get(url)
                 .header(INTERACTION_ID, request_id())
                 .bearer_auth(token),
+            "/account-access-consents/{ConsentId}",
             wire::error_in_body,
         )
         .await?;
@@ -82,18 +86,23 @@ fn get(bank: &Bank, session: BankSession<'_>, url: url::Url) -> reqwest::Request
         .bearer_auth(session.access_token)
 }
 
-/// Follows `Links.Next` from `first`, handing each page's `Data` to `take`.
+/// Follows `Links.Next` from `first` (at `route`), handing each page's `Data` to `take`.
 async fn paged<D: serde::de::DeserializeOwned>(
     bank: &Bank,
     session: BankSession<'_>,
-    first: url::Url,
+    (route, first): (&'static str, url::Url),
     mut take: impl FnMut(D),
 ) -> Result<(), AdapterError> {
     let mut pages = Pages::new(&first);
     let mut url = first;
     loop {
-        let page: wire::Envelope<D> =
-            send(bank, get(bank, session, url.clone()), wire::error_in_body).await?;
+        let page: wire::Envelope<D> = send(
+            bank,
+            get(bank, session, url.clone()),
+            route,
+            wire::error_in_body,
+        )
+        .await?;
         let next = page
             .next()
             .map(|href| follow_link(&bank.manifest.api_base_url, href))
@@ -122,7 +131,8 @@ impl Profile for Obie {
             .header(INTERACTION_ID, request_id())
             .bearer_auth(token)
             .build()?;
-        let status = bank.http.execute(request).await?.status().as_u16();
+        let route = "/account-access-consents/{ConsentId}";
+        let status = bank.execute(request, route).await?.status().as_u16();
         if (200..300).contains(&status) || status == 404 {
             return Ok(());
         }
@@ -145,6 +155,7 @@ impl Profile for Obie {
                 .header(ACCEPT, HeaderValue::from_static("application/json"))
                 .bearer_auth(token)
                 .json(&body),
+            "/account-access-consents",
             wire::error_in_body,
         )
         .await?;
@@ -160,7 +171,7 @@ impl Profile for Obie {
         paged(
             bank,
             session,
-            endpoint(bank, &["accounts"])?,
+            ("/accounts", endpoint(bank, &["accounts"])?),
             |data: wire::AccountsData| listed.extend(data.account),
         )
         .await?;
@@ -175,8 +186,13 @@ impl Profile for Obie {
         account_id: &str,
     ) -> Result<Vec<Balance>, AdapterError> {
         let url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "balances"])?;
-        let answer: wire::Envelope<wire::BalancesData> =
-            send(bank, get(bank, session, url), wire::error_in_body).await?;
+        let answer: wire::Envelope<wire::BalancesData> = send(
+            bank,
+            get(bank, session, url),
+            "/accounts/{AccountId}/balances",
+            wire::error_in_body,
+        )
+        .await?;
         wire::balances(account_id, Some(bank_ref), answer.data)
     }
 
@@ -194,7 +210,8 @@ impl Profile for Obie {
                 .append_pair("fromBookingDateTime", &format!("{from}T00:00:00"));
         }
         let mut entries = Vec::new();
-        paged(bank, session, url, |data: wire::TransactionsData| {
+        let first = ("/accounts/{AccountId}/transactions", url);
+        paged(bank, session, first, |data: wire::TransactionsData| {
             entries.extend(data.transaction)
         })
         .await?;

@@ -31,6 +31,7 @@
 //! cannot slow the others. The breaker's lock is a `std::sync::Mutex` held for a few
 //! instructions, never across an `.await`.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -67,9 +68,13 @@ pub fn no_error_in_body(_: &[u8]) -> Option<String> {
     None
 }
 
-/// One call to a bank: the request and how to recognise an error in a success body.
+/// One call to a bank: the request, the template of its route and how to recognise an error
+/// in a success body.
 pub struct Call {
     pub request: reqwest::Request,
+    /// The route at the bank with its identifiers as placeholders
+    /// (`/v1/accounts/{account-id}/balances`): what its span names, never an identifier.
+    pub route: Cow<'static, str>,
     pub error_in_body: ErrorInBody,
 }
 
@@ -167,16 +172,18 @@ impl Outbound {
     }
 
     /// Sends one call through the stack; the body of a 2xx answer. Each call is a span
-    /// (`bank_call`) and counts in the bank's metrics (calls, duration, failures by kind).
-    pub async fn call(&self, call: Call) -> Result<Bytes, AdapterError> {
+    /// (`bank_call`: bank, method, route template) whose trace context the bank receives
+    /// (`traceparent`), and counts in the bank's metrics (calls, duration, failures by kind).
+    pub async fn call(&self, mut call: Call) -> Result<Bytes, AdapterError> {
         use crate::telemetry::metrics::{BANK_CALL_DURATION, BANK_CALL_FAILURES, BANK_CALLS};
         use tracing::Instrument;
         let span = tracing::info_span!(
             "bank_call",
             bank = &*self.bank,
             method = %call.request.method(),
-            path = call.request.url().path(),
+            route = &*call.route,
         );
+        crate::telemetry::traces::inject(&span, call.request.headers_mut());
         let started = Instant::now();
         let outcome = async {
             let _permit = self
@@ -377,6 +384,7 @@ impl tower::retry::Policy<Call, Bytes, AdapterError> for ReadRetry {
         }
         Some(Call {
             request: call.request.try_clone()?,
+            route: call.route.clone(),
             error_in_body: call.error_in_body.clone(),
         })
     }

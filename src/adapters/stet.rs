@@ -51,7 +51,8 @@ impl Stet {
             .header(X_REQUEST_ID, request_id())
             .bearer_auth(session.access_token)
             .json(consents);
-        bank.fetch(request, wire::error_in_body).await?;
+        bank.fetch(request, "/v1/consents", wire::error_in_body)
+            .await?;
         Ok(())
     }
 }
@@ -64,17 +65,23 @@ fn get(bank: &Bank, session: BankSession<'_>, url: url::Url) -> reqwest::Request
         .bearer_auth(session.access_token)
 }
 
-/// Follows `_links.next` from `first`, collecting each page with `take`.
+/// Follows `_links.next` from `first` (at `route`), collecting each page with `take`.
 async fn paged<P: serde::de::DeserializeOwned>(
     bank: &Bank,
     session: BankSession<'_>,
-    first: url::Url,
+    (route, first): (&'static str, url::Url),
     mut take: impl FnMut(P) -> Option<String>,
 ) -> Result<(), AdapterError> {
     let mut pages = Pages::new(&first);
     let mut url = first;
     loop {
-        let page: P = send(bank, get(bank, session, url.clone()), wire::error_in_body).await?;
+        let page: P = send(
+            bank,
+            get(bank, session, url.clone()),
+            route,
+            wire::error_in_body,
+        )
+        .await?;
         match take(page) {
             None => return Ok(()),
             Some(href) => url = pages.admit(follow_link(&bank.manifest.api_base_url, &href)?)?,
@@ -122,7 +129,7 @@ impl Profile for Stet {
         paged(
             bank,
             session,
-            endpoint(bank, &["v1", "accounts"])?,
+            ("/v1/accounts", endpoint(bank, &["v1", "accounts"])?),
             |page: wire::AccountsResponse| {
                 let next = wire::next_href(page.links.as_ref()).map(str::to_owned);
                 match wire::accounts(bank.id(), page) {
@@ -153,8 +160,13 @@ impl Profile for Stet {
             bank,
             &["v1", "accounts", account_ref(bank_ref)?, "balances"],
         )?;
-        let response: wire::BalancesResponse =
-            send(bank, get(bank, session, url), wire::error_in_body).await?;
+        let response: wire::BalancesResponse = send(
+            bank,
+            get(bank, session, url),
+            "/v1/accounts/{accountResourceId}/balances",
+            wire::error_in_body,
+        )
+        .await?;
         wire::balances(account_id, response)
     }
 
@@ -175,7 +187,8 @@ impl Profile for Stet {
                 .append_pair("dateFrom", &from.to_string());
         }
         let mut entries = Vec::new();
-        paged(bank, session, url, |page: wire::TransactionsResponse| {
+        let first = ("/v1/accounts/{accountResourceId}/transactions", url);
+        paged(bank, session, first, |page: wire::TransactionsResponse| {
             let next = wire::next_href(page.links.as_ref()).map(str::to_owned);
             entries.extend(page.transactions);
             next

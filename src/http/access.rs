@@ -20,6 +20,7 @@ use chrono::Utc;
 use futures_util::future::{BoxFuture, FutureExt};
 use http::{HeaderMap, HeaderName};
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use super::authn::{Challenge, Presented, Scheme, Verifier, insert_nonce};
 use super::observe::RequestLog;
@@ -143,9 +144,16 @@ where
             let Some(path) = path else {
                 return Ok(Error::NotFound("no such data path".into()).into_response());
             };
+            let span = tracing::info_span!(
+                "access_decision",
+                client_id = %presented.claims.client_id,
+                decision = tracing::field::Empty,
+            );
             let decided = layer
                 .decide(&presented, &path, presence, request_id.as_deref())
+                .instrument(span.clone())
                 .await;
+            span.record("decision", if decided.is_ok() { "allow" } else { "deny" });
             let mut response = match decided {
                 Ok(grant) => {
                     RequestLog::bank(&request, &grant.consent.bank_id);
@@ -182,7 +190,8 @@ impl AccessLayer {
             request_id,
         };
         let query = request.query(presented.proof_spend(), &policies);
-        let state = match self.store.access_state(&query).await {
+        let read = tracing::info_span!("store_read", read = "access_state");
+        let state = match self.store.access_state(&query).instrument(read).await {
             Ok(state) => state,
             Err(error) => {
                 // Nothing is known but the token: the record says what failed.

@@ -30,6 +30,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use http::HeaderValue;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use super::observe::RequestLog;
 use crate::crypto::Sealer;
@@ -351,7 +352,8 @@ where
                 proof: presented.proof_spend(),
                 data: None,
             };
-            let state = match store.access_state(&query).await {
+            let read = tracing::info_span!("store_read", read = "access_state");
+            let state = match store.access_state(&query).instrument(read).await {
                 Ok(state) => state,
                 Err(error) => return Ok(Error::Store(error).into_response()),
             };

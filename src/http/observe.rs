@@ -1,5 +1,5 @@
-//! What every response leaves behind for the operator: one log line (request id, method,
-//! route template, status, latency, client, bank) and the request metrics, by route template
+//! What every response leaves behind for the operator: one log line (request id, trace id,
+//! method, route template, status, latency, client, bank) and the request metrics, by route template
 //! and status.
 //!
 //! It sits inside the trace layer's span, above the problem layer, so it sees every response
@@ -102,6 +102,10 @@ where
         let route = route_of(request.uri().path());
         let method = request.method().clone();
         let request_id = super::request_id(request.headers()).unwrap_or_default();
+        // The trace layer above entered the request's span, which holds its trace.
+        let trace_id = crate::telemetry::traces::trace_id(&tracing::Span::current())
+            .map(|trace_id| trace_id.to_string())
+            .unwrap_or_default();
         let log = Arc::new(RequestLog::default());
         request.extensions_mut().insert(log.clone());
         let future = self.inner.call(request);
@@ -116,35 +120,49 @@ where
                 ];
                 metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
                 metrics::histogram!(HTTP_REQUEST_DURATION, &labels).record(latency.as_secs_f64());
-                log_line(&log, response, &request_id, &method, route, latency);
+                let line = Line {
+                    request_id: &request_id,
+                    trace_id: &trace_id,
+                    method: &method,
+                    route,
+                    latency,
+                };
+                log_line(&log, response, &line);
             }
             result
         })
     }
 }
 
+/// What the observe layer knows of a request before it is served.
+struct Line<'a> {
+    request_id: &'a str,
+    trace_id: &'a str,
+    method: &'a http::Method,
+    route: &'a str,
+    latency: std::time::Duration,
+}
+
 /// The one log line per response; errors carry their internal detail (never a secret: error
 /// texts never include tokens or credentials), at `error` for the gateway's own failures,
 /// `warn` for a bank's, `info` otherwise.
-fn log_line<RB>(
-    log: &RequestLog,
-    response: &Response<RB>,
-    request_id: &str,
-    method: &http::Method,
-    route: &str,
-    latency: std::time::Duration,
-) {
+fn log_line<RB>(log: &RequestLog, response: &Response<RB>, line: &Line<'_>) {
     let status = response.status().as_u16();
     // Milliseconds, to the microsecond.
-    let latency_ms = latency.as_micros() as f64 / 1000.0;
+    let latency_ms = line.latency.as_micros() as f64 / 1000.0;
     let client_id = log.client_id.get().map_or("", String::as_str);
     let bank = log.bank.get().map_or("", String::as_str);
-    let method = method.as_str();
+    let (request_id, trace_id, method, route) = (
+        line.request_id,
+        line.trace_id,
+        line.method.as_str(),
+        line.route,
+    );
     macro_rules! line {
         ($level:ident $(, $field:ident = %$value:expr)?) => {
             tracing::$level!(
-                request_id = %request_id, method = %method, route = %route, status,
-                latency_ms, client_id = %client_id, bank = %bank,
+                request_id = %request_id, trace_id = %trace_id, method = %method,
+                route = %route, status, latency_ms, client_id = %client_id, bank = %bank,
                 $($field = %$value,)? "response"
             )
         };

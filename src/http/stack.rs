@@ -88,15 +88,19 @@ pub fn service(app: Arc<App>) -> GatewayService {
         .layer(SetSensitiveResponseHeadersLayer::new([SET_COOKIE]))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
         .layer(
-            // Spans carry the path only: query strings hold codes and request URIs.
+            // Spans carry the path only: query strings hold codes and request URIs. The span
+            // continues the platform's trace (`traceparent`), or starts one.
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {
-                    tracing::info_span!(
+                    let span = tracing::info_span!(
                         "request",
                         method = %request.method(),
                         path = %request.uri().path(),
                         request_id = super::request_id(request.headers()).unwrap_or_default(),
-                    )
+                        trace_id = tracing::field::Empty,
+                    );
+                    crate::telemetry::traces::continue_trace(&span, request.headers());
+                    span
                 })
                 // The response's line is the observe layer's, which knows more.
                 .on_response(())

@@ -237,7 +237,9 @@ pub async fn revoke(bank: &Bank, grant: &BankGrant) -> Result<(), AdapterError> 
             if let Some(basic) = bank_auth::authenticate(bank, &mut form)? {
                 request = request.header(reqwest::header::AUTHORIZATION, basic);
             }
-            let response = request.form(&form).send().await?;
+            let response = bank
+                .execute(request.form(&form).build()?, parsed.path())
+                .await?;
             if !response.status().is_success() {
                 return Err(AdapterError::Status {
                     status: response.status().as_u16(),

@@ -31,6 +31,8 @@ type CallError = HttpClientError<reqwest::Error>;
 #[derive(Clone)]
 pub struct HttpClient {
     http: reqwest::Client,
+    /// The bank's id, for the calls' spans.
+    bank: Arc<str>,
     key: Option<Arc<ClientKey>>,
     nonce: Arc<Mutex<Option<String>>>,
     /// Re-signs a client assertion in the body for a retry (its `jti` was spent).
@@ -59,6 +61,7 @@ impl HttpClient {
     pub fn of(bank: &Bank) -> HttpClient {
         HttpClient {
             http: bank.http.clone(),
+            bank: Arc::from(bank.id()),
             key: bank.keys.dpop.clone(),
             nonce: bank.keys.nonce_slot(),
             assertion: bank.keys.assertion.as_ref().map(|key| Assertion {
@@ -101,8 +104,22 @@ impl HttpClient {
     }
 
     /// Sends a request: as is, or — with a DPoP key — with a fresh proof for its method and
-    /// URL, retried once when the bank asks for a (new) nonce. Never follows redirects.
-    pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, CallError> {
+    /// URL, retried once when the bank asks for a (new) nonce. Never follows redirects. Each
+    /// call is a span (`bank_call`, its route the endpoint's path) whose trace context the
+    /// bank receives.
+    pub async fn send(&self, mut request: HttpRequest) -> Result<HttpResponse, CallError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "bank_call",
+            bank = &*self.bank,
+            method = %request.method(),
+            route = request.uri().path(),
+        );
+        crate::telemetry::traces::inject(&span, request.headers_mut());
+        self.send_in_span(request).instrument(span).await
+    }
+
+    async fn send_in_span(&self, request: HttpRequest) -> Result<HttpResponse, CallError> {
         let Some(key) = &self.key else {
             return self.http.call(request).await;
         };

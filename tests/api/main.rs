@@ -46,6 +46,7 @@ mod security;
 mod serve;
 mod support;
 mod token_endpoint;
+mod traces;
 
 use bankgate::demo::account_information;
 use bankgate::model::Scope;

@@ -83,10 +83,17 @@ impl TestGateway {
 
     /// A gateway with `options` applied to the default test configuration.
     pub async fn start_with(kind: StoreKind, options: Options) -> TestGateway {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_test_writer()
-            .try_init();
+        // The gateway's own subscriber (traces included), into the test's output.
+        let _ =
+            tracing_subscriber::util::SubscriberInitExt::try_init(bankgate::telemetry::subscriber(
+                &bankgate::telemetry::LogSettings {
+                    format: bankgate::telemetry::LogFormat::Text,
+                    ansi: false,
+                    filter: "info".into(),
+                },
+                tracing_subscriber::fmt::TestWriter::new(),
+                &bankgate::telemetry::traces::Traces::local(),
+            ));
         let mut config = bankgate::app::embedded_config();
         if let Some(dir) = options.policies_dir {
             config.policies_dir = dir;

@@ -6,7 +6,8 @@
 //!
 //! Faulty bodies carry [`LEAK_MARKER`], text only the bank knows: tests check that it never
 //! reaches a platform. [`Faults`] also counts the requests each path received, so that a test
-//! can tell that a call reached the bank (or, with an open circuit, that it did not).
+//! can tell that a call reached the bank (or, with an open circuit, that it did not), and keeps
+//! the W3C trace context (`traceparent`) each request carried.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -90,6 +91,8 @@ struct Rule {
 pub struct Faults {
     rules: Mutex<Vec<Rule>>,
     hits: Mutex<HashMap<String, u64>>,
+    /// (path, `traceparent`) of every request that carried one, in arrival order.
+    traceparents: Mutex<Vec<(String, String)>>,
     arrived: Notify,
 }
 
@@ -137,6 +140,16 @@ impl Faults {
             .sum()
     }
 
+    /// The `traceparent` headers of the requests whose path starts with `path_prefix`, in the
+    /// order they arrived.
+    pub fn traceparents(&self, path_prefix: &str) -> Vec<String> {
+        lock(&self.traceparents)
+            .iter()
+            .filter(|(path, _)| path.starts_with(path_prefix))
+            .map(|(_, traceparent)| traceparent.clone())
+            .collect()
+    }
+
     /// Waits until at least `n` requests whose path starts with `path_prefix` have arrived.
     pub async fn wait_for_hits(&self, path_prefix: &str, n: u64) {
         loop {
@@ -173,6 +186,13 @@ const JSON: &str = "application/json";
 
 /// The middleware every sandbox bank runs behind.
 pub async fn apply(State(faults): State<Arc<Faults>>, request: Request, next: Next) -> Response {
+    if let Some(traceparent) = request
+        .headers()
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+    {
+        lock(&faults.traceparents).push((request.uri().path().to_owned(), traceparent.to_owned()));
+    }
     let Some(fault) = faults.take(request.uri().path()) else {
         return next.run(request).await;
     };

@@ -47,7 +47,8 @@ async fn read_status(
         .header(ACCEPT, HeaderValue::from_static("application/json"));
     let request =
         crate::oauth::bank_dpop::authorize(bank, request, "GET", &url, session.access_token)?;
-    let body = bank.fetch(request, error_codes).await?;
+    let route = "/v1/payments/{payment-product}/{paymentId}/status";
+    let body = bank.fetch(request, route, error_codes).await?;
     let status: wire::StatusResponse = decode(&body)?;
     status.into_payment(bank_payment_id)
 }
@@ -66,7 +67,8 @@ impl PaymentInitiation for BerlinGroup {
             .header(X_REQUEST_ID, request_id())
             .header(ACCEPT, HeaderValue::from_static("application/json"))
             .json(&wire::initiation(order));
-        let body = bank.fetch(request, error_codes).await?;
+        let route = "/v1/payments/{payment-product}";
+        let body = bank.fetch(request, route, error_codes).await?;
         let created: wire::PaymentCreated = decode(&body)?;
         let created = created.validate()?;
         Ok(BankConsent {

@@ -396,6 +396,16 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The path's template (`/api/v2/me/accounts/{account}/positions`): the route of a call.
+    pub fn route(&self) -> String {
+        let mut route = String::new();
+        for segment in &self.segments {
+            route.push('/');
+            route.push_str(segment.as_deref().unwrap_or("{account}"));
+        }
+        route
+    }
+
     /// The rule of a canonical field, if the mapping gives one.
     pub fn field(&self, name: &str) -> Option<&Compiled> {
         self.fields.get(name)

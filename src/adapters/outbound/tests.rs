@@ -28,6 +28,7 @@ fn call(method: reqwest::Method) -> Call {
     let url = url::Url::parse("http://bank.test/accounts").unwrap();
     Call {
         request: reqwest::Request::new(method, url),
+        route: "/accounts".into(),
         error_in_body: Arc::new(no_error_in_body),
     }
 }

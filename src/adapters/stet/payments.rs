@@ -42,7 +42,13 @@ async fn read(
         .header(X_REQUEST_ID, request_id())
         .header(ACCEPT, HeaderValue::from_static("application/hal+json"))
         .bearer_auth(session.access_token);
-    let response: wire::PaymentRequestResponse = send(bank, request, wire::error_in_body).await?;
+    let response: wire::PaymentRequestResponse = send(
+        bank,
+        request,
+        "/v1/payment-requests/{paymentRequestResourceId}",
+        wire::error_in_body,
+    )
+    .await?;
     response.into_payment()
 }
 
@@ -66,7 +72,8 @@ impl PaymentInitiation for Stet {
             .header(X_REQUEST_ID, request_id())
             .header(ACCEPT, HeaderValue::from_static("application/hal+json"))
             .json(&wire::initiation(order, Utc::now()));
-        let created: wire::Created = send(bank, request, wire::error_in_body).await?;
+        let created: wire::Created =
+            send(bank, request, "/v1/payment-requests", wire::error_in_body).await?;
         let resource_id = created.resource_id().ok_or_else(|| {
             AdapterError::Decode("payment request created without a resource id".into())
         })?;
@@ -92,7 +99,8 @@ impl PaymentInitiation for Stet {
             .header(ACCEPT, HeaderValue::from_static("application/hal+json"))
             .bearer_auth(session.access_token)
             .json(&serde_json::json!({}));
-        match bank.fetch(request, wire::error_in_body).await {
+        let route = "/v1/payment-requests/{paymentRequestResourceId}/confirmation";
+        match bank.fetch(request, route, wire::error_in_body).await {
             Ok(_) => {}
             // Confirmed already (or no confirmation needed): the status says where it is.
             Err(error) if matches!(error.root(), AdapterError::Status { status: 409 }) => {}

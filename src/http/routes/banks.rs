@@ -358,6 +358,7 @@ async fn check_live(bank: &Bank) -> Result<Vec<&'static str>, String> {
         let body = bank
             .fetch(
                 bank.http.get(&url),
+                "/.well-known/oauth-authorization-server",
                 crate::adapters::outbound::no_error_in_body,
             )
             .await
