@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, RawConfig, StoreConfig, env_var};
+use crate::telemetry::traces::Traces;
 use crate::telemetry::{LogFormat, LogSettings};
 
 /// bankgate: an open-banking aggregation gateway.
@@ -254,10 +255,6 @@ pub fn run() -> ExitCode {
     } else {
         "info"
     };
-    crate::telemetry::init(
-        &LogSettings::for_stderr(log_format, level),
-        &crate::telemetry::traces::Traces::local(),
-    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -265,7 +262,42 @@ pub fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(cli)) {
+    // `serve` reads its configuration first: it says whether spans are exported.
+    let serve_config = match &cli.command {
+        Command::Serve => match load_config(cli.config.as_ref()) {
+            Ok(config) => Some(config),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    let traces = match serve_config
+        .as_ref()
+        .and_then(|config| config.otlp_endpoint.as_ref())
+    {
+        // The exporter's batch task runs on the runtime.
+        Some(endpoint) => match runtime.block_on(async { Traces::otlp(endpoint) }) {
+            Ok(traces) => traces,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Traces::local(),
+    };
+    crate::telemetry::init(&LogSettings::for_stderr(log_format, level), &traces);
+    let outcome = runtime.block_on(async {
+        let outcome = match serve_config {
+            Some(config) => serve(config).await,
+            None => execute(cli).await,
+        };
+        // The spans still in the batch leave before the process does.
+        traces.shutdown().await;
+        outcome
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -778,10 +810,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
          Register a platform with `bankgate platforms add` (PostgreSQL) or POST {base}/admin/clients \
          (with BANKGATE_ADMIN_TOKEN)."
     );
-    gateway
-        .serve(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    gateway.serve(stop_signal()).await?;
     Ok(())
+}
+
+/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM (what a service manager or container
+/// runtime sends): the gateway then drains and the trace exporter flushes.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

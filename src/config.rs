@@ -5,7 +5,8 @@
 //! `DATABASE_URL`, `BANKGATE_LISTEN`, `BANKGATE_PUBLIC_URL`, `BANKGATE_GRANT_KEY`,
 //! `BANKGATE_SIGNING_KEY_FILE`, `BANKGATE_PREVIOUS_SIGNING_KEY_FILES` (comma-separated),
 //! `BANKGATE_ADMIN_TOKEN`, `BANKGATE_AUDIT_ARCHIVE_DIR`, `BANKGATE_ALLOW_INSECURE_CLIENTS`
-//! (`true` or `false`), `BANKGATE_METRICS_LISTEN`. A variable set but empty is unset.
+//! (`true` or `false`), `BANKGATE_METRICS_LISTEN`, `BANKGATE_OTLP_ENDPOINT`. A variable set but
+//! empty is unset.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,9 @@ pub struct RawConfig {
     pub admin_token: Option<String>,
     /// Where `GET /metrics` (Prometheus) listens, apart from the API; unset: no metrics.
     pub metrics_listen: Option<String>,
+    /// The base URL of an OTLP/HTTP collector (e.g. `http://127.0.0.1:4318`): spans are
+    /// exported to `<url>/v1/traces`; unset: no export.
+    pub otlp_endpoint: Option<String>,
     pub request_timeout_ms: Option<u64>,
     pub max_body_bytes: Option<usize>,
     pub max_in_flight: Option<usize>,
@@ -130,6 +134,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// The metrics listener's address; `None`: metrics off (nothing is recorded).
     pub metrics_listen: Option<SocketAddr>,
+    /// The OTLP/HTTP collector spans are exported to; `None`: no export.
+    pub otlp_endpoint: Option<url::Url>,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
@@ -169,6 +175,7 @@ impl RawConfig {
         set(&mut self.grant_key, "BANKGATE_GRANT_KEY");
         set(&mut self.admin_token, "BANKGATE_ADMIN_TOKEN");
         set(&mut self.metrics_listen, "BANKGATE_METRICS_LISTEN");
+        set(&mut self.otlp_endpoint, "BANKGATE_OTLP_ENDPOINT");
         if let Some(file) = env("BANKGATE_SIGNING_KEY_FILE").filter(|value| !value.is_empty()) {
             self.signing_key_file = Some(file.into());
         }
@@ -221,6 +228,18 @@ impl RawConfig {
             .map(str::parse::<SocketAddr>)
             .transpose()
             .map_err(|error| invalid("metrics_listen", format!("{error}")))?;
+        let otlp_endpoint = self
+            .otlp_endpoint
+            .as_deref()
+            .map(|text| match url::Url::parse(text) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(url),
+                Ok(_) => Err(invalid(
+                    "otlp_endpoint",
+                    "must be an http or https URL".into(),
+                )),
+                Err(error) => Err(invalid("otlp_endpoint", error.to_string())),
+            })
+            .transpose()?;
         let public_url = self
             .public_url
             .unwrap_or_else(|| format!("http://{listen}"))
@@ -292,6 +311,7 @@ impl RawConfig {
             },
             admin_token: self.admin_token,
             metrics_listen,
+            otlp_endpoint,
             request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(30_000)),
             max_body_bytes: self.max_body_bytes.unwrap_or(64 * 1024),
             max_in_flight: self.max_in_flight.unwrap_or(1024),
@@ -420,6 +440,32 @@ mod tests {
             error.to_string().contains("expected true or false"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_otlp_endpoint_is_an_http_url_from_the_file_or_the_environment() {
+        assert_eq!(RawConfig::default().validate().unwrap().otlp_endpoint, None);
+        let raw: RawConfig = toml::from_str("otlp_endpoint = \"http://collector:4318\"").unwrap();
+        let endpoint = raw.validate().unwrap().otlp_endpoint.unwrap();
+        assert_eq!(endpoint.as_str(), "http://collector:4318/");
+        let env = |value: &'static str| {
+            move |var: &str| (var == "BANKGATE_OTLP_ENDPOINT").then(|| value.to_owned())
+        };
+        let raw = RawConfig::default()
+            .with_env(env("https://otel.example"))
+            .unwrap();
+        assert!(raw.validate().unwrap().otlp_endpoint.is_some());
+        // Set but empty is unset.
+        let raw = RawConfig::default().with_env(env("")).unwrap();
+        assert_eq!(raw.validate().unwrap().otlp_endpoint, None);
+        for bad in ["collector:4318", "grpc://collector:4317", "not a url"] {
+            let raw = RawConfig::default().with_env(env(bad)).unwrap();
+            let error = raw.validate().unwrap_err();
+            assert!(
+                error.to_string().starts_with("otlp_endpoint"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -7,14 +7,22 @@
 //! `opentelemetry_sdk` reads and writes the headers. [`continue_trace`] gives the request span
 //! its parent and its `trace_id` field (so every log line of the request carries it);
 //! [`inject`] writes a span's context into the headers of a call to a bank.
+//!
+//! With an OTLP endpoint configured ([`Traces::otlp`]), finished spans are also exported:
+//! OTLP/HTTP with protobuf bodies to `<endpoint>/v1/traces`, in batches, by a task on the
+//! tokio runtime; [`Traces::shutdown`] exports what is left when the gateway stops.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider as _};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
@@ -28,6 +36,23 @@ const TRACEPARENT: &str = "traceparent";
 
 /// The field of the request span that holds the trace id (32 lowercase hex digits).
 pub const TRACE_ID: &str = "trace_id";
+
+/// The path of the traces signal under an OTLP/HTTP endpoint.
+const OTLP_TRACES_PATH: &str = "v1/traces";
+
+/// How long one export may take before it is given up.
+const OTLP_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the OTLP exporter could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("otlp_endpoint {0}: must be an http or https URL")]
+    Endpoint(String),
+    #[error("the OTLP exporter: {0}")]
+    Exporter(String),
+    #[error("the OTLP HTTP client: {0}")]
+    Client(String),
+}
 
 static PROPAGATOR: LazyLock<TraceContextPropagator> = LazyLock::new(TraceContextPropagator::new);
 
@@ -43,6 +68,63 @@ impl Traces {
     pub fn local() -> Traces {
         Traces {
             provider: SdkTracerProvider::builder().build(),
+        }
+    }
+
+    /// Trace ids and propagation, and every finished span exported to the OTLP/HTTP
+    /// collector at `endpoint` (its base URL: spans go to `<endpoint>/v1/traces`, protobuf),
+    /// in batches by a task spawned on the current tokio runtime — so it must be called
+    /// inside one. A collector that is down loses spans, never requests.
+    pub fn otlp(endpoint: &url::Url) -> Result<Traces, ExportError> {
+        if !matches!(endpoint.scheme(), "http" | "https") {
+            return Err(ExportError::Endpoint(endpoint.to_string()));
+        }
+        let mut base = endpoint.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let traces_url = base
+            .join(OTLP_TRACES_PATH)
+            .map_err(|_| ExportError::Endpoint(endpoint.to_string()))?;
+        // The crypto library of every other client (aws-lc-rs), no redirects.
+        let client = crate::crypto::http_client_builder()
+            .timeout(OTLP_EXPORT_TIMEOUT)
+            .build()
+            .map_err(|error| ExportError::Client(error.to_string()))?;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_http_client(client)
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(traces_url.as_str())
+            .with_timeout(OTLP_EXPORT_TIMEOUT)
+            .build()
+            .map_err(|error| ExportError::Exporter(error.to_string()))?;
+        let processor =
+            BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
+        let resource = Resource::builder_empty()
+            .with_service_name(SCOPE)
+            .with_attribute(opentelemetry::KeyValue::new(
+                "service.version",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .build();
+        Ok(Traces {
+            provider: SdkTracerProvider::builder()
+                .with_resource(resource)
+                .with_span_processor(processor)
+                .build(),
+        })
+    }
+
+    /// Exports the spans still waiting in the batch and stops the exporter (nothing to do
+    /// without one). The SDK blocks its caller until the export ends, so it runs on a
+    /// blocking thread while the runtime keeps the export going.
+    pub async fn shutdown(&self) {
+        let provider = self.provider.clone();
+        let shutdown = tokio::task::spawn_blocking(move || provider.shutdown());
+        if let Ok(Err(error)) = shutdown.await {
+            // Without an exporter there is nothing to shut down, which the SDK reports too.
+            tracing::debug!(%error, "trace export shutdown");
         }
     }
 

@@ -3,6 +3,10 @@
 //! request's log line carries the trace id; a malformed one is ignored and a fresh trace
 //! starts, which the bank and the log line share.
 //!
+//! With an OTLP endpoint, the gateway's spans reach the collector (a receiver the test starts):
+//! the request span under the platform's parent, the bank-call span the bank saw as its parent
+//! below it, and nothing left behind at shutdown.
+//!
 //! Each test runs the gateway and its sandbox bank on the test's own thread (a current-thread
 //! runtime) under the production subscriber writing into a buffer, so that it reads back
 //! exactly the lines this gateway wrote.
@@ -11,6 +15,9 @@ use std::sync::{Arc, Mutex};
 
 use bankgate::telemetry::traces::Traces;
 use bankgate::telemetry::{LogFormat, LogSettings};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
 use serde_json::{Value, json};
 
 use crate::registration::{connect, provide_credentials, register_sandbox_bank};
@@ -48,6 +55,21 @@ fn traced<F: std::future::Future<Output = ()>>(
     format: LogFormat,
     scenario: impl FnOnce() -> F,
 ) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    traced_on(&runtime, &Traces::local(), format, scenario)
+}
+
+/// Runs `scenario` on `runtime` (current-thread) under the gateway's subscriber in `format`
+/// with `traces`, then shuts `traces` down (exporting what is left); the lines it wrote.
+fn traced_on<F: std::future::Future<Output = ()>>(
+    runtime: &tokio::runtime::Runtime,
+    traces: &Traces,
+    format: LogFormat,
+    scenario: impl FnOnce() -> F,
+) -> String {
     let captured = Captured::default();
     let settings = LogSettings {
         format,
@@ -55,14 +77,12 @@ fn traced<F: std::future::Future<Output = ()>>(
         filter: "info".into(),
     };
     let writer = captured.clone();
-    let subscriber =
-        bankgate::telemetry::subscriber(&settings, move || writer.clone(), &Traces::local());
+    let subscriber = bankgate::telemetry::subscriber(&settings, move || writer.clone(), traces);
     let _default = tracing::subscriber::set_default(subscriber);
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(scenario());
+    runtime.block_on(async {
+        scenario().await;
+        traces.shutdown().await;
+    });
     captured.text()
 }
 
@@ -85,6 +105,8 @@ async fn balance_read(traceparent: Option<&str>) -> String {
     }
     let response = request.send().await.expect("the gateway answers");
     assert_eq!(response.status(), 200);
+    // The whole body: the request's span ends with it.
+    response.bytes().await.expect("the balances");
     let received = sandbox.faults.traceparents(POSITIONS);
     assert_eq!(
         received.len(),
@@ -192,4 +214,127 @@ fn without_a_traceparent_the_gateway_starts_the_trace() {
     });
     let [_, trace_id, _, _] = fields(&received.lock().unwrap());
     assert_ne!(trace_id, "0".repeat(32));
+}
+
+/// An OTLP/HTTP receiver on a port of its own: `POST /v1/traces` with a protobuf
+/// `ExportTraceServiceRequest`, kept for the test to read.
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
+
+impl Collector {
+    /// Starts the receiver on the current runtime; its base URL.
+    async fn start(&self) -> url::Url {
+        let received = self.0.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+                    assert_eq!(
+                        headers["content-type"], "application/x-protobuf",
+                        "OTLP/HTTP with protobuf bodies"
+                    );
+                    let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+                    received.lock().unwrap().push(request);
+                    axum::http::StatusCode::OK
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{address}").parse().unwrap()
+    }
+
+    /// Every span received, with the `service.name` of its resource.
+    fn spans(&self) -> Vec<(String, Span)> {
+        let mut spans = Vec::new();
+        for request in self.0.lock().unwrap().iter() {
+            for resource_spans in &request.resource_spans {
+                let service = resource_spans
+                    .resource
+                    .iter()
+                    .flat_map(|resource| &resource.attributes)
+                    .find(|attribute| attribute.key == "service.name")
+                    .and_then(|attribute| attribute.value.as_ref())
+                    .map(|value| format!("{:?}", value.value))
+                    .unwrap_or_default();
+                for scope_spans in &resource_spans.scope_spans {
+                    for span in &scope_spans.spans {
+                        spans.push((service.clone(), span.clone()));
+                    }
+                }
+            }
+        }
+        spans
+    }
+}
+
+#[test]
+fn spans_reach_an_otlp_collector_with_the_platforms_trace() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let collector = Collector::default();
+    let endpoint = runtime.block_on(collector.start());
+    // Built on the runtime that runs its batch task.
+    let traces = runtime.block_on(async { Traces::otlp(&endpoint).expect("an OTLP exporter") });
+    let received = Arc::new(Mutex::new(String::new()));
+    let sent = received.clone();
+    traced_on(&runtime, &traces, LogFormat::Json, || async move {
+        *sent.lock().unwrap() = balance_read(Some(&format!("00-{TRACE}-{PARENT}-01"))).await;
+    });
+    let [_, _, bank_parent, _] = fields(&received.lock().unwrap());
+
+    let spans = collector.spans();
+    assert!(!spans.is_empty(), "no span reached the collector");
+    for (service, _) in &spans {
+        assert!(service.contains("\"bankgate\""), "service.name: {service}");
+    }
+    let of_trace: Vec<&Span> = spans
+        .iter()
+        .map(|(_, span)| span)
+        .filter(|span| hex::encode(&span.trace_id) == TRACE)
+        .collect();
+    let names = |spans: &[&Span]| {
+        spans
+            .iter()
+            .map(|span| span.name.clone())
+            .collect::<Vec<_>>()
+    };
+    // The request span continues the platform's span.
+    let request = of_trace
+        .iter()
+        .find(|span| span.name == "request")
+        .unwrap_or_else(|| panic!("no request span in the trace: {:?}", names(&of_trace)));
+    assert_eq!(hex::encode(&request.parent_span_id), PARENT);
+    // The span the bank saw as its parent is a bank call, below the request span.
+    let bank_call = of_trace
+        .iter()
+        .find(|span| hex::encode(&span.span_id) == bank_parent)
+        .unwrap_or_else(|| {
+            panic!(
+                "the bank's parent {bank_parent} was not exported: {:?}",
+                names(&of_trace)
+            )
+        });
+    assert_eq!(bank_call.name, "bank_call");
+    let mut ancestor = *bank_call;
+    let mut chain = vec![ancestor.name.clone()];
+    while ancestor.span_id != request.span_id {
+        ancestor = of_trace
+            .iter()
+            .find(|span| span.span_id == ancestor.parent_span_id)
+            .unwrap_or_else(|| panic!("the bank call is not below the request span: {chain:?}"));
+        chain.push(ancestor.name.clone());
+    }
+    assert!(chain.len() >= 2, "{chain:?}");
+    // Other requests (registration, consent, token) are traces of their own, exported too.
+    assert!(
+        spans
+            .iter()
+            .any(|(_, span)| span.name == "request" && hex::encode(&span.trace_id) != TRACE),
+        "{:?}",
+        spans.iter().map(|(_, span)| &span.name).collect::<Vec<_>>()
+    );
 }
