@@ -17,7 +17,7 @@ use bankgate::audit::{
     Action, AuditConfig, Auditor, Decision, Event, Pseudonymiser, VerifyingKeys,
 };
 use bankgate::crypto::Sealer;
-use bankgate::oauth::keys::SigningKey;
+use bankgate::jose::keys::SigningKey;
 use bankgate::store::Store;
 use bankgate::store::pg::PgStore;
 use futures_util::{SinkExt, StreamExt};

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use bankgate::adapters::common::parse_body;
 use bankgate::adapters::{berlin_group, fdx, obie, stet};
+use bankgate::jose::keys::SigningKey;
 use bankgate::model::Scope;
-use bankgate::oauth::keys::SigningKey;
 use bankgate::oauth::tokens::TokenService;
 use bankgate::policy::{DataRequest, Platform, PolicySet, Presence};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

@@ -4,6 +4,7 @@
 //! Invariant: Rust code never names a bank; banks are data (`adapters/*.toml`).
 
 pub mod accounts;
+pub mod bank_oauth;
 pub mod banks;
 pub mod berlin_group;
 pub mod common;
@@ -419,7 +420,7 @@ pub struct Bank {
     pub outbound: outbound::Outbound,
     /// bankgate's `private_key_jwt` and DPoP keys at this bank, when its manifest asks for
     /// them (none after [`Bank::new`]; set before the bank is shared).
-    pub keys: crate::oauth::bank_auth::BankKeys,
+    pub keys: crate::adapters::bank_oauth::auth::BankKeys,
 }
 
 impl std::fmt::Debug for Bank {
@@ -452,7 +453,7 @@ impl Bank {
             client_id,
             client_secret,
             http,
-            keys: crate::oauth::bank_auth::BankKeys::default(),
+            keys: crate::adapters::bank_oauth::auth::BankKeys::default(),
         })
     }
 

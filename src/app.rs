@@ -8,15 +8,15 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::adapters::bank_oauth::auth::BankKeys;
 use crate::adapters::{self, Adapter, Manifest, Registry};
 use crate::audit::{self, Action, Auditor, Decision};
 use crate::config::{Config, StoreConfig};
 use crate::crypto::Sealer;
 use crate::egress::Egress;
-use crate::oauth::bank_auth::BankKeys;
+use crate::jose::keys::SigningKey;
 use crate::oauth::client_auth::ClientAuth;
 use crate::oauth::client_keys::ClientKeys;
-use crate::oauth::keys::SigningKey;
 use crate::oauth::registration::Registrar;
 use crate::oauth::tokens::TokenService;
 use crate::policy::{Change, Live, PolicySet};
@@ -37,7 +37,7 @@ pub enum StartError {
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("signing key: {0}")]
-    Key(#[from] crate::oauth::keys::KeyError),
+    Key(#[from] crate::jose::keys::KeyError),
     #[error("grant key: {0}")]
     Crypto(#[from] crate::crypto::CryptoError),
     #[error("HTTP client: {0}")]
@@ -61,7 +61,7 @@ pub struct App {
     pub signing_key: Arc<SigningKey>,
     pub sealer: Arc<Sealer>,
     /// Bank tokens being refreshed (single-flight per consent on this instance).
-    pub bank_tokens: Arc<crate::oauth::bank_tokens::BankTokens>,
+    pub bank_tokens: Arc<crate::adapters::bank_oauth::BankTokens>,
     /// Authenticates clients at the token, PAR and revocation endpoints.
     pub client_auth: ClientAuth,
     /// Registers clients and manages their credentials.
@@ -204,7 +204,7 @@ impl Gateway {
         let previous_keys = config
             .previous_signing_key_files
             .iter()
-            .map(|path| crate::oauth::keys::VerifyingKey::load(path))
+            .map(|path| crate::jose::keys::VerifyingKey::load(path))
             .collect::<Result<Vec<_>, _>>()?;
         // Group commit, checkpoints signed with the token key (its `kid` is in the JWKS), user
         // references pseudonymised under a key derived from the grant key.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::crypto::Sealer;
-use crate::oauth::keys::SigningKey;
+use crate::jose::keys::SigningKey;
 use crate::store_error::StoreError;
 
 pub use checkpoint::{Checkpoint, Checkpointer, VerifyingKeys};

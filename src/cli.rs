@@ -499,7 +499,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command } => {
             match command {
                 KeysCommand::Signing => {
-                    print!("{}", crate::oauth::keys::SigningKey::generate_pem()?)
+                    print!("{}", crate::jose::keys::SigningKey::generate_pem()?)
                 }
                 KeysCommand::Grant => {
                     use base64::Engine;
@@ -574,7 +574,7 @@ fn check_policies(dir: &std::path::Path) -> anyhow::Result<()> {
 /// configuration; retention runs like the gateway and takes the validated one.
 async fn audit(config_file: Option<&PathBuf>, command: AuditCommand) -> anyhow::Result<()> {
     use crate::audit::verifier::{VerifyOptions, verify_chain};
-    use crate::oauth::keys::SigningKey;
+    use crate::jose::keys::SigningKey;
 
     let raw = match config_file {
         Some(path) => RawConfig::from_file(path)?,
@@ -603,7 +603,7 @@ async fn audit(config_file: Option<&PathBuf>, command: AuditCommand) -> anyhow::
                     // rotation still verify.
                     let mut keys = crate::audit::VerifyingKeys::of(key);
                     for path in raw.previous_signing_key_files.iter().flatten() {
-                        keys.insert(&crate::oauth::keys::VerifyingKey::load(path)?);
+                        keys.insert(&crate::jose::keys::VerifyingKey::load(path)?);
                     }
                     keys
                 }

@@ -7,9 +7,9 @@ use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 
 use crate::consent::{ACCOUNT_INFORMATION, AuthorizationDetail};
+use crate::jose::ClientKey;
+use crate::jose::{CLIENT_ASSERTION_TYPE, basic_header};
 use crate::model::Scope;
-use crate::oauth::client_auth::{CLIENT_ASSERTION_TYPE, basic_header};
-use crate::oauth::jose::ClientKey;
 
 /// A registered platform talking to a gateway over HTTP. Never follows redirects itself: each
 /// hop of the flow is visible.

@@ -7,8 +7,12 @@ use http::StatusCode;
 
 use crate::access::Denial;
 use crate::adapters::AdapterError;
+use crate::adapters::bank_oauth::BankTokenError;
+use crate::oauth::client_auth::ClientAuthError;
 use crate::policy::Refusal;
 use crate::store::StoreError;
+
+pub use crate::oauth::OAuthError;
 
 /// Who caused an error, as pingora's `ErrorSource`: it picks the status class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,33 +23,6 @@ pub enum Origin {
     Bank,
     /// bankgate itself failed: 500 or 503.
     Internal,
-}
-
-/// An OAuth error response (RFC 6749 §5.2): OAuth endpoints answer in this format, which
-/// OAuth client libraries understand, instead of problem+json.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OAuthError {
-    /// The RFC 6749 error code, e.g. `invalid_grant`.
-    pub code: &'static str,
-    /// Safe, human-readable detail.
-    pub description: String,
-    /// 400 unless the code calls for 401.
-    pub status: StatusCode,
-}
-
-impl OAuthError {
-    /// A 400 error with `code` (401 for `invalid_client`).
-    pub fn new(code: &'static str, description: impl Into<String>) -> OAuthError {
-        OAuthError {
-            code,
-            description: description.into(),
-            status: if code == "invalid_client" {
-                StatusCode::UNAUTHORIZED
-            } else {
-                StatusCode::BAD_REQUEST
-            },
-        }
-    }
 }
 
 /// Every error the gateway answers with.
@@ -358,6 +335,26 @@ fn bank_detail(error: &AdapterError) -> String {
 impl From<OAuthError> for Error {
     fn from(error: OAuthError) -> Self {
         Error::OAuth(error)
+    }
+}
+
+impl From<ClientAuthError> for Error {
+    fn from(error: ClientAuthError) -> Self {
+        match error {
+            ClientAuthError::OAuth(error) => Error::OAuth(error),
+            ClientAuthError::Store(error) => Error::Store(error),
+        }
+    }
+}
+
+impl From<BankTokenError> for Error {
+    fn from(error: BankTokenError) -> Self {
+        match error {
+            BankTokenError::Bank(error) => Error::Bank(error),
+            BankTokenError::Store(error) => Error::Store(error),
+            BankTokenError::Sealing(error) => error.into(),
+            BankTokenError::Internal(detail) => Error::Internal(detail),
+        }
     }
 }
 

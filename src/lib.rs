@@ -11,6 +11,7 @@ pub mod audit;
 pub mod consent;
 pub mod crypto;
 pub mod error;
+pub mod jose;
 pub mod model;
 pub mod payments;
 pub mod policy;

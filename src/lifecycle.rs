@@ -17,11 +17,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::adapters::Adapter;
+use crate::adapters::bank_oauth::{self, BankGrant};
 use crate::app::App;
 use crate::audit::{Action, Decision, Event};
 use crate::consent::{Consent, ConsentStatus};
 use crate::error::Error;
-use crate::oauth::bank_client::{self, BankGrant};
 
 /// How often the maintenance task runs.
 pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(30);
@@ -145,7 +145,7 @@ async fn revoke_at_bank(app: &App, consent: &Consent) {
 pub(crate) async fn end_bank_grant(adapter: &Adapter, consent_id: &str, grant: &BankGrant) {
     let bank = &adapter.bank;
     if bank.manifest.oauth.revocation_endpoint.is_some()
-        && let Err(error) = bank_client::revoke(bank, grant).await
+        && let Err(error) = bank_oauth::revoke(bank, grant).await
     {
         tracing::warn!(bank = %bank.id(), consent = %consent_id, %error,
             "the bank grant could not be revoked at the bank");

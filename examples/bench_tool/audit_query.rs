@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use bankgate::audit::verifier::{VerifyOptions, verify_chain};
 use bankgate::audit::{Action, Decision, Event, Filter, VerifyingKeys};
-use bankgate::oauth::keys::SigningKey;
+use bankgate::jose::keys::SigningKey;
 use bankgate::store::Store;
 use chrono::{DateTime, Duration as TimeDelta, SubsecRound as _, Utc};
 use futures_util::pin_mut;

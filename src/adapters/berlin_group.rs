@@ -247,7 +247,7 @@ fn data_request(
         .header(CONSENT_ID, consent_id)
         .header(ACCEPT, HeaderValue::from_static("application/json"));
     // Bearer, or DPoP with a proof when the manifest says `dpop = true`.
-    crate::oauth::bank_dpop::authorize(bank, request, "GET", &url, session.access_token)
+    crate::adapters::bank_oauth::dpop::authorize(bank, request, "GET", &url, session.access_token)
 }
 
 /// Sends a request through the bank's outbound stack (whose classification hook is

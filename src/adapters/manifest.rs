@@ -69,7 +69,7 @@ pub struct OAuthEndpoints {
     /// `client_secret_basic` (default) or `private_key_jwt` (RFC 7523, signed with the key in
     /// `client_key_file_env`; the secret is then not used).
     #[serde(default, skip_serializing_if = "is_default")]
-    pub token_endpoint_auth_method: crate::oauth::AuthMethod,
+    pub token_endpoint_auth_method: crate::jose::AuthMethod,
     /// Name of the environment variable holding the path of bankgate's P-256 private key
     /// (PKCS#8 PEM) for `private_key_jwt` at this bank. A bundled sandbox without it gets an
     /// ephemeral key.
@@ -386,7 +386,7 @@ impl Manifest {
     fn validate_fapi(&self) -> Result<(), &'static str> {
         let oauth = &self.oauth;
         let private_key_jwt =
-            oauth.token_endpoint_auth_method == crate::oauth::AuthMethod::PrivateKeyJwt;
+            oauth.token_endpoint_auth_method == crate::jose::AuthMethod::PrivateKeyJwt;
         for var in [&oauth.client_key_file_env, &oauth.dpop_key_file_env]
             .into_iter()
             .flatten()
@@ -503,7 +503,7 @@ mod tests {
     #[test]
     fn bank_side_fapi_options_are_checked() {
         let fapi = |m: &mut Manifest| {
-            m.oauth.token_endpoint_auth_method = crate::oauth::AuthMethod::PrivateKeyJwt;
+            m.oauth.token_endpoint_auth_method = crate::jose::AuthMethod::PrivateKeyJwt;
             m.oauth.client_key_file_env = Some("DEMO_BANK_CLIENT_KEY_FILE".into());
             m.oauth.dpop = true;
             m.oauth.pushed_authorization_request_endpoint =

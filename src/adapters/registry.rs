@@ -129,12 +129,15 @@ impl Registry {
     pub fn build(&self, manifest: Manifest, version: i32) -> Result<Adapter, ManifestError> {
         let (client_id, client_secret) = self.credentials(&manifest)?;
         // bankgate's private_key_jwt and DPoP keys at the bank, if its manifest asks for them.
-        let keys =
-            crate::oauth::bank_auth::BankKeys::load(&manifest.oauth, |var| self.secret(var), false)
-                .map_err(|error| ManifestError::Invalid {
-                    bank: manifest.id.clone(),
-                    message: error.to_string(),
-                })?;
+        let keys = crate::adapters::bank_oauth::auth::BankKeys::load(
+            &manifest.oauth,
+            |var| self.secret(var),
+            false,
+        )
+        .map_err(|error| ManifestError::Invalid {
+            bank: manifest.id.clone(),
+            message: error.to_string(),
+        })?;
         let mut adapter = Adapter::new(manifest, client_id, client_secret, version, &self.egress)?;
         adapter.bank.keys = keys;
         Ok(adapter)

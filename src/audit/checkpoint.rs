@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::audit::AuditLog;
-use crate::oauth::keys::SigningKey;
+use crate::jose::keys::SigningKey;
 use crate::store_error::StoreError;
 
 /// The JWS `typ` of a checkpoint: never confused with an access token.
@@ -125,7 +125,7 @@ impl VerifyingKeys {
     }
 
     /// Adds a public key (e.g. one that signed before a key rotation).
-    pub fn insert(&mut self, key: &crate::oauth::keys::VerifyingKey) {
+    pub fn insert(&mut self, key: &crate::jose::keys::VerifyingKey) {
         self.keys.insert(key.kid.clone(), key.decoding.clone());
     }
 

@@ -33,14 +33,11 @@ use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
 
 use super::client_keys::ClientKeys;
-use super::jose::KeySet;
 use crate::crypto::{Sealer, SecretCheck};
-use crate::error::{Error, OAuthError};
+use crate::jose::{CLIENT_ASSERTION_TYPE, KeySet};
 use crate::oauth::{AuthMethod, Client, Role};
-use crate::oauth::{Clients, Tokens};
-
-/// `client_assertion_type` for JWT client assertions (RFC 7523 §2.2).
-pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+use crate::oauth::{Clients, OAuthError, Tokens};
+use crate::store_error::StoreError;
 
 /// The furthest in the future an assertion's `exp` may be.
 pub const MAX_ASSERTION_LIFETIME_SECS: i64 = 60;
@@ -160,6 +157,22 @@ impl Presented {
     }
 }
 
+/// Why a client was not authenticated: a refusal (`invalid_client` and friends) or the
+/// store failing.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientAuthError {
+    #[error("oauth error {}: {}", .0.code, .0.description)]
+    OAuth(OAuthError),
+    #[error("store error")]
+    Store(#[from] StoreError),
+}
+
+impl From<OAuthError> for ClientAuthError {
+    fn from(error: OAuthError) -> Self {
+        ClientAuthError::OAuth(error)
+    }
+}
+
 /// Authenticates the clients of bankgate's token, PAR and revocation endpoints.
 pub struct ClientAuth {
     clients: Arc<dyn Clients>,
@@ -213,7 +226,7 @@ impl ClientAuth {
         issuer: &str,
         authorization: Option<&str>,
         params: AuthParams<'_>,
-    ) -> Result<Client, Error> {
+    ) -> Result<Client, ClientAuthError> {
         let presented = Presented::parse(authorization, params)?;
         let client = self.clients.client(presented.client_id()).await?;
         match presented {
@@ -401,7 +414,7 @@ pub fn check_assertion_with_keys(
     issuer: &str,
     now: i64,
 ) -> Result<AssertionClaims, AssertionError> {
-    let raw = super::jose::raw_header(assertion).ok_or(AssertionError::Header("not a JWS"))?;
+    let raw = crate::jose::raw_header(assertion).ok_or(AssertionError::Header("not a JWS"))?;
     for untrusted in ["jku", "x5u", "x5c", "jwk"] {
         if raw.contains_key(untrusted) {
             return Err(AssertionError::Header("keys must come from registration"));
@@ -509,16 +522,6 @@ impl BasicCredentials {
             secret: unescape(secret),
         })
     }
-}
-
-/// Encodes credentials for `Authorization: Basic` (used by the demo platform and tests).
-pub fn basic_header(client_id: &str, secret: &str) -> String {
-    let escape =
-        |part: &str| url::form_urlencoded::byte_serialize(part.as_bytes()).collect::<String>();
-    format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", escape(client_id), escape(secret)))
-    )
 }
 
 #[cfg(test)]

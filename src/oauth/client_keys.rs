@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::jose::KeySet;
 use crate::egress::Egress;
+use crate::jose::KeySet;
 use crate::oauth::Client;
 
 /// The longest a fetched set is used before it is fetched again.

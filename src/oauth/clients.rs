@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::jose::AuthMethod;
 use crate::store_error::StoreError;
 
 /// What a registered client may do.
@@ -71,34 +72,6 @@ pub struct Client {
     /// The digest of the client's registration access token (RFC 7592), like `secret_hash`;
     /// empty when none was issued.
     pub registration_token_hash: String,
-}
-
-/// How a client authenticates at bankgate's token and PAR endpoints.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMethod {
-    /// HTTP Basic with a gateway-generated secret.
-    #[default]
-    ClientSecretBasic,
-    /// A JWT signed with one of the client's registered keys (RFC 7523, FAPI 2.0).
-    PrivateKeyJwt,
-}
-
-impl AuthMethod {
-    /// The wire and database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::ClientSecretBasic => "client_secret_basic",
-            AuthMethod::PrivateKeyJwt => "private_key_jwt",
-        }
-    }
-
-    /// Parses the wire and database name.
-    pub fn parse(name: &str) -> Option<AuthMethod> {
-        [AuthMethod::ClientSecretBasic, AuthMethod::PrivateKeyJwt]
-            .into_iter()
-            .find(|method| method.as_str() == name)
-    }
 }
 
 /// Registered clients.

@@ -19,19 +19,11 @@ use chrono::DateTime;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
-use super::jose;
 use crate::crypto::Sealer;
+use crate::jose;
+pub use crate::jose::{DPOP_HEADER, DPOP_NONCE_HEADER, DPOP_TYP};
 use crate::oauth::Tokens;
 use crate::store_error::StoreError;
-
-/// The JOSE `typ` of DPoP proofs.
-pub const DPOP_TYP: &str = "dpop+jwt";
-
-/// The request header carrying the proof.
-pub const DPOP_HEADER: &str = "dpop";
-
-/// The response header carrying a fresh nonce.
-pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
 
 /// The algorithms accepted in proofs, as advertised in metadata and `WWW-Authenticate`.
 pub const ALGS: [&str; 2] = ["ES256", "EdDSA"];

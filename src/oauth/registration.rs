@@ -21,10 +21,10 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::jose::KeySet;
 use crate::config::Config;
 use crate::crypto::{Sealer, SecretCheck};
 use crate::egress::Egress;
+use crate::jose::KeySet;
 use crate::oauth::Clients;
 use crate::oauth::{AuthMethod, Client, Role};
 use crate::policy::PolicySet;

@@ -9,7 +9,7 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::keys::{SigningKey, VerifyingKey};
+use crate::jose::keys::{SigningKey, VerifyingKey};
 
 /// The JOSE `typ` of access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";

@@ -5,10 +5,10 @@
 
 use std::path::PathBuf;
 
+use bankgate::adapters::bank_oauth::BankGrant;
 use bankgate::demo::account_information;
+use bankgate::jose::ClientKey;
 use bankgate::model::Scope;
-use bankgate::oauth::bank_client::BankGrant;
-use bankgate::oauth::jose::ClientKey;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 

@@ -2,8 +2,8 @@
 //! secret stored by an earlier version (an Argon2 hash) is refused without being checked, and
 //! the operator issues a new one.
 
-use bankgate::oauth::client_auth::{CLIENT_ASSERTION_TYPE, basic_header};
-use bankgate::oauth::jose::ClientKey;
+use bankgate::jose::ClientKey;
+use bankgate::jose::{CLIENT_ASSERTION_TYPE, basic_header};
 use bankgate::oauth::registration::Registration;
 use bankgate::oauth::{AuthMethod, Client, Role};
 use serde_json::Value;

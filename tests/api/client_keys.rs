@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::routing::get;
 use bankgate::demo::PlatformClient;
-use bankgate::oauth::jose::ClientKey;
+use bankgate::jose::ClientKey;
 use serde_json::{Value, json};
 
 use crate::support::{Options, REDIRECT_URI, StoreKind, TestGateway};

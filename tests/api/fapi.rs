@@ -4,10 +4,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use bankgate::adapters::bank_oauth::BankGrant;
 use bankgate::demo::{PlatformClient, account_information};
 use bankgate::lifecycle::Maintenance;
 use bankgate::model::Scope;
-use bankgate::oauth::bank_client::BankGrant;
 use chrono::{Duration, Utc};
 use serde_json::Value;
 
@@ -332,7 +332,7 @@ async fn dpop_required_clients_get_nothing_without_a_proof(kind: StoreKind) {
         .await
         .unwrap();
     // The same client without its DPoP key: same assertion key, no proofs.
-    let key = bankgate::oauth::jose::ClientKey::generate_es256().unwrap();
+    let key = bankgate::jose::ClientKey::generate_es256().unwrap();
     let without_dpop = PlatformClient::new(&gateway.base, "fapi-strict", "", "x")
         .unwrap()
         .with_private_key_jwt(key);

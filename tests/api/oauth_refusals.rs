@@ -7,8 +7,8 @@
 //! not audited.
 
 use bankgate::demo::{Answer, FlowTrace, PlatformClient, account_information};
+use bankgate::jose::ClientKey;
 use bankgate::model::Scope;
-use bankgate::oauth::jose::ClientKey;
 use serde_json::{Value, json};
 
 use super::support::{Options, REDIRECT_URI, StoreKind, TestGateway};

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bankgate::demo::{PlatformClient, account_information};
+use bankgate::jose::ClientKey;
+use bankgate::jose::keys::SigningKey;
 use bankgate::model::Scope;
 use bankgate::oauth::AuthMethod;
 use bankgate::oauth::Clients;
-use bankgate::oauth::jose::ClientKey;
-use bankgate::oauth::keys::SigningKey;
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::{Value, json};

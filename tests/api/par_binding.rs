@@ -3,8 +3,8 @@
 //! token request must then prove; a pushed request may not carry a `request_uri`.
 
 use bankgate::demo::{FlowTrace, PlatformClient, account_information};
+use bankgate::jose::ClientKey;
 use bankgate::model::Scope;
-use bankgate::oauth::jose::ClientKey;
 use serde_json::Value;
 
 use super::support::{StoreKind, TestGateway};

@@ -2,10 +2,10 @@
 //! authorised consent with a pushed request naming it; the user confirms on the consent screen
 //! and at the bank; the same consent id lives on with a new expiry, audited.
 
+use bankgate::adapters::bank_oauth::BankGrant;
 use bankgate::consent::AuthorizationDetail;
 use bankgate::demo::{FlowTrace, account_information};
 use bankgate::model::Scope;
-use bankgate::oauth::bank_client::BankGrant;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 

@@ -3,9 +3,9 @@
 //! because the harness itself is broken).
 
 use bankgate::demo::{PlatformClient, account_information};
+use bankgate::jose::CLIENT_ASSERTION_TYPE;
+use bankgate::jose::{ClientKey, access_token_hash};
 use bankgate::model::Scope;
-use bankgate::oauth::client_auth::CLIENT_ASSERTION_TYPE;
-use bankgate::oauth::jose::{ClientKey, access_token_hash};
 use bankgate::oauth::registration::Registration;
 use bankgate::oauth::{AuthMethod, Role};
 use base64::Engine;
@@ -152,7 +152,7 @@ async fn forged_access_tokens_are_refused(kind: StoreKind) {
     expired["iat"] = json!(now - 66);
     attacks.push(("expired", sign(&gateway, Some("at+jwt"), &expired)));
     // Signed by another ES256 key under the gateway's kid.
-    let other = bankgate::oauth::keys::SigningKey::generate().unwrap();
+    let other = bankgate::jose::keys::SigningKey::generate().unwrap();
     let mut header = Header::new(Algorithm::ES256);
     header.typ = Some("at+jwt".into());
     header.kid = Some(key.kid.clone());
@@ -928,7 +928,7 @@ async fn client_assertions_are_checked_strictly(kind: StoreKind) {
         .post(format!("{}/oauth/token", gateway.base))
         .header(
             "authorization",
-            bankgate::oauth::client_auth::basic_header("jwt-app", "x"),
+            bankgate::jose::basic_header("jwt-app", "x"),
         )
         .form(&[
             ("grant_type", "client_credentials"),

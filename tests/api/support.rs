@@ -4,7 +4,7 @@
 use bankgate::app::Gateway;
 use bankgate::config::StoreConfig;
 use bankgate::demo::PlatformClient;
-use bankgate::oauth::jose::ClientKey;
+use bankgate::jose::ClientKey;
 use bankgate::oauth::registration::Registration;
 use bankgate::oauth::{AuthMethod, Role};
 
@@ -225,7 +225,7 @@ impl TestGateway {
     async fn instance_with_keys(
         &self,
         tokens: bankgate::oauth::tokens::TokenService,
-        signing_key: std::sync::Arc<bankgate::oauth::keys::SigningKey>,
+        signing_key: std::sync::Arc<bankgate::jose::keys::SigningKey>,
     ) -> TestGateway {
         let database = self
             ._database
@@ -292,11 +292,11 @@ impl TestGateway {
         previous_signing_key_files: &[std::path::PathBuf],
     ) -> TestGateway {
         let signing_key = std::sync::Arc::new(
-            bankgate::oauth::keys::SigningKey::load(signing_key_file).expect("signing key"),
+            bankgate::jose::keys::SigningKey::load(signing_key_file).expect("signing key"),
         );
         let previous = previous_signing_key_files
             .iter()
-            .map(|path| bankgate::oauth::keys::VerifyingKey::load(path).expect("previous key"))
+            .map(|path| bankgate::jose::keys::VerifyingKey::load(path).expect("previous key"))
             .collect();
         let public_url = &self.app.config.public_url;
         let tokens = bankgate::oauth::tokens::TokenService::new(

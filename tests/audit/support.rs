@@ -11,7 +11,7 @@ use bankgate::audit::{
     Action, AuditConfig, Auditor, Decision, Event, Pseudonymiser, VerifyingKeys,
 };
 use bankgate::crypto::Sealer;
-use bankgate::oauth::keys::SigningKey;
+use bankgate::jose::keys::SigningKey;
 use bankgate::store::Store;
 
 /// The grant key of every test gateway (base64 of bytes 0..32).

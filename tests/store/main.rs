@@ -1230,7 +1230,7 @@ async fn audit_head_and_chain_stream(store: Arc<dyn Store>) {
 }
 
 async fn audit_checkpoints_follow_the_chain(store: Arc<dyn Store>) {
-    let key = bankgate::oauth::keys::SigningKey::generate().unwrap();
+    let key = bankgate::jose::keys::SigningKey::generate().unwrap();
     let sign =
         |record: &Record| audit::checkpoint::sign(&key, record.position, record.hash).unwrap();
     let events = (0..10)

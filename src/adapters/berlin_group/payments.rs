@@ -45,8 +45,13 @@ async fn read_status(
         .get(url.clone())
         .header(X_REQUEST_ID, request_id())
         .header(ACCEPT, HeaderValue::from_static("application/json"));
-    let request =
-        crate::oauth::bank_dpop::authorize(bank, request, "GET", &url, session.access_token)?;
+    let request = crate::adapters::bank_oauth::dpop::authorize(
+        bank,
+        request,
+        "GET",
+        &url,
+        session.access_token,
+    )?;
     let route = "/v1/payments/{payment-product}/{paymentId}/status";
     let body = bank.fetch(request, route, error_codes).await?;
     let status: wire::StatusResponse = decode(&body)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::*;
 use crate::audit::checkpoint::sign;
 use crate::audit::{Action, Decision, Record, link};
-use crate::oauth::keys::SigningKey;
+use crate::jose::keys::SigningKey;
 use crate::store::memory::MemoryStore;
 
 fn events(n: usize) -> Vec<Event> {

@@ -17,12 +17,12 @@ use tower::util::BoxCloneSyncService;
 
 use crate::access::{Denial, Grant};
 use crate::adapters::AccountRef;
+use crate::adapters::bank_oauth::BankGrant;
 use crate::adapters::{Adapter, BankAccount, BankSession};
 use crate::app::App;
 use crate::error::Error;
 use crate::http::access::{Released, release};
 use crate::model::Scope;
-use crate::oauth::bank_client::BankGrant;
 use crate::policy::{IdentityRecord, Obligations};
 
 pub use crate::access::DATA_ROUTES;

@@ -19,6 +19,7 @@ use chrono::{Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::adapters::bank_oauth::{self as bank_client, BankGrant};
 use crate::adapters::{Adapter, ConsentRequest};
 use crate::adapters::{BankAuthorization, StoredGrant};
 use crate::app::App;
@@ -27,12 +28,11 @@ use crate::consent::{ACCOUNT_INFORMATION, AuthorizationDetail, Consent, ConsentS
 use crate::crypto;
 use crate::error::{Error, OAuthError};
 use crate::lifecycle::consent_event;
-use crate::oauth::bank_client::BankGrant;
 use crate::oauth::client_auth::AuthParams;
 use crate::oauth::dpop::DpopError;
 use crate::oauth::{
     AUDIT_READ, BANK_AUTHORIZATION_LIFETIME_SECS, CODE_LIFETIME_SECS, PAR_LIFETIME_SECS,
-    REQUEST_URI_PREFIX, bank_client,
+    REQUEST_URI_PREFIX,
 };
 use crate::oauth::{AuthorizationCode, Client, PushedRequest, Role};
 use crate::policy::Platform;

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::oauth::jose::ClientKey;
+use crate::jose::{ClientKey, basic_header};
 
 #[test]
 fn basic_round_trips_with_reserved_characters() {

@@ -9,7 +9,7 @@ use axum::routing::get;
 use serde_json::Value;
 
 use super::*;
-use crate::oauth::jose::ClientKey;
+use crate::jose::ClientKey;
 
 /// A client's JWKS endpoint: serves whatever `published` holds, counting requests.
 struct Publisher {

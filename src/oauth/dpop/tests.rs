@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::oauth::jose::{ClientKey, access_token_hash};
+use crate::jose::{ClientKey, access_token_hash};
 
 const URL: &str = "https://gw.example/v1/accounts";
 const NOW: i64 = 1_700_000_000;
@@ -26,7 +26,7 @@ fn claims(nonce: &str) -> Value {
 fn header(key: &ClientKey) -> Value {
     let mut jwk = key.jwk().clone();
     jwk.as_object_mut().unwrap().remove("kid");
-    json!({"typ": "dpop+jwt", "alg": crate::oauth::jose::alg_name(key.alg), "jwk": jwk})
+    json!({"typ": "dpop+jwt", "alg": crate::jose::alg_name(key.alg), "jwk": jwk})
 }
 
 fn expected() -> Expected<'static> {

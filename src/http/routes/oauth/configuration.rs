@@ -27,8 +27,8 @@ use crate::audit::{Action, Decision, Event};
 use crate::error::Error;
 use crate::http::request_id;
 use crate::http::routes::input;
+use crate::jose::KeySet;
 use crate::oauth::Client;
-use crate::oauth::jose::KeySet;
 use crate::oauth::registration::{ClientUpdate, RegistrationError, client_metadata};
 
 /// `GET /register/{client_id}`.

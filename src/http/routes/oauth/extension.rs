@@ -27,6 +27,7 @@ use super::{
 };
 use crate::adapters::Adapter;
 use crate::adapters::BankAuthorization;
+use crate::adapters::bank_oauth::BankGrant;
 use crate::app::App;
 use crate::audit::Action;
 use crate::consent::{Consent, ConsentStatus};
@@ -34,7 +35,6 @@ use crate::crypto;
 use crate::error::Error;
 use crate::lifecycle::{self, consent_event};
 use crate::oauth::BANK_AUTHORIZATION_LIFETIME_SECS;
-use crate::oauth::bank_client::BankGrant;
 use crate::oauth::{Client, PushedRequest};
 
 /// Where an extension waits for the user's decision (followed by a random key).

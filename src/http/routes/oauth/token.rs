@@ -160,6 +160,7 @@ pub(super) async fn authenticate(
     app.client_auth
         .authenticate(&app.config.public_url, authorization, params)
         .await
+        .map_err(Error::from)
 }
 
 /// The DPoP proof of a request to `path`, verified and spent; `None` when there is none.

@@ -1,11 +1,11 @@
 //! bankgate as OAuth client of a bank's authorization server, through the `oauth2` crate:
 //! authorization code with PKCE (S256) and `state`, code exchange, refresh, revocation
-//! (RFC 7009).
+//! (RFC 7009), and the bank tokens of a consent ([`tokens`], refreshed before use).
 //!
 //! Where the bank's manifest asks for them, the crate's requests carry what it has no support
-//! for, from small modules of ours: `private_key_jwt` client authentication ([`bank_auth`],
-//! extra parameters instead of the secret), pushed authorization requests ([`bank_par`]) and
-//! DPoP proofs ([`bank_dpop`], the custom HTTP client function token requests go through).
+//! for, from small modules of ours: `private_key_jwt` client authentication ([`auth`], extra
+//! parameters instead of the secret), pushed authorization requests ([`par`]) and DPoP proofs
+//! ([`dpop`], the custom HTTP client function token requests go through).
 //!
 //! Back-channel calls use the bank's HTTP client, which never follows redirects.
 
@@ -18,8 +18,14 @@ use oauth2::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{bank_auth, bank_dpop, bank_par};
 use crate::adapters::{AdapterError, Bank};
+
+pub mod auth;
+pub mod dpop;
+pub mod par;
+pub mod tokens;
+
+pub use tokens::{BankTokenError, BankTokens};
 
 type ConfiguredClient =
     BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
@@ -68,7 +74,7 @@ fn with_assertion<R>(
     mut request: R,
     add: impl Fn(R, &'static str, String) -> R,
 ) -> Result<R, AdapterError> {
-    if let Some(params) = bank_auth::assertion_params(bank)? {
+    if let Some(params) = auth::assertion_params(bank)? {
         for (name, value) in params {
             request = add(request, name, value);
         }
@@ -133,7 +139,7 @@ pub async fn start_authorization(
         .pushed_authorization_request_endpoint
         .is_some()
     {
-        redirect.url = bank_par::push(bank, &redirect.url).await?;
+        redirect.url = par::push(bank, &redirect.url).await?;
     }
     Ok(redirect)
 }
@@ -153,9 +159,9 @@ pub async fn exchange_code(
     let request = with_assertion(bank, request, |request, name, value| {
         request.add_extra_param(name, value)
     })?;
-    let http = bank_dpop::HttpClient::of(bank);
+    let http = dpop::HttpClient::of(bank);
     let response = request.request_async(&http).await.map_err(token_error)?;
-    bank_dpop::check_token_type(bank, response.token_type().as_ref())?;
+    dpop::check_token_type(bank, response.token_type().as_ref())?;
     Ok(BankGrant {
         access_token: response.access_token().secret().clone(),
         refresh_token: response.refresh_token().map(|token| token.secret().clone()),
@@ -184,9 +190,9 @@ pub async fn refresh(bank: &Bank, grant: &BankGrant) -> Result<BankGrant, Adapte
     let request = with_assertion(bank, request, |request, name, value| {
         request.add_extra_param(name, value)
     })?;
-    let http = bank_dpop::HttpClient::of(bank);
+    let http = dpop::HttpClient::of(bank);
     let response = request.request_async(&http).await.map_err(token_error)?;
-    bank_dpop::check_token_type(bank, response.token_type().as_ref())?;
+    dpop::check_token_type(bank, response.token_type().as_ref())?;
     Ok(BankGrant {
         access_token: response.access_token().secret().clone(),
         refresh_token: Some(
@@ -234,7 +240,7 @@ pub async fn revoke(bank: &Bank, grant: &BankGrant) -> Result<(), AdapterError> 
                 ("token_type_hint".to_owned(), (*hint).to_owned()),
             ];
             let mut request = bank.http.post(parsed.as_str());
-            if let Some(basic) = bank_auth::authenticate(bank, &mut form)? {
+            if let Some(basic) = auth::authenticate(bank, &mut form)? {
                 request = request.header(reqwest::header::AUTHORIZATION, basic);
             }
             let response = bank

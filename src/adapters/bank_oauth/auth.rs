@@ -14,11 +14,9 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::client_auth::CLIENT_ASSERTION_TYPE;
-use super::jose::ClientKey;
 use crate::adapters::manifest::OAuthEndpoints;
 use crate::adapters::{AdapterError, Bank};
-use crate::oauth::AuthMethod;
+use crate::jose::{AuthMethod, CLIENT_ASSERTION_TYPE, ClientKey, basic_header};
 
 /// Errors loading bankgate's keys for a bank; each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -164,10 +162,7 @@ pub fn authenticate(
             );
             Ok(None)
         }
-        None => Ok(Some(super::client_auth::basic_header(
-            &bank.client_id,
-            bank.client_secret(),
-        ))),
+        None => Ok(Some(basic_header(&bank.client_id, bank.client_secret()))),
     }
 }
 
@@ -190,7 +185,7 @@ mod tests {
 
     #[test]
     fn keys_come_from_the_named_files_or_are_ephemeral_for_sandboxes() {
-        let pem = crate::oauth::keys::SigningKey::generate_pem().unwrap();
+        let pem = crate::jose::keys::SigningKey::generate_pem().unwrap();
         let path = std::env::temp_dir().join(format!("bankgate-bank-key-{}", uuid::Uuid::new_v4()));
         std::fs::write(&path, &pem).unwrap();
         let file = path.display().to_string();

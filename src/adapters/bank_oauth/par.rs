@@ -8,7 +8,7 @@
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use serde::Deserialize;
 
-use super::{bank_auth, bank_dpop};
+use super::{auth, dpop};
 use crate::adapters::{AdapterError, Bank};
 
 /// The bank's answer to a pushed request.
@@ -35,7 +35,7 @@ pub async fn push(bank: &Bank, authorization_url: &url::Url) -> Result<url::Url,
         .as_deref()
         .ok_or_else(|| bad("pushed_authorization_request_endpoint"))?;
     let mut form: Vec<(String, String)> = authorization_url.query_pairs().into_owned().collect();
-    let basic = bank_auth::authenticate(bank, &mut form)?;
+    let basic = auth::authenticate(bank, &mut form)?;
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(&form)
         .finish();
@@ -50,7 +50,7 @@ pub async fn push(bank: &Bank, authorization_url: &url::Url) -> Result<url::Url,
     let request = request
         .body(body.into_bytes())
         .map_err(|_| bad("pushed_authorization_request_endpoint"))?;
-    let response = bank_dpop::HttpClient::of(bank)
+    let response = dpop::HttpClient::of(bank)
         .send(request)
         .await
         .map_err(|error| {

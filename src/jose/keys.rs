@@ -158,8 +158,7 @@ impl VerifyingKey {
         if text.trim_start().starts_with('{') {
             let jwk: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|error| load_error(format!("not a JWK: {error}")))?;
-            let public =
-                super::jose::public_key(&jwk).map_err(|error| load_error(error.to_string()))?;
+            let public = super::public_key(&jwk).map_err(|error| load_error(error.to_string()))?;
             if public.alg != jsonwebtoken::Algorithm::ES256 {
                 return Err(load_error("signing keys are EC P-256 (ES256)".into()));
             }

@@ -11,15 +11,26 @@ use chrono::{Duration, Utc};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
-use super::bank_client::{self, BankGrant};
-use crate::adapters::Bank;
-use crate::adapters::Grants;
-use crate::adapters::StoredGrant;
-use crate::crypto::Sealer;
-use crate::error::Error;
+use super::BankGrant;
+use crate::adapters::{Adapter, AdapterError, Bank, Grants, StoredGrant};
+use crate::crypto::{CryptoError, Sealer};
+use crate::store_error::StoreError;
 
 /// A bank token this close to its expiry is refreshed before use.
 pub const REFRESH_MARGIN_SECS: i64 = 30;
+
+/// Why a consent's bank tokens are not at hand.
+#[derive(Debug, thiserror::Error)]
+pub enum BankTokenError {
+    #[error("bank error")]
+    Bank(#[from] AdapterError),
+    #[error("store error")]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Sealing(#[from] CryptoError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
 
 /// Runs at most one future per key at a time; callers that arrive while it runs share its
 /// result.
@@ -77,11 +88,12 @@ impl BankTokens {
         &self,
         store: std::sync::Arc<dyn Grants>,
         sealer: std::sync::Arc<Sealer>,
-        bank: std::sync::Arc<crate::adapters::Adapter>,
+        bank: std::sync::Arc<Adapter>,
         stored: Option<StoredGrant>,
-    ) -> Result<BankGrant, Error> {
-        let stored = stored
-            .ok_or_else(|| Error::Internal("authorised consent without a bank grant".into()))?;
+    ) -> Result<BankGrant, BankTokenError> {
+        let stored = stored.ok_or_else(|| {
+            BankTokenError::Internal("authorised consent without a bank grant".into())
+        })?;
         let consent_id = stored.consent_id.clone();
         let grant = open(&sealer, &consent_id, &stored)?;
         if !needs_refresh(&grant) {
@@ -96,7 +108,7 @@ impl BankTokens {
             })
             .await
             .map_err(|error| {
-                Error::Bank(crate::adapters::AdapterError::Refused(format!(
+                BankTokenError::Bank(AdapterError::Refused(format!(
                     "refreshing the bank token failed: {error}"
                 )))
             })
@@ -110,10 +122,14 @@ fn needs_refresh(grant: &BankGrant) -> bool {
             .is_some_and(|at| at <= Utc::now() + Duration::seconds(REFRESH_MARGIN_SECS))
 }
 
-fn open(sealer: &Sealer, consent_id: &str, stored: &StoredGrant) -> Result<BankGrant, Error> {
+fn open(
+    sealer: &Sealer,
+    consent_id: &str,
+    stored: &StoredGrant,
+) -> Result<BankGrant, BankTokenError> {
     let plaintext = sealer.open(consent_id.as_bytes(), &stored.sealed)?;
     serde_json::from_slice(&plaintext)
-        .map_err(|_| Error::Internal("bank grant does not decode".into()))
+        .map_err(|_| BankTokenError::Internal("bank grant does not decode".into()))
 }
 
 /// Refreshes at the bank and stores the result if nobody else did meanwhile; otherwise adopts
@@ -125,10 +141,10 @@ async fn refresh(
     consent_id: &str,
     stored: StoredGrant,
     grant: BankGrant,
-) -> Result<BankGrant, Error> {
-    let refreshed = bank_client::refresh(bank, &grant).await?;
-    let plaintext =
-        serde_json::to_vec(&refreshed).map_err(|error| Error::Internal(error.to_string()))?;
+) -> Result<BankGrant, BankTokenError> {
+    let refreshed = super::refresh(bank, &grant).await?;
+    let plaintext = serde_json::to_vec(&refreshed)
+        .map_err(|error| BankTokenError::Internal(error.to_string()))?;
     let replacement = StoredGrant {
         consent_id: consent_id.to_owned(),
         sealed: sealer.seal(consent_id.as_bytes(), &plaintext)?,
@@ -141,7 +157,7 @@ async fn refresh(
     let current = store
         .grant(consent_id)
         .await?
-        .ok_or_else(|| Error::Internal("the bank grant disappeared".into()))?;
+        .ok_or_else(|| BankTokenError::Internal("the bank grant disappeared".into()))?;
     open(sealer, consent_id, &current)
 }
 

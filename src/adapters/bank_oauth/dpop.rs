@@ -16,9 +16,8 @@ use http::HeaderValue;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use oauth2::{AsyncHttpClient, HttpClientError, HttpRequest, HttpResponse};
 
-use super::dpop::{DPOP_HEADER, DPOP_NONCE_HEADER};
-use super::jose::ClientKey;
 use crate::adapters::{AdapterError, Bank};
+use crate::jose::{ClientKey, DPOP_HEADER, DPOP_NONCE_HEADER};
 
 /// The `token_type` of DPoP-bound tokens (RFC 9449 §5).
 pub const DPOP_TOKEN_TYPE: &str = "DPoP";
@@ -67,7 +66,7 @@ impl HttpClient {
             assertion: bank.keys.assertion.as_ref().map(|key| Assertion {
                 key: key.clone(),
                 client_id: bank.client_id.clone(),
-                audience: super::bank_auth::assertion_audience(bank).to_owned(),
+                audience: super::auth::assertion_audience(bank).to_owned(),
             }),
         }
     }

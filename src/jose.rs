@@ -1,23 +1,80 @@
-//! JOSE helpers shared by client authentication, DPoP and webhooks: public JWKs (validation,
-//! RFC 7638 thumbprints, pinned algorithms) and [`ClientKey`], the private key a platform (or
-//! bankgate, towards a bank) signs client assertions and DPoP proofs with.
+//! JOSE and client authentication shared by bankgate's two OAuth roles — authorization server
+//! to platforms (`oauth`) and client of every bank (`adapters::bank_oauth`): public JWKs
+//! (validation, RFC 7638 thumbprints, pinned algorithms), [`ClientKey`], the private key a
+//! platform (or bankgate, towards a bank) signs client assertions and DPoP proofs with,
+//! [`keys`] (the gateway's own signing keys), the wire names of client assertions and DPoP, the
+//! client authentication methods ([`AuthMethod`]) and [`basic_header`].
 //!
 //! Only three algorithms exist here, each pinned to one key type (FAPI 2.0 §5.4):
 //! ES256 ↔ EC P-256, EdDSA ↔ OKP Ed25519, PS256 ↔ RSA (≥ 2048 bits). Keys come from
 //! registration, never from a token's `jku`, `x5u` or `jwk` header (DPoP proofs excepted).
+
+pub mod keys;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
 };
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 /// JWK members that only private or symmetric keys have.
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// The `client_assertion_type` of `private_key_jwt` (RFC 7523 §2.2).
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The JOSE `typ` of DPoP proofs.
+pub const DPOP_TYP: &str = "dpop+jwt";
+
+/// The request header carrying a DPoP proof.
+pub const DPOP_HEADER: &str = "dpop";
+
+/// The response header carrying a fresh DPoP nonce.
+pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
+
+/// How a client authenticates at an authorization server's token and PAR endpoints: a
+/// platform at bankgate's, bankgate at a bank's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// HTTP Basic with a secret.
+    #[default]
+    ClientSecretBasic,
+    /// A JWT signed with one of the client's registered keys (RFC 7523, FAPI 2.0).
+    PrivateKeyJwt,
+}
+
+impl AuthMethod {
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+
+    /// Parses the wire and database name.
+    pub fn parse(name: &str) -> Option<AuthMethod> {
+        [AuthMethod::ClientSecretBasic, AuthMethod::PrivateKeyJwt]
+            .into_iter()
+            .find(|method| method.as_str() == name)
+    }
+}
+
+/// Encodes credentials for `Authorization: Basic`, id and secret form-urlencoded first
+/// (RFC 6749 §2.3.1).
+pub fn basic_header(client_id: &str, secret: &str) -> String {
+    let escape =
+        |part: &str| url::form_urlencoded::byte_serialize(part.as_bytes()).collect::<String>();
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", escape(client_id), escape(secret)))
+    )
+}
 
 /// The most keys a client may register.
 pub const MAX_CLIENT_KEYS: usize = 10;
@@ -405,7 +462,7 @@ impl ClientKey {
         if let Some(nonce) = nonce {
             claims["nonce"] = Value::String(nonce.to_owned());
         }
-        self.sign(Some(super::dpop::DPOP_TYP), true, &claims)
+        self.sign(Some(DPOP_TYP), true, &claims)
     }
 }
 
