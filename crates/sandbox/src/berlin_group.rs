@@ -1,6 +1,7 @@
-//! The Berlin Group (NextGenPSD2 1.3.x) sandbox bank: the consent resource ([`consents`]) and
-//! the account information endpoints ([`accounts`]) on the scaffold's OAuth2 authorization
-//! server, serving the synthetic customers of [`crate::customers`].
+//! The Berlin Group (NextGenPSD2 1.3.x) sandbox bank: the consent resource ([`consents`]),
+//! the account information endpoints ([`accounts`]) and payment initiation ([`payments`]) on
+//! the scaffold's OAuth2 authorization server, serving the synthetic customers of
+//! [`crate::customers`] with the movements of the shared [`crate::ledger`].
 //!
 //! Where the standard leaves a choice, the sandbox takes these:
 //! - `recurringIndicator` and `frequencyPerDay` are also accepted as strings (`"true"`, `"4"`),
@@ -18,6 +19,7 @@
 
 mod accounts;
 mod consents;
+mod payments;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,10 +65,25 @@ impl scaffold::Standard for BerlinGroup {
                 "/v1/accounts/{id}/transactions",
                 get(accounts::transactions),
             )
+            .route("/v1/payments/{product}", post(payments::create))
+            .route(
+                "/v1/payments/{product}/{id}",
+                get(payments::read).delete(payments::cancel),
+            )
+            .route("/v1/payments/{product}/{id}/status", get(payments::status))
+            .route(
+                "/v1/payments/{product}/{id}/sca",
+                get(payments::sca_page).post(payments::sca_decision),
+            )
     }
 
+    /// `PIS:<paymentId>` names a payment, `AIS:<consentId>` a consent.
     fn bind(bank: &Bank, parameters: &HashMap<String, String>) -> Result<String, BindError> {
-        consents::bind(bank, parameters)
+        payments::bind(bank, parameters).unwrap_or_else(|| consents::bind(bank, parameters))
+    }
+
+    fn payment_scope(id: &str) -> String {
+        format!("{}{id}", payments::SCOPE_PREFIX)
     }
 
     fn error_code(status: StatusCode) -> &'static str {

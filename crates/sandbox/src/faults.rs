@@ -41,11 +41,14 @@ pub enum Fault {
     WrongContentType,
     /// 200 with this JSON body (e.g. the standard's error shape).
     Body(serde_json::Value),
+    /// The bank does what the request asks (a payment is created or executed), then the
+    /// connection is cut before its answer is through: the caller cannot know the outcome.
+    AnswerLost,
 }
 
 impl Fault {
     /// Parses `delay:MS`, `status:CODE`, `malformed`, `truncated`, `huge:BYTES`,
-    /// `content-type` or `error-body:JSON`.
+    /// `content-type`, `error-body:JSON` or `answer-lost`.
     pub fn parse(text: &str) -> Result<Fault, String> {
         let (kind, argument) = text.split_once(':').unwrap_or((text, ""));
         let number = |what: &str| -> Result<u64, String> {
@@ -71,9 +74,10 @@ impl Fault {
             "error-body" => serde_json::from_str(argument)
                 .map(Fault::Body)
                 .map_err(|error| format!("error-body: {error}")),
+            "answer-lost" => Ok(Fault::AnswerLost),
             _ => Err(format!(
                 "unknown fault {kind:?}: expected delay, status, malformed, truncated, huge, \
-                 content-type or error-body"
+                 content-type, error-body or answer-lost"
             )),
         }
     }
@@ -238,6 +242,18 @@ pub async fn apply(State(faults): State<Arc<Faults>>, request: Request, next: Ne
         )
             .into_response(),
         Fault::Body(body) => (StatusCode::OK, axum::Json(body)).into_response(),
+        Fault::AnswerLost => {
+            let answered = next.run(request).await;
+            let (parts, _) = answered.into_parts();
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(Bytes::from_static(b"{")),
+                Err(std::io::Error::other("connection cut by the sandbox")),
+            ];
+            let mut response =
+                Response::from_parts(parts, Body::from_stream(futures_util::stream::iter(chunks)));
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+            response
+        }
     }
 }
 
@@ -252,6 +268,7 @@ mod tests {
             Ok(Fault::Delay(Duration::from_millis(1500)))
         );
         assert_eq!(Fault::parse("status:503"), Ok(Fault::Status(503)));
+        assert_eq!(Fault::parse("answer-lost"), Ok(Fault::AnswerLost));
         assert_eq!(Fault::parse("huge:8388608"), Ok(Fault::Huge(8_388_608)));
         assert_eq!(
             Fault::parse(r#"error-body:{"error": "x"}"#),

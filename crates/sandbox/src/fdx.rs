@@ -31,6 +31,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::customers::{self, Account, AccountKind, Balance, BalanceKind, Customer, Transaction};
+use crate::ledger::Ledger;
 use crate::oauth::BindError;
 use crate::plumbing::today;
 use crate::scaffold::{self, ApiError, Query, Window, page};
@@ -361,13 +362,10 @@ struct AccountJson {
 }
 
 /// The account's first balance of the first of `kinds` it has.
-fn find_balance(account: &'static Account, kinds: &[BalanceKind]) -> Option<&'static Balance> {
-    kinds.iter().find_map(|kind| {
-        account
-            .balances
-            .iter()
-            .find(|balance| balance.kind == *kind)
-    })
+fn find_balance<'b>(balances: &'b [Balance], kinds: &[BalanceKind]) -> Option<&'b Balance> {
+    kinds
+        .iter()
+        .find_map(|kind| balances.iter().find(|balance| balance.kind == *kind))
 }
 
 fn category(account: &Account) -> &'static str {
@@ -378,9 +376,15 @@ fn category(account: &Account) -> &'static str {
     }
 }
 
-fn account_json(account: &'static Account, detailed: bool) -> Result<AccountJson, FdxError> {
+/// An account, with its balances as the ledger has them when `detailed`.
+fn account_json(
+    ledger: &Ledger,
+    account: &'static Account,
+    detailed: bool,
+) -> Result<AccountJson, FdxError> {
+    let balances = ledger.balances(account);
     let current = find_balance(
-        account,
+        &balances,
         &[BalanceKind::InterimBooked, BalanceKind::ClosingBooked],
     );
     let currency = match current {
@@ -431,7 +435,7 @@ fn account_json(account: &'static Account, detailed: bool) -> Result<AccountJson
             .map(|balance| number(-balance.money.amount))
             .transpose()?;
         json.available_credit = find_balance(
-            account,
+            &balances,
             &[BalanceKind::Authorised, BalanceKind::InterimAvailable],
         )
         .map(signed)
@@ -443,7 +447,7 @@ fn account_json(account: &'static Account, detailed: bool) -> Result<AccountJson
             .transpose()?;
     } else {
         json.current_balance = current.filter(same_currency).map(signed).transpose()?;
-        json.available_balance = find_balance(account, &[BalanceKind::InterimAvailable])
+        json.available_balance = find_balance(&balances, &[BalanceKind::InterimAvailable])
             .filter(same_currency)
             .map(signed)
             .transpose()?;
@@ -465,7 +469,7 @@ async fn accounts(
         .customer
         .accounts
         .iter()
-        .map(|account| account_json(account, false))
+        .map(|account| account_json(&bank.ledger, account, false))
         .collect::<Result<Vec<_>, _>>()?;
     // Serialised as a struct: a `Value` would read the numbers through `f64`.
     Ok(Json(ListJson {
@@ -492,7 +496,7 @@ async fn account(
             "the consent does not cover this account",
         ));
     }
-    Ok(Json(account_json(account, detailed)?))
+    Ok(Json(account_json(&bank.ledger, account, detailed)?))
 }
 
 /// A list answer (accounts or transactions).
@@ -511,21 +515,21 @@ struct ListJson {
 #[serde(rename_all = "camelCase")]
 struct TransactionJson {
     account_category: &'static str,
-    transaction_id: &'static str,
+    transaction_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     posted_timestamp: Option<String>,
     transaction_timestamp: String,
-    description: &'static str,
+    description: String,
     debit_credit_memo: &'static str,
     status: &'static str,
     amount: Box<RawValue>,
-    payee: &'static str,
+    payee: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     merchant_category_code: Option<Box<RawValue>>,
 }
 
 fn transaction_json(
-    transaction: &'static Transaction,
+    transaction: &Transaction,
     account: &Account,
     today: NaiveDate,
 ) -> Result<TransactionJson, FdxError> {
@@ -551,14 +555,14 @@ fn transaction_json(
         .transpose()?;
     Ok(TransactionJson {
         account_category: category(account),
-        transaction_id: &transaction.id,
+        transaction_id: transaction.id.clone(),
         posted_timestamp: posted,
         transaction_timestamp: midnight(transaction.value_date(today)),
-        description: &transaction.description,
+        description: transaction.description.clone(),
         debit_credit_memo: memo,
         status,
         amount: number(transaction.money.amount.abs())?,
-        payee: &transaction.counterparty,
+        payee: transaction.counterparty.clone(),
         merchant_category_code,
     })
 }
@@ -592,7 +596,8 @@ async fn transactions(
         to: query.day("endTime")?,
     };
     let offset = query.number("offset")?;
-    let selected: Vec<&'static Transaction> = window.select(account, today).collect();
+    let all = bank.ledger.transactions(account);
+    let selected: Vec<&Transaction> = window.select(&all, today).collect();
     let (listed, next) = page(&selected, offset, PAGE_SIZE);
     let list = listed
         .iter()

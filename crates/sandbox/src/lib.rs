@@ -5,14 +5,17 @@
 //! One per profile (`berlin-group`, `stet`, `obie`, `fdx`, and for `mapping` a bank with a
 //! proprietary API), each a [`scaffold::Standard`] on one shared scaffold (authorization
 //! server, consents, routing, errors, paging) over the same synthetic [`customers`]; every one
-//! can be told to misbehave ([`faults`]). Like a real bank's, their software is their own: this
-//! crate does not depend on the gateway.
+//! can be told to misbehave ([`faults`]). The Berlin Group and STET banks accept payments
+//! ([`payments`]) and move money on the [`ledger`] all sandbox banks of a process share. Like a
+//! real bank's, their software is their own: this crate does not depend on the gateway.
 //!
 //! Modules in reading order: the scaffold and what it stands on, then one per standard.
 
 mod customers;
 pub mod faults;
+pub mod ledger;
 mod oauth;
+pub mod payments;
 mod plumbing;
 mod scaffold;
 
@@ -82,6 +85,10 @@ pub struct Sandbox {
     pub origin: String,
     /// What the bank is told to get wrong, and the requests it received.
     pub faults: std::sync::Arc<faults::Faults>,
+    /// The ledger it shares with the other sandbox banks of the process (and its clock).
+    pub ledger: std::sync::Arc<ledger::Ledger>,
+    /// What it counted of the payments it received.
+    pub payments: std::sync::Arc<payments::Counters>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -94,7 +101,7 @@ impl Drop for Sandbox {
 }
 
 /// The profile each sandbox speaks (as bank manifests name it) and how to build its routes.
-type Routes = fn(&SandboxConfig, &str) -> axum::Router;
+type Routes = fn(&SandboxConfig, &str, &scaffold::Shared) -> axum::Router;
 const SANDBOXES: [(&str, Routes); 5] = [
     (
         "berlin-group",
@@ -112,8 +119,18 @@ pub fn profiles() -> impl Iterator<Item = &'static str> {
     SANDBOXES.iter().map(|(profile, _)| *profile)
 }
 
-/// Starts a sandbox bank in this process and returns once it accepts connections.
+/// Starts a sandbox bank in this process on the process's shared ledger
+/// ([`ledger::Ledger::shared`]) and returns once it accepts connections.
 pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+    start_on(config, ledger::Ledger::shared()).await
+}
+
+/// Starts a sandbox bank on `ledger` (shared with the banks started on the same one) and
+/// returns once it accepts connections.
+pub async fn start_on(
+    config: SandboxConfig,
+    ledger: std::sync::Arc<ledger::Ledger>,
+) -> Result<Sandbox, SandboxError> {
     let Some((_, router)) = SANDBOXES
         .iter()
         .find(|(profile, _)| *profile == config.profile)
@@ -132,7 +149,11 @@ pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
     })?;
     let origin = format!("http://{addr}");
     let faults = std::sync::Arc::new(faults::Faults::default());
-    let router = router(&config, &origin).layer(axum::middleware::from_fn_with_state(
+    let shared = scaffold::Shared {
+        ledger,
+        counters: std::sync::Arc::default(),
+    };
+    let router = router(&config, &origin, &shared).layer(axum::middleware::from_fn_with_state(
         faults.clone(),
         faults::apply,
     ));
@@ -149,6 +170,8 @@ pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         addr,
         origin,
         faults,
+        ledger: shared.ledger,
+        payments: shared.counters,
         shutdown: Some(shutdown),
     })
 }

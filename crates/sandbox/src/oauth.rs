@@ -194,6 +194,8 @@ impl BindError {
 pub struct ApprovalView {
     /// The customer preselected (and approved as, without a page or `login_hint`).
     pub customer: &'static Customer,
+    /// What the third party asks to do: "read", "make a payment".
+    pub action: &'static str,
     /// One line per kind of data, e.g. "balances (all accounts)".
     pub items: Vec<String>,
     /// How long and how often, e.g. "until 2025-06-30, up to 4 times a day".
@@ -565,7 +567,7 @@ impl AuthServer {
              <style>body{{font-family:sans-serif;max-width:34rem;margin:3rem auto;line-height:1.4}}\
              button{{margin-right:.5rem;padding:.4rem 1rem}}</style></head><body>\n\
              <h1>{title}</h1>\n\
-             <p>A third party asks to read, {terms}:</p><ul>{items}</ul>\n\
+             <p>A third party asks to {action}, {terms}:</p><ul>{items}</ul>\n\
              <form method=\"post\" action=\"/oauth/authorize\">\n\
              <input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\n\
              <p><label>Signed in as <select name=\"customer\">{options}</select></label></p>\n\
@@ -573,6 +575,7 @@ impl AuthServer {
              <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button>\n\
              </form><p><small>Consent {consent_id}</small></p></body></html>\n",
             title = escape_html(self.title),
+            action = escape_html(view.action),
             terms = escape_html(&view.terms),
             ticket = escape_html(&ticket),
             consent_id = escape_html(&consent_id),

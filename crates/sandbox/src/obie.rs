@@ -594,8 +594,9 @@ async fn balances(
     let consent = reader(&bank, &headers, &["ReadBalances"])?;
     let account = account_of(&consent, &id)?;
     let now = Utc::now();
-    let list: Vec<Value> = account
-        .balances
+    let list: Vec<Value> = bank
+        .ledger
+        .balances(account)
         .iter()
         .map(|balance| {
             let mut object = Map::new();
@@ -718,8 +719,9 @@ async fn transactions(
         consent.has("ReadTransactionsDebits"),
     );
     let today = today();
+    let all = bank.ledger.transactions(account);
     let selected: Vec<&Transaction> = window
-        .select(account, today)
+        .select(&all, today)
         .filter(|transaction| {
             if transaction.money.is_debit() {
                 debits

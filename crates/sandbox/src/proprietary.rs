@@ -245,8 +245,9 @@ async fn positions(
     }
     let account = account_of(&consent, &reference)?;
     let now = Utc::now();
-    let positions: Vec<Value> = account
-        .balances
+    let positions: Vec<Value> = bank
+        .ledger
+        .balances(account)
         .iter()
         .map(|balance| {
             let (amount, dc) = minor_units(&balance.money);
@@ -295,7 +296,8 @@ async fn movements(
         from: since,
         to: None,
     };
-    let selected: Vec<&Transaction> = window.select(account, today).collect();
+    let all = bank.ledger.transactions(account);
+    let selected: Vec<&Transaction> = window.select(&all, today).collect();
     let (listed, next) = page(&selected, page_number.saturating_mul(PAGE_SIZE), PAGE_SIZE);
     let date = |day: NaiveDate| day.format("%d.%m.%Y").to_string();
     let listed: Vec<Value> = listed

@@ -20,9 +20,13 @@ use chrono::NaiveDate;
 use serde_json::{Map, Value};
 
 use crate::SandboxConfig;
-use crate::customers::{Account, Customer, Transaction};
+use crate::customers::{Customer, Transaction};
+use crate::ledger::Ledger;
 use crate::oauth::{self, ApprovalView, AuthServer, BearerError, BindError, ConsentBinding};
+use crate::payments::{Counters, Payments};
 use crate::plumbing::parameters;
+
+mod admin;
 
 /// A consent as one standard keeps it: whose it is, where it is in its life, and what the
 /// approval page and the token answer say about it.
@@ -79,6 +83,12 @@ pub trait Standard: std::fmt::Debug + Sized + Send + Sync + 'static {
         None
     }
 
+    /// The scope a token for payment `id` carries, where the standard initiates payments.
+    fn payment_scope(id: &str) -> String {
+        let _ = id;
+        String::new()
+    }
+
     /// Checks what a data request carries besides its token (a request id, an API version).
     fn admit(headers: &HeaderMap) -> Result<(), ApiError<Self>> {
         let _ = headers;
@@ -92,18 +102,30 @@ pub trait Standard: std::fmt::Debug + Sized + Send + Sync + 'static {
     fn error_body(error: &ApiError<Self>) -> Value;
 }
 
-/// A sandbox bank speaking standard `S`: its authorization server and its consents.
+/// What the sandbox banks of a process share (the ledger), and what one bank counts.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub ledger: Arc<Ledger>,
+    pub counters: Arc<Counters>,
+}
+
+/// A sandbox bank speaking standard `S`: its authorization server, its consents and the
+/// payments it received.
 pub struct Bank<S: Standard> {
     pub auth: AuthServer,
     consents: Mutex<HashMap<String, S::Consent>>,
+    pub payments: Payments,
+    pub ledger: Arc<Ledger>,
 }
 
 impl<S: Standard> Bank<S> {
     /// The bank of a sandbox listening at `origin`.
-    pub fn new(config: &SandboxConfig, origin: &str) -> Bank<S> {
+    pub fn new(config: &SandboxConfig, origin: &str, shared: &Shared) -> Bank<S> {
         Bank {
             auth: AuthServer::new(config, origin, S::TITLE),
             consents: Mutex::new(HashMap::new()),
+            payments: Payments::new(shared.ledger.clone(), shared.counters.clone()),
+            ledger: shared.ledger.clone(),
         }
     }
 
@@ -159,15 +181,27 @@ impl<S: Standard> ConsentBinding for Bank<S> {
     }
 
     fn view(&self, consent_id: &str) -> Option<ApprovalView> {
+        if let Some(payment) = self.payments.get(consent_id) {
+            return Some(ApprovalView {
+                customer: payment.customer,
+                action: "make a payment",
+                items: payment.items(),
+                terms: "once".into(),
+            });
+        }
         let consent = self.consent(consent_id)?;
         Some(ApprovalView {
             customer: consent.customer(),
+            action: "read",
             items: consent.items(),
             terms: consent.terms(),
         })
     }
 
     fn approve(&self, consent_id: &str, customer: &'static Customer) -> bool {
+        if self.payments.contains(consent_id) {
+            return self.payments.approve(consent_id, customer);
+        }
         match self.consents().get_mut(consent_id) {
             Some(consent) if consent.approvable() => {
                 consent.approve(customer);
@@ -178,16 +212,25 @@ impl<S: Standard> ConsentBinding for Bank<S> {
     }
 
     fn deny(&self, consent_id: &str) {
+        if self.payments.contains(consent_id) {
+            return self.payments.deny(consent_id);
+        }
         if let Some(consent) = self.consents().get_mut(consent_id) {
             consent.reject();
         }
     }
 
     fn usable(&self, consent_id: &str) -> bool {
+        if let Some(payment) = self.payments.get(consent_id) {
+            return payment.approved();
+        }
         self.consents().get(consent_id).is_some_and(Consent::usable)
     }
 
     fn token_fields(&self, consent_id: &str) -> Map<String, Value> {
+        if self.payments.contains(consent_id) {
+            return Map::from_iter([("scope".into(), S::payment_scope(consent_id).into())]);
+        }
         self.consents()
             .get(consent_id)
             .map(|consent| consent.token_fields(consent_id))
@@ -200,15 +243,16 @@ impl<S: Standard> ConsentBinding for Bank<S> {
 }
 
 /// The routes of a sandbox bank speaking `S`, listening at `origin`.
-pub fn router<S: Standard>(config: &SandboxConfig, origin: &str) -> Router {
-    app(Arc::new(Bank::<S>::new(config, origin)))
+pub fn router<S: Standard>(config: &SandboxConfig, origin: &str, shared: &Shared) -> Router {
+    app(Arc::new(Bank::<S>::new(config, origin, shared)))
 }
 
-/// The routes of `bank`: the authorization server's, the standard's, and a fallback, behind the
-/// DPoP sender constraint, playing back the standard's echoed headers.
+/// The routes of `bank`: the authorization server's, the standard's, the sandbox's own and a
+/// fallback, behind the DPoP sender constraint, playing back the standard's echoed headers.
 pub fn app<S: Standard>(bank: Arc<Bank<S>>) -> Router {
     S::routes()
         .merge(oauth::routes::<Bank<S>>())
+        .merge(admin::routes::<S>())
         .fallback(not_found::<S>)
         .layer(middleware::from_fn_with_state(
             bank.clone(),
@@ -363,14 +407,14 @@ impl Window {
         self.from.is_none_or(|from| day >= from) && self.to.is_none_or(|to| day <= to)
     }
 
-    /// The account's transactions whose value date lies in the window, newest first.
+    /// Those of `transactions` (an account's, newest first, as [`Ledger::transactions`]
+    /// lists them) whose value date lies in the window.
     pub fn select(
         self,
-        account: &'static Account,
+        transactions: &[Transaction],
         today: NaiveDate,
-    ) -> impl Iterator<Item = &'static Transaction> {
-        account
-            .transactions
+    ) -> impl Iterator<Item = &Transaction> {
+        transactions
             .iter()
             .filter(move |transaction| self.contains(transaction.value_date(today)))
     }

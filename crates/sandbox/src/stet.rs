@@ -1,6 +1,7 @@
 //! The STET (PSD2 API v1.4, France) sandbox bank: the scope `aisp` on the shared OAuth2
 //! authorization server, the account information endpoints and the optional
-//! `PUT /v1/consents`, over the synthetic customers of [`crate::customers`].
+//! `PUT /v1/consents`, over the synthetic customers of [`crate::customers`] with the movements
+//! of the shared [`crate::ledger`], and payment requests ([`payments`], the scope `pisp`).
 //!
 //! Where the standard leaves a choice, the sandbox takes these:
 //! - STET has no consent resource before the redirect: an authorization request with the scope
@@ -15,13 +16,15 @@
 //! - STET knows `CACC` and `CARD` only: savings accounts are `CACC`.
 //! - HTTP message signatures (QSealC) are not checked; `X-Request-ID` is required.
 
+mod payments;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::{NaiveDate, SecondsFormat, Utc};
 use serde::Deserialize;
@@ -59,10 +62,20 @@ impl scaffold::Standard for Stet {
             .route("/v1/accounts/{id}/transactions", get(transactions))
             .route("/v1/consents", put(put_consents))
             .route("/v1/end-user-identity", get(identity))
+            .route("/v1/payment-requests", post(payments::create))
+            .route("/v1/payment-requests/{id}", get(payments::read))
+            .route(
+                "/v1/payment-requests/{id}/confirmation",
+                post(payments::confirm),
+            )
     }
 
-    /// The authorization request creates the consent, for every account.
+    /// `pisp` with `paymentRequestResourceId` names a payment request; otherwise the
+    /// authorization request creates the consent, for every account.
     fn bind(bank: &Bank, parameters: &HashMap<String, String>) -> Result<String, BindError> {
+        if let Some(bound) = payments::bind(bank, parameters) {
+            return bound;
+        }
         let scopes = parameters.get("scope").map(String::as_str).unwrap_or("");
         if !scopes.split_ascii_whitespace().any(|scope| scope == SCOPE) {
             return Err(BindError::invalid_scope("scope must include aisp"));
@@ -74,6 +87,10 @@ impl scaffold::Standard for Stet {
             transactions: Coverage::All,
             psu_identity: false,
         }))
+    }
+
+    fn payment_scope(_: &str) -> String {
+        payments::SCOPE.into()
     }
 
     fn admit(headers: &HeaderMap) -> Result<(), StetError> {
@@ -287,8 +304,9 @@ async fn balances(
     let (_, consent) = bank.reader(&headers)?;
     let account = account_of(&consent, &id, &consent.balances)?;
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
-    let balances: Vec<Value> = account
-        .balances
+    let balances: Vec<Value> = bank
+        .ledger
+        .balances(account)
         .iter()
         .map(|balance| {
             let (code, name) = balance_code(balance.kind);
@@ -371,7 +389,8 @@ async fn transactions(
     };
     let page_number = query.number("page")?;
     let today = today();
-    let selected: Vec<&Transaction> = window.select(account, today).collect();
+    let all = bank.ledger.transactions(account);
+    let selected: Vec<&Transaction> = window.select(&all, today).collect();
     let (listed, next) = page(&selected, page_number.saturating_mul(PAGE_SIZE), PAGE_SIZE);
     let listed: Vec<Value> = listed
         .iter()

@@ -123,11 +123,12 @@ fn reference_json(account: &Account) -> Value {
     }
 }
 
-fn balances_json(account: &Account) -> Vec<Value> {
+/// The account's balances, with the ledger's movements.
+fn balances_json(bank: &Bank, account: &Account) -> Vec<Value> {
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     let today = today();
-    account
-        .balances
+    bank.ledger
+        .balances(account)
         .iter()
         .map(|balance| {
             let mut object = Map::new();
@@ -145,7 +146,7 @@ fn balances_json(account: &Account) -> Vec<Value> {
         .collect()
 }
 
-fn account_json(account: &Account, grant: &Grant, with_balance: bool) -> Value {
+fn account_json(bank: &Bank, account: &Account, grant: &Grant, with_balance: bool) -> Value {
     let mut object = Map::new();
     object.insert("resourceId".into(), account.id.clone().into());
     if let Some(iban) = &account.iban {
@@ -173,7 +174,7 @@ fn account_json(account: &Account, grant: &Grant, with_balance: bool) -> Value {
     }
     let balances_granted = grant.access.balances.covers(account);
     if with_balance && balances_granted {
-        object.insert("balances".into(), balances_json(account).into());
+        object.insert("balances".into(), balances_json(bank, account).into());
     }
     let mut links = Map::new();
     if balances_granted {
@@ -210,7 +211,7 @@ pub(super) async fn list(
         .accounts
         .iter()
         .filter(|account| grant.access.lists(account))
-        .map(|account| account_json(account, &grant, with_balance))
+        .map(|account| account_json(&bank, account, &grant, with_balance))
         .collect();
     Ok(Json(json!({ "accounts": accounts })))
 }
@@ -226,7 +227,7 @@ pub(super) async fn one(
     let with_balance = with_balance(&Query::parse(query)?)?;
     let account = grant.account(&id)?;
     Ok(Json(
-        json!({ "account": account_json(account, &grant, with_balance) }),
+        json!({ "account": account_json(&bank, account, &grant, with_balance) }),
     ))
 }
 
@@ -245,7 +246,7 @@ pub(super) async fn balances(
     }
     Ok(Json(json!({
         "account": reference_json(account),
-        "balances": balances_json(account),
+        "balances": balances_json(&bank, account),
     })))
 }
 
@@ -385,8 +386,9 @@ pub(super) async fn transactions(
     }
     let query = ReportQuery::parse(query)?;
     let today = today();
+    let all = bank.ledger.transactions(account);
     let select = |wanted: bool, status: TransactionStatus| -> Vec<&Transaction> {
-        let in_window = query.window.select(account, today);
+        let in_window = query.window.select(&all, today);
         in_window
             .filter(|transaction| wanted && transaction.status == status)
             .collect()
@@ -422,7 +424,7 @@ pub(super) async fn transactions(
         },
     });
     if query.with_balance && grant.access.balances.covers(account) {
-        report["balances"] = balances_json(account).into();
+        report["balances"] = balances_json(&bank, account).into();
     }
     Ok(Json(report))
 }

@@ -34,7 +34,11 @@ fn sandbox(approval: Approval) -> (Arc<Bank<BerlinGroup>>, Router) {
         approval,
         fapi: Default::default(),
     };
-    let bank = Arc::new(Bank::new(&config, ORIGIN));
+    let shared = crate::scaffold::Shared {
+        ledger: Arc::default(),
+        counters: Arc::default(),
+    };
+    let bank = Arc::new(Bank::new(&config, ORIGIN, &shared));
     (bank.clone(), app(bank))
 }
 

@@ -1,0 +1,87 @@
+//! The sandbox's own routes, beside the standard's, for tests and people trying payments:
+//! what the bank counted of its payments, whether it asks for a confirmation, the sandbox
+//! clock, and closing an account. A real bank has none of them; they sit under `/sandbox/`.
+//!
+//! - `GET /sandbox/payments` → `{"created", "replayed", "confirmations", "executed",
+//!   "rejected", "confirmation_required"}`
+//! - `POST /sandbox/payments/confirmation?required=true|false`
+//! - `GET /sandbox/clock` → `{"now"}`; `POST /sandbox/clock/advance?minutes=N` → `{"now"}`
+//! - `POST /sandbox/accounts/{iban}/close`, `POST /sandbox/accounts/{iban}/reopen`
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{SecondsFormat, TimeDelta};
+use serde_json::{Value, json};
+
+use super::{ApiError, Bank, Query, Standard};
+
+pub fn routes<S: Standard>() -> Router<Arc<Bank<S>>> {
+    Router::new()
+        .route("/sandbox/payments", get(counters::<S>))
+        .route("/sandbox/payments/confirmation", post(confirmation::<S>))
+        .route("/sandbox/clock", get(clock::<S>))
+        .route("/sandbox/clock/advance", post(advance::<S>))
+        .route("/sandbox/accounts/{iban}/close", post(close::<S>))
+        .route("/sandbox/accounts/{iban}/reopen", post(reopen::<S>))
+}
+
+async fn counters<S: Standard>(State(bank): State<Arc<Bank<S>>>) -> Json<Value> {
+    let mut counts = bank.payments.counters().json();
+    counts["confirmation_required"] = bank.payments.confirmation_required().into();
+    Json(counts)
+}
+
+async fn confirmation<S: Standard>(
+    State(bank): State<Arc<Bank<S>>>,
+    RawQuery(query): RawQuery,
+) -> Result<StatusCode, ApiError<S>> {
+    let required = match Query::parse(query)?.get("required") {
+        Some("true") => true,
+        Some("false") => false,
+        _ => return Err(ApiError::bad_request("required must be true or false")),
+    };
+    bank.payments.require_confirmation(required);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn now<S: Standard>(bank: &Bank<S>) -> Json<Value> {
+    let now = bank.ledger.clock().now();
+    Json(json!({"now": now.to_rfc3339_opts(SecondsFormat::Secs, true)}))
+}
+
+async fn clock<S: Standard>(State(bank): State<Arc<Bank<S>>>) -> Json<Value> {
+    now(&bank)
+}
+
+async fn advance<S: Standard>(
+    State(bank): State<Arc<Bank<S>>>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError<S>> {
+    let minutes = Query::parse(query)?.number("minutes")?;
+    let minutes = i64::try_from(minutes)
+        .ok()
+        .and_then(TimeDelta::try_minutes)
+        .ok_or_else(|| ApiError::bad_request("minutes is too large"))?;
+    bank.ledger.clock().advance(minutes);
+    Ok(now(&bank))
+}
+
+async fn close<S: Standard>(
+    State(bank): State<Arc<Bank<S>>>,
+    Path(iban): Path<String>,
+) -> StatusCode {
+    bank.ledger.close(&iban);
+    StatusCode::NO_CONTENT
+}
+
+async fn reopen<S: Standard>(
+    State(bank): State<Arc<Bank<S>>>,
+    Path(iban): Path<String>,
+) -> StatusCode {
+    bank.ledger.reopen(&iban);
+    StatusCode::NO_CONTENT
+}
