@@ -84,3 +84,46 @@ fn an_unknown_status_is_not_guessed() {
     let created: PaymentCreated = decode(br#"{"transactionStatus": "RCVD"}"#).unwrap();
     assert!(matches!(created.validate(), Err(AdapterError::Decode(_))));
 }
+
+// ---------------------------------------------------------------------------------------------
+// A round trip through the sandbox bank
+
+#[tokio::test]
+async fn a_payment_through_the_sandbox_bank_is_executed_once() {
+    use crate::adapters::berlin_group::BerlinGroup;
+    use crate::adapters::{BankSession, PaymentInitiation};
+    use crate::payments::PaymentStatus;
+
+    let (sandbox, bank) = testing::sandbox_bank("berlin-group", "demo-bank", "").await;
+    let order = PaymentOrder {
+        payment_id: "pay-bg-1".into(),
+        amount: "12.50".parse().unwrap(),
+        currency: "EUR".into(),
+        creditor_iban: "NL18BKGT0417164300".into(),
+        creditor_name: "Carol Nguyen".into(),
+        remittance: Some("pizza".into()),
+        instant: true,
+    };
+    let consent = BerlinGroup
+        .create_payment_consent(&bank, &order)
+        .await
+        .unwrap();
+    let tokens = testing::tokens(&bank, &consent, None).await;
+    let session = BankSession {
+        access_token: tokens["access_token"].as_str().unwrap(),
+        bank_consent_id: consent.id.as_deref(),
+    };
+    let submitted = BerlinGroup.submit(&bank, session, &order).await.unwrap();
+    assert_eq!(submitted.status.status, PaymentStatus::Settled);
+    assert_eq!(
+        submitted.debtor_iban.as_deref(),
+        Some("DE92999900000012345601")
+    );
+    let id = consent.id.as_deref().unwrap();
+    let status = BerlinGroup.status(&bank, session, id).await.unwrap();
+    assert_eq!(status.status.raw, "ACSC");
+    let found = BerlinGroup.find(&bank, session, &order).await.unwrap();
+    assert_eq!(found.map(|payment| payment.id).as_deref(), Some(id));
+    assert_eq!(sandbox.payments.created(), 1);
+    assert_eq!(sandbox.payments.executed(), 1);
+}

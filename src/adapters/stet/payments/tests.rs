@@ -93,3 +93,53 @@ fn a_rejection_keeps_the_reason_code_and_not_the_banks_words() {
     assert_eq!(payment.status.reason_code.as_deref(), Some("DS02"));
     assert_eq!(payment.status.status.as_str(), "rejected");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A round trip through the sandbox bank
+
+#[tokio::test]
+async fn a_payment_through_the_sandbox_bank_is_confirmed_once() {
+    use crate::adapters::stet::Stet;
+    use crate::adapters::{BankSession, PaymentInitiation};
+    use crate::payments::PaymentStatus;
+
+    let (sandbox, bank) = testing::sandbox_bank("stet", "stet-bank", "").await;
+    let order = PaymentOrder {
+        payment_id: "pay-stet-1".into(),
+        amount: "12.50".parse().unwrap(),
+        currency: "EUR".into(),
+        creditor_iban: "NL18BKGT0417164300".into(),
+        creditor_name: "Carol Nguyen".into(),
+        remittance: Some("pizza".into()),
+        instant: false,
+    };
+    let consent = Stet.create_payment_consent(&bank, &order).await.unwrap();
+    let tokens = testing::tokens(&bank, &consent, None).await;
+    let session = BankSession {
+        access_token: tokens["access_token"].as_str().unwrap(),
+        bank_consent_id: consent.id.as_deref(),
+    };
+    let submitted = Stet.submit(&bank, session, &order).await.unwrap();
+    assert_eq!(submitted.status.status, PaymentStatus::Accepted);
+    assert_eq!(
+        submitted.debtor_iban.as_deref(),
+        Some("DE92999900000012345601")
+    );
+    // A second submission finds it confirmed already: nothing moves twice.
+    let again = Stet.submit(&bank, session, &order).await.unwrap();
+    assert_eq!(again.id, submitted.id);
+    assert_eq!(sandbox.payments.confirmations(), 2);
+    assert_eq!(sandbox.payments.executed(), 1);
+    let id = consent.id.as_deref().unwrap();
+    sandbox
+        .ledger
+        .clock()
+        .advance(bankgate_sandbox::ledger::SETTLEMENT);
+    let status = Stet.status(&bank, session, id).await.unwrap();
+    assert_eq!(status.status.status, PaymentStatus::Settled);
+    let found = Stet.find(&bank, session, &order).await.unwrap();
+    assert_eq!(
+        found.map(|payment| payment.status.raw).as_deref(),
+        Some("ACSC")
+    );
+}
