@@ -203,32 +203,7 @@ pub struct BankAccount {
     pub account: Account,
 }
 
-/// What bankgate asks a bank to pay: one single immediate credit transfer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaymentOrder {
-    /// bankgate's payment id: the end-to-end id, and the idempotency value where the standard
-    /// has one (`x-idempotency-key`, `X-Request-ID` stays per request).
-    pub payment_id: String,
-    pub amount: rust_decimal::Decimal,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// Electronic form, checksum valid.
-    pub creditor_iban: String,
-    pub creditor_name: String,
-    pub remittance: Option<String>,
-    /// SCT Inst (Berlin Group `instant-sepa-credit-transfers`, STET `INST` category).
-    pub instant: bool,
-}
-
-/// A payment as the bank knows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct BankPayment {
-    /// The bank's id of the payment resource.
-    pub id: String,
-    pub status: crate::payments::BankStatus,
-    /// The payer's account, when the bank names it (for the payee ≠ payer check).
-    pub debtor_iban: Option<String>,
-}
+pub use crate::payments::{BankPayment, PaymentOrder};
 
 /// Payment initiation at a bank, for profiles whose standard has it
 /// ([`Profile::payments`]). Berlin Group and STET create the payment resource as the consent

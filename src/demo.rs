@@ -10,6 +10,7 @@ use crate::consent::{ACCOUNT_INFORMATION, AuthorizationDetail};
 use crate::jose::ClientKey;
 use crate::jose::{CLIENT_ASSERTION_TYPE, basic_header};
 use crate::model::Scope;
+use crate::payments::PaymentRequest;
 
 /// A registered platform talking to a gateway over HTTP. Never follows redirects itself: each
 /// hop of the flow is visible.
@@ -256,10 +257,94 @@ impl PlatformClient {
         self.push_with(detail, &[]).await
     }
 
+    /// `POST /oauth/par` with PKCE S256 and one `payment_initiation` detail.
+    pub async fn push_payment(&self, request: &PaymentRequest) -> anyhow::Result<Pushed> {
+        self.push_with(request, &[]).await
+    }
+
+    /// `POST /oauth/token` with the code of a payment consent: the token and the granted
+    /// `authorization_details` (the one payment) as JSON.
+    pub async fn exchange_payment(
+        &self,
+        code: &str,
+        pushed: &Pushed,
+    ) -> anyhow::Result<serde_json::Value> {
+        let answer = self
+            .post_form(
+                "/oauth/token",
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", code),
+                    ("redirect_uri", self.redirect_uri.as_str()),
+                    ("code_verifier", pushed.code_verifier.as_str()),
+                ],
+            )
+            .await?;
+        if !(200..300).contains(&answer.status) {
+            bail!(
+                "token request refused ({}): {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            );
+        }
+        Ok(answer.json())
+    }
+
+    /// `POST path` with an access token, a JSON body and further headers (e.g.
+    /// `Idempotency-Key`), with a DPoP proof when the client has a key.
+    pub async fn post_json(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Answer> {
+        let url = format!("{}{path}", self.gateway);
+        let htu = format!("{}{path}", self.public_url);
+        let mut answer = None;
+        for _ in 0..2 {
+            let mut request = self.http.post(&url).json(body);
+            request = match &self.dpop_key {
+                Some(key) => request
+                    .header("authorization", format!("DPoP {token}"))
+                    .header(
+                        "dpop",
+                        key.dpop_proof("POST", &htu, Some(token), self.dpop_nonce().as_deref())?,
+                    ),
+                None => request.bearer_auth(token),
+            };
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let response = request.send().await?;
+            let this = Answer {
+                status: response.status().as_u16(),
+                headers: response.headers().clone(),
+                body: response.bytes().await?,
+            };
+            if let Some(nonce) = this
+                .headers
+                .get("dpop-nonce")
+                .and_then(|value| value.to_str().ok())
+            {
+                *self
+                    .dpop_nonce
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(nonce.to_owned());
+            }
+            let retry = this.asks_for_nonce() && self.dpop_key.is_some();
+            answer = Some(this);
+            if !retry {
+                break;
+            }
+        }
+        answer.ok_or_else(|| anyhow!("no answer"))
+    }
+
     /// [`PlatformClient::push`] with further parameters (e.g. `dpop_jkt`).
     pub async fn push_with(
         &self,
-        detail: &AuthorizationDetail,
+        detail: &impl serde::Serialize,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Pushed> {
         let code_verifier = crate::crypto::random_token(32)?;

@@ -259,6 +259,33 @@ pub fn parse_iban(text: &str) -> Result<String, Invalid> {
     Ok(iban.electronic_str().to_owned())
 }
 
+/// What bankgate asks a bank to pay: one single immediate credit transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentOrder {
+    /// bankgate's payment id: the end-to-end id, and the idempotency value where the standard
+    /// has one (`x-idempotency-key`, `X-Request-ID` stays per request).
+    pub payment_id: String,
+    pub amount: rust_decimal::Decimal,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Electronic form, checksum valid.
+    pub creditor_iban: String,
+    pub creditor_name: String,
+    pub remittance: Option<String>,
+    /// SCT Inst (Berlin Group `instant-sepa-credit-transfers`, STET `INST` category).
+    pub instant: bool,
+}
+
+/// A payment as the bank knows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BankPayment {
+    /// The bank's id of the payment resource.
+    pub id: String,
+    pub status: BankStatus,
+    /// The payer's account, when the bank names it (for the payee ≠ payer check).
+    pub debtor_iban: Option<String>,
+}
+
 /// Where the gateway's own handling of a payment stands, beside the bank's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -332,6 +359,117 @@ impl Payment {
         self.submission == Submission::Refused
             || self.status.as_ref().is_some_and(|s| s.status.is_final())
     }
+
+    /// A payment recorded under `consent_id` before its bank is called.
+    pub fn recorded(
+        client_id: &str,
+        consent_id: &str,
+        request: &PaymentRequest,
+        now: DateTime<Utc>,
+    ) -> Payment {
+        Payment {
+            id: Payment::new_id(),
+            client_id: client_id.to_owned(),
+            consent_id: consent_id.to_owned(),
+            bank_id: request.bank.clone(),
+            request: request.clone(),
+            submission: Submission::Recorded,
+            bank_payment_id: None,
+            status: None,
+            created_at: now,
+            updated_at: now,
+            next_poll_at: None,
+            polls: 0,
+        }
+    }
+
+    /// What the bank is asked to pay (the request was validated when it was pushed).
+    pub fn order(&self) -> PaymentOrder {
+        PaymentOrder {
+            payment_id: self.id.clone(),
+            amount: self.request.instructed_amount.amount,
+            currency: self.request.instructed_amount.currency.clone(),
+            creditor_iban: parse_iban(&self.request.creditor_account.iban)
+                .unwrap_or_else(|_| self.request.creditor_account.iban.clone()),
+            creditor_name: self.request.creditor_name.clone(),
+            remittance: self.request.remittance.clone(),
+            instant: self.request.instant,
+        }
+    }
+
+    /// The payment moved to `submission` at `now` (the caller stores it by compare-and-set
+    /// against the `updated_at` it read).
+    pub fn moved(&self, submission: Submission, now: DateTime<Utc>) -> Payment {
+        Payment {
+            submission,
+            // Strictly later than the value read, so that compare-and-set tells them apart.
+            updated_at: now.max(self.updated_at + chrono::Duration::microseconds(1)),
+            ..self.clone()
+        }
+    }
+
+    /// The payment with the bank's answer: its id and status; the status job follows it
+    /// until it is final.
+    pub fn answered(&self, bank: &BankPayment, now: DateTime<Utc>) -> Payment {
+        let status = match &self.status {
+            Some(current) if !current.status.can_become(bank.status.status) => current.clone(),
+            _ => bank.status.clone(),
+        };
+        let mut next = self.moved(Submission::Submitted, now);
+        next.bank_payment_id = Some(bank.id.clone());
+        next.next_poll_at = (!status.status.is_final()).then(|| now + poll_delay(0));
+        next.status = Some(status);
+        next.polls = 0;
+        next
+    }
+
+    /// The canonical view a platform reads (`POST` and `GET /v1/payments…`): amounts exact as
+    /// strings, the payee's account masked, the status with the bank's raw code.
+    pub fn view(&self) -> serde_json::Value {
+        let status = self.status.as_ref();
+        let state = match (self.submission, status) {
+            (Submission::Refused, _) => "rejected",
+            (_, Some(status)) => status.status.as_str(),
+            (_, None) => "pending",
+        };
+        let mut body = serde_json::json!({
+            "id": self.id,
+            "consent_id": self.consent_id,
+            "bank": self.bank_id,
+            "status": state,
+            "instructed_amount": {
+                "currency": self.request.instructed_amount.currency,
+                "amount": self.request.instructed_amount.amount.to_string(),
+            },
+            "creditor_account": {
+                "iban_masked": crate::adapters::mask_iban(&self.request.creditor_account.iban),
+            },
+            "creditor_name": self.request.creditor_name,
+            "instant": self.request.instant,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        });
+        if let Some(status) = status {
+            body["bank_status"] = serde_json::json!({
+                "code": status.raw,
+                "reason_code": status.reason_code,
+            });
+            if let Some(reason) = status.status.reason() {
+                body["rejection_reason"] = reason.as_str().into();
+            }
+        }
+        if self.submission == Submission::Refused && body.get("rejection_reason").is_none() {
+            body["rejection_reason"] = "refused_by_bank".into();
+        }
+        body
+    }
+}
+
+/// How long the status job waits before the `polls`-th look-up after the last one: 2 s,
+/// doubling, at most 10 minutes.
+pub fn poll_delay(polls: u32) -> chrono::Duration {
+    let seconds = 2_i64.saturating_mul(1_i64 << polls.min(9));
+    chrono::Duration::seconds(seconds.min(600))
 }
 
 /// The storage of payments and of the platforms' idempotency keys, beside the domain
@@ -357,6 +495,20 @@ pub trait Payments: Send + Sync {
         key: &IdempotencyKey,
         response: &idempotency::StoredResponse,
     ) -> Result<(), StoreError>;
+
+    /// Records a payment before its bank is first called (at consent time), without a key.
+    /// `Conflict("payment")` (and nothing stored) when its consent already has a payment.
+    async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError>;
+
+    /// The payment of a consent, if one was recorded.
+    async fn payment_of_consent(&self, consent_id: &str) -> Result<Option<Payment>, StoreError>;
+
+    /// Claims an idempotency key for a payment already recorded (`key.payment_id`): what
+    /// [`idempotency::judge`] says about the key's record (`Replay::Proceed` when the key was
+    /// free or past its retention, and is now claimed, in flight). A payment submits under one
+    /// key: `Conflict("payment")` (and nothing claimed) when another key already claimed it.
+    /// Of concurrent calls for one payment, exactly one proceeds.
+    async fn claim_key(&self, key: &KeyRecord, now: DateTime<Utc>) -> Result<Replay, StoreError>;
 
     /// A payment of a platform (another platform's payment is not found).
     async fn payment(&self, client_id: &str, id: &str) -> Result<Option<Payment>, StoreError>;

@@ -37,6 +37,7 @@ mod nul_input;
 mod oauth_refusals;
 mod operator;
 mod par_binding;
+mod payments;
 mod policy;
 mod problems;
 mod readiness;

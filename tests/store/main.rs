@@ -98,6 +98,7 @@ conformance!(
     payments_due_lease_is_handed_out_once,
     payments_spent_on_counts_what_may_still_be_paid,
     payments_keys_are_kept_then_purged,
+    payments_recorded_first_then_claimed_by_one_key,
 );
 
 fn memory_store() -> Arc<dyn Store> {

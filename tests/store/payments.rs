@@ -515,3 +515,85 @@ pub async fn payments_keys_are_kept_then_purged(store: Arc<dyn Store>) {
     // The payments themselves stay.
     assert!(store.payment("app", "pay_1").await.unwrap().is_some());
 }
+
+/// A payment recorded at consent time, then claimed by the key of its submission: one payment
+/// per consent, one key per payment (of keys racing for it, exactly one wins; the same key again
+/// is judged as usual), found by its consent.
+pub async fn payments_recorded_first_then_claimed_by_one_key(store: Arc<dyn Store>) {
+    const CONTENDERS: usize = 6;
+    for round in 0..ROUNDS {
+        let consent = format!("c-{round}");
+        let recorded = payment(
+            &format!("pay_{round}"),
+            "app",
+            &consent,
+            request("12.50", "EUR", "u-1"),
+        );
+        store.insert_payment(&recorded).await.unwrap();
+        let again = payment(
+            &format!("pay_{round}_again"),
+            "app",
+            &consent,
+            request("12.50", "EUR", "u-1"),
+        );
+        assert!(matches!(
+            store.insert_payment(&again).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(
+            store
+                .payment_of_consent(&consent)
+                .await
+                .unwrap()
+                .map(|p| p.id),
+            Some(recorded.id.clone())
+        );
+        let body = json!({"consent": consent});
+        // Different keys race: one claims the payment, the others find it used.
+        let results = race(CONTENDERS, |i| {
+            let store = store.clone();
+            let claim = key("app", &format!("k-{round}-{i}"), &recorded, &body);
+            async move { store.claim_key(&claim, t0()).await }
+        })
+        .await;
+        let won = results
+            .iter()
+            .filter(|result| matches!(result, Ok(Replay::Proceed)))
+            .count();
+        assert_eq!(won, 1, "round {round}: {results:?}");
+        assert!(
+            results
+                .iter()
+                .all(|result| matches!(result, Ok(Replay::Proceed) | Err(StoreError::Conflict(_)))),
+            "round {round}: {results:?}"
+        );
+        let winner = (0..CONTENDERS)
+            .find(|i| matches!(results[*i], Ok(Replay::Proceed)))
+            .unwrap();
+        let claim = key("app", &format!("k-{round}-{winner}"), &recorded, &body);
+        // The same key while in flight, with another body, then once completed.
+        assert_eq!(
+            store.claim_key(&claim, t0()).await.unwrap(),
+            Replay::InFlight
+        );
+        let other = key(
+            "app",
+            &format!("k-{round}-{winner}"),
+            &recorded,
+            &json!({"other": true}),
+        );
+        assert_eq!(
+            store.claim_key(&other, t0()).await.unwrap(),
+            Replay::Mismatch
+        );
+        store
+            .complete_key("app", &claim.key, &response(&recorded.id))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.claim_key(&claim, t0()).await.unwrap(),
+            Replay::Same(response(&recorded.id))
+        );
+    }
+    assert_eq!(store.payment_of_consent("c-none").await.unwrap(), None);
+}

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::adapters::bank_oauth::{self as bank_client, BankGrant};
-use crate::adapters::{Adapter, ConsentRequest};
+use crate::adapters::{Adapter, BankConsent, ConsentRequest};
 use crate::adapters::{BankAuthorization, StoredGrant};
 use crate::app::App;
 use crate::audit::{Action, Decision, Event};
@@ -35,10 +35,12 @@ use crate::oauth::{
     REQUEST_URI_PREFIX,
 };
 use crate::oauth::{AuthorizationCode, Client, PushedRequest, Role};
+use crate::payments::PaymentRequest;
 use crate::policy::Platform;
 
 mod configuration;
 mod extension;
+mod payment;
 mod screen;
 mod token;
 
@@ -148,6 +150,9 @@ struct ValidatedRequest {
     /// The consent this request extends (re-consent before expiry), if any.
     #[serde(default)]
     extends: Option<String>,
+    /// The payment a `payment_initiation` request asks for (its consent has no data scopes).
+    #[serde(default)]
+    payment: Option<PaymentRequest>,
 }
 
 /// The prefix of the keys under which an extension waits for the user's decision and then for
@@ -187,6 +192,22 @@ async fn par(
 /// reference (pseudonymised when recorded). Anything else is only quoted by the reason.
 fn par_refusal_event(app: &App, client: &Client, details: Option<&str>) -> Event {
     let mut event = token::client_event(Action::ConsentCreated, client);
+    if let Some(request) = details
+        .and_then(|details| serde_json::from_str::<[PaymentRequest; 1]>(details).ok())
+        .map(|[request]| request)
+    {
+        if app.banks.get(&request.bank).is_some() {
+            event.bank = Some(request.bank.clone());
+        }
+        if let Some(policy) = app.policies.current().get(&request.purpose) {
+            event.purpose = Some(request.purpose.clone());
+            event.policy_hash = Some(policy.hash.clone());
+        }
+        if (1..=128).contains(&request.user_ref.len()) && !request.user_ref.contains('\0') {
+            event.user_ref = Some(request.user_ref.clone());
+        }
+        return payment::with_facts(event, &request);
+    }
     let detail = details
         .and_then(|details| serde_json::from_str::<Vec<AuthorizationDetail>>(details).ok())
         .and_then(|details| <[AuthorizationDetail; 1]>::try_from(details).ok());
@@ -281,15 +302,35 @@ async fn push(
             description,
         ))
     };
-    let details: Vec<AuthorizationDetail> = serde_json::from_str(
+    let details: Vec<serde_json::Value> = serde_json::from_str(
         form.authorization_details
             .as_deref()
             .ok_or_else(|| details_error("authorization_details is required".into()))?,
     )
     .map_err(|error| details_error(format!("authorization_details: {error}")))?;
-    let [mut detail] = <[AuthorizationDetail; 1]>::try_from(details).map_err(|_| {
+    let [detail] = <[serde_json::Value; 1]>::try_from(details).map_err(|_| {
         details_error("exactly one authorization_details entry is supported".into())
     })?;
+    if payment::is_payment(&detail) {
+        let (payment, detail, policy_hash) = payment::check(app, client, detail).await?;
+        return store_pushed(
+            app,
+            client,
+            ValidatedRequest {
+                redirect_uri,
+                state: form.state,
+                code_challenge,
+                detail,
+                policy_hash,
+                dpop_jkt,
+                extends: None,
+                payment: Some(payment),
+            },
+        )
+        .await;
+    }
+    let mut detail: AuthorizationDetail = serde_json::from_value(detail)
+        .map_err(|error| details_error(format!("authorization_details: {error}")))?;
     if detail.kind != ACCOUNT_INFORMATION {
         return Err(details_error(format!("type must be {ACCOUNT_INFORMATION}")).into());
     }
@@ -341,7 +382,17 @@ async fn push(
         policy_hash: grant.policy_hash,
         dpop_jkt,
         extends,
+        payment: None,
     };
+    store_pushed(app, client, validated).await
+}
+
+/// Stores a validated pushed request under a new `request_uri`; the PAR answer.
+async fn store_pushed(
+    app: &App,
+    client: &Client,
+    validated: ValidatedRequest,
+) -> Result<serde_json::Value, token::Refusal> {
     let request_uri = format!(
         "{REQUEST_URI_PREFIX}{}",
         crypto::random_token(32).map_err(Error::from)?
@@ -486,16 +537,33 @@ async fn show_consent_screen(
         expires_at: now + Duration::days(i64::from(detail.expires_in_days)),
     };
     app.store.insert_consent(&consent).await?;
-    app.auditor
-        .record(consent_event(
-            Action::ConsentCreated,
-            &client.client_id,
-            &consent,
-        ))
-        .await
-        .map_err(Error::AuditUnavailable)?;
+    let shown = match &request.payment {
+        // Recorded with its consent, before any bank call; the event carries its facts.
+        Some(payment) => {
+            payment::record(app, &consent, payment).await?;
+            Some(screen::PaymentShown {
+                amount: payment.instructed_amount.amount.to_string(),
+                currency: payment.instructed_amount.currency.clone(),
+                payee: payment.creditor_name.clone(),
+                account: screen::PaymentShown::masked(&payment.creditor_account.iban),
+                remittance: payment.remittance.clone(),
+                instant: payment.instant,
+            })
+        }
+        None => {
+            app.auditor
+                .record(consent_event(
+                    Action::ConsentCreated,
+                    &client.client_id,
+                    &consent,
+                ))
+                .await
+                .map_err(Error::AuditUnavailable)?;
+            None
+        }
+    };
     let screen_token = app.sealer.mac(screen_message(&consent.id).as_bytes());
-    Ok(render_screen(
+    Ok(render_screen_with(
         app,
         lang,
         &client.name,
@@ -503,6 +571,7 @@ async fn show_consent_screen(
         detail.expires_in_days,
         None,
         &screen_token,
+        shown.as_ref(),
     ))
 }
 
@@ -516,6 +585,30 @@ fn render_screen(
     days: u32,
     extension: Option<&str>,
     screen_token: &str,
+) -> Response {
+    render_screen_with(
+        app,
+        lang,
+        platform,
+        consent,
+        days,
+        extension,
+        screen_token,
+        None,
+    )
+}
+
+/// [`render_screen`], for a payment consent with the payment it asks for.
+#[allow(clippy::too_many_arguments)]
+fn render_screen_with(
+    app: &App,
+    lang: screen::Lang,
+    platform: &str,
+    consent: &Consent,
+    days: u32,
+    extension: Option<&str>,
+    screen_token: &str,
+    payment: Option<&screen::PaymentShown>,
 ) -> Response {
     let policy = app.policies.get(&consent.purpose);
     let bank_name = app
@@ -546,6 +639,7 @@ fn render_screen(
         consent_id: &consent.id,
         extension,
         screen_token,
+        payment,
     });
     Html(page).into_response()
 }
@@ -595,7 +689,11 @@ async fn handle_decision(app: &App, form: DecisionForm) -> Result<Response, Erro
         .filter(|consent| consent.status == ConsentStatus::AwaitingAuthorisation)
         .ok_or_else(|| Error::InvalidRequest("this consent was already decided".into()))?;
     if form.decision != "approve" {
+        payment::abandon(app, &consent).await?;
         return reject(app, &consent, "user", "access_denied", "the user declined").await;
+    }
+    if let Some(recorded) = app.store.payment_of_consent(&consent.id).await? {
+        return payment_to_bank(app, &consent, &recorded).await;
     }
     match to_bank(app, &consent, consent.expires_at.date_naive()).await? {
         ToBank::Redirect(response) => Ok(response),
@@ -620,6 +718,47 @@ enum ToBank {
     Unavailable,
 }
 
+/// The user confirmed a payment: the bank's payment resource is created (recorded first, one
+/// call) and the user sent to the bank to authorise it; or, when the bank did not create it,
+/// the consent is rejected and the platform told.
+async fn payment_to_bank(
+    app: &App,
+    consent: &Consent,
+    recorded: &crate::payments::Payment,
+) -> Result<Response, Error> {
+    let adapter = app
+        .banks
+        .get(&consent.bank_id)
+        .ok_or_else(|| Error::Internal("bank not loaded".into()))?;
+    let started = match payment::create_at_bank(app, &adapter, recorded).await? {
+        payment::Created::Created(created) => {
+            to_bank_with(
+                app,
+                consent,
+                consent.expires_at.date_naive(),
+                None,
+                Some(created),
+            )
+            .await?
+        }
+        payment::Created::Failed => ToBank::Unavailable,
+    };
+    match started {
+        ToBank::Redirect(response) => Ok(response),
+        ToBank::Unavailable => {
+            payment::abandon(app, consent).await?;
+            reject(
+                app,
+                consent,
+                &format!("bank:{}", consent.bank_id),
+                "temporarily_unavailable",
+                "the bank did not take the payment",
+            )
+            .await
+        }
+    }
+}
+
 /// Creates the bank-side consent (valid until `valid_until`), starts the bank's authorization
 /// (pushed first where the bank wants PAR), remembers it under its `state` and redirects the
 /// user there. An `extension` (its platform and request) waits for the bank under that state.
@@ -628,28 +767,35 @@ async fn to_bank_with(
     consent: &Consent,
     valid_until: chrono::NaiveDate,
     extension: Option<(&str, &ValidatedRequest)>,
+    created: Option<BankConsent>,
 ) -> Result<ToBank, Error> {
     let adapter = app
         .banks
         .get(&consent.bank_id)
         .ok_or_else(|| Error::Internal("bank not loaded".into()))?;
     let started = async {
-        let bank_consent = adapter
-            .profile
-            .create_consent(
-                &adapter.bank,
-                &ConsentRequest {
-                    scopes: consent.scopes.clone(),
-                    valid_until,
-                    // The purpose's unattended budget, as the bank-side access frequency.
-                    frequency_per_day: app
-                        .policies
-                        .get(&consent.purpose)
-                        .map_or(1, |policy| policy.max_unattended_per_day.max(1)),
-                    recurring: true,
-                },
-            )
-            .await?;
+        let bank_consent = match created {
+            // A payment's resource, created already (`payment::create_at_bank`).
+            Some(created) => created,
+            None => {
+                adapter
+                    .profile
+                    .create_consent(
+                        &adapter.bank,
+                        &ConsentRequest {
+                            scopes: consent.scopes.clone(),
+                            valid_until,
+                            // The purpose's unattended budget, as the bank-side access frequency.
+                            frequency_per_day: app
+                                .policies
+                                .get(&consent.purpose)
+                                .map_or(1, |policy| policy.max_unattended_per_day.max(1)),
+                            recurring: true,
+                        },
+                    )
+                    .await?
+            }
+        };
         // Pushed to the bank first (PAR) when its manifest names a PAR endpoint.
         let redirect = bank_client::start_authorization(
             &adapter.bank,
@@ -694,7 +840,7 @@ async fn to_bank(
     consent: &Consent,
     valid_until: chrono::NaiveDate,
 ) -> Result<ToBank, Error> {
-    to_bank_with(app, consent, valid_until, None).await
+    to_bank_with(app, consent, valid_until, None, None).await
 }
 
 /// Marks a consent rejected, audits it, and sends the user back to the platform with `error`.
@@ -809,6 +955,7 @@ async fn handle_callback(app: &App, query: CallbackQuery) -> Result<Response, Er
         .await?
         .ok_or_else(|| Error::Internal("pending authorization without consent".into()))?;
     if query.error.is_some() {
+        payment::abandon(app, &consent).await?;
         return reject(
             app,
             &consent,

@@ -71,6 +71,63 @@ impl Payments for MemoryStore {
         Ok(Replay::Proceed)
     }
 
+    async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError> {
+        let mut rows = lock(&self.payments);
+        let duplicate = rows.payments.contains_key(&payment.id)
+            || rows
+                .payments
+                .values()
+                .any(|other| other.consent_id == payment.consent_id);
+        if duplicate {
+            return Err(StoreError::Conflict("payment"));
+        }
+        rows.payments.insert(payment.id.clone(), stored(payment));
+        Ok(())
+    }
+
+    async fn payment_of_consent(&self, consent_id: &str) -> Result<Option<Payment>, StoreError> {
+        Ok(lock(&self.payments)
+            .payments
+            .values()
+            .find(|payment| payment.consent_id == consent_id)
+            .cloned())
+    }
+
+    async fn claim_key(&self, key: &KeyRecord, now: DateTime<Utc>) -> Result<Replay, StoreError> {
+        let mut rows = lock(&self.payments);
+        if rows
+            .payments
+            .get(&key.payment_id)
+            .is_none_or(|payment| payment.client_id != key.client_id)
+        {
+            return Err(StoreError::Invariant(
+                "a key is claimed for a recorded payment",
+            ));
+        }
+        let slot = (key.client_id.clone(), key.key.as_str().to_owned());
+        match idempotency::judge(rows.keys.get(&slot), &key.fingerprint, now) {
+            Replay::Proceed => {}
+            other => return Ok(other),
+        }
+        let claimed_by_another = rows.keys.iter().any(|((client_id, name), record)| {
+            *client_id == key.client_id
+                && record.payment_id == key.payment_id
+                && name != key.key.as_str()
+        });
+        if claimed_by_another {
+            return Err(StoreError::Conflict("payment"));
+        }
+        rows.keys.insert(
+            slot,
+            KeyRecord {
+                response: None,
+                created_at: micros(key.created_at),
+                ..key.clone()
+            },
+        );
+        Ok(Replay::Proceed)
+    }
+
     async fn complete_key(
         &self,
         client_id: &str,

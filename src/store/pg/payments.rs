@@ -77,6 +77,15 @@ const SPENT_ON: &str = "\
 
 const PURGE_KEYS: &str = "DELETE FROM payment_idempotency_keys WHERE created_at < $1";
 
+/// Serialises the claims of one payment's keys.
+const LOCK_PAYMENT: &str = "SELECT id FROM payments WHERE id = $1 AND client_id = $2 FOR UPDATE";
+
+/// Another key than `$3` claimed the payment already (read after the payment's lock, so it
+/// sees every claim committed before).
+const OTHER_KEY: &str = "\
+    SELECT 1 FROM payment_idempotency_keys \
+    WHERE client_id = $1 AND payment_id = $2 AND key <> $3 LIMIT 1";
+
 #[async_trait]
 impl Payments for PgStore {
     async fn record_payment(
@@ -144,6 +153,103 @@ impl Payments for PgStore {
             }
         }
         insert(&transaction, payment).await?;
+        transaction.commit().await.map_err(&error)?;
+        Ok(Replay::Proceed)
+    }
+
+    async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError> {
+        let client = self.connection().await?;
+        insert(&client, payment).await
+    }
+
+    async fn payment_of_consent(&self, consent_id: &str) -> Result<Option<Payment>, StoreError> {
+        if !storable(consent_id) {
+            return Ok(None);
+        }
+        let client = self.connection().await?;
+        let error = sql_error("payment");
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM payments WHERE consent_id = $1"
+            ))
+            .await
+            .map_err(&error)?;
+        client
+            .query_opt(&statement, &[&consent_id])
+            .await
+            .map_err(&error)?
+            .map(|row| from_row(&row))
+            .transpose()
+    }
+
+    async fn claim_key(&self, key: &KeyRecord, now: DateTime<Utc>) -> Result<Replay, StoreError> {
+        let mut client = self.connection().await?;
+        let error = sql_error("payment");
+        let transaction = client.transaction().await.map_err(&error)?;
+        let lock = transaction
+            .prepare_cached(LOCK_PAYMENT)
+            .await
+            .map_err(&error)?;
+        if transaction
+            .query_opt(&lock, &[&key.payment_id, &key.client_id])
+            .await
+            .map_err(&error)?
+            .is_none()
+        {
+            return Err(StoreError::Invariant(
+                "a key is claimed for a recorded payment",
+            ));
+        }
+        let claim = transaction
+            .prepare_cached(CLAIM_KEY)
+            .await
+            .map_err(&error)?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &key.client_id,
+            &key.key.as_str(),
+            &key.fingerprint,
+            &key.payment_id,
+            &key.created_at,
+        ];
+        let claimed = transaction.execute(&claim, &params).await.map_err(&error)?;
+        if claimed == 0 {
+            let lock = transaction.prepare_cached(LOCK_KEY).await.map_err(&error)?;
+            let row = transaction
+                .query_opt(&lock, &[&key.client_id, &key.key.as_str()])
+                .await
+                .map_err(&error)?
+                .ok_or(StoreError::Invariant("idempotency key vanished; retry"))?;
+            let existing = key_from_row(&row, &key.client_id, &key.key)?;
+            match idempotency::judge(Some(&existing), &key.fingerprint, now) {
+                Replay::Proceed => {
+                    let replace = transaction
+                        .prepare_cached(REPLACE_KEY)
+                        .await
+                        .map_err(&error)?;
+                    transaction
+                        .execute(&replace, &params)
+                        .await
+                        .map_err(&error)?;
+                }
+                other => return Ok(other),
+            }
+        }
+        let other = transaction
+            .prepare_cached(OTHER_KEY)
+            .await
+            .map_err(&error)?;
+        if transaction
+            .query_opt(
+                &other,
+                &[&key.client_id, &key.payment_id, &key.key.as_str()],
+            )
+            .await
+            .map_err(&error)?
+            .is_some()
+        {
+            // Rolled back: the key stays unclaimed.
+            return Err(StoreError::Conflict("payment"));
+        }
         transaction.commit().await.map_err(&error)?;
         Ok(Replay::Proceed)
     }

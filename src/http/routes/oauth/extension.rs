@@ -163,7 +163,7 @@ pub(super) async fn decide(app: &App, form: DecisionForm, key: &str) -> Result<R
     let days = i64::from(request.detail.expires_in_days);
     let valid_until = (Utc::now() + Duration::days(days)).date_naive();
     let parked = (client_id.as_str(), &request);
-    match to_bank_with(app, &consent, valid_until, Some(parked)).await? {
+    match to_bank_with(app, &consent, valid_until, Some(parked), None).await? {
         ToBank::Redirect(response) => Ok(response),
         ToBank::Unavailable => Ok(back(app, &request, BANK_UNAVAILABLE)),
     }

@@ -82,6 +82,95 @@ pub(super) struct Screen<'a> {
     /// The key of a pending extension: the screen asks to extend an authorised consent.
     pub extension: Option<&'a str>,
     pub screen_token: &'a str,
+    /// The payment a payment consent asks the user to make (instead of data to share).
+    pub payment: Option<&'a PaymentShown>,
+}
+
+/// What the consent screen shows of a payment: never the payee's whole account number.
+pub(super) struct PaymentShown {
+    /// The amount exactly as requested (`12.50`).
+    pub amount: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    pub payee: String,
+    /// `FR76 •••• 1234`.
+    pub account: String,
+    pub remittance: Option<String>,
+    pub instant: bool,
+}
+
+impl PaymentShown {
+    /// A payee's IBAN as the screen shows it: country and check digits, then the last four.
+    pub(super) fn masked(iban: &str) -> String {
+        let compact: Vec<char> = iban.chars().filter(|c| !c.is_whitespace()).collect();
+        if compact.len() <= 8 {
+            return "••••".to_owned();
+        }
+        let head: String = compact[..4].iter().collect();
+        let tail: String = compact[compact.len() - 4..].iter().collect();
+        format!("{head} •••• {tail}")
+    }
+
+    /// The amount with its currency, as people write it in the page's language: `12.50 EUR`,
+    /// `12,50 EUR`.
+    fn amount_text(&self, lang: Lang) -> String {
+        match lang {
+            Lang::En => format!("{} {}", self.amount, self.currency),
+            Lang::Fr => format!("{} {}", self.amount.replace('.', ","), self.currency),
+        }
+    }
+}
+
+/// The rows and heading of a payment's screen.
+fn payment_rows(
+    lang: Lang,
+    platform: &str,
+    bank: &str,
+    payment: &PaymentShown,
+) -> (String, String, String) {
+    let e = escape;
+    let t = |en: String, fr: String| if lang == Lang::En { en } else { fr };
+    let amount = e(&payment.amount_text(lang));
+    let heading = t(
+        format!("{platform} asks to pay {amount} from your account at {bank}"),
+        format!("{platform} demande à payer {amount} depuis votre compte chez {bank}"),
+    );
+    let title = t(
+        "Confirm a payment?".into(),
+        "Confirmer un paiement ?".into(),
+    );
+    let mut rows = vec![
+        (t("Amount".into(), "Montant".into()), "amount", amount),
+        (
+            t("Payee".into(), "Bénéficiaire".into()),
+            "payee",
+            e(&payment.payee),
+        ),
+        (
+            t("Payee's account".into(), "Compte du bénéficiaire".into()),
+            "payee-account",
+            e(&payment.account),
+        ),
+    ];
+    if let Some(remittance) = &payment.remittance {
+        rows.push((
+            t("Reference".into(), "Libellé".into()),
+            "remittance",
+            e(remittance),
+        ));
+    }
+    if payment.instant {
+        rows.push((
+            t("Speed".into(), "Délai".into()),
+            "instant",
+            t("Instant transfer".into(), "Virement instantané".into()),
+        ));
+    }
+    let rows = rows
+        .into_iter()
+        .map(|(label, id, value)| format!("<dt>{label}</dt><dd id=\"{id}\">{value}</dd>\n"))
+        .collect();
+    (heading, title, rows)
 }
 
 fn category(lang: Lang, scope: Scope) -> &'static str {
@@ -173,6 +262,13 @@ pub(super) fn render(screen: &Screen<'_>) -> String {
             ),
         ),
     };
+    let (heading, title) = match screen.payment {
+        Some(payment) => {
+            let (heading, title, _) = payment_rows(lang, &platform, &bank, payment);
+            (heading, title)
+        }
+        None => (heading, title),
+    };
     let extension_input = screen.extension.map_or(String::new(), |key| {
         format!(
             "\n<input type=\"hidden\" name=\"extension\" value=\"{}\">",
@@ -223,14 +319,34 @@ pub(super) fn render(screen: &Screen<'_>) -> String {
     .into_iter()
     .flatten()
     .collect();
-    let confirm = t(
-        format!(
-            "You will confirm at {bank}. You can withdraw this consent at any time, in {platform} or by asking your bank."
+    let facts = match screen.payment {
+        Some(payment) => payment_rows(lang, &platform, &bank, payment).2,
+        None => format!(
+            "<dt>{data_label}</dt><dd id=\"scopes\">{categories}</dd>\n\
+             <dt>{history_label}</dt><dd id=\"history\">{history}</dd>\n\
+             <dt>{duration_label}</dt><dd id=\"duration\">{duration}</dd>\n",
+            categories = e(&categories.join(", ")),
         ),
-        format!(
-            "Vous confirmerez auprès de {bank}. Vous pouvez retirer ce consentement à tout moment, dans {platform} ou auprès de votre banque."
-        ),
-    );
+    };
+    let confirm = if screen.payment.is_some() {
+        t(
+            format!(
+                "You will confirm the payment at {bank}; nothing is paid without it. {platform} will see whether it went through."
+            ),
+            format!(
+                "Vous confirmerez le paiement auprès de {bank} ; rien n'est payé sans cela. {platform} saura s'il a abouti."
+            ),
+        )
+    } else {
+        t(
+            format!(
+                "You will confirm at {bank}. You can withdraw this consent at any time, in {platform} or by asking your bank."
+            ),
+            format!(
+                "Vous confirmerez auprès de {bank}. Vous pouvez retirer ce consentement à tout moment, dans {platform} ou auprès de votre banque."
+            ),
+        )
+    };
     let actions = t("Your decision".into(), "Votre décision".into());
     let approve = t(
         format!("Continue to {bank}"),
@@ -256,10 +372,7 @@ pub(super) fn render(screen: &Screen<'_>) -> String {
 <p{purpose_lang}>{description}</p>
 <dl>
 <dt>{purpose_label}</dt><dd{purpose_lang}>{purpose_title}</dd>
-<dt>{data_label}</dt><dd id="scopes">{categories}</dd>
-<dt>{history_label}</dt><dd id="history">{history}</dd>
-<dt>{duration_label}</dt><dd id="duration">{duration}</dd>
-<dt>{bank_label}</dt><dd id="bank">{bank}</dd>
+{facts}<dt>{bank_label}</dt><dd id="bank">{bank}</dd>
 </dl>
 <h3>{obligations_label}</h3>
 <ul>{obligations}</ul>
@@ -277,7 +390,6 @@ pub(super) fn render(screen: &Screen<'_>) -> String {
         code = lang.code(),
         purpose_title = e(screen.title),
         description = e(screen.description),
-        categories = e(&categories.join(", ")),
         consent_id = e(screen.consent_id),
         screen_token = e(screen.screen_token),
     )
@@ -359,6 +471,7 @@ mod tests {
             consent_id: "c-1",
             extension: None,
             screen_token: "t",
+            payment: None,
         })
     }
 
@@ -392,6 +505,7 @@ mod tests {
             consent_id: "c-1",
             extension: Some("urn:bankgate:extension:screen:k"),
             screen_token: "t",
+            payment: None,
         });
         assert!(translated.contains("<h2 id=\"purpose\">Alertes de solde</h2>"));
         assert!(translated.contains("<p>Vous alerte quand un solde devient bas.</p>"));
@@ -407,5 +521,56 @@ mod tests {
                 "no CDN"
             );
         }
+    }
+
+    #[test]
+    fn a_payment_screen_shows_amount_payee_masked_account_and_bank() {
+        let payment = PaymentShown {
+            amount: "12.50".into(),
+            currency: "EUR".into(),
+            payee: "Camille <Martin>".into(),
+            account: PaymentShown::masked("FR7630006000011234567890189"),
+            remittance: Some("pizza".into()),
+            instant: true,
+        };
+        assert_eq!(payment.account, "FR76 •••• 0189");
+        let page = |lang| {
+            render(&Screen {
+                lang,
+                platform: "Messenger",
+                bank: "STET Bank",
+                title: "Pay a friend by message",
+                description: "Starts one payment.",
+                text_lang: lang,
+                scopes: &[],
+                days: 1,
+                until: NaiveDate::from_ymd_opt(2026, 2, 1).unwrap(),
+                history_days: 0,
+                retention_days: Some(365),
+                onward_sharing: Some(false),
+                consent_id: "c-1",
+                extension: None,
+                screen_token: "t",
+                payment: Some(&payment),
+            })
+        };
+        let english = page(Lang::En);
+        assert!(
+            english.contains("<dd id=\"amount\">12.50 EUR</dd>"),
+            "{english}"
+        );
+        assert!(english.contains("<dd id=\"payee\">Camille &lt;Martin&gt;</dd>"));
+        assert!(english.contains("<dd id=\"payee-account\">FR76 •••• 0189</dd>"));
+        assert!(english.contains("<dd id=\"bank\">STET Bank</dd>"));
+        assert!(english.contains("Confirm a payment?"));
+        assert!(!english.contains("id=\"scopes\""));
+        assert!(!english.contains("7630006000011234567890189"));
+        let french = page(Lang::Fr);
+        assert!(
+            french.contains("<dd id=\"amount\">12,50 EUR</dd>"),
+            "{french}"
+        );
+        assert!(french.contains("Bénéficiaire"));
+        assert!(french.contains("Virement instantané"));
     }
 }

@@ -452,7 +452,7 @@ async fn code_tokens(
     let mut body = token_body(app, &access_token, &claims);
     body["refresh_token"] = json!(refresh_token);
     body["consent_id"] = json!(consent.id);
-    body["authorization_details"] = json!([consent.granted_details()]);
+    body["authorization_details"] = super::payment::granted_details(app, consent).await?;
     Ok(body)
 }
 
@@ -501,7 +501,7 @@ async fn refresh(
     let (access_token, claims) = consent_token(app, client, &consent, jkt.as_deref()).await?;
     let mut body = token_body(app, &access_token, &claims);
     body["consent_id"] = json!(consent.id);
-    body["authorization_details"] = json!([consent.granted_details()]);
+    body["authorization_details"] = super::payment::granted_details(app, &consent).await?;
     Ok(body)
 }
 
@@ -512,7 +512,11 @@ async fn consent_token(
     consent: &Consent,
     jkt: Option<&str>,
 ) -> Result<(String, AccessClaims), Refusal> {
-    let scope: Vec<&str> = consent.scopes.iter().map(|scope| scope.as_str()).collect();
+    let mut scope: Vec<&str> = consent.scopes.iter().map(|scope| scope.as_str()).collect();
+    // A payment consent reads no data: its token pays.
+    if scope.is_empty() {
+        scope.push(super::payment::PAYMENT_SCOPE);
+    }
     let (access_token, claims) = app
         .tokens
         .issue_bound(&client.client_id, &consent.id, &scope.join(" "), jkt)

@@ -1,0 +1,283 @@
+//! The payment parts of the authorization server: a pushed `payment_initiation` detail
+//! checked (PAR), the payment recorded with its consent and shown on the consent screen, the
+//! bank's payment resource created when the user confirms (recorded first, never retried), and
+//! the payment's state when the bank answers.
+//!
+//! What is checked where: the request itself and the purpose's limits at PAR (and again at
+//! submission, `routes/payments.rs`); the payer's account, where the bank names it, at
+//! submission.
+
+use chrono::{DateTime, Utc};
+
+use crate::adapters::{Adapter, BankConsent};
+use crate::app::App;
+use crate::audit::{Action, Event};
+use crate::consent::{AuthorizationDetail, Consent};
+use crate::error::{Error, OAuthError};
+use crate::lifecycle::consent_event;
+use crate::oauth::Client;
+use crate::payments::{
+    LimitRefusal, PAYMENT_INITIATION, Payment, PaymentRequest, Submission, ValidPayment,
+};
+use crate::policy::Platform;
+
+use super::super::input;
+
+/// The scope of a payment consent's access token: it pays, it reads nothing.
+pub(crate) const PAYMENT_SCOPE: &str = "payment";
+
+/// Whether a pushed authorization detail (as JSON) is a payment's.
+pub(super) fn is_payment(detail: &serde_json::Value) -> bool {
+    detail.get("type").and_then(serde_json::Value::as_str) == Some(PAYMENT_INITIATION)
+}
+
+fn refused(slug: &str, message: impl std::fmt::Display) -> Error {
+    Error::from(OAuthError::new(
+        "invalid_authorization_details",
+        format!("{slug}: {message}"),
+    ))
+}
+
+fn details_error(message: impl std::fmt::Display) -> Error {
+    Error::from(OAuthError::new(
+        "invalid_authorization_details",
+        message.to_string(),
+    ))
+}
+
+/// A pushed `payment_initiation` detail checked: its form (amount, currency, IBAN checksum,
+/// texts), a bank that can pay, a payment purpose the platform may use, and the purpose's
+/// limits against the user's payments of the day. Returns the request and the consent detail
+/// it becomes (no data scopes, the purpose's lifetime) with the policy's hash.
+pub(super) async fn check(
+    app: &App,
+    client: &Client,
+    raw: serde_json::Value,
+) -> Result<(PaymentRequest, AuthorizationDetail, String), Error> {
+    let request: PaymentRequest = serde_json::from_value(raw)
+        .map_err(|error| details_error(format!("authorization_details: {error}")))?;
+    for (field, value) in [
+        ("bank", Some(&request.bank)),
+        ("purpose", Some(&request.purpose)),
+        ("user_ref", Some(&request.user_ref)),
+        ("creditor_name", Some(&request.creditor_name)),
+        ("remittance", request.remittance.as_ref()),
+    ] {
+        if let Some(value) = value {
+            input::text(field, value).map_err(details_error)?;
+        }
+    }
+    if request.user_ref.is_empty() || request.user_ref.len() > 128 {
+        return Err(details_error("user_ref must be 1-128 characters"));
+    }
+    let adapter = app
+        .banks
+        .get(&request.bank)
+        .ok_or_else(|| details_error(format!("unknown bank {}", input::quoted(&request.bank))))?;
+    if adapter.profile.payments().is_none() {
+        return Err(refused(
+            "payment-bank-cannot-pay",
+            format!(
+                "bank {} ({}) does not offer payment initiation",
+                request.bank,
+                adapter.profile.name()
+            ),
+        ));
+    }
+    let valid = request
+        .validate()
+        .map_err(|invalid| refused(invalid.slug(), &invalid))?;
+    let policies = app.policies.current();
+    let policy = policies
+        .lookup(&request.purpose)
+        .map_err(|refusal| details_error(refusal.to_string()))?;
+    policy
+        .admits(&Platform {
+            approved_purposes: &client.allowed_purposes,
+            region: &client.region,
+        })
+        .map_err(|refusal| details_error(refusal.to_string()))?;
+    check_limits(
+        app,
+        &client.client_id,
+        &valid,
+        policy.payment.as_ref(),
+        Utc::now(),
+    )
+    .await?;
+    let detail = AuthorizationDetail {
+        kind: PAYMENT_INITIATION.to_owned(),
+        bank: request.bank.clone(),
+        purpose: request.purpose.clone(),
+        scopes: Vec::new(),
+        history_days: 0,
+        expires_in_days: policy.max_consent_days.max(1),
+        user_ref: request.user_ref.clone(),
+        consent_id: None,
+    };
+    Ok((valid.request, detail, policy.hash.clone()))
+}
+
+/// The purpose's payment limits for `payment`, with what the user already paid today through
+/// this platform (PAR and submission both ask).
+pub(crate) async fn check_limits(
+    app: &App,
+    client_id: &str,
+    payment: &ValidPayment,
+    limits: Option<&crate::payments::PaymentLimits>,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let purpose = &payment.request.purpose;
+    let limits = limits.ok_or_else(|| {
+        let refusal = LimitRefusal::NotAPaymentPurpose {
+            purpose: purpose.clone(),
+        };
+        refused(refusal.slug(), &refusal)
+    })?;
+    let spent = app
+        .store
+        .spent_on(
+            client_id,
+            &payment.request.user_ref,
+            payment.currency_code(),
+            now.date_naive(),
+        )
+        .await?;
+    limits
+        .check(purpose, payment, spent)
+        .map_err(|refusal| refused(refusal.slug(), &refusal))
+}
+
+/// The audit facts of a payment request as an event's fields (amount, currency, the payee's
+/// account masked), under the category `payment`.
+pub(crate) fn with_facts(mut event: Event, request: &PaymentRequest) -> Event {
+    event.categories = vec![PAYMENT_SCOPE.to_owned()];
+    if let Ok(valid) = request.validate() {
+        event.fields = valid.facts();
+    }
+    event
+}
+
+/// Records the payment of a new payment consent (before any bank call) and audits the
+/// consent's creation with the payment's facts.
+pub(super) async fn record(
+    app: &App,
+    consent: &Consent,
+    request: &PaymentRequest,
+) -> Result<Payment, Error> {
+    let payment = Payment::recorded(&consent.client_id, &consent.id, request, consent.created_at);
+    app.store.insert_payment(&payment).await?;
+    app.auditor
+        .record(with_facts(
+            consent_event(Action::ConsentCreated, &consent.client_id, consent),
+            request,
+        ))
+        .await
+        .map_err(Error::AuditUnavailable)?;
+    Ok(payment)
+}
+
+/// What [`create_at_bank`] got.
+pub(super) enum Created {
+    /// The bank's payment resource (or payment consent) exists; the user authorises it next.
+    Created(BankConsent),
+    /// The bank refused it, or could not be reached: the payment is not made (logged).
+    Failed,
+}
+
+/// Creates the bank's payment resource (Berlin Group, STET) or payment consent for `payment`:
+/// marked `in_doubt` first (a crash after the call leaves a trace, settled by a status
+/// look-up), called once — never retried —, then the answer recorded: the bank's id, or
+/// `refused` when the bank refused it, or left `in_doubt` when the answer was lost.
+pub(super) async fn create_at_bank(
+    app: &App,
+    adapter: &Adapter,
+    payment: &Payment,
+) -> Result<Created, Error> {
+    let Some(initiation) = adapter.profile.payments() else {
+        return Ok(Created::Failed);
+    };
+    let calling = payment.moved(Submission::InDoubt, Utc::now());
+    if !app
+        .store
+        .update_payment(&calling, payment.updated_at)
+        .await?
+    {
+        return Err(Error::InvalidRequest(
+            "this payment is already on its way to the bank".into(),
+        ));
+    }
+    match initiation
+        .create_payment_consent(&adapter.bank, &calling.order())
+        .await
+    {
+        Ok(created) => {
+            let mut answered = calling.moved(Submission::Submitted, Utc::now());
+            answered.bank_payment_id = created.id.clone();
+            app.store
+                .update_payment(&answered, calling.updated_at)
+                .await?;
+            Ok(Created::Created(created))
+        }
+        Err(error) => {
+            let error = error.at(&adapter.bank.manifest.id);
+            tracing::warn!(bank = %adapter.bank.manifest.id, kind = error.kind(),
+                "the bank did not create the payment");
+            if is_refusal(&error) {
+                app.store
+                    .update_payment(
+                        &calling.moved(Submission::Refused, Utc::now()),
+                        calling.updated_at,
+                    )
+                    .await?;
+            }
+            Ok(Created::Failed)
+        }
+    }
+}
+
+/// Whether a bank's answer says for certain that it made no payment: a 4xx, an error body, or a
+/// refusal the profile read. A timeout, a transport failure or a 5xx may hide a payment made.
+pub(crate) fn is_refusal(error: &crate::adapters::AdapterError) -> bool {
+    use crate::adapters::AdapterError;
+    match error.root() {
+        AdapterError::Status { status } => (400..500).contains(status) && *status != 408,
+        AdapterError::ErrorBody(_) | AdapterError::Refused(_) | AdapterError::UnknownAccount => {
+            true
+        }
+        // Not sent at all: nothing can have been made.
+        AdapterError::CircuitOpen | AdapterError::Saturated => true,
+        _ => false,
+    }
+}
+
+/// The payment of a consent that ended without being authorised (declined by the user or at
+/// the bank): `refused`, so that it never counts against the day's limit and is never sent.
+pub(super) async fn abandon(app: &App, consent: &Consent) -> Result<(), Error> {
+    if let Some(payment) = app.store.payment_of_consent(&consent.id).await?
+        && matches!(
+            payment.submission,
+            Submission::Recorded | Submission::Submitted
+        )
+        && payment.status.is_none()
+    {
+        app.store
+            .update_payment(
+                &payment.moved(Submission::Refused, Utc::now()),
+                payment.updated_at,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// The authorization details a payment consent's token carries: the one payment.
+pub(crate) async fn granted_details(
+    app: &App,
+    consent: &Consent,
+) -> Result<serde_json::Value, Error> {
+    Ok(match app.store.payment_of_consent(&consent.id).await? {
+        Some(payment) => serde_json::json!([payment.request]),
+        None => serde_json::json!([consent.granted_details()]),
+    })
+}
