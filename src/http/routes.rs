@@ -30,6 +30,7 @@ pub const ALL: &[RouteSpec] = &[
     route("/", &["GET"]),
     route("/healthz", &["GET"]),
     route("/readyz", &["GET"]),
+    route("/openapi.json", &["GET"]),
     route("/console", &["GET"]),
     route("/console/", &["GET"]),
     route("/console/console.js", &["GET"]),

@@ -35,6 +35,7 @@ mod logs;
 mod metrics;
 mod nul_input;
 mod oauth_refusals;
+mod openapi;
 mod operator;
 mod par_binding;
 mod payments;
