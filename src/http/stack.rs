@@ -72,10 +72,11 @@ pub fn service(app: Arc<App>) -> GatewayService {
             consents.clone(),
         )
         .route_service("/v1/webhooks/{*rest}", consents);
-    // Exactly the data routes: any other path under /v1/accounts has no route (404, not a
-    // data request).
+    // Exactly the data routes, GET only: any other path under /v1/accounts has no route (404,
+    // not a data request), and another method is 405 before any decision (a POST or TRACE
+    // released data, found by schemathesis).
     for route in routes::data::DATA_ROUTES {
-        router = router.route_service(route.pattern, data.clone());
+        router = router.route(route.pattern, axum::routing::get_service(data.clone()));
     }
 
     let stack = ServiceBuilder::new()

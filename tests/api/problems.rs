@@ -336,3 +336,48 @@ async fn every_route_answers_errors_as_problems(kind: StoreKind) {
         assert_eq!(status, 404, "{path}: {problem}");
     }
 }
+
+/// A data route answers GET only: another method, even with a valid token and proof, is 405
+/// `method-not-allowed` (with `Allow`) before any decision, so nothing is released (found by
+/// schemathesis: TRACE and POST on `/v1/accounts` answered the accounts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_routes_answer_get_only() {
+    let gateway = TestGateway::start(StoreKind::Memory).await;
+    let detail = account_information(
+        "demo-bank",
+        "balance-alerts",
+        &[Scope::Accounts, Scope::Balances],
+        "u-methods",
+    );
+    let (token, _) = gateway.platform.connect(&detail).await.expect("consent");
+    let token = token.access_token;
+    let (status, accounts) = gateway
+        .platform
+        .get(&token, "/v1/accounts")
+        .await
+        .expect("accounts");
+    assert_eq!(status, 200, "{accounts}");
+    let account = accounts["accounts"][0]["id"].as_str().expect("an account");
+    for path in [
+        "/v1/accounts".to_owned(),
+        format!("/v1/accounts/{account}/balances"),
+        format!("/v1/accounts/{account}/transactions"),
+        "/v1/identity".to_owned(),
+    ] {
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::TRACE] {
+            let answer = gateway
+                .platform
+                .send(method.clone(), &path, Some(&token), None)
+                .await
+                .expect("an answer");
+            let body = answer.json();
+            assert_eq!(answer.status, 405, "{method} {path}: {body}");
+            assert_eq!(
+                body["type"], "https://bankgate.dev/problems/method-not-allowed",
+                "{method} {path}"
+            );
+            let allow = answer.headers["allow"].to_str().unwrap_or_default();
+            assert!(allow.contains("GET"), "{method} {path}: Allow {allow}");
+        }
+    }
+}
