@@ -5,7 +5,7 @@
 //! One per profile (`berlin-group`, `stet`, `obie`, `fdx`, and for `mapping` a bank with a
 //! proprietary API), each a [`scaffold::Standard`] on one shared scaffold (authorization
 //! server, consents, routing, errors, paging) over the same synthetic [`customers`]; every one
-//! can be told to misbehave ([`faults`]). The Berlin Group and STET banks accept payments
+//! can be told to misbehave ([`faults`]). The Berlin Group, STET and OBIE banks accept payments
 //! ([`payments`]) and move money on the [`ledger`] all sandbox banks of a process share. Like a
 //! real bank's, their software is their own: this crate does not depend on the gateway.
 //!

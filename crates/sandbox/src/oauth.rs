@@ -19,6 +19,7 @@ mod fapi;
 mod jose;
 
 pub use fapi::sender_constraint;
+pub use jose::ClientKeys;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -329,6 +330,17 @@ impl AuthServer {
             fapi: fapi::Fapi::new(&config.fapi, &config.client_secret),
             books: Mutex::new(OAuthBooks::default()),
         }
+    }
+
+    /// The one client the server knows.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The keys the client registered, if it did (its `private_key_jwt` keys, which also
+    /// verify what it signs, e.g. OBIE's `x-jws-signature`).
+    pub fn client_keys(&self) -> Option<&ClientKeys> {
+        self.fapi.client_keys.as_ref()
     }
 
     /// Where the bank listens, which is also its issuer identifier.
@@ -809,10 +821,12 @@ impl AuthServer {
         )
     }
 
+    /// A client credentials token, bound to the DPoP key `jkt` when the request proved one.
     fn client_credentials<B: ConsentBinding>(
         &self,
         bank: &B,
         parameters: &HashMap<String, String>,
+        jkt: Option<String>,
     ) -> Result<Value, OAuthError> {
         let scope = match bank.client_credentials_scope(parameters.get("scope").map(String::as_str))
         {
@@ -833,12 +847,12 @@ impl AuthServer {
                 scope: scope.clone(),
                 refresh_token: None,
                 expires_at: Instant::now() + ACCESS_TOKEN_LIFETIME,
-                jkt: None,
+                jkt: jkt.clone(),
             },
         );
         Ok(json!({
             "access_token": access_token,
-            "token_type": "Bearer",
+            "token_type": if jkt.is_some() { "DPoP" } else { "Bearer" },
             "expires_in": ACCESS_TOKEN_LIFETIME.as_secs(),
             "scope": scope,
         }))
@@ -1007,7 +1021,7 @@ async fn token<B: ConsentBinding>(
     let response = match parameters.get("grant_type").map(String::as_str) {
         Some("authorization_code") => auth.redeem_code(bank.as_ref(), &parameters, jkt)?,
         Some("refresh_token") => auth.refresh(bank.as_ref(), &parameters, jkt)?,
-        Some("client_credentials") => auth.client_credentials(bank.as_ref(), &parameters)?,
+        Some("client_credentials") => auth.client_credentials(bank.as_ref(), &parameters, jkt)?,
         Some(_) => {
             return Err(OAuthError::new(
                 "unsupported_grant_type",

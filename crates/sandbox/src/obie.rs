@@ -2,7 +2,8 @@
 //! `/open-banking/v3.1/aisp` and 4.0 under `/open-banking/v4.0/aisp` over the synthetic
 //! customers of [`crate::customers`]: account access consents (created with a client
 //! credentials token, then authorised through the shared OAuth2 server), accounts, balances
-//! and transactions.
+//! and transactions with the shared [`crate::ledger`]'s movements, and domestic payments under
+//! `/open-banking/{version}/pisp` ([`payments`], signatures checked by [`jws`]).
 //!
 //! Where the standard leaves a choice, the sandbox takes these:
 //! - The authorization request names the consent as `openbanking_intent_id` in an OIDC
@@ -19,6 +20,9 @@
 //! - Transactions come ten to a page, linked by absolute `Links.Next` URLs, filtered by
 //!   `fromBookingDateTime`/`toBookingDateTime` on their value date.
 //! - `x-fapi-interaction-id` is played back on every answer.
+
+mod jws;
+mod payments;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -96,10 +100,34 @@ impl scaffold::Standard for Obie {
                 &format!("{BASE}/accounts/{{id}}/transactions"),
                 get(transactions),
             )
+            .route(
+                "/open-banking/{version}/pisp/domestic-payment-consents",
+                post(payments::create_consent),
+            )
+            .route(
+                "/open-banking/{version}/pisp/domestic-payment-consents/{id}",
+                get(payments::consent),
+            )
+            .route(
+                "/open-banking/{version}/pisp/domestic-payments",
+                post(payments::submit),
+            )
+            .route(
+                "/open-banking/{version}/pisp/domestic-payments/{id}",
+                get(payments::payment),
+            )
     }
 
-    /// The consent named as `openbanking_intent_id` in the OIDC `claims`.
+    fn payment_scope(_: &str) -> String {
+        format!("openid {}", payments::SCOPE)
+    }
+
+    /// The consent named as `openbanking_intent_id` in the OIDC `claims`: a payment consent
+    /// under the scope `payments`, an account access consent under `accounts`.
     fn bind(bank: &Bank, parameters: &HashMap<String, String>) -> Result<String, BindError> {
+        if let Some(bound) = payments::bind(bank, parameters) {
+            return bound;
+        }
         let scopes = parameters.get("scope").map(String::as_str).unwrap_or("");
         if !scopes
             .split_ascii_whitespace()
@@ -129,16 +157,20 @@ impl scaffold::Standard for Obie {
         }
     }
 
+    /// `accounts` (the default) for account access consents, `payments` for payment
+    /// consents and payments, or both.
     fn client_credentials_scope(requested: Option<&str>) -> Option<Result<String, String>> {
-        let only_accounts = requested.is_none_or(|scopes| {
-            scopes
-                .split_ascii_whitespace()
-                .all(|scope| scope == "accounts")
-        });
-        Some(if only_accounts {
-            Ok("accounts".into())
+        let Some(requested) = requested else {
+            return Some(Ok("accounts".into()));
+        };
+        let scopes: Vec<&str> = requested.split_ascii_whitespace().collect();
+        let known = scopes
+            .iter()
+            .all(|scope| *scope == "accounts" || *scope == payments::SCOPE);
+        Some(if known && !scopes.is_empty() {
+            Ok(scopes.join(" "))
         } else {
-            Err("only the scope accounts".into())
+            Err("only the scopes accounts and payments".into())
         })
     }
 
@@ -285,7 +317,15 @@ fn timestamp(time: DateTime<Utc>) -> String {
 /// Checks a client credentials token (for the consent resource).
 fn client(bank: &Bank, headers: &HeaderMap) -> Result<(), ObError> {
     match bank.auth.bearer(headers) {
-        Ok(grant) if grant.consent_id.is_none() && grant.scope == "accounts" => Ok(()),
+        Ok(grant)
+            if grant.consent_id.is_none()
+                && grant
+                    .scope
+                    .split_ascii_whitespace()
+                    .any(|s| s == "accounts") =>
+        {
+            Ok(())
+        }
         Ok(_) => Err(ApiError::forbidden(
             "a client credentials token is required",
         )),

@@ -77,6 +77,10 @@ pub struct Payment {
     /// Where the bank's own approval page sends the customer back (the redirect approach,
     /// where the TPP asked for it): after an approval, and after a refusal if it differs.
     pub redirect_uris: Option<(String, Option<String>)>,
+    /// The order as the TPP wrote it, where the standard plays it back (OBIE `Initiation`).
+    pub wire: Value,
+    /// Whether the TPP submitted (confirmed) it.
+    pub submitted: bool,
 }
 
 impl Payment {
@@ -236,11 +240,21 @@ pub enum ConfirmError {
     Final,
 }
 
+/// Why a submission was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The idempotency key was used for another submission.
+    KeyReused,
+    Confirm(ConfirmError),
+}
+
 #[derive(Default)]
 struct Books {
     payments: HashMap<String, Payment>,
     /// Idempotency key (request id) → payment id.
     keys: HashMap<String, String>,
+    /// Submission idempotency key → the payment and body submitted.
+    submissions: HashMap<String, (String, Value)>,
 }
 
 /// The payments one bank received.
@@ -328,6 +342,8 @@ impl Payments {
                 created_at: self.now(),
                 confirms,
                 redirect_uris: None,
+                wire: Value::Null,
+                submitted: false,
             },
         );
         if let Some(key) = key {
@@ -337,10 +353,10 @@ impl Payments {
         Ok((id, false))
     }
 
-    /// Where the bank's approval page of payment `id` sends the customer back.
-    pub fn set_redirect_uris(&self, id: &str, ok: String, nok: Option<String>) {
+    /// Changes what a standard keeps of payment `id` beside its order and stage.
+    pub fn annotate(&self, id: &str, change: impl FnOnce(&mut Payment)) {
         if let Some(payment) = self.books().payments.get_mut(id) {
-            payment.redirect_uris = Some((ok, nok));
+            change(payment);
         }
     }
 
@@ -399,9 +415,46 @@ impl Payments {
     pub fn confirm(&self, id: &str) -> Result<Payment, ConfirmError> {
         Counters::count(&self.counters.confirmations);
         let mut books = self.books();
+        self.confirm_in(&mut books, id)
+    }
+
+    /// The TPP submits payment `id` under an idempotency `key` with `body`: it executes, once;
+    /// the same key and body again answer the payment as it is now (`true`: replayed), the
+    /// same key with another body or payment is refused.
+    pub fn submit(
+        &self,
+        key: &str,
+        id: &str,
+        body: &Value,
+    ) -> Result<(Payment, bool), SubmitError> {
+        Counters::count(&self.counters.confirmations);
+        let mut books = self.books();
+        if let Some((seen_id, seen_body)) = books.submissions.get(key) {
+            if seen_id != id || seen_body != body {
+                return Err(SubmitError::KeyReused);
+            }
+            let payment = books
+                .payments
+                .get(id)
+                .cloned()
+                .ok_or(SubmitError::Confirm(ConfirmError::Unknown))?;
+            Counters::count(&self.counters.replayed);
+            return Ok((payment, true));
+        }
+        let payment = self
+            .confirm_in(&mut books, id)
+            .map_err(SubmitError::Confirm)?;
+        books
+            .submissions
+            .insert(key.to_owned(), (id.to_owned(), body.clone()));
+        Ok((payment, false))
+    }
+
+    fn confirm_in(&self, books: &mut Books, id: &str) -> Result<Payment, ConfirmError> {
         let payment = books.payments.get_mut(id).ok_or(ConfirmError::Unknown)?;
         match payment.stage {
             Stage::Approved { debtor } => {
+                payment.submitted = true;
                 self.execute(payment, debtor);
                 Ok(payment.clone())
             }

@@ -310,7 +310,9 @@ fn remember_redirects(bank: &Bank, id: &str, headers: &HeaderMap) {
     let nok = header_text(headers, TPP_NOK_REDIRECT_URI)
         .filter(|uri| is_http_url(uri))
         .map(str::to_owned);
-    bank.payments.set_redirect_uris(id, ok.to_owned(), nok);
+    bank.payments.annotate(id, |payment| {
+        payment.redirect_uris = Some((ok.to_owned(), nok));
+    });
 }
 
 fn is_http_url(text: &str) -> bool {

@@ -78,7 +78,7 @@ impl ClientKeys {
     }
 
     /// The key a header names by `kid` (or the only key), with its algorithm.
-    fn find(&self, kid: Option<&str>) -> Option<(Algorithm, &DecodingKey)> {
+    pub fn find(&self, kid: Option<&str>) -> Option<(Algorithm, &DecodingKey)> {
         let found = match kid {
             Some(kid) => self.keys.iter().find(|key| key.0.as_deref() == Some(kid)),
             None if self.keys.len() == 1 => self.keys.first(),
