@@ -421,6 +421,12 @@ impl ClientKey {
         Ok(format!("{message}.{signature}"))
     }
 
+    /// Signs a JWS signing input as it is (for a detached or unencoded payload, RFC 7797):
+    /// the base64url signature.
+    pub fn sign_input(&self, input: &[u8]) -> Result<String, SignError> {
+        Ok(jsonwebtoken::crypto::sign(input, &self.encoding, self.alg)?)
+    }
+
     /// A `private_key_jwt` client assertion (RFC 7523) for `client_id` towards `audience`
     /// (FAPI 2.0: the authorization server's issuer), valid for 60 s.
     pub fn client_assertion(&self, client_id: &str, audience: &str) -> Result<String, SignError> {

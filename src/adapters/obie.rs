@@ -8,7 +8,8 @@
 //! `x-fapi-interaction-id`. Lists are followed through `Links.Next` on the bank's own origin;
 //! transactions are asked for from `fromBookingDateTime` and filtered to it again here.
 //! (FAPI signed request objects and mutual TLS are not used: the claims go as a plain
-//! parameter and the client authenticates with its secret.)
+//! parameter and the client authenticates with its secret or, where the manifest says so,
+//! `private_key_jwt`.) Payment initiation: [`payments`].
 
 pub mod payments;
 pub mod wire;
@@ -21,11 +22,12 @@ use chrono::NaiveDate;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde::Deserialize;
 
-use super::common::{
-    Pages, account_ref, endpoint, follow_link, request_id, route_of, send, within,
+use super::bank_oauth::dpop;
+use super::common::{Pages, account_ref, endpoint, follow_link, request_id, send, within};
+use super::{
+    AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, PaymentInitiation,
+    Profile,
 };
-use super::outbound::no_error_in_body;
-use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
 use crate::model::{Balance, Transaction};
 
 /// The profile's manifest name.
@@ -39,20 +41,54 @@ pub struct Obie;
 #[derive(Deserialize)]
 struct ClientToken {
     access_token: String,
+    #[serde(default)]
+    token_type: String,
 }
 
 impl Obie {
-    /// A client credentials token with the scope `accounts`, for the consent resource.
-    async fn client_token(&self, bank: &Bank) -> Result<String, AdapterError> {
-        let request = bank
-            .http
-            .post(&bank.manifest.oauth.token_endpoint)
-            .basic_auth(&bank.client_id, Some(bank.client_secret()))
-            .form(&[("grant_type", "client_credentials"), ("scope", "accounts")]);
-        let route = route_of(&bank.manifest.oauth.token_endpoint);
-        let body = bank.fetch(request, route, no_error_in_body).await?;
-        let token: ClientToken = serde_json::from_slice(&body)
+    /// A client credentials token with `scope` (`accounts` for the account access consent,
+    /// `payments` for payment consents and payments). It goes through the bank's OAuth HTTP
+    /// client: bankgate authenticates as the manifest says (`private_key_jwt` or its secret)
+    /// and, with a DPoP key, proves it (the token is then bound to that key).
+    async fn client_token(&self, bank: &Bank, scope: &str) -> Result<String, AdapterError> {
+        use http::header::{AUTHORIZATION, CONTENT_TYPE};
+
+        let mut form = vec![
+            ("grant_type".to_owned(), "client_credentials".to_owned()),
+            ("scope".to_owned(), scope.to_owned()),
+        ];
+        let basic = crate::adapters::bank_oauth::auth::authenticate(bank, &mut form)?;
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&form)
+            .finish()
+            .into_bytes();
+        let mut request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(&bank.manifest.oauth.token_endpoint)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(basic) = basic {
+            let mut value = http::HeaderValue::from_str(&basic).map_err(|_| {
+                AdapterError::Refused("the client credentials are not a header value".into())
+            })?;
+            value.set_sensitive(true);
+            request = request.header(AUTHORIZATION, value);
+        }
+        let request = request
+            .body(body)
+            .map_err(|_| AdapterError::Refused("bank manifest has a bad token_endpoint".into()))?;
+        let response = dpop::HttpClient::of(bank)
+            .send(request)
+            .await
+            .map_err(|error| AdapterError::Transport(error.to_string()))?;
+        if !response.status().is_success() {
+            return Err(AdapterError::Status {
+                status: response.status().as_u16(),
+            });
+        }
+        let token: ClientToken = serde_json::from_slice(response.body())
             .map_err(|_| AdapterError::Decode("token response not understood".into()))?;
+        dpop::check_token_type(bank, &token.token_type)?;
         Ok(token.access_token)
     }
 
@@ -62,14 +98,15 @@ impl Obie {
         bank: &Bank,
         consent_id: &str,
     ) -> Result<wire::ConsentState, AdapterError> {
-        let token = self.client_token(bank).await?;
+        let token = self.client_token(bank, "accounts").await?;
         let url = endpoint(bank, &["account-access-consents", consent_id])?;
+        let request = bank
+            .http
+            .get(url.clone())
+            .header(INTERACTION_ID, request_id());
         let answer: wire::Envelope<wire::ConsentData> = send(
             bank,
-            bank.http
-                .get(url)
-                .header(INTERACTION_ID, request_id())
-                .bearer_auth(token),
+            dpop::authorize(bank, request, "GET", &url, &token)?,
             "/account-access-consents/{ConsentId}",
             wire::error_in_body,
         )
@@ -78,12 +115,18 @@ impl Obie {
     }
 }
 
-fn get(bank: &Bank, session: BankSession<'_>, url: url::Url) -> reqwest::RequestBuilder {
-    bank.http
-        .get(url)
+/// A data call with the consent's token (and a DPoP proof where bankgate has a key).
+fn get(
+    bank: &Bank,
+    session: BankSession<'_>,
+    url: url::Url,
+) -> Result<reqwest::RequestBuilder, AdapterError> {
+    let request = bank
+        .http
+        .get(url.clone())
         .header(INTERACTION_ID, request_id())
-        .header(ACCEPT, HeaderValue::from_static("application/json"))
-        .bearer_auth(session.access_token)
+        .header(ACCEPT, HeaderValue::from_static("application/json"));
+    dpop::authorize(bank, request, "GET", &url, session.access_token)
 }
 
 /// Follows `Links.Next` from `first` (at `route`), handing each page's `Data` to `take`.
@@ -98,7 +141,7 @@ async fn paged<D: serde::de::DeserializeOwned>(
     loop {
         let page: wire::Envelope<D> = send(
             bank,
-            get(bank, session, url.clone()),
+            get(bank, session, url.clone())?,
             route,
             wire::error_in_body,
         )
@@ -121,16 +164,26 @@ impl Profile for Obie {
         NAME
     }
 
+    /// `private_key_jwt` and DPoP where the manifest asks: client credentials tokens go
+    /// through the bank's OAuth HTTP client, every call with a token carries a proof.
+    fn speaks_bank_fapi(&self) -> bool {
+        true
+    }
+
+    /// Payments: [`payments`].
+    fn payments(&self) -> Option<&dyn PaymentInitiation> {
+        Some(self)
+    }
+
     /// `DELETE /account-access-consents/{ConsentId}` with a client credentials token.
     async fn revoke_consent(&self, bank: &Bank, bank_consent_id: &str) -> Result<(), AdapterError> {
-        let token = self.client_token(bank).await?;
+        let token = self.client_token(bank, "accounts").await?;
         let url = endpoint(bank, &["account-access-consents", bank_consent_id])?;
         let request = bank
             .http
-            .delete(url)
-            .header(INTERACTION_ID, request_id())
-            .bearer_auth(token)
-            .build()?;
+            .delete(url.clone())
+            .header(INTERACTION_ID, request_id());
+        let request = dpop::authorize(bank, request, "DELETE", &url, &token)?.build()?;
         let route = "/account-access-consents/{ConsentId}";
         let status = bank.execute(request, route).await?.status().as_u16();
         if (200..300).contains(&status) || status == 404 {
@@ -145,16 +198,17 @@ impl Profile for Obie {
         request: &ConsentRequest,
     ) -> Result<BankConsent, AdapterError> {
         let body = wire::ConsentRequest::new(request)?;
-        let token = self.client_token(bank).await?;
+        let token = self.client_token(bank, "accounts").await?;
         let url = endpoint(bank, &["account-access-consents"])?;
+        let request = bank
+            .http
+            .post(url.clone())
+            .header(INTERACTION_ID, request_id())
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .json(&body);
         let created: wire::Envelope<wire::ConsentData> = send(
             bank,
-            bank.http
-                .post(url)
-                .header(INTERACTION_ID, request_id())
-                .header(ACCEPT, HeaderValue::from_static("application/json"))
-                .bearer_auth(token)
-                .json(&body),
+            dpop::authorize(bank, request, "POST", &url, &token)?,
             "/account-access-consents",
             wire::error_in_body,
         )
@@ -188,7 +242,7 @@ impl Profile for Obie {
         let url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "balances"])?;
         let answer: wire::Envelope<wire::BalancesData> = send(
             bank,
-            get(bank, session, url),
+            get(bank, session, url)?,
             "/accounts/{AccountId}/balances",
             wire::error_in_body,
         )

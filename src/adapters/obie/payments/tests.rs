@@ -97,3 +97,223 @@ fn bankgate_sends_what_a_bank_reads_back() {
     assert_eq!(view.remittance.as_deref(), Some("pizza"));
     assert_eq!(view.debtor_account, None);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A round trip through the sandbox bank, which verifies every signature
+
+/// The OBIE sandbox, trusting bankgate's fresh signing key, and the bank bankgate sees.
+async fn signing_sandbox(dpop: bool) -> (bankgate_sandbox::Sandbox, crate::adapters::Bank) {
+    use std::sync::Arc;
+
+    use bankgate_sandbox::{Approval, SandboxConfig, SandboxFapi};
+
+    use crate::adapters::manifest::Manifest;
+    use crate::jose::ClientKey;
+
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let key = ClientKey::generate_es256().unwrap();
+    let sandbox = bankgate_sandbox::start_on(
+        SandboxConfig {
+            profile: "obie".into(),
+            addr: ([127, 0, 0, 1], 0).into(),
+            client_id: "bankgate".into(),
+            client_secret: "unused".into(),
+            approval: Approval::Auto,
+            fapi: SandboxFapi {
+                client_jwks: Some(key.jwks()),
+                require_dpop: dpop,
+                ..SandboxFapi::default()
+            },
+        },
+        Arc::default(),
+    )
+    .await
+    .unwrap();
+    let origin = &sandbox.origin;
+    let manifest: Manifest = toml::from_str(&format!(
+        r#"
+        id = "obie-bank"
+        name = "Test Bank UK"
+        country = "GB"
+        profile = "obie"
+        api_base_url = "{origin}/open-banking/v4.0/aisp"
+        [oauth]
+        issuer = "{origin}"
+        authorization_endpoint = "{origin}/oauth/authorize"
+        token_endpoint = "{origin}/oauth/token"
+        client_id_env = "TEST_BANK_CLIENT_ID"
+        client_secret_env = "TEST_BANK_CLIENT_SECRET"
+        token_endpoint_auth_method = "private_key_jwt"
+        client_key_file_env = "TEST_BANK_KEY_FILE"
+        dpop = {dpop}
+        "#
+    ))
+    .unwrap();
+    let egress = crate::egress::Egress::new(true);
+    let mut bank =
+        crate::adapters::Bank::new(manifest, "bankgate".into(), "unused".into(), &egress).unwrap();
+    bank.keys.assertion = Some(Arc::new(key));
+    if dpop {
+        bank.keys.dpop = Some(Arc::new(ClientKey::generate_es256().unwrap()));
+    }
+    (sandbox, bank)
+}
+
+/// Authorises `consent` at the bank and redeems the code as the gateway does
+/// (`private_key_jwt`, and DPoP where the bank asks): the bank's access token.
+async fn authorised(
+    bank: &crate::adapters::Bank,
+    consent: &crate::adapters::BankConsent,
+) -> String {
+    let verifier = crate::crypto::random_token(32).unwrap();
+    let code = testing::authorize(bank, consent, &verifier, None).await;
+    let grant = crate::adapters::bank_oauth::exchange_code(
+        bank,
+        testing::REDIRECT_URI,
+        &code,
+        verifier,
+        consent.id.clone(),
+    )
+    .await
+    .unwrap();
+    grant.access_token
+}
+
+fn order(payment_id: &str, amount: &str) -> PaymentOrder {
+    PaymentOrder {
+        payment_id: payment_id.into(),
+        amount: amount.parse().unwrap(),
+        currency: "EUR".into(),
+        creditor_iban: "NL18BKGT0417164300".into(),
+        creditor_name: "Carol Nguyen".into(),
+        remittance: Some("pizza".into()),
+        instant: false,
+    }
+}
+
+#[tokio::test]
+async fn a_signed_payment_through_the_sandbox_bank_is_made_once() {
+    signed_payment_is_made_once(false).await;
+}
+
+#[tokio::test]
+async fn a_signed_payment_through_a_dpop_sandbox_bank_is_made_once() {
+    signed_payment_is_made_once(true).await;
+}
+
+async fn signed_payment_is_made_once(dpop: bool) {
+    use crate::adapters::obie::Obie;
+    use crate::adapters::{BankSession, PaymentInitiation};
+    use crate::payments::PaymentStatus;
+
+    let (sandbox, bank) = signing_sandbox(dpop).await;
+    let order = order("pay-obie-1", "12.50");
+    let consent = Obie.create_payment_consent(&bank, &order).await.unwrap();
+    assert_eq!(consent.oauth_scopes, ["openid", "payments"]);
+    let access_token = authorised(&bank, &consent).await;
+    let session = BankSession {
+        access_token: &access_token,
+        bank_consent_id: consent.id.as_deref(),
+    };
+    // Authorised, not submitted: nothing to find.
+    assert_eq!(Obie.find(&bank, session, &order).await.unwrap(), None);
+    let made = Obie.submit(&bank, session, &order).await.unwrap();
+    assert_eq!(made.status.status, PaymentStatus::Accepted);
+    assert_eq!(made.status.raw, "ACTC");
+    assert_eq!(made.debtor_iban.as_deref(), Some("DE92999900000012345601"));
+    // Reconciliation finds the same payment; the bank makes no other.
+    let found = Obie.find(&bank, session, &order).await.unwrap().unwrap();
+    assert_eq!(found.id, made.id);
+    assert_eq!(sandbox.payments.executed(), 1);
+    sandbox
+        .ledger
+        .clock()
+        .advance(bankgate_sandbox::ledger::SETTLEMENT);
+    let settled = Obie.status(&bank, session, &made.id).await.unwrap();
+    assert_eq!(settled.status.status, PaymentStatus::Settled);
+    assert_eq!(sandbox.ledger.movements("NL18BKGT0417164300").len(), 1);
+}
+
+#[tokio::test]
+async fn a_bank_refusal_comes_back_with_its_reason() {
+    use crate::adapters::obie::Obie;
+    use crate::adapters::{BankSession, PaymentInitiation};
+    use crate::payments::{PaymentStatus, RejectionReason};
+
+    let (_sandbox, bank) = signing_sandbox(false).await;
+    let order = order("pay-obie-2", "5000.00");
+    let consent = Obie.create_payment_consent(&bank, &order).await.unwrap();
+    let access_token = authorised(&bank, &consent).await;
+    let session = BankSession {
+        access_token: &access_token,
+        bank_consent_id: consent.id.as_deref(),
+    };
+    let made = Obie.submit(&bank, session, &order).await.unwrap();
+    assert_eq!(
+        made.status.status,
+        PaymentStatus::Rejected {
+            reason: RejectionReason::InsufficientFunds
+        }
+    );
+    assert_eq!(made.status.reason_code.as_deref(), Some("AM04"));
+}
+
+#[tokio::test]
+async fn without_a_signing_key_nothing_is_sent() {
+    use crate::adapters::PaymentInitiation;
+    use crate::adapters::obie::Obie;
+
+    let (sandbox, mut bank) = signing_sandbox(false).await;
+    bank.keys.assertion = None;
+    let refused = Obie
+        .create_payment_consent(&bank, &order("pay-obie-3", "1.00"))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, AdapterError::Refused(_)), "{refused:?}");
+    assert_eq!(sandbox.payments.created(), 0);
+}
+
+#[test]
+fn the_payment_api_sits_beside_the_account_api() {
+    let bank_at = |base: &str| {
+        let manifest: crate::adapters::manifest::Manifest = toml::from_str(&format!(
+            r#"
+            id = "b"
+            name = "B"
+            country = "GB"
+            profile = "obie"
+            api_base_url = "{base}"
+            [oauth]
+            authorization_endpoint = "https://bank.example/authorize"
+            token_endpoint = "https://bank.example/token"
+            client_id_env = "ID"
+            client_secret_env = "SECRET"
+            "#
+        ))
+        .unwrap();
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        crate::adapters::Bank::new(
+            manifest,
+            "id".into(),
+            "secret".into(),
+            &crate::egress::Egress::new(true),
+        )
+        .unwrap()
+    };
+    let check = |base: &str, expected: &str| {
+        let url = super::endpoint(&bank_at(base), &["domestic-payments", "dp-1"]).unwrap();
+        assert_eq!(url.as_str(), expected);
+    };
+    check(
+        "https://bank.example/open-banking/v4.0/aisp",
+        "https://bank.example/open-banking/v4.0/pisp/domestic-payments/dp-1",
+    );
+    check(
+        "https://bank.example/open-banking/v3.1/aisp/",
+        "https://bank.example/open-banking/v3.1/pisp/domestic-payments/dp-1",
+    );
+    check(
+        "https://bank.example/ob",
+        "https://bank.example/ob/pisp/domestic-payments/dp-1",
+    );
+}
