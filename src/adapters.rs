@@ -368,18 +368,6 @@ pub fn account_id(bank_id: &str, identifier: &str) -> String {
     format!("acc_{}", hex::encode(&digest[..12]))
 }
 
-/// Masks an IBAN for display: country and check digits, then the last four characters.
-pub fn mask_iban(iban: &str) -> String {
-    let compact: Vec<char> = iban.chars().filter(|c| !c.is_whitespace()).collect();
-    let n = compact.len();
-    if n <= 8 {
-        return "*".repeat(n);
-    }
-    let head: String = compact[..4].iter().collect();
-    let tail: String = compact[n - 4..].iter().collect();
-    format!("{head}{}{tail}", "*".repeat(n - 8))
-}
-
 /// A bank the gateway can reach: its manifest, resolved credentials, HTTP client and
 /// outbound stack.
 pub struct Bank {
@@ -603,16 +591,6 @@ impl Profile for NamesBank {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn iban_masking_keeps_country_and_last_four() {
-        assert_eq!(
-            mask_iban("DE89 3704 0044 0532 0130 00"),
-            "DE89**************3000"
-        );
-        assert_eq!(mask_iban("short"), "*****");
-        assert_eq!(mask_iban("ÄÖ12345678901234"), "ÄÖ12********1234");
-    }
 
     #[test]
     fn account_ids_are_stable_and_opaque() {

@@ -246,7 +246,7 @@ impl Gateway {
                     .map_err(|error| StartError::HttpClient(error.to_string()))?
             },
         );
-        let registrar = Registrar::new(store.clone(), sealer.clone(), &config);
+        let registrar = Registrar::new(store.clone(), sealer.clone(), config.registration());
         Ok(Gateway {
             app: Arc::new(App {
                 client_auth,

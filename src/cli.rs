@@ -127,7 +127,7 @@ async fn registrar(config: &Config) -> anyhow::Result<crate::oauth::registration
     Ok(crate::oauth::registration::Registrar::new(
         std::sync::Arc::new(store),
         std::sync::Arc::new(sealer),
-        config,
+        config.registration(),
     ))
 }
 
@@ -287,7 +287,9 @@ pub fn run() -> ExitCode {
         },
         None => Traces::local(),
     };
-    crate::telemetry::init(&LogSettings::for_stderr(log_format, level), &traces);
+    // `RUST_LOG` (when set and not empty) wins over the command's level.
+    let filter = env_var("RUST_LOG").unwrap_or_else(|| level.to_owned());
+    crate::telemetry::init(&LogSettings::for_stderr(log_format, filter), &traces);
     let outcome = runtime.block_on(async {
         let outcome = match serve_config {
             Some(config) => serve(config).await,

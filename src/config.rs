@@ -14,10 +14,21 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::oauth::registration::RegistrationSettings;
+
 /// An environment variable's value; set but empty means unset (`BANKGATE_CONFIG=` is no
 /// configuration file, not a file named "").
 pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// How connections are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// How long a connection may take to send a request head (and idle between requests).
+    pub header_read_timeout: Duration,
+    /// Open connections from one IP address at once; `None`: no cap.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// Errors reading or validating the configuration.
@@ -140,11 +151,22 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
     /// How connections are served (header-read timeout, per-IP cap).
-    pub server: crate::http::server::ServerSettings,
+    pub server: ServerSettings,
     pub access_token_ttl_secs: i64,
     pub start_sandboxes: bool,
     pub sandbox_approval: bankgate_sandbox::Approval,
     pub audit: crate::audit::AuditConfig,
+}
+
+impl Config {
+    /// What client registration needs of it.
+    pub fn registration(&self) -> RegistrationSettings {
+        RegistrationSettings {
+            allow_insecure: self.allow_insecure_clients,
+            allow_private_hosts: self.allow_private_platform_hosts,
+            public_url: self.public_url.clone(),
+        }
+    }
 }
 
 impl RawConfig {
@@ -315,7 +337,7 @@ impl RawConfig {
             request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(30_000)),
             max_body_bytes: self.max_body_bytes.unwrap_or(64 * 1024),
             max_in_flight: self.max_in_flight.unwrap_or(1024),
-            server: crate::http::server::ServerSettings {
+            server: ServerSettings {
                 header_read_timeout: Duration::from_millis(header_read_timeout_ms),
                 max_connections_per_ip: match self.max_connections_per_ip.unwrap_or(256) {
                     0 => None,

@@ -11,6 +11,7 @@ pub mod problem;
 pub mod routes;
 pub mod server;
 pub mod stack;
+pub mod templates;
 
 use http::HeaderName;
 

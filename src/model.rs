@@ -216,9 +216,31 @@ pub enum TransactionStatus {
     Pending,
 }
 
+/// Masks an IBAN for display: country and check digits, then the last four characters.
+pub fn mask_iban(iban: &str) -> String {
+    let compact: Vec<char> = iban.chars().filter(|c| !c.is_whitespace()).collect();
+    let n = compact.len();
+    if n <= 8 {
+        return "*".repeat(n);
+    }
+    let head: String = compact[..4].iter().collect();
+    let tail: String = compact[n - 4..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(n - 8))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iban_masking_keeps_country_and_last_four() {
+        assert_eq!(
+            mask_iban("DE89 3704 0044 0532 0130 00"),
+            "DE89**************3000"
+        );
+        assert_eq!(mask_iban("short"), "*****");
+        assert_eq!(mask_iban("ÄÖ12345678901234"), "ÄÖ12********1234");
+    }
 
     #[test]
     fn balance_serialises_amount_as_string_and_unknown_type_with_original_name() {

@@ -32,7 +32,7 @@ use iban::IbanLike;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::store::StoreError;
+use crate::store_error::StoreError;
 
 pub use idempotency::{IdempotencyKey, KeyRecord, Replay};
 pub use limits::{LimitRefusal, PaymentLimits};
@@ -190,9 +190,9 @@ impl ValidPayment {
     }
 
     /// The creditor IBAN as shown to a person and written to the audit log:
-    /// [`crate::adapters::mask_iban`].
+    /// [`crate::model::mask_iban`].
     pub fn masked_creditor(&self) -> String {
-        crate::adapters::mask_iban(&self.creditor_iban)
+        crate::model::mask_iban(&self.creditor_iban)
     }
 
     /// Refuses a payment to the payer's own account, once the payer's account is known (the
@@ -442,7 +442,7 @@ impl Payment {
                 "amount": self.request.instructed_amount.amount.to_string(),
             },
             "creditor_account": {
-                "iban_masked": crate::adapters::mask_iban(&self.request.creditor_account.iban),
+                "iban_masked": crate::model::mask_iban(&self.request.creditor_account.iban),
             },
             "creditor_name": self.request.creditor_name,
             "instant": self.request.instant,

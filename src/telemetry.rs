@@ -60,13 +60,13 @@ pub struct LogSettings {
 
 impl LogSettings {
     /// Settings for the process's standard error: `format` if given, else JSON unless it is
-    /// a terminal; `RUST_LOG` (when set and not empty) wins over `default_level`.
-    pub fn for_stderr(format: Option<LogFormat>, default_level: &str) -> LogSettings {
+    /// a terminal; `filter` an `EnvFilter` directive.
+    pub fn for_stderr(format: Option<LogFormat>, filter: String) -> LogSettings {
         let terminal = std::io::stderr().is_terminal();
         LogSettings {
             format: format.unwrap_or(LogFormat::default_for(terminal)),
             ansi: terminal,
-            filter: crate::config::env_var("RUST_LOG").unwrap_or_else(|| default_level.to_owned()),
+            filter,
         }
     }
 }

@@ -23,10 +23,12 @@ use chrono::NaiveDate;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde_json::value::RawValue;
 
-use super::common::{Pages, TransactionIds, account_ref, follow_link, request_id, within};
+use super::common::{
+    Pages, TransactionIds, account_ref, currency, follow_link, request_id, within,
+};
 use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
 use crate::model::{Balance, Scope, Transaction};
-use rules::{CompiledMapping, Endpoint, MappingSpec, RuleError};
+use rules::{Compiled, CompiledMapping, Endpoint, Kind, MappingSpec, RuleError};
 
 /// The profile's manifest name.
 pub const NAME: &str = "mapping";
@@ -252,4 +254,30 @@ impl Profile for Mapping {
         .await?;
         Ok(within(transactions, from))
     }
+}
+
+/// Checks at compile time ([`rules`]) that a constant converts like a value the bank could
+/// send ([`wire`]).
+fn check_constant(compiled: &Compiled, value: &str) -> Result<(), String> {
+    let item: Box<RawValue> =
+        RawValue::from_string("{}".into()).map_err(|_| "internal: empty object".to_owned())?;
+    let converted = match compiled.kind {
+        Kind::Text => compiled.text(&item).map(|_| ()),
+        Kind::Currency => {
+            let text = compiled.text(&item)?;
+            currency(text.as_deref()).map(|_| ())
+        }
+        Kind::Amount => Err("an amount cannot be a constant".into()),
+        Kind::Date => compiled.date(&item).map(|_| ()),
+        Kind::DateTime => compiled.date_time(&item).map(|_| ()),
+        Kind::Bool => compiled.boolean(&item).map(|_| ()),
+        Kind::Enum(allowed) => match compiled.text(&item)? {
+            Some(code) if allowed.contains(&code.as_str()) => Ok(()),
+            _ => Err(format!(
+                "value {value:?} does not map to one of {}",
+                allowed.join(", ")
+            )),
+        },
+    };
+    converted.map_err(|message| format!("value {value:?}: {message}"))
 }

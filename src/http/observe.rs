@@ -25,7 +25,7 @@ pub const UNMATCHED: &str = "unmatched";
 /// Every route template, for [`route_of`].
 static TEMPLATES: LazyLock<matchit::Router<&'static str>> = LazyLock::new(|| {
     let mut router = matchit::Router::new();
-    for route in super::routes::ALL {
+    for route in super::templates::ALL {
         // The list is constant and its templates distinct (a unit test inserts them all).
         let _ = router.insert(route.path, route.path);
     }
@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn every_template_is_distinct_and_paths_map_to_them() {
         let mut router = matchit::Router::new();
-        for route in super::super::routes::ALL {
+        for route in super::super::templates::ALL {
             router
                 .insert(route.path, ())
                 .unwrap_or_else(|error| panic!("{}: {error}", route.path));

@@ -31,14 +31,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{Service, ServiceExt};
 
-/// How connections are served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerSettings {
-    /// How long a connection may take to send a request head (and idle between requests).
-    pub header_read_timeout: Duration,
-    /// Open connections from one IP address at once; `None`: no cap.
-    pub max_connections_per_ip: Option<usize>,
-}
+use crate::config::ServerSettings;
 
 /// Open connections per IP address.
 #[derive(Debug, Default)]

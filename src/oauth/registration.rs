@@ -21,7 +21,6 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::crypto::{Sealer, SecretCheck};
 use crate::egress::Egress;
 use crate::jose::KeySet;
@@ -211,6 +210,18 @@ pub enum RegistrationError {
     Store(#[from] StoreError),
 }
 
+/// What registration needs of the configuration.
+#[derive(Debug, Clone)]
+pub struct RegistrationSettings {
+    /// Platforms may register `client_secret_basic` and bearer tokens (development:
+    /// `allow_insecure_clients`).
+    pub allow_insecure: bool,
+    /// A `jwks_uri` may point at private addresses (`allow_private_platform_hosts`).
+    pub allow_private_hosts: bool,
+    /// The gateway's public URL: the base of configuration endpoints.
+    pub public_url: String,
+}
+
 /// Registers clients: validates what an operator asks for and stores it with a fresh secret
 /// (for `client_secret_basic`), of which only the digest is kept.
 pub struct Registrar {
@@ -233,15 +244,19 @@ impl std::fmt::Debug for Registrar {
 
 impl Registrar {
     /// Registers clients in `store`, digesting secrets and registration tokens with
-    /// `sealer`'s key; platforms must be FAPI 2.0 clients unless `config` allows insecure
-    /// clients (development), and `jwks_uri`s obey its platform egress policy.
-    pub fn new(store: Arc<dyn Clients>, sealer: Arc<Sealer>, config: &Config) -> Registrar {
+    /// `sealer`'s key; platforms must be FAPI 2.0 clients unless `settings` allow insecure
+    /// clients (development), and `jwks_uri`s obey the platform egress policy they name.
+    pub fn new(
+        store: Arc<dyn Clients>,
+        sealer: Arc<Sealer>,
+        settings: RegistrationSettings,
+    ) -> Registrar {
         Registrar {
             store,
             sealer,
-            allow_insecure: config.allow_insecure_clients,
-            egress: Egress::new(config.allow_private_platform_hosts),
-            public_url: config.public_url.clone(),
+            allow_insecure: settings.allow_insecure,
+            egress: Egress::new(settings.allow_private_hosts),
+            public_url: settings.public_url,
         }
     }
 

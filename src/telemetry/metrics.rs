@@ -1,19 +1,16 @@
 //! Prometheus metrics: the names (one constant each, Prometheus conventions: `bankgate_`
-//! prefix, `_total` counters, `_seconds` in base units), the recorder, and what is sampled at
-//! each scrape.
+//! prefix, `_total` counters, `_seconds` in base units) and the recorder; what is sampled at
+//! each scrape is `http::metrics`.
 //!
 //! Code on the request path records through the `metrics` macros, which do nothing until
 //! [`install`] set the process's recorder: with metrics off (no `metrics_listen`) they cost a
 //! relaxed load. Labels never carry an identifier a caller chose (routes are templates,
 //! banks are registered ids, failure kinds are a fixed set).
 
-use std::collections::BTreeSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::app::App;
 
 /// Requests answered, by `method`, `route` (the template, e.g. `/v1/accounts/{id}/balances`,
 /// or `unmatched`) and `status`.
@@ -142,59 +139,6 @@ fn describe() {
         "Purpose policies in force, by purpose and content hash"
     );
     describe_gauge!(CONSENTS, "Consents by state");
-}
-
-/// Samples what is cheaper to read at a scrape than to track on every change (queue depth,
-/// breakers, in-flight calls, checkpoint lag, policies, consents and webhook backlog from one
-/// store query), then renders the exposition text.
-pub async fn scrape(app: &App, handle: &PrometheusHandle) -> String {
-    metrics::gauge!(AUDIT_QUEUE_DEPTH).set(app.auditor.queue_depth() as f64);
-    if let Some(lag) = app.auditor.checkpoint_lag() {
-        metrics::gauge!(AUDIT_CHECKPOINT_LAG).set(lag as f64);
-    }
-    for adapter in app.banks.iter() {
-        let bank = adapter.bank.manifest.id.clone();
-        let outbound = &adapter.bank.outbound;
-        let current = outbound.breaker().name();
-        for state in ["closed", "open", "half_open"] {
-            metrics::gauge!(BANK_BREAKER_STATE, "bank" => bank.clone(), "state" => state)
-                .set(if state == current { 1.0 } else { 0.0 });
-        }
-        metrics::gauge!(BANK_IN_FLIGHT, "bank" => bank).set(outbound.in_flight() as f64);
-    }
-    // A policy replaced by a reload drops to 0, so one series per purpose is 1.
-    {
-        static SHOWN: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
-        let in_force: BTreeSet<(String, String)> = app
-            .policies
-            .current()
-            .iter()
-            .map(|policy| (policy.id.clone(), policy.hash.clone()))
-            .collect();
-        let mut shown = SHOWN
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (purpose, hash) in shown.iter().chain(in_force.iter()) {
-            let value = if in_force.contains(&(purpose.clone(), hash.clone())) {
-                1.0
-            } else {
-                0.0
-            };
-            metrics::gauge!(POLICY_INFO, "purpose" => purpose.clone(), "hash" => hash.clone())
-                .set(value);
-        }
-        shown.extend(in_force);
-    }
-    match app.store.operational_counts().await {
-        Ok(counts) => {
-            for (state, n) in counts.consents_by_state {
-                metrics::gauge!(CONSENTS, "state" => state).set(n as f64);
-            }
-            metrics::gauge!(WEBHOOK_BACKLOG).set(counts.webhooks_pending as f64);
-        }
-        Err(error) => tracing::warn!(%error, "metrics: cannot read consent and webhook counts"),
-    }
-    handle.render()
 }
 
 #[cfg(test)]

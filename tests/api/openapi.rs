@@ -1,5 +1,5 @@
 //! The OpenAPI description (issue 15) cannot drift from the router: every route the public
-//! listener serves (`routes::ALL`) is documented in `openapi/bankgate.json`, every documented
+//! listener serves (`templates::ALL`) is documented in `openapi/bankgate.json`, every documented
 //! operation is served (or marked `x-bankgate-planned`, documented ahead of its route, and left
 //! out of `/openapi.json` until the router serves it), the problem types are README's, and
 //! `GET /openapi.json` serves exactly the routed operations. That the gateway answers as the
@@ -7,8 +7,8 @@
 
 use std::collections::BTreeSet;
 
-use bankgate::http::routes::ALL;
 use bankgate::http::routes::meta::{OPENAPI, PLANNED};
+use bankgate::http::templates::ALL;
 use serde_json::Value;
 
 use super::support::{StoreKind, TestGateway};
@@ -78,7 +78,7 @@ fn every_route_is_documented_and_every_documented_operation_is_routed() {
         .map(|(path, method, _)| {
             format!(
                 "openapi/bankgate.json documents {method} {path}, which the router does not \
-                 serve (routes::ALL): remove it, or mark it \"{PLANNED}\" until its route lands"
+                 serve (templates::ALL): remove it, or mark it \"{PLANNED}\" until its route lands"
             )
         })
         .collect();

@@ -5,7 +5,7 @@
 //! browser.
 
 use bankgate::demo::account_information;
-use bankgate::http::routes::ALL;
+use bankgate::http::templates::ALL;
 use bankgate::model::Scope;
 use bankgate::oauth::Role;
 use bankgate::oauth::registration::Registration;

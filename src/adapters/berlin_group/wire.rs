@@ -361,7 +361,7 @@ fn account(
             display_name,
             kind,
             currency,
-            iban_masked: iban.as_deref().map(adapters::mask_iban),
+            iban_masked: iban.as_deref().map(crate::model::mask_iban),
             iban,
             bban,
             sort_code: None,

@@ -750,7 +750,7 @@ pub fn compile_rule(kind: Kind, rule: &FieldRule) -> Result<Compiled, String> {
     };
     // A constant must convert like any value the bank could send.
     if let Source::Constant(value) = &compiled.source {
-        super::wire::check_constant(&compiled, value)?;
+        super::check_constant(&compiled, value)?;
     }
     Ok(compiled)
 }

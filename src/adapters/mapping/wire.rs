@@ -24,7 +24,7 @@ use rust_decimal::Decimal;
 use serde_json::value::RawValue;
 
 use super::rules::{
-    ACCOUNT_STATUSES, ACCOUNT_TYPES, BALANCE_TYPES, Compiled, DateFormat, Endpoint, Exponent, Kind,
+    ACCOUNT_STATUSES, ACCOUNT_TYPES, BALANCE_TYPES, Compiled, DateFormat, Endpoint, Exponent,
     Pointer, Source, currency_exponent,
 };
 use crate::adapters::common::{
@@ -278,31 +278,6 @@ fn parse_date_time(format: &DateFormat, text: &str) -> Result<DateTime<Utc>, Str
     }
 }
 
-/// Checks at compile time that a constant converts like a value the bank could send.
-pub fn check_constant(compiled: &Compiled, value: &str) -> Result<(), String> {
-    let item: Box<RawValue> =
-        RawValue::from_string("{}".into()).map_err(|_| "internal: empty object".to_owned())?;
-    let converted = match compiled.kind {
-        Kind::Text => compiled.text(&item).map(|_| ()),
-        Kind::Currency => {
-            let text = compiled.text(&item)?;
-            currency(text.as_deref()).map(|_| ())
-        }
-        Kind::Amount => Err("an amount cannot be a constant".into()),
-        Kind::Date => compiled.date(&item).map(|_| ()),
-        Kind::DateTime => compiled.date_time(&item).map(|_| ()),
-        Kind::Bool => compiled.boolean(&item).map(|_| ()),
-        Kind::Enum(allowed) => match compiled.text(&item)? {
-            Some(code) if allowed.contains(&code.as_str()) => Ok(()),
-            _ => Err(format!(
-                "value {value:?} does not map to one of {}",
-                allowed.join(", ")
-            )),
-        },
-    };
-    converted.map_err(|message| format!("value {value:?}: {message}"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Records
 
@@ -457,7 +432,7 @@ pub fn accounts(
                 display_name: fields.text("display_name")?,
                 kind,
                 currency,
-                iban_masked: iban.as_deref().map(adapters::mask_iban),
+                iban_masked: iban.as_deref().map(crate::model::mask_iban),
                 iban,
                 bban,
                 sort_code,

@@ -433,7 +433,7 @@ fn account_of(
                 kind => kind,
             },
             currency,
-            iban_masked: iban.as_deref().map(adapters::mask_iban),
+            iban_masked: iban.as_deref().map(crate::model::mask_iban),
             iban,
             bban: None,
             sort_code: scan.as_ref().map(|digits| digits[..6].to_owned()),

@@ -175,7 +175,7 @@ fn account(
                 .or_else(|| non_empty(resource.details)),
             kind,
             currency,
-            iban_masked: iban.as_deref().map(adapters::mask_iban),
+            iban_masked: iban.as_deref().map(crate::model::mask_iban),
             iban,
             bban: None,
             sort_code: None,

@@ -48,7 +48,7 @@ pub fn served_openapi(public_url: &str) -> Result<String, serde_json::Error> {
     document["servers"] = json!([{ "url": public_url }]);
     if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
         for (path, item) in paths.iter_mut() {
-            let served = super::ALL
+            let served = crate::http::templates::ALL
                 .iter()
                 .find(|route| route.path == path)
                 .map(|route| route.methods)
