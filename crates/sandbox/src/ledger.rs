@@ -327,6 +327,17 @@ impl Ledger {
         })
     }
 
+    /// What the account can pay in `currency` now (its available balance with the movements
+    /// applied), if it holds that currency.
+    pub fn available(&self, account: &Account, currency: &str) -> Option<Decimal> {
+        let movements = account
+            .iban
+            .as_deref()
+            .map(|iban| self.movements(iban))
+            .unwrap_or_default();
+        available(account, currency, &movements)
+    }
+
     /// The account's balances with the movements applied.
     pub fn balances(&self, account: &Account) -> Vec<Balance> {
         let Some(iban) = &account.iban else {

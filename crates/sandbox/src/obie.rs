@@ -109,6 +109,10 @@ impl scaffold::Standard for Obie {
                 get(payments::consent),
             )
             .route(
+                "/open-banking/{version}/pisp/domestic-payment-consents/{id}/funds-confirmation",
+                get(payments::funds_confirmation),
+            )
+            .route(
                 "/open-banking/{version}/pisp/domestic-payments",
                 post(payments::submit),
             )

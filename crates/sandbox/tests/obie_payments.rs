@@ -297,6 +297,16 @@ async fn a_signed_domestic_payment_moves_money_once() {
         .get(&format!("/domestic-payment-consents/{consent}"), &client)
         .await;
     assert_eq!(state.body["Data"]["Status"], "AUTH");
+    let funds = bank
+        .get(
+            &format!("/domestic-payment-consents/{consent}/funds-confirmation"),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        funds.body["Data"]["FundsAvailableResult"]["FundsAvailable"],
+        true
+    );
     assert!(bank.ledger.movements(ALICE_GIRO).is_empty());
 
     let body = payment_body(&consent, "12.50");
@@ -495,6 +505,16 @@ async fn a_tampered_or_badly_signed_request_is_refused_and_changes_nothing() {
 async fn a_payment_the_bank_cannot_make_is_rejected_with_a_reason() {
     let bank = bank().await;
     let (consent, token) = bank.authorised_consent("5000.00").await;
+    let funds = bank
+        .get(
+            &format!("/domestic-payment-consents/{consent}/funds-confirmation"),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        funds.body["Data"]["FundsAvailableResult"]["FundsAvailable"],
+        false
+    );
     let body = payment_body(&consent, "5000.00");
     let made = bank
         .post(

@@ -480,6 +480,16 @@ async fn a_payment_at_the_stet_bank_moves_money_to_a_payee_at_the_berlin_group_b
     assert_eq!(counts.body["created"], 1);
     assert_eq!(counts.body["confirmations"], 1);
     assert_eq!(counts.body["executed"], 1);
+    // Any bank shows the ledger of any sandbox account.
+    let moved = banks
+        .admin(
+            &banks.bg,
+            reqwest::Method::GET,
+            &format!("/sandbox/accounts/{ALICE_GIRO}/movements"),
+        )
+        .await;
+    assert_eq!(moved.body["movements"][0]["amount"], "-12.50");
+    assert_eq!(moved.body["movements"][0]["status"], "booked");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! OBIE domestic payments (Read/Write API 3.1 and 4.0) under `/open-banking/{version}/pisp`:
 //! `POST /domestic-payment-consents` (a client credentials token with the scope `payments`),
-//! `GET /domestic-payment-consents/{ConsentId}`, the customer's authorisation through the
+//! `GET /domestic-payment-consents/{ConsentId}` (and its `/funds-confirmation`, with the
+//! consent's token), the customer's authorisation through the
 //! shared OAuth server (scope `payments`, the consent as `openbanking_intent_id` in the OIDC
 //! `claims`), `POST /domestic-payments` with the consent's token, and
 //! `GET /domestic-payments/{DomesticPaymentId}`.
@@ -448,6 +449,51 @@ pub(super) async fn payment(
         .filter(|payment| payment.submitted)
         .ok_or_else(|| ApiError::not_found("no such payment"))?;
     Ok(Json(payment_json(&bank, consent, &payment, version)))
+}
+
+/// `GET /domestic-payment-consents/{ConsentId}/funds-confirmation`: with the consent's token,
+/// whether the account the customer chose can pay the amount now.
+pub(super) async fn funds_confirmation(
+    State(bank): State<Arc<Bank>>,
+    Path((version, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ObError> {
+    let version = Version::parse(&version)?;
+    let grant = bank
+        .auth
+        .bearer(&headers)
+        .map_err(|_| ApiError::unauthorized("a valid access token is required"))?;
+    if grant.consent_id.as_deref() != Some(id.as_str()) {
+        return Err(ApiError::forbidden(
+            "the token was not issued for this consent",
+        ));
+    }
+    let payment = bank
+        .payments
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("no such consent"))?;
+    let (Stage::Approved { debtor }, false) = (payment.stage, payment.submitted) else {
+        return Err(coded(
+            StatusCode::BAD_REQUEST,
+            "UK.OBIE.Resource.InvalidConsentStatus",
+            "funds are confirmed for an authorised consent only",
+        ));
+    };
+    let available = bank
+        .ledger
+        .available(debtor, &payment.order.currency)
+        .is_some_and(|available| available >= payment.order.amount);
+    Ok(Json(json!({
+        "Data": {"FundsAvailableResult": {
+            "FundsAvailableDateTime": timestamp(bank.payments.now()),
+            "FundsAvailable": available,
+        }},
+        "Links": {"Self": format!(
+            "{}/domestic-payment-consents/{id}/funds-confirmation",
+            base(&bank, version)
+        )},
+        "Meta": {},
+    })))
 }
 
 /// The payment consent an authorization request with the scope `payments` names as

@@ -7,6 +7,8 @@
 //! - `POST /sandbox/payments/confirmation?required=true|false`
 //! - `GET /sandbox/clock` → `{"now"}`; `POST /sandbox/clock/advance?minutes=N` → `{"now"}`
 //! - `POST /sandbox/accounts/{iban}/close`, `POST /sandbox/accounts/{iban}/reopen`
+//! - `GET /sandbox/accounts/{iban}/movements` → `{"movements": [{id, amount, currency,
+//!   counterparty, description, at, settles_at, status}]}`, oldest first
 
 use std::sync::Arc;
 
@@ -27,6 +29,34 @@ pub fn routes<S: Standard>() -> Router<Arc<Bank<S>>> {
         .route("/sandbox/clock/advance", post(advance::<S>))
         .route("/sandbox/accounts/{iban}/close", post(close::<S>))
         .route("/sandbox/accounts/{iban}/reopen", post(reopen::<S>))
+        .route("/sandbox/accounts/{iban}/movements", get(movements::<S>))
+}
+
+async fn movements<S: Standard>(
+    State(bank): State<Arc<Bank<S>>>,
+    Path(iban): Path<String>,
+) -> Json<Value> {
+    let now = bank.ledger.clock().now();
+    let stamp =
+        |time: chrono::DateTime<chrono::Utc>| time.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let movements: Vec<Value> = bank
+        .ledger
+        .movements(&iban)
+        .into_iter()
+        .map(|movement| {
+            json!({
+                "id": movement.id,
+                "amount": movement.money.amount.to_string(),
+                "currency": movement.money.currency,
+                "counterparty": movement.counterparty,
+                "description": movement.description,
+                "at": stamp(movement.at),
+                "settles_at": stamp(movement.settles_at),
+                "status": if now >= movement.settles_at { "booked" } else { "pending" },
+            })
+        })
+        .collect();
+    Json(json!({ "movements": movements }))
 }
 
 async fn counters<S: Standard>(State(bank): State<Arc<Bank<S>>>) -> Json<Value> {
