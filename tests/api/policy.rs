@@ -14,59 +14,12 @@ use serde_json::Value;
 
 use crate::support::{self, Options, StoreKind, TestGateway};
 
-mod memory {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn balance_alerts_release_only_allowed_fields() {
-        super::balance_alerts_release_only_allowed_fields(StoreKind::Memory).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn par_refuses_prohibited_purposes_and_regions() {
-        super::par_refuses_prohibited_purposes_and_regions(StoreKind::Memory).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn hot_reload_applies_at_the_next_request() {
-        super::hot_reload_applies_at_the_next_request(StoreKind::Memory).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn identity_purposes_release_names_only_with_the_user_present() {
-        super::identity_purposes_release_names_only_with_the_user_present(StoreKind::Memory).await;
-    }
-}
-
-mod postgres {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn balance_alerts_release_only_allowed_fields() {
-        super::balance_alerts_release_only_allowed_fields(StoreKind::Postgres).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn par_refuses_prohibited_purposes_and_regions() {
-        super::par_refuses_prohibited_purposes_and_regions(StoreKind::Postgres).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn hot_reload_applies_at_the_next_request() {
-        super::hot_reload_applies_at_the_next_request(StoreKind::Postgres).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn identity_purposes_release_names_only_with_the_user_present() {
-        super::identity_purposes_release_names_only_with_the_user_present(StoreKind::Postgres)
-            .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn unattended_budget_holds_across_two_instances() {
-        super::unattended_budget_holds_across_two_instances().await;
-    }
-}
+on_both_stores!(
+    balance_alerts_release_only_allowed_fields,
+    par_refuses_prohibited_purposes_and_regions,
+    hot_reload_applies_at_the_next_request,
+    identity_purposes_release_names_only_with_the_user_present,
+);
 
 const BALANCE_SCOPES: &[Scope] = &[Scope::Accounts, Scope::Balances];
 const OPERATOR_TOKEN: &str = "operator-token-for-tests";
@@ -376,6 +329,7 @@ async fn identity_purposes_release_names_only_with_the_user_present(kind: StoreK
     assert_eq!(status, 403);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unattended_budget_holds_across_two_instances() {
     let first = TestGateway::start(StoreKind::Postgres).await;
     let second = first.second_instance().await;

@@ -12,6 +12,11 @@ use bankgate::oauth::{AuthMethod, Role};
 #[allow(dead_code)]
 pub mod pg;
 
+#[path = "../support/gateway.rs"]
+pub mod gateway;
+
+use gateway::Served;
+
 #[path = "../audit/proxy.rs"]
 pub mod proxy;
 
@@ -52,27 +57,24 @@ pub struct Options {
 /// The grant key of PostgreSQL test gateways (every instance of one test shares it).
 const TEST_GRANT_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-/// A running gateway and the clients that talk to it; stops when dropped.
+/// A running gateway (its `app`, `base` and, with `Options::metrics`, `metrics_url` are the
+/// [`Served`] one's) and the clients that talk to it; stops when dropped.
 pub struct TestGateway {
-    pub app: std::sync::Arc<bankgate::app::App>,
-    pub base: String,
+    served: Served,
     pub platform: PlatformClient,
     pub compliance: PlatformClient,
     /// The secrets of `platform` and `compliance`, for clients of a second instance.
     secrets: (String, String),
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    /// `http://…/metrics`, with `Options::metrics`.
-    pub metrics_url: Option<String>,
     /// The proxy in front of PostgreSQL, with `Options::database_through_proxy`.
     pub database_proxy: Option<proxy::Proxy>,
     _database: Option<pg::TestDatabase>,
 }
 
-impl Drop for TestGateway {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+impl std::ops::Deref for TestGateway {
+    type Target = Served;
+
+    fn deref(&self) -> &Served {
+        &self.served
     }
 }
 
@@ -136,55 +138,36 @@ impl TestGateway {
                 Some(database)
             }
         };
-        let gateway = Gateway::start(config).await.expect("gateway starts");
-        let metrics_url = gateway
-            .metrics
-            .as_ref()
-            .map(|(_, addr)| format!("http://{addr}/metrics"));
-        let app = gateway.app.clone();
-        let base = app.config.public_url.clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(gateway.serve(async move {
-            let _ = stopped.await;
-        }));
+        let served = Served::start(config).await;
+        let base = served.base.clone();
         let assertion_key = ClientKey::generate_es256().expect("key");
-        let platform = app
-            .registrar
-            .register(
-                &app.policies.current(),
-                Registration {
-                    client_id: "messenger".into(),
-                    name: "Messenger".into(),
-                    role: Role::Platform,
-                    redirect_uris: vec![REDIRECT_URI.into()],
-                    allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
-                    token_endpoint_auth_method: if options.fapi_only {
-                        AuthMethod::PrivateKeyJwt
-                    } else {
-                        AuthMethod::ClientSecretBasic
-                    },
-                    jwks: options.fapi_only.then(|| assertion_key.jwks()),
-                    ..Registration::default()
+        let platform = served
+            .register(Registration {
+                client_id: "messenger".into(),
+                name: "Messenger".into(),
+                role: Role::Platform,
+                redirect_uris: vec![REDIRECT_URI.into()],
+                allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
+                token_endpoint_auth_method: if options.fapi_only {
+                    AuthMethod::PrivateKeyJwt
+                } else {
+                    AuthMethod::ClientSecretBasic
                 },
-            )
-            .await
-            .expect("platform registers");
-        let officer = app
-            .registrar
-            .register(
-                &app.policies.current(),
-                Registration {
-                    client_id: "compliance-office".into(),
-                    name: "Compliance".into(),
-                    role: Role::Compliance,
-                    redirect_uris: vec![],
-                    allowed_purposes: vec![],
-                    token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
-                    ..Registration::default()
-                },
-            )
-            .await
-            .expect("compliance client registers");
+                jwks: options.fapi_only.then(|| assertion_key.jwks()),
+                ..Registration::default()
+            })
+            .await;
+        let officer = served
+            .register(Registration {
+                client_id: "compliance-office".into(),
+                name: "Compliance".into(),
+                role: Role::Compliance,
+                redirect_uris: vec![],
+                allowed_purposes: vec![],
+                token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+                ..Registration::default()
+            })
+            .await;
         let mut platform_client = PlatformClient::new(
             &base,
             &platform.client_id,
@@ -202,10 +185,7 @@ impl TestGateway {
             compliance: PlatformClient::new(&base, &officer.client_id, &officer.client_secret, "")
                 .expect("client"),
             secrets: (platform.client_secret, officer.client_secret),
-            app,
-            base,
-            stop: Some(stop),
-            metrics_url,
+            served,
             database_proxy,
             _database: database,
         }
@@ -255,17 +235,14 @@ impl TestGateway {
             ..own
         });
         let base = format!("http://{}", gateway.addr);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let instance = Gateway {
-            app: app.clone(),
+            app,
             listener: gateway.listener,
             addr: gateway.addr,
             metrics: None,
             sandboxes: Vec::new(),
         };
-        tokio::spawn(instance.serve(async move {
-            let _ = stopped.await;
-        }));
+        let served = Served::serve(instance, base.clone());
         let (platform_secret, officer_secret) = self.secrets.clone();
         TestGateway {
             platform: PlatformClient::new(&base, "messenger", &platform_secret, REDIRECT_URI)
@@ -273,10 +250,7 @@ impl TestGateway {
             compliance: PlatformClient::new(&base, "compliance-office", &officer_secret, "")
                 .expect("client"),
             secrets: self.secrets.clone(),
-            app,
-            base,
-            stop: Some(stop),
-            metrics_url: None,
+            served,
             database_proxy: None,
             _database: None,
         }
@@ -318,25 +292,19 @@ impl TestGateway {
         webhook_url: Option<&str>,
     ) -> PlatformClient {
         let assertion_key = ClientKey::generate_es256().expect("key");
-        self.app
-            .registrar
-            .register(
-                &self.app.policies.current(),
-                Registration {
-                    client_id: client_id.into(),
-                    name: client_id.into(),
-                    role: Role::Platform,
-                    redirect_uris: vec![REDIRECT_URI.into()],
-                    allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
-                    token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
-                    jwks: Some(assertion_key.jwks()),
-                    dpop_bound_access_tokens: Some(true),
-                    webhook_url: webhook_url.map(str::to_owned),
-                    ..Registration::default()
-                },
-            )
-            .await
-            .expect("FAPI platform registers");
+        self.register(Registration {
+            client_id: client_id.into(),
+            name: client_id.into(),
+            role: Role::Platform,
+            redirect_uris: vec![REDIRECT_URI.into()],
+            allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
+            token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
+            jwks: Some(assertion_key.jwks()),
+            dpop_bound_access_tokens: Some(true),
+            webhook_url: webhook_url.map(str::to_owned),
+            ..Registration::default()
+        })
+        .await;
         PlatformClient::new(&self.base, client_id, "", REDIRECT_URI)
             .expect("client")
             .with_private_key_jwt(assertion_key)
@@ -346,22 +314,16 @@ impl TestGateway {
     /// Registers another platform and returns its client.
     pub async fn another_platform(&self, client_id: &str, purposes: &[&str]) -> PlatformClient {
         let registered = self
-            .app
-            .registrar
-            .register(
-                &self.app.policies.current(),
-                Registration {
-                    client_id: client_id.into(),
-                    name: client_id.into(),
-                    role: Role::Platform,
-                    redirect_uris: vec![REDIRECT_URI.into()],
-                    allowed_purposes: purposes.iter().map(|p| p.to_string()).collect(),
-                    token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
-                    ..Registration::default()
-                },
-            )
-            .await
-            .expect("platform registers");
+            .register(Registration {
+                client_id: client_id.into(),
+                name: client_id.into(),
+                role: Role::Platform,
+                redirect_uris: vec![REDIRECT_URI.into()],
+                allowed_purposes: purposes.iter().map(|p| p.to_string()).collect(),
+                token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+                ..Registration::default()
+            })
+            .await;
         PlatformClient::new(
             &self.base,
             client_id,

@@ -6,6 +6,10 @@
 #[allow(dead_code)]
 mod pg;
 
+#[path = "../support/gateway.rs"]
+#[allow(dead_code)]
+mod gateway;
+
 mod proxy;
 mod support;
 
@@ -408,9 +412,9 @@ async fn three_instances_write_one_chain_that_verifies_and_pinpoints_an_edit() {
     for _ in 0..3 {
         let mut config = gateway_config(&database.url, &key_file);
         config.audit.checkpoint_every = 100;
-        instances.push(Running::start(config).await);
+        instances.push(Served::start(config).await);
     }
-    let (_, officer_secret) = register_clients(&instances[0].app).await;
+    let (_, officer_secret) = register_clients(&instances[0]).await;
 
     let mut tasks = Vec::new();
     for (i, instance) in instances.iter().enumerate() {
@@ -534,8 +538,8 @@ async fn database_outage_under_load_fails_closed_and_recovers() {
     let (_, key_file) = signing_key_file(&dir);
     let database = pg::TestDatabase::create();
     let proxy = proxy::Proxy::start(server_addr()).await;
-    let gateway = Running::start(gateway_config(&proxy.url_for(&database.url), &key_file)).await;
-    let (platform_secret, _) = register_clients(&gateway.app).await;
+    let gateway = Served::start(gateway_config(&proxy.url_for(&database.url), &key_file)).await;
+    let (platform_secret, _) = register_clients(&gateway).await;
     let platform =
         PlatformClient::new(&gateway.base, "messenger", &platform_secret, REDIRECT_URI).unwrap();
     let detail = account_information(

@@ -14,6 +14,8 @@ use bankgate::crypto::Sealer;
 use bankgate::jose::keys::SigningKey;
 use bankgate::store::Store;
 
+pub use crate::gateway::Served;
+
 /// The grant key of every test gateway (base64 of bytes 0..32).
 pub const GRANT_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
@@ -185,40 +187,6 @@ pub fn server_addr() -> SocketAddr {
         .expect("the PostgreSQL host resolves")
 }
 
-/// A gateway serving in this process; stops when dropped.
-pub struct Running {
-    pub app: Arc<bankgate::app::App>,
-    pub base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Running {
-    pub async fn start(config: bankgate::config::Config) -> Running {
-        let gateway = bankgate::app::Gateway::start(config)
-            .await
-            .expect("gateway starts");
-        let app = gateway.app.clone();
-        let base = app.config.public_url.clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(gateway.serve(async move {
-            let _ = stopped.await;
-        }));
-        Running {
-            app,
-            base,
-            stop: Some(stop),
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
 /// The test configuration of a gateway on the PostgreSQL database at `url`.
 pub fn gateway_config(url: &str, key_file: &Path) -> bankgate::config::Config {
     let mut config = bankgate::app::embedded_config();
@@ -235,12 +203,11 @@ pub fn gateway_config(url: &str, key_file: &Path) -> bankgate::config::Config {
 
 pub const REDIRECT_URI: &str = "https://platform.example/callback";
 
-/// Registers a platform (balance alerts) and a compliance client in `store`; returns their
+/// Registers a platform (balance alerts) and a compliance client at `gateway`; returns their
 /// secrets.
-pub async fn register_clients(app: &bankgate::app::App) -> (String, String) {
+pub async fn register_clients(gateway: &Served) -> (String, String) {
     use bankgate::oauth::Role;
     use bankgate::oauth::registration::Registration;
-    let policies = app.policies.current();
     let platform = Registration {
         client_id: "messenger".into(),
         name: "Messenger".into(),
@@ -257,16 +224,8 @@ pub async fn register_clients(app: &bankgate::app::App) -> (String, String) {
         token_endpoint_auth_method: bankgate::oauth::AuthMethod::ClientSecretBasic,
         ..Registration::default()
     };
-    let platform = app
-        .registrar
-        .register(&policies, platform)
-        .await
-        .expect("platform registers");
-    let officer = app
-        .registrar
-        .register(&policies, officer)
-        .await
-        .expect("compliance client registers");
+    let platform = gateway.register(platform).await;
+    let officer = gateway.register(officer).await;
     (platform.client_secret, officer.client_secret)
 }
 

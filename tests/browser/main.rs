@@ -20,13 +20,17 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
 use axum::response::Html;
-use bankgate::app::{App, Gateway};
-use bankgate::config::Config;
 use bankgate::demo::{PlatformClient, Pushed, account_information};
 use bankgate::model::Scope;
 use bankgate::oauth::Role;
-use bankgate::oauth::registration::{Registered, Registration};
+use bankgate::oauth::registration::Registration;
 use bankgate_sandbox::Approval;
+
+#[path = "../support/gateway.rs"]
+#[allow(dead_code)]
+mod gateway;
+
+use gateway::Served;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -53,40 +57,6 @@ fn require_browser_tools() {
         "{} is missing; {install}",
         playwright.display()
     );
-}
-
-/// A gateway serving on loopback; it stops when this is dropped.
-struct Served {
-    app: Arc<App>,
-    base: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Served {
-    async fn start(config: Config) -> Served {
-        let gateway = Gateway::start(config).await.expect("gateway starts");
-        let app = gateway.app.clone();
-        let base = app.config.public_url.clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(gateway.serve(async move {
-            let _ = stopped.await;
-        }));
-        Served {
-            app,
-            base,
-            _stop: stop,
-        }
-    }
-
-    /// Registers a client (with a fresh secret, returned).
-    async fn register(&self, registration: Registration) -> Registered {
-        let client_id = registration.client_id.clone();
-        self.app
-            .registrar
-            .register(&self.app.policies.current(), registration)
-            .await
-            .unwrap_or_else(|error| panic!("{client_id} registers: {error}"))
-    }
 }
 
 /// Runs `node <script> <args…>` in `tests/browser/` and returns the JSON line it printed last;
