@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::FromSql;
+use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{NoTls, Row};
 
 use crate::store::StoreError;
@@ -247,6 +247,55 @@ fn parse_config(database_url: &str) -> Result<tokio_postgres::Config, StoreError
 /// Turns a pool error into `Unavailable`: no connection could be had.
 fn pool_error(error: PoolError) -> StoreError {
     StoreError::Unavailable(Box::new(error))
+}
+
+/// Runs `sql` (prepared once per connection) with `params`: the number of rows it changed.
+/// Errors name `what`, as [`sql_error`] does.
+pub(crate) async fn execute(
+    db: &impl GenericClient,
+    what: &'static str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let error = sql_error(what);
+    let statement = db.prepare_cached(sql).await.map_err(&error)?;
+    db.execute(&statement, params).await.map_err(&error)
+}
+
+/// Runs `sql` like [`execute`]: its rows.
+pub(crate) async fn query(
+    db: &impl GenericClient,
+    what: &'static str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, StoreError> {
+    let error = sql_error(what);
+    let statement = db.prepare_cached(sql).await.map_err(&error)?;
+    db.query(&statement, params).await.map_err(&error)
+}
+
+/// Runs `sql` like [`execute`]: its one row, if any.
+pub(crate) async fn query_opt(
+    db: &impl GenericClient,
+    what: &'static str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Row>, StoreError> {
+    let error = sql_error(what);
+    let statement = db.prepare_cached(sql).await.map_err(&error)?;
+    db.query_opt(&statement, params).await.map_err(&error)
+}
+
+/// Runs `sql` like [`execute`]: its one row.
+pub(crate) async fn query_one(
+    db: &impl GenericClient,
+    what: &'static str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Row, StoreError> {
+    let error = sql_error(what);
+    let statement = db.prepare_cached(sql).await.map_err(&error)?;
+    db.query_one(&statement, params).await.map_err(&error)
 }
 
 /// Maps a driver error by SQLSTATE: unique violation → `Conflict(what)`, lost or refused

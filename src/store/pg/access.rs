@@ -5,7 +5,7 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{column, corrupt, sql_error};
+use super::{column, corrupt, execute, query_one};
 use crate::adapters::{AccountRef, StoredGrant};
 use crate::crypto::Sealed;
 use crate::store::StoreError;
@@ -76,7 +76,6 @@ const REFUND: &str = "\
 
 /// Reads (and spends) a request's state (see `AccessReads::access_state`).
 pub async fn read(db: &impl GenericClient, query: &AccessQuery) -> Result<AccessState, StoreError> {
-    let error = sql_error("access state");
     let proof = query.proof.as_ref();
     let data = query.data.as_ref();
     let budget = data.and_then(|data| data.budget.as_ref());
@@ -89,27 +88,26 @@ pub async fn read(db: &impl GenericClient, query: &AccessQuery) -> Result<Access
                 .unzip()
         })
         .unwrap_or_default();
-    let statement = db.prepare_cached(READ).await.map_err(&error)?;
-    let row = db
-        .query_one(
-            &statement,
-            &[
-                &query.jti,
-                &query.client_id,
-                &proof.map(|proof| proof.scope.as_str()),
-                &proof.map(|proof| proof.jti.as_str()),
-                &proof.map(|proof| proof.expires_at),
-                &data.map(|data| data.consent_id.as_str()),
-                &data.map(|data| data.scope.as_str()),
-                &data.and_then(|data| data.account_id.as_deref()),
-                &data.map(|data| data.now),
-                &budget.map(|budget| budget.day),
-                &purposes,
-                &limits,
-            ],
-        )
-        .await
-        .map_err(&error)?;
+    let row = query_one(
+        db,
+        "access state",
+        READ,
+        &[
+            &query.jti,
+            &query.client_id,
+            &proof.map(|proof| proof.scope.as_str()),
+            &proof.map(|proof| proof.jti.as_str()),
+            &proof.map(|proof| proof.expires_at),
+            &data.map(|data| data.consent_id.as_str()),
+            &data.map(|data| data.scope.as_str()),
+            &data.and_then(|data| data.account_id.as_deref()),
+            &data.map(|data| data.now),
+            &budget.map(|budget| budget.day),
+            &purposes,
+            &limits,
+        ],
+    )
+    .await?;
     state_from_row(&row, query)
 }
 
@@ -190,10 +188,6 @@ pub async fn refund(
     consent_id: &str,
     day: chrono::NaiveDate,
 ) -> Result<(), StoreError> {
-    let error = sql_error("access refund");
-    let statement = db.prepare_cached(REFUND).await.map_err(&error)?;
-    db.execute(&statement, &[&consent_id, &day])
-        .await
-        .map_err(&error)?;
+    execute(db, "access refund", REFUND, &[&consent_id, &day]).await?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 
 use super::storable;
-use super::{column, sql_error};
+use super::{column, execute, query_opt};
 use crate::adapters::AccountRef;
 use crate::adapters::AccountRefs;
 use crate::store::StoreError;
@@ -29,13 +29,15 @@ pub async fn put(
     if refs.is_empty() {
         return Ok(());
     }
-    let error = sql_error("account ref");
     let account_ids: Vec<&str> = refs.iter().map(|r| r.account_id.as_str()).collect();
     let bank_refs: Vec<&str> = refs.iter().map(|r| r.bank_ref.as_str()).collect();
-    let statement = db.prepare_cached(PUT).await.map_err(&error)?;
-    db.execute(&statement, &[&consent_id, &account_ids, &bank_refs])
-        .await
-        .map_err(&error)?;
+    execute(
+        db,
+        "account ref",
+        PUT,
+        &[&consent_id, &account_ids, &bank_refs],
+    )
+    .await?;
     Ok(())
 }
 
@@ -45,13 +47,7 @@ pub async fn get(
     consent_id: &str,
     account_id: &str,
 ) -> Result<Option<AccountRef>, StoreError> {
-    let error = sql_error("account ref");
-    let statement = db.prepare_cached(GET).await.map_err(&error)?;
-    let Some(row) = db
-        .query_opt(&statement, &[&consent_id, &account_id])
-        .await
-        .map_err(&error)?
-    else {
+    let Some(row) = query_opt(db, "account ref", GET, &[&consent_id, &account_id]).await? else {
         return Ok(None);
     };
     Ok(Some(AccountRef {

@@ -17,7 +17,7 @@ use tokio_postgres::types::ToSql;
 
 use async_trait::async_trait;
 
-use super::{column, corrupt, pool_error, sql_error};
+use super::{column, corrupt, pool_error, query_one, query_opt, sql_error};
 use crate::audit::AuditLog;
 use crate::audit::{
     self, Action, Archive, Checkpoint, Decision, Event, Filter, Partition, Record, StoredRecord,
@@ -321,11 +321,8 @@ pub async fn add_checkpoint(
     min_gap: Option<i64>,
 ) -> Result<bool, StoreError> {
     let error = sql_error("audit checkpoint");
-    let statement = db.prepare_cached(HASH_AT).await.map_err(&error)?;
-    let chained = db
-        .query_opt(&statement, &[&checkpoint.position])
-        .await
-        .map_err(&error)?
+    let chained = query_opt(db, "audit checkpoint", HASH_AT, &[&checkpoint.position])
+        .await?
         .map(|row| hash32(&row, "hash"))
         .transpose()?;
     if chained != Some(checkpoint.hash) {
@@ -378,11 +375,8 @@ pub async fn checkpoints(
 
 /// The checkpoint at the highest position.
 pub async fn latest_checkpoint(db: &impl GenericClient) -> Result<Option<Checkpoint>, StoreError> {
-    let error = sql_error("audit checkpoint");
-    let statement = db.prepare_cached(LATEST_CHECKPOINT).await.map_err(&error)?;
-    db.query_opt(&statement, &[])
-        .await
-        .map_err(&error)?
+    query_opt(db, "audit checkpoint", LATEST_CHECKPOINT, &[])
+        .await?
         .as_ref()
         .map(checkpoint_row)
         .transpose()
@@ -390,11 +384,8 @@ pub async fn latest_checkpoint(db: &impl GenericClient) -> Result<Option<Checkpo
 
 /// The monthly partitions, oldest first.
 pub async fn partitions(db: &impl GenericClient) -> Result<Vec<Partition>, StoreError> {
-    let error = sql_error("audit partition");
-    let statement = db.prepare_cached(PARTITIONS).await.map_err(&error)?;
-    db.query(&statement, &[])
-        .await
-        .map_err(&error)?
+    super::query(db, "audit partition", PARTITIONS, &[])
+        .await?
         .iter()
         .map(|row| {
             Ok(Partition {
@@ -413,15 +404,7 @@ pub async fn prepare_partitions(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<u32, StoreError> {
-    let error = sql_error("audit partition");
-    let statement = db
-        .prepare_cached(PREPARE_PARTITIONS)
-        .await
-        .map_err(&error)?;
-    let row = db
-        .query_one(&statement, &[&from, &to])
-        .await
-        .map_err(&error)?;
+    let row = query_one(db, "audit partition", PREPARE_PARTITIONS, &[&from, &to]).await?;
     let created: i32 = row
         .try_get(0)
         .map_err(|error| corrupt(format_args!("created partitions: {error}")))?;
@@ -433,12 +416,13 @@ pub async fn partition_extent(
     db: &impl GenericClient,
     partition: &Partition,
 ) -> Result<(i64, Option<i64>, Option<i64>), StoreError> {
-    let error = sql_error("audit partition");
-    let statement = db.prepare_cached(EXTENT).await.map_err(&error)?;
-    let row = db
-        .query_one(&statement, &[&partition.from, &partition.to])
-        .await
-        .map_err(&error)?;
+    let row = query_one(
+        db,
+        "audit partition",
+        EXTENT,
+        &[&partition.from, &partition.to],
+    )
+    .await?;
     Ok((
         column(&row, "n")?,
         column(&row, "first")?,
@@ -474,11 +458,8 @@ pub async fn drop_partition(
 
 /// Archived partitions, by ascending last position.
 pub async fn archives(db: &impl GenericClient) -> Result<Vec<Archive>, StoreError> {
-    let error = sql_error("audit archive");
-    let statement = db.prepare_cached(ARCHIVES).await.map_err(&error)?;
-    db.query(&statement, &[])
-        .await
-        .map_err(&error)?
+    super::query(db, "audit archive", ARCHIVES, &[])
+        .await?
         .iter()
         .map(|row| {
             Ok(Archive {
@@ -506,9 +487,7 @@ fn checkpoint_row(row: &Row) -> Result<Checkpoint, StoreError> {
 /// The first position chained at or after `at` (one past the head when none is): a binary
 /// search over the spine (`audit_first_position_at`, V9).
 async fn first_position_at(db: &impl GenericClient, at: &DateTime<Utc>) -> Result<i64, StoreError> {
-    let error = sql_error("audit event");
-    let statement = db.prepare_cached(FIRST_POSITION_AT).await.map_err(&error)?;
-    let row = db.query_one(&statement, &[at]).await.map_err(&error)?;
+    let row = query_one(db, "audit event", FIRST_POSITION_AT, &[at]).await?;
     column(&row, "first")
 }
 

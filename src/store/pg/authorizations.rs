@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{column, sql_error};
+use super::{column, execute, query_opt};
 use crate::oauth::Authorizations;
 use crate::oauth::{AuthorizationCode, PushedRequest, StoredCode};
 use crate::store::StoreError;
@@ -44,13 +44,10 @@ pub async fn insert_pushed_request(
     db: &impl GenericClient,
     request: &PushedRequest,
 ) -> Result<(), StoreError> {
-    let error = sql_error("pushed request");
-    let statement = db
-        .prepare_cached(INSERT_PUSHED_REQUEST)
-        .await
-        .map_err(&error)?;
-    db.execute(
-        &statement,
+    execute(
+        db,
+        "pushed request",
+        INSERT_PUSHED_REQUEST,
         &[
             &request.request_uri,
             &request.client_id,
@@ -58,8 +55,7 @@ pub async fn insert_pushed_request(
             &request.expires_at,
         ],
     )
-    .await
-    .map_err(&error)?;
+    .await?;
     Ok(())
 }
 
@@ -69,15 +65,7 @@ pub async fn take_pushed_request(
     db: &impl GenericClient,
     request_uri: &str,
 ) -> Result<Option<PushedRequest>, StoreError> {
-    let error = sql_error("pushed request");
-    let statement = db
-        .prepare_cached(TAKE_PUSHED_REQUEST)
-        .await
-        .map_err(&error)?;
-    let Some(row) = db
-        .query_opt(&statement, &[&request_uri])
-        .await
-        .map_err(&error)?
+    let Some(row) = query_opt(db, "pushed request", TAKE_PUSHED_REQUEST, &[&request_uri]).await?
     else {
         return Ok(None);
     };
@@ -94,10 +82,10 @@ pub async fn insert_code(
     db: &impl GenericClient,
     code: &AuthorizationCode,
 ) -> Result<(), StoreError> {
-    let error = sql_error("authorization code");
-    let statement = db.prepare_cached(INSERT_CODE).await.map_err(&error)?;
-    db.execute(
-        &statement,
+    execute(
+        db,
+        "authorization code",
+        INSERT_CODE,
         &[
             &code.code_hash,
             &code.consent_id,
@@ -108,20 +96,13 @@ pub async fn insert_code(
             &code.dpop_jkt,
         ],
     )
-    .await
-    .map_err(&error)?;
+    .await?;
     Ok(())
 }
 
 /// The code with `code_hash` and whether it was redeemed. Expiry is the caller's check.
 pub async fn code(db: &impl GenericClient, code_hash: &str) -> Result<StoredCode, StoreError> {
-    let error = sql_error("authorization code");
-    let statement = db.prepare_cached(GET_CODE).await.map_err(&error)?;
-    let Some(row) = db
-        .query_opt(&statement, &[&code_hash])
-        .await
-        .map_err(&error)?
-    else {
+    let Some(row) = query_opt(db, "authorization code", GET_CODE, &[&code_hash]).await? else {
         return Ok(StoredCode::Unknown);
     };
     let code = from_code_row(&row)?;
@@ -135,22 +116,13 @@ pub async fn code(db: &impl GenericClient, code_hash: &str) -> Result<StoredCode
 /// Marks an unused code redeemed: `true` for exactly one caller, `false` when it was redeemed
 /// already or is unknown.
 pub async fn redeem_code(db: &impl GenericClient, code_hash: &str) -> Result<bool, StoreError> {
-    let error = sql_error("authorization code");
-    let statement = db.prepare_cached(REDEEM_CODE).await.map_err(&error)?;
-    let updated = db
-        .execute(&statement, &[&code_hash])
-        .await
-        .map_err(&error)?;
+    let updated = execute(db, "authorization code", REDEEM_CODE, &[&code_hash]).await?;
     Ok(updated == 1)
 }
 
 /// Marks a redeemed code unused again (nothing was issued from it).
 pub async fn release_code(db: &impl GenericClient, code_hash: &str) -> Result<(), StoreError> {
-    let error = sql_error("authorization code");
-    let statement = db.prepare_cached(RELEASE_CODE).await.map_err(&error)?;
-    db.execute(&statement, &[&code_hash])
-        .await
-        .map_err(&error)?;
+    execute(db, "authorization code", RELEASE_CODE, &[&code_hash]).await?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
 use super::storable;
-use super::{column, sql_error};
+use super::{column, execute, query, query_one, query_opt, sql_error};
 use crate::adapters::BankVersion;
 use crate::adapters::Banks;
 use crate::store::StoreError;
@@ -50,32 +50,16 @@ pub async fn put(
     bank_id: &str,
     manifest: &serde_json::Value,
 ) -> Result<BankVersion, StoreError> {
-    let error = sql_error("bank version");
-    let statement = transaction
-        .prepare_cached(ENSURE_BANK)
-        .await
-        .map_err(&error)?;
-    transaction
-        .execute(&statement, &[&bank_id])
-        .await
-        .map_err(&error)?;
-    let statement = transaction
-        .prepare_cached(LOCK_BANK)
-        .await
-        .map_err(&error)?;
-    transaction
-        .execute(&statement, &[&bank_id])
-        .await
-        .map_err(&error)?;
+    execute(transaction, "bank version", ENSURE_BANK, &[&bank_id]).await?;
+    execute(transaction, "bank version", LOCK_BANK, &[&bank_id]).await?;
 
-    let statement = transaction
-        .prepare_cached(LATEST_COMPARED)
-        .await
-        .map_err(&error)?;
-    let latest = transaction
-        .query_opt(&statement, &[&bank_id, manifest])
-        .await
-        .map_err(&error)?;
+    let latest = query_opt(
+        transaction,
+        "bank version",
+        LATEST_COMPARED,
+        &[&bank_id, manifest],
+    )
+    .await?;
     let next = match latest {
         Some(row) if column::<bool>(&row, "same")? => return from_row(&row),
         Some(row) => column::<i32>(&row, "version")?
@@ -83,14 +67,13 @@ pub async fn put(
             .ok_or(StoreError::Invariant("bank version overflows"))?,
         None => 1,
     };
-    let statement = transaction
-        .prepare_cached(INSERT_VERSION)
-        .await
-        .map_err(&error)?;
-    let row = transaction
-        .query_one(&statement, &[&bank_id, &next, manifest])
-        .await
-        .map_err(&error)?;
+    let row = query_one(
+        transaction,
+        "bank version",
+        INSERT_VERSION,
+        &[&bank_id, &next, manifest],
+    )
+    .await?;
     from_row(&row)
 }
 
@@ -99,13 +82,8 @@ pub async fn latest(
     db: &impl GenericClient,
     bank_id: &str,
 ) -> Result<Option<BankVersion>, StoreError> {
-    let statement = db
-        .prepare_cached(LATEST)
-        .await
-        .map_err(sql_error("bank version"))?;
-    db.query_opt(&statement, &[&bank_id])
-        .await
-        .map_err(sql_error("bank version"))?
+    query_opt(db, "bank version", LATEST, &[&bank_id])
+        .await?
         .map(|row| from_row(&row))
         .transpose()
 }
@@ -115,13 +93,8 @@ pub async fn versions(
     db: &impl GenericClient,
     bank_id: &str,
 ) -> Result<Vec<BankVersion>, StoreError> {
-    let statement = db
-        .prepare_cached(VERSIONS)
-        .await
-        .map_err(sql_error("bank version"))?;
-    db.query(&statement, &[&bank_id])
-        .await
-        .map_err(sql_error("bank version"))?
+    query(db, "bank version", VERSIONS, &[&bank_id])
+        .await?
         .iter()
         .map(from_row)
         .collect()
@@ -129,13 +102,8 @@ pub async fn versions(
 
 /// The active version of every bank, by bank id.
 pub async fn all_latest(db: &impl GenericClient) -> Result<Vec<BankVersion>, StoreError> {
-    let statement = db
-        .prepare_cached(ALL_LATEST)
-        .await
-        .map_err(sql_error("bank version"))?;
-    db.query(&statement, &[])
-        .await
-        .map_err(sql_error("bank version"))?
+    query(db, "bank version", ALL_LATEST, &[])
+        .await?
         .iter()
         .map(from_row)
         .collect()

@@ -5,7 +5,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::storable;
-use super::{column, corrupt, sql_error};
+use super::{column, corrupt, execute, query_opt};
 use crate::oauth::Clients;
 use crate::oauth::{AuthMethod, Client, Role};
 use crate::store::StoreError;
@@ -31,12 +31,10 @@ const UPDATE: &str = "\
 
 /// Registers `client`; `Conflict("client")` if its id exists.
 pub async fn insert(db: &impl GenericClient, client: &Client) -> Result<(), StoreError> {
-    let statement = db
-        .prepare_cached(INSERT)
-        .await
-        .map_err(sql_error("client"))?;
-    db.execute(
-        &statement,
+    execute(
+        db,
+        "client",
+        INSERT,
         &[
             &client.client_id,
             &client.name,
@@ -55,46 +53,39 @@ pub async fn insert(db: &impl GenericClient, client: &Client) -> Result<(), Stor
             &client.registration_token_hash,
         ],
     )
-    .await
-    .map_err(sql_error("client"))?;
+    .await?;
     Ok(())
 }
 
 /// Replaces what may change of `client`; `false` if it is not registered.
 pub async fn update(db: &impl GenericClient, client: &Client) -> Result<bool, StoreError> {
-    let statement = db
-        .prepare_cached(UPDATE)
-        .await
-        .map_err(sql_error("client"))?;
-    let updated = db
-        .execute(
-            &statement,
-            &[
-                &client.client_id,
-                &client.name,
-                &client.secret_hash,
-                &client.redirect_uris,
-                &client.allowed_purposes,
-                &client.token_endpoint_auth_method.as_str(),
-                &client.jwks,
-                &client.dpop_bound_access_tokens,
-                &client.webhook_url,
-                &client.region,
-                &client.jwks_uri,
-                &client.registration_token_hash,
-            ],
-        )
-        .await
-        .map_err(sql_error("client"))?;
+    let updated = execute(
+        db,
+        "client",
+        UPDATE,
+        &[
+            &client.client_id,
+            &client.name,
+            &client.secret_hash,
+            &client.redirect_uris,
+            &client.allowed_purposes,
+            &client.token_endpoint_auth_method.as_str(),
+            &client.jwks,
+            &client.dpop_bound_access_tokens,
+            &client.webhook_url,
+            &client.region,
+            &client.jwks_uri,
+            &client.registration_token_hash,
+        ],
+    )
+    .await?;
     Ok(updated == 1)
 }
 
 /// The client with `client_id`, if registered.
 pub async fn get(db: &impl GenericClient, client_id: &str) -> Result<Option<Client>, StoreError> {
-    let statement = db.prepare_cached(GET).await.map_err(sql_error("client"))?;
-    db.query_opt(&statement, &[&client_id])
-        .await
-        .map_err(sql_error("client"))?
+    query_opt(db, "client", GET, &[&client_id])
+        .await?
         .map(|row| from_row(&row))
         .transpose()
 }

@@ -6,7 +6,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::storable;
-use super::{column, corrupt, sql_error};
+use super::{column, corrupt, execute, query, query_opt};
 use crate::consent::Consents;
 use crate::consent::{Consent, ConsentStatus};
 use crate::model::Scope;
@@ -55,12 +55,12 @@ const EXPIRING: &str = "\
 
 /// Stores a new consent; `Conflict("consent")` if its id exists.
 pub async fn insert(db: &impl GenericClient, consent: &Consent) -> Result<(), StoreError> {
-    let error = sql_error("consent");
     let scopes: Vec<&str> = consent.scopes.iter().map(|scope| scope.as_str()).collect();
     let history_days = i64::from(consent.history_days);
-    let statement = db.prepare_cached(INSERT).await.map_err(&error)?;
-    db.execute(
-        &statement,
+    execute(
+        db,
+        "consent",
+        INSERT,
         &[
             &consent.id,
             &consent.client_id,
@@ -79,17 +79,14 @@ pub async fn insert(db: &impl GenericClient, consent: &Consent) -> Result<(), St
             &consent.expires_at,
         ],
     )
-    .await
-    .map_err(&error)?;
+    .await?;
     Ok(())
 }
 
 /// The consent with `id`.
 pub async fn get(db: &impl GenericClient, id: &str) -> Result<Option<Consent>, StoreError> {
-    let statement = db.prepare_cached(GET).await.map_err(sql_error("consent"))?;
-    db.query_opt(&statement, &[&id])
-        .await
-        .map_err(sql_error("consent"))?
+    query_opt(db, "consent", GET, &[&id])
+        .await?
         .map(|row| from_row(&row))
         .transpose()
 }
@@ -103,14 +100,13 @@ pub async fn transition(
     from: ConsentStatus,
     to: ConsentStatus,
 ) -> Result<bool, StoreError> {
-    let statement = db
-        .prepare_cached(TRANSITION)
-        .await
-        .map_err(sql_error("consent"))?;
-    let changed = db
-        .execute(&statement, &[&id, &from.as_str(), &to.as_str()])
-        .await
-        .map_err(sql_error("consent"))?;
+    let changed = execute(
+        db,
+        "consent",
+        TRANSITION,
+        &[&id, &from.as_str(), &to.as_str()],
+    )
+    .await?;
     Ok(changed == 1)
 }
 
@@ -123,12 +119,13 @@ pub async fn extend(
     policy_hash: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let error = sql_error("consent");
-    let statement = db.prepare_cached(EXTEND).await.map_err(&error)?;
-    let changed = db
-        .execute(&statement, &[&id, &expires_at, &policy_hash, &now])
-        .await
-        .map_err(&error)?;
+    let changed = execute(
+        db,
+        "consent",
+        EXTEND,
+        &[&id, &expires_at, &policy_hash, &now],
+    )
+    .await?;
     Ok(changed == 1)
 }
 
@@ -138,11 +135,8 @@ pub async fn list_of(
     client_id: &str,
     user_ref: &str,
 ) -> Result<Vec<Consent>, StoreError> {
-    let error = sql_error("consent");
-    let statement = db.prepare_cached(LIST_OF).await.map_err(&error)?;
-    db.query(&statement, &[&client_id, &user_ref])
-        .await
-        .map_err(&error)?
+    query(db, "consent", LIST_OF, &[&client_id, &user_ref])
+        .await?
         .iter()
         .map(from_row)
         .collect()
@@ -153,11 +147,8 @@ pub async fn expire(
     db: &impl GenericClient,
     now: DateTime<Utc>,
 ) -> Result<Vec<Consent>, StoreError> {
-    let error = sql_error("consent");
-    let statement = db.prepare_cached(EXPIRE).await.map_err(&error)?;
-    db.query(&statement, &[&now])
-        .await
-        .map_err(&error)?
+    query(db, "consent", EXPIRE, &[&now])
+        .await?
         .iter()
         .map(from_row)
         .collect()
@@ -169,11 +160,8 @@ pub async fn expiring(
     from: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Vec<Consent>, StoreError> {
-    let error = sql_error("consent");
-    let statement = db.prepare_cached(EXPIRING).await.map_err(&error)?;
-    db.query(&statement, &[&from, &until])
-        .await
-        .map_err(&error)?
+    query(db, "consent", EXPIRING, &[&from, &until])
+        .await?
         .iter()
         .map(from_row)
         .collect()

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 
-use super::{column, sql_error};
+use super::{column, execute, query_opt, sql_error};
 use crate::adapters::Grants;
 use crate::adapters::{BankAuthorization, StoredGrant};
 use crate::crypto::Sealed;
@@ -66,12 +66,8 @@ pub async fn take_bank_authorization(
     db: &impl GenericClient,
     state: &str,
 ) -> Result<Option<BankAuthorization>, StoreError> {
-    let error = sql_error("bank authorization");
-    let statement = db
-        .prepare_cached(TAKE_BANK_AUTHORIZATION)
-        .await
-        .map_err(&error)?;
-    let Some(row) = db.query_opt(&statement, &[&state]).await.map_err(&error)? else {
+    let Some(row) = query_opt(db, "bank authorization", TAKE_BANK_AUTHORIZATION, &[&state]).await?
+    else {
         return Ok(None);
     };
     Ok(Some(BankAuthorization {
@@ -90,10 +86,10 @@ pub async fn take_bank_authorization(
 
 /// Inserts or replaces the sealed bank grant of a consent.
 pub async fn put_grant(db: &impl GenericClient, grant: &StoredGrant) -> Result<(), StoreError> {
-    let error = sql_error("bank grant");
-    let statement = db.prepare_cached(PUT_GRANT).await.map_err(&error)?;
-    db.execute(
-        &statement,
+    execute(
+        db,
+        "bank grant",
+        PUT_GRANT,
         &[
             &grant.consent_id,
             &grant.sealed.key_id,
@@ -102,8 +98,7 @@ pub async fn put_grant(db: &impl GenericClient, grant: &StoredGrant) -> Result<(
             &grant.updated_at,
         ],
     )
-    .await
-    .map_err(&error)?;
+    .await?;
     Ok(())
 }
 
@@ -112,13 +107,7 @@ pub async fn grant(
     db: &impl GenericClient,
     consent_id: &str,
 ) -> Result<Option<StoredGrant>, StoreError> {
-    let error = sql_error("bank grant");
-    let statement = db.prepare_cached(GET_GRANT).await.map_err(&error)?;
-    let Some(row) = db
-        .query_opt(&statement, &[&consent_id])
-        .await
-        .map_err(&error)?
-    else {
+    let Some(row) = query_opt(db, "bank grant", GET_GRANT, &[&consent_id]).await? else {
         return Ok(None);
     };
     Ok(Some(StoredGrant {
@@ -142,22 +131,20 @@ pub async fn replace_grant(
     expected: &StoredGrant,
     grant: &StoredGrant,
 ) -> Result<bool, StoreError> {
-    let error = sql_error("bank grant");
-    let statement = db.prepare_cached(REPLACE_GRANT).await.map_err(&error)?;
-    let changed = db
-        .execute(
-            &statement,
-            &[
-                &grant.consent_id,
-                &grant.sealed.key_id,
-                &grant.sealed.nonce,
-                &grant.sealed.ciphertext,
-                &grant.updated_at,
-                &expected.updated_at,
-            ],
-        )
-        .await
-        .map_err(&error)?;
+    let changed = execute(
+        db,
+        "bank grant",
+        REPLACE_GRANT,
+        &[
+            &grant.consent_id,
+            &grant.sealed.key_id,
+            &grant.sealed.nonce,
+            &grant.sealed.ciphertext,
+            &grant.updated_at,
+            &expected.updated_at,
+        ],
+    )
+    .await?;
     Ok(changed == 1)
 }
 

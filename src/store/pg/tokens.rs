@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
-use super::{column, sql_error};
+use super::{column, execute, query_opt, sql_error};
 use crate::oauth::Tokens;
 use crate::oauth::{IssuedToken, RefreshToken};
 use crate::store::StoreError;
@@ -49,22 +49,15 @@ pub async fn remember_jti(
     jti: &str,
     expires_at: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let error = sql_error("jti");
-    let statement = db.prepare_cached(REMEMBER_JTI).await.map_err(&error)?;
-    let row = db
-        .query_opt(&statement, &[&scope, &jti, &expires_at])
-        .await
-        .map_err(&error)?;
+    let row = query_opt(db, "jti", REMEMBER_JTI, &[&scope, &jti, &expires_at]).await?;
     Ok(row.is_some())
 }
 
 /// Deletes expired `jti`s and access-token records.
 pub async fn purge_expired(db: &impl GenericClient, now: DateTime<Utc>) -> Result<u64, StoreError> {
-    let error = sql_error("purge");
     let mut purged = 0;
     for sql in [PURGE_JTIS, PURGE_ACCESS_TOKENS] {
-        let statement = db.prepare_cached(sql).await.map_err(&error)?;
-        purged += db.execute(&statement, &[&now]).await.map_err(&error)?;
+        purged += execute(db, "purge", sql, &[&now]).await?;
     }
     Ok(purged)
 }
@@ -74,13 +67,10 @@ pub async fn insert_refresh_token(
     db: &impl GenericClient,
     token: &RefreshToken,
 ) -> Result<(), StoreError> {
-    let error = sql_error("refresh token");
-    let statement = db
-        .prepare_cached(INSERT_REFRESH_TOKEN)
-        .await
-        .map_err(&error)?;
-    db.execute(
-        &statement,
+    execute(
+        db,
+        "refresh token",
+        INSERT_REFRESH_TOKEN,
         &[
             &token.token_hash,
             &token.client_id,
@@ -90,8 +80,7 @@ pub async fn insert_refresh_token(
             &token.revoked_at,
         ],
     )
-    .await
-    .map_err(&error)?;
+    .await?;
     Ok(())
 }
 
@@ -100,13 +89,7 @@ pub async fn refresh_token(
     db: &impl GenericClient,
     token_hash: &str,
 ) -> Result<Option<RefreshToken>, StoreError> {
-    let error = sql_error("refresh token");
-    let statement = db.prepare_cached(GET_REFRESH_TOKEN).await.map_err(&error)?;
-    let Some(row) = db
-        .query_opt(&statement, &[&token_hash])
-        .await
-        .map_err(&error)?
-    else {
+    let Some(row) = query_opt(db, "refresh token", GET_REFRESH_TOKEN, &[&token_hash]).await? else {
         return Ok(None);
     };
     Ok(Some(RefreshToken {
@@ -124,13 +107,10 @@ pub async fn record_access_token(
     db: &impl GenericClient,
     token: &IssuedToken,
 ) -> Result<(), StoreError> {
-    let error = sql_error("access token");
-    let statement = db
-        .prepare_cached(INSERT_ACCESS_TOKEN)
-        .await
-        .map_err(&error)?;
-    db.execute(
-        &statement,
+    execute(
+        db,
+        "access token",
+        INSERT_ACCESS_TOKEN,
         &[
             &token.jti,
             &token.client_id,
@@ -138,19 +118,13 @@ pub async fn record_access_token(
             &token.expires_at,
         ],
     )
-    .await
-    .map_err(&error)?;
+    .await?;
     Ok(())
 }
 
 /// Revokes one access token.
 pub async fn revoke_access_token(db: &impl GenericClient, jti: &str) -> Result<bool, StoreError> {
-    let error = sql_error("access token");
-    let statement = db
-        .prepare_cached(REVOKE_ACCESS_TOKEN)
-        .await
-        .map_err(&error)?;
-    Ok(db.execute(&statement, &[&jti]).await.map_err(&error)? == 1)
+    Ok(execute(db, "access token", REVOKE_ACCESS_TOKEN, &[&jti]).await? == 1)
 }
 
 /// Revokes every token of a consent (run it in a transaction to make it all or nothing).
@@ -158,14 +132,9 @@ pub async fn revoke_consent_tokens(
     db: &impl GenericClient,
     consent_id: &str,
 ) -> Result<u64, StoreError> {
-    let error = sql_error("token");
     let mut revoked = 0;
     for sql in [REVOKE_CONSENT_ACCESS_TOKENS, REVOKE_CONSENT_REFRESH_TOKENS] {
-        let statement = db.prepare_cached(sql).await.map_err(&error)?;
-        revoked += db
-            .execute(&statement, &[&consent_id])
-            .await
-            .map_err(&error)?;
+        revoked += execute(db, "token", sql, &[&consent_id]).await?;
     }
     Ok(revoked)
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{column, corrupt, sql_error};
+use super::{column, corrupt, execute, query, sql_error};
 use crate::lifecycle::Webhooks;
 use crate::lifecycle::{DeliveryOutcome, DeliveryStatus, WebhookDelivery};
 use crate::store::StoreError;
@@ -46,29 +46,27 @@ pub async fn enqueue_webhook(
     db: &impl GenericClient,
     delivery: &WebhookDelivery,
 ) -> Result<bool, StoreError> {
-    let error = sql_error("webhook delivery");
-    let statement = db.prepare_cached(ENQUEUE_WEBHOOK).await.map_err(&error)?;
-    let inserted = db
-        .execute(
-            &statement,
-            &[
-                &delivery.id,
-                &delivery.client_id,
-                &delivery.event,
-                &delivery.consent_id,
-                &delivery.dedupe_key,
-                &delivery.url,
-                &delivery.payload,
-                &delivery.status.as_str(),
-                &delivery.attempts,
-                &delivery.next_attempt_at,
-                &delivery.last_error,
-                &delivery.created_at,
-                &delivery.delivered_at,
-            ],
-        )
-        .await
-        .map_err(&error)?;
+    let inserted = execute(
+        db,
+        "webhook delivery",
+        ENQUEUE_WEBHOOK,
+        &[
+            &delivery.id,
+            &delivery.client_id,
+            &delivery.event,
+            &delivery.consent_id,
+            &delivery.dedupe_key,
+            &delivery.url,
+            &delivery.payload,
+            &delivery.status.as_str(),
+            &delivery.attempts,
+            &delivery.next_attempt_at,
+            &delivery.last_error,
+            &delivery.created_at,
+            &delivery.delivered_at,
+        ],
+    )
+    .await?;
     Ok(inserted == 1)
 }
 
@@ -79,15 +77,16 @@ pub async fn claim_webhooks(
     limit: u32,
     lease_until: DateTime<Utc>,
 ) -> Result<Vec<WebhookDelivery>, StoreError> {
-    let error = sql_error("webhook delivery");
-    let statement = db.prepare_cached(CLAIM_WEBHOOKS).await.map_err(&error)?;
-    let mut claimed = db
-        .query(&statement, &[&now, &i64::from(limit), &lease_until])
-        .await
-        .map_err(&error)?
-        .iter()
-        .map(delivery_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut claimed = query(
+        db,
+        "webhook delivery",
+        CLAIM_WEBHOOKS,
+        &[&now, &i64::from(limit), &lease_until],
+    )
+    .await?
+    .iter()
+    .map(delivery_from_row)
+    .collect::<Result<Vec<_>, _>>()?;
     claimed.sort_by_key(|delivery| delivery.created_at);
     Ok(claimed)
 }
