@@ -10,7 +10,7 @@
 //! Back-channel calls use the bank's HTTP client, which never follows redirects.
 
 use chrono::{DateTime, Duration, Utc};
-use oauth2::basic::BasicClient;
+use oauth2::basic::{BasicClient, BasicTokenResponse};
 use oauth2::{
     AccessToken, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
     EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RevocationUrl,
@@ -159,18 +159,11 @@ pub async fn exchange_code(
     let request = with_assertion(bank, request, |request, name, value| {
         request.add_extra_param(name, value)
     })?;
-    let http = dpop::HttpClient::of(bank);
-    let response = request.request_async(&http).await.map_err(token_error)?;
-    dpop::check_token_type(bank, response.token_type().as_ref())?;
-    Ok(BankGrant {
-        access_token: response.access_token().secret().clone(),
-        refresh_token: response.refresh_token().map(|token| token.secret().clone()),
-        expires_at: response
-            .expires_in()
-            .and_then(|lifetime| Duration::from_std(lifetime).ok())
-            .map(|lifetime| Utc::now() + lifetime),
-        bank_consent_id,
-    })
+    let response = request
+        .request_async(&dpop::HttpClient::of(bank))
+        .await
+        .map_err(token_error)?;
+    grant_of(bank, &response, None, bank_consent_id)
 }
 
 /// Refreshes the bank's access token; keeps the old refresh token when the bank does not
@@ -190,21 +183,38 @@ pub async fn refresh(bank: &Bank, grant: &BankGrant) -> Result<BankGrant, Adapte
     let request = with_assertion(bank, request, |request, name, value| {
         request.add_extra_param(name, value)
     })?;
-    let http = dpop::HttpClient::of(bank);
-    let response = request.request_async(&http).await.map_err(token_error)?;
+    let response = request
+        .request_async(&dpop::HttpClient::of(bank))
+        .await
+        .map_err(token_error)?;
+    grant_of(
+        bank,
+        &response,
+        Some(refresh_token),
+        grant.bank_consent_id.clone(),
+    )
+}
+
+/// The grant a token answer makes (bound to bankgate's DPoP key where the bank wants DPoP),
+/// keeping `previous_refresh` when the answer carries no refresh token.
+fn grant_of(
+    bank: &Bank,
+    response: &BasicTokenResponse,
+    previous_refresh: Option<String>,
+    bank_consent_id: Option<String>,
+) -> Result<BankGrant, AdapterError> {
     dpop::check_token_type(bank, response.token_type().as_ref())?;
     Ok(BankGrant {
         access_token: response.access_token().secret().clone(),
-        refresh_token: Some(
-            response
-                .refresh_token()
-                .map_or(refresh_token, |token| token.secret().clone()),
-        ),
+        refresh_token: response
+            .refresh_token()
+            .map(|token| token.secret().clone())
+            .or(previous_refresh),
         expires_at: response
             .expires_in()
             .and_then(|lifetime| Duration::from_std(lifetime).ok())
             .map(|lifetime| Utc::now() + lifetime),
-        bank_consent_id: grant.bank_consent_id.clone(),
+        bank_consent_id,
     })
 }
 

@@ -19,12 +19,12 @@ use chrono::NaiveDate;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde::de::DeserializeOwned;
 
-use super::common::Pages;
+use super::common::{Pages, account_ref, within};
 use super::{
     AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, PaymentInitiation,
     Profile,
 };
-use crate::model::{Balance, Transaction, TransactionStatus};
+use crate::model::{Balance, Transaction};
 
 /// The profile's manifest name.
 pub const NAME: &str = "berlin-group";
@@ -177,31 +177,6 @@ impl Profile for BerlinGroup {
             }
         }
     }
-}
-
-/// Keeps what was booked (or, lacking a booking date, valued) on or after `from`; pending
-/// transactions without any date are current by definition.
-fn within(transactions: Vec<Transaction>, from: Option<NaiveDate>) -> Vec<Transaction> {
-    let Some(from) = from else {
-        return transactions;
-    };
-    transactions
-        .into_iter()
-        .filter(
-            |transaction| match transaction.booking_date.or(transaction.value_date) {
-                Some(date) => date >= from,
-                None => transaction.status == TransactionStatus::Pending,
-            },
-        )
-        .collect()
-}
-
-/// A bank account reference safe to put in a path.
-fn account_ref(bank_ref: &str) -> Result<&str, AdapterError> {
-    if bank_ref.is_empty() || bank_ref == "." || bank_ref == ".." {
-        return Err(AdapterError::UnknownAccount);
-    }
-    Ok(bank_ref)
 }
 
 /// `<api_base_url>/v1/<segments…>`, each segment percent-encoded.

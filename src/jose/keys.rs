@@ -49,6 +49,15 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+/// The DER bytes of a PEM text (the base64 between its `-----` lines).
+pub fn pem_contents(pem: &str) -> Option<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    STANDARD.decode(body.trim()).ok()
+}
+
 impl SigningKey {
     /// Loads a P-256 private key from a PKCS#8 PEM file.
     pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
@@ -57,13 +66,7 @@ impl SigningKey {
             message,
         };
         let pem = std::fs::read_to_string(path).map_err(|error| load_error(error.to_string()))?;
-        let body: String = pem
-            .lines()
-            .filter(|line| !line.starts_with("-----"))
-            .collect();
-        let der = STANDARD
-            .decode(body.trim())
-            .map_err(|_| load_error("not a PEM file".into()))?;
+        let der = pem_contents(&pem).ok_or_else(|| load_error("not a PEM file".into()))?;
         SigningKey::from_pkcs8(&der).map_err(|message| load_error(message.into()))
     }
 

@@ -11,11 +11,9 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-
 use crate::adapters::manifest::OAuthEndpoints;
 use crate::adapters::{AdapterError, Bank};
+use crate::jose::keys::pem_contents;
 use crate::jose::{AuthMethod, CLIENT_ASSERTION_TYPE, ClientKey, basic_header};
 
 /// Errors loading bankgate's keys for a bank; each names what to fix.
@@ -111,13 +109,7 @@ impl BankKeys {
 /// naming the path.
 pub fn load_pem(path: &Path) -> Result<ClientKey, &'static str> {
     let pem = std::fs::read_to_string(path).map_err(|_| "cannot be read")?;
-    let body: String = pem
-        .lines()
-        .filter(|line| !line.starts_with("-----"))
-        .collect();
-    let der = STANDARD
-        .decode(body.trim())
-        .map_err(|_| "is not a PEM file")?;
+    let der = pem_contents(&pem).ok_or("is not a PEM file")?;
     ClientKey::from_es256_pkcs8(&der).map_err(|_| "is not a PKCS#8 P-256 private key")
 }
 
