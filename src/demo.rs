@@ -889,25 +889,11 @@ pub async fn run() -> anyhow::Result<()> {
             event["action"].as_str().unwrap_or(""),
             event["decision"].as_str().unwrap_or(""),
             event["purpose"].as_str().unwrap_or(""),
-            event["categories"]
-                .as_array()
-                .map(|c| c
-                    .iter()
-                    .filter_map(|v| v.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","))
-                .unwrap_or_default(),
+            joined(&event["categories"]),
             event["policy_hash"]
                 .as_str()
                 .map_or("-", |hash| &hash[..hash.len().min(19)]),
-            event["fields"]
-                .as_array()
-                .map(|c| c
-                    .iter()
-                    .filter_map(|v| v.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","))
-                .unwrap_or_default(),
+            joined(&event["fields"]),
             event["reason"].as_str().unwrap_or(""),
         );
     }
@@ -933,4 +919,17 @@ fn text_between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
     text.split_once(start)
         .and_then(|(_, rest)| rest.split_once(end))
         .map_or("", |(inner, _)| inner)
+}
+
+/// The strings of a JSON array, comma-separated (empty for anything else).
+fn joined(list: &serde_json::Value) -> String {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }

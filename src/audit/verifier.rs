@@ -190,6 +190,23 @@ impl Walk<'_> {
         self.report.first_break = Some(ChainBreak { position, what });
     }
 
+    /// Whether `checkpoint`'s signature holds; a break at its position otherwise.
+    fn signed(&mut self, checkpoint: &Checkpoint) -> bool {
+        match self.keys.check(checkpoint) {
+            Ok(()) => true,
+            Err(error) => {
+                self.broken(
+                    checkpoint.position,
+                    format!(
+                        "the checkpoint at position {}: {error}",
+                        checkpoint.position
+                    ),
+                );
+                false
+            }
+        }
+    }
+
     fn finish(mut self, started: Instant) -> Report {
         self.report.elapsed = started.elapsed();
         self.report
@@ -277,14 +294,7 @@ impl Walk<'_> {
         checkpoints: &mut Checkpoints<'_>,
     ) -> Result<bool, StoreError> {
         while let Some(checkpoint) = checkpoints.take_through(position).await? {
-            if let Err(error) = self.keys.check(&checkpoint) {
-                self.broken(
-                    checkpoint.position,
-                    format!(
-                        "the checkpoint at position {}: {error}",
-                        checkpoint.position
-                    ),
-                );
+            if !self.signed(&checkpoint) {
                 return Ok(false);
             }
             if checkpoint.position != position || checkpoint.hash != self.hash {
@@ -329,14 +339,7 @@ impl Walk<'_> {
         }
         let mut bridge = None;
         while let Some(checkpoint) = checkpoints.take_through(end).await? {
-            if let Err(error) = self.keys.check(&checkpoint) {
-                self.broken(
-                    checkpoint.position,
-                    format!(
-                        "the checkpoint at position {}: {error}",
-                        checkpoint.position
-                    ),
-                );
+            if !self.signed(&checkpoint) {
                 return Ok(false);
             }
             self.report.n_checkpoints += 1;

@@ -22,6 +22,14 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, AdapterError> 
     parse_body(text.as_bytes(), wire::error_in_body)
 }
 
+/// Each balance's type and amount (as text).
+fn kinds_and_amounts(balances: &[crate::model::Balance]) -> Vec<(BalanceType, String)> {
+    balances
+        .iter()
+        .map(|b| (b.kind.clone(), b.amount.to_string()))
+        .collect()
+}
+
 /// The canonical form of a fixture, by the endpoint its name says it answers.
 fn normalise(name: &str, text: &str) -> Result<Value, AdapterError> {
     Ok(if name.contains("consent-grant") {
@@ -93,10 +101,7 @@ fn quirk_deposit_balances_are_interim_and_missing_ones_stay_missing() {
     .unwrap();
     let entity = wire::account_entity(&raw).unwrap();
     let balances = wire::balances(ACCOUNT, &entity).unwrap();
-    let view: Vec<(BalanceType, String)> = balances
-        .iter()
-        .map(|b| (b.kind.clone(), b.amount.to_string()))
-        .collect();
+    let view = kinds_and_amounts(&balances);
     assert_eq!(
         view,
         [
@@ -135,10 +140,7 @@ fn credit_line_balances_are_what_is_owed() {
     );
     assert_eq!(account.account.id, account_id(BANK, "accountId:c1"));
     let balances = wire::balances(ACCOUNT, &entity).unwrap();
-    let view: Vec<(BalanceType, String)> = balances
-        .iter()
-        .map(|b| (b.kind.clone(), b.amount.to_string()))
-        .collect();
+    let view = kinds_and_amounts(&balances);
     assert_eq!(
         view,
         [
@@ -308,10 +310,7 @@ async fn round_trip_through_the_sandbox_bank() {
         .balances(&bank, session, "alice-giro", &giro.id)
         .await
         .unwrap();
-    let view: Vec<(BalanceType, String)> = balances
-        .iter()
-        .map(|b| (b.kind.clone(), b.amount.to_string()))
-        .collect();
+    let view = kinds_and_amounts(&balances);
     assert_eq!(
         view,
         [
@@ -324,10 +323,7 @@ async fn round_trip_through_the_sandbox_bank() {
         .balances(&bank, session, "alice-card", &card.id)
         .await
         .unwrap();
-    let view: Vec<(BalanceType, String)> = card_balances
-        .iter()
-        .map(|b| (b.kind.clone(), b.amount.to_string()))
-        .collect();
+    let view = kinds_and_amounts(&card_balances);
     assert_eq!(
         view,
         [
