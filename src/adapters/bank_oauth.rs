@@ -279,34 +279,35 @@ pub async fn revoke(bank: &Bank, grant: &BankGrant) -> Result<(), AdapterError> 
         })?
         .request_async(&bank.http)
         .await
-        .map_err(|error| match error {
-            oauth2::RequestTokenError::ServerResponse(response) => {
-                AdapterError::Refused(format!("revocation answered {}", response.error()))
-            }
-            oauth2::RequestTokenError::Request(error) => AdapterError::Transport(error.to_string()),
-            oauth2::RequestTokenError::Parse(_, _) => {
-                AdapterError::Decode("revocation response not understood".into())
-            }
-            oauth2::RequestTokenError::Other(message) => AdapterError::Refused(message),
-        })?;
+        .map_err(|error| request_error(error, "revocation"))?;
     }
     Ok(())
 }
 
-type TokenError = oauth2::RequestTokenError<
+type RequestError<T> = oauth2::RequestTokenError<
     oauth2::HttpClientError<oauth2::reqwest::Error>,
-    oauth2::StandardErrorResponse<oauth2::basic::BasicErrorResponseType>,
+    oauth2::StandardErrorResponse<T>,
 >;
 
 /// Maps a token request failure without its body: a body that failed to parse may hold tokens.
-fn token_error(error: TokenError) -> AdapterError {
+fn token_error(error: RequestError<oauth2::basic::BasicErrorResponseType>) -> AdapterError {
+    request_error(error, "token endpoint")
+}
+
+/// Maps the failure of a request to the bank's `endpoint` (`token endpoint`, `revocation`):
+/// the error code the bank answered, never a body.
+fn request_error<T: oauth2::ErrorResponseType + std::fmt::Display>(
+    error: RequestError<T>,
+    endpoint: &str,
+) -> AdapterError {
     match error {
         oauth2::RequestTokenError::ServerResponse(response) => {
-            AdapterError::Refused(format!("token endpoint answered {}", response.error()))
+            AdapterError::Refused(format!("{endpoint} answered {}", response.error()))
         }
         oauth2::RequestTokenError::Request(error) => AdapterError::Transport(error.to_string()),
         oauth2::RequestTokenError::Parse(_, _) => {
-            AdapterError::Decode("token response not understood".into())
+            let what = endpoint.trim_end_matches(" endpoint");
+            AdapterError::Decode(format!("{what} response not understood"))
         }
         oauth2::RequestTokenError::Other(message) => AdapterError::Refused(message),
     }

@@ -109,6 +109,29 @@ async fn lookup(app: &App, principal: &Principal, id: &str) -> Result<Lookup, Er
     })
 }
 
+/// The answer to revoking a consent still awaiting authorisation, audited as a refused
+/// revocation first.
+async fn still_awaiting(
+    app: &App,
+    actor: &str,
+    consent: &Consent,
+    request_id: Option<String>,
+) -> Error {
+    let reason = "the consent is still awaiting authorisation";
+    let refused = refuse(
+        app,
+        Action::ConsentRevoked,
+        actor,
+        Some(consent),
+        reason.into(),
+        request_id,
+    );
+    match refused.await {
+        Ok(()) => Error::InvalidRequest(reason.into()),
+        Err(error) => error,
+    }
+}
+
 /// Audits the refusal of an authenticated request: `action`, `deny`, by `actor`, with the
 /// request's id and `reason`; with the consent's columns when it is one the gateway holds
 /// (never an id the caller made up: the reason quotes that).
@@ -289,17 +312,7 @@ async fn revoke(
         }
         ConsentStatus::Revoked | ConsentStatus::Expired | ConsentStatus::Rejected => {}
         ConsentStatus::AwaitingAuthorisation => {
-            let reason = "the consent is still awaiting authorisation";
-            refuse(
-                &app,
-                Action::ConsentRevoked,
-                principal.client_id(),
-                Some(&consent),
-                reason.into(),
-                request_id,
-            )
-            .await?;
-            return Err(Error::InvalidRequest(reason.into()));
+            return Err(still_awaiting(&app, principal.client_id(), &consent, request_id).await);
         }
     }
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -396,17 +409,7 @@ async fn revoke_for_bank(
         }
         ConsentStatus::Revoked | ConsentStatus::Expired | ConsentStatus::Rejected => {}
         ConsentStatus::AwaitingAuthorisation => {
-            let reason = "the consent is still awaiting authorisation";
-            refuse(
-                &app,
-                Action::ConsentRevoked,
-                &actor,
-                Some(&consent),
-                reason.into(),
-                request_id,
-            )
-            .await?;
-            return Err(Error::InvalidRequest(reason.into()));
+            return Err(still_awaiting(&app, &actor, &consent, request_id).await);
         }
     }
     Ok(StatusCode::NO_CONTENT.into_response())
