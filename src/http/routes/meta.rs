@@ -14,8 +14,8 @@ use crate::app::App;
 use crate::error::Error;
 
 /// The OpenAPI 3.1 description of the API, kept beside the code. `tests/api/openapi.rs`
-/// holds it to the router ([`super::ALL`]) and `.ci/run` holds it to the running gateway
-/// (schemathesis).
+/// holds it to the router ([`crate::http::templates::ALL`]) and `.ci/run` holds it to the
+/// running gateway (schemathesis).
 pub const OPENAPI: &str = include_str!("../../../openapi/bankgate.json");
 
 /// The extension that marks an operation documented ahead of its route.
