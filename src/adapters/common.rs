@@ -211,6 +211,22 @@ pub fn normalise_iban(text: &str) -> Option<String> {
     (remainder == 1).then_some(iban)
 }
 
+/// An amount as Berlin Group and STET write it, `{"currency": "EUR", "amount": "-12.30"}`;
+/// the amount is kept as raw JSON text and read exactly by [`Amount::money`].
+#[derive(Debug, Deserialize)]
+pub struct Amount {
+    pub currency: Option<String>,
+    pub amount: Option<Box<RawValue>>,
+}
+
+impl Amount {
+    /// The amount and its currency.
+    pub fn money(&self) -> Result<(Decimal, String), String> {
+        let raw = self.amount.as_deref().ok_or("amount is missing")?;
+        Ok((decimal(raw)?, currency(self.currency.as_deref())?))
+    }
+}
+
 /// A JSON string or number read as an exact decimal (numbers from their text, never `f64`).
 pub fn decimal(raw: &RawValue) -> Result<Decimal, String> {
     parse_decimal(&json_scalar_text(raw)?)

@@ -26,16 +26,14 @@
 use std::collections::HashMap;
 
 use chrono::{NaiveDate, NaiveTime};
-use rust_decimal::Decimal;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-pub use crate::adapters::common::{LenientBool, normalise_iban, parse_decimal};
+pub use crate::adapters::common::{Amount, LenientBool, normalise_iban, parse_decimal};
 
 use crate::adapters::common::{
-    TransactionIds, account_currency, currency, date, date_time, decode, json_scalar_text,
-    non_empty,
+    TransactionIds, account_currency, date, date_time, decode, json_scalar_text, non_empty,
 };
 use crate::adapters::{self, AdapterError, BankAccount, BankConsent};
 use crate::model::{
@@ -405,7 +403,8 @@ pub fn card_accounts(
             &format!("{context}.balances"),
         )?;
         if let Some(limit) = card.credit_limit {
-            let (amount, currency) = money(&limit)
+            let (amount, currency) = limit
+                .money()
                 .map_err(|message| decode(format!("{context}.creditLimit"), message))?;
             balances.push(Balance {
                 account_id: account_id.clone(),
@@ -472,13 +471,6 @@ pub struct WireBalance {
     pub reference_date: Option<String>,
 }
 
-/// `{"currency": "EUR", "amount": "-12.30"}`; the amount is kept as raw JSON text.
-#[derive(Debug, Deserialize)]
-pub struct Amount {
-    pub currency: Option<String>,
-    pub amount: Option<Box<RawValue>>,
-}
-
 /// The canonical balances of `account_id`; `context` names the list in error messages.
 pub fn balances(
     account_id: &str,
@@ -503,7 +495,8 @@ pub fn balances(
                 continue;
             }
         };
-        let (amount, currency) = money(&amount)
+        let (amount, currency) = amount
+            .money()
             .map_err(|message| decode(format!("{context}.balanceAmount"), message))?;
         let changed = date_time(wire.last_change_date_time.as_deref())
             .map_err(|message| decode(format!("{context}.lastChangeDateTime"), message))?;
@@ -677,7 +670,8 @@ fn transaction(
     let amount = details
         .transaction_amount
         .ok_or_else(|| decode(context, "transactionAmount is missing"))?;
-    let (amount, currency) = money(&amount)
+    let (amount, currency) = amount
+        .money()
         .map_err(|message| decode(format!("{context}.transactionAmount"), message))?;
     let booking_date = date(details.booking_date.as_deref())
         .map_err(|message| decode(format!("{context}.bookingDate"), message))?;
@@ -830,12 +824,4 @@ pub fn message_codes(body: &[u8]) -> Vec<String> {
         .into_iter()
         .filter_map(|message| message.code)
         .collect()
-}
-
-/// An amount and its currency.
-fn money(amount: &Amount) -> Result<(Decimal, String), String> {
-    let raw = amount.amount.as_deref().ok_or("amount is missing")?;
-    let value = parse_decimal(&json_scalar_text(raw)?)?;
-    let currency = currency(amount.currency.as_deref())?;
-    Ok((value, currency))
 }

@@ -25,14 +25,13 @@
 //! - A transaction without `entryReference` or `resourceId` gets a deterministic id.
 
 use chrono::NaiveTime;
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::adapters::berlin_group::wire::account_type;
+pub use crate::adapters::common::Amount;
 use crate::adapters::common::{
-    TransactionIds, account_currency, currency, date, date_time, decimal, decode, non_empty,
-    normalise_iban, signed,
+    TransactionIds, account_currency, date, date_time, decode, non_empty, normalise_iban, signed,
 };
 use crate::adapters::{self, AdapterError, BankAccount};
 use crate::model::{
@@ -207,18 +206,6 @@ pub struct BalanceResource {
     pub reference_date: Option<String>,
 }
 
-/// `{"currency": "EUR", "amount": "12.25"}`; the amount is kept as raw JSON text.
-#[derive(Debug, Deserialize)]
-pub struct Amount {
-    pub currency: Option<String>,
-    pub amount: Option<Box<RawValue>>,
-}
-
-fn money(amount: &Amount) -> Result<(Decimal, String), String> {
-    let raw = amount.amount.as_deref().ok_or("amount is missing")?;
-    Ok((decimal(raw)?, currency(amount.currency.as_deref())?))
-}
-
 /// The canonical balances of `account_id`.
 pub fn balances(
     account_id: &str,
@@ -231,7 +218,8 @@ pub fn balances(
             tracing::warn!(%context, "balance without an amount or a type; skipped");
             continue;
         };
-        let (amount, currency) = money(&amount)
+        let (amount, currency) = amount
+            .money()
             .map_err(|message| decode(format!("{context}.balanceAmount"), message))?;
         let changed = date_time(wire.last_change_date_time.as_deref())
             .map_err(|message| decode(format!("{context}.lastChangeDateTime"), message))?;
@@ -363,7 +351,8 @@ fn transaction(
     let amount = resource
         .transaction_amount
         .ok_or_else(|| decode(context, "transactionAmount is missing"))?;
-    let (amount, currency) = money(&amount)
+    let (amount, currency) = amount
+        .money()
         .map_err(|message| decode(format!("{context}.transactionAmount"), message))?;
     let amount = match resource
         .credit_debit_indicator
