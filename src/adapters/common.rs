@@ -211,6 +211,30 @@ pub fn normalise_iban(text: &str) -> Option<String> {
     (remainder == 1).then_some(iban)
 }
 
+/// The links of a list answer that bankgate follows: `{"next": {"href": "…"}}` (Berlin
+/// Group's `_links` of a report, STET's `_links`, FDX's `links`).
+#[derive(Debug, Default, Deserialize)]
+pub struct NextLink {
+    pub next: Option<Href>,
+}
+
+impl NextLink {
+    /// The next page's `href` (trimmed), if there is one that is not empty.
+    pub fn href(&self) -> Option<&str> {
+        self.next
+            .as_ref()
+            .and_then(|next| next.href.as_deref())
+            .map(str::trim)
+            .filter(|href| !href.is_empty())
+    }
+}
+
+/// `{"href": "..."}` (other members, such as `templated`, are ignored).
+#[derive(Debug, Deserialize)]
+pub struct Href {
+    pub href: Option<String>,
+}
+
 /// An amount as Berlin Group and STET write it, `{"currency": "EUR", "amount": "-12.30"}`;
 /// the amount is kept as raw JSON text and read exactly by [`Amount::money`].
 #[derive(Debug, Deserialize)]

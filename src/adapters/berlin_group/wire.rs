@@ -559,26 +559,12 @@ pub struct AccountReport {
 }
 
 /// The links of a report that bankgate follows.
-#[derive(Debug, Default, Deserialize)]
-pub struct ReportLinks {
-    pub next: Option<Href>,
-}
-
-/// `{"href": "..."}`
-#[derive(Debug, Deserialize)]
-pub struct Href {
-    pub href: Option<String>,
-}
+pub type ReportLinks = crate::adapters::common::NextLink;
 
 impl AccountReport {
     /// The `_links.next.href` of this page, if any.
     pub fn next_href(&self) -> Option<&str> {
-        self.links
-            .as_ref()
-            .and_then(|links| links.next.as_ref())
-            .and_then(|next| next.href.as_deref())
-            .map(str::trim)
-            .filter(|href| !href.is_empty())
+        self.links.as_ref().and_then(ReportLinks::href)
     }
 
     /// Appends the entries of a following page.

@@ -50,16 +50,7 @@ pub struct Page {
 }
 
 /// `links` of a list.
-#[derive(Debug, Default, Deserialize)]
-pub struct Links {
-    pub next: Option<Href>,
-}
-
-/// `{"href": "..."}`
-#[derive(Debug, Deserialize)]
-pub struct Href {
-    pub href: Option<String>,
-}
+pub type Links = crate::adapters::common::NextLink;
 
 /// Where the next page is: a link, or the key to pass as `offset`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,11 +60,7 @@ pub enum Next {
 }
 
 fn next_of(page: Option<&Page>, links: Option<&Links>) -> Option<Next> {
-    let link = links
-        .and_then(|links| links.next.as_ref())
-        .and_then(|next| next.href.as_deref())
-        .map(str::trim)
-        .filter(|href| !href.is_empty());
+    let link = links.and_then(Links::href);
     match link {
         Some(link) => Some(Next::Link(link.to_owned())),
         None => page

@@ -42,24 +42,11 @@ use crate::model::{
 // Hypermedia
 
 /// `_links` of a STET answer (the parts bankgate follows).
-#[derive(Debug, Default, Deserialize)]
-pub struct Links {
-    pub next: Option<Href>,
-}
-
-/// `{"href": "...", "templated": true}`
-#[derive(Debug, Deserialize)]
-pub struct Href {
-    pub href: Option<String>,
-}
+pub type Links = crate::adapters::common::NextLink;
 
 /// The `_links.next.href` of an answer, if any.
 pub fn next_href(links: Option<&Links>) -> Option<&str> {
-    links
-        .and_then(|links| links.next.as_ref())
-        .and_then(|next| next.href.as_deref())
-        .map(str::trim)
-        .filter(|href| !href.is_empty())
+    links.and_then(Links::href)
 }
 
 // ---------------------------------------------------------------------------------------------
