@@ -15,6 +15,7 @@ pub mod mapping;
 pub mod normalise;
 pub mod obie;
 pub mod outbound;
+pub mod paying;
 pub mod registry;
 pub mod stet;
 #[cfg(test)]

@@ -54,11 +54,15 @@ pub enum Action {
     AuditQueried,
     /// An expired partition of the log was archived and dropped.
     AuditArchived,
+    /// A platform submitted a payment (`allow`), or its submission was refused (`deny`).
+    PaymentSubmitted,
+    /// A payment's status changed: the bank's answer, a look-up of the status job.
+    PaymentStatusChanged,
 }
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 15] = [
         Action::ConsentCreated,
         Action::ConsentAuthorised,
         Action::ConsentRejected,
@@ -72,6 +76,8 @@ impl Action {
         Action::PolicyLoaded,
         Action::AuditQueried,
         Action::AuditArchived,
+        Action::PaymentSubmitted,
+        Action::PaymentStatusChanged,
     ];
 
     /// The wire and database name.
@@ -90,6 +96,8 @@ impl Action {
             Action::PolicyLoaded => "policy_loaded",
             Action::AuditQueried => "audit_queried",
             Action::AuditArchived => "audit_archived",
+            Action::PaymentSubmitted => "payment_submitted",
+            Action::PaymentStatusChanged => "payment_status_changed",
         }
     }
 

@@ -616,6 +616,11 @@ pub async fn run() -> anyhow::Result<()> {
             .map(|adapter| adapter.bank.manifest.profile.clone())
             .unwrap_or_default()
     };
+    // The sandbox banks' shared books, to show the friend's side of the payment.
+    let ledger = gateway
+        .sandboxes
+        .first()
+        .map(|sandbox| sandbox.ledger.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gateway.serve(async move {
         let _ = stopped.await;
@@ -644,7 +649,11 @@ pub async fn run() -> anyhow::Result<()> {
                 name: "Demo Messenger".into(),
                 role: Role::Platform,
                 redirect_uris: vec![redirect_uri.into()],
-                allowed_purposes: vec!["balance-alerts".into(), "fraud-alerts".into()],
+                allowed_purposes: vec![
+                    "balance-alerts".into(),
+                    "fraud-alerts".into(),
+                    "p2p-payment".into(),
+                ],
                 jwks: Some(assertion_key.jwks()),
                 ..Registration::default()
             },
@@ -669,7 +678,7 @@ pub async fn run() -> anyhow::Result<()> {
     step(&mut out, "1. Operator registers a platform");
     let _ = writeln!(
         out,
-        "client_id={} purposes=balance-alerts,fraud-alerts redirect_uri={redirect_uri} \
+        "client_id={} purposes=balance-alerts,fraud-alerts,p2p-payment redirect_uri={redirect_uri} \
          token_endpoint_auth_method=private_key_jwt dpop_bound_access_tokens=true",
         platform.client_id
     );
@@ -868,6 +877,8 @@ pub async fn run() -> anyhow::Result<()> {
     }
 
     let compliance = PlatformClient::new(&base, &officer.client_id, &officer.client_secret, "")?;
+    let payment_consent = pay_a_friend(&app, &client, ledger.as_deref(), &mut out).await?;
+
     let compliance_token = compliance.client_credentials().await?;
     let (status, trail) = compliance
         .get(
@@ -877,10 +888,22 @@ pub async fn run() -> anyhow::Result<()> {
         .await?;
     step(
         &mut out,
-        "11. Compliance officer reads the audit trail of the first consent",
+        "12. Compliance officer reads the audit trail of the first consent and of the payment",
     );
     let _ = writeln!(out, "HTTP {status}");
-    let events = trail["events"].as_array().cloned().unwrap_or_default();
+    let mut events = trail["events"].as_array().cloned().unwrap_or_default();
+    let (_, payment_trail) = compliance
+        .get(
+            &compliance_token,
+            &format!("/v1/audit/events?consent={payment_consent}"),
+        )
+        .await?;
+    events.extend(
+        payment_trail["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    );
     for event in &events {
         let _ = writeln!(
             out,
@@ -909,6 +932,205 @@ pub async fn run() -> anyhow::Result<()> {
     let _ = stop.send(());
     server.await??;
     Ok(())
+}
+
+/// The available (or else expected) balance of one account, by account name.
+async fn available(
+    client: &PlatformClient,
+    token: &str,
+    account_name: &str,
+) -> anyhow::Result<String> {
+    let (_, accounts) = client.get(token, "/v1/accounts").await?;
+    let account = accounts["accounts"]
+        .as_array()
+        .and_then(|accounts| {
+            accounts
+                .iter()
+                .find(|account| account["display_name"] == account_name)
+        })
+        .with_context(|| format!("no account {account_name}"))?;
+    let id = account["id"].as_str().unwrap_or_default();
+    let (_, balances) = client
+        .get(token, &format!("/v1/accounts/{id}/balances"))
+        .await?;
+    let balance = ["interim_available", "expected"]
+        .iter()
+        .find_map(|kind| {
+            balances["balances"]
+                .as_array()?
+                .iter()
+                .find(|balance| balance["type"] == *kind)
+        })
+        .context("no available or expected balance")?;
+    Ok(format!(
+        "{} {} {}",
+        balance["type"].as_str().unwrap_or("-"),
+        balance["amount"].as_str().unwrap_or("-"),
+        balance["currency"].as_str().unwrap_or("-")
+    ))
+}
+
+/// The friend's available balance in the sandbox banks' books (`interimAvailable`).
+fn friend_balance(ledger: Option<&bankgate_sandbox::ledger::Ledger>, iban: &str) -> String {
+    let (Some(ledger), Some((_, account))) =
+        (ledger, bankgate_sandbox::ledger::account_by_iban(iban))
+    else {
+        return "-".into();
+    };
+    ledger
+        .balances(account)
+        .iter()
+        .find(|balance| format!("{:?}", balance.kind).contains("InterimAvailable"))
+        .map_or_else(
+            || "-".into(),
+            |balance| format!("{} {}", balance.money.amount, balance.money.currency),
+        )
+}
+
+/// The payment part of the demo: the user, at the STET bank, pays a friend who banks at the
+/// Berlin Group bank €12.50 by message; both balances, the statuses. Returns the payment's
+/// consent id (for the audit trail).
+async fn pay_a_friend(
+    app: &crate::app::App,
+    client: &PlatformClient,
+    ledger: Option<&bankgate_sandbox::ledger::Ledger>,
+    out: &mut String,
+) -> anyhow::Result<String> {
+    let bank_of = |profile: &str| {
+        app.banks
+            .iter()
+            .find(|adapter| adapter.bank.manifest.profile == profile)
+            .map(|adapter| {
+                (
+                    adapter.bank.id().to_owned(),
+                    adapter.bank.manifest.name.clone(),
+                )
+            })
+    };
+    let (Some((payer_bank, payer_name)), Some((_, friend_bank_name))) =
+        (bank_of("stet"), bank_of("berlin-group"))
+    else {
+        bail!("the payment demo needs a STET and a Berlin Group bank");
+    };
+    // The friend's account at the Berlin Group bank (a sandbox customer).
+    let friend_iban = "NL18BKGT0417164300";
+    let balances_consent = account_information(
+        &payer_bank,
+        "balance-alerts",
+        &[Scope::Accounts, Scope::Balances],
+        "u-81f3",
+    );
+    let (payer_view, _) = client.connect(&balances_consent).await?;
+    let payer_before = available(client, &payer_view.access_token, "Main Account").await?;
+    let friend_before = friend_balance(ledger, friend_iban);
+
+    let request = PaymentRequest {
+        kind: crate::payments::PAYMENT_INITIATION.to_owned(),
+        bank: payer_bank.clone(),
+        purpose: "p2p-payment".into(),
+        instructed_amount: crate::payments::Amount {
+            currency: "EUR".into(),
+            amount: rust_decimal::Decimal::new(1250, 2),
+        },
+        creditor_account: crate::payments::CreditorAccount {
+            iban: friend_iban.into(),
+        },
+        creditor_name: "Carol Nguyen".into(),
+        remittance: Some("pizza".into()),
+        instant: false,
+        user_ref: "u-81f3".into(),
+    };
+    let pushed = client.push_payment(&request).await?;
+    let mut trace = FlowTrace::default();
+    let code = client.approve(&pushed, &mut trace).await?;
+    let token = client.exchange_payment(&code, &pushed).await?;
+    let access_token = token["access_token"].as_str().context("no access token")?;
+    let consent_id = token["consent_id"].as_str().unwrap_or_default().to_owned();
+    step_line(
+        out,
+        &format!(
+            "11. Pay by message: the user at {payer_name} pays a friend at {friend_bank_name} €12.50"
+        ),
+    );
+    let _ = writeln!(
+        out,
+        "authorization_details={}",
+        serde_json::to_string(&[&request])?
+    );
+    let _ = writeln!(
+        out,
+        "consent screen: {} | payee account shown as {}",
+        text_between(&trace.consent_screen, "<h1 id=\"heading\">", "</h1>"),
+        text_between(&trace.consent_screen, "<dd id=\"payee-account\">", "</dd>"),
+    );
+    let _ = writeln!(
+        out,
+        "bank authorization (SCA): {}",
+        strip_query(&trace.bank_authorization_url)
+    );
+    let _ = writeln!(
+        out,
+        "token scope=\"{}\" authorization_details[0].type={}",
+        token["scope"].as_str().unwrap_or_default(),
+        token["authorization_details"][0]["type"]
+    );
+    let submitted = client
+        .post_json(
+            access_token,
+            "/v1/payments",
+            &serde_json::json!({"instructed_amount": {"currency": "EUR", "amount": "12.50"}}),
+            &[("idempotency-key", "demo-payment-1")],
+        )
+        .await?;
+    let paid = submitted.json();
+    let _ = writeln!(
+        out,
+        "POST /v1/payments (Idempotency-Key: demo-payment-1) → HTTP {}\n{}",
+        submitted.status,
+        serde_json::to_string_pretty(&paid)?
+    );
+    if submitted.status != 201 {
+        bail!("the payment was not submitted");
+    }
+    let retried = client
+        .post_json(
+            access_token,
+            "/v1/payments",
+            &serde_json::json!({"instructed_amount": {"currency": "EUR", "amount": "12.50"}}),
+            &[("idempotency-key", "demo-payment-1")],
+        )
+        .await?;
+    let _ = writeln!(
+        out,
+        "the same request again → HTTP {} with the same payment {} (not paid twice)",
+        retried.status,
+        retried.json()["id"]
+    );
+    let payer_after = available(client, &payer_view.access_token, "Main Account").await?;
+    let friend_after = friend_balance(ledger, friend_iban);
+    let _ = writeln!(
+        out,
+        "payer  at {payer_name:<16} Main Account  {payer_before} → {payer_after}"
+    );
+    let _ = writeln!(
+        out,
+        "friend at {friend_bank_name:<16} {}  interim_available {friend_before} → {friend_after}",
+        crate::model::mask_iban(friend_iban)
+    );
+    let id = paid["id"].as_str().unwrap_or_default();
+    let (_, shown) = client
+        .get(access_token, &format!("/v1/payments/{id}"))
+        .await?;
+    let _ = writeln!(
+        out,
+        "GET /v1/payments/{id} → status {} (bank code {})",
+        shown["status"], shown["bank_status"]["code"]
+    );
+    Ok(consent_id)
+}
+
+fn step_line(out: &mut String, title: &str) {
+    let _ = writeln!(out, "\n== {title}");
 }
 
 fn strip_query(url: &str) -> &str {

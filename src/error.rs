@@ -9,6 +9,8 @@ use crate::access::Denial;
 use crate::adapters::AdapterError;
 use crate::adapters::bank_oauth::BankTokenError;
 use crate::oauth::client_auth::ClientAuthError;
+use crate::payments::submit::Refusal as PaymentRefusal;
+use crate::payments::{Invalid, LimitRefusal};
 use crate::policy::Refusal;
 use crate::store::StoreError;
 
@@ -51,6 +53,12 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("oauth error {}: {}", .0.code, .0.description)]
     OAuth(OAuthError),
+    /// `POST /v1/payments` without a valid `Idempotency-Key`.
+    #[error("idempotency key: {0}")]
+    IdempotencyKey(String),
+    /// A payment submission refused, each kind its own type.
+    #[error("payment refused: {0}")]
+    Payment(PaymentRefusal),
     #[error("bank error")]
     Bank(#[from] AdapterError),
     /// The audit log cannot take the record: fail closed.
@@ -145,6 +153,60 @@ pub mod problem_types {
         internal("budget-uncounted", StatusCode::SERVICE_UNAVAILABLE);
     pub const ACCOUNT_NOT_IN_CONSENT: ProblemType =
         caller("account-not-in-consent", StatusCode::NOT_FOUND);
+    // Payments.
+    pub const IDEMPOTENCY_KEY_REQUIRED: ProblemType =
+        caller("idempotency-key-required", StatusCode::BAD_REQUEST);
+    pub const PAYMENT_CONSENT_USED: ProblemType =
+        caller("payment-consent-used", StatusCode::CONFLICT);
+    pub const PAYMENT_IN_FLIGHT: ProblemType = caller("payment-in-flight", StatusCode::CONFLICT);
+    pub const PAYMENT_KEY_REUSED: ProblemType =
+        caller("payment-key-reused", StatusCode::UNPROCESSABLE_ENTITY);
+    pub const PAYMENT_DOES_NOT_MATCH_CONSENT: ProblemType = caller(
+        "payment-does-not-match-consent",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    pub const PAYMENT_INVALID_TYPE: ProblemType =
+        caller("payment-invalid-type", StatusCode::UNPROCESSABLE_ENTITY);
+    pub const PAYMENT_AMOUNT_NOT_POSITIVE: ProblemType = caller(
+        "payment-amount-not-positive",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    pub const PAYMENT_UNKNOWN_CURRENCY: ProblemType =
+        caller("payment-unknown-currency", StatusCode::UNPROCESSABLE_ENTITY);
+    pub const PAYMENT_AMOUNT_TOO_PRECISE: ProblemType = caller(
+        "payment-amount-too-precise",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    pub const PAYMENT_INVALID_IBAN: ProblemType =
+        caller("payment-invalid-iban", StatusCode::UNPROCESSABLE_ENTITY);
+    pub const PAYMENT_INVALID_CREDITOR_NAME: ProblemType = caller(
+        "payment-invalid-creditor-name",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    pub const PAYMENT_REMITTANCE_TOO_LONG: ProblemType = caller(
+        "payment-remittance-too-long",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    pub const PAYMENT_INVALID_USER_REF: ProblemType =
+        caller("payment-invalid-user-ref", StatusCode::UNPROCESSABLE_ENTITY);
+    pub const PAYMENT_PAYEE_IS_PAYER: ProblemType =
+        caller("payment-payee-is-payer", StatusCode::UNPROCESSABLE_ENTITY);
+    pub const PAYMENT_PURPOSE_NOT_ALLOWED: ProblemType =
+        caller("payment-purpose-not-allowed", StatusCode::FORBIDDEN);
+    pub const PAYMENT_CURRENCY_NOT_ALLOWED: ProblemType = caller(
+        "payment-currency-not-allowed",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    pub const PAYMENT_LIMIT_PER_PAYMENT: ProblemType = caller(
+        "payment-limit-per-payment",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    pub const PAYMENT_LIMIT_PER_DAY: ProblemType =
+        caller("payment-limit-per-day", StatusCode::UNPROCESSABLE_ENTITY);
+    pub const PAYMENT_INSTANT_NOT_ALLOWED: ProblemType = caller(
+        "payment-instant-not-allowed",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
     // Banks.
     pub const BANK_TIMEOUT: ProblemType = bank("bank-timeout", StatusCode::GATEWAY_TIMEOUT);
     pub const UNKNOWN_ACCOUNT: ProblemType = bank("unknown-account", StatusCode::NOT_FOUND);
@@ -189,6 +251,25 @@ pub mod problem_types {
         BUDGET_SPENT,
         BUDGET_UNCOUNTED,
         ACCOUNT_NOT_IN_CONSENT,
+        IDEMPOTENCY_KEY_REQUIRED,
+        PAYMENT_CONSENT_USED,
+        PAYMENT_IN_FLIGHT,
+        PAYMENT_KEY_REUSED,
+        PAYMENT_DOES_NOT_MATCH_CONSENT,
+        PAYMENT_INVALID_TYPE,
+        PAYMENT_AMOUNT_NOT_POSITIVE,
+        PAYMENT_UNKNOWN_CURRENCY,
+        PAYMENT_AMOUNT_TOO_PRECISE,
+        PAYMENT_INVALID_IBAN,
+        PAYMENT_INVALID_CREDITOR_NAME,
+        PAYMENT_REMITTANCE_TOO_LONG,
+        PAYMENT_INVALID_USER_REF,
+        PAYMENT_PAYEE_IS_PAYER,
+        PAYMENT_PURPOSE_NOT_ALLOWED,
+        PAYMENT_CURRENCY_NOT_ALLOWED,
+        PAYMENT_LIMIT_PER_PAYMENT,
+        PAYMENT_LIMIT_PER_DAY,
+        PAYMENT_INSTANT_NOT_ALLOWED,
         BANK_TIMEOUT,
         UNKNOWN_ACCOUNT,
         BANK_UNAVAILABLE,
@@ -227,6 +308,8 @@ impl Error {
                 (p::OAUTH_CLIENT, error.description.clone())
             }
             Error::OAuth(error) => (p::OAUTH, error.description.clone()),
+            Error::IdempotencyKey(detail) => (p::IDEMPOTENCY_KEY_REQUIRED, detail.clone()),
+            Error::Payment(refusal) => (payment_type(refusal), refusal.to_string()),
             Error::Bank(error) => (
                 match error.root() {
                     AdapterError::Timeout => p::BANK_TIMEOUT,
@@ -296,6 +379,39 @@ fn denial_type(denial: &Denial) -> ProblemType {
         Denial::BudgetSpent { .. } => p::BUDGET_SPENT,
         Denial::BudgetUncounted => p::BUDGET_UNCOUNTED,
         Denial::AccountNotInConsent => p::ACCOUNT_NOT_IN_CONSENT,
+    }
+}
+
+/// The problem type of each payment refusal kind.
+fn payment_type(refusal: &PaymentRefusal) -> ProblemType {
+    use problem_types as p;
+    match refusal {
+        PaymentRefusal::NotAPaymentConsent => p::SCOPE_NOT_GRANTED,
+        PaymentRefusal::ConsentNotAuthorised(_) => p::CONSENT_NOT_AUTHORISED,
+        PaymentRefusal::ConsentRevoked => p::CONSENT_REVOKED,
+        PaymentRefusal::ConsentExpired => p::CONSENT_EXPIRED,
+        PaymentRefusal::ConsentUsed => p::PAYMENT_CONSENT_USED,
+        PaymentRefusal::BodyDiffers(_) => p::PAYMENT_DOES_NOT_MATCH_CONSENT,
+        PaymentRefusal::KeyReused => p::PAYMENT_KEY_REUSED,
+        PaymentRefusal::InFlight => p::PAYMENT_IN_FLIGHT,
+        PaymentRefusal::Invalid(invalid) => match invalid {
+            Invalid::WrongType => p::PAYMENT_INVALID_TYPE,
+            Invalid::AmountNotPositive => p::PAYMENT_AMOUNT_NOT_POSITIVE,
+            Invalid::UnknownCurrency(_) => p::PAYMENT_UNKNOWN_CURRENCY,
+            Invalid::TooPrecise { .. } => p::PAYMENT_AMOUNT_TOO_PRECISE,
+            Invalid::InvalidIban => p::PAYMENT_INVALID_IBAN,
+            Invalid::CreditorName => p::PAYMENT_INVALID_CREDITOR_NAME,
+            Invalid::RemittanceTooLong => p::PAYMENT_REMITTANCE_TOO_LONG,
+            Invalid::NoUserRef => p::PAYMENT_INVALID_USER_REF,
+            Invalid::PayeeIsPayer => p::PAYMENT_PAYEE_IS_PAYER,
+        },
+        PaymentRefusal::Limit(limit) => match limit {
+            LimitRefusal::NotAPaymentPurpose { .. } => p::PAYMENT_PURPOSE_NOT_ALLOWED,
+            LimitRefusal::Currency { .. } => p::PAYMENT_CURRENCY_NOT_ALLOWED,
+            LimitRefusal::PerPayment { .. } => p::PAYMENT_LIMIT_PER_PAYMENT,
+            LimitRefusal::PerDay { .. } => p::PAYMENT_LIMIT_PER_DAY,
+            LimitRefusal::Instant { .. } => p::PAYMENT_INSTANT_NOT_ALLOWED,
+        },
     }
 }
 

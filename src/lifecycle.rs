@@ -165,6 +165,10 @@ pub struct Report {
     pub expiring_notices: usize,
     pub deliveries: webhooks::DeliveryReport,
     pub purged: u64,
+    /// Payments whose status the status job saw change.
+    pub payments_changed: usize,
+    /// Platforms' idempotency keys past their retention, forgotten.
+    pub keys_purged: u64,
 }
 
 /// Moves consents past their expiry to `expired`; audits `ConsentExpired` and enqueues
@@ -197,6 +201,72 @@ pub async fn notify_expiring(app: &App, now: DateTime<Utc>) -> Result<usize, Err
     Ok(notices)
 }
 
+/// How long a claimed payment stays hidden from other instances' status jobs.
+pub const PAYMENT_LEASE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Payments one status job run claims.
+const PAYMENT_BATCH: u32 = 32;
+
+/// The status job: claims the payments whose look-up is due (`FOR UPDATE SKIP LOCKED`, so
+/// every instance takes its own), asks each one's bank once (a payment in doubt is found, never
+/// sent again), moves its status by compare-and-set (audited), and tells the platform with a
+/// signed `payment.status_changed`. Returns how many changed.
+pub async fn poll_payments(app: &App, now: DateTime<Utc>) -> Result<usize, Error> {
+    let due = app
+        .store
+        .due_payments(now, now + PAYMENT_LEASE, PAYMENT_BATCH)
+        .await?;
+    let submitter = crate::payments::submit::Submitter {
+        payments: app.store.as_ref(),
+        auditor: &app.auditor,
+    };
+    let mut changed = 0;
+    for payment in due {
+        let (Some(consent), Some(adapter)) = (
+            app.store.consent(&payment.consent_id).await?,
+            app.banks.get(&payment.bank_id),
+        ) else {
+            continue;
+        };
+        let grant = app.store.grant(&consent.id).await?;
+        let bank_grant = match app
+            .bank_tokens
+            .current(
+                app.store.clone(),
+                app.sealer.clone(),
+                adapter.clone(),
+                grant,
+            )
+            .await
+        {
+            Ok(grant) => grant,
+            Err(error) => {
+                tracing::warn!(payment = %payment.id, %error, "no bank credentials for a status look-up");
+                continue;
+            }
+        };
+        let bank = crate::adapters::paying::Paying {
+            adapter: &adapter,
+            access_token: bank_grant.access_token.clone(),
+            bank_consent_id: bank_grant.bank_consent_id.clone(),
+        };
+        match submitter.poll(&payment, &consent, &bank, now).await {
+            Ok(Some(next)) => {
+                webhooks::enqueue_payment(app, &consent, &next, now).await?;
+                changed += 1;
+            }
+            Ok(None) => {}
+            Err(crate::payments::submit::SubmitError::Audit(error)) => {
+                return Err(Error::AuditUnavailable(error));
+            }
+            Err(error) => {
+                tracing::warn!(payment = %payment.id, %error, "payment status look-up failed")
+            }
+        }
+    }
+    Ok(changed)
+}
+
 /// The background work of one instance.
 pub struct Maintenance {
     app: Arc<App>,
@@ -216,9 +286,18 @@ impl Maintenance {
         Ok(Maintenance { app, http })
     }
 
-    /// One pass at `now`: expiry, expiry notices, due webhooks, replay-cache cleanup.
+    /// One pass at `now`: expiry, expiry notices, payment statuses, due webhooks, replay-cache
+    /// cleanup.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Report, Error> {
+        let payments_changed = poll_payments(&self.app, now).await?;
+        let keys_purged = self
+            .app
+            .store
+            .purge_keys(now - crate::payments::idempotency::KEY_RETENTION)
+            .await?;
         Ok(Report {
+            payments_changed,
+            keys_purged,
             expired: expire_due(&self.app, now).await?,
             expiring_notices: notify_expiring(&self.app, now).await?,
             deliveries: webhooks::deliver_due(&self.app, &self.http, now).await?,

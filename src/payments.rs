@@ -21,6 +21,7 @@
 pub mod idempotency;
 pub mod limits;
 pub mod status;
+pub mod submit;
 #[cfg(test)]
 mod tests;
 
@@ -506,7 +507,9 @@ pub trait Payments: Send + Sync {
     /// Claims an idempotency key for a payment already recorded (`key.payment_id`): what
     /// [`idempotency::judge`] says about the key's record (`Replay::Proceed` when the key was
     /// free or past its retention, and is now claimed, in flight). A payment submits under one
-    /// key: `Conflict("payment")` (and nothing claimed) when another key already claimed it.
+    /// key: `Conflict("payment")` (and nothing claimed) when another key already claimed it and
+    /// was not answered with a refusal (a 4xx: the platform may correct its request and retry
+    /// with a new key).
     /// Of concurrent calls for one payment, exactly one proceeds.
     async fn claim_key(&self, key: &KeyRecord, now: DateTime<Utc>) -> Result<Replay, StoreError>;
 

@@ -34,7 +34,8 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn of(error: &Error) -> Problem {
+    /// The problem of an error (its `instance` is added by the layer).
+    pub fn of(error: &Error) -> Problem {
         let (kind, detail) = error.problem();
         Problem {
             kind: format!("{TYPE_BASE}{}", kind.slug),

@@ -9,4 +9,5 @@ pub mod data;
 pub mod input;
 pub mod meta;
 pub mod oauth;
+pub mod payments;
 pub mod purposes;

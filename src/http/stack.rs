@@ -54,6 +54,11 @@ pub fn service(app: Arc<App>) -> GatewayService {
         .layer(AuthnLayer::for_app(&app))
         .service(routes::consents::router(app.clone()));
 
+    // Payments: authenticated; the routes check the payment token and its consent.
+    let payments = ServiceBuilder::new()
+        .layer(AuthnLayer::for_app(&app))
+        .service(routes::payments::router(app.clone()));
+
     let mut router = Router::new()
         .merge(routes::meta::router(app.clone()))
         .merge(routes::oauth::router(app.clone()))
@@ -71,7 +76,9 @@ pub fn service(app: Arc<App>) -> GatewayService {
             "/v1/banks/{bank_id}/consents/{consent_id}",
             consents.clone(),
         )
-        .route_service("/v1/webhooks/{*rest}", consents);
+        .route_service("/v1/webhooks/{*rest}", consents)
+        .route_service("/v1/payments", payments.clone())
+        .route_service("/v1/payments/{*rest}", payments);
     // Exactly the data routes, GET only: any other path under /v1/accounts has no route (404,
     // not a data request), and another method is 405 before any decision (a POST or TRACE
     // released data, found by schemathesis).

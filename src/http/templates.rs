@@ -47,6 +47,8 @@ pub const ALL: &[RouteSpec] = &[
     route("/v1/consents", &["GET"]),
     route("/v1/consents/{id}", &["GET", "DELETE"]),
     route("/v1/webhooks/deliveries", &["GET"]),
+    route("/v1/payments", &["POST"]),
+    route("/v1/payments/{id}", &["GET"]),
     route("/v1/audit/events", &["GET"]),
     route("/v1/audit/events/{position}", &["GET"]),
     route("/v1/audit/checkpoints", &["GET"]),

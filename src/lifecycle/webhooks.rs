@@ -1,4 +1,5 @@
-//! Signed webhooks to platforms: `consent.revoked`, `consent.expired`, `consent.expiring`.
+//! Signed webhooks to platforms: `consent.revoked`, `consent.expired`, `consent.expiring`,
+//! `payment.status_changed`.
 //!
 //! Each delivery is a Security Event Token (RFC 8417) POSTed as the request body with
 //! `Content-Type: application/secevent+jwt` (push delivery, RFC 8935). It is a JWS signed with
@@ -35,6 +36,8 @@ pub const CONSENT_REVOKED: &str = "consent.revoked";
 pub const CONSENT_EXPIRED: &str = "consent.expired";
 /// A consent expires within seven days.
 pub const CONSENT_EXPIRING: &str = "consent.expiring";
+/// A payment's status changed (the bank answered, or the status job saw it move).
+pub const PAYMENT_STATUS_CHANGED: &str = "payment.status_changed";
 
 /// The prefix of event type URIs in the SET's `events` claim.
 pub const EVENT_URI_BASE: &str = "https://bankgate.dev/events/";
@@ -89,13 +92,6 @@ pub async fn enqueue(
     reason: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<bool, Error> {
-    let Some(client) = app.store.client(&consent.client_id).await? else {
-        return Ok(false);
-    };
-    let Some(url) = client.webhook_url else {
-        return Ok(false);
-    };
-    let id = uuid::Uuid::now_v7().to_string();
     let mut detail = json!({
         "consent_id": consent.id,
         "user_ref": consent.user_ref,
@@ -107,6 +103,69 @@ pub async fn enqueue(
     if let Some(reason) = reason {
         detail["reason"] = json!(reason);
     }
+    // One notice per consent and event; an extended consent gets a new expiry notice.
+    let dedupe_key = if event == CONSENT_EXPIRING {
+        format!("{event}:{}:{}", consent.id, consent.expires_at.timestamp())
+    } else {
+        format!("{event}:{}", consent.id)
+    };
+    enqueue_event(app, consent, event, detail, dedupe_key, now).await
+}
+
+/// Enqueues `payment.status_changed` for a payment whose status moved: its id, status (with
+/// the bank's raw code and the rejection reason), amount and currency — never an account
+/// number. Once per payment and status.
+pub async fn enqueue_payment(
+    app: &App,
+    consent: &Consent,
+    payment: &crate::payments::Payment,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let view = payment.view();
+    let detail = json!({
+        "payment_id": payment.id,
+        "consent_id": consent.id,
+        "user_ref": consent.user_ref,
+        "bank": payment.bank_id,
+        "status": view["status"],
+        "bank_status": view["bank_status"],
+        "rejection_reason": view["rejection_reason"],
+        "instructed_amount": view["instructed_amount"],
+    });
+    let dedupe_key = format!(
+        "{PAYMENT_STATUS_CHANGED}:{}:{}:{}",
+        payment.id,
+        view["status"].as_str().unwrap_or_default(),
+        payment.submission.as_str()
+    );
+    enqueue_event(
+        app,
+        consent,
+        PAYMENT_STATUS_CHANGED,
+        detail,
+        dedupe_key,
+        now,
+    )
+    .await
+}
+
+/// Signs `event` with `detail` as a SET for the consent's platform and stores its delivery,
+/// once per `dedupe_key`, if the platform registered a webhook.
+async fn enqueue_event(
+    app: &App,
+    consent: &Consent,
+    event: &str,
+    detail: serde_json::Value,
+    dedupe_key: String,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let Some(client) = app.store.client(&consent.client_id).await? else {
+        return Ok(false);
+    };
+    let Some(url) = client.webhook_url else {
+        return Ok(false);
+    };
+    let id = uuid::Uuid::now_v7().to_string();
     let claims = SecurityEvent {
         iss: app.config.public_url.clone(),
         aud: consent.client_id.clone(),
@@ -126,12 +185,7 @@ pub async fn enqueue(
         client_id: consent.client_id.clone(),
         event: event.to_owned(),
         consent_id: consent.id.clone(),
-        // One notice per consent and event; an extended consent gets a new expiry notice.
-        dedupe_key: if event == CONSENT_EXPIRING {
-            format!("{event}:{}:{}", consent.id, consent.expires_at.timestamp())
-        } else {
-            format!("{event}:{}", consent.id)
-        },
+        dedupe_key,
         url,
         payload,
         status: DeliveryStatus::Pending,

@@ -381,18 +381,18 @@ fn platform_without_dpop(platform: &PlatformClient) -> PlatformClient {
 }
 
 /// What the receiver keeps (content type, body) and the statuses it still has to answer.
-type Received = Arc<Mutex<Vec<(String, String)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(String, String)>>>;
 type Statuses = Arc<Mutex<std::vec::IntoIter<u16>>>;
 
 /// A webhook receiver: answers each POST with the next status of `statuses` (then 202), and
 /// keeps what it received.
-struct Receiver {
-    url: String,
-    received: Received,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
+    pub(crate) received: Received,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn receiver(statuses: Vec<u16>) -> Receiver {
+pub(crate) async fn receiver(statuses: Vec<u16>) -> Receiver {
     use axum::routing::post;
     let received: Received = Arc::default();
     let statuses = Arc::new(Mutex::new(statuses.into_iter()));
@@ -438,7 +438,7 @@ async fn receiver(statuses: Vec<u16>) -> Receiver {
 }
 
 /// Verifies a delivery as a platform would: JWKS key by `kid`, ES256, typ, iss, aud.
-async fn verify_delivery(gateway: &TestGateway, body: &str, client_id: &str) -> Value {
+pub(crate) async fn verify_delivery(gateway: &TestGateway, body: &str, client_id: &str) -> Value {
     let header = jsonwebtoken::decode_header(body).unwrap();
     assert_eq!(header.typ.as_deref(), Some("secevent+jwt"));
     let jwks: jsonwebtoken::jwk::JwkSet =

@@ -8,11 +8,25 @@ use bankgate::oauth::{AuthMethod, Role};
 use bankgate::payments::{Amount, CreditorAccount, PAYMENT_INITIATION, PaymentRequest};
 use rust_decimal::Decimal;
 
+use bankgate::demo::FlowTrace;
+use bankgate::lifecycle::Maintenance;
+use bankgate::model::Scope;
+use serde_json::{Value, json};
+
 use crate::support::{REDIRECT_URI, StoreKind, TestGateway};
 
 on_both_stores!(
     par_refuses_each_bad_payment_with_its_reason,
     the_consent_screen_shows_the_payment_in_english_and_french,
+    a_payment_moves_money_once_at_every_paying_standard,
+    a_concurrent_duplicate_is_answered_409_and_paid_once,
+    each_bad_submission_gets_its_problem_and_pays_nothing,
+    a_bank_rejection_is_a_reason_not_the_banks_text,
+    revocation_and_expiry_before_submission_pay_nothing,
+    the_status_job_follows_a_payment_and_tells_the_platform,
+    a_lost_answer_is_reconciled_by_a_look_up_never_sent_twice,
+    a_gateway_that_died_after_the_bank_paid_finds_the_payment_once,
+    the_daily_limit_counts_the_users_payments_at_par_and_at_submission,
 );
 
 /// The payee: a friend's account (checksum valid).
@@ -20,6 +34,11 @@ const FRIEND_IBAN: &str = "DE65999900000012345602";
 
 /// A platform approved for payments between friends (and for a data purpose).
 async fn paying_platform(gateway: &TestGateway) -> PlatformClient {
+    paying_platform_with(gateway, None).await
+}
+
+/// [`paying_platform`] with a webhook.
+async fn paying_platform_with(gateway: &TestGateway, webhook_url: Option<&str>) -> PlatformClient {
     let registered = gateway
         .app
         .registrar
@@ -32,6 +51,7 @@ async fn paying_platform(gateway: &TestGateway) -> PlatformClient {
                 redirect_uris: vec![REDIRECT_URI.into()],
                 allowed_purposes: vec!["p2p-payment".into(), "balance-alerts".into()],
                 token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+                webhook_url: webhook_url.map(str::to_owned),
                 ..Registration::default()
             },
         )
@@ -214,4 +234,832 @@ async fn the_consent_screen_shows_the_payment_in_english_and_french(kind: StoreK
         "{created}"
     );
     assert!(!created.to_string().contains(FRIEND_IBAN), "{created}");
+}
+
+/// The payer: the sandbox customer who approves at every bank (her main account).
+const PAYER_MAIN: &str = "Main Account";
+/// Where the friend's money lands (a sandbox account, so its bank credits it).
+const PAYEE_ACCOUNT: &str = "Savings";
+
+/// The sandbox bank's own origin (its admin routes: counters, clock, accounts).
+fn sandbox_origin(gateway: &TestGateway, bank: &str) -> String {
+    let adapter = gateway.app.banks.get(bank).expect("a bundled bank");
+    let url = url::Url::parse(&adapter.bank.manifest.api_base_url).unwrap();
+    url.origin().ascii_serialization()
+}
+
+/// What the sandbox bank counted of the payments it received.
+async fn counters(gateway: &TestGateway, bank: &str) -> Value {
+    reqwest::get(format!(
+        "{}/sandbox/payments",
+        sandbox_origin(gateway, bank)
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap()
+}
+
+async fn sandbox_post(gateway: &TestGateway, bank: &str, path: &str) {
+    let answer = reqwest::Client::new()
+        .post(format!("{}{path}", sandbox_origin(gateway, bank)))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{path}: {}", answer.status());
+}
+
+/// Every balance of the payer's accounts at `bank` as (account name, balance type, amount),
+/// read through the gateway with a data consent.
+async fn balances(platform: &PlatformClient, bank: &str) -> Vec<(String, String, Decimal)> {
+    let detail = bankgate::demo::account_information(
+        bank,
+        "balance-alerts",
+        &[Scope::Accounts, Scope::Balances],
+        "u-payer",
+    );
+    let (token, _) = platform.connect(&detail).await.expect("data consent");
+    let (status, accounts) = platform
+        .get(&token.access_token, "/v1/accounts")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{accounts}");
+    let mut found = Vec::new();
+    for account in accounts["accounts"].as_array().unwrap() {
+        let name = account["display_name"].as_str().unwrap_or_default();
+        if ![PAYER_MAIN, PAYEE_ACCOUNT].contains(&name) {
+            continue;
+        }
+        let id = account["id"].as_str().unwrap();
+        let (status, body) = platform
+            .get(&token.access_token, &format!("/v1/accounts/{id}/balances"))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        for balance in body["balances"].as_array().unwrap() {
+            found.push((
+                name.to_owned(),
+                format!("{}/{}", balance["type"], balance["type_original"]),
+                balance["amount"].as_str().unwrap().parse().unwrap(),
+            ));
+        }
+    }
+    found
+}
+
+/// Whether some balance of `account` moved by exactly `by` from `before` to `after`.
+fn moved(
+    before: &[(String, String, Decimal)],
+    after: &[(String, String, Decimal)],
+    account: &str,
+    by: Decimal,
+) -> bool {
+    after.iter().any(|(name, kind, amount)| {
+        name == account
+            && before
+                .iter()
+                .any(|(n, k, was)| n == name && k == kind && *amount - *was == by)
+    })
+}
+
+/// The friend's account: the payer's savings (a sandbox account, credited where it banks).
+const SAVINGS_IBAN: &str = "DE65999900000012345602";
+
+/// A payment to the friend's sandbox account, authorised by the user at `bank`: the token
+/// response (with its `authorization_details`).
+async fn authorised(platform: &PlatformClient, request: &PaymentRequest) -> (Value, FlowTrace) {
+    let pushed = platform.push_payment(request).await.expect("PAR");
+    let mut trace = FlowTrace::default();
+    let code = platform
+        .approve(&pushed, &mut trace)
+        .await
+        .expect("authorised at the bank");
+    let token = platform
+        .exchange_payment(&code, &pushed)
+        .await
+        .expect("token");
+    (token, trace)
+}
+
+fn to_savings(bank: &str, amount: &str) -> PaymentRequest {
+    let mut request = payment(bank, amount);
+    request.creditor_account.iban = SAVINGS_IBAN.into();
+    request.creditor_name = "Alice Schmidt".into();
+    request
+}
+
+/// `POST /v1/payments` with `key` and `body`.
+async fn submit(platform: &PlatformClient, token: &Value, key: &str, body: &Value) -> (u16, Value) {
+    let answer = platform
+        .post_json(
+            token["access_token"].as_str().unwrap(),
+            "/v1/payments",
+            body,
+            &[("idempotency-key", key)],
+        )
+        .await
+        .unwrap();
+    (answer.status, answer.json())
+}
+
+async fn a_payment_moves_money_once_at_every_paying_standard(kind: StoreKind) {
+    let gateway = TestGateway::start(kind).await;
+    let platform = paying_platform(&gateway).await;
+    for (bank, other) in [
+        ("stet-bank", "demo-bank"),
+        ("demo-bank", "stet-bank"),
+        ("obie-bank", "demo-bank"),
+    ] {
+        let before_payer = balances(&platform, bank).await;
+        let before_payee = balances(&platform, other).await;
+        let created_before = counters(&gateway, bank).await["created"].as_u64().unwrap();
+        let request = to_savings(bank, "12.50");
+        let (token, trace) = authorised(&platform, &request).await;
+        assert!(trace.consent_screen.contains("12.50 EUR"), "{bank}");
+        assert_eq!(token["scope"], "payment");
+        let details = &token["authorization_details"][0];
+        assert_eq!(details["type"], "payment_initiation", "{token}");
+        assert_eq!(
+            details["instructed_amount"],
+            json!({"currency": "EUR", "amount": "12.50"})
+        );
+        // Data is not what this token is for.
+        let (status, _) = platform
+            .get(token["access_token"].as_str().unwrap(), "/v1/accounts")
+            .await
+            .unwrap();
+        assert_eq!(status, 403, "{bank}");
+
+        let body = json!({"instructed_amount": {"currency": "EUR", "amount": "12.50"}});
+        // Keys are the platform's: one per payment.
+        let (first_key, second_key) = (format!("{bank}-1"), format!("{bank}-2"));
+        let (status, paid) = submit(&platform, &token, &first_key, &body).await;
+        assert_eq!(status, 201, "{bank}: {paid}");
+        assert_eq!(paid["instructed_amount"]["amount"], "12.50");
+        assert!(
+            matches!(
+                paid["status"].as_str().unwrap(),
+                "accepted" | "settlement_in_process" | "settled"
+            ),
+            "{bank}: {paid}"
+        );
+        assert!(paid["bank_status"]["code"].is_string(), "{paid}");
+        assert!(!paid.to_string().contains(SAVINGS_IBAN), "masked: {paid}");
+        let id = paid["id"].as_str().unwrap().to_owned();
+
+        // The same key and body: the same answer; nothing sent again.
+        let (again_status, again) = submit(&platform, &token, &first_key, &body).await;
+        assert_eq!((again_status, &again), (201, &paid), "{bank}");
+        // The same key with another body: 422; another key: the consent is used.
+        let (status, problem) = submit(&platform, &token, &first_key, &json!({})).await;
+        assert_eq!(status, 422, "{problem}");
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("/payment-key-reused"),
+            "{problem}"
+        );
+        let (status, problem) = submit(&platform, &token, &second_key, &body).await;
+        assert_eq!(status, 409, "{problem}");
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("/payment-consent-used"),
+            "{problem}"
+        );
+
+        let (status, shown) = platform
+            .get(
+                token["access_token"].as_str().unwrap(),
+                &format!("/v1/payments/{id}"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{shown}");
+        assert_eq!(shown["id"], id.as_str());
+        assert_eq!(shown["instructed_amount"]["amount"], "12.50");
+
+        // Money moved once at both banks: the payer's main account at once, the friend's
+        // account when the transfer settles (ten sandbox minutes on).
+        sandbox_post(&gateway, bank, "/sandbox/clock/advance?minutes=11").await;
+        let paid_at_bank = counters(&gateway, bank).await;
+        assert_eq!(
+            paid_at_bank["created"].as_u64().unwrap(),
+            created_before + 1,
+            "{paid_at_bank}"
+        );
+        let after_payer = balances(&platform, bank).await;
+        let after_payee = balances(&platform, other).await;
+        let cents = Decimal::new(1250, 2);
+        assert!(
+            moved(&before_payer, &after_payer, PAYER_MAIN, -cents),
+            "{bank}: {before_payer:?} → {after_payer:?}"
+        );
+        assert!(
+            moved(&before_payee, &after_payee, PAYEE_ACCOUNT, cents),
+            "{other}: {before_payee:?} → {after_payee:?}"
+        );
+
+        // The audit trail: the consent, the submission and the bank's answer, with the
+        // amount and currency as facts and never the payee's IBAN.
+        let events = gateway
+            .audit_of(shown["consent_id"].as_str().unwrap())
+            .await;
+        let actions: Vec<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
+        for action in [
+            "consent_created",
+            "consent_authorised",
+            "token_issued",
+            "payment_submitted",
+            "payment_status_changed",
+        ] {
+            assert!(actions.contains(&action), "{action} in {actions:?}");
+        }
+        let submitted = events
+            .iter()
+            .find(|e| e["action"] == "payment_submitted")
+            .unwrap();
+        let fields = submitted["fields"].to_string();
+        assert!(
+            fields.contains("amount:12.50") && fields.contains("currency:EUR"),
+            "{submitted}"
+        );
+        assert!(!json!(events).to_string().contains(SAVINGS_IBAN));
+    }
+}
+
+async fn a_concurrent_duplicate_is_answered_409_and_paid_once(kind: StoreKind) {
+    let gateway = TestGateway::start(kind).await;
+    let platform = std::sync::Arc::new(paying_platform(&gateway).await);
+    let (token, _) = authorised(&platform, &to_savings("stet-bank", "3.00")).await;
+    let body = json!({});
+    let confirmations_before = counters(&gateway, "stet-bank").await["confirmations"]
+        .as_u64()
+        .unwrap();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let platform = platform.clone();
+            let token = token.clone();
+            let body = body.clone();
+            tokio::spawn(async move { submit(&platform, &token, "same-key", &body).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    let created: Vec<&(u16, Value)> = answers
+        .iter()
+        .filter(|(status, _)| *status == 201)
+        .collect();
+    assert!(!created.is_empty(), "{answers:?}");
+    for (status, body) in &answers {
+        match status {
+            201 => assert_eq!(body, &created[0].1, "a replay is the same answer"),
+            409 => assert!(
+                body["type"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("/payment-in-flight"),
+                "{body}"
+            ),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    let counted = counters(&gateway, "stet-bank").await;
+    assert_eq!(
+        counted["confirmations"].as_u64().unwrap(),
+        confirmations_before + 1,
+        "confirmed at the bank once: {counted}"
+    );
+    // Once the first finished, the same key replays its answer.
+    let (status, replay) = submit(&platform, &token, "same-key", &body).await;
+    assert_eq!((status, &replay), (201, &created[0].1));
+}
+
+async fn each_bad_submission_gets_its_problem_and_pays_nothing(kind: StoreKind) {
+    let gateway = TestGateway::start(kind).await;
+    let platform = paying_platform(&gateway).await;
+    let (token, _) = authorised(&platform, &to_savings("stet-bank", "4.00")).await;
+    let access = token["access_token"].as_str().unwrap();
+    let problem_type = |body: &Value| {
+        body["type"]
+            .as_str()
+            .unwrap_or_default()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // No key, a malformed key.
+    for headers in [vec![], vec![("idempotency-key", "has space")]] {
+        let answer = platform
+            .post_json(access, "/v1/payments", &json!({}), &headers)
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 400);
+        assert_eq!(problem_type(&answer.json()), "idempotency-key-required");
+    }
+    // A body that is not the consented payment.
+    for (body, slug) in [
+        (
+            json!({"instructed_amount": {"currency": "EUR", "amount": "5.00"}}),
+            "payment-does-not-match-consent",
+        ),
+        (
+            json!({"creditor_account": {"iban": "NL18BKGT0417164300"}}),
+            "payment-does-not-match-consent",
+        ),
+        (
+            json!({"creditor_name": "Mallory"}),
+            "payment-does-not-match-consent",
+        ),
+    ] {
+        let (status, problem) = submit(
+            &platform,
+            &token,
+            &format!("k-{slug}-{}", body.to_string().len()),
+            &body,
+        )
+        .await;
+        assert_eq!(
+            (status, problem_type(&problem).as_str()),
+            (422, slug),
+            "{problem}"
+        );
+    }
+    let (status, problem) = submit(&platform, &token, "k-unknown", &json!({"amount": "1"})).await;
+    assert_eq!(
+        (status, problem_type(&problem).as_str()),
+        (400, "invalid-request"),
+        "{problem}"
+    );
+    // Nothing was confirmed at the bank; a data token cannot pay.
+    assert_eq!(
+        counters(&gateway, "stet-bank").await["confirmations"]
+            .as_u64()
+            .unwrap(),
+        0
+    );
+    let detail = bankgate::demo::account_information(
+        "stet-bank",
+        "balance-alerts",
+        &[Scope::Accounts],
+        "u-payer",
+    );
+    let (data, _) = platform.connect(&detail).await.unwrap();
+    let answer = platform
+        .post_json(
+            &data.access_token,
+            "/v1/payments",
+            &json!({}),
+            &[("idempotency-key", "k-data")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer.status, problem_type(&answer.json()).as_str()),
+        (403, "scope-not-granted")
+    );
+}
+
+/// The bundled policies with the payment limits raised above the sandbox payer's funds.
+fn generous_policies() -> Scratch {
+    let dir =
+        Scratch(std::env::temp_dir().join(format!("bankgate-policies-{}", uuid::Uuid::new_v4())));
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let bundled = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for entry in std::fs::read_dir(&bundled).unwrap() {
+        let path = entry.unwrap().path();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if path.file_name().unwrap() == "p2p-payment.toml" {
+            text = text
+                .replace(
+                    "max_amount_per_payment = \"250.00\"",
+                    "max_amount_per_payment = \"5000.00\"",
+                )
+                .replace(
+                    "max_amount_per_day = \"500.00\"",
+                    "max_amount_per_day = \"10000.00\"",
+                );
+        }
+        std::fs::write(dir.path().join(path.file_name().unwrap()), text).unwrap();
+    }
+    dir
+}
+
+/// A directory removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn a_bank_rejection_is_a_reason_not_the_banks_text(kind: StoreKind) {
+    let policies = generous_policies();
+    let gateway = TestGateway::start_with(
+        kind,
+        crate::support::Options {
+            policies_dir: Some(policies.path().to_owned()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let platform = paying_platform(&gateway).await;
+    // More than the payer has (1,760.51 EUR): the bank rejects for insufficient funds.
+    let (token, _) = authorised(&platform, &to_savings("stet-bank", "2000.00")).await;
+    let (status, paid) = submit(&platform, &token, "k", &json!({})).await;
+    assert_eq!(status, 201, "{paid}");
+    assert_eq!(paid["status"], "rejected", "{paid}");
+    assert_eq!(paid["rejection_reason"], "insufficient_funds", "{paid}");
+    assert_eq!(paid["bank_status"]["code"], "RJCT", "{paid}");
+    let text = paid.to_string().to_lowercase();
+    assert!(
+        !text.contains("insufficient funds") && !text.contains("psu"),
+        "no bank text: {paid}"
+    );
+    // A rejected payment does not count against the day: the user can pay again.
+    let (token, _) = authorised(&platform, &to_savings("stet-bank", "10.00")).await;
+    let (status, paid) = submit(&platform, &token, "k-2", &json!({})).await;
+    assert_eq!(
+        (status, paid["status"].as_str()),
+        (201, Some("accepted")),
+        "{paid}"
+    );
+    // The payer's account closed at the bank: `account_closed`.
+    let (token, _) = authorised(&platform, &to_savings("stet-bank", "5.00")).await;
+    sandbox_post(
+        &gateway,
+        "stet-bank",
+        "/sandbox/accounts/DE92999900000012345601/close",
+    )
+    .await;
+    let (status, paid) = submit(&platform, &token, "k-3", &json!({})).await;
+    sandbox_post(
+        &gateway,
+        "stet-bank",
+        "/sandbox/accounts/DE92999900000012345601/reopen",
+    )
+    .await;
+    assert_eq!(status, 201, "{paid}");
+    assert_eq!(paid["rejection_reason"], "account_closed", "{paid}");
+}
+
+async fn revocation_and_expiry_before_submission_pay_nothing(kind: StoreKind) {
+    let gateway = TestGateway::start(kind).await;
+    let platform = paying_platform(&gateway).await;
+    let before = counters(&gateway, "stet-bank").await["confirmations"]
+        .as_u64()
+        .unwrap();
+    // Revoked through the platform before it submitted: the token no longer works.
+    let (token, _) = authorised(&platform, &to_savings("stet-bank", "2.00")).await;
+    let access = token["access_token"].as_str().unwrap();
+    let consent_id = token["consent_id"].as_str().unwrap().to_owned();
+    let (status, _) = platform
+        .delete(access, &format!("/v1/consents/{consent_id}"))
+        .await
+        .unwrap();
+    assert_eq!(status, 204);
+    let (status, problem) = submit(&platform, &token, "k", &json!({})).await;
+    assert_eq!(status, 401, "{problem}");
+    // Expired: the maintenance task ran past the consent's expiry.
+    let (token, _) = authorised(&platform, &to_savings("stet-bank", "2.00")).await;
+    let consent = gateway
+        .app
+        .store
+        .consent(token["consent_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    Maintenance::new(gateway.app.clone())
+        .unwrap()
+        .run_once(consent.expires_at + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    let (status, problem) = submit(&platform, &token, "k-2", &json!({})).await;
+    assert!(matches!(status, 401 | 403), "{status}: {problem}");
+    assert_eq!(
+        counters(&gateway, "stet-bank").await["confirmations"]
+            .as_u64()
+            .unwrap(),
+        before,
+        "nothing was confirmed at the bank"
+    );
+}
+
+async fn the_status_job_follows_a_payment_and_tells_the_platform(kind: StoreKind) {
+    let gateway = TestGateway::start(kind).await;
+    let hooks = crate::fapi::receiver(vec![]).await;
+    let platform = paying_platform_with(&gateway, Some(&hooks.url)).await;
+    // Berlin Group, a standard transfer: accepted now, settled after the bank's clock moves.
+    let (token, _) = authorised(&platform, &to_savings("demo-bank", "8.00")).await;
+    let (status, paid) = submit(&platform, &token, "k", &json!({})).await;
+    assert_eq!(status, 201, "{paid}");
+    assert_ne!(paid["status"], "settled", "{paid}");
+    let id = paid["id"].as_str().unwrap().to_owned();
+    sandbox_post(&gateway, "demo-bank", "/sandbox/clock/advance?minutes=11").await;
+    let maintenance = Maintenance::new(gateway.app.clone()).unwrap();
+    // A minute on: the look-up is due (2 s after the submission), the token still valid.
+    let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+    let report = maintenance.run_once(later).await.unwrap();
+    assert_eq!(report.payments_changed, 1, "{report:?}");
+    let (_, shown) = platform
+        .get(
+            token["access_token"].as_str().unwrap(),
+            &format!("/v1/payments/{id}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(shown["status"], "settled", "{shown}");
+    assert_eq!(shown["bank_status"]["code"], "ACSC", "{shown}");
+    // Final: not asked again; the platform got one signed payment.status_changed.
+    let report = maintenance
+        .run_once(later + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(report.payments_changed, 0);
+    let received = hooks.received.lock().unwrap().clone();
+    let changes: Vec<Value> = {
+        let mut changes = Vec::new();
+        for (content_type, body) in &received {
+            assert_eq!(content_type, "application/secevent+jwt");
+            let claims = crate::fapi::verify_delivery(&gateway, body, "pay-by-message").await;
+            if let Some(event) =
+                claims["events"].get("https://bankgate.dev/events/payment.status_changed")
+            {
+                changes.push(event.clone());
+            }
+        }
+        changes
+    };
+    assert_eq!(changes.len(), 1, "{received:?}");
+    assert_eq!(changes[0]["payment_id"], id.as_str());
+    assert_eq!(changes[0]["status"], "settled");
+    assert!(!json!(received).to_string().contains(SAVINGS_IBAN));
+}
+
+/// A STET sandbox bank of this test, registered through the API as `bank_id` (its faults and
+/// counters are the test's to set and read).
+async fn registered_stet_bank(gateway: &TestGateway, bank_id: &str) -> bankgate_sandbox::Sandbox {
+    use crate::registration::{SANDBOX_CLIENT_ID, SANDBOX_SECRET, bank_principal, put_adapter};
+    crate::registration::provide_credentials(gateway);
+    let sandbox = bankgate_sandbox::start(bankgate_sandbox::SandboxConfig {
+        profile: "stet".into(),
+        addr: ([127, 0, 0, 1], 0).into(),
+        client_id: SANDBOX_CLIENT_ID.into(),
+        client_secret: SANDBOX_SECRET.into(),
+        approval: bankgate_sandbox::Approval::Auto,
+        fapi: Default::default(),
+    })
+    .await
+    .expect("sandbox starts");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/adapters/stet-bank.toml");
+    let mut manifest =
+        bankgate::adapters::Manifest::load(std::path::Path::new(path)).expect("bundled manifest");
+    manifest.rebase(&sandbox.origin);
+    manifest.sandbox = None;
+    manifest.id = bank_id.to_owned();
+    manifest.name = format!("{bank_id} (test)");
+    let prefix = bankgate::adapters::Manifest::registered_reference_prefix(bank_id);
+    manifest.oauth.client_id_env = format!("{prefix}CLIENT_ID");
+    manifest.oauth.client_secret_env = format!("{prefix}CLIENT_SECRET");
+    let principal = bank_principal(gateway, &format!("{bank_id}-admin"), bank_id).await;
+    let token = principal.client_credentials().await.expect("bank token");
+    let (status, _, body) = put_adapter(
+        gateway,
+        Some(&token),
+        bank_id,
+        "",
+        &serde_json::to_value(&manifest).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    sandbox
+}
+
+/// The connection drops after the bank confirmed the payment and before the gateway read the
+/// answer: the platform is told the payment is in doubt (202), a retry replays that, and the
+/// status job finds the payment by a look-up — the bank confirmed it once.
+async fn a_lost_answer_is_reconciled_by_a_look_up_never_sent_twice(kind: StoreKind) {
+    use bankgate_sandbox::faults::Fault;
+    let gateway = TestGateway::start(kind).await;
+    let bank = registered_stet_bank(&gateway, "faulty-stet").await;
+    let platform = paying_platform(&gateway).await;
+    let (token, _) = authorised(&platform, &to_savings("faulty-stet", "9.00")).await;
+    // The confirmation is acted on, then its answer cut.
+    bank.faults
+        .set_times("/v1/payment-requests/", Fault::AnswerLost, 1);
+    let (status, doubt) = submit(&platform, &token, "lost-1", &json!({})).await;
+    assert_eq!(status, 202, "{doubt}");
+    assert_eq!(doubt["status"], "pending", "{doubt}");
+    assert_eq!(bank.payments.confirmations(), 1);
+    // The platform retries: the same answer, nothing sent to the bank.
+    let (status, again) = submit(&platform, &token, "lost-1", &json!({})).await;
+    assert_eq!((status, &again), (202, &doubt));
+    assert_eq!(bank.payments.confirmations(), 1);
+    // The status job settles it by a look-up.
+    let maintenance = Maintenance::new(gateway.app.clone()).unwrap();
+    let report = maintenance
+        .run_once(chrono::Utc::now() + chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(report.payments_changed, 1, "{report:?}");
+    let id = doubt["id"].as_str().unwrap();
+    let (status, found) = platform
+        .get(
+            token["access_token"].as_str().unwrap(),
+            &format!("/v1/payments/{id}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{found}");
+    assert!(
+        matches!(
+            found["status"].as_str(),
+            Some("accepted" | "settlement_in_process" | "settled")
+        ),
+        "{found}"
+    );
+    assert_eq!(bank.payments.confirmations(), 1, "confirmed once");
+    assert_eq!(bank.payments.executed(), 1, "paid once");
+}
+
+/// The gateway marks the payment in doubt and calls the bank, the bank confirms it, and the
+/// gateway dies before it records the answer. After the restart (on PostgreSQL, another
+/// instance on the same database) the platform's submission finds the consent used, nothing
+/// is sent again, and the status job finds the payment by a look-up and reports it once.
+async fn a_gateway_that_died_after_the_bank_paid_finds_the_payment_once(kind: StoreKind) {
+    use bankgate::adapters::BankSession;
+    use bankgate::adapters::bank_oauth::BankGrant;
+    use bankgate::payments::Submission;
+    let gateway = TestGateway::start(kind).await;
+    let platform = paying_platform(&gateway).await;
+    let (token, _) = authorised(&platform, &to_savings("stet-bank", "11.00")).await;
+    let consent_id = token["consent_id"].as_str().unwrap();
+    let app = &gateway.app;
+    let recorded = app
+        .store
+        .payment_of_consent(consent_id)
+        .await
+        .unwrap()
+        .unwrap();
+    // What the dying gateway did: the payment marked in doubt (due for a look-up a minute
+    // later), then the bank called and its answer never recorded.
+    let now = chrono::Utc::now();
+    let mut calling = recorded.moved(Submission::InDoubt, now);
+    calling.next_poll_at = Some(now + bankgate::payments::submit::RECONCILE_AFTER);
+    assert!(
+        app.store
+            .update_payment(&calling, recorded.updated_at)
+            .await
+            .unwrap()
+    );
+    let adapter = app.banks.get("stet-bank").unwrap();
+    let stored = app.store.grant(consent_id).await.unwrap().unwrap();
+    let grant: BankGrant = serde_json::from_slice(
+        &app.sealer
+            .open(consent_id.as_bytes(), &stored.sealed)
+            .unwrap(),
+    )
+    .unwrap();
+    let session = BankSession {
+        access_token: &grant.access_token,
+        bank_consent_id: grant.bank_consent_id.as_deref(),
+    };
+    adapter
+        .profile
+        .payments()
+        .unwrap()
+        .submit(&adapter.bank, session, &calling.order())
+        .await
+        .expect("the bank confirms");
+    let confirmed = counters(&gateway, "stet-bank").await["confirmations"]
+        .as_u64()
+        .unwrap();
+
+    // The restarted gateway.
+    let restarted = match kind {
+        StoreKind::Postgres => Some(gateway.second_instance().await),
+        StoreKind::Memory => None,
+    };
+    let (after, after_app) = match &restarted {
+        Some(instance) => (platform.via(&instance.base).unwrap(), instance.app.clone()),
+        None => (platform.via(&gateway.base).unwrap(), gateway.app.clone()),
+    };
+    let (status, problem) = submit(&after, &token, "after-restart", &json!({})).await;
+    assert_eq!(status, 409, "{problem}");
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/payment-consent-used"),
+        "{problem}"
+    );
+    let maintenance = Maintenance::new(after_app).unwrap();
+    let report = maintenance
+        .run_once(now + chrono::Duration::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(report.payments_changed, 1, "{report:?}");
+    let (status, found) = after
+        .get(
+            token["access_token"].as_str().unwrap(),
+            &format!("/v1/payments/{}", recorded.id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{found}");
+    assert!(
+        matches!(
+            found["status"].as_str(),
+            Some("accepted" | "settlement_in_process" | "settled")
+        ),
+        "{found}"
+    );
+    assert_eq!(
+        counters(&gateway, "stet-bank").await["confirmations"]
+            .as_u64()
+            .unwrap(),
+        confirmed,
+        "never sent again"
+    );
+    // Reported once: the next runs change nothing.
+    let report = maintenance
+        .run_once(now + chrono::Duration::minutes(3))
+        .await
+        .unwrap();
+    assert_eq!(report.payments_changed, 0);
+}
+
+/// `max_amount_per_day` (500.00 EUR for p2p-payment) counts the user's payments of the day on
+/// record (authorised at the bank or submitted): at PAR, and again at submission — where
+/// requests pushed before any of them was on record are caught.
+async fn the_daily_limit_counts_the_users_payments_at_par_and_at_submission(kind: StoreKind) {
+    let gateway = TestGateway::start(kind).await;
+    let platform = paying_platform(&gateway).await;
+    // Pushed before any is on record: each passes PAR (250 + 250 + 10 = 510 in all).
+    let mut pushed = Vec::new();
+    for amount in ["250.00", "250.00", "10.00"] {
+        pushed.push(
+            platform
+                .push_payment(&to_savings("stet-bank", amount))
+                .await
+                .expect("PAR"),
+        );
+    }
+    let mut tokens = Vec::new();
+    for request in &pushed {
+        let mut trace = FlowTrace::default();
+        let code = platform
+            .approve(request, &mut trace)
+            .await
+            .expect("authorised");
+        tokens.push(
+            platform
+                .exchange_payment(&code, request)
+                .await
+                .expect("token"),
+        );
+    }
+    // Now 510.00 are on record: another request is refused at PAR.
+    let error = refused(
+        &platform,
+        serde_json::to_value(to_savings("stet-bank", "1.00")).unwrap(),
+    )
+    .await;
+    assert!(error.contains("payment-limit-per-day"), "{error}");
+    // And at submission: 500.00 of other payments plus this one is over the day's limit.
+    let confirmations = counters(&gateway, "stet-bank").await["confirmations"]
+        .as_u64()
+        .unwrap();
+    let (status, problem) = submit(&platform, &tokens[2], "day-2", &json!({})).await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/payment-limit-per-day"),
+        "{problem}"
+    );
+    assert_eq!(
+        counters(&gateway, "stet-bank").await["confirmations"]
+            .as_u64()
+            .unwrap(),
+        confirmations,
+        "nothing was sent"
+    );
+    // The refusal is the key's answer: the same request gets it again.
+    let (again, replay) = submit(&platform, &tokens[2], "day-2", &json!({})).await;
+    assert_eq!((again, &replay), (422, &problem));
 }

@@ -24,8 +24,8 @@ on_both_stores!(a_bank_registers_a_mapping_adapter_and_a_platform_reads_through_
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 /// The credential references of every bank the tests register (their sandboxes share them).
-const SANDBOX_CLIENT_ID: &str = "bankgate";
-const SANDBOX_SECRET: &str = "runtime-bank-sandbox-secret-7acd";
+pub(crate) const SANDBOX_CLIENT_ID: &str = "bankgate";
+pub(crate) const SANDBOX_SECRET: &str = "runtime-bank-sandbox-secret-7acd";
 const SCOPES: &[Scope] = &[Scope::Accounts, Scope::Balances];
 
 /// Where `*_env` references resolve in these tests: the process environment cannot be set

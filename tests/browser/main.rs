@@ -7,6 +7,7 @@
 //!   whole flow (consent screen → bank approval → back at the platform, which exchanges the
 //!   code and reads the accounts) in English, and a cancelled flow in French. Screenshots go to
 //!   `target/artifacts/`.
+//! - the consent screen of a payment (issue 13): `payment.mjs`, see `payment.rs`.
 //! - the compliance console (`/console`): `console.mjs` signs in, filters, opens an event,
 //!   exports, pages, draws the chart and verifies the chain; the test compares what the page
 //!   showed with what the compliance API answers. Screenshot: `target/artifacts/console.png`.
@@ -31,6 +32,8 @@ use bankgate_sandbox::Approval;
 mod gateway;
 
 use gateway::Served;
+
+mod payment;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 

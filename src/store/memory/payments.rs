@@ -113,6 +113,10 @@ impl Payments for MemoryStore {
             *client_id == key.client_id
                 && record.payment_id == key.payment_id
                 && name != key.key.as_str()
+                && record
+                    .response
+                    .as_ref()
+                    .is_none_or(|response| response.status < 400)
         });
         if claimed_by_another {
             return Err(StoreError::Conflict("payment"));

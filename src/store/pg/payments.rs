@@ -80,11 +80,12 @@ const PURGE_KEYS: &str = "DELETE FROM payment_idempotency_keys WHERE created_at 
 /// Serialises the claims of one payment's keys.
 const LOCK_PAYMENT: &str = "SELECT id FROM payments WHERE id = $1 AND client_id = $2 FOR UPDATE";
 
-/// Another key than `$3` claimed the payment already (read after the payment's lock, so it
-/// sees every claim committed before).
+/// Another key than `$3` claimed the payment already and was not refused (read after the
+/// payment's lock, so it sees every claim committed before).
 const OTHER_KEY: &str = "\
     SELECT 1 FROM payment_idempotency_keys \
-    WHERE client_id = $1 AND payment_id = $2 AND key <> $3 LIMIT 1";
+    WHERE client_id = $1 AND payment_id = $2 AND key <> $3 \
+      AND (response_status IS NULL OR response_status < 400) LIMIT 1";
 
 #[async_trait]
 impl Payments for PgStore {

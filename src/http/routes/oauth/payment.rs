@@ -223,7 +223,7 @@ pub(super) async fn create_at_bank(
             let error = error.at(&adapter.bank.manifest.id);
             tracing::warn!(bank = %adapter.bank.manifest.id, kind = error.kind(),
                 "the bank did not create the payment");
-            if is_refusal(&error) {
+            if crate::adapters::paying::is_refusal(&error) {
                 app.store
                     .update_payment(
                         &calling.moved(Submission::Refused, Utc::now()),
@@ -236,29 +236,13 @@ pub(super) async fn create_at_bank(
     }
 }
 
-/// Whether a bank's answer says for certain that it made no payment: a 4xx, an error body, or a
-/// refusal the profile read. A timeout, a transport failure or a 5xx may hide a payment made.
-pub(crate) fn is_refusal(error: &crate::adapters::AdapterError) -> bool {
-    use crate::adapters::AdapterError;
-    match error.root() {
-        AdapterError::Status { status } => (400..500).contains(status) && *status != 408,
-        AdapterError::ErrorBody(_) | AdapterError::Refused(_) | AdapterError::UnknownAccount => {
-            true
-        }
-        // Not sent at all: nothing can have been made.
-        AdapterError::CircuitOpen | AdapterError::Saturated => true,
-        _ => false,
-    }
-}
-
 /// The payment of a consent that ended without being authorised (declined by the user or at
 /// the bank): `refused`, so that it never counts against the day's limit and is never sent.
 pub(super) async fn abandon(app: &App, consent: &Consent) -> Result<(), Error> {
+    // Not authorised by the user, a payment the bank may have created (even one whose creation
+    // answer was lost, `in_doubt`) cannot be executed: it is not a payment of the day.
     if let Some(payment) = app.store.payment_of_consent(&consent.id).await?
-        && matches!(
-            payment.submission,
-            Submission::Recorded | Submission::Submitted
-        )
+        && payment.submission != Submission::Refused
         && payment.status.is_none()
     {
         app.store

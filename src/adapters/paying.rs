@@ -1,0 +1,90 @@
+//! A bank's payment initiation as the payment workflow sees it ([`PayerBank`]): one consent's
+//! session at one bank, and every failure classified as "refused" (no payment made) or "in
+//! doubt" (a look-up must tell). Errors are logged here, with the bank and their kind only.
+
+use async_trait::async_trait;
+
+use super::{Adapter, AdapterError, BankSession};
+use crate::payments::submit::{BankFailure, PayerBank};
+use crate::payments::{BankPayment, PaymentOrder};
+
+/// The payer's bank for one consent: its adapter and the consent's bank credentials.
+pub struct Paying<'a> {
+    pub adapter: &'a Adapter,
+    pub access_token: String,
+    pub bank_consent_id: Option<String>,
+}
+
+impl Paying<'_> {
+    fn session(&self) -> BankSession<'_> {
+        BankSession {
+            access_token: &self.access_token,
+            bank_consent_id: self.bank_consent_id.as_deref(),
+        }
+    }
+
+    fn failed(&self, call: &str, error: AdapterError) -> BankFailure {
+        let error = error.at(&self.adapter.bank.manifest.id);
+        tracing::warn!(bank = %self.adapter.bank.manifest.id, call, kind = error.kind(),
+            "payment call failed");
+        if is_refusal(&error) {
+            BankFailure::Refused
+        } else {
+            BankFailure::InDoubt
+        }
+    }
+}
+
+/// Whether a bank's answer says for certain that it made no payment: a 4xx, an error body, a
+/// refusal the profile read, or a call never sent (open circuit, in-flight cap). A timeout, a
+/// transport failure or a 5xx may hide a payment made.
+pub fn is_refusal(error: &AdapterError) -> bool {
+    match error.root() {
+        AdapterError::Status { status } => (400..500).contains(status) && *status != 408,
+        AdapterError::ErrorBody(_)
+        | AdapterError::Refused(_)
+        | AdapterError::UnknownAccount
+        | AdapterError::CircuitOpen
+        | AdapterError::Saturated => true,
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl PayerBank for Paying<'_> {
+    async fn submit(&self, order: &PaymentOrder) -> Result<BankPayment, BankFailure> {
+        let initiation = self
+            .adapter
+            .profile
+            .payments()
+            .ok_or(BankFailure::Refused)?;
+        initiation
+            .submit(&self.adapter.bank, self.session(), order)
+            .await
+            .map_err(|error| self.failed("submit", error))
+    }
+
+    async fn status(&self, bank_payment_id: &str) -> Result<BankPayment, BankFailure> {
+        let initiation = self
+            .adapter
+            .profile
+            .payments()
+            .ok_or(BankFailure::Refused)?;
+        initiation
+            .status(&self.adapter.bank, self.session(), bank_payment_id)
+            .await
+            .map_err(|error| self.failed("status", error))
+    }
+
+    async fn find(&self, order: &PaymentOrder) -> Result<Option<BankPayment>, BankFailure> {
+        let initiation = self
+            .adapter
+            .profile
+            .payments()
+            .ok_or(BankFailure::Refused)?;
+        initiation
+            .find(&self.adapter.bank, self.session(), order)
+            .await
+            .map_err(|error| self.failed("find", error))
+    }
+}
