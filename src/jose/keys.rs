@@ -7,7 +7,7 @@ use std::path::Path;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use serde::Serialize;
 
@@ -49,13 +49,9 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
-/// The DER bytes of a PEM text (the base64 between its `-----` lines).
-pub fn pem_contents(pem: &str) -> Option<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .filter(|line| !line.starts_with("-----"))
-        .collect();
-    STANDARD.decode(body.trim()).ok()
+/// The DER bytes of a PEM text.
+pub fn pem_contents(text: &str) -> Option<Vec<u8>> {
+    pem::parse(text).ok().map(pem::Pem::into_contents)
 }
 
 impl SigningKey {
@@ -83,15 +79,10 @@ impl SigningKey {
         let document =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
                 .map_err(|_| KeyError::Generate)?;
-        let body = STANDARD.encode(document.as_ref());
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|chunk| std::str::from_utf8(chunk).unwrap_or_default())
-            .collect();
-        Ok(format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            lines.join("\n")
+        let pem = pem::Pem::new("PRIVATE KEY", document.as_ref());
+        Ok(pem::encode_config(
+            &pem,
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
         ))
     }
 
