@@ -56,7 +56,9 @@ pub enum AdapterError {
     /// The bank's circuit breaker is open: recent calls failed, this one was not sent.
     #[error("circuit open: recent calls to the bank failed")]
     CircuitOpen,
-    /// The bank has `limits.max_in_flight` calls in flight already; this one was not sent.
+    /// The bank had `limits.max_in_flight` calls in flight and no slot freed within
+    /// `limits.queue_timeout_ms` (or `limits.max_queued` calls were waiting already); this one
+    /// was not sent.
     #[error("too many calls to the bank in flight")]
     Saturated,
     #[error("bank refused: {0}")]

@@ -116,10 +116,18 @@ pub struct Limits {
     /// The largest answer bankgate reads from the bank.
     #[serde(default = "Limits::default_max_response_bytes")]
     pub max_response_bytes: usize,
-    /// Calls to this bank in flight at once; more fail at once instead of queueing, so a
-    /// hanging bank cannot take every request slot of the gateway.
+    /// Calls to this bank in flight at once, so that a hanging bank cannot take every request
+    /// slot of the gateway; more wait in line for a slot (see `max_queued`).
     #[serde(default = "Limits::default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Calls that may wait for a slot at once; beyond them a call is shed at once (503).
+    /// 0: none wait, a call beyond `max_in_flight` is shed at once.
+    #[serde(default = "Limits::default_max_queued")]
+    pub max_queued: usize,
+    /// How long a call waits for a slot before it is shed (503): a healthy bank frees slots
+    /// well within it, a slow one does not. 0: no wait.
+    #[serde(default = "Limits::default_queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
 }
 
 impl Limits {
@@ -151,6 +159,16 @@ impl Limits {
         64
     }
 
+    fn default_max_queued() -> usize {
+        1024
+    }
+
+    /// A sixth of the gateway's default request timeout (30 s): a request that waited this
+    /// long still has time for the bank's answer.
+    fn default_queue_timeout_ms() -> u64 {
+        5_000
+    }
+
     /// Each limit within its sane range.
     fn validate(&self) -> Result<(), String> {
         let check = |ok: bool, message: &str| if ok { Ok(()) } else { Err(message.to_owned()) };
@@ -178,6 +196,14 @@ impl Limits {
         check(
             (1..=10_000).contains(&self.max_in_flight),
             "limits.max_in_flight must be 1..=10000",
+        )?;
+        check(
+            self.max_queued <= 100_000,
+            "limits.max_queued must be at most 100000",
+        )?;
+        check(
+            self.queue_timeout_ms <= 300_000,
+            "limits.queue_timeout_ms must be at most 300000",
         )
     }
 }
@@ -192,6 +218,8 @@ impl Default for Limits {
             breaker_cooldown_ms: Self::default_breaker_cooldown_ms(),
             max_response_bytes: Self::default_max_response_bytes(),
             max_in_flight: Self::default_max_in_flight(),
+            max_queued: Self::default_max_queued(),
+            queue_timeout_ms: Self::default_queue_timeout_ms(),
         }
     }
 }

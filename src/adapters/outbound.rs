@@ -3,13 +3,17 @@
 //! Read it top to bottom (a call passes the layers in this order):
 //!
 //! ```text
-//! in-flight cap (fail fast)  →  retry (idempotent reads, backoff)  →  circuit breaker
+//! in-flight cap (bounded wait)  →  retry (idempotent reads, backoff)  →  circuit breaker
 //!   →  timeout (per attempt)  →  fetch (send, size cap, status, content type, error body)
 //! ```
 //!
 //! - **In-flight cap** (`limits.max_in_flight`): a bank that hangs cannot hold more than its
-//!   share of the gateway's request slots; calls beyond the cap fail at once
-//!   ([`AdapterError::Saturated`]) instead of queueing.
+//!   share of the gateway's request slots. A call beyond the cap waits in line for a slot
+//!   (back-pressure: a burst against a healthy bank is served, not refused), at most
+//!   `limits.queue_timeout_ms` and with at most `limits.max_queued` others; it is shed
+//!   ([`AdapterError::Saturated`]) when the wait runs out or the line is full — the bank is
+//!   slow — and fails at once ([`AdapterError::CircuitOpen`]) while the bank's circuit is open
+//!   rather than wait for a slot it could not use.
 //! - **Retry** only for `GET`/`HEAD` and only for transient failures (transport errors, 429,
 //!   500, 502, 503, 504), at most `limits.retries` times with exponential backoff and jitter.
 //!   A timeout is not retried: it already cost the caller a whole `timeout_ms`; nor is a call
@@ -34,13 +38,14 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
@@ -88,6 +93,8 @@ pub struct Settings {
     pub breaker_cooldown: Duration,
     pub max_response_bytes: usize,
     pub max_in_flight: usize,
+    pub max_queued: usize,
+    pub queue_timeout: Duration,
 }
 
 impl From<&Limits> for Settings {
@@ -100,6 +107,8 @@ impl From<&Limits> for Settings {
             breaker_cooldown: Duration::from_millis(limits.breaker_cooldown_ms),
             max_response_bytes: limits.max_response_bytes,
             max_in_flight: limits.max_in_flight,
+            max_queued: limits.max_queued,
+            queue_timeout: Duration::from_millis(limits.queue_timeout_ms),
         }
     }
 }
@@ -111,6 +120,10 @@ pub struct Outbound {
     breaker: Arc<Breaker>,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
+    /// Calls waiting for a slot now.
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
+    queue_timeout: Duration,
     /// The bank's id: the label of its metrics and spans.
     bank: Arc<str>,
 }
@@ -159,6 +172,9 @@ impl Outbound {
             breaker,
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
             max_in_flight: settings.max_in_flight.max(1),
+            queued: Arc::new(AtomicUsize::new(0)),
+            max_queued: settings.max_queued,
+            queue_timeout: settings.queue_timeout,
             bank: Arc::from(""),
         }
     }
@@ -186,11 +202,7 @@ impl Outbound {
         crate::telemetry::traces::inject(&span, call.request.headers_mut());
         let started = Instant::now();
         let outcome = async {
-            let _permit = self
-                .in_flight
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| AdapterError::Saturated)?;
+            let _permit = self.slot().await?;
             self.service.clone().oneshot(call).await
         }
         .instrument(span)
@@ -206,6 +218,26 @@ impl Outbound {
         outcome
     }
 
+    /// A slot for one call: at once if one is free; otherwise after a wait in line, unless
+    /// the line is full, the wait runs out ([`AdapterError::Saturated`]) or the bank's circuit
+    /// refuses calls now ([`AdapterError::CircuitOpen`]).
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, AdapterError> {
+        match self.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => return Ok(permit),
+            Err(TryAcquireError::Closed) => return Err(AdapterError::Saturated),
+            Err(TryAcquireError::NoPermits) => {}
+        }
+        if self.breaker.refuses(Instant::now()) {
+            return Err(AdapterError::CircuitOpen);
+        }
+        let _place = InLine::join(&self.queued, self.max_queued).ok_or(AdapterError::Saturated)?;
+        match tokio::time::timeout(self.queue_timeout, self.in_flight.clone().acquire_owned()).await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => Err(AdapterError::Saturated),
+        }
+    }
+
     /// The breaker's state now.
     pub fn breaker(&self) -> BreakerState {
         self.breaker.state()
@@ -215,6 +247,36 @@ impl Outbound {
     pub fn in_flight(&self) -> usize {
         self.max_in_flight
             .saturating_sub(self.in_flight.available_permits())
+    }
+
+    /// Calls waiting for a slot now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// A call's place in the line for a slot; leaving it (with or without one) frees the place.
+struct InLine {
+    queued: Arc<AtomicUsize>,
+}
+
+impl InLine {
+    /// A place, if fewer than `max` calls wait.
+    fn join(queued: &Arc<AtomicUsize>, max: usize) -> Option<InLine> {
+        queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |waiting| {
+                (waiting < max).then_some(waiting + 1)
+            })
+            .ok()?;
+        Some(InLine {
+            queued: queued.clone(),
+        })
+    }
+}
+
+impl Drop for InLine {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -509,6 +571,16 @@ impl Breaker {
     /// The state now.
     pub fn state(&self) -> BreakerState {
         self.with(|circuit| circuit.state)
+    }
+
+    /// Whether a call made now would be refused (open and cooling down, or half open with its
+    /// probe in flight); asking changes nothing.
+    pub fn refuses(&self, now: Instant) -> bool {
+        match self.state() {
+            BreakerState::Closed { .. } => false,
+            BreakerState::Open { until } => now < until,
+            BreakerState::HalfOpen => true,
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::app::App;
 use crate::telemetry::metrics::{
-    AUDIT_CHECKPOINT_LAG, AUDIT_QUEUE_DEPTH, BANK_BREAKER_STATE, BANK_IN_FLIGHT, CONSENTS,
-    POLICY_INFO, WEBHOOK_BACKLOG,
+    AUDIT_CHECKPOINT_LAG, AUDIT_QUEUE_DEPTH, BANK_BREAKER_STATE, BANK_IN_FLIGHT, BANK_QUEUED,
+    CONSENTS, POLICY_INFO, WEBHOOK_BACKLOG,
 };
 
 /// The media type of the Prometheus text exposition format.
@@ -49,7 +49,8 @@ pub async fn sample(app: &App, handle: &PrometheusHandle) -> String {
             metrics::gauge!(BANK_BREAKER_STATE, "bank" => bank.clone(), "state" => state)
                 .set(if state == current { 1.0 } else { 0.0 });
         }
-        metrics::gauge!(BANK_IN_FLIGHT, "bank" => bank).set(outbound.in_flight() as f64);
+        metrics::gauge!(BANK_IN_FLIGHT, "bank" => bank.clone()).set(outbound.in_flight() as f64);
+        metrics::gauge!(BANK_QUEUED, "bank" => bank).set(outbound.queued() as f64);
     }
     // A policy replaced by a reload drops to 0, so one series per purpose is 1.
     {

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tower::{BoxError, Layer, Service};
 
 use crate::access::Denial;
+use crate::adapters::AdapterError;
 use crate::error::{Error, Origin};
 
 /// Media type of problem responses.
@@ -20,6 +21,9 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The base of the stable `type` URIs; the error kind is appended.
 pub const TYPE_BASE: &str = "https://bankgate.dev/problems/";
+
+/// `Retry-After` of a call shed by a bank's in-flight cap (`limits.max_in_flight`).
+pub const SATURATED_RETRY_AFTER_SECS: u64 = 1;
 
 /// A problem body (RFC 9457).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -113,6 +117,13 @@ impl Error {
                 retry_after_secs, ..
             }) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            // Shed by the bank's in-flight cap: a slot is likely free again within a second.
+            Error::Bank(error) if matches!(error.root(), AdapterError::Saturated) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(SATURATED_RETRY_AFTER_SECS),
+                );
             }
             _ => {}
         }

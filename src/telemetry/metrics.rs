@@ -29,6 +29,8 @@ pub const BANK_CALL_FAILURES: &str = "bankgate_bank_call_failures_total";
 pub const BANK_BREAKER_STATE: &str = "bankgate_bank_breaker_state";
 /// Calls to the bank in flight now, by `bank`.
 pub const BANK_IN_FLIGHT: &str = "bankgate_bank_calls_in_flight";
+/// Calls waiting for a slot at the bank now (its in-flight cap reached), by `bank`.
+pub const BANK_QUEUED: &str = "bankgate_bank_calls_queued";
 /// Audit events waiting for a commit.
 pub const AUDIT_QUEUE_DEPTH: &str = "bankgate_audit_queue_depth";
 /// Events per committed batch (group commit).
@@ -119,6 +121,7 @@ fn describe() {
     describe_counter!(BANK_CALL_FAILURES, "Failed bank calls by kind");
     describe_gauge!(BANK_BREAKER_STATE, "1 for the bank's circuit breaker state");
     describe_gauge!(BANK_IN_FLIGHT, "Calls to the bank in flight");
+    describe_gauge!(BANK_QUEUED, "Calls waiting for a slot at the bank");
     describe_gauge!(AUDIT_QUEUE_DEPTH, "Audit events waiting for a commit");
     describe_histogram!(AUDIT_BATCH_SIZE, "Events per committed audit batch");
     describe_histogram!(
@@ -154,6 +157,7 @@ mod tests {
         BANK_CALL_FAILURES,
         BANK_BREAKER_STATE,
         BANK_IN_FLIGHT,
+        BANK_QUEUED,
         AUDIT_QUEUE_DEPTH,
         AUDIT_BATCH_SIZE,
         AUDIT_COMMIT_DURATION,

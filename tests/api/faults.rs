@@ -19,6 +19,7 @@ const POSITIONS: &str = "/api/v2/me/accounts/alice-giro/positions";
 struct Problem {
     status: u16,
     content_type: String,
+    retry_after: Option<String>,
     body: Value,
     text: String,
 }
@@ -41,10 +42,16 @@ async fn get_at(http: &reqwest::Client, base: &str, token: &str, path: &str) -> 
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let bytes = response.bytes().await.expect("a body");
     Problem {
         status,
         content_type,
+        retry_after,
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         text: String::from_utf8_lossy(&bytes).into_owned(),
     }
@@ -254,11 +261,11 @@ async fn a_hanging_bank_does_not_slow_another_bank() {
     let gateway = TestGateway::start(StoreKind::Memory).await;
     provide_credentials(&gateway);
     // Bank A answers its balances only after a minute, longer than anything here waits;
-    // it may have four calls in flight.
+    // it may have four calls in flight and none waiting for a slot.
     let slow = register_sandbox_bank(
         &gateway,
         "slow-bank",
-        json!({"timeout_ms": 120000, "max_in_flight": 4}),
+        json!({"timeout_ms": 120000, "max_in_flight": 4, "max_queued": 0}),
     )
     .await;
     let fast = register_sandbox_bank(&gateway, "fast-bank", json!({})).await;
@@ -339,6 +346,104 @@ async fn a_hanging_bank_does_not_slow_another_bank() {
     );
     for call in &hanging {
         assert!(!call.is_finished());
+    }
+    for call in hanging {
+        call.abort();
+    }
+}
+
+/// `n` balance requests at once, as the platform.
+fn burst(
+    gateway: &TestGateway,
+    token: &str,
+    account: &str,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Problem>> {
+    (0..n)
+        .map(|_| {
+            let (http, base) = (gateway.platform.http.clone(), gateway.base.clone());
+            let path = format!("/v1/accounts/{account}/balances");
+            let token = token.to_owned();
+            tokio::spawn(async move { get_at(&http, &base, &token, &path).await })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_in_flight_cap_waits_for_a_healthy_bank_and_is_served() {
+    let gateway = TestGateway::start(StoreKind::Memory).await;
+    provide_credentials(&gateway);
+    // Two calls in flight at once; the others wait (up to the default queue timeout) for one.
+    let sandbox = register_sandbox_bank(&gateway, "busy-bank", json!({"max_in_flight": 2})).await;
+    let (token, giro) = connect(&gateway, "busy-bank", "u-burst").await;
+    // Healthy, but each answer takes a moment: the burst overlaps.
+    sandbox
+        .faults
+        .set(POSITIONS, Fault::Delay(Duration::from_millis(200)));
+    for call in burst(&gateway, &token, &giro, 12) {
+        let answer = call.await.expect("the request task");
+        assert_eq!(answer.status, 200, "{}", answer.text);
+    }
+    assert_eq!(
+        sandbox.faults.hits(POSITIONS),
+        12,
+        "every call reached the bank"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_a_bank_slow_beyond_the_wait_are_shed_with_retry_after_and_audited() {
+    let gateway = TestGateway::start(StoreKind::Memory).await;
+    provide_credentials(&gateway);
+    let sandbox = register_sandbox_bank(
+        &gateway,
+        "slow-bank",
+        json!({"timeout_ms": 120000, "max_in_flight": 2, "queue_timeout_ms": 300}),
+    )
+    .await;
+    let (token, giro) = connect(&gateway, "slow-bank", "u-shed").await;
+    let consent = consent_of(&gateway, &token);
+    // The bank stays slow far beyond the wait: two calls hold both slots.
+    sandbox
+        .faults
+        .set(POSITIONS, Fault::Delay(Duration::from_secs(60)));
+    let hanging = burst(&gateway, &token, &giro, 2);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        sandbox.faults.wait_for_hits(POSITIONS, 2),
+    )
+    .await
+    .expect("the two calls reach the bank");
+
+    // Three more wait in line, find no slot within the wait and are shed.
+    for call in burst(&gateway, &token, &giro, 3) {
+        let shed = call.await.expect("the request task");
+        assert_eq!(shed.status, 503, "{}", shed.text);
+        assert_eq!(shed.content_type, "application/problem+json");
+        assert_eq!(
+            shed.body["type"],
+            "https://bankgate.dev/problems/bank-unavailable"
+        );
+        assert_eq!(
+            shed.body["detail"],
+            "bank slow-bank has too many requests in flight; retry later"
+        );
+        assert_eq!(shed.retry_after.as_deref(), Some("1"));
+        let event = decision_of(&gateway, &consent, &shed).await;
+        assert_eq!(event["decision"], "error", "{event}");
+        assert_eq!(event["bank"], "slow-bank");
+        assert!(
+            event["fields"].as_array().unwrap().is_empty(),
+            "nothing released"
+        );
+    }
+    assert_eq!(
+        sandbox.faults.hits(POSITIONS),
+        2,
+        "the shed calls never reached the bank"
+    );
+    for call in &hanging {
+        assert!(!call.is_finished(), "the first two are still at the bank");
     }
     for call in hanging {
         call.abort();

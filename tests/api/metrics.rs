@@ -187,6 +187,7 @@ async fn metrics_count_requests_banks_audit_and_state(kind: StoreKind) {
         );
     }
     assert_eq!(value(&samples, "bankgate_bank_calls_in_flight", &bank), 0.0);
+    assert_eq!(value(&samples, "bankgate_bank_calls_queued", &bank), 0.0);
     // The bundled banks are there too, closed.
     assert_eq!(
         value(

@@ -21,6 +21,8 @@ fn settings() -> Settings {
         breaker_cooldown: Duration::from_secs(30),
         max_response_bytes: 1024,
         max_in_flight: 8,
+        max_queued: 16,
+        queue_timeout: Duration::from_secs(5),
     }
 }
 
@@ -336,28 +338,58 @@ async fn refusals_and_error_bodies_do_not_open_the_breaker() {
     assert_eq!(outbound.breaker(), BreakerState::Closed { failures: 0 });
 }
 
-#[tokio::test(start_paused = true)]
-async fn calls_beyond_the_in_flight_cap_fail_at_once() {
+/// Two slots, calls that take `delay` at the bank, and `max_queued` places in line with a wait
+/// of at most 5 s.
+fn two_slots(delay: Duration, max_queued: usize) -> (Outbound, Arc<AtomicU32>) {
     let (outbound, calls, _) = scripted_with(
         Settings {
             max_in_flight: 2,
+            max_queued,
+            queue_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(3600),
             ..settings()
         },
-        Duration::from_secs(600),
+        delay,
         |_| Ok(Bytes::new()),
     );
-    let hanging: Vec<_> = (0..2)
+    (outbound, calls)
+}
+
+fn spawn_calls(
+    outbound: &Outbound,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<Bytes, AdapterError>>> {
+    (0..n)
         .map(|_| {
             let outbound = outbound.clone();
             tokio::spawn(async move { outbound.call(call(reqwest::Method::GET)).await })
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_beyond_the_in_flight_cap_waits_for_slots_and_is_served() {
+    // Eight calls of a second each through two slots: the last ones wait three seconds, within
+    // the five they may wait.
+    let (outbound, calls) = two_slots(Duration::from_secs(1), 16);
+    for call in spawn_calls(&outbound, 8) {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 8);
+    assert_eq!((outbound.in_flight(), outbound.queued()), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_waiting_longer_than_the_queue_timeout_are_shed() {
+    let (outbound, calls) = two_slots(Duration::from_secs(600), 16);
+    let hanging = spawn_calls(&outbound, 2);
     while calls.load(Ordering::SeqCst) < 2 {
         tokio::task::yield_now().await;
     }
     let error = outbound.call(call(reqwest::Method::GET)).await.unwrap_err();
     assert!(matches!(error, AdapterError::Saturated), "{error}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "it never reached the bank");
+    assert_eq!(outbound.queued(), 0, "it left the line");
     for call in &hanging {
         assert!(!call.is_finished(), "the first two are still in flight");
     }
@@ -366,6 +398,59 @@ async fn calls_beyond_the_in_flight_cap_fail_at_once() {
         call.await.unwrap().unwrap();
     }
     outbound.call(call(reqwest::Method::GET)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_finding_the_line_full_is_shed_at_once() {
+    for max_queued in [0, 1] {
+        let (outbound, calls) = two_slots(Duration::from_secs(600), max_queued);
+        let hanging = spawn_calls(&outbound, 2 + max_queued);
+        while calls.load(Ordering::SeqCst) < 2 || outbound.queued() < max_queued {
+            tokio::task::yield_now().await;
+        }
+        // The clock stands still: only a full line refuses this call.
+        let refused = tokio::time::timeout(
+            Duration::from_millis(1),
+            outbound.call(call(reqwest::Method::GET)),
+        )
+        .await
+        .expect("refused without waiting");
+        assert!(
+            matches!(refused, Err(AdapterError::Saturated)),
+            "{refused:?}"
+        );
+        for call in hanging {
+            call.abort();
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_call_waits_for_a_slot_while_the_circuit_is_open() {
+    let (outbound, calls) = two_slots(Duration::from_secs(600), 16);
+    let hanging = spawn_calls(&outbound, 2);
+    while calls.load(Ordering::SeqCst) < 2 {
+        tokio::task::yield_now().await;
+    }
+    outbound.breaker.with(|circuit| {
+        for _ in 0..settings().breaker_failures {
+            circuit.record(Instant::now(), false, false);
+        }
+    });
+    let refused = tokio::time::timeout(
+        Duration::from_millis(1),
+        outbound.call(call(reqwest::Method::GET)),
+    )
+    .await
+    .expect("refused without waiting");
+    assert!(
+        matches!(refused, Err(AdapterError::CircuitOpen)),
+        "{refused:?}"
+    );
+    assert_eq!(outbound.queued(), 0);
+    for call in hanging {
+        call.abort();
+    }
 }
 
 #[test]
