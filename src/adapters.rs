@@ -377,7 +377,8 @@ pub struct Bank {
     pub manifest: Manifest,
     /// The OAuth client id bankgate has at this bank.
     pub client_id: String,
-    client_secret: String,
+    /// bankgate's secret at the bank; `None` when it authenticates with `private_key_jwt`.
+    client_secret: Option<String>,
     /// Client for back-channel calls: connects only where [`crate::egress::Egress`] allows
     /// (public addresses, unless the operator opted out), never follows redirects, bounded by
     /// the bank's timeout. Its connection pool is this bank's alone.
@@ -404,7 +405,7 @@ impl Bank {
     pub fn new(
         manifest: Manifest,
         client_id: String,
-        client_secret: String,
+        client_secret: Option<String>,
         egress: &crate::egress::Egress,
     ) -> Result<Bank, AdapterError> {
         let settings = outbound::Settings::from(&manifest.limits);
@@ -428,9 +429,9 @@ impl Bank {
         &self.manifest.id
     }
 
-    /// The client secret, for the OAuth client only.
-    pub fn client_secret(&self) -> &str {
-        &self.client_secret
+    /// The client secret, for the OAuth client only; `None` for a `private_key_jwt` bank.
+    pub fn client_secret(&self) -> Option<&str> {
+        self.client_secret.as_deref()
     }
 
     /// `api_base_url` joined with `path` (which starts with `/`).
@@ -494,7 +495,7 @@ impl Adapter {
     pub fn new(
         manifest: Manifest,
         client_id: String,
-        client_secret: String,
+        client_secret: Option<String>,
         version: i32,
         egress: &crate::egress::Egress,
     ) -> Result<Adapter, ManifestError> {

@@ -340,11 +340,14 @@ async fn load_banks(
     for mut manifest in Manifest::load_dir(&config.adapters_dir)? {
         let env = |var: &str| registry.secret(var);
         let client_id = env(&manifest.oauth.client_id_env);
-        let client_secret = env(&manifest.oauth.client_secret_env);
+        // A secret only where the bank's token endpoint authentication method uses one.
+        let secret_env = manifest.oauth.secret_env().map(str::to_owned);
+        let client_secret = secret_env.as_deref().and_then(env);
+        let credentials_set =
+            client_id.is_some() && (secret_env.is_none() || client_secret.is_some());
         // bankgate's private_key_jwt and DPoP keys at the bank, if its manifest asks for them:
         // from the files its variables name, or fresh for a sandbox started here.
-        let sandbox_here =
-            manifest.sandbox.is_some() && (client_id.is_none() || client_secret.is_none());
+        let sandbox_here = manifest.sandbox.is_some() && !credentials_set;
         if sandbox_here && !config.start_sandboxes {
             continue;
         }
@@ -356,9 +359,9 @@ async fn load_banks(
             }
         })?;
         let mut egress = registry.egress().clone();
-        let (client_id, client_secret) = match (&manifest.sandbox, client_id, client_secret) {
-            (_, Some(id), Some(secret)) => (id, secret),
-            (Some(spec), id, _) if config.start_sandboxes => {
+        let (client_id, client_secret) = match (&manifest.sandbox, client_id) {
+            (_, Some(id)) if credentials_set => (id, client_secret),
+            (Some(spec), id) if config.start_sandboxes => {
                 // A bundled sandbox: bankgate starts it and tells it which client to trust.
                 let client_id = id.unwrap_or_else(|| "bankgate".to_owned());
                 let client_secret = crate::crypto::random_token(24)?;
@@ -381,6 +384,7 @@ async fn load_banks(
                             .pushed_authorization_request_endpoint
                             .is_some(),
                         require_dpop: manifest.oauth.dpop,
+                        ..SandboxFapi::default()
                     },
                 })
                 .await?;
@@ -389,16 +393,15 @@ async fn load_banks(
                 // egress policy says of loopback.
                 egress = egress.allowing(sandbox.addr);
                 sandboxes.push(sandbox);
-                (client_id, client_secret)
+                (client_id, Some(client_secret))
             }
-            (Some(_), _, _) => continue,
-            (None, _, _) => {
+            (Some(_), _) => continue,
+            (None, _) => {
+                let mut missing = vec![manifest.oauth.client_id_env.as_str()];
+                missing.extend(secret_env.as_deref());
                 return Err(StartError::Bank {
                     bank: manifest.id.clone(),
-                    message: format!(
-                        "set {} and {}",
-                        manifest.oauth.client_id_env, manifest.oauth.client_secret_env
-                    ),
+                    message: format!("set {}", missing.join(" and ")),
                 });
             }
         };

@@ -185,7 +185,12 @@ async fn token(
     ))?;
     // The sandbox listens on loopback: the development opt-out.
     let egress = bankgate::egress::Egress::new(true);
-    let bank = Bank::new(manifest, "bankgate".into(), sandbox_secret.into(), &egress)?;
+    let bank = Bank::new(
+        manifest,
+        "bankgate".into(),
+        Some(sandbox_secret.into()),
+        &egress,
+    )?;
     let profile = build_profile(&bank.manifest)?;
     let consent = profile
         .create_consent(

@@ -36,6 +36,11 @@ pub struct BankGrant {
     pub access_token: String,
     pub refresh_token: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// When the bank issued the access token: with `expires_at`, its lifetime, which sets how
+    /// early it is refreshed ([`tokens::refresh_margin`]). Absent in grants stored before it
+    /// was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<DateTime<Utc>>,
     /// The bank-side consent resource the tokens belong to, if any.
     pub bank_consent_id: Option<String>,
 }
@@ -61,9 +66,9 @@ pub struct AuthorizationRedirect {
 /// and the assertion goes in as extra parameters, see [`with_assertion`]).
 fn base_client(bank: &Bank) -> BasicClient {
     let client = BasicClient::new(ClientId::new(bank.client_id.clone()));
-    match bank.keys.assertion {
-        Some(_) => client,
-        None => client.set_client_secret(ClientSecret::new(bank.client_secret().to_owned())),
+    match (&bank.keys.assertion, bank.client_secret()) {
+        (None, Some(secret)) => client.set_client_secret(ClientSecret::new(secret.to_owned())),
+        _ => client,
     }
 }
 
@@ -204,6 +209,7 @@ fn grant_of(
     bank_consent_id: Option<String>,
 ) -> Result<BankGrant, AdapterError> {
     dpop::check_token_type(bank, response.token_type().as_ref())?;
+    let issued_at = Utc::now();
     Ok(BankGrant {
         access_token: response.access_token().secret().clone(),
         refresh_token: response
@@ -213,7 +219,8 @@ fn grant_of(
         expires_at: response
             .expires_in()
             .and_then(|lifetime| Duration::from_std(lifetime).ok())
-            .map(|lifetime| Utc::now() + lifetime),
+            .map(|lifetime| issued_at + lifetime),
+        issued_at: Some(issued_at),
         bank_consent_id,
     })
 }

@@ -63,11 +63,14 @@ pub struct OAuthEndpoints {
     pub revocation_endpoint: Option<String>,
     /// Name of the environment variable holding bankgate's client id at the bank.
     pub client_id_env: String,
-    /// Name of the environment variable holding bankgate's client secret at the bank.
-    pub client_secret_env: String,
+    /// Name of the environment variable holding bankgate's client secret at the bank: required
+    /// for `client_secret_basic`, the only method that uses a secret. A `private_key_jwt`
+    /// bank needs none (a name given anyway is never looked up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_env: Option<String>,
     /// How bankgate authenticates at the bank's token, PAR and revocation endpoints:
     /// `client_secret_basic` (default) or `private_key_jwt` (RFC 7523, signed with the key in
-    /// `client_key_file_env`; the secret is then not used).
+    /// `client_key_file_env`; no secret is then needed or used).
     #[serde(default, skip_serializing_if = "is_default")]
     pub token_endpoint_auth_method: crate::jose::AuthMethod,
     /// Name of the environment variable holding the path of bankgate's P-256 private key
@@ -88,6 +91,17 @@ pub struct OAuthEndpoints {
     /// an ephemeral key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_key_file_env: Option<String>,
+}
+
+impl OAuthEndpoints {
+    /// The variable holding bankgate's client secret, when its token endpoint authentication
+    /// method uses one (`client_secret_basic`); `None` for `private_key_jwt`.
+    pub fn secret_env(&self) -> Option<&str> {
+        match self.token_endpoint_auth_method {
+            crate::jose::AuthMethod::ClientSecretBasic => self.client_secret_env.as_deref(),
+            crate::jose::AuthMethod::PrivateKeyJwt => None,
+        }
+    }
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -329,10 +343,13 @@ impl Manifest {
             }
         }
         for (field, var) in [
-            ("oauth.client_id_env", &self.oauth.client_id_env),
-            ("oauth.client_secret_env", &self.oauth.client_secret_env),
+            ("oauth.client_id_env", Some(&self.oauth.client_id_env)),
+            (
+                "oauth.client_secret_env",
+                self.oauth.client_secret_env.as_ref(),
+            ),
         ] {
-            if !is_env_var_name(var) {
+            if var.is_some_and(|var| !is_env_var_name(var)) {
                 return Err(invalid(format!(
                     "{field} must name an environment variable (A-Z, 0-9, _), not hold a value"
                 )));
@@ -382,7 +399,7 @@ impl Manifest {
             ("oauth.client_id_env", Some(&self.oauth.client_id_env)),
             (
                 "oauth.client_secret_env",
-                Some(&self.oauth.client_secret_env),
+                self.oauth.client_secret_env.as_ref(),
             ),
             (
                 "oauth.client_key_file_env",
@@ -425,6 +442,9 @@ impl Manifest {
                      environment variables (A-Z, 0-9, _)",
                 );
             }
+        }
+        if oauth.client_secret_env.is_none() && !private_key_jwt {
+            return Err("oauth.client_secret_env is required for client_secret_basic");
         }
         if oauth.client_key_file_env.is_some() && !private_key_jwt {
             return Err("oauth.client_key_file_env is only for private_key_jwt");
@@ -589,8 +609,12 @@ mod tests {
         check_invalid(|m| m.oauth.token_endpoint = "ftp://x/y".into(), "scheme");
         check_invalid(|m| m.country = "Germany".into(), "country");
         check_invalid(
-            |m| m.oauth.client_secret_env = "s3cr3t-value".into(),
+            |m| m.oauth.client_secret_env = Some("s3cr3t-value".into()),
             "client_secret_env must name an environment variable",
+        );
+        check_invalid(
+            |m| m.oauth.client_secret_env = None,
+            "oauth.client_secret_env is required for client_secret_basic",
         );
         check_invalid(
             |m| m.api_base_url = "https://user:pw@bank.example".into(),
@@ -601,6 +625,28 @@ mod tests {
         check_invalid(
             |m| m.profile = "mapping".into(),
             "needs a [mapping] section",
+        );
+    }
+
+    /// Issue 19, item 1: a secret belongs only to the method that uses it.
+    #[test]
+    fn a_private_key_jwt_bank_names_no_secret() {
+        let mut manifest = manifest();
+        manifest.profile = "berlin-group".into();
+        manifest.oauth.token_endpoint_auth_method = crate::jose::AuthMethod::PrivateKeyJwt;
+        manifest.oauth.client_key_file_env = Some("BANK_CLIENT_KEY_FILE".into());
+        assert_eq!(
+            manifest.oauth.secret_env(),
+            None,
+            "a named secret is not looked up"
+        );
+        manifest.oauth.client_secret_env = None;
+        manifest.validate().unwrap();
+        let json = serde_json::to_value(&manifest).unwrap();
+        assert!(json["oauth"].get("client_secret_env").is_none(), "{json}");
+        assert_eq!(
+            Manifest::from_json(&serde_json::to_vec(&json).unwrap()).unwrap(),
+            manifest
         );
     }
 

@@ -13,8 +13,8 @@
 //!   instance that started it, so only that instance's own file describes it.
 //!
 //! Credentials are resolved by reference only: a manifest names environment variables
-//! (`client_id_env`, `client_secret_env`) and [`Secrets`] looks them up — the process
-//! environment in production ([`ProcessEnv`]).
+//! (`client_id_env`, and `client_secret_env` for a bank that takes a secret) and [`Secrets`]
+//! looks them up — the process environment in production ([`ProcessEnv`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -110,8 +110,12 @@ impl Registry {
         secrets.get(name)
     }
 
-    /// The client id and secret a manifest's references point at.
-    pub fn credentials(&self, manifest: &Manifest) -> Result<(String, String), ManifestError> {
+    /// The client id and secret a manifest's references point at; the secret only for the
+    /// token endpoint authentication method that uses one (`client_secret_basic`).
+    pub fn credentials(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<(String, Option<String>), ManifestError> {
         let resolve = |var: &str| {
             self.secret(var)
                 .ok_or_else(|| ManifestError::MissingCredential {
@@ -121,7 +125,7 @@ impl Registry {
         };
         Ok((
             resolve(&manifest.oauth.client_id_env)?,
-            resolve(&manifest.oauth.client_secret_env)?,
+            manifest.oauth.secret_env().map(resolve).transpose()?,
         ))
     }
 
@@ -325,7 +329,7 @@ mod tests {
         let manifest: Manifest = serde_json::from_value(manifest("x-bank", 1000)).unwrap();
         assert_eq!(
             registry.credentials(&manifest).unwrap(),
-            ("bankgate".to_owned(), "s3cret".to_owned())
+            ("bankgate".to_owned(), Some("s3cret".to_owned()))
         );
         registry.set_secrets(Arc::new(BTreeMap::new()));
         let error = registry.credentials(&manifest).unwrap_err().to_string();

@@ -138,7 +138,7 @@ pub async fn sandbox_bank(profile: &str, bank_id: &str, api_path: &str) -> (Sand
     .unwrap();
     // The sandbox listens on loopback: the development opt-out.
     let egress = crate::egress::Egress::new(true);
-    let bank = Bank::new(manifest, "bankgate".into(), client_secret, &egress).unwrap();
+    let bank = Bank::new(manifest, "bankgate".into(), Some(client_secret), &egress).unwrap();
     (sandbox, bank)
 }
 
@@ -189,7 +189,7 @@ pub async fn exchange(bank: &Bank, code: &str, verifier: &str) -> (u16, Value) {
     let response = bank
         .http
         .post(&bank.manifest.oauth.token_endpoint)
-        .basic_auth(&bank.client_id, Some(bank.client_secret()))
+        .basic_auth(&bank.client_id, bank.client_secret())
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", code),

@@ -3,8 +3,11 @@
 //! against a real sandbox bank that enforces them — and a revoked consent ends the bank-side
 //! consent resource too (Berlin Group `DELETE /v1/consents/{id}`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use bankgate::adapters::Manifest;
 use bankgate::adapters::bank_oauth::BankGrant;
 use bankgate::demo::account_information;
 use bankgate::jose::ClientKey;
@@ -12,12 +15,17 @@ use bankgate::model::Scope;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
+use bankgate_sandbox::{self as sandbox, Approval, Sandbox, SandboxConfig, SandboxFapi};
+
+use super::registration::{bank_principal, put_adapter};
 use super::support::{Options, StoreKind, TestGateway};
 
 const BALANCE_SCOPES: &[Scope] = &[Scope::Accounts, Scope::Balances];
 
 on_both_stores!(
     a_fapi_bank_gets_par_private_key_jwt_and_dpop,
+    a_private_key_jwt_bank_needs_no_client_secret,
+    a_short_lived_bank_token_is_not_refreshed_on_every_call,
     revocation_terminates_the_berlin_group_consent_at_the_bank,
 );
 
@@ -161,7 +169,7 @@ async fn a_fapi_bank_gets_par_private_key_jwt_and_dpop(kind: StoreKind) {
     );
     let with_secret = http
         .post(&bank.manifest.oauth.token_endpoint)
-        .basic_auth(&bank.client_id, Some(bank.client_secret()))
+        .basic_auth(&bank.client_id, bank.client_secret())
         .form(&[("grant_type", "refresh_token"), ("refresh_token", "x")])
         .send()
         .await
@@ -229,6 +237,165 @@ async fn a_fapi_bank_gets_par_private_key_jwt_and_dpop(kind: StoreKind) {
         bank_consent_status(&origin, &bank_consent_id).await,
         "terminatedByTpp"
     );
+}
+
+/// A Berlin Group sandbox bank that takes `private_key_jwt` and PAR and knows no secret of
+/// bankgate's, issuing access tokens of `token_lifetime`, registered at run time as `bank_id`
+/// (live check included) with a manifest that names no `client_secret_env`; only the client id
+/// and the key file are provisioned. Returns the sandbox and the key file to remove.
+async fn register_keyed_bank(
+    gateway: &TestGateway,
+    bank_id: &str,
+    token_lifetime: Option<std::time::Duration>,
+) -> (Sandbox, PathBuf) {
+    let prefix = Manifest::registered_reference_prefix(bank_id);
+
+    // bankgate's assertion key at the bank, in the file its variable names.
+    let pem = bankgate::jose::keys::SigningKey::generate_pem().unwrap();
+    let key_file =
+        std::env::temp_dir().join(format!("bankgate-{bank_id}-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&key_file, &pem).unwrap();
+    let key = bankgate::adapters::bank_oauth::auth::load_pem(&key_file).unwrap();
+
+    // The bank knows bankgate's public key and a secret bankgate was never told.
+    let sandbox = sandbox::start(SandboxConfig {
+        profile: "berlin-group".into(),
+        addr: ([127, 0, 0, 1], 0).into(),
+        client_id: "bankgate".into(),
+        client_secret: bankgate::crypto::random_token(24).unwrap(),
+        approval: Approval::Auto,
+        fapi: SandboxFapi {
+            client_jwks: Some(key.jwks()),
+            require_par: true,
+            access_token_lifetime: token_lifetime,
+            ..SandboxFapi::default()
+        },
+    })
+    .await
+    .unwrap();
+
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/api/fapi-bank/fapi-bank.toml");
+    let mut manifest = Manifest::load(&path).unwrap();
+    manifest.rebase(&sandbox.origin);
+    manifest.sandbox = None;
+    manifest.id = bank_id.into();
+    manifest.oauth.client_id_env = format!("{prefix}CLIENT_ID");
+    manifest.oauth.client_secret_env = None;
+    manifest.oauth.client_key_file_env = Some(format!("{prefix}CLIENT_KEY_FILE"));
+    manifest.oauth.dpop = false;
+    manifest.oauth.dpop_key_file_env = None;
+    let json = serde_json::to_value(&manifest).unwrap();
+    assert!(json["oauth"].get("client_secret_env").is_none(), "{json}");
+
+    let secrets: BTreeMap<String, String> = [
+        (format!("{prefix}CLIENT_ID"), "bankgate".to_owned()),
+        (
+            format!("{prefix}CLIENT_KEY_FILE"),
+            key_file.display().to_string(),
+        ),
+    ]
+    .into();
+    gateway.app.banks.set_secrets(Arc::new(secrets));
+
+    let principal = bank_principal(gateway, &format!("{bank_id}-admin"), bank_id).await;
+    let admin = principal.client_credentials().await.unwrap();
+    let (status, _, body) = put_adapter(gateway, Some(&admin), bank_id, "?check=live", &json).await;
+    assert_eq!(status, 201, "{body}");
+    (sandbox, key_file)
+}
+
+/// Issue 19, item 1: a bank that takes `private_key_jwt` needs no client secret. Its manifest
+/// names none (`client_secret_env` absent), none is set, and it is registered at run time
+/// (live check included), completes a consent at a FAPI sandbox bank that refuses secrets and
+/// serves data through it.
+async fn a_private_key_jwt_bank_needs_no_client_secret(kind: StoreKind) {
+    let gateway = TestGateway::start(kind).await;
+    let (_sandbox, key_file) = register_keyed_bank(&gateway, "keyed-bank", None).await;
+    let adapter = gateway.app.banks.get("keyed-bank").expect("registered");
+    assert_eq!(adapter.bank.client_secret(), None);
+
+    let detail = account_information("keyed-bank", "balance-alerts", BALANCE_SCOPES, "u-keyed");
+    let (token, _) = gateway
+        .platform
+        .connect(&detail)
+        .await
+        .expect("consent flow with private_key_jwt and no secret");
+    let (status, accounts) = gateway
+        .platform
+        .get(&token.access_token, "/v1/accounts")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{accounts}");
+    let _ = std::fs::remove_file(&key_file);
+}
+
+/// Issue 19, item 7: a bank token of 20 s is refreshed in its last 2 s (a tenth of its
+/// lifetime), not on every call as under a flat 30 s margin. The sandbox counts the calls to
+/// its token endpoint.
+async fn a_short_lived_bank_token_is_not_refreshed_on_every_call(kind: StoreKind) {
+    let gateway = TestGateway::start(kind).await;
+    let lifetime = std::time::Duration::from_secs(20);
+    let (sandbox, key_file) = register_keyed_bank(&gateway, "brief-bank", Some(lifetime)).await;
+    let detail = account_information("brief-bank", "balance-alerts", BALANCE_SCOPES, "u-brief");
+    let (token, _) = gateway.platform.connect(&detail).await.unwrap();
+    let grant = grant_of(&gateway, &token.consent_id).await;
+    let (Some(issued_at), Some(expires_at)) = (grant.issued_at, grant.expires_at) else {
+        panic!("the grant keeps the token's lifetime: {grant:?}");
+    };
+    assert_eq!(expires_at - issued_at, Duration::seconds(20));
+
+    // The code exchange was the last token call; three data calls make none.
+    let token_calls = sandbox.faults.hits("/oauth/token");
+    for _ in 0..3 {
+        let (status, body) = gateway
+            .platform
+            .get(&token.access_token, "/v1/accounts")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(sandbox.faults.hits("/oauth/token"), token_calls);
+
+    // Within its margin (here: past its expiry) the token is refreshed, once.
+    let stored = gateway
+        .app
+        .store
+        .grant(&token.consent_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut expiring = grant.clone();
+    expiring.issued_at = Some(Utc::now() - Duration::seconds(21));
+    expiring.expires_at = Some(Utc::now() - Duration::seconds(1));
+    let sealed = gateway
+        .app
+        .sealer
+        .seal(
+            token.consent_id.as_bytes(),
+            &serde_json::to_vec(&expiring).unwrap(),
+        )
+        .unwrap();
+    gateway
+        .app
+        .store
+        .put_grant(&bankgate::adapters::StoredGrant {
+            sealed,
+            updated_at: Utc::now(),
+            ..stored
+        })
+        .await
+        .unwrap();
+    // (The fourth call: the purpose's unattended budget is four a day.)
+    let (status, body) = gateway
+        .platform
+        .get(&token.access_token, "/v1/accounts")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sandbox.faults.hits("/oauth/token"), token_calls + 1);
+    let refreshed = grant_of(&gateway, &token.consent_id).await;
+    assert_ne!(refreshed.access_token, grant.access_token, "refreshed");
+    let _ = std::fs::remove_file(&key_file);
 }
 
 /// Issue 5, item 2: revoking a consent at a Berlin Group bank (the bundled demo bank, plain

@@ -84,7 +84,7 @@ pub fn manifest(bank_id: &str, sandbox: &Sandbox, limits: Value) -> Value {
     manifest.name = format!("{bank_id} (test)");
     let prefix = Manifest::registered_reference_prefix(bank_id);
     manifest.oauth.client_id_env = format!("{prefix}CLIENT_ID");
-    manifest.oauth.client_secret_env = format!("{prefix}CLIENT_SECRET");
+    manifest.oauth.client_secret_env = Some(format!("{prefix}CLIENT_SECRET"));
     let mut json = serde_json::to_value(&manifest).expect("manifest serialises");
     if let (Some(target), Some(extra)) = (json["limits"].as_object_mut(), limits.as_object()) {
         target.extend(extra.clone());

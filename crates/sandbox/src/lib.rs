@@ -63,6 +63,9 @@ pub struct SandboxFapi {
     /// Token requests need a DPoP proof (with the sandbox's nonce); tokens are then bound to
     /// its key and data calls need the `DPoP` scheme and a proof (RFC 9449).
     pub require_dpop: bool,
+    /// The lifetime of the access tokens it issues (one hour when `None`): a certified FAPI
+    /// server may hand out short-lived ones, which its client must not refresh on every call.
+    pub access_token_lifetime: Option<std::time::Duration>,
 }
 
 /// Errors starting a sandbox.

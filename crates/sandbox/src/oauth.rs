@@ -45,7 +45,8 @@ use crate::{Approval, SandboxConfig};
 
 /// Authorization codes are single use and live at most this long.
 pub const CODE_LIFETIME: Duration = Duration::from_secs(60);
-/// Lifetime of an access token.
+/// Lifetime of an access token, unless the sandbox is told otherwise
+/// (`SandboxFapi::access_token_lifetime`).
 pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// How long an approval page stays usable.
 const TICKET_LIFETIME: Duration = Duration::from_secs(600);
@@ -62,6 +63,8 @@ pub struct AuthServer {
     title: &'static str,
     /// What the server asks of its client beyond a secret.
     fapi: fapi::Fapi,
+    /// How long the access tokens it issues live.
+    access_token_lifetime: Duration,
     books: Mutex<OAuthBooks>,
 }
 
@@ -328,6 +331,10 @@ impl AuthServer {
             origin: origin.trim_end_matches('/').to_owned(),
             title,
             fapi: fapi::Fapi::new(&config.fapi, &config.client_secret),
+            access_token_lifetime: config
+                .fapi
+                .access_token_lifetime
+                .unwrap_or(ACCESS_TOKEN_LIFETIME),
             books: Mutex::new(OAuthBooks::default()),
         }
     }
@@ -693,7 +700,7 @@ impl AuthServer {
                 consent_id: Some(consent_id.to_owned()),
                 scope,
                 refresh_token: Some(refresh_token.clone()),
-                expires_at: Instant::now() + ACCESS_TOKEN_LIFETIME,
+                expires_at: Instant::now() + self.access_token_lifetime,
                 jkt: jkt.clone(),
             },
         );
@@ -701,7 +708,10 @@ impl AuthServer {
         let mut answer = Map::new();
         answer.insert("access_token".into(), access_token.into());
         answer.insert("token_type".into(), token_type.into());
-        answer.insert("expires_in".into(), ACCESS_TOKEN_LIFETIME.as_secs().into());
+        answer.insert(
+            "expires_in".into(),
+            self.access_token_lifetime.as_secs().into(),
+        );
         answer.insert("refresh_token".into(), refresh_token.into());
         answer.extend(fields);
         Ok(Value::Object(answer))
@@ -846,14 +856,14 @@ impl AuthServer {
                 consent_id: None,
                 scope: scope.clone(),
                 refresh_token: None,
-                expires_at: Instant::now() + ACCESS_TOKEN_LIFETIME,
+                expires_at: Instant::now() + self.access_token_lifetime,
                 jkt: jkt.clone(),
             },
         );
         Ok(json!({
             "access_token": access_token,
             "token_type": if jkt.is_some() { "DPoP" } else { "Bearer" },
-            "expires_in": ACCESS_TOKEN_LIFETIME.as_secs(),
+            "expires_in": self.access_token_lifetime.as_secs(),
             "scope": scope,
         }))
     }

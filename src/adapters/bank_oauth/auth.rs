@@ -154,7 +154,12 @@ pub fn authenticate(
             );
             Ok(None)
         }
-        None => Ok(Some(basic_header(&bank.client_id, bank.client_secret()))),
+        None => {
+            let secret = bank.client_secret().ok_or_else(|| {
+                AdapterError::Refused("bankgate has neither a key nor a secret at the bank".into())
+            })?;
+            Ok(Some(basic_header(&bank.client_id, secret)))
+        }
     }
 }
 

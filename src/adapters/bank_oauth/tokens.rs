@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
@@ -16,8 +16,26 @@ use crate::adapters::{Adapter, AdapterError, Bank, Grants, StoredGrant};
 use crate::crypto::{CryptoError, Sealer};
 use crate::store_error::StoreError;
 
-/// A bank token this close to its expiry is refreshed before use.
+/// A bank token is refreshed before use when less than its refresh margin is left:
+/// `min(REFRESH_MARGIN_SECS, lifetime / REFRESH_MARGIN_SHARE)`, i.e. 30 s, or 10 % of its
+/// lifetime for a token that lives less than 300 s ([`refresh_margin`]).
 pub const REFRESH_MARGIN_SECS: i64 = 30;
+/// The margin is at most this fraction (1/10) of the token's lifetime, so that a short-lived
+/// token (say 20 s) is not refreshed on every call.
+pub const REFRESH_MARGIN_SHARE: i32 = 10;
+
+/// How long before its expiry a bank token of `lifetime` is refreshed: 30 s, but at most a
+/// tenth of its lifetime; 30 s when the lifetime is unknown (a grant stored without its issue
+/// time).
+pub fn refresh_margin(lifetime: Option<Duration>) -> Duration {
+    let most = Duration::seconds(REFRESH_MARGIN_SECS);
+    match lifetime {
+        Some(lifetime) if lifetime > Duration::zero() => {
+            std::cmp::min(most, lifetime / REFRESH_MARGIN_SHARE)
+        }
+        _ => most,
+    }
+}
 
 /// Why a consent's bank tokens are not at hand.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +101,7 @@ pub struct BankTokens {
 
 impl BankTokens {
     /// The consent's bank grant (`stored`, as the request's state read it), refreshed first
-    /// if it expires within [`REFRESH_MARGIN_SECS`] and the bank gave a refresh token.
+    /// if less than its [`refresh_margin`] is left and the bank gave a refresh token.
     pub async fn current(
         &self,
         store: std::sync::Arc<dyn Grants>,
@@ -96,7 +114,7 @@ impl BankTokens {
         })?;
         let consent_id = stored.consent_id.clone();
         let grant = open(&sealer, &consent_id, &stored)?;
-        if !needs_refresh(&grant) {
+        if !needs_refresh(&grant, Utc::now()) {
             return Ok(grant);
         }
         let id = consent_id.clone();
@@ -115,11 +133,13 @@ impl BankTokens {
     }
 }
 
-fn needs_refresh(grant: &BankGrant) -> bool {
-    grant.refresh_token.is_some()
-        && grant
-            .expires_at
-            .is_some_and(|at| at <= Utc::now() + Duration::seconds(REFRESH_MARGIN_SECS))
+/// Whether `grant` is refreshed before use at `now` ([`refresh_margin`]).
+fn needs_refresh(grant: &BankGrant, now: DateTime<Utc>) -> bool {
+    let Some(expires_at) = grant.expires_at else {
+        return false;
+    };
+    let lifetime = grant.issued_at.map(|issued_at| expires_at - issued_at);
+    grant.refresh_token.is_some() && expires_at - refresh_margin(lifetime) <= now
 }
 
 fn open(
@@ -199,5 +219,57 @@ mod tests {
         assert_eq!(again, 7);
         let other = flights.run("consent-2", || async { 9 }).await;
         assert_eq!(other, 9);
+    }
+
+    /// Issue 19, item 7: the refresh margin scales with the token's lifetime.
+    #[track_caller]
+    fn check_margin(lifetime_secs: Option<i64>, margin_millis: i64) {
+        let margin = refresh_margin(lifetime_secs.map(Duration::seconds));
+        assert_eq!(margin, Duration::milliseconds(margin_millis));
+    }
+
+    #[test]
+    fn the_refresh_margin_is_30_seconds_or_a_tenth_of_the_lifetime() {
+        check_margin(Some(3600), 30_000);
+        check_margin(Some(300), 30_000);
+        check_margin(Some(299), 29_900);
+        check_margin(Some(60), 6_000);
+        check_margin(Some(20), 2_000);
+        check_margin(Some(1), 100);
+        check_margin(None, 30_000);
+        check_margin(Some(0), 30_000);
+        check_margin(Some(-5), 30_000);
+    }
+
+    fn grant(issued_at: Option<DateTime<Utc>>, lifetime_secs: i64) -> BankGrant {
+        let issued = issued_at.unwrap_or_else(Utc::now);
+        BankGrant {
+            access_token: "a".into(),
+            refresh_token: Some("r".into()),
+            expires_at: Some(issued + Duration::seconds(lifetime_secs)),
+            issued_at,
+            bank_consent_id: None,
+        }
+    }
+
+    #[test]
+    fn a_short_lived_token_is_not_refreshed_on_every_call() {
+        let issued = Utc::now();
+        let short = grant(Some(issued), 20);
+        // Under the flat 30 s margin it would be refreshed at once; now only in its last 2 s.
+        assert!(!needs_refresh(&short, issued));
+        assert!(!needs_refresh(&short, issued + Duration::seconds(17)));
+        assert!(needs_refresh(&short, issued + Duration::seconds(18)));
+        let hour = grant(Some(issued), 3600);
+        assert!(!needs_refresh(&hour, issued + Duration::seconds(3569)));
+        assert!(needs_refresh(&hour, issued + Duration::seconds(3570)));
+        // A grant stored without its issue time keeps the flat 30 s.
+        let legacy = grant(None, 20);
+        assert!(needs_refresh(&legacy, Utc::now()));
+        let no_refresh = BankGrant {
+            refresh_token: None,
+            ..short
+        };
+        assert!(!needs_refresh(&no_refresh, issued + Duration::seconds(30)));
     }
 }

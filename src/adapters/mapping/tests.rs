@@ -784,7 +784,7 @@ async fn the_bundled_mapping_reads_the_proprietary_sandbox() {
     let adapter = crate::adapters::Adapter::new(
         manifest,
         test_bank.client_id.clone(),
-        test_bank.client_secret().to_owned(),
+        test_bank.client_secret().map(str::to_owned),
         1,
         &crate::egress::Egress::new(true),
     )

@@ -378,7 +378,7 @@ async fn consent_request_fixtures_are_accepted_by_the_sandbox() {
         let token: Value = bank
             .http
             .post(&bank.manifest.oauth.token_endpoint)
-            .basic_auth(&bank.client_id, Some(bank.client_secret()))
+            .basic_auth(&bank.client_id, bank.client_secret())
             .form(&[("grant_type", "client_credentials"), ("scope", "accounts")])
             .send()
             .await

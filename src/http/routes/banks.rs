@@ -372,19 +372,20 @@ async fn check_live(bank: &Bank) -> Result<Vec<&'static str>, String> {
         }
         passed.push("oauth_metadata");
     }
-    let response = bank
-        .http
-        .post(&oauth.token_endpoint)
-        .basic_auth(&bank.client_id, Some(bank.client_secret()))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .map_err(|error| {
-            format!(
-                "the token endpoint: {}",
-                what_failed(&AdapterError::from(error))
-            )
-        })?;
+    // The bank's own client authentication: its secret, or a `private_key_jwt` assertion.
+    let mut form = vec![("grant_type".to_owned(), "client_credentials".to_owned())];
+    let mut request = bank.http.post(&oauth.token_endpoint);
+    if let Some(basic) = crate::adapters::bank_oauth::auth::authenticate(bank, &mut form)
+        .map_err(|error| format!("the token endpoint: {}", what_failed(&error)))?
+    {
+        request = request.header(reqwest::header::AUTHORIZATION, basic);
+    }
+    let response = request.form(&form).send().await.map_err(|error| {
+        format!(
+            "the token endpoint: {}",
+            what_failed(&AdapterError::from(error))
+        )
+    })?;
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     let code = body["error"].as_str();

@@ -151,7 +151,8 @@ async fn signing_sandbox(dpop: bool) -> (bankgate_sandbox::Sandbox, crate::adapt
     .unwrap();
     let egress = crate::egress::Egress::new(true);
     let mut bank =
-        crate::adapters::Bank::new(manifest, "bankgate".into(), "unused".into(), &egress).unwrap();
+        crate::adapters::Bank::new(manifest, "bankgate".into(), Some("unused".into()), &egress)
+            .unwrap();
     bank.keys.assertion = Some(Arc::new(key));
     if dpop {
         bank.keys.dpop = Some(Arc::new(ClientKey::generate_es256().unwrap()));
@@ -295,7 +296,7 @@ fn the_payment_api_sits_beside_the_account_api() {
         crate::adapters::Bank::new(
             manifest,
             "id".into(),
-            "secret".into(),
+            Some("secret".into()),
             &crate::egress::Egress::new(true),
         )
         .unwrap()
