@@ -833,7 +833,7 @@ async fn registered_stet_bank(gateway: &TestGateway, bank_id: &str) -> bankgate_
     manifest.name = format!("{bank_id} (test)");
     let prefix = bankgate::adapters::Manifest::registered_reference_prefix(bank_id);
     manifest.oauth.client_id_env = format!("{prefix}CLIENT_ID");
-    manifest.oauth.client_secret_env = format!("{prefix}CLIENT_SECRET");
+    manifest.oauth.client_secret_env = Some(format!("{prefix}CLIENT_SECRET"));
     let principal = bank_principal(gateway, &format!("{bank_id}-admin"), bank_id).await;
     let token = principal.client_credentials().await.expect("bank token");
     let (status, _, body) = put_adapter(
