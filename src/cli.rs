@@ -768,9 +768,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "no signing key configured: using an ephemeral key (tokens die with the process)"
         );
     }
-    let gateway = crate::app::Gateway::start(config).await?;
+    let gateway = crate::gateway::Gateway::start(config).await?;
     // `kill -HUP <pid>` reloads policies/ (as does POST /admin/policies/reload).
-    crate::app::reload_policies_on_sighup(gateway.app.clone())?;
+    crate::gateway::reload_policies_on_sighup(gateway.app.clone())?;
     let base = gateway.app.config.public_url.clone();
     let banks: Vec<String> = gateway
         .app

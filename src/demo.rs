@@ -585,7 +585,7 @@ pub async fn run() -> anyhow::Result<()> {
     use crate::oauth::Role;
     use crate::oauth::registration::Registration;
 
-    let gateway = crate::app::Gateway::start(crate::app::embedded_config()).await?;
+    let gateway = crate::gateway::Gateway::start(crate::gateway::embedded_config()).await?;
     let app = gateway.app.clone();
     let base = app.config.public_url.clone();
     let banks: Vec<String> = app

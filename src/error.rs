@@ -8,6 +8,7 @@ use http::StatusCode;
 use crate::access::Denial;
 use crate::adapters::AdapterError;
 use crate::adapters::bank_oauth::BankTokenError;
+use crate::lifecycle::LifecycleError;
 use crate::oauth::client_auth::ClientAuthError;
 use crate::payments::submit::Refusal as PaymentRefusal;
 use crate::payments::{Invalid, LimitRefusal};
@@ -470,6 +471,18 @@ impl From<BankTokenError> for Error {
             BankTokenError::Store(error) => Error::Store(error),
             BankTokenError::Sealing(error) => error.into(),
             BankTokenError::Internal(detail) => Error::Internal(detail),
+        }
+    }
+}
+
+impl From<LifecycleError> for Error {
+    fn from(error: LifecycleError) -> Self {
+        match error {
+            LifecycleError::AuditUnavailable(error) => Error::AuditUnavailable(error),
+            LifecycleError::Store(error) => Error::Store(error),
+            LifecycleError::Signing(_) | LifecycleError::HttpClient(_) => {
+                Error::Internal(error.to_string())
+            }
         }
     }
 }

@@ -26,8 +26,9 @@ pub mod store;
 pub mod lifecycle;
 pub mod oauth;
 
-// Serving: the HTTP stack, its telemetry, and the wiring of one gateway.
+// Serving: the shared state, the HTTP stack, its telemetry, and the start-up of one gateway.
 pub mod app;
+pub mod gateway;
 pub mod http;
 pub mod telemetry;
 

@@ -16,18 +16,61 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::adapters::Adapter;
-use crate::adapters::bank_oauth::{self, BankGrant};
-use crate::app::App;
-use crate::audit::{Action, Decision, Event};
-use crate::consent::{Consent, ConsentStatus};
-use crate::error::Error;
+use crate::adapters::bank_oauth::{self, BankGrant, BankTokens};
+use crate::adapters::{Adapter, Grants, Registry};
+use crate::audit::{Action, Auditor, Decision, Event};
+use crate::consent::{Consent, ConsentStatus, Consents};
+use crate::crypto::Sealer;
+use crate::egress::Egress;
+use crate::jose::keys::SigningKey;
+use crate::oauth::{Clients, Tokens};
+use crate::payments::Payments;
+use crate::store_error::StoreError;
 
 /// How often the maintenance task runs.
 pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How long before expiry platforms get `consent.expiring`.
 pub const EXPIRING_NOTICE_DAYS: i64 = 7;
+
+/// What the lifecycle works with, each named: the stores it reads and changes, the auditor, the
+/// banks and their tokens, the sealer of bank grants, and the key and issuer webhooks are signed
+/// with. Plain values (shared handles), built from the gateway's state when needed.
+#[derive(Clone)]
+pub struct Lifecycle {
+    pub consents: Arc<dyn Consents>,
+    pub tokens: Arc<dyn Tokens>,
+    pub grants: Arc<dyn Grants>,
+    pub clients: Arc<dyn Clients>,
+    pub webhooks: Arc<dyn Webhooks>,
+    pub payments: Arc<dyn Payments>,
+    pub auditor: Auditor,
+    pub banks: Arc<Registry>,
+    pub sealer: Arc<Sealer>,
+    /// Bank tokens being refreshed (single-flight per consent on this instance).
+    pub bank_tokens: Arc<BankTokens>,
+    /// Signs webhook deliveries: the current access-token key, so platforms verify them with
+    /// the keys they already trust.
+    pub signing_key: Arc<SigningKey>,
+    /// The gateway's issuer (`public_url`), the `iss` of every delivery.
+    pub issuer: String,
+}
+
+/// Why a lifecycle step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// The audit log could not record a change: nothing further was done (fail closed).
+    #[error("the audit log is unavailable")]
+    AuditUnavailable(#[source] StoreError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A webhook delivery could not be signed.
+    #[error("webhook signing failed: {0}")]
+    Signing(String),
+    /// The webhook HTTP client could not be built.
+    #[error("webhook HTTP client: {0}")]
+    HttpClient(String),
+}
 
 /// An event about a consent, with its platform, bank, user, purpose and policy.
 pub fn consent_event(action: Action, actor: &str, consent: &Consent) -> Event {
@@ -56,55 +99,56 @@ pub fn consent_event(action: Action, actor: &str, consent: &Consent) -> Event {
 /// Takes effect at the next request on every instance: the consent layer and the token checks
 /// read the store on every request.
 pub async fn revoke(
-    app: &App,
+    lifecycle: &Lifecycle,
     consent: &Consent,
     actor: &str,
     reason: &str,
-) -> Result<bool, Error> {
-    revoke_inner(app, consent, actor, reason, true).await
+) -> Result<bool, LifecycleError> {
+    revoke_inner(lifecycle, consent, actor, reason, true).await
 }
 
 /// [`revoke`] when the bank itself ended the consent: everything but calling the bank back.
 pub async fn revoke_by_bank(
-    app: &App,
+    lifecycle: &Lifecycle,
     consent: &Consent,
     actor: &str,
     reason: &str,
-) -> Result<bool, Error> {
-    revoke_inner(app, consent, actor, reason, false).await
+) -> Result<bool, LifecycleError> {
+    revoke_inner(lifecycle, consent, actor, reason, false).await
 }
 
 async fn revoke_inner(
-    app: &App,
+    lifecycle: &Lifecycle,
     consent: &Consent,
     actor: &str,
     reason: &str,
     end_at_bank: bool,
-) -> Result<bool, Error> {
-    let moved = app
-        .store
+) -> Result<bool, LifecycleError> {
+    let moved = lifecycle
+        .consents
         .transition_consent(
             &consent.id,
             ConsentStatus::Authorised,
             ConsentStatus::Revoked,
         )
         .await?;
-    app.store.revoke_consent_tokens(&consent.id).await?;
+    lifecycle.tokens.revoke_consent_tokens(&consent.id).await?;
     if !moved {
         return Ok(false);
     }
     let mut event = consent_event(Action::ConsentRevoked, actor, consent);
     event.reason = Some(reason.to_owned());
-    app.auditor
+    lifecycle
+        .auditor
         .record(event)
         .await
-        .map_err(Error::AuditUnavailable)?;
+        .map_err(LifecycleError::AuditUnavailable)?;
     let revoked = Consent {
         status: ConsentStatus::Revoked,
         ..consent.clone()
     };
     webhooks::enqueue(
-        app,
+        lifecycle,
         &revoked,
         webhooks::CONSENT_REVOKED,
         Some(reason),
@@ -112,7 +156,7 @@ async fn revoke_inner(
     )
     .await?;
     if end_at_bank {
-        revoke_at_bank(app, consent).await;
+        revoke_at_bank(lifecycle, consent).await;
     }
     Ok(true)
 }
@@ -121,12 +165,12 @@ async fn revoke_inner(
 /// revocation endpoint, and ends the bank-side consent resource where the standard has one
 /// (Berlin Group `DELETE /v1/consents/{id}`). Failures are logged, never raised: a bank that is
 /// down does not keep bankgate's consent alive.
-async fn revoke_at_bank(app: &App, consent: &Consent) {
-    let Some(adapter) = app.banks.get(&consent.bank_id) else {
+async fn revoke_at_bank(lifecycle: &Lifecycle, consent: &Consent) {
+    let Some(adapter) = lifecycle.banks.get(&consent.bank_id) else {
         return;
     };
-    let grant = match app.store.grant(&consent.id).await {
-        Ok(Some(stored)) => app
+    let grant = match lifecycle.grants.grant(&consent.id).await {
+        Ok(Some(stored)) => lifecycle
             .sealer
             .open(consent.id.as_bytes(), &stored.sealed)
             .ok()
@@ -173,28 +217,35 @@ pub struct Report {
 
 /// Moves consents past their expiry to `expired`; audits `ConsentExpired` and enqueues
 /// `consent.expired` for each, once across instances.
-pub async fn expire_due(app: &App, now: DateTime<Utc>) -> Result<usize, Error> {
-    let expired = app.store.expire_consents(now).await?;
+pub async fn expire_due(
+    lifecycle: &Lifecycle,
+    now: DateTime<Utc>,
+) -> Result<usize, LifecycleError> {
+    let expired = lifecycle.consents.expire_consents(now).await?;
     for consent in &expired {
-        app.store.revoke_consent_tokens(&consent.id).await?;
+        lifecycle.tokens.revoke_consent_tokens(&consent.id).await?;
         let mut event = consent_event(Action::ConsentExpired, "gateway", consent);
         event.reason = Some("the consent reached its expiry".into());
-        app.auditor
+        lifecycle
+            .auditor
             .record(event)
             .await
-            .map_err(Error::AuditUnavailable)?;
-        webhooks::enqueue(app, consent, webhooks::CONSENT_EXPIRED, None, now).await?;
+            .map_err(LifecycleError::AuditUnavailable)?;
+        webhooks::enqueue(lifecycle, consent, webhooks::CONSENT_EXPIRED, None, now).await?;
     }
     Ok(expired.len())
 }
 
 /// Enqueues `consent.expiring` for authorised consents expiring within
 /// [`EXPIRING_NOTICE_DAYS`]; each consent is notified once (deduplicated by key).
-pub async fn notify_expiring(app: &App, now: DateTime<Utc>) -> Result<usize, Error> {
+pub async fn notify_expiring(
+    lifecycle: &Lifecycle,
+    now: DateTime<Utc>,
+) -> Result<usize, LifecycleError> {
     let until = now + chrono::Duration::days(EXPIRING_NOTICE_DAYS);
     let mut notices = 0;
-    for consent in app.store.consents_expiring(now, until).await? {
-        if webhooks::enqueue(app, &consent, webhooks::CONSENT_EXPIRING, None, now).await? {
+    for consent in lifecycle.consents.consents_expiring(now, until).await? {
+        if webhooks::enqueue(lifecycle, &consent, webhooks::CONSENT_EXPIRING, None, now).await? {
             notices += 1;
         }
     }
@@ -211,29 +262,32 @@ const PAYMENT_BATCH: u32 = 32;
 /// every instance takes its own), asks each one's bank once (a payment in doubt is found, never
 /// sent again), moves its status by compare-and-set (audited), and tells the platform with a
 /// signed `payment.status_changed`. Returns how many changed.
-pub async fn poll_payments(app: &App, now: DateTime<Utc>) -> Result<usize, Error> {
-    let due = app
-        .store
+pub async fn poll_payments(
+    lifecycle: &Lifecycle,
+    now: DateTime<Utc>,
+) -> Result<usize, LifecycleError> {
+    let due = lifecycle
+        .payments
         .due_payments(now, now + PAYMENT_LEASE, PAYMENT_BATCH)
         .await?;
     let submitter = crate::payments::submit::Submitter {
-        payments: app.store.as_ref(),
-        auditor: &app.auditor,
+        payments: lifecycle.payments.as_ref(),
+        auditor: &lifecycle.auditor,
     };
     let mut changed = 0;
     for payment in due {
         let (Some(consent), Some(adapter)) = (
-            app.store.consent(&payment.consent_id).await?,
-            app.banks.get(&payment.bank_id),
+            lifecycle.consents.consent(&payment.consent_id).await?,
+            lifecycle.banks.get(&payment.bank_id),
         ) else {
             continue;
         };
-        let grant = app.store.grant(&consent.id).await?;
-        let bank_grant = match app
+        let grant = lifecycle.grants.grant(&consent.id).await?;
+        let bank_grant = match lifecycle
             .bank_tokens
             .current(
-                app.store.clone(),
-                app.sealer.clone(),
+                lifecycle.grants.clone(),
+                lifecycle.sealer.clone(),
                 adapter.clone(),
                 grant,
             )
@@ -252,12 +306,12 @@ pub async fn poll_payments(app: &App, now: DateTime<Utc>) -> Result<usize, Error
         };
         match submitter.poll(&payment, &consent, &bank, now).await {
             Ok(Some(next)) => {
-                webhooks::enqueue_payment(app, &consent, &next, now).await?;
+                webhooks::enqueue_payment(lifecycle, &consent, &next, now).await?;
                 changed += 1;
             }
             Ok(None) => {}
             Err(crate::payments::submit::SubmitError::Audit(error)) => {
-                return Err(Error::AuditUnavailable(error));
+                return Err(LifecycleError::AuditUnavailable(error));
             }
             Err(error) => {
                 tracing::warn!(payment = %payment.id, %error, "payment status look-up failed")
@@ -269,39 +323,39 @@ pub async fn poll_payments(app: &App, now: DateTime<Utc>) -> Result<usize, Error
 
 /// The background work of one instance.
 pub struct Maintenance {
-    app: Arc<App>,
+    lifecycle: Lifecycle,
     http: reqwest::Client,
 }
 
 impl Maintenance {
-    /// Maintenance for `app`, delivering webhooks with its own HTTP client: no redirects, and
-    /// connections only where the platforms' egress policy allows (public addresses unless
-    /// `allow_private_platform_hosts`).
-    pub fn new(app: Arc<App>) -> Result<Maintenance, Error> {
-        let http = crate::egress::Egress::new(app.config.allow_private_platform_hosts)
+    /// Maintenance over `lifecycle`, delivering webhooks with its own HTTP client: no
+    /// redirects, and connections only where `egress` (the platforms' policy: public addresses
+    /// unless `allow_private_platform_hosts`) allows.
+    pub fn new(lifecycle: Lifecycle, egress: &Egress) -> Result<Maintenance, LifecycleError> {
+        let http = egress
             .client_builder()
             .timeout(webhooks::DELIVERY_TIMEOUT)
             .build()
-            .map_err(|error| Error::Internal(error.to_string()))?;
-        Ok(Maintenance { app, http })
+            .map_err(|error| LifecycleError::HttpClient(error.to_string()))?;
+        Ok(Maintenance { lifecycle, http })
     }
 
     /// One pass at `now`: expiry, expiry notices, payment statuses, due webhooks, replay-cache
     /// cleanup.
-    pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Report, Error> {
-        let payments_changed = poll_payments(&self.app, now).await?;
-        let keys_purged = self
-            .app
-            .store
+    pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Report, LifecycleError> {
+        let lifecycle = &self.lifecycle;
+        let payments_changed = poll_payments(lifecycle, now).await?;
+        let keys_purged = lifecycle
+            .payments
             .purge_keys(now - crate::payments::idempotency::KEY_RETENTION)
             .await?;
         Ok(Report {
             payments_changed,
             keys_purged,
-            expired: expire_due(&self.app, now).await?,
-            expiring_notices: notify_expiring(&self.app, now).await?,
-            deliveries: webhooks::deliver_due(&self.app, &self.http, now).await?,
-            purged: self.app.store.purge_expired(now).await?,
+            expired: expire_due(lifecycle, now).await?,
+            expiring_notices: notify_expiring(lifecycle, now).await?,
+            deliveries: webhooks::deliver_due(lifecycle, &self.http, now).await?,
+            purged: lifecycle.tokens.purge_expired(now).await?,
         })
     }
 

@@ -13,7 +13,7 @@ pub use crate::store_error::StoreError;
 use async_trait::async_trait;
 
 /// Everything bankgate keeps: the umbrella of the per-aggregate traits, each defined beside its
-/// domain, for wiring only (`Arc<dyn Store>` is built once in `app` and handed down as the one
+/// domain, for wiring only (`Arc<dyn Store>` is built once in `gateway` and handed down as the one
 /// narrow trait each part uses). Implemented by every type that implements them all.
 pub trait Store:
     access::AccessReads

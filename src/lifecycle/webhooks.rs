@@ -24,9 +24,8 @@ use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::App;
+use super::{Lifecycle, LifecycleError};
 use crate::consent::Consent;
-use crate::error::Error;
 use crate::store_error::StoreError;
 use crate::telemetry::metrics::WEBHOOK_FAILURES;
 
@@ -86,12 +85,12 @@ pub struct SecurityEvent {
 /// whether a new delivery was stored (`false` if the platform has no webhook or this event was
 /// already enqueued: each `(event, consent)` is delivered once).
 pub async fn enqueue(
-    app: &App,
+    lifecycle: &Lifecycle,
     consent: &Consent,
     event: &str,
     reason: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<bool, Error> {
+) -> Result<bool, LifecycleError> {
     let mut detail = json!({
         "consent_id": consent.id,
         "user_ref": consent.user_ref,
@@ -109,18 +108,18 @@ pub async fn enqueue(
     } else {
         format!("{event}:{}", consent.id)
     };
-    enqueue_event(app, consent, event, detail, dedupe_key, now).await
+    enqueue_event(lifecycle, consent, event, detail, dedupe_key, now).await
 }
 
 /// Enqueues `payment.status_changed` for a payment whose status moved: its id, status (with
 /// the bank's raw code and the rejection reason), amount and currency — never an account
 /// number. Once per payment and status.
 pub async fn enqueue_payment(
-    app: &App,
+    lifecycle: &Lifecycle,
     consent: &Consent,
     payment: &crate::payments::Payment,
     now: DateTime<Utc>,
-) -> Result<bool, Error> {
+) -> Result<bool, LifecycleError> {
     let view = payment.view();
     let detail = json!({
         "payment_id": payment.id,
@@ -139,7 +138,7 @@ pub async fn enqueue_payment(
         payment.submission.as_str()
     );
     enqueue_event(
-        app,
+        lifecycle,
         consent,
         PAYMENT_STATUS_CHANGED,
         detail,
@@ -152,14 +151,14 @@ pub async fn enqueue_payment(
 /// Signs `event` with `detail` as a SET for the consent's platform and stores its delivery,
 /// once per `dedupe_key`, if the platform registered a webhook.
 async fn enqueue_event(
-    app: &App,
+    lifecycle: &Lifecycle,
     consent: &Consent,
     event: &str,
     detail: serde_json::Value,
     dedupe_key: String,
     now: DateTime<Utc>,
-) -> Result<bool, Error> {
-    let Some(client) = app.store.client(&consent.client_id).await? else {
+) -> Result<bool, LifecycleError> {
+    let Some(client) = lifecycle.clients.client(&consent.client_id).await? else {
         return Ok(false);
     };
     let Some(url) = client.webhook_url else {
@@ -167,19 +166,19 @@ async fn enqueue_event(
     };
     let id = uuid::Uuid::now_v7().to_string();
     let claims = SecurityEvent {
-        iss: app.config.public_url.clone(),
+        iss: lifecycle.issuer.clone(),
         aud: consent.client_id.clone(),
         iat: now.timestamp(),
         jti: id.clone(),
         txn: consent.id.clone(),
         events: json!({ format!("{EVENT_URI_BASE}{event}"): detail }),
     };
-    let key = app.tokens.signing_key();
+    let key = &lifecycle.signing_key;
     let mut header = Header::new(Algorithm::ES256);
     header.typ = Some(SET_TYP.to_owned());
     header.kid = Some(key.kid.clone());
     let payload = jsonwebtoken::encode(&header, &claims, &key.encoding)
-        .map_err(|error| Error::Internal(error.to_string()))?;
+        .map_err(|error| LifecycleError::Signing(error.to_string()))?;
     let delivery = WebhookDelivery {
         id,
         client_id: consent.client_id.clone(),
@@ -195,7 +194,7 @@ async fn enqueue_event(
         created_at: now,
         delivered_at: None,
     };
-    Ok(app.store.enqueue_webhook(&delivery).await?)
+    Ok(lifecycle.webhooks.enqueue_webhook(&delivery).await?)
 }
 
 /// What one delivery run did.
@@ -208,12 +207,15 @@ pub struct DeliveryReport {
 
 /// Claims the deliveries due at `now` and attempts each once.
 pub async fn deliver_due(
-    app: &App,
+    lifecycle: &Lifecycle,
     http: &reqwest::Client,
     now: DateTime<Utc>,
-) -> Result<DeliveryReport, Error> {
+) -> Result<DeliveryReport, LifecycleError> {
     let mut report = DeliveryReport::default();
-    let claimed = app.store.claim_webhooks(now, BATCH, now + LEASE).await?;
+    let claimed = lifecycle
+        .webhooks
+        .claim_webhooks(now, BATCH, now + LEASE)
+        .await?;
     for delivery in claimed {
         let outcome = match attempt(http, &delivery).await {
             Ok(()) => {
@@ -236,7 +238,8 @@ pub async fn deliver_due(
                 }
             }
         };
-        app.store
+        lifecycle
+            .webhooks
             .finish_webhook(&delivery.id, &outcome, now)
             .await?;
     }

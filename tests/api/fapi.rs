@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use bankgate::adapters::bank_oauth::BankGrant;
 use bankgate::demo::{PlatformClient, account_information};
-use bankgate::lifecycle::Maintenance;
 use bankgate::model::Scope;
 use chrono::{Duration, Utc};
 use serde_json::Value;
@@ -294,7 +293,7 @@ async fn consents_are_listed_read_and_revoked_per_platform(kind: StoreKind) {
         .unwrap();
     assert_eq!(status, 200);
     bankgate::lifecycle::revoke(
-        &gateway.app,
+        &gateway.app.lifecycle(),
         &gateway
             .app
             .store
@@ -479,7 +478,7 @@ async fn expiry_and_webhooks_are_delivered_signed_with_retries(kind: StoreKind) 
         .await
         .unwrap()
         .unwrap();
-    let maintenance = Maintenance::new(gateway.app.clone()).unwrap();
+    let maintenance = gateway.app.maintenance().unwrap();
 
     // Six days before expiry: consent.expiring, enqueued once however often the task runs.
     let notice_time = consent.expires_at - Duration::days(6);

@@ -9,7 +9,6 @@ use bankgate::payments::{Amount, CreditorAccount, PAYMENT_INITIATION, PaymentReq
 use rust_decimal::Decimal;
 
 use bankgate::demo::FlowTrace;
-use bankgate::lifecycle::Maintenance;
 use bankgate::model::Scope;
 use serde_json::{Value, json};
 
@@ -742,7 +741,9 @@ async fn revocation_and_expiry_before_submission_pay_nothing(kind: StoreKind) {
         .await
         .unwrap()
         .unwrap();
-    Maintenance::new(gateway.app.clone())
+    gateway
+        .app
+        .maintenance()
         .unwrap()
         .run_once(consent.expires_at + chrono::Duration::seconds(1))
         .await
@@ -769,7 +770,7 @@ async fn the_status_job_follows_a_payment_and_tells_the_platform(kind: StoreKind
     assert_ne!(paid["status"], "settled", "{paid}");
     let id = paid["id"].as_str().unwrap().to_owned();
     sandbox_post(&gateway, "demo-bank", "/sandbox/clock/advance?minutes=11").await;
-    let maintenance = Maintenance::new(gateway.app.clone()).unwrap();
+    let maintenance = gateway.app.maintenance().unwrap();
     // A minute on: the look-up is due (2 s after the submission), the token still valid.
     let later = chrono::Utc::now() + chrono::Duration::minutes(1);
     let report = maintenance.run_once(later).await.unwrap();
@@ -869,7 +870,7 @@ async fn a_lost_answer_is_reconciled_by_a_look_up_never_sent_twice(kind: StoreKi
     assert_eq!((status, &again), (202, &doubt));
     assert_eq!(bank.payments.confirmations(), 1);
     // The status job settles it by a look-up.
-    let maintenance = Maintenance::new(gateway.app.clone()).unwrap();
+    let maintenance = gateway.app.maintenance().unwrap();
     let report = maintenance
         .run_once(chrono::Utc::now() + chrono::Duration::minutes(1))
         .await
@@ -966,7 +967,7 @@ async fn a_gateway_that_died_after_the_bank_paid_finds_the_payment_once(kind: St
             .ends_with("/payment-consent-used"),
         "{problem}"
     );
-    let maintenance = Maintenance::new(after_app).unwrap();
+    let maintenance = after_app.maintenance().unwrap();
     let report = maintenance
         .run_once(now + chrono::Duration::minutes(2))
         .await

@@ -582,7 +582,7 @@ async fn sighup_reloads_the_policies() {
         },
     )
     .await;
-    bankgate::app::reload_policies_on_sighup(gateway.app.clone()).expect("handler");
+    bankgate::gateway::reload_policies_on_sighup(gateway.app.clone()).expect("handler");
     let before = gateway
         .app
         .policies
@@ -824,9 +824,9 @@ async fn the_gateway_refuses_to_start_on_an_invalid_set() {
         "\"accounts\", \"gossip\"]",
     );
     std::fs::write(&path, &broken).unwrap();
-    let mut config = bankgate::app::embedded_config();
+    let mut config = bankgate::gateway::embedded_config();
     config.policies_dir = dir.clone();
-    let error = match bankgate::app::Gateway::start(config).await {
+    let error = match bankgate::gateway::Gateway::start(config).await {
         Ok(_) => panic!("a gateway started on an invalid policy set"),
         Err(error) => error.to_string(),
     };

@@ -587,12 +587,12 @@ async fn a_registration_comes_into_force_on_every_instance() {
     let first = TestGateway::start(StoreKind::Postgres).await;
     provide_credentials(&first);
     // A second instance on the same database with a registry of its own, refreshing often.
-    let mut config = bankgate::app::embedded_config();
+    let mut config = bankgate::gateway::embedded_config();
     config.store = first.app.config.store.clone();
     config.grant_key = first.app.config.grant_key.clone();
     config.start_sandboxes = false;
     config.adapters_refresh_interval = Some(std::time::Duration::from_millis(100));
-    let second = bankgate::app::Gateway::start(config)
+    let second = bankgate::gateway::Gateway::start(config)
         .await
         .expect("second instance");
     let second_app = second.app.clone();

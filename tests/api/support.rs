@@ -1,9 +1,9 @@
 //! Starts a gateway (with its bundled sandbox bank) on an ephemeral port, on the in-memory store
 //! or on a fresh PostgreSQL database, with a registered platform and compliance client.
 
-use bankgate::app::Gateway;
 use bankgate::config::StoreConfig;
 use bankgate::demo::PlatformClient;
+use bankgate::gateway::Gateway;
 use bankgate::jose::ClientKey;
 use bankgate::oauth::registration::Registration;
 use bankgate::oauth::{AuthMethod, Role};
@@ -96,7 +96,7 @@ impl TestGateway {
                 tracing_subscriber::fmt::TestWriter::new(),
                 &bankgate::telemetry::traces::Traces::local(),
             ));
-        let mut config = bankgate::app::embedded_config();
+        let mut config = bankgate::gateway::embedded_config();
         if let Some(dir) = options.policies_dir {
             config.policies_dir = dir;
         }
@@ -211,7 +211,7 @@ impl TestGateway {
             ._database
             .as_ref()
             .expect("a second instance needs a PostgreSQL gateway");
-        let mut config = bankgate::app::embedded_config();
+        let mut config = bankgate::gateway::embedded_config();
         config.store = StoreConfig::Postgres {
             url: database.url.clone(),
             max_connections: 4,

@@ -189,7 +189,7 @@ pub fn server_addr() -> SocketAddr {
 
 /// The test configuration of a gateway on the PostgreSQL database at `url`.
 pub fn gateway_config(url: &str, key_file: &Path) -> bankgate::config::Config {
-    let mut config = bankgate::app::embedded_config();
+    let mut config = bankgate::gateway::embedded_config();
     config.store = bankgate::config::StoreConfig::Postgres {
         url: url.to_owned(),
         max_connections: 8,

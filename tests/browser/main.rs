@@ -125,7 +125,7 @@ async fn callback(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_screen_in_headless_chromium() {
     require_browser_tools();
-    let mut config = bankgate::app::embedded_config();
+    let mut config = bankgate::gateway::embedded_config();
     config.sandbox_approval = Approval::Page;
     // The page's platform authenticates with a secret and uses bearer tokens: development.
     config.allow_insecure_clients = true;
@@ -251,7 +251,7 @@ fn positions(page: &serde_json::Value) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_headless_chromium() {
     require_browser_tools();
-    let mut config = bankgate::app::embedded_config();
+    let mut config = bankgate::gateway::embedded_config();
     config.access_token_ttl_secs = CONSOLE_TOKEN_TTL_SECS;
     // The test's platform authenticates with a secret and uses bearer tokens: development.
     config.allow_insecure_clients = true;

@@ -67,7 +67,7 @@ async fn callback(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payment_consent_screen_in_headless_chromium() {
     require_browser_tools();
-    let mut config = bankgate::app::embedded_config();
+    let mut config = bankgate::gateway::embedded_config();
     config.sandbox_approval = Approval::Page;
     config.allow_insecure_clients = true;
     let gateway = Served::start(config).await;

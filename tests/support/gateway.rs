@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 
-use bankgate::app::{App, Gateway};
+use bankgate::app::App;
 use bankgate::config::Config;
+use bankgate::gateway::Gateway;
 use bankgate::oauth::registration::{Registered, Registration};
 
 /// A gateway serving on loopback; it stops when this is dropped.

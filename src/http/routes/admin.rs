@@ -145,6 +145,12 @@ async fn revoke_consent(
         .consent(&id)
         .await?
         .ok_or_else(|| Error::NotFound("no such consent".into()))?;
-    crate::lifecycle::revoke(&app, &consent, "operator", "revoked by an operator").await?;
+    crate::lifecycle::revoke(
+        &app.lifecycle(),
+        &consent,
+        "operator",
+        "revoked by an operator",
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

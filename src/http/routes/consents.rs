@@ -303,7 +303,7 @@ async fn revoke(
     match consent.status {
         ConsentStatus::Authorised => {
             crate::lifecycle::revoke(
-                &app,
+                &app.lifecycle(),
                 &consent,
                 principal.client_id(),
                 "revoked by the platform",
@@ -405,7 +405,13 @@ async fn revoke_for_bank(
     };
     match consent.status {
         ConsentStatus::Authorised => {
-            crate::lifecycle::revoke_by_bank(&app, &consent, &actor, "revoked by the bank").await?;
+            crate::lifecycle::revoke_by_bank(
+                &app.lifecycle(),
+                &consent,
+                &actor,
+                "revoked by the bank",
+            )
+            .await?;
         }
         ConsentStatus::Revoked | ConsentStatus::Expired | ConsentStatus::Rejected => {}
         ConsentStatus::AwaitingAuthorisation => {

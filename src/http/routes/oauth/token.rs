@@ -416,7 +416,13 @@ async fn replayed(app: &App, code: &AuthorizationCode) -> Refusal {
     tracing::warn!(consent = %code.consent_id, "authorization code replayed");
     let revoked = async {
         if let Some(consent) = app.store.consent(&code.consent_id).await? {
-            lifecycle::revoke(app, &consent, "gateway", "authorization code replayed").await?;
+            lifecycle::revoke(
+                &app.lifecycle(),
+                &consent,
+                "gateway",
+                "authorization code replayed",
+            )
+            .await?;
         }
         Ok::<_, Error>(())
     }
@@ -629,8 +635,13 @@ pub(super) async fn revoke(
         Some(refresh) if refresh.client_id == client.client_id => {
             match app.store.consent(&refresh.consent_id).await? {
                 Some(consent) => {
-                    lifecycle::revoke(&app, &consent, &client.client_id, REFRESH_TOKEN_REVOKED)
-                        .await?;
+                    lifecycle::revoke(
+                        &app.lifecycle(),
+                        &consent,
+                        &client.client_id,
+                        REFRESH_TOKEN_REVOKED,
+                    )
+                    .await?;
                 }
                 None => {
                     app.store.revoke_consent_tokens(&refresh.consent_id).await?;
