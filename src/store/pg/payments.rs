@@ -103,59 +103,16 @@ impl Payments for PgStore {
         let mut client = self.connection().await?;
         let error = sql_error("payment");
         let transaction = client.transaction().await.map_err(&error)?;
-        let claim = transaction
-            .prepare_cached(CLAIM_KEY)
-            .await
-            .map_err(&error)?;
-        let claimed = transaction
-            .execute(
-                &claim,
-                &[
-                    &key.client_id,
-                    &key.key.as_str(),
-                    &key.fingerprint,
-                    &key.payment_id,
-                    &key.created_at,
-                ],
-            )
-            .await
-            .map_err(&error)?;
-        if claimed == 0 {
-            let lock = transaction.prepare_cached(LOCK_KEY).await.map_err(&error)?;
-            let row = transaction
-                .query_opt(&lock, &[&key.client_id, &key.key.as_str()])
-                .await
-                .map_err(&error)?
-                // The conflicting row was there when the insert looked; keys are only
-                // purged past their retention, which a racing purge may just have done.
-                .ok_or(StoreError::Invariant("idempotency key vanished; retry"))?;
-            let existing = key_from_row(&row, &key.client_id, &key.key)?;
-            match idempotency::judge(Some(&existing), &key.fingerprint, now) {
-                Replay::Proceed => {
-                    let replace = transaction
-                        .prepare_cached(REPLACE_KEY)
-                        .await
-                        .map_err(&error)?;
-                    transaction
-                        .execute(
-                            &replace,
-                            &[
-                                &key.client_id,
-                                &key.key.as_str(),
-                                &key.fingerprint,
-                                &key.payment_id,
-                                &key.created_at,
-                            ],
-                        )
-                        .await
-                        .map_err(&error)?;
-                }
+        let claimed = async {
+            match claim_in(&transaction, key, now).await? {
+                Replay::Proceed => {}
                 other => return Ok(other),
             }
+            insert(&transaction, payment).await?;
+            Ok(Replay::Proceed)
         }
-        insert(&transaction, payment).await?;
-        transaction.commit().await.map_err(&error)?;
-        Ok(Replay::Proceed)
+        .await;
+        finish(transaction, claimed).await
     }
 
     async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError> {
@@ -187,72 +144,45 @@ impl Payments for PgStore {
         let mut client = self.connection().await?;
         let error = sql_error("payment");
         let transaction = client.transaction().await.map_err(&error)?;
-        let lock = transaction
-            .prepare_cached(LOCK_PAYMENT)
-            .await
-            .map_err(&error)?;
-        if transaction
-            .query_opt(&lock, &[&key.payment_id, &key.client_id])
-            .await
-            .map_err(&error)?
-            .is_none()
-        {
-            return Err(StoreError::Invariant(
-                "a key is claimed for a recorded payment",
-            ));
-        }
-        let claim = transaction
-            .prepare_cached(CLAIM_KEY)
-            .await
-            .map_err(&error)?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
-            &key.client_id,
-            &key.key.as_str(),
-            &key.fingerprint,
-            &key.payment_id,
-            &key.created_at,
-        ];
-        let claimed = transaction.execute(&claim, &params).await.map_err(&error)?;
-        if claimed == 0 {
-            let lock = transaction.prepare_cached(LOCK_KEY).await.map_err(&error)?;
-            let row = transaction
-                .query_opt(&lock, &[&key.client_id, &key.key.as_str()])
+        let claimed = async {
+            let lock = transaction
+                .prepare_cached(LOCK_PAYMENT)
+                .await
+                .map_err(&error)?;
+            if transaction
+                .query_opt(&lock, &[&key.payment_id, &key.client_id])
                 .await
                 .map_err(&error)?
-                .ok_or(StoreError::Invariant("idempotency key vanished; retry"))?;
-            let existing = key_from_row(&row, &key.client_id, &key.key)?;
-            match idempotency::judge(Some(&existing), &key.fingerprint, now) {
-                Replay::Proceed => {
-                    let replace = transaction
-                        .prepare_cached(REPLACE_KEY)
-                        .await
-                        .map_err(&error)?;
-                    transaction
-                        .execute(&replace, &params)
-                        .await
-                        .map_err(&error)?;
-                }
+                .is_none()
+            {
+                return Err(StoreError::Invariant(
+                    "a key is claimed for a recorded payment",
+                ));
+            }
+            match claim_in(&transaction, key, now).await? {
+                Replay::Proceed => {}
                 other => return Ok(other),
             }
+            let other = transaction
+                .prepare_cached(OTHER_KEY)
+                .await
+                .map_err(&error)?;
+            if transaction
+                .query_opt(
+                    &other,
+                    &[&key.client_id, &key.payment_id, &key.key.as_str()],
+                )
+                .await
+                .map_err(&error)?
+                .is_some()
+            {
+                // Rolled back: the key stays unclaimed.
+                return Err(StoreError::Conflict("payment"));
+            }
+            Ok(Replay::Proceed)
         }
-        let other = transaction
-            .prepare_cached(OTHER_KEY)
-            .await
-            .map_err(&error)?;
-        if transaction
-            .query_opt(
-                &other,
-                &[&key.client_id, &key.payment_id, &key.key.as_str()],
-            )
-            .await
-            .map_err(&error)?
-            .is_some()
-        {
-            // Rolled back: the key stays unclaimed.
-            return Err(StoreError::Conflict("payment"));
-        }
-        transaction.commit().await.map_err(&error)?;
-        Ok(Replay::Proceed)
+        .await;
+        finish(transaction, claimed).await
     }
 
     async fn complete_key(
@@ -373,6 +303,79 @@ impl Payments for PgStore {
         let error = sql_error("idempotency key");
         let statement = client.prepare_cached(PURGE_KEYS).await.map_err(&error)?;
         client.execute(&statement, &[&before]).await.map_err(&error)
+    }
+}
+
+/// Claims `key` in `transaction`: inserted when free, taken over when past its retention
+/// (`Replay::Proceed`), otherwise what [`idempotency::judge`] says of the key's record, which
+/// stays locked until the transaction ends.
+async fn claim_in(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    key: &KeyRecord,
+    now: DateTime<Utc>,
+) -> Result<Replay, StoreError> {
+    let error = sql_error("payment");
+    let claim = transaction
+        .prepare_cached(CLAIM_KEY)
+        .await
+        .map_err(&error)?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+        &key.client_id,
+        &key.key.as_str(),
+        &key.fingerprint,
+        &key.payment_id,
+        &key.created_at,
+    ];
+    if transaction.execute(&claim, &params).await.map_err(&error)? == 1 {
+        return Ok(Replay::Proceed);
+    }
+    let lock = transaction.prepare_cached(LOCK_KEY).await.map_err(&error)?;
+    let row = transaction
+        .query_opt(&lock, &[&key.client_id, &key.key.as_str()])
+        .await
+        .map_err(&error)?
+        // The conflicting row was there when the insert looked; keys are only purged past
+        // their retention, which a racing purge may just have done.
+        .ok_or(StoreError::Invariant("idempotency key vanished; retry"))?;
+    let existing = key_from_row(&row, &key.client_id, &key.key)?;
+    let judged = idempotency::judge(Some(&existing), &key.fingerprint, now);
+    if judged == Replay::Proceed {
+        let replace = transaction
+            .prepare_cached(REPLACE_KEY)
+            .await
+            .map_err(&error)?;
+        transaction
+            .execute(&replace, &params)
+            .await
+            .map_err(&error)?;
+    }
+    Ok(judged)
+}
+
+/// Ends a claim's transaction: committed when the claim proceeds, otherwise rolled back —
+/// and waited for, so that its row locks are gone when the caller answers. (A transaction
+/// merely dropped is rolled back later, when the server gets to it: until then the status
+/// job, whose `FOR UPDATE SKIP LOCKED` passes over locked rows, would not see the payment.)
+async fn finish(
+    transaction: deadpool_postgres::Transaction<'_>,
+    claimed: Result<Replay, StoreError>,
+) -> Result<Replay, StoreError> {
+    let error = sql_error("payment");
+    match claimed {
+        Ok(Replay::Proceed) => {
+            transaction.commit().await.map_err(&error)?;
+            Ok(Replay::Proceed)
+        }
+        Ok(other) => {
+            transaction.rollback().await.map_err(&error)?;
+            Ok(other)
+        }
+        Err(failure) => {
+            // The claim's own error is the one to report; a failed rollback ends with the
+            // connection, which the pool then drops.
+            let _ = transaction.rollback().await;
+            Err(failure)
+        }
     }
 }
 
