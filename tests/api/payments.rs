@@ -713,6 +713,15 @@ async fn a_bank_rejection_is_a_reason_not_the_banks_text(kind: StoreKind) {
     .await;
     assert_eq!(status, 201, "{paid}");
     assert_eq!(paid["rejection_reason"], "account_closed", "{paid}");
+    // Berlin Group: authorising the payment executes it, the bank rejects it, and its status
+    // answer carries the ISO reason in `tppMessages`: the canonical reason, the raw code kept.
+    let (token, _) = authorised(&platform, &to_savings("demo-bank", "2000.00")).await;
+    let (status, paid) = submit(&platform, &token, "k-4", &json!({})).await;
+    assert_eq!(status, 201, "{paid}");
+    assert_eq!(paid["status"], "rejected", "{paid}");
+    assert_eq!(paid["rejection_reason"], "insufficient_funds", "{paid}");
+    assert_eq!(paid["bank_status"]["code"], "RJCT", "{paid}");
+    assert_eq!(paid["bank_status"]["reason_code"], "AM04", "{paid}");
 }
 
 async fn revocation_and_expiry_before_submission_pay_nothing(kind: StoreKind) {

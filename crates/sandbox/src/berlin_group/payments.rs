@@ -10,8 +10,9 @@
 //! which sends the customer back to that URI, or to `TPP-Nok-Redirect-URI` on a refusal).
 //! Approving executes the payment on the shared ledger at once: `RCVD` → `ACTC` → `ACSP` →
 //! `ACSC` on the sandbox clock (an instant payment is `ACSC` at once), or `RJCT` when the
-//! bank refuses it (the reason is in the ledger's terms; NextGenPSD2 1.3 status answers carry
-//! none, so the sandbox adds it only to `psuMessage`, which TPPs must not parse).
+//! bank refuses it. NextGenPSD2 1.3 status answers have no reason field: the sandbox gives
+//! the ISO 20022 reason code as the code of a `WARNING` entry of `tppMessages` (and words in
+//! `psuMessage`, which TPPs must not parse).
 //!
 //! Bank-side idempotency: a creation request with an `X-Request-ID` the bank has seen, for the
 //! same product and body, answers the payment created then (nothing is created twice); with
@@ -211,6 +212,16 @@ fn status_json(bank: &Bank, payment: &Payment) -> Map<String, Value> {
         object.insert(
             "psuMessage".into(),
             format!("the payment was rejected ({reason})").into(),
+        );
+        // NextGenPSD2 status answers have no reason field: the ISO 20022 reason code goes in
+        // a message of category WARNING (an ERROR entry would make the answer an error).
+        object.insert(
+            "tppMessages".into(),
+            json!([{
+                "category": "WARNING",
+                "code": reason,
+                "text": "the payment was rejected",
+            }]),
         );
     }
     object

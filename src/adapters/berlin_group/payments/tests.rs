@@ -85,6 +85,49 @@ fn an_unknown_status_is_not_guessed() {
     assert!(matches!(created.validate(), Err(AdapterError::Decode(_))));
 }
 
+#[test]
+fn a_rejection_reason_is_read_from_the_iso_code_of_tpp_messages() {
+    use crate::payments::{PaymentStatus, RejectionReason};
+    #[track_caller]
+    fn check(body: &str, reason: RejectionReason, code: Option<&str>) {
+        let status: StatusResponse = decode(body.as_bytes()).unwrap();
+        let payment = status.into_payment("p").unwrap();
+        assert_eq!(
+            payment.status.status,
+            PaymentStatus::Rejected { reason },
+            "{body}"
+        );
+        assert_eq!(payment.status.raw, "RJCT");
+        assert_eq!(payment.status.reason_code.as_deref(), code, "{body}");
+    }
+    check(
+        r#"{"transactionStatus": "RJCT", "tppMessages": [
+            {"category": "WARNING", "code": "AM04", "text": "not enough money"}]}"#,
+        RejectionReason::InsufficientFunds,
+        Some("AM04"),
+    );
+    // A NextGenPSD2 message code is not a reason; the first ISO code after it is.
+    check(
+        r#"{"transactionStatus": "RJCT", "tppMessages": [
+            {"category": "WARNING", "code": "WARNING"},
+            {"category": "WARNING", "code": "AC04"}]}"#,
+        RejectionReason::AccountClosed,
+        Some("AC04"),
+    );
+    // An ISO code bankgate does not map is kept raw, the reason `other`.
+    check(
+        r#"{"transactionStatus": "RJCT", "tppMessages": [{"category": "WARNING", "code": "MS03"}]}"#,
+        RejectionReason::Other,
+        Some("MS03"),
+    );
+    // No code (the bank's words in psuMessage are never read).
+    check(
+        r#"{"transactionStatus": "RJCT", "psuMessage": "AM04: no money"}"#,
+        RejectionReason::Other,
+        None,
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // A round trip through the sandbox bank
 

@@ -135,14 +135,44 @@ impl PaymentCreated {
 pub struct StatusResponse {
     pub transaction_status: Option<String>,
     pub debtor_account: Option<AccountReference>,
+    /// Where a bank gives the reason of a rejection (NextGenPSD2 status answers have no field
+    /// of their own for it): an entry whose `code` is an ISO 20022 status reason (`AM04`).
+    #[serde(default)]
+    pub tpp_messages: Vec<StatusMessage>,
+}
+
+/// One `tppMessages` entry of a status answer: only its code is read, never its text.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatusMessage {
+    pub code: Option<String>,
+}
+
+/// Whether `code` has the form of an ISO 20022 external status reason code (four upper-case
+/// letters or digits: `AM04`, `AC04`, `DUPL`), unlike the NextGenPSD2 message codes
+/// (`FORMAT_ERROR`, `WARNING`).
+pub fn is_iso_reason(code: &str) -> bool {
+    code.len() == 4
+        && code
+            .bytes()
+            .all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit())
 }
 
 impl StatusResponse {
-    /// The payment it describes (NextGenPSD2 1.3 status answers carry no reason code).
+    /// The ISO 20022 reason code the answer carries in `tppMessages`, if any.
+    pub fn reason_code(&self) -> Option<&str> {
+        self.tpp_messages
+            .iter()
+            .filter_map(|message| message.code.as_deref())
+            .map(str::trim)
+            .find(|code| is_iso_reason(code))
+    }
+
+    /// The payment it describes; a rejection's reason from [`StatusResponse::reason_code`].
     pub fn into_payment(self, bank_payment_id: &str) -> Result<BankPayment, AdapterError> {
+        let reason = self.reason_code().map(str::to_owned);
         Ok(BankPayment {
             id: bank_payment_id.to_owned(),
-            status: status(self.transaction_status.as_deref(), None)?,
+            status: status(self.transaction_status.as_deref(), reason.as_deref())?,
             debtor_iban: self
                 .debtor_account
                 .and_then(|account| account.iban)
