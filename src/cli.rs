@@ -69,8 +69,10 @@ enum Command {
         #[arg(long)]
         auto_approve: bool,
         /// Misbehave on paths starting with PATH (repeatable): `PATH=delay:MS`,
-        /// `PATH=status:CODE`, `malformed`, `truncated`, `huge:BYTES`, `content-type` or
-        /// `error-body:JSON`.
+        /// `PATH=status:CODE`, `malformed`, `truncated`, `huge:BYTES`, `content-type`,
+        /// `error-body:JSON` or `answer-lost` (the bank does what the request asks — a payment
+        /// is created or executed — then cuts the connection before its answer is through, so
+        /// the caller cannot know the outcome).
         #[arg(long = "fault", value_name = "PATH=KIND")]
         faults: Vec<String>,
     },
