@@ -4,7 +4,10 @@ Loaded by `tests/schemathesis/run.sh` (SCHEMATHESIS_HOOKS=hooks). At import it r
 the operator's admin API, a platform (private_key_jwt, DPoP-bound tokens, as FAPI 2.0 asks), a
 compliance client and a bank client (client_secret_basic, bearer tokens), walks the platform
 through a consent at the sandbox bank (PAR with PKCE and a DPoP proof, the consent screen, the
-bank's automatic approval, the code exchange) and takes each client's token. `before_call` then
+bank's automatic approval, the code exchange) — two data consents and a payment consent (one
+payment of 1.00 EUR, so that `POST /v1/payments` reaches its 201/202, 409 and 422 answers and not
+only a scope refusal; a new one each time the tokens are taken again) — and takes each client's
+token. `before_call` then
 puts on each request the credentials its route asks for — with a fresh DPoP proof (`htm`, `htu`,
 `iat`, `jti`, `ath`, the server's nonce) where the token is DPoP-bound, and a fresh client
 assertion in the form of the OAuth endpoints — so that generated cases reach the handlers
@@ -33,6 +36,9 @@ BANK = os.environ.get("BANKGATE_BANK", "demo-bank")
 # Two consents: one reads accounts, balances and transactions, the other identity.
 DATA_PURPOSE = ("fraud-alerts", ["accounts", "balances", "transactions"])
 IDENTITY_PURPOSE = ("p2p-payments-payee-check", ["accounts", "identity"])
+# One payment between friends at the (paying) sandbox bank, to a sandbox account.
+PAYMENT_PURPOSE = "p2p-payment"
+PAYEE_IBAN = "DE65999900000012345602"
 REDIRECT_URI = "http://127.0.0.1/schemathesis/callback"
 TOKEN_REFRESH_SECS = 240
 
@@ -138,7 +144,7 @@ class Platform:
                 "client_id": self.client_id,
                 "name": "schemathesis platform",
                 "redirect_uris": [REDIRECT_URI],
-                "allowed_purposes": [DATA_PURPOSE[0], IDENTITY_PURPOSE[0]],
+                "allowed_purposes": [DATA_PURPOSE[0], IDENTITY_PURPOSE[0], PAYMENT_PURPOSE],
                 "jwks": {"keys": [dict(self.assertion_key.public_jwk, kid="assertion-1", alg="ES256", use="sig")]},
             },
         )
@@ -146,19 +152,40 @@ class Platform:
         self.registration = response.json()
 
     def connect(self, purpose, scopes) -> dict:
+        """A data consent: PAR → consent screen → the bank's approval → code → DPoP-bound tokens."""
+        return self.authorise(
+            {
+                "type": "account_information",
+                "bank": BANK,
+                "purpose": purpose,
+                "scopes": scopes,
+                "history_days": 0,
+                "expires_in_days": 90,
+                "user_ref": "u-schemathesis",
+            }
+        )
+
+    def pay(self) -> dict:
+        """A payment consent (the payment recorded and created at the bank, authorised there):
+        its token pays once."""
+        return self.authorise(
+            {
+                "type": "payment_initiation",
+                "bank": BANK,
+                "purpose": PAYMENT_PURPOSE,
+                "instructed_amount": {"currency": "EUR", "amount": "1.00"},
+                "creditor_account": {"iban": PAYEE_IBAN},
+                "creditor_name": "Camille Martin",
+                "remittance": "schemathesis",
+                "user_ref": "u-schemathesis",
+            }
+        )
+
+    def authorise(self, detail) -> dict:
         """PAR → consent screen → the bank's approval → code → DPoP-bound tokens."""
         verifier = b64url(os.urandom(32))
         challenge = b64url(hashlib.sha256(verifier.encode()).digest())
         state = b64url(os.urandom(16))
-        detail = {
-            "type": "account_information",
-            "bank": BANK,
-            "purpose": purpose,
-            "scopes": scopes,
-            "history_days": 0,
-            "expires_in_days": 90,
-            "user_ref": "u-schemathesis",
-        }
         pushed = self.post_form(
             "/oauth/par",
             {
@@ -263,6 +290,7 @@ class Credentials:
             self.consents = [self.platform.refresh(consent["refresh_token"]) for consent in self.consents]
         self.taken = time.monotonic()
         self.data, self.identity = (consent["access_token"] for consent in self.consents)
+        self.payment = self.platform.pay()["access_token"]
         self.management = self.platform.management_token()
         self.compliance = self.compliance_token()
         self.bank = self.bank_token()
@@ -282,7 +310,9 @@ def audience(path: str):
     credentials = CREDENTIALS.fresh()
     if path.startswith("/v1/identity"):
         return "dpop", credentials.identity
-    if path.startswith(("/v1/accounts", "/v1/payments")):
+    if path.startswith("/v1/payments"):
+        return "dpop", credentials.payment
+    if path.startswith("/v1/accounts"):
         return "dpop", credentials.data
     if path.startswith(("/v1/consents", "/v1/webhooks")):
         return "dpop", credentials.management
