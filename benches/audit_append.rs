@@ -260,6 +260,52 @@ async fn copy_range(
     Ok(seconds)
 }
 
+/// `events` appended by `writers` spread over three `Auditor`s with their own pools on one
+/// fresh database; the chain is verified afterwards.
+async fn three_instances(
+    admin_url: &str,
+    key: &Arc<SigningKey>,
+    sealer: &Arc<Sealer>,
+    writers: u64,
+    events: u64,
+) -> anyhow::Result<Run> {
+    eprintln!("appending {events} events with {writers} writers over three instances…");
+    let shared = Database::create(admin_url).await?;
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(auditor(shared.store(4).await?, key, sealer));
+    }
+    let warm_up = 3_000.min(events / 2);
+    append(&instances, writers, warm_up).await?;
+    let three = append(&instances, writers, events - warm_up).await?;
+    let store = shared.store(2).await?;
+    let report = verify_chain(
+        store.as_ref(),
+        &VerifyOptions {
+            keys: VerifyingKeys::of(key),
+            from: None,
+        },
+        |_| {},
+    )
+    .await?;
+    if !report.is_intact() || report.n_events != events {
+        bail!(
+            "three instances left a broken log: {:?}",
+            report.first_break
+        );
+    }
+    eprintln!(
+        "  {:.0} events/s (p50 {} µs, p99 {} µs), one valid chain of {} events",
+        three.rate(),
+        three.percentile(0.5),
+        three.percentile(0.99),
+        report.n_events
+    );
+    drop(instances);
+    shared.drop_now().await?;
+    Ok(three)
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
@@ -390,39 +436,11 @@ async fn main() -> anyhow::Result<()> {
     single.drop_now().await?;
 
     // 4. Three gateway instances (own pools and writers) on one database.
-    eprintln!("appending {instance_events} events with {writers} writers over three instances…");
-    let shared = Database::create(&admin_url).await?;
-    let mut instances = Vec::new();
-    for _ in 0..3 {
-        instances.push(auditor(shared.store(4).await?, &key, &sealer));
-    }
-    append(&instances, writers, 3_000).await?;
-    let three = append(&instances, writers, instance_events - 3_000).await?;
-    let store = shared.store(2).await?;
-    let report = verify_chain(
-        store.as_ref(),
-        &VerifyOptions {
-            keys: VerifyingKeys::of(&key),
-            from: None,
-        },
-        |_| {},
-    )
-    .await?;
-    if !report.is_intact() || report.n_events != instance_events {
-        bail!(
-            "three instances left a broken log: {:?}",
-            report.first_break
-        );
-    }
-    eprintln!(
-        "  {:.0} events/s (p50 {} µs, p99 {} µs), one valid chain of {} events",
-        three.rate(),
-        three.percentile(0.5),
-        three.percentile(0.99),
-        report.n_events
-    );
-    drop(instances);
-    shared.drop_now().await?;
+    let three = if instance_events > 0 {
+        Some(three_instances(&admin_url, &key, &sealer, writers, instance_events).await?)
+    } else {
+        None
+    };
 
     let ratio = run.rate() / copy_rate;
     let results = json!({
@@ -449,13 +467,13 @@ async fn main() -> anyhow::Result<()> {
         "rounds": round_results,
         "append_to_copy_ratio": (ratio * 1000.0).round() / 1000.0,
         "append_to_copy_ratio_median_round": (median(ratios.clone()) * 1000.0).round() / 1000.0,
-        "three_instances": {
+        "three_instances": three.as_ref().map(|three| json!({
             "events": three.events,
             "seconds": (three.seconds * 100.0).round() / 100.0,
             "events_per_second": three.rate().round(),
             "latency_us": { "p50": three.percentile(0.5), "p99": three.percentile(0.99) },
             "chain_valid": true,
-        },
+        })),
         "verify": {
             "events": verified,
             "seconds": (verify_seconds * 100.0).round() / 100.0,
@@ -463,12 +481,17 @@ async fn main() -> anyhow::Result<()> {
         },
         "targets": {
             "events_per_second": 50_000,
-            "ratio_to_copy": 0.5,
+            "ratio_to_copy": 0.8,
         },
     });
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results");
-    std::fs::create_dir_all(dir)?;
-    let path = format!("{dir}/audit-append.json");
+    let path = match std::env::var("BENCH_RESULTS_OUT") {
+        Ok(path) if !path.is_empty() => path,
+        _ => {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results");
+            std::fs::create_dir_all(dir)?;
+            format!("{dir}/audit-append.json")
+        }
+    };
     std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")?;
 
     println!("audit append benchmark ({writers} writers, PostgreSQL)");
@@ -478,14 +501,16 @@ async fn main() -> anyhow::Result<()> {
         run.percentile(0.5),
         run.percentile(0.99)
     );
-    println!(
-        "  group commit, 3 instances: {:>9.0} events/s  (one valid chain)",
-        three.rate()
-    );
+    if let Some(three) = &three {
+        println!(
+            "  group commit, 3 instances: {:>9.0} events/s  (one valid chain)",
+            three.rate()
+        );
+    }
     println!(
         "  COPY baseline            : {copy_rate:>9.0} rows/s    (the same rows, events and spine)"
     );
-    println!("  append / COPY            : {ratio:>9.2}       (target ≥ 0.5)");
+    println!("  append / COPY            : {ratio:>9.2}       (target ≥ 0.8)");
     println!("  append / COPY, median round: {:>6.2}", median(ratios));
     println!("  verify                   : {verify_rate:>9.0} events/s over {verified} events");
     println!("  written to {path}");
