@@ -64,6 +64,28 @@ impl App {
         }
     }
 
+    /// The notification engine over this state's parts, each passed in as the narrow trait
+    /// it uses (cheap: it clones handles); the lifecycle is its outbox.
+    pub fn notifier(&self) -> crate::notify::Engine {
+        crate::notify::Engine {
+            subscriptions: self.store.clone(),
+            consents: self.store.clone(),
+            clients: self.store.clone(),
+            bank: Arc::new(crate::notify::bank::AdapterReader {
+                banks: self.banks.clone(),
+                bank_tokens: self.bank_tokens.clone(),
+                grants: self.store.clone(),
+                account_refs: self.store.clone(),
+                sealer: self.sealer.clone(),
+            }),
+            outbox: Arc::new(self.lifecycle()),
+            auditor: self.auditor.clone(),
+            policies: self.policies.clone(),
+            keys: crate::notify::detect::Keys::new(self.sealer.clone()),
+            settings: crate::notify::engine::Settings::default(),
+        }
+    }
+
     /// The background work of this instance (see [`Maintenance`]), delivering webhooks only
     /// where the platforms' egress policy allows.
     pub fn maintenance(&self) -> Result<Maintenance, LifecycleError> {

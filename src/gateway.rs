@@ -221,6 +221,13 @@ impl Gateway {
                 .map(Some)?,
             None => None,
         };
+        // Notifications: the refresh engine claims due jobs from the shared queue (safe on
+        // every instance); it runs whenever the maintenance task does.
+        let _notify = self
+            .app
+            .config
+            .maintenance_interval
+            .map(|_| AbortOnDrop(self.app.notifier().spawn(crate::notify::engine::TICK)));
         // Adapters registered through another instance come into force here within one
         // interval (see `adapters::registry`); aborted when serving ends.
         let _adapters_refresh = self.app.config.adapters_refresh_interval.map(|interval| {

@@ -22,8 +22,10 @@ pub mod adapters;
 pub mod egress;
 pub mod store;
 
-// The authorization server and the consent lifecycle over the domain and the edges.
+// The authorization server, the consent lifecycle and notifications over the domain and the
+// edges.
 pub mod lifecycle;
+pub mod notify;
 pub mod oauth;
 
 // Serving: the shared state, the HTTP stack, its telemetry, and the start-up of one gateway.

@@ -27,6 +27,7 @@ pub trait Store:
     + crate::adapters::AccountRefs
     + crate::lifecycle::Webhooks
     + crate::payments::Payments
+    + crate::notify::Subscriptions
     + Operational
 {
 }
@@ -43,6 +44,7 @@ impl<T> Store for T where
         + crate::adapters::AccountRefs
         + crate::lifecycle::Webhooks
         + crate::payments::Payments
+        + crate::notify::Subscriptions
         + Operational
 {
 }

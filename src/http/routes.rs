@@ -11,3 +11,4 @@ pub mod meta;
 pub mod oauth;
 pub mod payments;
 pub mod purposes;
+pub mod subscriptions;

@@ -59,6 +59,11 @@ pub fn service(app: Arc<App>) -> GatewayService {
         .layer(AuthnLayer::for_app(&app))
         .service(routes::payments::router(app.clone()));
 
+    // Notification subscriptions: authenticated; the routes check tenant and token kind.
+    let subscriptions = ServiceBuilder::new()
+        .layer(AuthnLayer::for_app(&app))
+        .service(routes::subscriptions::router(app.clone()));
+
     let mut router = Router::new()
         .merge(routes::meta::router(app.clone()))
         .merge(routes::oauth::router(app.clone()))
@@ -78,7 +83,9 @@ pub fn service(app: Arc<App>) -> GatewayService {
         )
         .route_service("/v1/webhooks/{*rest}", consents)
         .route_service("/v1/payments", payments.clone())
-        .route_service("/v1/payments/{*rest}", payments);
+        .route_service("/v1/payments/{*rest}", payments)
+        .route_service("/v1/subscriptions", subscriptions.clone())
+        .route_service("/v1/subscriptions/{*rest}", subscriptions);
     // Exactly the data routes, GET only: any other path under /v1/accounts has no route (404,
     // not a data request), and another method is 405 before any decision (a POST or TRACE
     // released data, found by schemathesis).

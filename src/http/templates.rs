@@ -49,6 +49,8 @@ pub const ALL: &[RouteSpec] = &[
     route("/v1/webhooks/deliveries", &["GET"]),
     route("/v1/payments", &["POST"]),
     route("/v1/payments/{id}", &["GET"]),
+    route("/v1/subscriptions", &["GET", "POST"]),
+    route("/v1/subscriptions/{id}", &["DELETE"]),
     route("/v1/audit/events", &["GET"]),
     route("/v1/audit/events/{position}", &["GET"]),
     route("/v1/audit/checkpoints", &["GET"]),

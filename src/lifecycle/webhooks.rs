@@ -1,5 +1,7 @@
 //! Signed webhooks to platforms: `consent.revoked`, `consent.expired`, `consent.expiring`,
-//! `payment.status_changed`.
+//! `payment.status_changed`, and the notifications of `notify` (`balance.changed`,
+//! `transactions.created`: sent only while their consent is authorised; [`Lifecycle`] is the
+//! notification engine's `Outbox`).
 //!
 //! Each delivery is a Security Event Token (RFC 8417) POSTed as the request body with
 //! `Content-Type: application/secevent+jwt` (push delivery, RFC 8935). It is a JWS signed with
@@ -197,12 +199,41 @@ async fn enqueue_event(
     Ok(lifecycle.webhooks.enqueue_webhook(&delivery).await?)
 }
 
+#[async_trait]
+impl crate::notify::Outbox for Lifecycle {
+    async fn has_webhook(&self, client_id: &str) -> Result<bool, crate::notify::OutboxError> {
+        Ok(self
+            .clients
+            .client(client_id)
+            .await?
+            .is_some_and(|client| client.webhook_url.is_some()))
+    }
+
+    async fn send(
+        &self,
+        consent: &Consent,
+        event: &str,
+        detail: serde_json::Value,
+        dedupe_key: String,
+        now: DateTime<Utc>,
+    ) -> Result<bool, crate::notify::OutboxError> {
+        enqueue_event(self, consent, event, detail, dedupe_key, now)
+            .await
+            .map_err(|error| match error {
+                LifecycleError::Store(error) => crate::notify::OutboxError::Store(error),
+                other => crate::notify::OutboxError::Sign(other.to_string()),
+            })
+    }
+}
+
 /// What one delivery run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeliveryReport {
     pub delivered: usize,
     pub retried: usize,
     pub failed: usize,
+    /// Notifications not sent: their consent was revoked or expired meanwhile.
+    pub withdrawn: usize,
 }
 
 /// Claims the deliveries due at `now` and attempts each once.
@@ -217,6 +248,28 @@ pub async fn deliver_due(
         .claim_webhooks(now, BATCH, now + LEASE)
         .await?;
     for delivery in claimed {
+        // A notification leaves only while its consent is authorised: a revocation or expiry
+        // stops the deliveries still queued at once.
+        if crate::notify::EventType::is_notification(&delivery.event)
+            && !lifecycle
+                .consents
+                .consent(&delivery.consent_id)
+                .await?
+                .is_some_and(|consent| {
+                    consent.status == crate::consent::ConsentStatus::Authorised
+                        && consent.expires_at > now
+                })
+        {
+            report.withdrawn += 1;
+            let outcome = DeliveryOutcome::Failed {
+                error: "the consent is no longer authorised".into(),
+            };
+            lifecycle
+                .webhooks
+                .finish_webhook(&delivery.id, &outcome, now)
+                .await?;
+            continue;
+        }
         let outcome = match attempt(http, &delivery).await {
             Ok(()) => {
                 report.delivered += 1;

@@ -19,6 +19,7 @@ mod banks;
 mod clients;
 mod consents;
 mod grants;
+mod notify;
 mod payments;
 mod tokens;
 mod webhooks;
@@ -57,6 +58,7 @@ pub struct MemoryStore {
     /// Webhook deliveries in enqueue order.
     webhooks: Mutex<Vec<WebhookDelivery>>,
     payments: Mutex<payments::PaymentRows>,
+    notify: Mutex<notify::NotifyRows>,
 }
 
 /// An issued access token and when it was revoked, if it was.

@@ -13,6 +13,7 @@ pub mod banks;
 pub mod clients;
 pub mod consents;
 pub mod grants;
+pub mod notify;
 pub mod payments;
 pub mod tokens;
 pub mod webhooks;

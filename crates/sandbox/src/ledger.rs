@@ -68,11 +68,16 @@ impl Clock {
     }
 }
 
-/// One movement of money on an account, caused by a payment.
+/// One movement of money on an account, caused by a payment or by the account's activity
+/// ([`Ledger::post`], [`Ledger::stream`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Movement {
-    /// Unique in the ledger; also the transaction id banks show.
+    /// Unique in the ledger; also the transaction id banks show (once booked, when it has a
+    /// `pending_id`).
     pub id: String,
+    /// The id banks show while it is pending, when the bank books it under another one (card
+    /// payments: the standards give the pending and the booked transaction different ids).
+    pub pending_id: Option<String>,
     /// Negative leaves the account.
     pub money: Money,
     /// The payee of a debit, the payer of a credit.
@@ -129,9 +134,131 @@ impl Execution {
 struct Books {
     /// By IBAN, oldest first.
     movements: HashMap<String, Vec<Movement>>,
+    /// Accounts whose activity streams, by IBAN.
+    streams: HashMap<String, Stream>,
     /// IBANs closed by a test or an operator.
     closed: HashSet<String>,
     next_id: u64,
+}
+
+/// How far apart a stream's movements are, on the sandbox clock.
+pub const STREAM_STEP: TimeDelta = TimeDelta::minutes(30);
+
+/// How long a card payment stays pending, on the sandbox clock.
+pub const CARD_PENDING: TimeDelta = TimeDelta::hours(2);
+
+/// A movement to post on an account ([`Ledger::post`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posting {
+    /// Negative leaves the account.
+    pub amount: Decimal,
+    pub currency: String,
+    pub counterparty: String,
+    pub description: String,
+    /// Zero: booked at once.
+    pub pending_for: TimeDelta,
+}
+
+/// An account's activity stream: the next movement's number and time.
+struct Stream {
+    seed: u64,
+    next: u64,
+    next_at: DateTime<Utc>,
+}
+
+/// SplitMix64: a small, well-mixed generator, enough for a reproducible stream.
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// The `n`th movement of the stream of `seed` in `currency`.
+fn streamed(seed: u64, n: u64, currency: &str) -> Posting {
+    const MERCHANTS: [&str; 6] = [
+        "Café Central",
+        "Rewe Markt",
+        "Deutsche Bahn",
+        "Spotify",
+        "Shell Station",
+        "Buchhandlung Lehmann",
+    ];
+    let draw = splitmix(seed ^ splitmix(n));
+    match draw % 16 {
+        0 => Posting {
+            amount: Decimal::new(245_000, 2),
+            currency: currency.to_owned(),
+            counterparty: "ACME GmbH".into(),
+            description: "Salary".into(),
+            pending_for: TimeDelta::zero(),
+        },
+        1 => Posting {
+            amount: Decimal::new(-89_900, 2),
+            currency: currency.to_owned(),
+            counterparty: "Electronics Wholesale Lagos".into(),
+            description: "Card payment abroad".into(),
+            pending_for: CARD_PENDING,
+        },
+        _ => {
+            let merchant = MERCHANTS[usize::try_from((draw >> 8) % 6).unwrap_or(0)];
+            let cents = 350 + i64::try_from((draw >> 16) % 8_650).unwrap_or(0);
+            Posting {
+                amount: Decimal::new(-cents, 2),
+                currency: currency.to_owned(),
+                counterparty: merchant.into(),
+                description: "Card payment".into(),
+                pending_for: CARD_PENDING,
+            }
+        }
+    }
+}
+
+impl Books {
+    /// Posts the account's streamed movements due by `now`.
+    fn catch_up(&mut self, iban: &str, now: DateTime<Utc>) {
+        let Some(stream) = self.streams.get_mut(iban) else {
+            return;
+        };
+        let currency = account_by_iban(iban)
+            .map(|(_, account)| account.currency.clone())
+            .filter(|currency| currency != "XXX")
+            .unwrap_or_else(|| "EUR".into());
+        let mut due = Vec::new();
+        while stream.next_at <= now {
+            due.push((
+                streamed(stream.seed, stream.next, &currency),
+                stream.next_at,
+            ));
+            stream.next += 1;
+            stream.next_at += STREAM_STEP;
+        }
+        for (posting, at) in due {
+            self.post(iban, posting, at);
+        }
+    }
+
+    fn post(&mut self, iban: &str, posting: Posting, at: DateTime<Utc>) -> String {
+        self.next_id += 1;
+        let id = format!("mv-{}", self.next_id);
+        let pending = posting.pending_for > TimeDelta::zero();
+        self.movements
+            .entry(iban.to_owned())
+            .or_default()
+            .push(Movement {
+                pending_id: pending.then(|| format!("{id}-pending")),
+                id: id.clone(),
+                money: Money {
+                    amount: posting.amount,
+                    currency: posting.currency,
+                },
+                counterparty: posting.counterparty,
+                description: posting.description,
+                at,
+                settles_at: at + posting.pending_for,
+            });
+        id
+    }
 }
 
 /// Money moved by payments, shared by the sandbox banks of a process, and its clock.
@@ -228,13 +355,38 @@ impl Ledger {
         lock(&self.books).closed.remove(&compact_iban(iban));
     }
 
-    /// The movements on the account with this IBAN, oldest first.
+    /// The movements on the account with this IBAN, oldest first (its stream's, up to now on
+    /// the sandbox clock, included).
     pub fn movements(&self, iban: &str) -> Vec<Movement> {
-        lock(&self.books)
-            .movements
-            .get(&compact_iban(iban))
-            .cloned()
-            .unwrap_or_default()
+        let iban = compact_iban(iban);
+        let now = self.clock.now();
+        let mut books = lock(&self.books);
+        books.catch_up(&iban, now);
+        books.movements.get(&iban).cloned().unwrap_or_default()
+    }
+
+    /// Posts a movement on the account with this IBAN at the sandbox clock's now: pending
+    /// under `<id>-pending` for `posting.pending_for`, then booked under its id (returned).
+    pub fn post(&self, iban: &str, posting: Posting) -> String {
+        let iban = compact_iban(iban);
+        let now = self.clock.now();
+        let mut books = lock(&self.books);
+        books.catch_up(&iban, now);
+        books.post(&iban, posting, now)
+    }
+
+    /// Starts the account's activity stream (if it has none): from now on the sandbox clock,
+    /// every [`STREAM_STEP`] a movement drawn from `seed` — card payments (pending, then
+    /// booked under another id), now and then a salary, and a suspicious foreign debit. The
+    /// same seed gives the same stream.
+    pub fn stream(&self, iban: &str, seed: u64) {
+        let iban = compact_iban(iban);
+        let now = self.clock.now();
+        lock(&self.books).streams.entry(iban).or_insert(Stream {
+            seed,
+            next: 0,
+            next_at: now + STREAM_STEP,
+        });
     }
 
     fn usable(books: &Books, account: &Account) -> Result<(), Rejection> {
@@ -291,6 +443,7 @@ impl Ledger {
         let id = books.next_id;
         let debit = Movement {
             id: format!("mv-{id}-d"),
+            pending_id: None,
             money: Money {
                 amount: -transfer.amount,
                 currency: transfer.currency.to_owned(),
@@ -306,6 +459,7 @@ impl Ledger {
         {
             let credit = Movement {
                 id: format!("mv-{id}-c"),
+                pending_id: None,
                 money: Money {
                     amount: transfer.amount,
                     currency: transfer.currency.to_owned(),
@@ -369,8 +523,13 @@ impl Ledger {
             .rev()
             .map(|movement| {
                 let debit = movement.money.is_debit();
+                let settled = movement.settled(now);
+                let id = match (&movement.pending_id, settled) {
+                    (Some(pending_id), false) => pending_id.clone(),
+                    _ => movement.id.clone(),
+                };
                 Transaction {
-                    status: if movement.settled(now) {
+                    status: if settled {
                         TransactionStatus::Booked
                     } else {
                         TransactionStatus::Pending
@@ -386,7 +545,7 @@ impl Ledger {
                         "PMNT-RCDT-ESCT"
                     }
                     .to_owned(),
-                    id: movement.id,
+                    id,
                     money: movement.money,
                 }
             })

@@ -9,6 +9,9 @@
 //! - `POST /sandbox/accounts/{iban}/close`, `POST /sandbox/accounts/{iban}/reopen`
 //! - `GET /sandbox/accounts/{iban}/movements` → `{"movements": [{id, amount, currency,
 //!   counterparty, description, at, settles_at, status}]}`, oldest first
+//! - `POST /sandbox/accounts/{iban}/stream?seed=N` → 204: the account's activity moves from
+//!   now on (a seeded stream of card payments, salary, a foreign debit; see
+//!   `Ledger::stream`), as the sandbox clock advances
 
 use std::sync::Arc;
 
@@ -30,6 +33,18 @@ pub fn routes<S: Standard>() -> Router<Arc<Bank<S>>> {
         .route("/sandbox/accounts/{iban}/close", post(close::<S>))
         .route("/sandbox/accounts/{iban}/reopen", post(reopen::<S>))
         .route("/sandbox/accounts/{iban}/movements", get(movements::<S>))
+        .route("/sandbox/accounts/{iban}/stream", post(stream::<S>))
+}
+
+async fn stream<S: Standard>(
+    State(bank): State<Arc<Bank<S>>>,
+    Path(iban): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<StatusCode, ApiError<S>> {
+    let seed = Query::parse(query)?.number("seed")?;
+    bank.ledger
+        .stream(&iban, u64::try_from(seed).unwrap_or_default());
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn movements<S: Standard>(
