@@ -218,6 +218,14 @@ pub use crate::payments::{BankPayment, PaymentOrder};
 /// [`PaymentInitiation::status`] or [`PaymentInitiation::find`], never sent again.
 #[async_trait]
 pub trait PaymentInitiation: Send + Sync {
+    /// Whether the user's authorisation at the bank may execute the payment without another
+    /// call from bankgate: where the payment resource is the consent (Berlin Group; STET, when
+    /// the bank does not wait for a confirmation). Such a payment counts against the user's
+    /// daily limit before it is created at the bank; any other when it is submitted.
+    fn authorisation_executes(&self) -> bool {
+        false
+    }
+
     /// Creates the bank-side payment consent (OBIE) or payment resource (Berlin Group, STET)
     /// before the user is sent to the bank: its id and the authorization request parameters.
     async fn create_payment_consent(

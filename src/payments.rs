@@ -466,6 +466,16 @@ impl Payment {
     }
 }
 
+/// What [`Payments::count_payment`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayCount {
+    /// The payment counts against its day (now, or before).
+    Counted,
+    /// Not counted: the day's other counted payments (`spent`) plus this one would pass the
+    /// limit.
+    OverLimit { spent: Decimal },
+}
+
 /// How long the status job waits before the `polls`-th look-up after the last one: 2 s,
 /// doubling, at most 10 minutes.
 pub fn poll_delay(polls: u32) -> chrono::Duration {
@@ -533,8 +543,22 @@ pub trait Payments: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Payment>, StoreError>;
 
-    /// The sum of a user's payments in a currency created on `day` (UTC) that were not
-    /// refused or rejected: what the daily limit counts.
+    /// Counts `payment` against its user's day (UTC, the day of `now`) when the user's other
+    /// counted payments of that day in its currency (not refused, not rejected) plus this one
+    /// stay within `max_per_day`; otherwise counts nothing and answers what they add up to.
+    /// A payment counted already is [`DayCount::Counted`] again (on whatever day). Of
+    /// concurrent calls for one user, platform and currency, each sees the ones before it:
+    /// together they never count more than `max_per_day` in a day.
+    async fn count_payment(
+        &self,
+        payment: &Payment,
+        max_per_day: Decimal,
+        now: DateTime<Utc>,
+    ) -> Result<DayCount, StoreError>;
+
+    /// The sum of a user's payments in a currency counted on `day` (UTC,
+    /// [`Payments::count_payment`]) that were not refused or rejected since: what the daily
+    /// limit counts.
     async fn spent_on(
         &self,
         client_id: &str,

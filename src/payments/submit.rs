@@ -9,8 +9,10 @@
 //!    body a mismatch, a request while the first is in flight `in flight`, another key for a
 //!    payment already submitted `consent used`;
 //! 2. the consent is checked (authorised, not revoked, not expired), the body against the
-//!    consented payment, and the purpose's limits again (against the user's other payments of
-//!    the day); a refusal is audited and answered (and stored with the key);
+//!    consented payment, and the purpose's limits again; the payment is counted against the
+//!    user's day ([`Payments::count_payment`], under the user's lock: concurrent submissions
+//!    never count past the limit) unless it was counted when it was created at the bank; a
+//!    refusal is audited and answered (and stored with the key);
 //! 3. the submission is audited, the payment marked `in_doubt`, the bank called once
 //!    ([`PayerBank::submit`]) and its answer recorded; a lost answer leaves the payment
 //!    `in_doubt` for the status job, which settles it by a look-up ([`PayerBank::find`]), never
@@ -22,8 +24,8 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::{
-    Amount, BankPayment, CreditorAccount, IdempotencyKey, Invalid, KeyRecord, LimitRefusal,
-    Payment, PaymentLimits, PaymentOrder, Payments, Replay, Submission, idempotency,
+    Amount, BankPayment, CreditorAccount, DayCount, IdempotencyKey, Invalid, KeyRecord,
+    LimitRefusal, Payment, PaymentLimits, PaymentOrder, Payments, Replay, Submission, idempotency,
 };
 use crate::audit::{Action, Auditor, Decision, Event};
 use crate::consent::{Consent, ConsentStatus};
@@ -195,7 +197,11 @@ impl Submitter<'_> {
             }
             Err(error) => return Err(error.into()),
         }
-        if let Err(refusal) = self.check(&payment, &request, now).await? {
+        let refused = match self.check(&payment, &request, now) {
+            Ok(limits) => self.count(&payment, limits, now).await?.err(),
+            Err(refusal) => Some(refusal),
+        };
+        if let Some(refusal) = refused {
             self.audit_refusal(&payment, consent, &refusal, &request)
                 .await?;
             return Ok(Submitted::Refused(refusal));
@@ -246,27 +252,28 @@ impl Submitter<'_> {
         self.payments.complete_key(client_id, key, response).await
     }
 
-    /// What is checked once the key is claimed: the consent, the body, the limits.
-    async fn check(
+    /// What is checked once the key is claimed: the consent, the body, the limits but the
+    /// day's ([`Submitter::count`]). Returns the limits in force.
+    fn check<'r>(
         &self,
         payment: &Payment,
-        request: &SubmitRequest<'_>,
+        request: &SubmitRequest<'r>,
         now: DateTime<Utc>,
-    ) -> Result<Result<(), Refusal>, StoreError> {
+    ) -> Result<&'r PaymentLimits, Refusal> {
         let consent = request.consent;
         match consent.status {
             ConsentStatus::Authorised if now >= consent.expires_at => {
-                return Ok(Err(Refusal::ConsentExpired));
+                return Err(Refusal::ConsentExpired);
             }
             ConsentStatus::Authorised => {}
-            ConsentStatus::Revoked => return Ok(Err(Refusal::ConsentRevoked)),
-            ConsentStatus::Expired => return Ok(Err(Refusal::ConsentExpired)),
-            status => return Ok(Err(Refusal::ConsentNotAuthorised(status))),
+            ConsentStatus::Revoked => return Err(Refusal::ConsentRevoked),
+            ConsentStatus::Expired => return Err(Refusal::ConsentExpired),
+            status => return Err(Refusal::ConsentNotAuthorised(status)),
         }
         if payment.submission != Submission::Submitted && payment.submission != Submission::Recorded
             || payment.status.is_some()
         {
-            return Ok(Err(Refusal::ConsentUsed));
+            return Err(Refusal::ConsentUsed);
         }
         let wanted = &payment.request;
         let body = &request.body;
@@ -275,49 +282,58 @@ impl Submitter<'_> {
             .as_ref()
             .is_some_and(|amount| amount != &wanted.instructed_amount)
         {
-            return Ok(Err(Refusal::BodyDiffers("instructed_amount")));
+            return Err(Refusal::BodyDiffers("instructed_amount"));
         }
         if body.creditor_account.as_ref().is_some_and(|account| {
             super::parse_iban(&account.iban).ok()
                 != super::parse_iban(&wanted.creditor_account.iban).ok()
         }) {
-            return Ok(Err(Refusal::BodyDiffers("creditor_account")));
+            return Err(Refusal::BodyDiffers("creditor_account"));
         }
         if body
             .creditor_name
             .as_ref()
             .is_some_and(|name| name != &wanted.creditor_name)
         {
-            return Ok(Err(Refusal::BodyDiffers("creditor_name")));
+            return Err(Refusal::BodyDiffers("creditor_name"));
         }
-        let valid = match wanted.validate() {
-            Ok(valid) => valid,
-            Err(invalid) => return Ok(Err(Refusal::Invalid(invalid))),
-        };
-        let Some(limits) = request.limits else {
-            return Ok(Err(Refusal::Limit(LimitRefusal::NotAPaymentPurpose {
+        let valid = wanted.validate().map_err(Refusal::Invalid)?;
+        let limits = request.limits.ok_or_else(|| {
+            Refusal::Limit(LimitRefusal::NotAPaymentPurpose {
                 purpose: wanted.purpose.clone(),
-            })));
-        };
-        // The day's other payments: this one is counted already if it was made today.
-        let spent = self
-            .payments
-            .spent_on(
-                request.client_id,
-                &wanted.user_ref,
-                valid.currency_code(),
-                now.date_naive(),
-            )
-            .await?;
-        let own = if payment.created_at.date_naive() == now.date_naive() {
-            valid.amount()
-        } else {
-            Decimal::ZERO
-        };
-        let others = spent.checked_sub(own).unwrap_or(Decimal::ZERO);
-        Ok(limits
-            .check(&wanted.purpose, &valid, others)
-            .map_err(Refusal::Limit))
+            })
+        })?;
+        // The day's other payments are counted by `count`, under the user's lock.
+        limits
+            .check(&wanted.purpose, &valid, Decimal::ZERO)
+            .map_err(Refusal::Limit)?;
+        Ok(limits)
+    }
+
+    /// Counts the payment against its user's day ([`Payments::count_payment`]: exact under
+    /// concurrency), unless it was counted when it was created at the bank; refused when the
+    /// day's other counted payments and this one pass the limit.
+    async fn count(
+        &self,
+        payment: &Payment,
+        limits: &PaymentLimits,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Refusal>, StoreError> {
+        Ok(
+            match self
+                .payments
+                .count_payment(payment, limits.max_amount_per_day, now)
+                .await?
+            {
+                DayCount::Counted => Ok(()),
+                DayCount::OverLimit { spent } => Err(Refusal::Limit(LimitRefusal::PerDay {
+                    purpose: payment.request.purpose.clone(),
+                    max: limits.max_amount_per_day,
+                    spent,
+                    currency: payment.request.instructed_amount.currency.clone(),
+                })),
+            },
+        )
     }
 
     async fn audit_refusal(

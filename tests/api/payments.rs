@@ -25,7 +25,7 @@ on_both_stores!(
     the_status_job_follows_a_payment_and_tells_the_platform,
     a_lost_answer_is_reconciled_by_a_look_up_never_sent_twice,
     a_gateway_that_died_after_the_bank_paid_finds_the_payment_once,
-    the_daily_limit_counts_the_users_payments_at_par_and_at_submission,
+    the_daily_limit_counts_what_was_sent_exactly_even_in_parallel,
 );
 
 /// The payee: a friend's account (checksum valid).
@@ -1012,64 +1012,111 @@ async fn a_gateway_that_died_after_the_bank_paid_finds_the_payment_once(kind: St
     assert_eq!(report.payments_changed, 0);
 }
 
-/// `max_amount_per_day` (500.00 EUR for p2p-payment) counts the user's payments of the day on
-/// record (authorised at the bank or submitted): at PAR, and again at submission — where
-/// requests pushed before any of them was on record are caught.
-async fn the_daily_limit_counts_the_users_payments_at_par_and_at_submission(kind: StoreKind) {
+/// `max_amount_per_day` (500.00 EUR for p2p-payment) counts what was sent on its way, exactly:
+/// an OBIE payment when it is submitted, a STET (or Berlin Group) payment when it is created
+/// at the bank for the user to authorise (authorising it may execute it). Payments only
+/// pushed count nothing, concurrent ones never count past the limit, and the limit itself is
+/// reachable.
+async fn the_daily_limit_counts_what_was_sent_exactly_even_in_parallel(kind: StoreKind) {
     let gateway = TestGateway::start(kind).await;
     let platform = paying_platform(&gateway).await;
-    // Pushed before any is on record: each passes PAR (250 + 250 + 10 = 510 in all).
-    let mut pushed = Vec::new();
-    for amount in ["250.00", "250.00", "10.00"] {
-        pushed.push(
-            platform
-                .push_payment(&to_savings("stet-bank", amount))
-                .await
-                .expect("PAR"),
-        );
-    }
+    let executed = async |bank: &str| counters(&gateway, bank).await["executed"].as_u64().unwrap();
+    // OBIE: three payments of 200.00 pushed and authorised (none counted yet: all pass PAR),
+    // then submitted at once — exactly two fit in the day.
     let mut tokens = Vec::new();
-    for request in &pushed {
-        let mut trace = FlowTrace::default();
-        let code = platform
-            .approve(request, &mut trace)
-            .await
-            .expect("authorised");
+    for _ in 0..3 {
         tokens.push(
-            platform
-                .exchange_payment(&code, request)
+            authorised(&platform, &to_savings("obie-bank", "200.00"))
                 .await
-                .expect("token"),
+                .0,
         );
     }
-    // Now 510.00 are on record: another request is refused at PAR.
-    let error = refused(
-        &platform,
-        serde_json::to_value(to_savings("stet-bank", "1.00")).unwrap(),
-    )
-    .await;
-    assert!(error.contains("payment-limit-per-day"), "{error}");
-    // And at submission: 500.00 of other payments plus this one is over the day's limit.
-    let confirmations = counters(&gateway, "stet-bank").await["confirmations"]
-        .as_u64()
-        .unwrap();
-    let (status, problem) = submit(&platform, &tokens[2], "day-2", &json!({})).await;
-    assert_eq!(status, 422, "{problem}");
+    let paid_before = executed("obie-bank").await;
+    let answers =
+        futures_util::future::join_all(tokens.iter().enumerate().map(async |(i, token)| {
+            submit(&platform, token, &format!("par-{i}"), &json!({})).await
+        }))
+        .await;
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 201).count(),
+        2,
+        "{answers:?}"
+    );
+    let over: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == 422)
+        .map(|(_, problem)| problem)
+        .collect();
+    assert_eq!(over.len(), 1, "{answers:?}");
     assert!(
-        problem["type"]
+        over[0]["type"]
             .as_str()
             .unwrap()
             .ends_with("/payment-limit-per-day"),
-        "{problem}"
+        "{}",
+        over[0]
     );
     assert_eq!(
-        counters(&gateway, "stet-bank").await["confirmations"]
+        executed("obie-bank").await,
+        paid_before + 2,
+        "paid twice, not three times"
+    );
+    // 400.00 counted: 100.01 more is refused at PAR, exactly 100.00 is not, and is paid.
+    let error = refused(
+        &platform,
+        serde_json::to_value(to_savings("obie-bank", "100.01")).unwrap(),
+    )
+    .await;
+    assert!(error.contains("payment-limit-per-day"), "{error}");
+    let (token, _) = authorised(&platform, &to_savings("obie-bank", "100.00")).await;
+    let (status, paid) = submit(&platform, &token, "par-last", &json!({})).await;
+    assert_eq!(status, 201, "{paid}");
+    // The refused submission's answer is its key's: the same request gets it again.
+    let (i, _) = answers
+        .iter()
+        .enumerate()
+        .find(|(_, (status, _))| *status == 422)
+        .unwrap();
+    let (again, replay) = submit(&platform, &tokens[i], &format!("par-{i}"), &json!({})).await;
+    assert_eq!((again, &replay), (422, &answers[i].1));
+
+    // STET, another user: three of 200.00 pushed, then confirmed on the consent screen at
+    // once — exactly two are created at the bank and authorised; the third consent is
+    // refused there (the platform gets `access_denied`), and nothing of it reaches the bank.
+    let mut pushed = Vec::new();
+    for _ in 0..3 {
+        let mut request = to_savings("stet-bank", "200.00");
+        request.user_ref = "u-payer-2".into();
+        pushed.push(platform.push_payment(&request).await.expect("PAR"));
+    }
+    let created_before = counters(&gateway, "stet-bank").await["created"]
+        .as_u64()
+        .unwrap();
+    let approved = futures_util::future::join_all(pushed.iter().map(async |request| {
+        let mut trace = FlowTrace::default();
+        let code = platform.approve(request, &mut trace).await;
+        (code.ok(), trace)
+    }))
+    .await;
+    assert_eq!(
+        approved.iter().filter(|(code, _)| code.is_some()).count(),
+        2,
+        "{approved:?}"
+    );
+    // Refused on the consent screen: sent back to the platform, not to the bank.
+    let (_, denied) = approved.iter().find(|(code, _)| code.is_none()).unwrap();
+    assert!(
+        denied.bank_authorization_url.starts_with(REDIRECT_URI)
+            && denied
+                .bank_authorization_url
+                .contains("error=access_denied"),
+        "{denied:?}"
+    );
+    assert_eq!(
+        counters(&gateway, "stet-bank").await["created"]
             .as_u64()
             .unwrap(),
-        confirmations,
-        "nothing was sent"
+        created_before + 2
     );
-    // The refusal is the key's answer: the same request gets it again.
-    let (again, replay) = submit(&platform, &tokens[2], "day-2", &json!({})).await;
-    assert_eq!((again, &replay), (422, &problem));
 }

@@ -97,6 +97,7 @@ conformance!(
     payments_update_is_compare_and_set,
     payments_due_lease_is_handed_out_once,
     payments_spent_on_counts_what_may_still_be_paid,
+    payments_day_count_is_exact_under_concurrency,
     payments_keys_are_kept_then_purged,
     payments_recorded_first_then_claimed_by_one_key,
 );

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bankgate::payments::idempotency::{KEY_RETENTION, StoredResponse, fingerprint};
 use bankgate::payments::{
-    Amount, BankStatus, CreditorAccount, IdempotencyKey, KeyRecord, PAYMENT_INITIATION, Payment,
-    PaymentRequest, PaymentStatus, RejectionReason, Replay, Submission,
+    Amount, BankStatus, CreditorAccount, DayCount, IdempotencyKey, KeyRecord, PAYMENT_INITIATION,
+    Payment, PaymentRequest, PaymentStatus, RejectionReason, Replay, Submission,
 };
 use bankgate::store::{Store, StoreError};
 use chrono::{DateTime, Duration};
@@ -153,8 +153,20 @@ pub async fn payments_same_key_other_body_is_a_mismatch(store: Arc<dyn Store>) {
         );
         assert_eq!(store.payment("app", "pay_2").await.unwrap(), None);
     }
-    // Nothing of the refused request counts towards the day either.
+    // Nothing of the refused request counts towards the day either (nor does the recorded
+    // one before it is counted).
     let day = t0().date_naive();
+    assert_eq!(
+        store.spent_on("app", "u-1", "EUR", day).await.unwrap(),
+        Decimal::ZERO
+    );
+    assert_eq!(
+        store
+            .count_payment(&first, Decimal::new(50000, 2), t0())
+            .await
+            .unwrap(),
+        DayCount::Counted
+    );
     assert_eq!(
         store.spent_on("app", "u-1", "EUR", day).await.unwrap(),
         Decimal::new(1250, 2)
@@ -367,6 +379,7 @@ pub async fn payments_spent_on_counts_what_may_still_be_paid(store: Arc<dyn Stor
                          amount: &str,
                          currency: &str,
                          at: DateTime<_>,
+                         count: bool,
                          change: &dyn Fn(&mut Payment)| {
         n += 1;
         let mut recorded = payment(
@@ -385,6 +398,15 @@ pub async fn payments_spent_on_counts_what_may_still_be_paid(store: Arc<dyn Stor
             )
             .await
             .unwrap();
+        if count {
+            assert_eq!(
+                store
+                    .count_payment(&recorded, Decimal::new(1_000_000, 2), at)
+                    .await
+                    .unwrap(),
+                DayCount::Counted
+            );
+        }
         let expected = recorded.updated_at;
         change(&mut recorded);
         if recorded != store.payment(client, &recorded.id).await.unwrap().unwrap() {
@@ -393,38 +415,41 @@ pub async fn payments_spent_on_counts_what_may_still_be_paid(store: Arc<dyn Stor
         }
     };
     let nothing = |_: &mut Payment| {};
-    add("app", "u-1", "12.50", "EUR", t0(), &nothing).await;
-    add("app", "u-1", "0.05", "EUR", t0(), &|p| {
+    add("app", "u-1", "12.50", "EUR", t0(), true, &nothing).await;
+    add("app", "u-1", "0.05", "EUR", t0(), true, &|p| {
         p.submission = Submission::Submitted;
         p.status = BankStatus::from_iso20022("ACSC", None);
     })
     .await;
     // Not counted: refused, rejected, another currency, user, platform or day.
-    add("app", "u-1", "100.00", "EUR", t0(), &|p| {
+    add("app", "u-1", "100.00", "EUR", t0(), true, &|p| {
         p.submission = Submission::Refused;
     })
     .await;
-    add("app", "u-1", "200.00", "EUR", t0(), &|p| {
+    add("app", "u-1", "200.00", "EUR", t0(), true, &|p| {
         p.submission = Submission::Submitted;
         p.status = BankStatus::from_iso20022("RJCT", Some("AM04"));
     })
     .await;
-    add("app", "u-1", "7.00", "GBP", t0(), &nothing).await;
-    add("app", "u-2", "7.00", "EUR", t0(), &nothing).await;
-    add("other-app", "u-1", "7.00", "EUR", t0(), &nothing).await;
+    add("app", "u-1", "7.00", "GBP", t0(), true, &nothing).await;
+    // Recorded (pushed, consented) but never counted: sent nowhere.
+    add("app", "u-1", "30.00", "EUR", t0(), false, &nothing).await;
+    add("app", "u-2", "7.00", "EUR", t0(), true, &nothing).await;
+    add("other-app", "u-1", "7.00", "EUR", t0(), true, &nothing).await;
     let midnight = day
         .succ_opt()
         .unwrap()
         .and_hms_opt(0, 0, 0)
         .unwrap()
         .and_utc();
-    add("app", "u-1", "7.00", "EUR", midnight, &nothing).await;
+    add("app", "u-1", "7.00", "EUR", midnight, true, &nothing).await;
     add(
         "app",
         "u-1",
         "0.45",
         "EUR",
         midnight - Duration::microseconds(1),
+        true,
         &nothing,
     )
     .await;
@@ -444,6 +469,92 @@ pub async fn payments_spent_on_counts_what_may_still_be_paid(store: Arc<dyn Stor
         store.spent_on("app", "u-3", "EUR", day).await.unwrap(),
         Decimal::ZERO
     );
+}
+
+pub async fn payments_day_count_is_exact_under_concurrency(store: Arc<dyn Store>) {
+    const CONTENDERS: usize = 8;
+    let limit = Decimal::new(50000, 2);
+    for round in 0..ROUNDS {
+        let user = format!("u-{round}");
+        let mut payments = Vec::new();
+        for i in 0..CONTENDERS {
+            let recorded = payment(
+                &format!("pay_{round}_{i}"),
+                "app",
+                &format!("c-{round}-{i}"),
+                request("100.00", "EUR", &user),
+            );
+            store.insert_payment(&recorded).await.unwrap();
+            payments.push(recorded);
+        }
+        let results = race(CONTENDERS, |i| {
+            let store = store.clone();
+            let recorded = payments[i].clone();
+            async move { store.count_payment(&recorded, limit, t0()).await.unwrap() }
+        })
+        .await;
+        let counted = results
+            .iter()
+            .filter(|result| **result == DayCount::Counted)
+            .count();
+        assert_eq!(counted, 5, "round {round}: {results:?}");
+        for result in &results {
+            if let DayCount::OverLimit { spent } = result {
+                assert_eq!(*spent, limit, "round {round}");
+            }
+        }
+        let day = t0().date_naive();
+        assert_eq!(
+            store.spent_on("app", &user, "EUR", day).await.unwrap(),
+            limit
+        );
+        // Counting a counted payment again changes nothing.
+        let first = results
+            .iter()
+            .position(|result| *result == DayCount::Counted)
+            .unwrap();
+        assert_eq!(
+            store
+                .count_payment(&payments[first], limit, t0())
+                .await
+                .unwrap(),
+            DayCount::Counted
+        );
+        assert_eq!(
+            store.spent_on("app", &user, "EUR", day).await.unwrap(),
+            limit
+        );
+        // A counted payment the bank refused frees its amount for one that did not fit.
+        let mut refused = payments[first].clone();
+        refused.submission = Submission::Refused;
+        refused.updated_at = t0() + Duration::seconds(1);
+        assert!(store.update_payment(&refused, t0()).await.unwrap());
+        let waiting = results
+            .iter()
+            .position(|result| *result != DayCount::Counted)
+            .unwrap();
+        assert_eq!(
+            store
+                .count_payment(&payments[waiting], limit, t0())
+                .await
+                .unwrap(),
+            DayCount::Counted
+        );
+        assert_eq!(
+            store
+                .count_payment(
+                    &payments[(waiting + 1..CONTENDERS)
+                        .chain(0..waiting)
+                        .find(|i| results[*i] != DayCount::Counted && *i != waiting)
+                        .unwrap()],
+                    limit,
+                    t0()
+                )
+                .await
+                .unwrap(),
+            DayCount::OverLimit { spent: limit }
+        );
+    }
 }
 
 pub async fn payments_keys_are_kept_then_purged(store: Arc<dyn Store>) {

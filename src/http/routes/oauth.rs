@@ -731,7 +731,7 @@ async fn payment_to_bank(
         .get(&consent.bank_id)
         .ok_or_else(|| Error::Internal("bank not loaded".into()))?;
     let started = match payment::create_at_bank(app, &adapter, recorded).await? {
-        payment::Created::Created(created) => {
+        payment::Creation::Created(created) => {
             to_bank_with(
                 app,
                 consent,
@@ -741,7 +741,11 @@ async fn payment_to_bank(
             )
             .await?
         }
-        payment::Created::Failed => ToBank::Unavailable,
+        payment::Creation::Failed => ToBank::Unavailable,
+        payment::Creation::Refused(reason) => {
+            payment::abandon(app, consent).await?;
+            return reject(app, consent, "gateway", "access_denied", &reason).await;
+        }
     };
     match started {
         ToBank::Redirect(response) => Ok(response),

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use super::{MemoryStore, lock, micros};
 use crate::payments::idempotency::{self, StoredResponse};
 use crate::payments::{
-    IdempotencyKey, KeyRecord, Payment, PaymentStatus, Payments, Replay, Submission,
+    DayCount, IdempotencyKey, KeyRecord, Payment, PaymentStatus, Payments, Replay, Submission,
 };
 use crate::store::StoreError;
 
@@ -21,6 +21,43 @@ pub(super) struct PaymentRows {
     payments: HashMap<String, Payment>,
     /// `(client_id, key)` → record.
     keys: HashMap<(String, String), KeyRecord>,
+    /// Payment id → when it was counted against its user's day (`count_payment`).
+    counted: HashMap<String, DateTime<Utc>>,
+}
+
+impl PaymentRows {
+    /// What the user of `payment` has counted on `day` in its currency, not refused or
+    /// rejected since, other payments than `except`.
+    fn spent(
+        &self,
+        client_id: &str,
+        user_ref: &str,
+        currency: &str,
+        day: NaiveDate,
+        except: Option<&str>,
+    ) -> Result<Decimal, StoreError> {
+        self.payments
+            .values()
+            .filter(|payment| {
+                payment.client_id == client_id
+                    && payment.request.user_ref == user_ref
+                    && payment.request.instructed_amount.currency == currency
+                    && Some(payment.id.as_str()) != except
+                    && self
+                        .counted
+                        .get(&payment.id)
+                        .is_some_and(|at| at.date_naive() == day)
+                    && payment.submission != Submission::Refused
+                    && !payment
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| matches!(s.status, PaymentStatus::Rejected { .. }))
+            })
+            .try_fold(Decimal::ZERO, |sum, payment| {
+                sum.checked_add(payment.request.instructed_amount.amount)
+            })
+            .ok_or(StoreError::Invariant("payment sum overflows"))
+    }
 }
 
 fn stored(payment: &Payment) -> Payment {
@@ -202,6 +239,37 @@ impl Payments for MemoryStore {
             .collect())
     }
 
+    async fn count_payment(
+        &self,
+        payment: &Payment,
+        max_per_day: Decimal,
+        now: DateTime<Utc>,
+    ) -> Result<DayCount, StoreError> {
+        let mut rows = lock(&self.payments);
+        if !rows.payments.contains_key(&payment.id) {
+            return Err(StoreError::Invariant("a recorded payment is counted"));
+        }
+        if rows.counted.contains_key(&payment.id) {
+            return Ok(DayCount::Counted);
+        }
+        let request = &payment.request;
+        let spent = rows.spent(
+            &payment.client_id,
+            &request.user_ref,
+            &request.instructed_amount.currency,
+            now.date_naive(),
+            Some(&payment.id),
+        )?;
+        let within = spent
+            .checked_add(request.instructed_amount.amount)
+            .is_some_and(|total| total <= max_per_day);
+        if !within {
+            return Ok(DayCount::OverLimit { spent });
+        }
+        rows.counted.insert(payment.id.clone(), micros(now));
+        Ok(DayCount::Counted)
+    }
+
     async fn spent_on(
         &self,
         client_id: &str,
@@ -209,24 +277,7 @@ impl Payments for MemoryStore {
         currency: &str,
         day: NaiveDate,
     ) -> Result<Decimal, StoreError> {
-        let rows = lock(&self.payments);
-        rows.payments
-            .values()
-            .filter(|payment| {
-                payment.client_id == client_id
-                    && payment.request.user_ref == user_ref
-                    && payment.request.instructed_amount.currency == currency
-                    && payment.created_at.date_naive() == day
-                    && payment.submission != Submission::Refused
-                    && !payment
-                        .status
-                        .as_ref()
-                        .is_some_and(|s| matches!(s.status, PaymentStatus::Rejected { .. }))
-            })
-            .try_fold(Decimal::ZERO, |sum, payment| {
-                sum.checked_add(payment.request.instructed_amount.amount)
-            })
-            .ok_or(StoreError::Invariant("payment sum overflows"))
+        lock(&self.payments).spent(client_id, user_ref, currency, day, None)
     }
 
     async fn purge_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -13,8 +13,8 @@ use tokio_postgres::Row;
 use super::{PgStore, column, corrupt, sql_error, storable};
 use crate::payments::idempotency::{self, StoredResponse};
 use crate::payments::{
-    BankStatus, IdempotencyKey, KeyRecord, Payment, PaymentRequest, PaymentStatus, Payments,
-    Replay, Submission,
+    BankStatus, DayCount, IdempotencyKey, KeyRecord, Payment, PaymentRequest, PaymentStatus,
+    Payments, Replay, Submission,
 };
 use crate::store::StoreError;
 
@@ -68,12 +68,25 @@ const CLAIM_DUE: &str = "\
               rejection_reason, status_raw, status_reason_code, created_at, updated_at, \
               next_poll_at, polls";
 
-/// What the daily limit counts: neither refused by the bank nor rejected.
+/// What the daily limit counts: payments counted on the day, neither refused by the bank nor
+/// rejected since, other than `$6`.
 const SPENT_ON: &str = "\
     SELECT COALESCE(sum(amount), 0)::text AS spent FROM payments \
     WHERE client_id = $1 AND user_ref = $2 AND currency = $3 \
-      AND created_at >= $4 AND created_at < $5 \
+      AND counted_at >= $4 AND counted_at < $5 AND id IS DISTINCT FROM $6 \
       AND submission <> 'refused' AND status IS DISTINCT FROM 'rejected'";
+
+/// The advisory lock class of a user's daily count (the two-key form: apart from the audit
+/// chain's one-key lock), keyed by a hash of platform, user and currency.
+const DAY_COUNT_LOCK_CLASS: i32 = 0x7061_7964; // "payd"
+
+/// Serialises the counts of one user's payments through one platform in one currency (a hash
+/// collision only serialises two users more than needed).
+const LOCK_DAY_COUNT: &str = "SELECT pg_advisory_xact_lock($1::int4, hashtext($2))";
+
+const LOCK_COUNTED: &str = "SELECT counted_at FROM payments WHERE id = $1 FOR UPDATE";
+
+const MARK_COUNTED: &str = "UPDATE payments SET counted_at = $2 WHERE id = $1";
 
 const PURGE_KEYS: &str = "DELETE FROM payment_idempotency_keys WHERE created_at < $1";
 
@@ -276,6 +289,91 @@ impl Payments for PgStore {
             .collect()
     }
 
+    async fn count_payment(
+        &self,
+        payment: &Payment,
+        max_per_day: Decimal,
+        now: DateTime<Utc>,
+    ) -> Result<DayCount, StoreError> {
+        let request = &payment.request;
+        let currency = &request.instructed_amount.currency;
+        let (from, until) = day_bounds(now.date_naive())?;
+        let mut client = self.connection().await?;
+        let error = sql_error("payment");
+        let transaction = client.transaction().await.map_err(&error)?;
+        let counted = async {
+            let lock = transaction
+                .prepare_cached(LOCK_DAY_COUNT)
+                .await
+                .map_err(&error)?;
+            let user = format!(
+                "{}\u{1f}{}\u{1f}{currency}",
+                payment.client_id, request.user_ref
+            );
+            transaction
+                .execute(&lock, &[&DAY_COUNT_LOCK_CLASS, &user])
+                .await
+                .map_err(&error)?;
+            let row = transaction
+                .prepare_cached(LOCK_COUNTED)
+                .await
+                .map_err(&error)?;
+            let row = transaction
+                .query_opt(&row, &[&payment.id])
+                .await
+                .map_err(&error)?
+                .ok_or(StoreError::Invariant("a recorded payment is counted"))?;
+            let counted_at: Option<DateTime<Utc>> = column(&row, "counted_at")?;
+            if counted_at.is_some() {
+                return Ok(None);
+            }
+            let spent = spent(
+                &transaction,
+                &payment.client_id,
+                &request.user_ref,
+                currency,
+                (from, until),
+                Some(&payment.id),
+            )
+            .await?;
+            let within = spent
+                .checked_add(request.instructed_amount.amount)
+                .is_some_and(|total| total <= max_per_day);
+            if !within {
+                return Ok(Some(DayCount::OverLimit { spent }));
+            }
+            let mark = transaction
+                .prepare_cached(MARK_COUNTED)
+                .await
+                .map_err(&error)?;
+            transaction
+                .execute(&mark, &[&payment.id, &now])
+                .await
+                .map_err(&error)?;
+            Ok(Some(DayCount::Counted))
+        }
+        .await;
+        match counted {
+            // Counted now: committed before the caller lets the payment go.
+            Ok(Some(DayCount::Counted)) => {
+                transaction.commit().await.map_err(&error)?;
+                Ok(DayCount::Counted)
+            }
+            Ok(Some(over)) => {
+                transaction.rollback().await.map_err(&error)?;
+                Ok(over)
+            }
+            Ok(None) => {
+                transaction.rollback().await.map_err(&error)?;
+                Ok(DayCount::Counted)
+            }
+            Err(failure) => {
+                let _ = transaction.rollback().await;
+                Err(failure)
+            }
+        }
+    }
+
     async fn spent_on(
         &self,
         client_id: &str,
@@ -283,19 +381,9 @@ impl Payments for PgStore {
         currency: &str,
         day: NaiveDate,
     ) -> Result<Decimal, StoreError> {
-        let (from, until) = day_bounds(day)?;
+        let bounds = day_bounds(day)?;
         let client = self.connection().await?;
-        let error = sql_error("payment");
-        let statement = client.prepare_cached(SPENT_ON).await.map_err(&error)?;
-        let row = client
-            .query_one(
-                &statement,
-                &[&client_id, &user_ref, &currency, &from, &until],
-            )
-            .await
-            .map_err(&error)?;
-        let sum: String = column(&row, "spent")?;
-        Decimal::from_str(&sum).map_err(|_| corrupt(format_args!("payment sum {sum:?}")))
+        spent(&client, client_id, user_ref, currency, bounds, None).await
     }
 
     async fn purge_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -377,6 +465,29 @@ async fn finish(
             Err(failure)
         }
     }
+}
+
+/// What a user counted in `bounds` in a currency, not refused or rejected since, other
+/// payments than `except`.
+async fn spent(
+    db: &impl GenericClient,
+    client_id: &str,
+    user_ref: &str,
+    currency: &str,
+    (from, until): (DateTime<Utc>, DateTime<Utc>),
+    except: Option<&str>,
+) -> Result<Decimal, StoreError> {
+    let error = sql_error("payment");
+    let statement = db.prepare_cached(SPENT_ON).await.map_err(&error)?;
+    let row = db
+        .query_one(
+            &statement,
+            &[&client_id, &user_ref, &currency, &from, &until, &except],
+        )
+        .await
+        .map_err(&error)?;
+    let sum: String = column(&row, "spent")?;
+    Decimal::from_str(&sum).map_err(|_| corrupt(format_args!("payment sum {sum:?}")))
 }
 
 /// The first instant of `day` and of the day after, in UTC.

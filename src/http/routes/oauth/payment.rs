@@ -5,7 +5,9 @@
 //!
 //! What is checked where: the request itself and the purpose's limits at PAR (and again at
 //! submission, `routes/payments.rs`); the payer's account, where the bank names it, at
-//! submission.
+//! submission. The user's daily limit counts a payment when it is sent on its way: here,
+//! before the bank creates it, where authorising it at the bank may execute it (Berlin Group,
+//! STET); at submission otherwise.
 
 use chrono::{DateTime, Utc};
 
@@ -17,7 +19,7 @@ use crate::error::{Error, OAuthError};
 use crate::lifecycle::consent_event;
 use crate::oauth::Client;
 use crate::payments::{
-    LimitRefusal, PAYMENT_INITIATION, Payment, PaymentRequest, Submission, ValidPayment,
+    DayCount, LimitRefusal, PAYMENT_INITIATION, Payment, PaymentRequest, Submission, ValidPayment,
 };
 use crate::policy::Platform;
 
@@ -178,11 +180,14 @@ pub(super) async fn record(
 }
 
 /// What [`create_at_bank`] got.
-pub(super) enum Created {
+pub(super) enum Creation {
     /// The bank's payment resource (or payment consent) exists; the user authorises it next.
     Created(BankConsent),
     /// The bank refused it, or could not be reached: the payment is not made (logged).
     Failed,
+    /// The gateway refused it before calling the bank (the user's daily limit, counted when
+    /// authorising the payment at the bank may execute it): why, as `slug: text`.
+    Refused(String),
 }
 
 /// Creates the bank's payment resource (Berlin Group, STET) or payment consent for `payment`:
@@ -193,10 +198,15 @@ pub(super) async fn create_at_bank(
     app: &App,
     adapter: &Adapter,
     payment: &Payment,
-) -> Result<Created, Error> {
+) -> Result<Creation, Error> {
     let Some(initiation) = adapter.profile.payments() else {
-        return Ok(Created::Failed);
+        return Ok(Creation::Failed);
     };
+    if initiation.authorisation_executes()
+        && let Err(refusal) = count(app, payment).await?
+    {
+        return Ok(Creation::Refused(format!("{}: {refusal}", refusal.slug())));
+    }
     let calling = payment.moved(Submission::InDoubt, Utc::now());
     if !app
         .store
@@ -217,7 +227,7 @@ pub(super) async fn create_at_bank(
             app.store
                 .update_payment(&answered, calling.updated_at)
                 .await?;
-            Ok(Created::Created(created))
+            Ok(Creation::Created(created))
         }
         Err(error) => {
             let error = error.at(&adapter.bank.manifest.id);
@@ -231,9 +241,37 @@ pub(super) async fn create_at_bank(
                     )
                     .await?;
             }
-            Ok(Created::Failed)
+            Ok(Creation::Failed)
         }
     }
+}
+
+/// Counts `payment` against its user's day before the bank is asked to create it, where
+/// authorising it at the bank may execute it: the purpose's daily limit in force, exact under
+/// concurrency ([`crate::payments::Payments::count_payment`]).
+async fn count(app: &App, payment: &Payment) -> Result<Result<(), LimitRefusal>, Error> {
+    let purpose = &payment.request.purpose;
+    let policy = app.policies.get(purpose);
+    let Some(limits) = policy.as_ref().and_then(|policy| policy.payment.as_ref()) else {
+        return Ok(Err(LimitRefusal::NotAPaymentPurpose {
+            purpose: purpose.clone(),
+        }));
+    };
+    Ok(
+        match app
+            .store
+            .count_payment(payment, limits.max_amount_per_day, Utc::now())
+            .await?
+        {
+            DayCount::Counted => Ok(()),
+            DayCount::OverLimit { spent } => Err(LimitRefusal::PerDay {
+                purpose: purpose.clone(),
+                max: limits.max_amount_per_day,
+                spent,
+                currency: payment.request.instructed_amount.currency.clone(),
+            }),
+        },
+    )
 }
 
 /// The payment of a consent that ended without being authorised (declined by the user or at
