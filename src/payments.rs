@@ -277,6 +277,22 @@ pub struct PaymentOrder {
     pub instant: bool,
 }
 
+impl PaymentOrder {
+    /// The request id of the payment's creation at the bank (`X-Request-ID`, which Berlin Group
+    /// and STET banks use to recognise a repeated creation): the UUID in the payment id, the
+    /// same every time, so that a creation repeated after its answer was lost is the same
+    /// request, which the bank answers with the payment it made rather than a second one. A
+    /// payment id without one (not made by [`Payment::new_id`]) gets a fresh UUID.
+    pub fn creation_request_id(&self) -> String {
+        self.payment_id
+            .strip_prefix("pay_")
+            .and_then(|simple| uuid::Uuid::try_parse(simple).ok())
+            .unwrap_or_else(uuid::Uuid::new_v4)
+            .hyphenated()
+            .to_string()
+    }
+}
+
 /// A payment as the bank knows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BankPayment {

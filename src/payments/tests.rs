@@ -308,3 +308,25 @@ fn replay_rules() {
         Replay::Proceed
     );
 }
+
+#[test]
+fn a_payments_creation_request_id_is_its_own_and_stable() {
+    let id = Payment::new_id();
+    let order = |payment_id: &str| PaymentOrder {
+        payment_id: payment_id.to_owned(),
+        amount: Decimal::new(1250, 2),
+        currency: "EUR".into(),
+        creditor_iban: "DE89370400440532013000".into(),
+        creditor_name: "Friend".into(),
+        remittance: None,
+        instant: false,
+    };
+    let request_id = order(&id).creation_request_id();
+    // The UUID in the payment id, hyphenated: the same request every time it is sent.
+    assert_eq!(request_id, order(&id).creation_request_id());
+    assert_eq!(request_id.replace('-', ""), id.trim_start_matches("pay_"));
+    assert!(uuid::Uuid::try_parse(&request_id).is_ok());
+    // Another payment, another request; an id of another form still gets a UUID.
+    assert_ne!(request_id, order(&Payment::new_id()).creation_request_id());
+    assert!(uuid::Uuid::try_parse(&order("legacy-1").creation_request_id()).is_ok());
+}

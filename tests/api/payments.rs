@@ -24,6 +24,7 @@ on_both_stores!(
     revocation_and_expiry_before_submission_pay_nothing,
     the_status_job_follows_a_payment_and_tells_the_platform,
     a_lost_answer_is_reconciled_by_a_look_up_never_sent_twice,
+    a_lost_answer_to_the_creation_is_looked_up_never_made_twice,
     a_gateway_that_died_after_the_bank_paid_finds_the_payment_once,
     the_daily_limit_counts_what_was_sent_exactly_even_in_parallel,
 );
@@ -902,6 +903,32 @@ async fn a_lost_answer_is_reconciled_by_a_look_up_never_sent_twice(kind: StoreKi
         "{found}"
     );
     assert_eq!(bank.payments.confirmations(), 1, "confirmed once");
+    assert_eq!(bank.payments.executed(), 1, "paid once");
+}
+
+/// The connection drops after the bank created the payment at consent time and before the
+/// gateway read the answer: the gateway asks again under the same request id, the bank answers
+/// with the payment it made, and the user authorises that one — made once, paid once.
+async fn a_lost_answer_to_the_creation_is_looked_up_never_made_twice(kind: StoreKind) {
+    use bankgate_sandbox::faults::Fault;
+    let gateway = TestGateway::start(kind).await;
+    let bank = registered_stet_bank(&gateway, "faulty-stet").await;
+    let platform = paying_platform(&gateway).await;
+    // The creation (`POST /v1/payment-requests`) is acted on, then its answer cut.
+    bank.faults
+        .set_times("/v1/payment-requests", Fault::AnswerLost, 1);
+    let (token, _) = authorised(&platform, &to_savings("faulty-stet", "8.00")).await;
+    assert_eq!(bank.payments.created(), 1, "made once");
+    assert_eq!(bank.payments.replayed(), 1, "found by its request id");
+    let (status, paid) = submit(&platform, &token, "created-lost", &json!({})).await;
+    assert_eq!(status, 201, "{paid}");
+    assert!(
+        matches!(
+            paid["status"].as_str(),
+            Some("accepted" | "settlement_in_process" | "settled")
+        ),
+        "{paid}"
+    );
     assert_eq!(bank.payments.executed(), 1, "paid once");
 }
 

@@ -4,7 +4,9 @@
 //! `endToEndIdentification` set to bankgate's payment id, and the user authorises it at the
 //! bank under the OAuth scope `PIS:<paymentId>`; authorising it is what submits it, so
 //! [`PaymentInitiation::submit`] and [`PaymentInitiation::find`] read its status
-//! (`GET /v1/payments/{product}/{paymentId}/status`). The POST is sent once, never retried.
+//! (`GET /v1/payments/{product}/{paymentId}/status`). The POST's `X-Request-ID` is the
+//! payment's own (`PaymentOrder::creation_request_id`): it is sent again only after its answer
+//! was lost, as the same request, which the bank answers with the payment it made.
 
 pub mod wire;
 
@@ -73,7 +75,7 @@ impl PaymentInitiation for BerlinGroup {
         let request = bank
             .http
             .post(url)
-            .header(X_REQUEST_ID, request_id())
+            .header(X_REQUEST_ID, order.creation_request_id())
             .header(ACCEPT, HeaderValue::from_static("application/json"))
             .json(&wire::initiation(order));
         let route = "/v1/payments/{payment-product}";

@@ -4,7 +4,10 @@
 //! user approves it at the bank under the OAuth scope `pisp` (the resource id travels as the
 //! authorization request's `paymentRequestResourceId`, as the bank's `consentApproval` link
 //! names it); then `POST /v1/payment-requests/{id}/confirmation` confirms it, once, and
-//! `GET /v1/payment-requests/{id}` reads it. No POST is retried.
+//! `GET /v1/payment-requests/{id}` reads it. No POST is retried blindly: the creation's
+//! `X-Request-ID` is the payment's own (`PaymentOrder::creation_request_id`), so that the
+//! creation repeated after a lost answer is the same request, which the bank answers with the
+//! payment it made.
 //!
 //! The resource id is read from the `consentApproval` link's `paymentRequestResourceId`, not
 //! from the `Location` header (the outbound stack returns bodies only).
@@ -73,7 +76,7 @@ impl PaymentInitiation for Stet {
         let request = bank
             .http
             .post(url)
-            .header(X_REQUEST_ID, request_id())
+            .header(X_REQUEST_ID, order.creation_request_id())
             .header(ACCEPT, HeaderValue::from_static("application/hal+json"))
             .json(&wire::initiation(order, Utc::now()));
         let created: wire::Created =

@@ -191,9 +191,13 @@ pub(super) enum Creation {
 }
 
 /// Creates the bank's payment resource (Berlin Group, STET) or payment consent for `payment`:
-/// marked `in_doubt` first (a crash after the call leaves a trace, settled by a status
-/// look-up), called once — never retried —, then the answer recorded: the bank's id, or
-/// `refused` when the bank refused it, or left `in_doubt` when the answer was lost.
+/// counted against the user's day first where authorising it may execute it, marked
+/// `in_doubt` (a crash after the call leaves a trace), created — and, when the answer was
+/// lost, looked up once by repeating the creation under the same request id, which the bank
+/// answers with the payment it made —, then the answer recorded: the bank's id, or `refused`
+/// when the bank refused it, or left `in_doubt` when no answer came (the consent then ends:
+/// only the user's authorisation could execute a payment made meanwhile, and the user is not
+/// sent to the bank).
 pub(super) async fn create_at_bank(
     app: &App,
     adapter: &Adapter,
@@ -217,10 +221,26 @@ pub(super) async fn create_at_bank(
             "this payment is already on its way to the bank".into(),
         ));
     }
-    match initiation
-        .create_payment_consent(&adapter.bank, &calling.order())
+    let order = calling.order();
+    let created = match initiation
+        .create_payment_consent(&adapter.bank, &order)
         .await
     {
+        // The answer was lost (or the bank failed) and the payment may exist at the bank: the
+        // creation is repeated once under the same request id
+        // (`PaymentOrder::creation_request_id`, OBIE's `x-idempotency-key`), which the bank
+        // answers with the payment it made — or makes it now, had the first never arrived.
+        // Either way one payment exists, and only the user's authorisation can execute it.
+        Err(error) if !crate::adapters::paying::is_refusal(&error) => {
+            tracing::warn!(bank = %adapter.bank.manifest.id, kind = error.kind(),
+                "no answer to the payment's creation; looking it up by its request id");
+            initiation
+                .create_payment_consent(&adapter.bank, &order)
+                .await
+        }
+        answered => answered,
+    };
+    match created {
         Ok(created) => {
             let mut answered = calling.moved(Submission::Submitted, Utc::now());
             answered.bank_payment_id = created.id.clone();
