@@ -6,6 +6,8 @@
 //!   ([`Mode`]: thin or carrying the changed data), the refresh queue's [`Job`], and the
 //!   [`Subscriptions`] storage trait (subscriptions, jobs, the shared unattended budget, the
 //!   change-detection state).
+//! - Fraud signals are policy (`policy::signals`, the `[[signals]]` of a purpose); the engine
+//!   evaluates them on newly seen transactions and emits `fraud.signal`.
 //! - `notify/detect.rs`: change detection without keeping the data — a keyed hash of an
 //!   account's balance set, pseudonymised transaction ids and matching keys.
 //! - `notify/engine.rs`: the refresh engine — claims due jobs, spends the consent's unattended
@@ -84,10 +86,11 @@ impl EventType {
         }
     }
 
-    /// Whether `policy` allows the data this event is about: its scope. Fraud signals need
-    /// rules of the purpose's own, which no policy states yet: refused.
+    /// Whether `policy` allows the data this event is about: its scope, and for fraud signals
+    /// at least one `[[signals]]` rule of the purpose.
     pub fn allowed_by(self, policy: &Policy) -> bool {
-        policy.scopes.contains(&self.scope()) && self != EventType::FraudSignal
+        policy.scopes.contains(&self.scope())
+            && (self != EventType::FraudSignal || !policy.signals.is_empty())
     }
 }
 
@@ -301,16 +304,19 @@ pub trait Subscriptions: Send + Sync + 'static {
         balance_digest: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
-    /// The transactions already seen on an account.
-    async fn seen(&self, consent_id: &str, account_id: &str) -> Result<Vec<Seen>, StoreError>;
-    /// Records transactions as seen; returns those that were not (each is announced by
-    /// exactly one caller).
+    /// The transactions already seen on an account, with when each was first seen.
+    async fn seen(
+        &self,
+        consent_id: &str,
+        account_id: &str,
+    ) -> Result<Vec<(Seen, DateTime<Utc>)>, StoreError>;
+    /// Records transactions as seen, each first seen at its time; returns those that were not
+    /// (each is announced by exactly one caller).
     async fn mark_seen(
         &self,
         consent_id: &str,
         account_id: &str,
-        seen: &[Seen],
-        now: DateTime<Utc>,
+        seen: &[(Seen, DateTime<Utc>)],
     ) -> Result<Vec<Seen>, StoreError>;
 }
 

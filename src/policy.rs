@@ -7,6 +7,7 @@
 
 mod live;
 mod load;
+pub mod signals;
 #[cfg(test)]
 mod tests;
 
@@ -294,6 +295,8 @@ pub struct Policy {
     pub fields: BTreeMap<Object, BTreeSet<String>>,
     /// `[payment]`: the purpose initiates payments within these limits (and reads no data).
     pub payment: Option<crate::payments::PaymentLimits>,
+    /// `[[signals]]`: the fraud rules notifications evaluate on new transactions.
+    pub signals: Vec<signals::Signal>,
     /// `sha256:<hex>` of the file's bytes: which version was in force.
     pub hash: String,
 }

@@ -115,8 +115,9 @@ pub fn match_key(transaction: &Transaction) -> String {
 pub struct Sorted<'a> {
     /// Never seen, in the bank's order: to announce.
     pub new: Vec<(&'a Transaction, Seen)>,
-    /// A new id for a transaction seen before (pending → booked): recorded, not announced.
-    pub renamed: Vec<(&'a Transaction, Seen)>,
+    /// A new id for a transaction seen before (pending → booked): recorded, not announced;
+    /// with the index in `seen` of the earlier one it replaces.
+    pub renamed: Vec<(&'a Transaction, Seen, usize)>,
 }
 
 /// Sorts the transactions listed now (with their [`Seen`]) against those seen before.
@@ -127,10 +128,13 @@ pub fn sort<'a>(listed: Vec<(&'a Transaction, Seen)>, seen: &[Seen]) -> Sorted<'
         .map(|(_, seen)| seen.pseudonym.clone())
         .collect();
     // Seen before and no longer listed, by matching key: each may stand for one new id.
-    let mut vanished: HashMap<&str, usize> = HashMap::new();
-    for earlier in seen {
+    let mut vanished: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (index, earlier) in seen.iter().enumerate().rev() {
         if !listed_ids.contains(&earlier.pseudonym) {
-            *vanished.entry(earlier.match_key.as_str()).or_default() += 1;
+            vanished
+                .entry(earlier.match_key.as_str())
+                .or_default()
+                .push(index);
         }
     }
     let mut sorted = Sorted::default();
@@ -138,12 +142,12 @@ pub fn sort<'a>(listed: Vec<(&'a Transaction, Seen)>, seen: &[Seen]) -> Sorted<'
         if seen_ids.contains(key.pseudonym.as_str()) {
             continue;
         }
-        match vanished.get_mut(key.match_key.as_str()) {
-            Some(count) if *count > 0 => {
-                *count -= 1;
-                sorted.renamed.push((transaction, key));
-            }
-            _ => sorted.new.push((transaction, key)),
+        match vanished
+            .get_mut(key.match_key.as_str())
+            .and_then(|earlier| earlier.pop())
+        {
+            Some(index) => sorted.renamed.push((transaction, key, index)),
+            None => sorted.new.push((transaction, key)),
         }
     }
     sorted

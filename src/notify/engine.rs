@@ -14,9 +14,10 @@
 //!    waits for the next UTC day;
 //! 4. the bank is read (through its adapter's outbound stack: its limits and circuit breaker
 //!    hold); a failure backs off ([`backoff`]) and announces nothing;
-//! 5. changes are detected (`notify/detect.rs`) and each subscription that wants them gets a
-//!    signed event through the [`Outbox`]; a delivery that carries data is audited first, as
-//!    a release (`data_access`, actor `gateway`).
+//! 5. changes are detected (`notify/detect.rs`), the purpose's fraud rules
+//!    (`policy::signals`) evaluated on what is new, and each subscription that wants them gets
+//!    a signed event through the [`Outbox`]; a delivery that carries data is audited first, as
+//!    a release (`data_access`, actor `gateway`), and so is every fired signal.
 //!
 //! Refreshes are spread over the day: the next is due `24 h / max_unattended_per_day` later,
 //! jittered by up to a tenth of that either way (a keyed hash of the consent and the time, so
@@ -31,11 +32,12 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::{Value, json};
 
 use super::detect::{self, Keys};
-use super::{EventType, Job, Mode, Outbox, Subscription, Subscriptions};
+use super::{EventType, Job, Mode, Outbox, Seen, Subscription, Subscriptions};
 use crate::audit::{Action, Auditor, Decision, Event};
 use crate::consent::{Consent, ConsentStatus, Consents};
 use crate::model::{Account, Balance, Scope, Transaction};
 use crate::oauth::Clients;
+use crate::policy::signals;
 use crate::policy::{DataRequest, Live, Obligations, Platform, Policy, Presence};
 use crate::store_error::StoreError;
 
@@ -266,8 +268,14 @@ impl Engine {
             .await?;
             return Ok(Outcome::BudgetSpent);
         }
+        let signals_read_balances = wanted.contains(&EventType::FraudSignal)
+            && consent.scopes.contains(&Scope::Balances)
+            && policy
+                .signals
+                .iter()
+                .any(|signal| signal.rule.needs_balances());
         let reads = Reads {
-            balances: wanted.contains(&EventType::BalanceChanged),
+            balances: wanted.contains(&EventType::BalanceChanged) || signals_read_balances,
             transactions_from: (wanted.contains(&EventType::TransactionsCreated)
                 || wanted.contains(&EventType::FraudSignal))
             .then(|| {
@@ -394,9 +402,12 @@ impl Engine {
         let mut events = 0;
 
         // Transactions: first recorded, then announced (each new id is taken by one caller).
+        let mut new: Vec<&Transaction> = Vec::new();
+        let mut earlier_debits = Vec::new();
         if reads.transactions_from.is_some() {
-            let seen = self.subscriptions.seen(&consent.id, account_id).await?;
-            let listed = data
+            let seen_at = self.subscriptions.seen(&consent.id, account_id).await?;
+            let seen: Vec<Seen> = seen_at.iter().map(|(seen, _)| seen.clone()).collect();
+            let listed: Vec<(&Transaction, Seen)> = data
                 .transactions
                 .iter()
                 .map(|transaction| {
@@ -406,14 +417,41 @@ impl Engine {
                     )
                 })
                 .collect();
+            // When each debit still listed was first seen (for the rules that count them).
+            earlier_debits = listed
+                .iter()
+                .filter(|(transaction, _)| signals::is_debit(transaction))
+                .filter_map(|(_, key)| {
+                    seen_at
+                        .iter()
+                        .find(|(seen, _)| seen.pseudonym == key.pseudonym)
+                        .map(|(_, at)| *at)
+                })
+                .collect();
             let sorted = detect::sort(listed, &seen);
-            let mut record: Vec<_> = sorted.new.iter().map(|(_, seen)| seen.clone()).collect();
-            record.extend(sorted.renamed.iter().map(|(_, seen)| seen.clone()));
+            // First seen now; what an account's first refresh finds counts as seen long ago
+            // (its time is unknown), and a booked transaction keeps its pending one's time.
+            let first_seen = if state.is_some() {
+                now
+            } else {
+                DateTime::UNIX_EPOCH
+            };
+            let mut record: Vec<_> = sorted
+                .new
+                .iter()
+                .map(|(_, seen)| (seen.clone(), first_seen))
+                .collect();
+            record.extend(
+                sorted
+                    .renamed
+                    .iter()
+                    .map(|(_, seen, earlier)| (seen.clone(), seen_at[*earlier].1)),
+            );
             let fresh = self
                 .subscriptions
-                .mark_seen(&consent.id, account_id, &record, now)
+                .mark_seen(&consent.id, account_id, &record)
                 .await?;
-            let new: Vec<&Transaction> = sorted
+            new = sorted
                 .new
                 .iter()
                 .filter(|(_, seen)| fresh.contains(seen))
@@ -442,6 +480,7 @@ impl Engine {
         // Balances: compare-and-set on the generation; the change is enqueued under its
         // generation first, so a repeated refresh enqueues it once.
         let expected = state.as_ref().map(|state| state.generation);
+        let generation = expected.unwrap_or_default() + 1;
         let previous = state
             .as_ref()
             .and_then(|state| state.balance_digest.clone());
@@ -450,7 +489,6 @@ impl Engine {
             _ => false,
         };
         if changed {
-            let generation = expected.unwrap_or_default() + 1;
             for subscription in subscriptions {
                 if subscription.wants(EventType::BalanceChanged) {
                     events += self
@@ -464,6 +502,38 @@ impl Engine {
                             now,
                         )
                         .await? as usize;
+                }
+            }
+        }
+
+        // Fraud signals: the purpose's rules on what this refresh saw for the first time.
+        let signalled = subscriptions
+            .iter()
+            .any(|subscription| subscription.wants(EventType::FraudSignal));
+        if state.is_some() && signalled && EventType::FraudSignal.allowed_by(policy) {
+            let observed = signals::Observed {
+                new: &new,
+                listed: &data.transactions,
+                earlier_debits: &earlier_debits,
+                now,
+                changed_balances: changed.then_some(data.balances.as_slice()),
+            };
+            for fired in signals::evaluate(&policy.signals, &observed) {
+                for subscription in subscriptions {
+                    if subscription.wants(EventType::FraudSignal) {
+                        events += self
+                            .announce_signal(
+                                consent,
+                                policy,
+                                subscription,
+                                released,
+                                data,
+                                &fired,
+                                generation,
+                                now,
+                            )
+                            .await? as usize;
+                    }
                 }
             }
         }
@@ -570,6 +640,79 @@ impl Engine {
             .await?)
     }
 
+    /// A fired fraud signal: the rule (id, title, what it looks for) and, in data mode, the
+    /// transaction (or balance) with the purpose's fields. Audited whatever the mode: a
+    /// signal is a decision about the user's payments.
+    #[allow(clippy::too_many_arguments)]
+    async fn announce_signal(
+        &self,
+        consent: &Consent,
+        policy: &Policy,
+        subscription: &Subscription,
+        released: &Released,
+        data: &AccountData,
+        fired: &signals::Fired<'_>,
+        generation: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, EngineError> {
+        let event = EventType::FraudSignal;
+        let account_id = &data.account.id;
+        let signal = fired.signal;
+        let mut detail = thin(consent, subscription, account_id, "transactions");
+        detail["signal"] = json!({
+            "id": signal.id,
+            "title": signal.title,
+            "rule": signal.rule,
+        });
+        let (scope, fields, n_records) = match (fired.transaction, fired.balance) {
+            (Some(transaction), _) if subscription.mode == Mode::Data => {
+                let (mut values, fields) = released.transactions.apply(&[transaction]);
+                detail["transaction"] = values.pop().unwrap_or_default();
+                (Scope::Transactions, fields, 1)
+            }
+            (None, Some(balance)) if subscription.mode == Mode::Data => {
+                let (mut values, fields) = released.balances.apply(&[balance]);
+                detail["balance"] = values.pop().unwrap_or_default();
+                (Scope::Balances, fields, 1)
+            }
+            (None, Some(_)) => (Scope::Balances, Vec::new(), 0),
+            _ => (Scope::Transactions, Vec::new(), 0),
+        };
+        if subscription.mode == Mode::Data
+            && let Some(account) = released.account(&data.account)
+        {
+            detail["account"] = account;
+        }
+        self.audit(
+            consent,
+            policy,
+            &format!("notification {} {}", event.as_str(), signal.id),
+            scope,
+            &fields,
+            n_records,
+        )
+        .await?;
+        let which = match fired.transaction {
+            Some(transaction) => {
+                self.keys
+                    .seen(&consent.id, account_id, transaction)
+                    .pseudonym
+            }
+            None => format!("g{generation}"),
+        };
+        let key = format!(
+            "{}:{}:{}:{account_id}:{}:{which}",
+            event.as_str(),
+            subscription.id,
+            consent.id,
+            signal.id
+        );
+        Ok(self
+            .outbox
+            .send(consent, event.as_str(), detail, key, now)
+            .await?)
+    }
+
     /// Audits a delivery that carries data, before it is enqueued: a release like an API
     /// response (`data_access`, `allow`, the fields and records it carries).
     async fn audit_release(
@@ -577,6 +720,21 @@ impl Engine {
         consent: &Consent,
         policy: &Policy,
         event_type: EventType,
+        scope: Scope,
+        fields: &[String],
+        n_records: usize,
+    ) -> Result<(), EngineError> {
+        let reason = format!("notification {}", event_type.as_str());
+        self.audit(consent, policy, &reason, scope, fields, n_records)
+            .await
+    }
+
+    /// Appends a `data_access` event of the gateway about `consent`, and waits for it.
+    async fn audit(
+        &self,
+        consent: &Consent,
+        policy: &Policy,
+        reason: &str,
         scope: Scope,
         fields: &[String],
         n_records: usize,
@@ -591,7 +749,7 @@ impl Engine {
         event.categories = vec![scope.as_str().to_owned()];
         event.fields = fields.to_vec();
         event.n_records = u32::try_from(n_records).unwrap_or(u32::MAX);
-        event.reason = Some(format!("notification {}", event_type.as_str()));
+        event.reason = Some(reason.to_owned());
         self.auditor
             .record(event)
             .await

@@ -50,11 +50,18 @@ fn check(before: &[Transaction], now: &[Transaction], new: &[&str], renamed: &[&
         .map(|transaction| (transaction, keys.seen("c", "a", transaction)))
         .collect();
     let sorted = detect::sort(listed, &seen);
-    let ids = |list: &[(&Transaction, Seen)]| -> Vec<String> {
-        list.iter().map(|(t, _)| t.id.clone()).collect()
-    };
-    assert_eq!(ids(&sorted.new), new, "new");
-    assert_eq!(ids(&sorted.renamed), renamed, "renamed");
+    let new_ids: Vec<String> = sorted.new.iter().map(|(t, _)| t.id.clone()).collect();
+    let renamed_ids: Vec<String> = sorted
+        .renamed
+        .iter()
+        .map(|(t, _, _)| t.id.clone())
+        .collect();
+    assert_eq!(new_ids, new, "new");
+    assert_eq!(renamed_ids, renamed, "renamed");
+    // Each renamed one replaces an earlier one with its matching key.
+    for (_, key, earlier) in &sorted.renamed {
+        assert_eq!(seen[*earlier].match_key, key.match_key);
+    }
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::signals::{Rule, Signal};
 use super::{
     LegalBasis, LocalText, Object, Policy, PolicyError, PolicySet, Prohibited, REGIONS,
     TEXT_LANGUAGES,
@@ -65,6 +66,9 @@ struct RawPolicy {
     fields: Option<Spanned<RawFields>>,
     /// `[payment]`: the purpose initiates payments, within these limits.
     payment: Option<Spanned<RawPayment>>,
+    /// `[[signals]]`: fraud rules.
+    #[serde(default)]
+    signals: Vec<Spanned<RawSignal>>,
 }
 
 /// A policy file's `[payment]` table. Amounts are strings (`"250.00"`): exact, never floats.
@@ -368,6 +372,7 @@ fn validate(file: &mut File<'_>, raw: RawPolicy) -> Policy {
         .payment
         .as_ref()
         .map(|payment| validate_payment(file, payment.get_ref()));
+    let signals = validate_signals(file, &raw.signals, &scopes);
     Policy {
         id: raw.id.into_inner(),
         title,
@@ -384,7 +389,146 @@ fn validate(file: &mut File<'_>, raw: RawPolicy) -> Policy {
         onward_sharing: raw.onward_sharing,
         fields,
         payment,
+        signals,
         hash: format!("sha256:{}", crate::crypto::sha256_hex(file.text.as_bytes())),
+    }
+}
+
+/// A `[[signals]]` table, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignal {
+    id: Spanned<String>,
+    title: Spanned<String>,
+    when: Spanned<String>,
+    amount: Option<Spanned<String>>,
+    count: Option<Spanned<i64>>,
+    minutes: Option<Spanned<i64>>,
+}
+
+/// The `[[signals]]`: known rules with exactly their parameters, positive amounts as strings,
+/// ids unique; transaction rules need the transactions scope, `balance_below` the balances
+/// scope.
+fn validate_signals(
+    file: &mut File<'_>,
+    raw: &[Spanned<RawSignal>],
+    scopes: &BTreeSet<Scope>,
+) -> Vec<Signal> {
+    let mut signals = Vec::new();
+    let mut ids = BTreeSet::new();
+    for spanned in raw {
+        let signal = spanned.get_ref();
+        let id = signal.id.get_ref();
+        if !is_purpose_id(id) {
+            file.error(
+                &signal.id,
+                format!("signals: id {id:?} must be 1-64 lowercase letters, digits or '-'"),
+            );
+        } else if !ids.insert(id.clone()) {
+            file.error(&signal.id, format!("signals: id {id:?} is used twice"));
+        }
+        let title = file.text(&format!("signals.{id}.title"), &signal.title, 120);
+        let when = signal.when.get_ref().as_str();
+        // Which parameters the rule takes.
+        let (amount, count_and_minutes) = match when {
+            "debit_above" | "new_counterparty_above" | "balance_below" => (true, false),
+            "debits_within" => (false, true),
+            _ => {
+                file.error(
+                    &signal.when,
+                    format!(
+                        "signals.{id}: unknown rule {when:?}; expected one of {}",
+                        Rule::NAMES.join(", ")
+                    ),
+                );
+                continue;
+            }
+        };
+        let extra = |file: &mut File<'_>, present: bool, key: &str| {
+            if present {
+                file.error(spanned, format!("signals.{id}: {when} takes no {key}"));
+            }
+        };
+        extra(file, !amount && signal.amount.is_some(), "amount");
+        extra(file, !count_and_minutes && signal.count.is_some(), "count");
+        extra(
+            file,
+            !count_and_minutes && signal.minutes.is_some(),
+            "minutes",
+        );
+        let needed = if when == "balance_below" {
+            Scope::Balances
+        } else {
+            Scope::Transactions
+        };
+        if !scopes.contains(&needed) {
+            file.error(
+                &signal.when,
+                format!(
+                    "signals.{id}: {when} looks at {}, but scope {:?} is not allowed",
+                    needed.as_str(),
+                    needed.as_str()
+                ),
+            );
+        }
+        let threshold = |file: &mut File<'_>| match &signal.amount {
+            Some(value) => signal_amount(file, id, value),
+            None => {
+                file.error(
+                    spanned,
+                    format!("signals.{id}: {when} needs an amount (\"500.00\")"),
+                );
+                Decimal::ZERO
+            }
+        };
+        let rule = match when {
+            "debit_above" => Rule::DebitAbove {
+                amount: threshold(file),
+            },
+            "new_counterparty_above" => Rule::NewCounterpartyAbove {
+                amount: threshold(file),
+            },
+            "balance_below" => Rule::BalanceBelow {
+                amount: threshold(file),
+            },
+            _ => {
+                let (Some(count), Some(minutes)) = (&signal.count, &signal.minutes) else {
+                    file.error(
+                        spanned,
+                        format!("signals.{id}: debits_within needs count and minutes"),
+                    );
+                    continue;
+                };
+                Rule::DebitsWithin {
+                    count: file.days(&format!("signals.{id}.count"), count, 1..=1000),
+                    minutes: file.days(&format!("signals.{id}.minutes"), minutes, 1..=10_080),
+                }
+            }
+        };
+        signals.push(Signal {
+            id: id.clone(),
+            title,
+            rule,
+        });
+    }
+    signals
+}
+
+/// A signal's amount: a decimal string greater than zero.
+fn signal_amount(file: &mut File<'_>, id: &str, value: &Spanned<String>) -> Decimal {
+    match Decimal::from_str_exact(value.get_ref().trim()) {
+        Ok(amount) if amount > Decimal::ZERO => amount,
+        _ => {
+            file.error(
+                value,
+                format!(
+                    "signals.{id}.amount must be an amount greater than zero written as a \
+                     string (\"500.00\"), not {:?}",
+                    value.get_ref()
+                ),
+            );
+            Decimal::ZERO
+        }
     }
 }
 

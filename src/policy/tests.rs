@@ -861,6 +861,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
             ]
             .into(),
             payment: None,
+            signals: Vec::new(),
             hash: "sha256:random".into(),
         })
 }
@@ -1109,5 +1110,74 @@ fn invalid_payment_limits_name_file_and_line() {
         &missing,
         line_of(&missing, "[payment]"),
         "missing field `instant_allowed`",
+    );
+}
+
+#[test]
+fn the_fraud_alerts_signals_load() {
+    let policy = Policy::parse(Path::new("fraud-alerts.toml"), FRAUD_ALERTS).unwrap();
+    let ids: Vec<&str> = policy
+        .signals
+        .iter()
+        .map(|signal| signal.id.as_str())
+        .collect();
+    assert_eq!(ids, ["large-debit", "new-payee", "burst", "low-balance"]);
+    assert_eq!(
+        policy.signals[2].rule,
+        super::signals::Rule::DebitsWithin {
+            count: 3,
+            minutes: 120
+        }
+    );
+    // balance-alerts has none: no fraud signals for it.
+    let balance = Policy::parse(Path::new("balance-alerts.toml"), BALANCE_ALERTS).unwrap();
+    assert!(balance.signals.is_empty());
+}
+
+#[test]
+fn invalid_signals_name_file_and_line() {
+    let text = FRAUD_ALERTS;
+    let swap = |from: &str, to: &str| {
+        assert!(text.contains(from), "{from}");
+        text.replacen(from, to, 1)
+    };
+    let unknown = swap("when = \"debit_above\"", "when = \"debit_over\"");
+    check_invalid(
+        &unknown,
+        line_of(&unknown, "debit_over"),
+        "unknown rule \"debit_over\"",
+    );
+    let float = swap("amount = \"500.00\"", "amount = \"-5\"");
+    check_invalid(
+        &float,
+        line_of(&float, "amount = \"-5\""),
+        "signals.large-debit.amount must be an amount greater than zero",
+    );
+    let twice = swap("id = \"new-payee\"", "id = \"large-debit\"");
+    let second = twice
+        .match_indices("id = \"large-debit\"")
+        .nth(1)
+        .map(|(at, _)| twice[..at].matches('\n').count() + 1)
+        .unwrap();
+    check_invalid(&twice, second, "signals: id \"large-debit\" is used twice");
+    let extra = swap("count = 3", "count = 3\namount = \"1.00\"");
+    check_invalid(
+        &extra,
+        line_of(&extra, "id = \"burst\"") - 1,
+        "signals.burst: debits_within takes no amount",
+    );
+    let zero = swap("minutes = 120", "minutes = 0");
+    check_invalid(
+        &zero,
+        line_of(&zero, "minutes = 0"),
+        "signals.burst.minutes must be between 1 and 10080",
+    );
+    // A transaction rule needs the transactions scope.
+    let without = BALANCE_ALERTS.to_owned()
+        + "\n[[signals]]\nid = \"big\"\ntitle = \"Big\"\nwhen = \"debit_above\"\namount = \"1.00\"\n";
+    check_invalid(
+        &without,
+        line_of(&without, "when = \"debit_above\""),
+        "signals.big: debit_above looks at transactions",
     );
 }

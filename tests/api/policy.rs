@@ -464,8 +464,15 @@ async fn hot_reload_applies_at_the_next_request(kind: StoreKind) {
             "balance = [\"account_id\", \"type\", \"amount\", \"currency\", \"as_of\"]\n",
             "",
         )
-        .replace("\"counterparty_name\", ", "");
+        .replace("\"counterparty_name\", ", "")
+        // The low-balance signal looks at balances: it goes with them.
+        .replace(
+            "\n[[signals]]\nid = \"low-balance\"\ntitle = \"The available balance fell below 50\"\n\
+             when = \"balance_below\"\namount = \"50.00\"\n",
+            "",
+        );
     assert_ne!(stricter, text);
+    assert!(!stricter.contains("balance_below"), "{stricter}");
     std::fs::write(&path, &stricter).expect("write");
     let response = reload(OPERATOR_TOKEN).await.unwrap();
     assert_eq!(response.status(), 200);

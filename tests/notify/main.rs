@@ -42,6 +42,7 @@ on_both_stores!(
     a_change_reaches_the_platform_once_with_the_purposes_fields,
     refreshes_and_platform_calls_never_exceed_the_budget_together,
     revocation_stops_refreshes_and_deliveries_at_once,
+    each_fraud_rule_fires_on_its_case_and_not_on_a_near_miss,
 );
 
 /// Held by every scenario that moves sandbox money or the sandbox clock.
@@ -176,6 +177,20 @@ fn card_payment(amount_cents: i64, merchant: &str) -> String {
             pending_for: bankgate_sandbox::ledger::CARD_PENDING,
         },
     )
+}
+
+/// A movement on Alice's main account, booked at once.
+fn booked(amount: &str, counterparty: &str) {
+    Ledger::shared().post(
+        ALICE_GIRO,
+        Posting {
+            amount: amount.parse().unwrap(),
+            currency: "EUR".into(),
+            counterparty: counterparty.into(),
+            description: "Card payment".into(),
+            pending_for: chrono::TimeDelta::zero(),
+        },
+    );
 }
 
 /// Runs the refresh engine, then the webhook deliveries, at `at`.
@@ -612,4 +627,148 @@ async fn three_instances_share_the_queue_and_announce_each_change_once() {
     let mut expected: Vec<&str> = consents.iter().map(String::as_str).collect();
     expected.sort();
     assert_eq!(announced, expected, "{events:?}");
+}
+
+async fn each_fraud_rule_fires_on_its_case_and_not_on_a_near_miss(kind: StoreKind) {
+    let _sandbox = SANDBOX.lock().await;
+    let gateway = TestGateway::start(kind).await;
+    let hooks = receiver().await;
+    let (platform, token) = subscribed_platform(
+        &gateway,
+        "guard-app",
+        Some(&hooks.url),
+        "fraud-alerts",
+        FRAUD_SCOPES,
+    )
+    .await;
+    let (status, created) = subscribe(
+        &platform,
+        &token.access_token,
+        json!({"events": ["fraud.signal"], "mode": "data"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let start = Utc::now();
+    refresh_and_deliver(&gateway, start).await;
+    // Alice's available balance now (later steps leave her 10.00).
+    let (status, accounts) = platform
+        .get(&token.access_token, "/v1/accounts")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{accounts}");
+    let giro = accounts["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|account| account["display_name"] == "Main Account")
+        .expect("Alice's main account")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, balances) = platform
+        .get(
+            &token.access_token,
+            &format!("/v1/accounts/{giro}/balances"),
+        )
+        .await
+        .unwrap();
+    let available: rust_decimal::Decimal = balances["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|balance| balance["type"] == "interim_available")
+        .expect("an available balance")["amount"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // large-debit (above 500) and new-payee (above 200 to a stranger) fire on the first; the
+    // second is at the threshold and paid before (near misses of both); the third is a
+    // stranger at exactly 200; three debits are not more than three (burst's near miss).
+    booked("-600.00", "Electronics Wholesale Lagos");
+    booked("-500.00", "Hausverwaltung Berlin GmbH");
+    booked("-200.00", "Blumen Meyer");
+    let report = refresh_and_deliver(&gateway, start + Duration::minutes(70)).await;
+    assert_eq!(report.refreshed, 1, "{report:?}");
+    let signals = |events: &[(String, Value)]| -> Vec<(String, String)> {
+        let mut fired: Vec<(String, String)> = of(events, "fraud.signal")
+            .iter()
+            .map(|detail| {
+                (
+                    detail["signal"]["id"].as_str().unwrap().to_owned(),
+                    detail["transaction"]["amount"]
+                        .as_str()
+                        .or(detail["balance"]["amount"].as_str().map(|_| "balance"))
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        fired.sort();
+        fired
+    };
+    let events = hooks.events(&gateway, "guard-app").await;
+    assert_eq!(
+        signals(&events),
+        [
+            ("large-debit".to_owned(), "-600.00".to_owned()),
+            ("new-payee".to_owned(), "-600.00".to_owned()),
+        ],
+        "{events:?}"
+    );
+    // The transaction carries the purpose's fields only; the rule is named as written.
+    let policy = gateway.app.policies.get("fraud-alerts").unwrap();
+    let large = of(&events, "fraud.signal")
+        .into_iter()
+        .find(|detail| detail["signal"]["id"] == "large-debit")
+        .unwrap()
+        .clone();
+    assert_eq!(large["signal"]["rule"]["when"], "debit_above", "{large}");
+    for field in large["transaction"].as_object().unwrap().keys() {
+        assert!(
+            policy.fields[&bankgate::policy::Object::Transaction].contains(field),
+            "{field}"
+        );
+    }
+    assert!(large["account"].get("iban").is_none(), "{large}");
+
+    // Seventy minutes on: a fourth debit within two hours (burst), to someone paid before,
+    // bringing the available balance below 50 (low-balance; large-debit only if it is
+    // above 500 itself).
+    let last = available - rust_decimal::Decimal::new(131_000, 2);
+    assert!(last > rust_decimal::Decimal::ZERO, "{available}");
+    booked(&(-last).to_string(), "Café Einstein");
+    refresh_and_deliver(&gateway, start + Duration::minutes(140)).await;
+    let events = hooks.events(&gateway, "guard-app").await;
+    let last_text = format!("{:.2}", -last);
+    let mut expected = vec![
+        ("burst".to_owned(), last_text.clone()),
+        ("large-debit".to_owned(), "-600.00".to_owned()),
+        ("low-balance".to_owned(), "balance".to_owned()),
+        ("new-payee".to_owned(), "-600.00".to_owned()),
+    ];
+    if last > rust_decimal::Decimal::new(50_000, 2) {
+        expected.push(("large-debit".to_owned(), last_text));
+    }
+    expected.sort();
+    assert_eq!(signals(&events), expected, "{events:?}");
+
+    // Every signal was audited before it was sent.
+    let audit = gateway.audit_of(&token.consent_id).await;
+    let audited = audit
+        .iter()
+        .filter(|event| {
+            event["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.starts_with("notification fraud.signal "))
+        })
+        .count();
+    assert_eq!(audited, expected.len(), "{audit:#?}");
+
+    // Alice gets her money back for the scenarios after this one.
+    booked(
+        &(last + rust_decimal::Decimal::new(130_000, 2)).to_string(),
+        "Refund",
+    );
 }

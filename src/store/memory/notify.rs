@@ -11,13 +11,16 @@ use crate::consent::{Consent, ConsentStatus};
 use crate::notify::{AccountState, Job, Seen, Subscription, Subscriptions};
 use crate::store::StoreError;
 
+/// A transaction seen on an account, and when it was first seen.
+type SeenAt = (Seen, DateTime<Utc>);
+
 /// Everything notifications keep, under one lock.
 #[derive(Debug, Default)]
 pub(super) struct NotifyRows {
     subscriptions: BTreeMap<String, Subscription>,
     jobs: HashMap<String, Job>,
     accounts: HashMap<(String, String), AccountState>,
-    seen: HashMap<(String, String), Vec<Seen>>,
+    seen: HashMap<(String, String), Vec<SeenAt>>,
 }
 
 #[async_trait]
@@ -199,7 +202,11 @@ impl Subscriptions for MemoryStore {
         Ok(true)
     }
 
-    async fn seen(&self, consent_id: &str, account_id: &str) -> Result<Vec<Seen>, StoreError> {
+    async fn seen(
+        &self,
+        consent_id: &str,
+        account_id: &str,
+    ) -> Result<Vec<(Seen, DateTime<Utc>)>, StoreError> {
         Ok(lock(&self.notify)
             .seen
             .get(&(consent_id.to_owned(), account_id.to_owned()))
@@ -211,8 +218,7 @@ impl Subscriptions for MemoryStore {
         &self,
         consent_id: &str,
         account_id: &str,
-        seen: &[Seen],
-        _now: DateTime<Utc>,
+        seen: &[(Seen, DateTime<Utc>)],
     ) -> Result<Vec<Seen>, StoreError> {
         let mut rows = lock(&self.notify);
         let known = rows
@@ -220,9 +226,12 @@ impl Subscriptions for MemoryStore {
             .entry((consent_id.to_owned(), account_id.to_owned()))
             .or_default();
         let mut fresh = Vec::new();
-        for one in seen {
-            if !known.iter().any(|known| known.pseudonym == one.pseudonym) {
-                known.push(one.clone());
+        for (one, at) in seen {
+            if !known
+                .iter()
+                .any(|(known, _)| known.pseudonym == one.pseudonym)
+            {
+                known.push((one.clone(), micros(*at)));
                 fresh.push(one.clone());
             }
         }

@@ -70,12 +70,13 @@ const NEXT_STATE: &str = "\
     WHERE consent_id = $1 AND account_id = $2 AND generation = $4";
 
 const SEEN: &str = "\
-    SELECT pseudonym, match_key FROM notify_seen WHERE consent_id = $1 AND account_id = $2";
+    SELECT pseudonym, match_key, seen_at FROM notify_seen \
+    WHERE consent_id = $1 AND account_id = $2";
 
 const MARK_SEEN: &str = "\
     INSERT INTO notify_seen (consent_id, account_id, pseudonym, match_key, seen_at) \
-    SELECT $1, $2, seen.pseudonym, seen.match_key, $5 \
-    FROM unnest($3::text[], $4::text[]) AS seen (pseudonym, match_key) \
+    SELECT $1, $2, seen.pseudonym, seen.match_key, seen.seen_at \
+    FROM unnest($3::text[], $4::text[], $5::timestamptz[]) AS seen (pseudonym, match_key, seen_at) \
     ON CONFLICT (consent_id, account_id, pseudonym) DO NOTHING \
     RETURNING pseudonym, match_key";
 
@@ -299,7 +300,11 @@ impl Subscriptions for super::PgStore {
         Ok(changed == 1)
     }
 
-    async fn seen(&self, consent_id: &str, account_id: &str) -> Result<Vec<Seen>, StoreError> {
+    async fn seen(
+        &self,
+        consent_id: &str,
+        account_id: &str,
+    ) -> Result<Vec<(Seen, DateTime<Utc>)>, StoreError> {
         query(
             &self.connection().await?,
             "seen transaction",
@@ -308,7 +313,7 @@ impl Subscriptions for super::PgStore {
         )
         .await?
         .iter()
-        .map(seen_from_row)
+        .map(|row| Ok((seen_from_row(row)?, column(row, "seen_at")?)))
         .collect()
     }
 
@@ -316,21 +321,25 @@ impl Subscriptions for super::PgStore {
         &self,
         consent_id: &str,
         account_id: &str,
-        seen: &[Seen],
-        now: DateTime<Utc>,
+        seen: &[(Seen, DateTime<Utc>)],
     ) -> Result<Vec<Seen>, StoreError> {
         if seen.is_empty() {
             return Ok(Vec::new());
         }
-        let (pseudonyms, keys): (Vec<&str>, Vec<&str>) = seen
+        let pseudonyms: Vec<&str> = seen
             .iter()
-            .map(|seen| (seen.pseudonym.as_str(), seen.match_key.as_str()))
-            .unzip();
+            .map(|(seen, _)| seen.pseudonym.as_str())
+            .collect();
+        let keys: Vec<&str> = seen
+            .iter()
+            .map(|(seen, _)| seen.match_key.as_str())
+            .collect();
+        let times: Vec<DateTime<Utc>> = seen.iter().map(|(_, at)| *at).collect();
         query(
             &self.connection().await?,
             "seen transaction",
             MARK_SEEN,
-            &[&consent_id, &account_id, &pseudonyms, &keys, &now],
+            &[&consent_id, &account_id, &pseudonyms, &keys, &times],
         )
         .await?
         .iter()
