@@ -252,6 +252,19 @@ pub trait PaymentInitiation: Send + Sync {
         bank_payment_id: &str,
     ) -> Result<BankPayment, AdapterError>;
 
+    /// The account the user chose to pay from, once authorised, where the bank tells it before
+    /// the payment executes (STET: the payment request names its debtor once approved):
+    /// bankgate refuses a payment to that same account before submitting it. `None` where the
+    /// bank does not tell it before (Berlin Group executes at authorisation) or at all.
+    async fn payer_account(
+        &self,
+        _bank: &Bank,
+        _session: BankSession<'_>,
+        _order: &PaymentOrder,
+    ) -> Result<Option<String>, AdapterError> {
+        Ok(None)
+    }
+
     /// Reconciliation after a submission whose answer was lost: the payment the bank made for
     /// `order` (found through the consent's state or the idempotency key), or `None` when the
     /// bank has none, so that submitting it is safe.

@@ -76,6 +76,21 @@ impl PayerBank for Paying<'_> {
             .map_err(|error| self.failed("status", error))
     }
 
+    async fn payer(&self, order: &PaymentOrder) -> Option<String> {
+        let initiation = self.adapter.profile.payments()?;
+        match initiation
+            .payer_account(&self.adapter.bank, self.session(), order)
+            .await
+        {
+            Ok(payer) => payer,
+            Err(error) => {
+                // Not known: the submission goes on (the bank refuses it if it must).
+                self.failed("payer", error);
+                None
+            }
+        }
+    }
+
     async fn find(&self, order: &PaymentOrder) -> Result<Option<BankPayment>, BankFailure> {
         let initiation = self
             .adapter

@@ -57,6 +57,10 @@ pub trait PayerBank: Send + Sync {
 
     /// Reconciliation: the payment the bank made for `order`, or `None` when it has none.
     async fn find(&self, order: &PaymentOrder) -> Result<Option<BankPayment>, BankFailure>;
+
+    /// The payer's account, where the bank tells it before the payment executes (`None`
+    /// otherwise, or when it could not be read).
+    async fn payer(&self, order: &PaymentOrder) -> Option<String>;
 }
 
 /// What a platform sends to submit its consent's payment: every field optional, and each one
@@ -198,7 +202,10 @@ impl Submitter<'_> {
             Err(error) => return Err(error.into()),
         }
         let refused = match self.check(&payment, &request, now) {
-            Ok(limits) => self.count(&payment, limits, now).await?.err(),
+            Ok(limits) => match check_payer(&payment, bank).await {
+                Err(refusal) => Some(refusal),
+                Ok(()) => self.count(&payment, limits, now).await?.err(),
+            },
             Err(refusal) => Some(refusal),
         };
         if let Some(refusal) = refused {
@@ -430,6 +437,16 @@ impl Submitter<'_> {
         self.audit_change(&next, consent, "gateway").await?;
         Ok(Some(next))
     }
+}
+
+/// Refuses a payment to the payer's own account, where the bank tells which account the user
+/// chose before the payment executes ([`PayerBank::payer`]).
+async fn check_payer(payment: &Payment, bank: &dyn PayerBank) -> Result<(), Refusal> {
+    let Some(payer) = bank.payer(&payment.order()).await else {
+        return Ok(());
+    };
+    let valid = payment.request.validate().map_err(Refusal::Invalid)?;
+    valid.check_payer(&payer).map_err(Refusal::Invalid)
 }
 
 /// A payment's status in an audit reason: the canonical status and the bank's raw code.

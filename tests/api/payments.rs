@@ -25,6 +25,8 @@ on_both_stores!(
     the_status_job_follows_a_payment_and_tells_the_platform,
     a_lost_answer_is_reconciled_by_a_look_up_never_sent_twice,
     a_lost_answer_to_the_creation_is_looked_up_never_made_twice,
+    a_payment_to_the_payers_own_account_is_refused_before_it_is_sent,
+    the_status_job_refreshes_an_expired_bank_token,
     a_gateway_that_died_after_the_bank_paid_finds_the_payment_once,
     the_daily_limit_counts_what_was_sent_exactly_even_in_parallel,
 );
@@ -823,6 +825,15 @@ async fn the_status_job_follows_a_payment_and_tells_the_platform(kind: StoreKind
 /// A STET sandbox bank of this test, registered through the API as `bank_id` (its faults and
 /// counters are the test's to set and read).
 async fn registered_stet_bank(gateway: &TestGateway, bank_id: &str) -> bankgate_sandbox::Sandbox {
+    registered_stet_bank_with(gateway, bank_id, Default::default()).await
+}
+
+/// [`registered_stet_bank`] with the FAPI settings of its authorization server.
+async fn registered_stet_bank_with(
+    gateway: &TestGateway,
+    bank_id: &str,
+    fapi: bankgate_sandbox::SandboxFapi,
+) -> bankgate_sandbox::Sandbox {
     use crate::registration::{SANDBOX_CLIENT_ID, SANDBOX_SECRET, bank_principal, put_adapter};
     crate::registration::provide_credentials(gateway);
     let sandbox = bankgate_sandbox::start(bankgate_sandbox::SandboxConfig {
@@ -831,7 +842,7 @@ async fn registered_stet_bank(gateway: &TestGateway, bank_id: &str) -> bankgate_
         client_id: SANDBOX_CLIENT_ID.into(),
         client_secret: SANDBOX_SECRET.into(),
         approval: bankgate_sandbox::Approval::Auto,
-        fapi: Default::default(),
+        fapi,
     })
     .await
     .expect("sandbox starts");
@@ -869,8 +880,20 @@ async fn a_lost_answer_is_reconciled_by_a_look_up_never_sent_twice(kind: StoreKi
     let platform = paying_platform(&gateway).await;
     let (token, _) = authorised(&platform, &to_savings("faulty-stet", "9.00")).await;
     // The confirmation is acted on, then its answer cut.
-    bank.faults
-        .set_times("/v1/payment-requests/", Fault::AnswerLost, 1);
+    let resource = gateway
+        .app
+        .store
+        .payment_of_consent(token["consent_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .bank_payment_id
+        .unwrap();
+    bank.faults.set_times(
+        &format!("/v1/payment-requests/{resource}/confirmation"),
+        Fault::AnswerLost,
+        1,
+    );
     let (status, doubt) = submit(&platform, &token, "lost-1", &json!({})).await;
     assert_eq!(status, 202, "{doubt}");
     assert_eq!(doubt["status"], "pending", "{doubt}");
@@ -930,6 +953,102 @@ async fn a_lost_answer_to_the_creation_is_looked_up_never_made_twice(kind: Store
         "{paid}"
     );
     assert_eq!(bank.payments.executed(), 1, "paid once");
+}
+
+/// The payee's account is the payer's own: the STET bank names the account the user chose
+/// once the payment is approved, and bankgate refuses to confirm it — 422, nothing paid.
+async fn a_payment_to_the_payers_own_account_is_refused_before_it_is_sent(kind: StoreKind) {
+    let gateway = TestGateway::start(kind).await;
+    let platform = paying_platform(&gateway).await;
+    let mut request = to_savings("stet-bank", "5.00");
+    request.creditor_account.iban = "DE92 9999 0000 0012 3456 01".into();
+    let (token, _) = authorised(&platform, &request).await;
+    let confirmations = counters(&gateway, "stet-bank").await["confirmations"]
+        .as_u64()
+        .unwrap();
+    let (status, problem) = submit(&platform, &token, "own", &json!({})).await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/payment-payee-is-payer"),
+        "{problem}"
+    );
+    assert_eq!(
+        counters(&gateway, "stet-bank").await["confirmations"]
+            .as_u64()
+            .unwrap(),
+        confirmations,
+        "nothing was confirmed"
+    );
+    let (again, replay) = submit(&platform, &token, "own", &json!({})).await;
+    assert_eq!((again, &replay), (422, &problem));
+}
+
+/// A STET bank whose access tokens live one second: long after the token the payment was
+/// submitted with has expired, the status job refreshes the bank token and reads the status.
+async fn the_status_job_refreshes_an_expired_bank_token(kind: StoreKind) {
+    let gateway = TestGateway::start(kind).await;
+    let bank = registered_stet_bank_with(
+        &gateway,
+        "brief-stet",
+        bankgate_sandbox::SandboxFapi {
+            access_token_lifetime: Some(std::time::Duration::from_secs(1)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let platform = paying_platform(&gateway).await;
+    let (token, _) = authorised(&platform, &to_savings("brief-stet", "7.00")).await;
+    let (status, paid) = submit(&platform, &token, "brief", &json!({})).await;
+    assert_eq!(status, 201, "{paid}");
+    assert_ne!(paid["status"], "settled", "{paid}");
+    let id = paid["id"].as_str().unwrap().to_owned();
+    // The bank token the payment was made with is expired at the bank now.
+    let consent_id = token["consent_id"].as_str().unwrap();
+    let stored = gateway.app.store.grant(consent_id).await.unwrap().unwrap();
+    let grant: bankgate::adapters::bank_oauth::BankGrant = serde_json::from_slice(
+        &gateway
+            .app
+            .sealer
+            .open(consent_id.as_bytes(), &stored.sealed)
+            .unwrap(),
+    )
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let expired = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/payment-requests/{}",
+            bank.origin,
+            grant.bank_consent_id.as_deref().unwrap()
+        ))
+        .bearer_auth(&grant.access_token)
+        .header("x-request-id", uuid::Uuid::new_v4().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expired.status(), 401, "the old token is refused");
+    let refreshes = bank.faults.hits("/oauth/token");
+    sandbox_post(&gateway, "brief-stet", "/sandbox/clock/advance?minutes=11").await;
+    let maintenance = gateway.app.maintenance().unwrap();
+    let report = maintenance
+        .run_once(chrono::Utc::now() + chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(report.payments_changed, 1, "{report:?}");
+    assert!(
+        bank.faults.hits("/oauth/token") > refreshes,
+        "the bank token was refreshed"
+    );
+    let (_, shown) = platform
+        .get(
+            token["access_token"].as_str().unwrap(),
+            &format!("/v1/payments/{id}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(shown["status"], "settled", "{shown}");
 }
 
 /// The gateway marks the payment in doubt and calls the bank, the bank confirms it, and the

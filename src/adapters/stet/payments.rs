@@ -125,6 +125,17 @@ impl PaymentInitiation for Stet {
         read(bank, session, bank_payment_id).await
     }
 
+    async fn payer_account(
+        &self,
+        bank: &Bank,
+        session: BankSession<'_>,
+        _order: &PaymentOrder,
+    ) -> Result<Option<String>, AdapterError> {
+        Ok(read(bank, session, resource_id(&session)?)
+            .await?
+            .debtor_iban)
+    }
+
     async fn find(
         &self,
         bank: &Bank,
