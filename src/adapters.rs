@@ -65,6 +65,11 @@ pub enum AdapterError {
     Refused(String),
     #[error("unknown account")]
     UnknownAccount,
+    /// The bank says the consent ended on its side: the user revoked it in the bank's app,
+    /// the bank expired or invalidated it, or the bank no longer honours the grant
+    /// (`invalid_grant` on refresh). Nothing more can be read under it.
+    #[error("the bank ended the consent: {0}")]
+    ConsentEnded(ConsentEnd),
     /// Any of the above at a named bank (see [`AdapterError::at`]).
     #[error("at bank {bank}")]
     AtBank {
@@ -107,6 +112,7 @@ impl AdapterError {
             AdapterError::CircuitOpen => "circuit_open",
             AdapterError::Saturated => "saturated",
             AdapterError::Refused(_) => "refused",
+            AdapterError::ConsentEnded(_) => "consent_ended",
             AdapterError::UnknownAccount | AdapterError::AtBank { .. } => "unknown_account",
         }
     }
@@ -139,6 +145,40 @@ impl AdapterError {
             AdapterError::Status { status } => *status >= 500 || matches!(status, 408 | 429),
             _ => false,
         }
+    }
+}
+
+/// How a bank said a consent ended on its side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentEnd {
+    /// Revoked: by the user in the bank's app, by the bank, or its grant refused
+    /// (`invalid_grant`).
+    Revoked,
+    /// Expired at the bank.
+    Expired,
+    /// The bank called it invalid (Berlin Group `CONSENT_INVALID`) — which it also says of a
+    /// resource the consent does not cover, so a profile confirms it with the consent's status
+    /// before it becomes [`ConsentEnd::Revoked`]; it never reaches bankgate's consent as is.
+    Invalid,
+}
+
+impl ConsentEnd {
+    /// The reason recorded with the revocation and sent in the `consent.revoked` webhook.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ConsentEnd::Revoked | ConsentEnd::Invalid => "revoked at the bank",
+            ConsentEnd::Expired => "expired at the bank",
+        }
+    }
+}
+
+impl std::fmt::Display for ConsentEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConsentEnd::Revoked => "revoked",
+            ConsentEnd::Expired => "expired",
+            ConsentEnd::Invalid => "invalid",
+        })
     }
 }
 
@@ -462,12 +502,13 @@ impl Bank {
 
     /// Sends a request through the bank's outbound stack; the body of its 2xx answer.
     /// `route` is the template of its path at the bank (identifiers as placeholders, for its
-    /// span); `error_in_body` is the profile's hook for success answers that carry an error.
+    /// span); `error_in_body` is the profile's hook for success answers that carry an error
+    /// (and for error answers that say the consent ended, [`outbound::Classify`]).
     pub async fn fetch(
         &self,
         request: reqwest::RequestBuilder,
         route: impl Into<std::borrow::Cow<'static, str>>,
-        error_in_body: impl Fn(&[u8]) -> Option<String> + Send + Sync + 'static,
+        error_in_body: impl outbound::Classify,
     ) -> Result<bytes::Bytes, AdapterError> {
         let request = request.build()?;
         self.outbound

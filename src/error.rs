@@ -6,8 +6,8 @@
 use http::StatusCode;
 
 use crate::access::Denial;
-use crate::adapters::AdapterError;
 use crate::adapters::bank_oauth::BankTokenError;
+use crate::adapters::{AdapterError, ConsentEnd};
 use crate::lifecycle::LifecycleError;
 use crate::oauth::client_auth::ClientAuthError;
 use crate::payments::submit::Refusal as PaymentRefusal;
@@ -214,6 +214,10 @@ pub mod problem_types {
     pub const BANK_UNAVAILABLE: ProblemType =
         bank("bank-unavailable", StatusCode::SERVICE_UNAVAILABLE);
     pub const BANK_ERROR: ProblemType = bank("bank-error", StatusCode::BAD_GATEWAY);
+    /// The bank ended the consent on its side (revoked in its app, expired, its grant
+    /// refused): bankgate's consent is revoked with it; the user must consent again.
+    pub const CONSENT_REVOKED_BY_BANK: ProblemType =
+        caller("consent-revoked-by-bank", StatusCode::FORBIDDEN);
     // The gateway.
     pub const AUDIT_UNAVAILABLE: ProblemType =
         internal("audit-unavailable", StatusCode::SERVICE_UNAVAILABLE);
@@ -275,6 +279,7 @@ pub mod problem_types {
         UNKNOWN_ACCOUNT,
         BANK_UNAVAILABLE,
         BANK_ERROR,
+        CONSENT_REVOKED_BY_BANK,
         AUDIT_UNAVAILABLE,
         STORE_UNAVAILABLE,
         STORE_ERROR,
@@ -316,6 +321,9 @@ impl Error {
                     AdapterError::Timeout => p::BANK_TIMEOUT,
                     AdapterError::UnknownAccount => p::UNKNOWN_ACCOUNT,
                     AdapterError::CircuitOpen | AdapterError::Saturated => p::BANK_UNAVAILABLE,
+                    AdapterError::ConsentEnded(end) if *end != ConsentEnd::Invalid => {
+                        p::CONSENT_REVOKED_BY_BANK
+                    }
                     _ => p::BANK_ERROR,
                 },
                 bank_detail(error),
@@ -434,6 +442,12 @@ fn bank_detail(error: &AdapterError) -> String {
             format!("{bank} answered with a payload bankgate could not read")
         }
         AdapterError::ErrorBody(_) => format!("{bank} answered with an error"),
+        AdapterError::ConsentEnded(ConsentEnd::Invalid) => {
+            format!("{bank} refused the consent")
+        }
+        AdapterError::ConsentEnded(end) => format!(
+            "{bank} reports the consent {end}: bankgate revoked it; the user must consent again"
+        ),
         AdapterError::TooLarge { limit } => {
             format!("{bank} answered with more than {limit} bytes")
         }

@@ -172,7 +172,8 @@ pub async fn exchange_code(
 }
 
 /// Refreshes the bank's access token; keeps the old refresh token when the bank does not
-/// rotate it.
+/// rotate it. A bank that answers `invalid_grant` no longer honours the grant (the user
+/// revoked it at the bank, or the bank ended it): [`AdapterError::ConsentEnded`].
 pub async fn refresh(bank: &Bank, grant: &BankGrant) -> Result<BankGrant, AdapterError> {
     let refresh_token = grant
         .refresh_token
@@ -191,7 +192,7 @@ pub async fn refresh(bank: &Bank, grant: &BankGrant) -> Result<BankGrant, Adapte
     let response = request
         .request_async(&dpop::HttpClient::of(bank))
         .await
-        .map_err(token_error)?;
+        .map_err(refresh_error)?;
     grant_of(
         bank,
         &response,
@@ -299,6 +300,19 @@ type RequestError<T> = oauth2::RequestTokenError<
 /// Maps a token request failure without its body: a body that failed to parse may hold tokens.
 fn token_error(error: RequestError<oauth2::basic::BasicErrorResponseType>) -> AdapterError {
     request_error(error, "token endpoint")
+}
+
+/// Maps a refresh failure: `invalid_grant` (RFC 6749 §5.2: the refresh token is invalid,
+/// expired or revoked) means the bank ended the grant; anything else as [`token_error`].
+fn refresh_error(error: RequestError<oauth2::basic::BasicErrorResponseType>) -> AdapterError {
+    match &error {
+        oauth2::RequestTokenError::ServerResponse(response)
+            if *response.error() == oauth2::basic::BasicErrorResponseType::InvalidGrant =>
+        {
+            AdapterError::ConsentEnded(super::ConsentEnd::Revoked)
+        }
+        _ => token_error(error),
+    }
 }
 
 /// Maps the failure of a request to the bank's `endpoint` (`token endpoint`, `revocation`):

@@ -20,9 +20,10 @@ use reqwest::header::{ACCEPT, HeaderValue};
 use serde::de::DeserializeOwned;
 
 use super::common::{Pages, account_ref, within};
+use super::outbound::Classify;
 use super::{
-    AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, PaymentInitiation,
-    Profile,
+    AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentEnd, ConsentRequest,
+    PaymentInitiation, Profile,
 };
 use crate::model::{Balance, Transaction};
 
@@ -51,6 +52,50 @@ impl BerlinGroup {
         )
         .await?;
         wire::ConsentState::try_from(information)
+    }
+
+    /// A data call's outcome, with `CONSENT_INVALID` confirmed: the bank says that of a
+    /// consent it ended and of a resource the consent does not cover, so the consent's status
+    /// decides. Ended (`revokedByPsu`, `expired`, `terminatedByTpp`, `rejected`) → the
+    /// consent ended at the bank; still `valid`, or unreadable → a refusal of this resource
+    /// (403: the token is fine, so nothing is refreshed).
+    async fn confirm_ended<T>(
+        &self,
+        bank: &Bank,
+        session: BankSession<'_>,
+        outcome: Result<T, AdapterError>,
+    ) -> Result<T, AdapterError> {
+        match outcome {
+            Err(AdapterError::ConsentEnded(ConsentEnd::Invalid)) => {
+                let refused = AdapterError::Status { status: 403 };
+                let Some(consent_id) = session.bank_consent_id else {
+                    return Err(refused);
+                };
+                match self.consent_state(bank, consent_id).await {
+                    Ok(state) => {
+                        Err(ended_by_status(&state.status)
+                            .map_or(refused, AdapterError::ConsentEnded))
+                    }
+                    Err(error) => {
+                        tracing::warn!(bank = %bank.id(), %error,
+                            "the consent's status could not be read after CONSENT_INVALID");
+                        Err(refused)
+                    }
+                }
+            }
+            outcome => outcome,
+        }
+    }
+}
+
+/// How a Berlin Group `consentStatus` says the consent ended, if it does.
+pub fn ended_by_status(status: &str) -> Option<ConsentEnd> {
+    match status {
+        "expired" => Some(ConsentEnd::Expired),
+        "revokedByPsu" | "terminatedByTpp" | "terminatedByAspsp" | "rejected" => {
+            Some(ConsentEnd::Revoked)
+        }
+        _ => None,
     }
 }
 
@@ -115,8 +160,8 @@ impl Profile for BerlinGroup {
         session: BankSession<'_>,
     ) -> Result<Vec<BankAccount>, AdapterError> {
         let url = endpoint(bank, &["accounts"])?;
-        let list: wire::AccountList =
-            send(bank, data_request(bank, session, url)?, "/v1/accounts").await?;
+        let list = send(bank, data_request(bank, session, url)?, "/v1/accounts").await;
+        let list: wire::AccountList = self.confirm_ended(bank, session, list).await?;
         wire::accounts(bank.id(), list)
     }
 
@@ -128,12 +173,13 @@ impl Profile for BerlinGroup {
         account_id: &str,
     ) -> Result<Vec<Balance>, AdapterError> {
         let url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "balances"])?;
-        let response: wire::BalancesResponse = send(
+        let response = send(
             bank,
             data_request(bank, session, url)?,
             "/v1/accounts/{account-id}/balances",
         )
-        .await?;
+        .await;
+        let response: wire::BalancesResponse = self.confirm_ended(bank, session, response).await?;
         wire::balances(account_id, response.balances, "balances")
     }
 
@@ -156,12 +202,14 @@ impl Profile for BerlinGroup {
         let mut report = wire::AccountReport::default();
         let mut pages = Pages::new(&url);
         loop {
-            let response: wire::TransactionsResponse = send(
+            let response = send(
                 bank,
                 data_request(bank, session, url.clone())?,
                 "/v1/accounts/{account-id}/transactions",
             )
-            .await?;
+            .await;
+            let response: wire::TransactionsResponse =
+                self.confirm_ended(bank, session, response).await?;
             let page = response.transactions.unwrap_or_default();
             let next = page
                 .next_href()
@@ -226,15 +274,41 @@ fn data_request(
 }
 
 /// Sends a request through the bank's outbound stack (whose classification hook is
-/// [`error_codes`]) and decodes the 2xx JSON answer into `T`; `route` is the template of its
+/// [`Messages`]) and decodes the 2xx JSON answer into `T`; `route` is the template of its
 /// path at the bank.
 async fn send<T: DeserializeOwned>(
     bank: &Bank,
     request: reqwest::RequestBuilder,
     route: &'static str,
 ) -> Result<T, AdapterError> {
-    let body = bank.fetch(request, route, error_codes).await?;
+    let body = bank.fetch(request, route, Messages).await?;
     decode(&body)
+}
+
+/// The classification hook of Berlin Group answers, by their `tppMessages`: an error body
+/// with 200 ([`error_codes`]), and a 401 or 403 whose codes say the consent ended
+/// (`CONSENT_EXPIRED`; `CONSENT_INVALID`, confirmed by the profile against the consent's
+/// status).
+pub struct Messages;
+
+impl Classify for Messages {
+    fn error_in_body(&self, body: &[u8]) -> Option<String> {
+        error_codes(body)
+    }
+
+    fn consent_ended(&self, status: u16, body: &[u8]) -> Option<ConsentEnd> {
+        if !matches!(status, 401 | 403) {
+            return None;
+        }
+        let codes = wire::error_in_body(body)?;
+        if codes.iter().any(|code| code == "CONSENT_EXPIRED") {
+            Some(ConsentEnd::Expired)
+        } else if codes.iter().any(|code| code == "CONSENT_INVALID") {
+            Some(ConsentEnd::Invalid)
+        } else {
+            None
+        }
+    }
 }
 
 /// The classification hook: the error codes of a success answer that is an error body.

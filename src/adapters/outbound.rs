@@ -53,10 +53,19 @@ use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use super::AdapterError;
 use super::manifest::Limits;
 
-/// A profile's classification hook: the error a 2xx body carries, if it is an error body.
+/// A profile's classification hook: the error a 2xx body carries, if it is an error body, and
+/// whether an error answer says the consent ended at the bank.
 pub trait Classify: Send + Sync + 'static {
     /// The error of a success body that is an error body.
     fn error_in_body(&self, body: &[u8]) -> Option<String>;
+
+    /// Whether an error answer (`status`, `body`) says the consent ended on the bank's side
+    /// (Berlin Group `CONSENT_EXPIRED`, …): the call then fails with
+    /// [`AdapterError::ConsentEnded`]. None by default.
+    fn consent_ended(&self, status: u16, body: &[u8]) -> Option<super::ConsentEnd> {
+        let _ = (status, body);
+        None
+    }
 }
 
 impl<F: Fn(&[u8]) -> Option<String> + Send + Sync + 'static> Classify for F {
@@ -332,6 +341,9 @@ impl Service<Call> for Fetch {
                     error = ?call.error_in_body.error_in_body(&body),
                     "bank refused a call"
                 );
+                if let Some(end) = call.error_in_body.consent_ended(status.as_u16(), &body) {
+                    return Err(AdapterError::ConsentEnded(end));
+                }
                 return Err(AdapterError::Status {
                     status: status.as_u16(),
                 });

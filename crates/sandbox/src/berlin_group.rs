@@ -86,6 +86,10 @@ impl scaffold::Standard for BerlinGroup {
         format!("{}{id}", payments::SCOPE_PREFIX)
     }
 
+    /// Data calls name their consent (`Consent-ID`): an ended one is answered
+    /// `CONSENT_INVALID` or `CONSENT_EXPIRED`, its tokens left as they are.
+    const ENDING_REVOKES_TOKENS: bool = false;
+
     fn error_code(status: StatusCode) -> &'static str {
         match status {
             StatusCode::BAD_REQUEST => "FORMAT_ERROR",

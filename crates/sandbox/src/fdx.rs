@@ -182,6 +182,10 @@ impl scaffold::Consent for Consent {
         self.status == Status::Active && self.expires().is_none_or(|end| end > Utc::now())
     }
 
+    fn end(&mut self, _: scaffold::Ending) {
+        self.status = Status::Revoked;
+    }
+
     fn items(&self) -> Vec<String> {
         self.clusters.clone()
     }

@@ -295,6 +295,14 @@ impl scaffold::Consent for Consent {
         self.status == Status::Authorised && !self.expired()
     }
 
+    fn end(&mut self, ending: scaffold::Ending) {
+        match ending {
+            scaffold::Ending::Revoked => self.status = Status::Revoked,
+            scaffold::Ending::Expired => self.expires = Some(Utc::now()),
+        }
+        self.updated = Utc::now();
+    }
+
     fn items(&self) -> Vec<String> {
         self.permissions.clone()
     }

@@ -139,6 +139,10 @@ impl scaffold::Consent for Consent {
         self.approved && !self.rejected
     }
 
+    fn end(&mut self, _: scaffold::Ending) {
+        self.rejected = true;
+    }
+
     fn items(&self) -> Vec<String> {
         let mut items = vec!["your accounts".to_owned()];
         if self.balances {

@@ -46,6 +46,10 @@ pub trait Consent: Clone + Send + Sync + 'static {
     /// Whether tokens may be issued for it and data read under it.
     fn usable(&self) -> bool;
 
+    /// Ends it on the bank's side, as if the customer revoked it in the bank's app
+    /// ([`Ending::Revoked`]) or the bank expired it ([`Ending::Expired`]).
+    fn end(&mut self, ending: Ending);
+
     /// What the approval page lists, one line per kind of data.
     fn items(&self) -> Vec<String>;
 
@@ -54,6 +58,15 @@ pub trait Consent: Clone + Send + Sync + 'static {
 
     /// The members a token answer adds for consent `id`; `scope` at least.
     fn token_fields(&self, id: &str) -> Map<String, Value>;
+}
+
+/// How a consent ends on the bank's side (`/sandbox/consents/{id}/revoke` and `…/expire`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The customer revoked it in the bank's app.
+    Revoked,
+    /// The bank expired it.
+    Expired,
 }
 
 /// What one API standard adds to the scaffold.
@@ -68,6 +81,11 @@ pub trait Standard: std::fmt::Debug + Sized + Send + Sync + 'static {
 
     /// Request headers the bank plays back on every answer.
     const ECHOED_HEADERS: &'static [&'static str] = &[];
+
+    /// Whether a consent that ends at the bank takes its tokens with it (the bank's resource
+    /// server then refuses them, and its token endpoint the refresh token). A standard whose
+    /// data calls name the consent (Berlin Group) says so in its answer instead.
+    const ENDING_REVOKES_TOKENS: bool = true;
 
     /// The standard's routes: data and, where it has them, consent resources.
     fn routes() -> Router<Arc<Bank<Self>>>;
@@ -144,6 +162,19 @@ impl<S: Standard> Bank<S> {
         let id = format!("{}{}", S::CONSENT_PREFIX, uuid::Uuid::new_v4());
         self.consents().insert(id.clone(), consent);
         id
+    }
+
+    /// Ends consent `id` on the bank's side ([`Consent::end`]), with its tokens where the
+    /// standard says so; `false` if there is no such consent.
+    pub fn end(&self, id: &str, ending: Ending) -> bool {
+        match self.consents().get_mut(id) {
+            Some(consent) => consent.end(ending),
+            None => return false,
+        }
+        if S::ENDING_REVOKES_TOKENS {
+            self.auth.revoke_consent(id);
+        }
+        true
     }
 
     /// Admits a data request and returns the consent its bearer token reads under (with its

@@ -120,6 +120,8 @@ enum Status {
     Received,
     Valid,
     Rejected,
+    /// Revoked by the customer or expired by the bank.
+    Ended,
 }
 
 /// Which accounts one kind of access covers.
@@ -154,7 +156,7 @@ impl scaffold::Consent for Consent {
     }
 
     fn approvable(&self) -> bool {
-        self.status != Status::Rejected
+        matches!(self.status, Status::Received | Status::Valid)
     }
 
     fn approve(&mut self, customer: &'static Customer) {
@@ -168,6 +170,10 @@ impl scaffold::Consent for Consent {
 
     fn usable(&self) -> bool {
         self.status == Status::Valid
+    }
+
+    fn end(&mut self, _: scaffold::Ending) {
+        self.status = Status::Ended;
     }
 
     fn items(&self) -> Vec<String> {

@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
 use super::BankGrant;
-use crate::adapters::{Adapter, AdapterError, Bank, Grants, StoredGrant};
+use crate::adapters::{Adapter, AdapterError, Bank, ConsentEnd, Grants, StoredGrant};
 use crate::crypto::{CryptoError, Sealer};
 use crate::store_error::StoreError;
 
@@ -93,15 +93,52 @@ impl<V: Clone + Send + Sync + 'static> SingleFlight<V> {
     }
 }
 
+/// Why a shared refresh failed: its text, and whether the bank ended the consent.
+#[derive(Debug, Clone)]
+struct RefreshFailed {
+    message: String,
+    ended: Option<ConsentEnd>,
+}
+
+impl RefreshFailed {
+    fn of(error: &BankTokenError) -> RefreshFailed {
+        let ended = match error {
+            BankTokenError::Bank(error) => match error.root() {
+                AdapterError::ConsentEnded(end) => Some(*end),
+                _ => None,
+            },
+            _ => None,
+        };
+        RefreshFailed {
+            message: error.to_string(),
+            ended,
+        }
+    }
+
+    /// The error each caller gets: the consent ended at `bank`, or a refusal naming the failure.
+    fn into_error(self, bank: &str) -> BankTokenError {
+        let error = match self.ended {
+            Some(end) => AdapterError::ConsentEnded(end),
+            None => AdapterError::Refused(format!(
+                "refreshing the bank token failed: {}",
+                self.message
+            )),
+        };
+        BankTokenError::Bank(error.at(bank))
+    }
+}
+
 /// The bank tokens of every consent this instance is refreshing.
 #[derive(Default)]
 pub struct BankTokens {
-    refreshes: SingleFlight<Result<BankGrant, String>>,
+    refreshes: SingleFlight<Result<BankGrant, RefreshFailed>>,
 }
 
 impl BankTokens {
     /// The consent's bank grant (`stored`, as the request's state read it), refreshed first
-    /// if less than its [`refresh_margin`] is left and the bank gave a refresh token.
+    /// if less than its [`refresh_margin`] is left and the bank gave a refresh token. A bank
+    /// that no longer honours the grant answers the refresh with `invalid_grant`:
+    /// [`AdapterError::ConsentEnded`].
     pub async fn current(
         &self,
         store: std::sync::Arc<dyn Grants>,
@@ -112,24 +149,62 @@ impl BankTokens {
         let stored = stored.ok_or_else(|| {
             BankTokenError::Internal("authorised consent without a bank grant".into())
         })?;
-        let consent_id = stored.consent_id.clone();
-        let grant = open(&sealer, &consent_id, &stored)?;
+        let grant = open(&sealer, &stored.consent_id, &stored)?;
         if !needs_refresh(&grant, Utc::now()) {
             return Ok(grant);
         }
+        self.refresh_shared(store, sealer, bank, stored, grant)
+            .await
+    }
+
+    /// The consent's bank grant refreshed now, whatever its expiry says: after the bank
+    /// refused its access token (401), which it may have revoked before its time. `None` when
+    /// the bank gave no refresh token. The grant is read from the store again first: when
+    /// another request refreshed it meanwhile, that grant is the answer.
+    pub async fn renewed(
+        &self,
+        store: std::sync::Arc<dyn Grants>,
+        sealer: std::sync::Arc<Sealer>,
+        bank: std::sync::Arc<Adapter>,
+        refused: &BankGrant,
+        consent_id: &str,
+    ) -> Result<Option<BankGrant>, BankTokenError> {
+        let stored = store.grant(consent_id).await?.ok_or_else(|| {
+            BankTokenError::Internal("authorised consent without a bank grant".into())
+        })?;
+        let grant = open(&sealer, consent_id, &stored)?;
+        if grant.access_token != refused.access_token {
+            return Ok(Some(grant));
+        }
+        if grant.refresh_token.is_none() {
+            return Ok(None);
+        }
+        self.refresh_shared(store, sealer, bank, stored, grant)
+            .await
+            .map(Some)
+    }
+
+    /// One refresh per consent at a time on this instance; callers that arrive while it runs
+    /// share its outcome.
+    async fn refresh_shared(
+        &self,
+        store: std::sync::Arc<dyn Grants>,
+        sealer: std::sync::Arc<Sealer>,
+        bank: std::sync::Arc<Adapter>,
+        stored: StoredGrant,
+        grant: BankGrant,
+    ) -> Result<BankGrant, BankTokenError> {
+        let consent_id = stored.consent_id.clone();
+        let bank_id = bank.bank.id().to_owned();
         let id = consent_id.clone();
         self.refreshes
             .run(&consent_id, move || async move {
                 refresh(store.as_ref(), &sealer, &bank.bank, &id, stored, grant)
                     .await
-                    .map_err(|error| error.to_string())
+                    .map_err(|error| RefreshFailed::of(&error))
             })
             .await
-            .map_err(|error| {
-                BankTokenError::Bank(AdapterError::Refused(format!(
-                    "refreshing the bank token failed: {error}"
-                )))
-            })
+            .map_err(|failed| failed.into_error(&bank_id))
     }
 }
 

@@ -18,10 +18,11 @@ use tower::util::BoxCloneSyncService;
 use crate::access::{Denial, Grant};
 use crate::adapters::AccountRef;
 use crate::adapters::bank_oauth::BankGrant;
-use crate::adapters::{Adapter, BankAccount, BankSession};
+use crate::adapters::{Adapter, AdapterError, BankAccount, BankSession, ConsentEnd};
 use crate::app::App;
 use crate::error::Error;
 use crate::http::access::{Released, release};
+use crate::lifecycle;
 use crate::model::Scope;
 use crate::policy::{IdentityRecord, Obligations};
 
@@ -35,25 +36,78 @@ pub fn service(app: Arc<App>) -> BoxCloneSyncService<Request, Response, Infallib
             let Some(grant) = request.extensions().get::<Grant>().cloned() else {
                 return Ok(Error::Internal("data route without a grant".into()).into_response());
             };
-            let outcome = fetch(&app, &grant).await;
+            let outcome = match fetch(&app, &grant).await {
+                Err(Error::Bank(error)) => Err(ended_at_bank(&app, &grant, error).await),
+                outcome => outcome,
+            };
             Ok(release(app.store.as_ref(), &app.auditor, &grant, outcome).await)
         }
     }))
 }
 
-/// Fetches what the grant allows from the bank and applies the obligations.
+/// A bank failure, and when the bank said the consent ended on its side, the consent revoked
+/// with it (compare-and-set: of every request and instance that noticed, one audits it and
+/// sends `consent.revoked` with the reason). The request is answered
+/// `consent-revoked-by-bank`, or with the revocation's own failure.
+async fn ended_at_bank(app: &App, grant: &Grant, error: AdapterError) -> Error {
+    let AdapterError::ConsentEnded(end) = error.root() else {
+        return Error::Bank(error);
+    };
+    if *end == ConsentEnd::Invalid {
+        return Error::Bank(error);
+    }
+    let consent = &grant.consent;
+    let actor = format!("bank:{}", consent.bank_id);
+    match lifecycle::revoke_by_bank(&app.lifecycle(), consent, &actor, end.reason()).await {
+        Ok(_) => Error::Bank(error),
+        Err(failure) => failure.into(),
+    }
+}
+
+/// Fetches what the grant allows from the bank and applies the obligations. When the bank
+/// refuses a bank token bankgate holds for alive (401), it may have revoked it: the grant is
+/// refreshed once and the call made again (a bank that ended the grant answers the refresh
+/// with `invalid_grant`: [`AdapterError::ConsentEnded`]).
 async fn fetch(app: &App, grant: &Grant) -> Result<Released, Error> {
     let (adapter, bank_grant) = bank_for(app, grant).await?;
+    match fetch_with(app, grant, &adapter, &bank_grant).await {
+        Err(Error::Bank(error)) if matches!(error.root(), AdapterError::Status { status: 401 }) => {
+            let renewed = app
+                .bank_tokens
+                .renewed(
+                    app.store.clone(),
+                    app.sealer.clone(),
+                    adapter.clone(),
+                    &bank_grant,
+                    &grant.consent.id,
+                )
+                .await?;
+            match renewed {
+                Some(renewed) => fetch_with(app, grant, &adapter, &renewed).await,
+                None => Err(Error::Bank(error)),
+            }
+        }
+        outcome => outcome,
+    }
+}
+
+/// [`fetch`] with the bank grant at hand.
+async fn fetch_with(
+    app: &App,
+    grant: &Grant,
+    adapter: &Arc<Adapter>,
+    bank_grant: &BankGrant,
+) -> Result<Released, Error> {
     let obligations = &grant.obligations;
     match grant.scope {
         Scope::Accounts => {
-            let listed = list_accounts(app, &adapter, &bank_grant, grant).await?;
+            let listed = list_accounts(app, adapter, bank_grant, grant).await?;
             let records: Vec<_> = listed.into_iter().map(|listed| listed.account).collect();
             Ok(released("accounts", &records, obligations))
         }
         // Who holds each account of the consent and how it is identified.
         Scope::Identity => {
-            let listed = list_accounts(app, &adapter, &bank_grant, grant).await?;
+            let listed = list_accounts(app, adapter, bank_grant, grant).await?;
             let records: Vec<IdentityRecord> = listed
                 .iter()
                 .map(|listed| IdentityRecord::from(&listed.account))
@@ -61,15 +115,15 @@ async fn fetch(app: &App, grant: &Grant) -> Result<Released, Error> {
             Ok(released("identity", &records, obligations))
         }
         Scope::Balances => {
-            let (account_id, bank_ref) = bank_ref(app, &adapter, &bank_grant, grant).await?;
+            let (account_id, bank_ref) = bank_ref(app, adapter, bank_grant, grant).await?;
             let records = adapter
                 .profile
-                .balances(&adapter.bank, session(&bank_grant), &bank_ref, account_id)
+                .balances(&adapter.bank, session(bank_grant), &bank_ref, account_id)
                 .await?;
             Ok(released("balances", &records, obligations))
         }
         Scope::Transactions => {
-            let (account_id, bank_ref) = bank_ref(app, &adapter, &bank_grant, grant).await?;
+            let (account_id, bank_ref) = bank_ref(app, adapter, bank_grant, grant).await?;
             // The history window (the consent's, narrowed by the policy in force): the bank is
             // not even asked for older data.
             let days = obligations.history_days;
@@ -78,7 +132,7 @@ async fn fetch(app: &App, grant: &Grant) -> Result<Released, Error> {
                 .profile
                 .transactions(
                     &adapter.bank,
-                    session(&bank_grant),
+                    session(bank_grant),
                     &bank_ref,
                     account_id,
                     Some(from),

@@ -32,6 +32,7 @@ pub(super) enum ConsentStatus {
     Valid,
     Rejected,
     TerminatedByTpp,
+    RevokedByPsu,
     Expired,
 }
 
@@ -42,6 +43,7 @@ impl ConsentStatus {
             ConsentStatus::Valid => "valid",
             ConsentStatus::Rejected => "rejected",
             ConsentStatus::TerminatedByTpp => "terminatedByTpp",
+            ConsentStatus::RevokedByPsu => "revokedByPsu",
             ConsentStatus::Expired => "expired",
         }
     }
@@ -532,6 +534,13 @@ impl scaffold::Consent for Consent {
 
     fn usable(&self) -> bool {
         self.status(today()) == ConsentStatus::Valid
+    }
+
+    fn end(&mut self, ending: scaffold::Ending) {
+        self.status = match ending {
+            scaffold::Ending::Revoked => ConsentStatus::RevokedByPsu,
+            scaffold::Ending::Expired => ConsentStatus::Expired,
+        };
     }
 
     fn items(&self) -> Vec<String> {

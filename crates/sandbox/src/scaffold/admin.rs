@@ -12,6 +12,9 @@
 //! - `POST /sandbox/accounts/{iban}/stream?seed=N` → 204: the account's activity moves from
 //!   now on (a seeded stream of card payments, salary, a foreign debit; see
 //!   `Ledger::stream`), as the sandbox clock advances
+//! - `GET /sandbox/consents` → `{"consents": [{"id", "usable"}]}`, by id
+//! - `POST /sandbox/consents/{id}/revoke` (the customer revokes the consent in the bank's app),
+//!   `POST /sandbox/consents/{id}/expire` (the bank expires it): 204, or 404 for an unknown id
 
 use std::sync::Arc;
 
@@ -22,7 +25,7 @@ use axum::{Json, Router};
 use chrono::{SecondsFormat, TimeDelta};
 use serde_json::{Value, json};
 
-use super::{ApiError, Bank, Query, Standard};
+use super::{ApiError, Bank, Consent, Ending, Query, Standard};
 
 pub fn routes<S: Standard>() -> Router<Arc<Bank<S>>> {
     Router::new()
@@ -34,6 +37,9 @@ pub fn routes<S: Standard>() -> Router<Arc<Bank<S>>> {
         .route("/sandbox/accounts/{iban}/reopen", post(reopen::<S>))
         .route("/sandbox/accounts/{iban}/movements", get(movements::<S>))
         .route("/sandbox/accounts/{iban}/stream", post(stream::<S>))
+        .route("/sandbox/consents", get(consents::<S>))
+        .route("/sandbox/consents/{id}/revoke", post(revoke::<S>))
+        .route("/sandbox/consents/{id}/expire", post(expire::<S>))
 }
 
 async fn stream<S: Standard>(
@@ -45,6 +51,42 @@ async fn stream<S: Standard>(
     bank.ledger
         .stream(&iban, u64::try_from(seed).unwrap_or_default());
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn consents<S: Standard>(State(bank): State<Arc<Bank<S>>>) -> Json<Value> {
+    let mut consents: Vec<(String, bool)> = bank
+        .consents()
+        .iter()
+        .map(|(id, consent)| (id.clone(), consent.usable()))
+        .collect();
+    consents.sort();
+    let consents: Vec<Value> = consents
+        .into_iter()
+        .map(|(id, usable)| json!({"id": id, "usable": usable}))
+        .collect();
+    Json(json!({ "consents": consents }))
+}
+
+async fn revoke<S: Standard>(
+    State(bank): State<Arc<Bank<S>>>,
+    Path(id): Path<String>,
+) -> StatusCode {
+    end(&bank, &id, Ending::Revoked)
+}
+
+async fn expire<S: Standard>(
+    State(bank): State<Arc<Bank<S>>>,
+    Path(id): Path<String>,
+) -> StatusCode {
+    end(&bank, &id, Ending::Expired)
+}
+
+fn end<S: Standard>(bank: &Bank<S>, id: &str, ending: Ending) -> StatusCode {
+    if bank.end(id, ending) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
 }
 
 async fn movements<S: Standard>(
