@@ -328,6 +328,12 @@ async fn load_banks(
                             .pushed_authorization_request_endpoint
                             .is_some(),
                         require_dpop: manifest.oauth.dpop,
+                        refresh_needs_offline_access: manifest
+                            .oauth
+                            .extra_scopes
+                            .iter()
+                            .any(|scope| scope == "offline_access"),
+                        consent_detail_type: manifest.oauth.consent_detail_type.clone(),
                         ..SandboxFapi::default()
                     },
                 })

@@ -105,7 +105,8 @@ fn client(bank: &Bank, redirect_uri: &str) -> Result<ConfiguredClient, AdapterEr
 
 /// Builds the bank authorization URL with PKCE S256 and a fresh `state`; `extra` are the
 /// further parameters the bank's standard needs (e.g. OBIE's `claims`, FDX's
-/// `authorization_details`).
+/// `authorization_details`). The manifest's `extra_scopes` (e.g. `offline_access`) and
+/// `authorization_params` (e.g. RFC 8707 `resource`) come after.
 pub fn authorization_redirect(
     bank: &Bank,
     redirect_uri: &str,
@@ -114,11 +115,18 @@ pub fn authorization_redirect(
 ) -> Result<AuthorizationRedirect, AdapterError> {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let client = client(bank, redirect_uri)?;
+    let oauth = &bank.manifest.oauth;
     let mut request = client
         .authorize_url(CsrfToken::new_random)
         .add_scopes(scopes.iter().cloned().map(Scope::new))
+        .add_scopes(oauth.extra_scopes.iter().cloned().map(Scope::new))
         .set_pkce_challenge(challenge);
-    for (name, value) in extra {
+    let configured = oauth.authorization_params.iter();
+    for (name, value) in extra
+        .iter()
+        .map(|(name, value)| (name, value))
+        .chain(configured)
+    {
         request = request.add_extra_param(name.as_str(), value.as_str());
     }
     let (url, state) = request.url();

@@ -151,7 +151,11 @@ impl Profile for BerlinGroup {
             "/v1/consents",
         )
         .await?;
-        BankConsent::try_from(created)
+        let consent = BankConsent::try_from(created)?;
+        Ok(match &bank.manifest.oauth.consent_detail_type {
+            Some(kind) => wire::as_authorization_details(consent, kind),
+            None => consent,
+        })
     }
 
     async fn accounts(

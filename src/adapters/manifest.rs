@@ -91,7 +91,37 @@ pub struct OAuthEndpoints {
     /// an ephemeral key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_key_file_env: Option<String>,
+    /// Scopes bankgate adds to every authorization request at this bank, e.g.
+    /// `offline_access`, without which an OpenID Connect server issues no refresh token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_scopes: Vec<String>,
+    /// Parameters bankgate adds to every authorization request at this bank, e.g. RFC 8707
+    /// `resource` (the bank's API, for a server that binds its tokens to one). The parameters
+    /// bankgate sets itself cannot be given here.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub authorization_params: std::collections::BTreeMap<String, String>,
+    /// Berlin Group: how the authorization request names the bank-side consent. Absent, as
+    /// the scope `AIS:<consentId>`; set, as RFC 9396 `authorization_details` of this `type`:
+    /// `[{"type": "<type>", "consentId": "<consentId>"}]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_detail_type: Option<String>,
 }
+
+/// Authorization request parameters bankgate sets itself, which `authorization_params` may
+/// not name.
+pub const RESERVED_AUTHORIZATION_PARAMS: [&str; 11] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "request_uri",
+    "request",
+    "authorization_details",
+    "claims",
+];
 
 impl OAuthEndpoints {
     /// The variable holding bankgate's client secret, when its token endpoint authentication
@@ -451,6 +481,36 @@ impl Manifest {
         }
         if oauth.dpop_key_file_env.is_some() && !oauth.dpop {
             return Err("oauth.dpop_key_file_env is only for dpop = true");
+        }
+        let scope_token = |scope: &str| {
+            !scope.is_empty()
+                && scope.bytes().all(|byte| {
+                    byte == 0x21 || (0x23..=0x5b).contains(&byte) || (0x5d..=0x7e).contains(&byte)
+                })
+        };
+        if !oauth.extra_scopes.iter().all(|scope| scope_token(scope)) {
+            return Err(
+                "oauth.extra_scopes must be RFC 6749 scope tokens (no spaces, quotes or backslashes)",
+            );
+        }
+        if oauth
+            .authorization_params
+            .keys()
+            .any(|name| name.is_empty() || RESERVED_AUTHORIZATION_PARAMS.contains(&name.as_str()))
+        {
+            return Err(
+                "oauth.authorization_params may not set a parameter bankgate sets itself \
+                 (response_type, client_id, redirect_uri, scope, state, PKCE, request_uri, \
+                 request, authorization_details, claims)",
+            );
+        }
+        if oauth
+            .consent_detail_type
+            .as_ref()
+            .is_some_and(|kind| kind.trim().is_empty())
+            || (oauth.consent_detail_type.is_some() && self.profile != super::berlin_group::NAME)
+        {
+            return Err("oauth.consent_detail_type is a non-empty type, for berlin-group banks");
         }
         let speaks_fapi = super::profile(&self.profile).is_some_and(|p| p.speaks_bank_fapi());
         if (private_key_jwt || oauth.dpop) && !speaks_fapi {

@@ -26,6 +26,7 @@ on_both_stores!(
     a_fapi_bank_gets_par_private_key_jwt_and_dpop,
     a_private_key_jwt_bank_needs_no_client_secret,
     a_short_lived_bank_token_is_not_refreshed_on_every_call,
+    a_certified_bank_gets_offline_access_resource_and_the_consent_as_authorization_details,
     revocation_terminates_the_berlin_group_consent_at_the_bank,
 );
 
@@ -437,5 +438,164 @@ async fn revocation_terminates_the_berlin_group_consent_at_the_bank(kind: StoreK
     assert_eq!(
         bank_consent_status(&origin, &bank_consent_id).await,
         "terminatedByTpp"
+    );
+}
+
+/// The resource indicator the certified sandbox bank binds its tokens to (RFC 8707).
+const CERTIFIED_RESOURCE: &str = "https://api.certified-bank.example/psd2";
+
+/// Registers `bank_id` at run time (live check included) for the Berlin Group sandbox at
+/// `sandbox`, with bankgate's secret at it (`secrets["bankgate"]`; the bank's credentials are
+/// added to `secrets`, which the gateway then reads): the bundled demo bank's manifest,
+/// changed by `tweak`. Returns the registration's status and body.
+async fn register_at(
+    gateway: &TestGateway,
+    sandbox: &Sandbox,
+    secrets: &mut BTreeMap<String, String>,
+    bank_id: &str,
+    tweak: impl FnOnce(&mut Manifest),
+) -> (u16, Value) {
+    let prefix = Manifest::registered_reference_prefix(bank_id);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("adapters/demo-bank.toml");
+    let mut manifest = Manifest::load(&path).unwrap();
+    manifest.rebase(&sandbox.origin);
+    manifest.sandbox = None;
+    manifest.id = bank_id.into();
+    manifest.oauth.client_id_env = format!("{prefix}CLIENT_ID");
+    manifest.oauth.client_secret_env = Some(format!("{prefix}CLIENT_SECRET"));
+    tweak(&mut manifest);
+    let secret = secrets["bankgate"].clone();
+    secrets.insert(format!("{prefix}CLIENT_ID"), "bankgate".into());
+    secrets.insert(format!("{prefix}CLIENT_SECRET"), secret);
+    gateway.app.banks.set_secrets(Arc::new(secrets.clone()));
+    let principal = bank_principal(gateway, &format!("{bank_id}-admin"), bank_id).await;
+    let admin = principal.client_credentials().await.unwrap();
+    let json = serde_json::to_value(&manifest).unwrap();
+    let (status, _, body) = put_adapter(gateway, Some(&admin), bank_id, "?check=live", &json).await;
+    (status, body)
+}
+
+/// Issue 19, certified-server items 2 and 3: a bank like an OpenID provider in its FAPI 2.0
+/// profile issues a refresh token only for `offline_access`, binds its tokens to an RFC 8707
+/// `resource`, and takes the Berlin Group consent as RFC 9396 `authorization_details`. The
+/// manifest says all three (`extra_scopes`, `authorization_params`, `consent_detail_type`);
+/// without each, the bank gives no refresh token or refuses the request.
+async fn a_certified_bank_gets_offline_access_resource_and_the_consent_as_authorization_details(
+    kind: StoreKind,
+) {
+    let gateway = TestGateway::start(kind).await;
+    let secret = bankgate::crypto::random_token(24).unwrap();
+    let sandbox = sandbox::start(SandboxConfig {
+        profile: "berlin-group".into(),
+        addr: ([127, 0, 0, 1], 0).into(),
+        client_id: "bankgate".into(),
+        client_secret: secret.clone(),
+        approval: Approval::Auto,
+        fapi: SandboxFapi {
+            require_par: true,
+            refresh_needs_offline_access: true,
+            resource: Some(CERTIFIED_RESOURCE.into()),
+            consent_detail_type: Some("consent".into()),
+            ..SandboxFapi::default()
+        },
+    })
+    .await
+    .unwrap();
+    let mut secrets: BTreeMap<String, String> = [("bankgate".to_owned(), secret.clone())].into();
+    let certified = |manifest: &mut Manifest| {
+        manifest.oauth.pushed_authorization_request_endpoint =
+            Some(format!("{}/oauth/par", sandbox.origin));
+        manifest.oauth.extra_scopes = vec!["offline_access".into()];
+        manifest.oauth.authorization_params =
+            [("resource".to_owned(), CERTIFIED_RESOURCE.to_owned())].into();
+        manifest.oauth.consent_detail_type = Some("consent".into());
+    };
+
+    // All three: the flow completes, with a refresh token, and data flows.
+    let (status, body) = register_at(
+        &gateway,
+        &sandbox,
+        &mut secrets,
+        "certified-bank",
+        certified,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let detail = account_information("certified-bank", "balance-alerts", BALANCE_SCOPES, "u-cert");
+    let (token, _) = gateway
+        .platform
+        .connect(&detail)
+        .await
+        .expect("consent flow at the certified bank");
+    let grant = grant_of(&gateway, &token.consent_id).await;
+    assert!(
+        grant.refresh_token.is_some(),
+        "offline_access asked for one"
+    );
+    let (status, accounts) = gateway
+        .platform
+        .get(&token.access_token, "/v1/accounts")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{accounts}");
+
+    // Without offline_access: no refresh token.
+    let (status, body) = register_at(
+        &gateway,
+        &sandbox,
+        &mut secrets,
+        "online-bank",
+        |manifest| {
+            certified(manifest);
+            manifest.oauth.extra_scopes.clear();
+        },
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let detail = account_information("online-bank", "balance-alerts", BALANCE_SCOPES, "u-online");
+    let (token, _) = gateway.platform.connect(&detail).await.unwrap();
+    let grant = grant_of(&gateway, &token.consent_id).await;
+    assert_eq!(grant.refresh_token, None);
+
+    // Without the resource, or with the consent as the AIS:<id> scope: refused by the bank.
+    for (bank_id, drop) in [
+        ("resourceless-bank", "resource"),
+        ("scoped-bank", "details"),
+    ] {
+        let (status, body) = register_at(&gateway, &sandbox, &mut secrets, bank_id, |manifest| {
+            certified(manifest);
+            match drop {
+                "resource" => manifest.oauth.authorization_params.clear(),
+                _ => manifest.oauth.consent_detail_type = None,
+            }
+        })
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let detail = account_information(bank_id, "balance-alerts", BALANCE_SCOPES, "u-refused");
+        assert!(
+            gateway.platform.connect(&detail).await.is_err(),
+            "{bank_id}: the bank refuses the authorization request"
+        );
+    }
+
+    // A parameter bankgate sets itself cannot be configured.
+    let (status, body) = register_at(
+        &gateway,
+        &sandbox,
+        &mut secrets,
+        "meddling-bank",
+        |manifest| {
+            manifest.oauth.authorization_params =
+                [("scope".to_owned(), "openid".to_owned())].into();
+        },
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("authorization_params"),
+        "{body}"
     );
 }

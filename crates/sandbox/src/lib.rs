@@ -66,6 +66,16 @@ pub struct SandboxFapi {
     /// The lifetime of the access tokens it issues (one hour when `None`): a certified FAPI
     /// server may hand out short-lived ones, which its client must not refresh on every call.
     pub access_token_lifetime: Option<std::time::Duration>,
+    /// Refresh tokens only for authorization requests whose scope has `offline_access`, as an
+    /// OpenID provider issues them (node oidc-provider's default `issueRefreshToken`).
+    pub refresh_needs_offline_access: bool,
+    /// Authorization requests must name this resource (RFC 8707 `resource`); another one, or
+    /// none, is refused with `invalid_target`.
+    pub resource: Option<String>,
+    /// Berlin Group: the authorization request names its consent in RFC 9396
+    /// `authorization_details` of this type (`[{"type", "consentId"}]`); the `AIS:<id>` scope
+    /// is refused.
+    pub consent_detail_type: Option<String>,
 }
 
 /// Errors starting a sandbox.

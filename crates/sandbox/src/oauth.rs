@@ -116,6 +116,8 @@ pub struct AuthorizationRequest {
     login_hint: Option<String>,
     /// The DPoP key the code is bound to (a proof or `dpop_jkt` at PAR).
     dpop_jkt: Option<String>,
+    /// Whether the scope asked for `offline_access`.
+    offline_access: bool,
 }
 
 /// An approval page waiting for the customer's decision.
@@ -135,6 +137,8 @@ pub(super) struct Code {
     issued_tokens: Vec<String>,
     /// The DPoP key the token request must prove possession of.
     dpop_jkt: Option<String>,
+    /// Whether its tokens come with a refresh token.
+    refreshable: bool,
 }
 
 /// An issued access token.
@@ -146,6 +150,19 @@ pub(super) struct AccessToken {
     expires_at: Instant,
     /// The DPoP key it is bound to (RFC 9449), if any.
     jkt: Option<String>,
+}
+
+/// The scope that asks an OpenID provider for a refresh token.
+const OFFLINE_ACCESS: &str = "offline_access";
+
+/// The refresh token an access token is issued with.
+enum Refresh {
+    /// A new one (authorization code).
+    New,
+    /// The one presented (refresh; not rotated).
+    Under(String),
+    /// None (a code whose request did not ask for `offline_access` at a server that wants it).
+    None,
 }
 
 /// An issued refresh token.
@@ -339,6 +356,12 @@ impl AuthServer {
         }
     }
 
+    /// The RFC 9396 `authorization_details` type naming a consent, when the bank takes it so
+    /// (`SandboxFapi::consent_detail_type`).
+    pub fn consent_detail_type(&self) -> Option<&str> {
+        self.fapi.consent_detail_type.as_deref()
+    }
+
     /// The one client the server knows.
     pub fn client_id(&self) -> &str {
         &self.client_id
@@ -444,6 +467,10 @@ impl AuthServer {
             consent_id: String::new(),
             login_hint: get("login_hint").map(str::to_owned),
             dpop_jkt: None,
+            offline_access: get("scope")
+                .unwrap_or_default()
+                .split_ascii_whitespace()
+                .any(|scope| scope == OFFLINE_ACCESS),
         };
         let fail = |request: &AuthorizationRequest, error: &str, description: &str| {
             AuthorizeFailure::Redirect(Box::new(self.redirect_error(request, error, description)))
@@ -473,6 +500,15 @@ impl AuthServer {
                     "code_challenge must be a base64url SHA-256 digest",
                 ));
             }
+        }
+        if let Some(resource) = &self.fapi.resource
+            && get("resource") != Some(resource.as_str())
+        {
+            return Err(fail(
+                &request,
+                "invalid_target",
+                "resource must name this bank's API",
+            ));
         }
         if let Some(hint) = &request.login_hint
             && customers::find(hint).is_none()
@@ -517,6 +553,7 @@ impl AuthServer {
                     redeemed: false,
                     issued_tokens: Vec::new(),
                     dpop_jkt: request.dpop_jkt.clone(),
+                    refreshable: request.offline_access || !self.fapi.refresh_needs_offline_access,
                 },
             );
         }
@@ -665,20 +702,20 @@ impl AuthServer {
         }
     }
 
-    /// Issues an access token (and a refresh token unless one is given) for a consent, bound
-    /// to the DPoP key `jkt` when there is one.
+    /// Issues an access token for a consent (with a new refresh token when `refresh` says
+    /// so, or under the one given), bound to the DPoP key `jkt` when there is one.
     fn issue(
         &self,
         books: &mut OAuthBooks,
         consent_id: &str,
-        refresh_token: Option<String>,
+        refresh: Refresh,
         fields: Map<String, Value>,
         jkt: Option<String>,
     ) -> Result<Value, OAuthError> {
         let access_token = random_token(32)?;
-        let refresh_token = match refresh_token {
-            Some(token) => token,
-            None => {
+        let refresh_token = match refresh {
+            Refresh::Under(token) => Some(token),
+            Refresh::New => {
                 let token = random_token(32)?;
                 books.refresh_tokens.insert(
                     token.clone(),
@@ -686,8 +723,9 @@ impl AuthServer {
                         consent_id: consent_id.to_owned(),
                     },
                 );
-                token
+                Some(token)
             }
+            Refresh::None => None,
         };
         let scope = fields
             .get("scope")
@@ -699,7 +737,7 @@ impl AuthServer {
             AccessToken {
                 consent_id: Some(consent_id.to_owned()),
                 scope,
-                refresh_token: Some(refresh_token.clone()),
+                refresh_token: refresh_token.clone(),
                 expires_at: Instant::now() + self.access_token_lifetime,
                 jkt: jkt.clone(),
             },
@@ -712,7 +750,9 @@ impl AuthServer {
             "expires_in".into(),
             self.access_token_lifetime.as_secs().into(),
         );
-        answer.insert("refresh_token".into(), refresh_token.into());
+        if let Some(refresh_token) = refresh_token {
+            answer.insert("refresh_token".into(), refresh_token.into());
+        }
         answer.extend(fields);
         Ok(Value::Object(answer))
     }
@@ -737,7 +777,7 @@ impl AuthServer {
             ));
         }
         let now = Instant::now();
-        let consent_id = {
+        let (consent_id, refresh) = {
             let mut books = self.books();
             let Some(entry) = books.codes.get_mut(code) else {
                 return Err(OAuthError::invalid_grant("unknown authorization code"));
@@ -777,7 +817,14 @@ impl AuthServer {
                     "the code is bound to another DPoP key",
                 ));
             }
-            entry.consent_id.clone()
+            (
+                entry.consent_id.clone(),
+                if entry.refreshable {
+                    Refresh::New
+                } else {
+                    Refresh::None
+                },
+            )
         };
         // The bank's consent books are consulted without the OAuth books held.
         if !bank.usable(&consent_id) {
@@ -785,7 +832,7 @@ impl AuthServer {
         }
         let fields = bank.token_fields(&consent_id);
         let mut books = self.books();
-        let response = self.issue(&mut books, &consent_id, None, fields, jkt)?;
+        let response = self.issue(&mut books, &consent_id, refresh, fields, jkt)?;
         let issued: Vec<String> = ["access_token", "refresh_token"]
             .iter()
             .filter_map(|name| response[name].as_str().map(str::to_owned))
@@ -825,7 +872,7 @@ impl AuthServer {
         self.issue(
             &mut books,
             &consent_id,
-            Some(refresh_token.clone()),
+            Refresh::Under(refresh_token.clone()),
             fields,
             jkt,
         )

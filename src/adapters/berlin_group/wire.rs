@@ -168,6 +168,21 @@ impl TryFrom<ConsentCreated> for BankConsent {
     }
 }
 
+/// The consent named by RFC 9396 `authorization_details` of type `kind`
+/// (`[{"type": kind, "consentId": id}]`) instead of the scope `AIS:<id>`, for a bank whose
+/// manifest says `consent_detail_type`.
+pub fn as_authorization_details(consent: BankConsent, kind: &str) -> BankConsent {
+    let Some(id) = &consent.id else {
+        return consent;
+    };
+    let details = serde_json::json!([{ "type": kind, "consentId": id }]);
+    BankConsent {
+        oauth_scopes: Vec::new(),
+        authorization_params: vec![("authorization_details".into(), details.to_string())],
+        ..consent
+    }
+}
+
 /// `GET /v1/consents/{id}/status` answer.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

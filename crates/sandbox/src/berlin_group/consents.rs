@@ -482,18 +482,29 @@ pub(super) async fn delete(
 // ---------------------------------------------------------------------------------------------
 // Authorization requests name the consent as the scope `AIS:<consentId>`
 
-/// The consent the scope names, if it can still be authorised.
+/// The consent the scope names (or, at a bank that takes it so, the RFC 9396
+/// `authorization_details`), if it can still be authorised.
 pub(super) fn bind(bank: &Bank, parameters: &HashMap<String, String>) -> Result<String, BindError> {
-    let consent_ids: Vec<&str> = parameters
+    let in_scope: Vec<String> = parameters
         .get("scope")
         .map(String::as_str)
         .unwrap_or_default()
         .split_ascii_whitespace()
         .filter_map(|scope| scope.strip_prefix(SCOPE_PREFIX))
+        .map(str::to_owned)
         .collect();
-    let [consent_id] = consent_ids[..] else {
+    let consent_ids = match bank.auth.consent_detail_type() {
+        None => in_scope,
+        Some(_) if !in_scope.is_empty() => {
+            return Err(BindError::invalid_scope(
+                "this bank takes the consent in authorization_details, not as a scope",
+            ));
+        }
+        Some(kind) => in_details(parameters, kind)?,
+    };
+    let [consent_id] = &consent_ids[..] else {
         return Err(BindError::invalid_scope(
-            "scope must name exactly one consent as AIS:<consentId>",
+            "the request must name exactly one consent",
         ));
     };
     let status = bank
@@ -507,6 +518,30 @@ pub(super) fn bind(bank: &Bank, parameters: &HashMap<String, String>) -> Result<
         )),
         None => Err(BindError::invalid_scope("unknown consent")),
     }
+}
+
+/// The consent ids RFC 9396 `authorization_details` of type `kind` name
+/// (`[{"type": kind, "consentId": …}]`).
+fn in_details(parameters: &HashMap<String, String>, kind: &str) -> Result<Vec<String>, BindError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Detail {
+        #[serde(rename = "type")]
+        kind: String,
+        consent_id: Option<String>,
+    }
+    let text = parameters
+        .get("authorization_details")
+        .ok_or_else(|| BindError::invalid_request("authorization_details must name the consent"))?;
+    let details: Vec<Detail> = serde_json::from_str(text).map_err(|_| BindError {
+        error: "invalid_authorization_details",
+        description: "authorization_details must be a JSON array of objects with a type".into(),
+    })?;
+    Ok(details
+        .into_iter()
+        .filter(|detail| detail.kind == kind)
+        .filter_map(|detail| detail.consent_id)
+        .collect())
 }
 
 impl scaffold::Consent for Consent {

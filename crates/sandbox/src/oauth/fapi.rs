@@ -40,6 +40,12 @@ pub(super) struct Fapi {
     pub(super) client_keys: Option<ClientKeys>,
     pub(super) require_par: bool,
     pub(super) require_dpop: bool,
+    /// Refresh tokens only for `offline_access` requests.
+    pub(super) refresh_needs_offline_access: bool,
+    /// The resource authorization requests must name (RFC 8707).
+    pub(super) resource: Option<String>,
+    /// The `authorization_details` type naming a consent, where the standard takes it so.
+    pub(super) consent_detail_type: Option<String>,
     /// The server's DPoP nonces (keyed by the client secret, so deterministic).
     nonces: Nonces,
 }
@@ -58,6 +64,9 @@ impl Fapi {
             client_keys,
             require_par: config.require_par,
             require_dpop: config.require_dpop,
+            refresh_needs_offline_access: config.refresh_needs_offline_access,
+            resource: config.resource.clone(),
+            consent_detail_type: config.consent_detail_type.clone(),
             nonces: Nonces::new(format!("sandbox dpop nonce\0{secret}").as_bytes()),
         }
     }
