@@ -511,11 +511,22 @@ impl Bank {
         error_in_body: impl outbound::Classify,
     ) -> Result<bytes::Bytes, AdapterError> {
         let request = request.build()?;
+        // A call with a DPoP proof can be proved again with the resource server's nonce.
+        let dpop = self
+            .keys
+            .dpop
+            .clone()
+            .filter(|_| request.headers().contains_key(crate::jose::DPOP_HEADER))
+            .map(|key| outbound::Reprove {
+                key,
+                nonce: self.keys.resource_nonce_slot(),
+            });
         self.outbound
             .call(outbound::Call {
                 request,
                 route: route.into(),
                 error_in_body: Arc::new(error_in_body),
+                dpop,
             })
             .await
     }

@@ -90,6 +90,81 @@ pub struct Call {
     /// (`/v1/accounts/{account-id}/balances`): what its span names, never an identifier.
     pub route: Cow<'static, str>,
     pub error_in_body: ErrorInBody,
+    /// For a call carrying a DPoP proof: how to sign a fresh one with the nonce the bank's
+    /// resource server demands.
+    pub dpop: Option<Reprove>,
+}
+
+/// Signs a data call's DPoP proof again with the nonce the bank's resource server demands
+/// (RFC 9449 §9: a 401 with `WWW-Authenticate: DPoP error="use_dpop_nonce"` and a
+/// `DPoP-Nonce`), once; and remembers the latest nonce the resource server handed out, which
+/// the next call's proof carries ([`crate::adapters::bank_oauth::dpop::authorize`]).
+#[derive(Clone)]
+pub struct Reprove {
+    pub key: Arc<crate::jose::ClientKey>,
+    /// The resource server's latest nonce, shared by every call to the bank.
+    pub nonce: Arc<Mutex<Option<String>>>,
+}
+
+impl Reprove {
+    /// Keeps the nonce an answer hands out; `true` when it is a new one.
+    fn remember(&self, headers: &reqwest::header::HeaderMap) -> bool {
+        let Some(fresh) = headers
+            .get(crate::jose::DPOP_NONCE_HEADER)
+            .and_then(|value| value.to_str().ok())
+        else {
+            return false;
+        };
+        let mut slot = self.nonce.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_deref() == Some(fresh) {
+            return false;
+        }
+        *slot = Some(fresh.to_owned());
+        true
+    }
+
+    /// `request` with a fresh proof carrying the remembered nonce, bound to the access token
+    /// of its `Authorization: DPoP …` header.
+    fn reproved(&self, mut request: reqwest::Request) -> Result<reqwest::Request, AdapterError> {
+        let unsigned = || AdapterError::Refused("the DPoP proof could not be signed".into());
+        let access_token = request
+            .headers()
+            .get(reqwest::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .map(|(_, token)| token.trim().to_owned())
+            .ok_or_else(unsigned)?;
+        let nonce = self
+            .nonce
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let proof = self
+            .key
+            .dpop_proof(
+                request.method().as_str(),
+                request.url().as_str(),
+                Some(&access_token),
+                nonce.as_deref(),
+            )
+            .map_err(|_| unsigned())?;
+        let proof = reqwest::header::HeaderValue::from_str(&proof).map_err(|_| unsigned())?;
+        request
+            .headers_mut()
+            .insert(crate::jose::DPOP_HEADER, proof);
+        Ok(request)
+    }
+}
+
+/// Whether a resource server's answer asks for a DPoP nonce (RFC 9449 §9).
+fn asks_for_nonce(response: &reqwest::Response) -> bool {
+    response.status() == reqwest::StatusCode::UNAUTHORIZED
+        && response
+            .headers()
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .any(|challenge| challenge.contains("use_dpop_nonce"))
 }
 
 /// The resilience settings of one bank, from its manifest's `[limits]`.
@@ -327,7 +402,15 @@ impl Service<Call> for Fetch {
         let client = self.client.clone();
         let max_bytes = self.max_bytes;
         Box::pin(async move {
+            let again = call.dpop.as_ref().and_then(|_| call.request.try_clone());
             let mut response = client.execute(call.request).await?;
+            if let Some(dpop) = &call.dpop {
+                let fresh = dpop.remember(response.headers());
+                if let Some(again) = again.filter(|_| fresh && asks_for_nonce(&response)) {
+                    response = client.execute(dpop.reproved(again)?).await?;
+                    dpop.remember(response.headers());
+                }
+            }
             let status = response.status();
             let content_type = response
                 .headers()
@@ -460,6 +543,7 @@ impl tower::retry::Policy<Call, Bytes, AdapterError> for ReadRetry {
             request: call.request.try_clone()?,
             route: call.route.clone(),
             error_in_body: call.error_in_body.clone(),
+            dpop: None,
         })
     }
 }

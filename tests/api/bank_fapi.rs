@@ -27,6 +27,7 @@ on_both_stores!(
     a_private_key_jwt_bank_needs_no_client_secret,
     a_short_lived_bank_token_is_not_refreshed_on_every_call,
     a_certified_bank_gets_offline_access_resource_and_the_consent_as_authorization_details,
+    a_resource_server_demanding_dpop_nonces_gets_them,
     revocation_terminates_the_berlin_group_consent_at_the_bank,
 );
 
@@ -598,4 +599,82 @@ async fn a_certified_bank_gets_offline_access_resource_and_the_consent_as_author
             .contains("authorization_params"),
         "{body}"
     );
+}
+
+/// Issue 19, certified-server item 5: a bank whose resource server demands DPoP nonces on data
+/// calls (RFC 9449 §9). The first data call is refused with `use_dpop_nonce` and a nonce, and
+/// proved again with it; the next call carries the nonce from the start.
+async fn a_resource_server_demanding_dpop_nonces_gets_them(kind: StoreKind) {
+    let gateway = TestGateway::start(kind).await;
+    let secret = bankgate::crypto::random_token(24).unwrap();
+    let sandbox = sandbox::start(SandboxConfig {
+        profile: "berlin-group".into(),
+        addr: ([127, 0, 0, 1], 0).into(),
+        client_id: "bankgate".into(),
+        client_secret: secret.clone(),
+        approval: Approval::Auto,
+        fapi: SandboxFapi {
+            require_dpop: true,
+            resource_nonce: true,
+            ..SandboxFapi::default()
+        },
+    })
+    .await
+    .unwrap();
+    let bank_id = "nonce-bank";
+    let prefix = Manifest::registered_reference_prefix(bank_id);
+    let key_file =
+        std::env::temp_dir().join(format!("bankgate-{bank_id}-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &key_file,
+        bankgate::jose::keys::SigningKey::generate_pem().unwrap(),
+    )
+    .unwrap();
+    let mut secrets: BTreeMap<String, String> = [
+        ("bankgate".to_owned(), secret),
+        (
+            format!("{prefix}DPOP_KEY_FILE"),
+            key_file.display().to_string(),
+        ),
+    ]
+    .into();
+    let (status, body) = register_at(&gateway, &sandbox, &mut secrets, bank_id, |manifest| {
+        manifest.oauth.dpop = true;
+        manifest.oauth.dpop_key_file_env = Some(format!("{prefix}DPOP_KEY_FILE"));
+    })
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let detail = account_information(bank_id, "balance-alerts", BALANCE_SCOPES, "u-nonce");
+    let (token, _) = gateway.platform.connect(&detail).await.unwrap();
+    let (status, accounts) = gateway
+        .platform
+        .get(&token.access_token, "/v1/accounts")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{accounts}");
+    assert_eq!(
+        sandbox.faults.hits("/v1/accounts"),
+        2,
+        "refused for a nonce, then proved again"
+    );
+    let (status, accounts) = gateway
+        .platform
+        .get(&token.access_token, "/v1/accounts")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{accounts}");
+    assert_eq!(
+        sandbox.faults.hits("/v1/accounts"),
+        3,
+        "the nonce is remembered"
+    );
+
+    // The bank does demand it: bankgate's own key without a nonce is refused.
+    let adapter = gateway.app.banks.get(bank_id).unwrap();
+    let own_key = adapter.bank.keys.dpop.clone().unwrap();
+    let grant = grant_of(&gateway, &token.consent_id).await;
+    let accounts_url = adapter.bank.url("/v1/accounts");
+    assert_eq!(bank_call(&accounts_url, &grant, Some(&own_key)).await, 401);
+    let _ = std::fs::remove_file(&key_file);
 }

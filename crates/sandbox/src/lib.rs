@@ -76,6 +76,10 @@ pub struct SandboxFapi {
     /// `authorization_details` of this type (`[{"type", "consentId"}]`); the `AIS:<id>` scope
     /// is refused.
     pub consent_detail_type: Option<String>,
+    /// With `require_dpop`: the resource server demands DPoP nonces on data calls too (RFC 9449
+    /// §9): a proof without its current nonce gets a 401 `use_dpop_nonce` with a fresh
+    /// `DPoP-Nonce`, and every answer to a DPoP call hands out the current one.
+    pub resource_nonce: bool,
 }
 
 /// Errors starting a sandbox.

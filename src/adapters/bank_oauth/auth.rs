@@ -40,6 +40,9 @@ pub struct BankKeys {
     pub dpop: Option<Arc<ClientKey>>,
     /// The latest DPoP nonce the bank's authorization server handed out.
     nonce: Arc<Mutex<Option<String>>>,
+    /// The latest DPoP nonce the bank's resource server handed out (its data calls'): a
+    /// server's nonces are its own (RFC 9449 §9).
+    resource_nonce: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for BankKeys {
@@ -95,6 +98,7 @@ impl BankKeys {
             assertion,
             dpop,
             nonce: Arc::default(),
+            resource_nonce: Arc::default(),
         })
     }
 
@@ -102,6 +106,20 @@ impl BankKeys {
     /// every call to the bank).
     pub fn nonce_slot(&self) -> Arc<Mutex<Option<String>>> {
         self.nonce.clone()
+    }
+
+    /// Where the latest DPoP nonce of the bank's resource server is kept (shared by every
+    /// data call to the bank).
+    pub fn resource_nonce_slot(&self) -> Arc<Mutex<Option<String>>> {
+        self.resource_nonce.clone()
+    }
+
+    /// The resource server's latest nonce, if it handed one out.
+    pub fn resource_nonce(&self) -> Option<String> {
+        self.resource_nonce
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 

@@ -5,8 +5,10 @@
 //! bankgate is worthless without it.
 //!
 //! The authorization server's nonce (RFC 9449 §8) is remembered per bank; an answer asking for
-//! one (`use_dpop_nonce`) is retried once with the nonce it carries. Data calls carry no nonce:
-//! a bank resource server that demands DPoP nonces is not supported yet.
+//! one (`use_dpop_nonce`) is retried once with the nonce it carries. The resource server's
+//! nonce (§9) is remembered apart: data calls carry the latest one, and a data call refused
+//! for want of a (new) one is proved again and sent once more by the outbound stack
+//! (`outbound::Reprove`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -207,8 +209,9 @@ pub fn authorize(
         return Ok(request.bearer_auth(access_token));
     };
     let unusable = || AdapterError::Refused("the bank token is not a header value".into());
+    let nonce = bank.keys.resource_nonce();
     let proof = key
-        .dpop_proof(method, url.as_str(), Some(access_token), None)
+        .dpop_proof(method, url.as_str(), Some(access_token), nonce.as_deref())
         .map_err(|_| AdapterError::Refused("the DPoP proof could not be signed".into()))?;
     let mut authorization = HeaderValue::from_str(&format!("{DPOP_TOKEN_TYPE} {access_token}"))
         .map_err(|_| unusable())?;

@@ -32,6 +32,7 @@ fn call(method: reqwest::Method) -> Call {
         request: reqwest::Request::new(method, url),
         route: "/accounts".into(),
         error_in_body: Arc::new(no_error_in_body),
+        dpop: None,
     }
 }
 

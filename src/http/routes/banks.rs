@@ -372,22 +372,34 @@ async fn check_live(bank: &Bank) -> Result<Vec<&'static str>, String> {
         }
         passed.push("oauth_metadata");
     }
-    // The bank's own client authentication: its secret, or a `private_key_jwt` assertion.
+    // The bank's own client authentication: its secret, or a `private_key_jwt` assertion; and
+    // a DPoP proof (with the server's nonce) where the bank binds its tokens.
     let mut form = vec![("grant_type".to_owned(), "client_credentials".to_owned())];
-    let mut request = bank.http.post(&oauth.token_endpoint);
-    if let Some(basic) = crate::adapters::bank_oauth::auth::authenticate(bank, &mut form)
-        .map_err(|error| format!("the token endpoint: {}", what_failed(&error)))?
-    {
-        request = request.header(reqwest::header::AUTHORIZATION, basic);
+    let basic = crate::adapters::bank_oauth::auth::authenticate(bank, &mut form)
+        .map_err(|error| format!("the token endpoint: {}", what_failed(&error)))?;
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&form)
+        .finish()
+        .into_bytes();
+    let mut request = axum::http::Request::builder()
+        .method(axum::http::Method::POST)
+        .uri(&oauth.token_endpoint)
+        .header(
+            axum::http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        );
+    if let Some(basic) = basic {
+        request = request.header(axum::http::header::AUTHORIZATION, basic);
     }
-    let response = request.form(&form).send().await.map_err(|error| {
-        format!(
-            "the token endpoint: {}",
-            what_failed(&AdapterError::from(error))
-        )
-    })?;
+    let request = request
+        .body(body)
+        .map_err(|_| "the token endpoint: oauth.token_endpoint is not a usable URL".to_owned())?;
+    let response = crate::adapters::bank_oauth::dpop::HttpClient::of(bank)
+        .send(request)
+        .await
+        .map_err(|_| "the token endpoint: unreachable".to_owned())?;
     let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let body: Value = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
     let code = body["error"].as_str();
     match (status, code) {
         (200, _) if body["access_token"].is_string() => {}

@@ -46,6 +46,8 @@ pub(super) struct Fapi {
     pub(super) resource: Option<String>,
     /// The `authorization_details` type naming a consent, where the standard takes it so.
     pub(super) consent_detail_type: Option<String>,
+    /// The resource server demands nonces in data calls' DPoP proofs.
+    resource_nonce: bool,
     /// The server's DPoP nonces (keyed by the client secret, so deterministic).
     nonces: Nonces,
 }
@@ -67,6 +69,7 @@ impl Fapi {
             refresh_needs_offline_access: config.refresh_needs_offline_access,
             resource: config.resource.clone(),
             consent_detail_type: config.consent_detail_type.clone(),
+            resource_nonce: config.resource_nonce,
             nonces: Nonces::new(format!("sandbox dpop nonce\0{secret}").as_bytes()),
         }
     }
@@ -302,6 +305,18 @@ pub async fn sender_constraint<B: ConsentBinding>(
         .access_tokens
         .get(&token)
         .map(|entry| entry.jkt.clone());
+    // A resource server that demands nonces hands the current one out with every answer.
+    let resource_nonce = auth
+        .fapi
+        .resource_nonce
+        .then(|| nonce_header(auth))
+        .flatten();
+    let with_nonce = |mut response: Response| {
+        if let Some((name, value)) = resource_nonce.clone() {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    };
     let refuse = |error: &str, description: &str| {
         let challenge = jose::www_authenticate(error, description);
         let mut response = (
@@ -314,7 +329,7 @@ pub async fn sender_constraint<B: ConsentBinding>(
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
         }
-        response
+        with_nonce(response)
     };
     match (bound, dpop_scheme) {
         // Unknown tokens and bearer tokens as bearer: the handler decides.
@@ -342,7 +357,8 @@ pub async fn sender_constraint<B: ConsentBinding>(
                 access_token: Some(&token),
             };
             let now = chrono::Utc::now().timestamp();
-            let verified = match jose::verify_proof(&proof, &expected, None, now) {
+            let nonces = auth.fapi.resource_nonce.then_some(&auth.fapi.nonces);
+            let verified = match jose::verify_proof(&proof, &expected, nonces, now) {
                 Ok(verified) => verified,
                 Err(error) => return refuse(error.code(), &error.to_string()),
             };
@@ -361,7 +377,12 @@ pub async fn sender_constraint<B: ConsentBinding>(
     if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
         request.headers_mut().insert(header::AUTHORIZATION, value);
     }
-    next.run(request).await
+    let response = next.run(request).await;
+    if dpop_scheme {
+        with_nonce(response)
+    } else {
+        response
+    }
 }
 
 /// The response header carrying a fresh nonce, for token answers.
