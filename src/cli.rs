@@ -231,6 +231,13 @@ enum KeysCommand {
     Signing,
     /// A 256-bit grant key (base64) for BANKGATE_GRANT_KEY.
     Grant,
+    /// A private key (PKCS#8 PEM) for bankgate at a bank: `client_key_file_env`
+    /// (`private_key_jwt`) or `dpop_key_file_env`, in the algorithm the bank takes.
+    Bank {
+        /// ES256 (P-256), EdDSA (Ed25519) or PS256 (RSA, 2048 bits).
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+    },
 }
 
 /// Parses the command line and runs it.
@@ -504,6 +511,15 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             match command {
                 KeysCommand::Signing => {
                     print!("{}", crate::jose::keys::SigningKey::generate_pem()?)
+                }
+                KeysCommand::Bank { alg } => {
+                    let alg = match alg.as_str() {
+                        "ES256" => jsonwebtoken::Algorithm::ES256,
+                        "EdDSA" => jsonwebtoken::Algorithm::EdDSA,
+                        "PS256" => jsonwebtoken::Algorithm::PS256,
+                        other => anyhow::bail!("--alg {other:?}: use ES256, EdDSA or PS256"),
+                    };
+                    print!("{}", crate::jose::ClientKey::generate_pkcs8_pem(alg)?)
                 }
                 KeysCommand::Grant => {
                     use base64::Engine;

@@ -276,6 +276,9 @@ pub fn raw_header(token: &str) -> Option<Map<String, Value>> {
     }
 }
 
+/// The smallest RSA modulus a key may have (2048 bits, FAPI 2.0 §5.4).
+const MIN_RSA_BYTES: usize = 256;
+
 /// A private signing key held by a client of an authorization server: a platform towards
 /// bankgate (demo, tests) or bankgate towards a bank. Its public half is [`ClientKey::jwk`].
 pub struct ClientKey {
@@ -330,6 +333,75 @@ impl ClientKey {
             Algorithm::ES256,
             EncodingKey::from_ec_der(der),
             jwk,
+        ))
+    }
+
+    /// A private key from PKCS#8 DER, signing with the one algorithm its type pins (FAPI 2.0
+    /// allows these three): EC P-256 → ES256, Ed25519 → EdDSA, RSA of 2048 bits or more →
+    /// PS256.
+    pub fn from_pkcs8(der: &[u8]) -> Result<ClientKey, SignError> {
+        if let Ok(key) = ClientKey::from_es256_pkcs8(der) {
+            return Ok(key);
+        }
+        if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+            // jsonwebtoken signs from a PKCS#8 v2 document (public key included).
+            let document = pair.to_pkcs8().map_err(|_| SignError::Generate)?;
+            let jwk = json!({
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+            });
+            return Ok(ClientKey::new(
+                Algorithm::EdDSA,
+                EncodingKey::from_ed_der(document.as_ref()),
+                jwk,
+            ));
+        }
+        let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(der).map_err(|_| SignError::Generate)?;
+        let public = aws_lc_rs::signature::KeyPair::public_key(&pair);
+        if public.modulus_len() < MIN_RSA_BYTES {
+            return Err(SignError::Generate);
+        }
+        let jwk = json!({
+            "kty": "RSA",
+            "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+            "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+        });
+        // jsonwebtoken signs RSA from PKCS#1, which its PEM reader takes out of PKCS#8.
+        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der));
+        let encoding = EncodingKey::from_rsa_pem(pem.as_bytes())?;
+        Ok(ClientKey::new(Algorithm::PS256, encoding, jwk))
+    }
+
+    /// A fresh private key for `alg` (ES256, EdDSA or PS256 with 2048 bits) as PKCS#8 PEM:
+    /// what `bankgate keys bank` prints for a bank's `client_key_file_env` or
+    /// `dpop_key_file_env`.
+    pub fn generate_pkcs8_pem(alg: Algorithm) -> Result<String, SignError> {
+        let random = SystemRandom::new();
+        let der: Vec<u8> = match alg {
+            Algorithm::ES256 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &random)
+                    .map_err(|_| SignError::Generate)?
+                    .as_ref()
+                    .to_vec()
+            }
+            Algorithm::EdDSA => Ed25519KeyPair::generate_pkcs8(&random)
+                .map_err(|_| SignError::Generate)?
+                .as_ref()
+                .to_vec(),
+            Algorithm::PS256 => {
+                use aws_lc_rs::encoding::AsDer;
+                let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                    .map_err(|_| SignError::Generate)?;
+                let der: aws_lc_rs::encoding::Pkcs8V1Der<'static> =
+                    pair.as_der().map_err(|_| SignError::Generate)?;
+                der.as_ref().to_vec()
+            }
+            _ => return Err(SignError::Generate),
+        };
+        Ok(pem::encode_config(
+            &pem::Pem::new("PRIVATE KEY", der),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
         ))
     }
 

@@ -73,7 +73,8 @@ pub struct OAuthEndpoints {
     /// `client_key_file_env`; no secret is then needed or used).
     #[serde(default, skip_serializing_if = "is_default")]
     pub token_endpoint_auth_method: crate::jose::AuthMethod,
-    /// Name of the environment variable holding the path of bankgate's P-256 private key
+    /// Name of the environment variable holding the path of bankgate's private key (P-256,
+    /// Ed25519 or RSA: ES256, EdDSA or PS256)
     /// (PKCS#8 PEM) for `private_key_jwt` at this bank. A bundled sandbox without it gets an
     /// ephemeral key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,7 +87,7 @@ pub struct OAuthEndpoints {
     /// call, so that its tokens are bound to bankgate's key.
     #[serde(default, skip_serializing_if = "is_default")]
     pub dpop: bool,
-    /// Name of the environment variable holding the path of bankgate's DPoP key (P-256,
+    /// Name of the environment variable holding the path of bankgate's DPoP key (P-256, Ed25519 or RSA,
     /// PKCS#8 PEM) at this bank; shared by every instance. A bundled sandbox without it gets
     /// an ephemeral key.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -28,6 +28,7 @@ on_both_stores!(
     a_short_lived_bank_token_is_not_refreshed_on_every_call,
     a_certified_bank_gets_offline_access_resource_and_the_consent_as_authorization_details,
     a_resource_server_demanding_dpop_nonces_gets_them,
+    bankgate_signs_at_a_bank_in_the_algorithm_it_takes,
     revocation_terminates_the_berlin_group_consent_at_the_bank,
 );
 
@@ -677,4 +678,128 @@ async fn a_resource_server_demanding_dpop_nonces_gets_them(kind: StoreKind) {
     let accounts_url = adapter.bank.url("/v1/accounts");
     assert_eq!(bank_call(&accounts_url, &grant, Some(&own_key)).await, 401);
     let _ = std::fs::remove_file(&key_file);
+}
+
+/// A fresh key file for `alg` (`bankgate keys bank --alg …`); remove it after the test.
+fn key_file(alg: jsonwebtoken::Algorithm, what: &str) -> PathBuf {
+    let pem = bankgate::jose::ClientKey::generate_pkcs8_pem(alg).unwrap();
+    let path = std::env::temp_dir().join(format!("bankgate-{what}-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&path, pem).unwrap();
+    path
+}
+
+/// The changes that make a registered manifest a FAPI one with its keys under `prefix`:
+/// PAR, `private_key_jwt` and no secret, DPoP.
+fn keyed_at(origin: &str, prefix: &str) -> impl FnOnce(&mut Manifest) {
+    let (origin, prefix) = (origin.to_owned(), prefix.to_owned());
+    move |manifest: &mut Manifest| {
+        let oauth = &mut manifest.oauth;
+        oauth.pushed_authorization_request_endpoint = Some(format!("{origin}/oauth/par"));
+        oauth.token_endpoint_auth_method = bankgate::jose::AuthMethod::PrivateKeyJwt;
+        oauth.client_secret_env = None;
+        oauth.client_key_file_env = Some(format!("{prefix}CLIENT_KEY_FILE"));
+        oauth.dpop = true;
+        oauth.dpop_key_file_env = Some(format!("{prefix}DPOP_KEY_FILE"));
+    }
+}
+
+/// Issue 19, certified-server item 4: a bank that takes PS256 only, or EdDSA only, in client
+/// assertions and DPoP proofs (FAPI 2.0 allows PS256, ES256 and EdDSA; its metadata says
+/// which). bankgate signs with the key files' algorithm — RSA → PS256, Ed25519 → EdDSA — and
+/// completes the flow; an ES256 key at a PS256-only bank is refused at registration, naming
+/// the algorithm.
+async fn bankgate_signs_at_a_bank_in_the_algorithm_it_takes(kind: StoreKind) {
+    use jsonwebtoken::Algorithm;
+    let gateway = TestGateway::start(kind).await;
+    let mut files = Vec::new();
+    for (alg, name) in [(Algorithm::PS256, "PS256"), (Algorithm::EdDSA, "EdDSA")] {
+        let bank_id = format!("{}-bank", name.to_ascii_lowercase());
+        let assertion_file = key_file(alg, "assertion");
+        let dpop_file = key_file(alg, "dpop");
+        let assertion = bankgate::adapters::bank_oauth::auth::load_pem(&assertion_file).unwrap();
+        assert_eq!(assertion.alg, alg);
+        let sandbox = sandbox::start(SandboxConfig {
+            profile: "berlin-group".into(),
+            addr: ([127, 0, 0, 1], 0).into(),
+            client_id: "bankgate".into(),
+            client_secret: bankgate::crypto::random_token(24).unwrap(),
+            approval: Approval::Auto,
+            fapi: SandboxFapi {
+                client_jwks: Some(assertion.jwks()),
+                require_par: true,
+                require_dpop: true,
+                signing_algs: Some(vec![name.into()]),
+                ..SandboxFapi::default()
+            },
+        })
+        .await
+        .unwrap();
+        let metadata: Value = reqwest::get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            sandbox.origin
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            metadata["token_endpoint_auth_signing_alg_values_supported"],
+            json!([name])
+        );
+
+        let prefix = Manifest::registered_reference_prefix(&bank_id);
+        let mut secrets: BTreeMap<String, String> = [
+            ("bankgate".to_owned(), String::new()),
+            (
+                format!("{prefix}CLIENT_KEY_FILE"),
+                assertion_file.display().to_string(),
+            ),
+            (
+                format!("{prefix}DPOP_KEY_FILE"),
+                dpop_file.display().to_string(),
+            ),
+        ]
+        .into();
+        let keyed = keyed_at(&sandbox.origin, &prefix);
+        let (status, body) = register_at(&gateway, &sandbox, &mut secrets, &bank_id, keyed).await;
+        assert_eq!(status, 201, "{body}");
+        let detail = account_information(&bank_id, "balance-alerts", BALANCE_SCOPES, "u-alg");
+        let (token, _) = gateway
+            .platform
+            .connect(&detail)
+            .await
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
+        let (status, accounts) = gateway
+            .platform
+            .get(&token.access_token, "/v1/accounts")
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{name}: {accounts}");
+
+        // An ES256 key where the bank takes only this algorithm: refused, saying why.
+        if alg == Algorithm::PS256 {
+            let es256_file = key_file(Algorithm::ES256, "es256");
+            let es_prefix = Manifest::registered_reference_prefix("es256-bank");
+            secrets.insert(
+                format!("{es_prefix}CLIENT_KEY_FILE"),
+                es256_file.display().to_string(),
+            );
+            secrets.insert(
+                format!("{es_prefix}DPOP_KEY_FILE"),
+                dpop_file.display().to_string(),
+            );
+            let keyed = keyed_at(&sandbox.origin, &es_prefix);
+            let (status, body) =
+                register_at(&gateway, &sandbox, &mut secrets, "es256-bank", keyed).await;
+            assert_eq!(status, 400, "{body}");
+            let detail_text = body["detail"].as_str().unwrap_or_default();
+            assert!(detail_text.contains("takes no ES256"), "{body}");
+            files.push(es256_file);
+        }
+        files.extend([assertion_file, dpop_file]);
+    }
+    for file in files {
+        let _ = std::fs::remove_file(file);
+    }
 }

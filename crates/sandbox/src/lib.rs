@@ -80,6 +80,10 @@ pub struct SandboxFapi {
     /// §9): a proof without its current nonce gets a 401 `use_dpop_nonce` with a fresh
     /// `DPoP-Nonce`, and every answer to a DPoP call hands out the current one.
     pub resource_nonce: bool,
+    /// The only JWS algorithms the server takes in client assertions and DPoP proofs (say
+    /// `["PS256"]`), as its metadata then says; all three FAPI 2.0 ones (ES256, EdDSA, PS256)
+    /// when `None`.
+    pub signing_algs: Option<Vec<String>>,
 }
 
 /// Errors starting a sandbox.

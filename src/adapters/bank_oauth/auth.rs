@@ -19,7 +19,9 @@ use crate::jose::{AuthMethod, CLIENT_ASSERTION_TYPE, ClientKey, basic_header};
 /// Errors loading bankgate's keys for a bank; each names what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum BankKeyError {
-    #[error("set {0} to the path of a P-256 private key (PKCS#8 PEM, `bankgate keys signing`)")]
+    #[error(
+        "set {0} to the path of a private key (PKCS#8 PEM of P-256, Ed25519 or RSA: `bankgate keys bank`)"
+    )]
     Missing(String),
     #[error("the manifest must name the key file's environment variable in oauth.{0}")]
     Unnamed(&'static str),
@@ -123,12 +125,14 @@ impl BankKeys {
     }
 }
 
-/// Loads a P-256 private key from a PKCS#8 PEM file; the error says what is wrong without
-/// naming the path.
+/// Loads a private key from a PKCS#8 PEM file: P-256 (ES256), Ed25519 (EdDSA) or RSA of 2048
+/// bits or more (PS256), for a bank that takes that algorithm. The error says what is wrong
+/// without naming the path.
 pub fn load_pem(path: &Path) -> Result<ClientKey, &'static str> {
     let pem = std::fs::read_to_string(path).map_err(|_| "cannot be read")?;
     let der = pem_contents(&pem).ok_or("is not a PEM file")?;
-    ClientKey::from_es256_pkcs8(&der).map_err(|_| "is not a PKCS#8 P-256 private key")
+    ClientKey::from_pkcs8(&der)
+        .map_err(|_| "is not a PKCS#8 private key of P-256, Ed25519 or RSA (2048 bits or more)")
 }
 
 /// The audience of client assertions at the bank: its issuer identifier (FAPI 2.0 §5.3.2.1),

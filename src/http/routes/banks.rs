@@ -370,6 +370,31 @@ async fn check_live(bank: &Bank) -> Result<Vec<&'static str>, String> {
                 "the OAuth metadata at {url} names another issuer than oauth.issuer"
             ));
         }
+        // bankgate's keys sign in the algorithm their type pins: the bank must take it.
+        let keys = [
+            (
+                "token_endpoint_auth_signing_alg_values_supported",
+                "client_key_file_env",
+                &bank.keys.assertion,
+            ),
+            (
+                "dpop_signing_alg_values_supported",
+                "dpop_key_file_env",
+                &bank.keys.dpop,
+            ),
+        ];
+        for (member, variable, key) in keys {
+            let (Some(key), Some(taken)) = (key, metadata[member].as_array()) else {
+                continue;
+            };
+            let alg = crate::jose::alg_name(key.alg);
+            if !taken.iter().any(|taken| taken.as_str() == Some(alg)) {
+                return Err(format!(
+                    "the bank takes no {alg} ({member}); give {variable} a key in an \
+                     algorithm it takes (`bankgate keys bank --alg …`)"
+                ));
+            }
+        }
         passed.push("oauth_metadata");
     }
     // The bank's own client authentication: its secret, or a `private_key_jwt` assertion; and

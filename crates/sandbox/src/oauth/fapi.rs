@@ -48,6 +48,8 @@ pub(super) struct Fapi {
     pub(super) consent_detail_type: Option<String>,
     /// The resource server demands nonces in data calls' DPoP proofs.
     resource_nonce: bool,
+    /// The only algorithms taken in assertions and proofs, if restricted.
+    pub(super) signing_algs: Option<Vec<String>>,
     /// The server's DPoP nonces (keyed by the client secret, so deterministic).
     nonces: Nonces,
 }
@@ -70,8 +72,27 @@ impl Fapi {
             resource: config.resource.clone(),
             consent_detail_type: config.consent_detail_type.clone(),
             resource_nonce: config.resource_nonce,
+            signing_algs: config.signing_algs.clone(),
             nonces: Nonces::new(format!("sandbox dpop nonce\0{secret}").as_bytes()),
         }
+    }
+}
+
+impl Fapi {
+    /// Whether the server takes a JWS signed with the algorithm its header names.
+    pub(super) fn takes_alg(&self, jws: &str) -> bool {
+        let Some(algs) = &self.signing_algs else {
+            return true;
+        };
+        jsonwebtoken::decode_header(jws)
+            .is_ok_and(|header| algs.iter().any(|alg| *alg == format!("{:?}", header.alg)))
+    }
+
+    /// The algorithms the metadata names.
+    pub(super) fn algs(&self) -> Vec<String> {
+        self.signing_algs
+            .clone()
+            .unwrap_or_else(|| jose::DPOP_ALGS.map(str::to_owned).to_vec())
     }
 }
 
@@ -137,6 +158,10 @@ impl AuthServer {
         {
             return Err(OAuthError::invalid_client(false));
         }
+        if !self.fapi.takes_alg(assertion) {
+            tracing::info!("sandbox: client assertion in an algorithm the server does not take");
+            return Err(OAuthError::invalid_client(false));
+        }
         let now = chrono::Utc::now().timestamp();
         let jti = jose::check_assertion(keys, &self.client_id, assertion, &self.origin, now)
             .map_err(|error| {
@@ -182,6 +207,11 @@ impl AuthServer {
             url: &url,
             access_token: None,
         };
+        if !self.fapi.takes_alg(proof) {
+            return Err(refuse(DpopError::Invalid(
+                "the proof's alg is not one the server takes",
+            )));
+        }
         let now = chrono::Utc::now().timestamp();
         let verified =
             jose::verify_proof(proof, &expected, Some(&self.fapi.nonces), now).map_err(refuse)?;
@@ -356,6 +386,12 @@ pub async fn sender_constraint<B: ConsentBinding>(
                 url: &url,
                 access_token: Some(&token),
             };
+            if !auth.fapi.takes_alg(&proof) {
+                return refuse(
+                    "invalid_dpop_proof",
+                    "the proof's alg is not one the server takes",
+                );
+            }
             let now = chrono::Utc::now().timestamp();
             let nonces = auth.fapi.resource_nonce.then_some(&auth.fapi.nonces);
             let verified = match jose::verify_proof(&proof, &expected, nonces, now) {

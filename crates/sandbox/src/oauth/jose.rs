@@ -3,8 +3,8 @@
 //! server's stateless nonces. A bank's authorization server is software of its own: these
 //! checks share no code with its client's.
 //!
-//! One algorithm per key type (FAPI 2.0): ES256 ↔ EC P-256, EdDSA ↔ OKP Ed25519, and for
-//! assertions also PS256 ↔ RSA. Keys come from registration, never from an assertion's
+//! One algorithm per key type (FAPI 2.0): ES256 ↔ EC P-256, EdDSA ↔ OKP Ed25519, PS256 ↔
+//! RSA. Keys come from registration, never from an assertion's
 //! header; a DPoP proof carries its own public key, and a private or symmetric one is refused.
 
 use aws_lc_rs::{constant_time, digest, hmac};
@@ -22,7 +22,7 @@ pub const DPOP_HEADER: &str = "dpop";
 /// The response header carrying a fresh nonce.
 pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
 /// The algorithms accepted in DPoP proofs, as metadata and `WWW-Authenticate` name them.
-pub const DPOP_ALGS: [&str; 2] = ["ES256", "EdDSA"];
+pub const DPOP_ALGS: [&str; 3] = ["ES256", "EdDSA", "PS256"];
 
 /// Clock skew allowed on `iat` and `exp`.
 const LEEWAY_SECS: i64 = 5;
@@ -245,7 +245,8 @@ pub fn verify_proof(
     let alg = match header.get("alg").and_then(Value::as_str) {
         Some("ES256") => Algorithm::ES256,
         Some("EdDSA") => Algorithm::EdDSA,
-        _ => return Err(invalid("alg must be ES256 or EdDSA")),
+        Some("PS256") => Algorithm::PS256,
+        _ => return Err(invalid("alg must be ES256, EdDSA or PS256")),
     };
     let jwk = header.get("jwk").ok_or(invalid("jwk is missing"))?;
     if PRIVATE_MEMBERS
