@@ -356,6 +356,8 @@ async fn load_banks(
             }
         };
         let version = register(store, auditor, &manifest).await?;
+        // Endpoints the manifest leaves out, from the bank's metadata (stored as written).
+        crate::adapters::bank_oauth::discovery::complete_manifest(&mut manifest, &egress).await?;
         let mut adapter = Adapter::new(manifest, client_id, client_secret, version, &egress)?;
         adapter.bank.keys = keys;
         registry.insert(adapter);

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::{AdapterError, Bank};
 
 pub mod auth;
+pub mod discovery;
 pub mod dpop;
 pub mod par;
 pub mod tokens;

@@ -54,10 +54,15 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthEndpoints {
-    /// The `iss` the bank puts in its authorization responses (RFC 9207), if it does.
+    /// The bank's issuer identifier: the `iss` it puts in its authorization responses (RFC
+    /// 9207), and where its metadata is (RFC 8414, OpenID Connect Discovery).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// May be left out (with `token_endpoint`) when `issuer` is given: the bank's metadata
+    /// then names the endpoints ([`crate::adapters::bank_oauth::discovery`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub authorization_endpoint: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub token_endpoint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_endpoint: Option<String>,
@@ -125,6 +130,11 @@ pub const RESERVED_AUTHORIZATION_PARAMS: [&str; 11] = [
 ];
 
 impl OAuthEndpoints {
+    /// Whether endpoints are left out, to be read from the issuer's metadata.
+    pub fn needs_discovery(&self) -> bool {
+        self.authorization_endpoint.is_empty() || self.token_endpoint.is_empty()
+    }
+
     /// The variable holding bankgate's client secret, when its token endpoint authentication
     /// method uses one (`client_secret_basic`); `None` for `private_key_jwt`.
     pub fn secret_env(&self) -> Option<&str> {
@@ -356,8 +366,17 @@ impl Manifest {
                 self.oauth.pushed_authorization_request_endpoint.as_ref(),
             ),
         ];
+        if self.oauth.needs_discovery() && self.oauth.issuer.is_none() {
+            return Err(invalid(
+                "oauth.authorization_endpoint and oauth.token_endpoint may be left out only \
+                 with oauth.issuer, whose metadata then names them"
+                    .into(),
+            ));
+        }
         for (field, url) in urls {
-            let Some(url) = url else { continue };
+            let Some(url) = url.filter(|url| !url.is_empty()) else {
+                continue;
+            };
             let parsed =
                 url::Url::parse(url).map_err(|error| invalid(format!("{field}: {error}")))?;
             if !matches!(parsed.scheme(), "https" | "http") {

@@ -129,8 +129,15 @@ impl Registry {
         ))
     }
 
-    /// The adapter of a manifest with its credentials resolved (not yet active).
-    pub fn build(&self, manifest: Manifest, version: i32) -> Result<Adapter, ManifestError> {
+    /// The adapter of a manifest with its credentials resolved and the endpoints it leaves out
+    /// read from its issuer's metadata (not yet active).
+    pub async fn build(
+        &self,
+        mut manifest: Manifest,
+        version: i32,
+    ) -> Result<Adapter, ManifestError> {
+        crate::adapters::bank_oauth::discovery::complete_manifest(&mut manifest, &self.egress)
+            .await?;
         let (client_id, client_secret) = self.credentials(&manifest)?;
         // bankgate's private_key_jwt and DPoP keys at the bank, if its manifest asks for them.
         let keys = crate::adapters::bank_oauth::auth::BankKeys::load(
@@ -200,7 +207,7 @@ impl Registry {
                 self.failed_once(&stored.bank_id, stored.version, "manifest id differs");
                 continue;
             }
-            match self.build(manifest, stored.version) {
+            match self.build(manifest, stored.version).await {
                 Ok(adapter) => {
                     self.activate(adapter);
                     activated.push(Activated {

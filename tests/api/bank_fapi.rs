@@ -29,6 +29,7 @@ on_both_stores!(
     a_certified_bank_gets_offline_access_resource_and_the_consent_as_authorization_details,
     a_resource_server_demanding_dpop_nonces_gets_them,
     bankgate_signs_at_a_bank_in_the_algorithm_it_takes,
+    endpoints_are_read_from_the_issuer_alone,
     revocation_terminates_the_berlin_group_consent_at_the_bank,
 );
 
@@ -802,4 +803,87 @@ async fn bankgate_signs_at_a_bank_in_the_algorithm_it_takes(kind: StoreKind) {
     for file in files {
         let _ = std::fs::remove_file(file);
     }
+}
+
+/// Issue 19, certified-server item 6: a manifest naming the bank's `issuer` alone gets its
+/// endpoints from the bank's RFC 8414 metadata; endpoints it names are checked against the
+/// metadata (live check), and metadata naming another issuer is refused.
+async fn endpoints_are_read_from_the_issuer_alone(kind: StoreKind) {
+    let gateway = TestGateway::start(kind).await;
+    let secret = bankgate::crypto::random_token(24).unwrap();
+    let sandbox = sandbox::start(SandboxConfig {
+        profile: "berlin-group".into(),
+        addr: ([127, 0, 0, 1], 0).into(),
+        client_id: "bankgate".into(),
+        client_secret: secret.clone(),
+        approval: Approval::Auto,
+        fapi: SandboxFapi::default(),
+    })
+    .await
+    .unwrap();
+    let origin = sandbox.origin.clone();
+    let mut secrets: BTreeMap<String, String> = [("bankgate".to_owned(), secret)].into();
+    let issuer_alone = |manifest: &mut Manifest| {
+        manifest.oauth.authorization_endpoint.clear();
+        manifest.oauth.token_endpoint.clear();
+        manifest.oauth.revocation_endpoint = None;
+    };
+
+    let (status, body) = register_at(
+        &gateway,
+        &sandbox,
+        &mut secrets,
+        "discovered-bank",
+        issuer_alone,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let adapter = gateway.app.banks.get("discovered-bank").unwrap();
+    let oauth = &adapter.bank.manifest.oauth;
+    assert_eq!(
+        oauth.authorization_endpoint,
+        format!("{origin}/oauth/authorize")
+    );
+    assert_eq!(oauth.token_endpoint, format!("{origin}/oauth/token"));
+    assert_eq!(
+        oauth.revocation_endpoint.as_deref(),
+        Some(format!("{origin}/oauth/revoke").as_str())
+    );
+    assert_eq!(
+        oauth.pushed_authorization_request_endpoint.as_deref(),
+        Some(format!("{origin}/oauth/par").as_str())
+    );
+    let detail = account_information(
+        "discovered-bank",
+        "balance-alerts",
+        BALANCE_SCOPES,
+        "u-disc",
+    );
+    let (token, _) = gateway.platform.connect(&detail).await.unwrap();
+    let (status, accounts) = gateway
+        .platform
+        .get(&token.access_token, "/v1/accounts")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{accounts}");
+
+    // Both given and different: the live check says which.
+    let (status, body) = register_at(&gateway, &sandbox, &mut secrets, "mismatched-bank", |m| {
+        m.oauth.token_endpoint = format!("{}/elsewhere/token", m.api_base_url);
+    })
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let detail_text = body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail_text.contains("oauth.token_endpoint differs"),
+        "{body}"
+    );
+
+    // Metadata that names another issuer than the manifest's is not used.
+    let (status, body) = register_at(&gateway, &sandbox, &mut secrets, "misnamed-bank", |m| {
+        issuer_alone(m);
+        m.oauth.issuer = Some(format!("{origin}/other"));
+    })
+    .await;
+    assert_eq!(status, 400, "{body}");
 }

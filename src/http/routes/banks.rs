@@ -229,7 +229,15 @@ async fn register(
     manifest.validate().map_err(invalid)?;
     manifest.check_registered_references().map_err(invalid)?;
     check_bank_urls(&manifest, app.banks.egress()).await?;
-    let mut adapter = app.banks.build(manifest.clone(), 0).map_err(invalid)?;
+    let mut adapter = app
+        .banks
+        .build(manifest.clone(), 0)
+        .await
+        .map_err(invalid)?;
+    // Endpoints read from the bank's metadata obey the same rules as those written down.
+    if manifest.oauth.needs_discovery() {
+        check_bank_urls(&adapter.bank.manifest, app.banks.egress()).await?;
+    }
     let checked = if live_check {
         check_live(&adapter.bank)
             .await
@@ -306,7 +314,8 @@ async fn check_bank_urls(manifest: &Manifest, egress: &Egress) -> Result<(), Err
         ),
     ];
     for (field, url) in urls {
-        let Some(url) = url else {
+        // An endpoint left out is read from the metadata, and checked once it is.
+        let Some(url) = url.filter(|url| !url.is_empty()) else {
             continue;
         };
         let parsed = url::Url::parse(url)
@@ -370,6 +379,11 @@ async fn check_live(bank: &Bank) -> Result<Vec<&'static str>, String> {
                 "the OAuth metadata at {url} names another issuer than oauth.issuer"
             ));
         }
+        // Every endpoint the manifest names is the one the bank publishes.
+        let published: crate::adapters::bank_oauth::discovery::Metadata =
+            serde_json::from_value(metadata.clone())
+                .map_err(|_| format!("the OAuth metadata at {url} is not a metadata document"))?;
+        crate::adapters::bank_oauth::discovery::apply(&mut oauth.clone(), &published)?;
         // bankgate's keys sign in the algorithm their type pins: the bank must take it.
         let keys = [
             (
