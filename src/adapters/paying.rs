@@ -35,13 +35,15 @@ impl Paying<'_> {
     }
 }
 
-/// Whether a bank's answer says for certain that it made no payment: a 4xx, an error body, a
-/// refusal the profile read, or a call never sent (open circuit, in-flight cap). A timeout, a
-/// transport failure or a 5xx may hide a payment made.
+/// Whether a bank's answer says for certain that it made no payment: a 4xx (also one saying
+/// the consent ended at the bank), an error body, a refusal the profile read, or a call never
+/// sent (open circuit, in-flight cap). A timeout, a transport failure or a 5xx may hide a
+/// payment made.
 pub fn is_refusal(error: &AdapterError) -> bool {
     match error.root() {
         AdapterError::Status { status } => (400..500).contains(status) && *status != 408,
-        AdapterError::ErrorBody(_)
+        AdapterError::ConsentEnded(_)
+        | AdapterError::ErrorBody(_)
         | AdapterError::Refused(_)
         | AdapterError::UnknownAccount
         | AdapterError::CircuitOpen
@@ -101,5 +103,24 @@ impl PayerBank for Paying<'_> {
             .find(&self.adapter.bank, self.session(), order)
             .await
             .map_err(|error| self.failed("find", error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::ConsentEnd;
+
+    #[test]
+    fn a_consent_ended_at_the_bank_made_no_payment() {
+        for end in [
+            ConsentEnd::Revoked,
+            ConsentEnd::Expired,
+            ConsentEnd::Invalid,
+        ] {
+            assert!(is_refusal(&AdapterError::ConsentEnded(end).at("bank")));
+        }
+        assert!(!is_refusal(&AdapterError::Timeout.at("bank")));
+        assert!(!is_refusal(&AdapterError::Status { status: 502 }));
     }
 }
