@@ -36,6 +36,7 @@ fn bank_failure(bank: &str, error: &AdapterError) -> ReadError {
         AdapterError::Saturated => "has too many calls in flight",
         AdapterError::Refused(_) => "refused",
         AdapterError::UnknownAccount => "does not know the account",
+        AdapterError::ConsentEnded(_) => "ended the consent on its side",
         AdapterError::AtBank { .. } => "failed",
     };
     ReadError::Bank(format!("bank {bank} {kind}"))
