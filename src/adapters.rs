@@ -412,6 +412,11 @@ pub fn build_profile(manifest: &Manifest) -> Result<Arc<dyn Profile>, ManifestEr
         bank: manifest.id.clone(),
         message,
     };
+    if manifest.oauth.consent_detail_type.is_some() && manifest.profile != berlin_group::NAME {
+        return Err(invalid(
+            "oauth.consent_detail_type is for berlin-group banks".into(),
+        ));
+    }
     if manifest.profile == mapping::NAME {
         let spec = manifest
             .mapping

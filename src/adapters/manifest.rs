@@ -528,9 +528,8 @@ impl Manifest {
             .consent_detail_type
             .as_ref()
             .is_some_and(|kind| kind.trim().is_empty())
-            || (oauth.consent_detail_type.is_some() && self.profile != super::berlin_group::NAME)
         {
-            return Err("oauth.consent_detail_type is a non-empty type, for berlin-group banks");
+            return Err("oauth.consent_detail_type must be a non-empty type");
         }
         let speaks_fapi = super::profile(&self.profile).is_some_and(|p| p.speaks_bank_fapi());
         if (private_key_jwt || oauth.dpop) && !speaks_fapi {

@@ -945,9 +945,11 @@ async fn narrower_consents_through_the_sandbox_bank() {
         accounts[0].account.holder_name.as_deref(),
         Some("Alice Schmidt")
     );
+    // CONSENT_INVALID for a resource the consent does not cover: its status at the bank is
+    // still valid, so this is a refusal of the resource, not a consent ended at the bank.
     assert!(matches!(
         profile.balances(&bank, session, "alice-giro", "acc").await,
-        Err(AdapterError::Status { status: 401 })
+        Err(AdapterError::Status { status: 403 })
     ));
 
     // A one-off account list (availableAccounts).
