@@ -13,6 +13,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use tokio_postgres::Row;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::ToSql;
 
 use async_trait::async_trait;
@@ -25,21 +26,16 @@ use crate::audit::{
 };
 use crate::store::StoreError;
 
-/// Advisory lock key that orders appends (`"bankgate"` in ASCII), taken by `audit_append` in
-/// the database. Held until the appending transaction ends, so positions and hashes are
+/// Advisory lock key that orders appends (`"bankgate"` in ASCII), taken by
+/// `audit_begin_append` in the database. Held until the appending transaction ends, so positions and hashes are
 /// assigned by one writer at a time, also when several gateway instances share the database.
 pub const APPEND_LOCK_KEY: i64 = 0x6261_6e6b_6761_7465;
 
-/// The head, for readers (appenders read it inside [`APPEND`]).
+/// The head, for readers (appenders read it inside [`BEGIN_APPEND`]).
 const HEAD: &str =
     "SELECT position, hash, chained_at FROM audit_chain ORDER BY position DESC LIMIT 1";
 
-/// One batch: see `audit_append` in `migrations/V8__audit.sql`. Commits asynchronously.
-const APPEND: &str = "\
-    SELECT first_position, first_prev_hash, hashes, chained_at \
-    FROM audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
-
-/// The durability barrier after [`APPEND`]: a transaction that takes an id commits
+/// The durability barrier after an append: a transaction that takes an id commits
 /// synchronously, waiting until the WAL is flushed past its commit record — and so past the
 /// batch's, which came before it.
 const BARRIER: &str = "SELECT pg_current_xact_id()";
@@ -108,16 +104,35 @@ const ARCHIVES: &str = "\
     SELECT partition, n_events, first_position, last_position, sha256, file \
     FROM audit_archives ORDER BY last_position NULLS FIRST";
 
+/// Opens an append (see `audit_begin_append` in `migrations/V12__audit_copy_append.sql`): the
+/// chain lock for the transaction, the head, and the batch's `chained_at`. Commits
+/// asynchronously.
+const BEGIN_APPEND: &str = "SELECT head_position, head_hash, chained_at FROM audit_begin_append()";
+
+/// The batch, loaded by binary COPY under the lock: spine first (its keys refuse a fork or a
+/// repeated event id), then the events.
+const COPY_SPINE: &str =
+    "COPY audit_chain (position, id, chained_at, hash) FROM STDIN (FORMAT binary)";
+const COPY_EVENTS: &str = "\
+    COPY audit_events (position, id, time, actor, action, platform, bank, consent, user_ref, \
+        purpose, policy_hash, categories, fields, n_records, decision, reason, request_id, \
+        prev_hash, hash, canonical, chained_at) \
+    FROM STDIN (FORMAT binary)";
+
+/// PostgreSQL's check that the batch hangs on the chain, before it commits.
+const CHECK_BATCH: &str = "SELECT audit_check_batch($1, $2)";
+
 /// Appends `events` to the chain and returns them linked, once they are durable.
 ///
-/// One round trip: [`APPEND`], its own transaction, in which the database takes the chain
-/// lock, reads the head, hashes the stored bytes and inserts — so the lock is held for the
-/// server's work only, never across a round trip, which is what lets batches (and instances)
-/// follow each other closely — and [`BARRIER`], whose synchronous commit makes the batch
-/// durable. The spine's keys refuse a fork or a repeated event id regardless.
+/// One transaction. [`BEGIN_APPEND`], pipelined behind `BEGIN`, takes the chain lock and reads
+/// the head; the gateway links and hashes the batch (the canonical bytes were serialised before
+/// the lock); the spine and the events go in by binary COPY, one after the other; then,
+/// pipelined with no wait in between, [`CHECK_BATCH`], `COMMIT` (asynchronous, which releases
+/// the lock before the WAL flush) and [`BARRIER`], whose synchronous commit makes the batch
+/// durable. Whatever fails aborts the transaction (a failed check makes its `COMMIT` roll back)
+/// and the error reaches every caller of the batch; nothing is released on it. The spine's keys
+/// refuse a fork or a repeated event id regardless.
 ///
-/// Every returned hash is checked against [`audit::chain_hash`] over the bytes sent: a
-/// disagreement (which would be a bug) is an error, so no caller releases anything on it.
 /// Event times are truncated to microseconds first (what PostgreSQL stores), so the hashed
 /// bytes are the bytes read back.
 pub async fn append(
@@ -125,163 +140,188 @@ pub async fn append(
     events: Vec<Event>,
 ) -> Result<Vec<Record>, StoreError> {
     let error = sql_error("audit event");
-    let statement = client.prepare_cached(APPEND).await.map_err(&error)?;
-    let barrier = client.prepare_cached(BARRIER).await.map_err(&error)?;
     let events: Vec<Event> = events.into_iter().map(normalise).collect();
     let canonical: Vec<Vec<u8>> = events.iter().map(Event::canonical_bytes).collect();
-    let columns = Columns::of(&events);
-    let mut params = columns.params();
-    params.push(&canonical);
-    // Sent together; the barrier runs after the append (in order, on this connection).
-    let (appended, durable) = tokio::join!(
-        client.query_one(&statement, &params),
-        client.query_one(&barrier, &[]),
+    let begin = client.prepare_cached(BEGIN_APPEND).await.map_err(&error)?;
+    let check = client.prepare_cached(CHECK_BATCH).await.map_err(&error)?;
+    let barrier = client.prepare_cached(BARRIER).await.map_err(&error)?;
+    // Prepared up front: each request below then goes out when its future is first polled, and
+    // a biased `tokio::join!` polls them first in the order written, so that is the order they
+    // reach the server in.
+    let copy_spine_statement = client.prepare_cached(COPY_SPINE).await.map_err(&error)?;
+    let copy_events_statement = client.prepare_cached(COPY_EVENTS).await.map_err(&error)?;
+
+    let (opened, head) = tokio::join!(
+        biased;
+        client.batch_execute("BEGIN"),
+        client.query_one(&begin, &[]),
     );
-    let row = appended.map_err(&error)?;
-    durable.map_err(&error)?;
-    let first: i64 = column(&row, "first_position")?;
-    let mut prev = hash32(&row, "first_prev_hash")?;
-    let hashes: Vec<Vec<u8>> = column(&row, "hashes")?;
-    if hashes.len() != events.len() {
-        return Err(StoreError::Invariant(
-            "audit append returned a different number of hashes",
-        ));
-    }
-    let mut records = Vec::with_capacity(events.len());
-    for ((event, bytes), (offset, returned)) in events
+    let head = match opened.and(head) {
+        Ok(head) => head,
+        Err(failure) => {
+            // Leave no transaction open on a connection that goes back to the pool.
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(error(failure));
+        }
+    };
+    let linked = (|| {
+        let head_position: i64 = column(&head, "head_position")?;
+        let head_hash = hash32(&head, "head_hash")?;
+        let chained_at: DateTime<Utc> = column(&head, "chained_at")?;
+        Ok::<_, StoreError>((head_position, head_hash, chained_at))
+    })();
+    let (head_position, head_hash, chained_at) = match linked {
+        Ok(linked) => linked,
+        Err(failure) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(failure);
+        }
+    };
+    let mut prev = head_hash;
+    let records: Vec<Record> = events
         .into_iter()
         .zip(&canonical)
-        .zip(hashes.iter().enumerate())
-    {
-        let position = first + offset as i64;
-        let hash = audit::chain_hash(&prev, position, bytes);
-        if returned[..] != hash[..] {
-            tracing::error!(position, "the database hashed an audit event differently");
-            return Err(StoreError::Invariant(
-                "the database's chain hash differs from the gateway's",
-            ));
-        }
-        records.push(Record {
-            position,
-            prev_hash: prev,
-            hash,
-            event,
-        });
-        prev = hash;
+        .enumerate()
+        .map(|(offset, (event, bytes))| {
+            let position = head_position + 1 + offset as i64;
+            let hash = audit::chain_hash(&prev, position, bytes);
+            let record = Record {
+                position,
+                prev_hash: prev,
+                hash,
+                event,
+            };
+            prev = hash;
+            record
+        })
+        .collect();
+    let first = head_position + 1;
+    let last = head_position + records.len() as i64;
+
+    // One COPY after the other, nothing pipelined behind them: after a COPY fails, the server
+    // skips what follows until the end of that exchange, which would leave the answers to
+    // requests sent behind it out of step.
+    let loaded = async {
+        copy_spine(&client, &copy_spine_statement, &records, chained_at).await?;
+        copy_events(
+            &client,
+            &copy_events_statement,
+            &records,
+            &canonical,
+            chained_at,
+        )
+        .await
     }
+    .await;
+    if let Err(failure) = loaded {
+        let _ = client.batch_execute("ROLLBACK").await;
+        return Err(error(failure));
+    }
+    let bounds: [&(dyn ToSql + Sync); 2] = [&first, &last];
+    let (checked, committed, durable) = tokio::join!(
+        biased;
+        client.query_one(&check, &bounds),
+        client.batch_execute("COMMIT"),
+        client.query_one(&barrier, &[]),
+    );
+    checked.map_err(&error)?;
+    committed.map_err(&error)?;
+    durable.map_err(&error)?;
     Ok(records)
 }
 
-/// A batch, column by column, in the order of [`APPEND`]'s parameters (the canonical bytes
-/// come last, from the caller).
-struct Columns<'a> {
-    id: Vec<&'a str>,
-    time: Vec<DateTime<Utc>>,
-    actor: Vec<&'a str>,
-    action: Vec<&'static str>,
-    platform: Vec<Option<&'a str>>,
-    bank: Vec<Option<&'a str>>,
-    consent: Vec<Option<&'a str>>,
-    user_ref: Vec<Option<&'a str>>,
-    purpose: Vec<Option<&'a str>>,
-    policy_hash: Vec<Option<&'a str>>,
-    categories: Vec<String>,
-    fields: Vec<String>,
-    n_records: Vec<i64>,
-    decision: Vec<&'static str>,
-    reason: Vec<Option<&'a str>>,
-    request_id: Vec<Option<&'a str>>,
+/// The batch's spine rows by binary COPY.
+async fn copy_spine(
+    client: &deadpool_postgres::Client,
+    statement: &tokio_postgres::Statement,
+    records: &[Record],
+    chained_at: DateTime<Utc>,
+) -> Result<u64, tokio_postgres::Error> {
+    use tokio_postgres::types::Type;
+    let sink = client.copy_in(statement).await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[Type::INT8, Type::TEXT, Type::TIMESTAMPTZ, Type::BYTEA],
+    );
+    futures_util::pin_mut!(writer);
+    for record in records {
+        let hash = &record.hash[..];
+        writer
+            .as_mut()
+            .write(&[&record.position, &record.event.id, &chained_at, &hash])
+            .await?;
+    }
+    writer.finish().await
 }
 
-impl<'a> Columns<'a> {
-    fn of(events: &'a [Event]) -> Columns<'a> {
-        Columns {
-            id: events.iter().map(|event| event.id.as_str()).collect(),
-            time: events.iter().map(|event| event.time).collect(),
-            actor: events.iter().map(|event| event.actor.as_str()).collect(),
-            action: events.iter().map(|event| event.action.as_str()).collect(),
-            platform: events
-                .iter()
-                .map(|event| event.platform.as_deref())
-                .collect(),
-            bank: events.iter().map(|event| event.bank.as_deref()).collect(),
-            consent: events
-                .iter()
-                .map(|event| event.consent.as_deref())
-                .collect(),
-            user_ref: events
-                .iter()
-                .map(|event| event.user_ref.as_deref())
-                .collect(),
-            purpose: events
-                .iter()
-                .map(|event| event.purpose.as_deref())
-                .collect(),
-            policy_hash: events
-                .iter()
-                .map(|event| event.policy_hash.as_deref())
-                .collect(),
-            categories: events
-                .iter()
-                .map(|event| array_literal(&event.categories))
-                .collect(),
-            fields: events
-                .iter()
-                .map(|event| array_literal(&event.fields))
-                .collect(),
-            n_records: events
-                .iter()
-                .map(|event| i64::from(event.n_records))
-                .collect(),
-            decision: events.iter().map(|event| event.decision.as_str()).collect(),
-            reason: events.iter().map(|event| event.reason.as_deref()).collect(),
-            request_id: events
-                .iter()
-                .map(|event| event.request_id.as_deref())
-                .collect(),
-        }
+/// The batch's events by binary COPY, in the column order of [`COPY_EVENTS`].
+async fn copy_events(
+    client: &deadpool_postgres::Client,
+    statement: &tokio_postgres::Statement,
+    records: &[Record],
+    canonical: &[Vec<u8>],
+    chained_at: DateTime<Utc>,
+) -> Result<u64, tokio_postgres::Error> {
+    use tokio_postgres::types::Type;
+    let sink = client.copy_in(statement).await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::INT8,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT_ARRAY,
+            Type::TEXT_ARRAY,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::BYTEA,
+            Type::BYTEA,
+            Type::BYTEA,
+            Type::TIMESTAMPTZ,
+        ],
+    );
+    futures_util::pin_mut!(writer);
+    for (record, bytes) in records.iter().zip(canonical) {
+        let event = &record.event;
+        let (prev_hash, hash) = (&record.prev_hash[..], &record.hash[..]);
+        writer
+            .as_mut()
+            .write(&[
+                &record.position,
+                &event.id,
+                &event.time,
+                &event.actor,
+                &event.action.as_str(),
+                &event.platform,
+                &event.bank,
+                &event.consent,
+                &event.user_ref,
+                &event.purpose,
+                &event.policy_hash,
+                &event.categories,
+                &event.fields,
+                &i64::from(event.n_records),
+                &event.decision.as_str(),
+                &event.reason,
+                &event.request_id,
+                &prev_hash,
+                &hash,
+                bytes,
+                &chained_at,
+            ])
+            .await?;
     }
-
-    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        vec![
-            &self.id,
-            &self.time,
-            &self.actor,
-            &self.action,
-            &self.platform,
-            &self.bank,
-            &self.consent,
-            &self.user_ref,
-            &self.purpose,
-            &self.policy_hash,
-            &self.categories,
-            &self.fields,
-            &self.n_records,
-            &self.decision,
-            &self.reason,
-            &self.request_id,
-        ]
-    }
-}
-
-/// `values` as a PostgreSQL array literal (`{"a","b \"c\""}`), every element quoted.
-fn array_literal(values: &[String]) -> String {
-    let mut literal = String::from("{");
-    for (i, value) in values.iter().enumerate() {
-        if i > 0 {
-            literal.push(',');
-        }
-        literal.push('"');
-        for character in value.chars() {
-            if matches!(character, '"' | '\\') {
-                literal.push('\\');
-            }
-            literal.push(character);
-        }
-        literal.push('"');
-    }
-    literal.push('}');
-    literal
+    writer.finish().await
 }
 
 /// The last position and its hash.
