@@ -43,6 +43,7 @@ on_both_stores!(
     refreshes_and_platform_calls_never_exceed_the_budget_together,
     revocation_stops_refreshes_and_deliveries_at_once,
     each_fraud_rule_fires_on_its_case_and_not_on_a_near_miss,
+    a_bank_outage_announces_nothing_and_recovers,
 );
 
 /// Held by every scenario that moves sandbox money or the sandbox clock.
@@ -771,4 +772,82 @@ async fn each_fraud_rule_fires_on_its_case_and_not_on_a_near_miss(kind: StoreKin
         &(last + rust_decimal::Decimal::new(130_000, 2)).to_string(),
         "Refund",
     );
+}
+
+async fn a_bank_outage_announces_nothing_and_recovers(kind: StoreKind) {
+    let _sandbox = SANDBOX.lock().await;
+    let gateway = TestGateway::start(kind).await;
+    let hooks = receiver().await;
+    let (platform, token) = subscribed_platform(
+        &gateway,
+        "outage-app",
+        Some(&hooks.url),
+        "fraud-alerts",
+        FRAUD_SCOPES,
+    )
+    .await;
+    let (status, _) = subscribe(
+        &platform,
+        &token.access_token,
+        json!({"events": ["balance.changed", "transactions.created"]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let start = Utc::now();
+    assert_eq!(refresh_and_deliver(&gateway, start).await.refreshed, 1);
+
+    // The bank fails every call: the refresh fails, announces nothing and backs off.
+    let base = gateway
+        .app
+        .banks
+        .get("demo-bank")
+        .unwrap()
+        .bank
+        .manifest
+        .api_base_url
+        .clone();
+    let faults = gateway
+        .sandbox_faults
+        .iter()
+        .find(|(origin, _)| base.starts_with(origin.as_str()))
+        .expect("the demo bank's sandbox")
+        .1
+        .clone();
+    faults.set("/", bankgate_sandbox::faults::Fault::Status(503));
+    let report = refresh_and_deliver(&gateway, start + Duration::minutes(70)).await;
+    assert_eq!((report.failed, report.events), (1, 0), "{report:?}");
+    // Backing off: due again a minute later, not an hour.
+    let report = refresh_and_deliver(&gateway, start + Duration::minutes(72)).await;
+    assert_eq!(
+        (report.claimed, report.failed, report.events),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    assert!(hooks.bodies.lock().unwrap().is_empty(), "no false event");
+
+    // Meanwhile a real change; the bank recovers and it is announced once.
+    card_payment(777, "Spotify");
+    faults.clear();
+    // The bank's circuit breaker lets a probe through after its cooldown (real time): the
+    // engine keeps backing off until then, announcing nothing, then refreshes.
+    let mut events = 0;
+    let mut at = start + Duration::minutes(80);
+    for _ in 0..300 {
+        let report = refresh_and_deliver(&gateway, at).await;
+        events += report.events;
+        if report.refreshed > 0 {
+            break;
+        }
+        assert_eq!(report.events, 0, "{report:?}");
+        at += Duration::minutes(60);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let received = hooks.events(&gateway, "outage-app").await;
+    assert_eq!(
+        of(&received, "transactions.created").len(),
+        1,
+        "{received:?}"
+    );
+    assert_eq!(of(&received, "balance.changed").len(), 1, "{received:?}");
+    assert_eq!(events, 2);
 }

@@ -20,6 +20,10 @@ pub struct Served {
     pub base: String,
     /// `http://…/metrics`, when the configuration turned metrics on.
     pub metrics_url: Option<String>,
+    /// Each bundled sandbox bank's origin and what it is told to get wrong (`tests/notify`
+    /// makes one fail; the other binaries leave them alone).
+    #[allow(dead_code)]
+    pub sandbox_faults: Vec<(String, Arc<bankgate_sandbox::faults::Faults>)>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -46,6 +50,11 @@ impl Served {
             .metrics
             .as_ref()
             .map(|(_, addr)| format!("http://{addr}/metrics"));
+        let sandbox_faults = gateway
+            .sandboxes
+            .iter()
+            .map(|sandbox| (sandbox.origin.clone(), sandbox.faults.clone()))
+            .collect();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(gateway.serve(async move {
             let _ = stopped.await;
@@ -54,6 +63,7 @@ impl Served {
             app,
             base,
             metrics_url,
+            sandbox_faults,
             stop: Some(stop),
         }
     }
