@@ -104,7 +104,7 @@ const ARCHIVES: &str = "\
     SELECT partition, n_events, first_position, last_position, sha256, file \
     FROM audit_archives ORDER BY last_position NULLS FIRST";
 
-/// Opens an append (see `audit_begin_append` in `migrations/V12__audit_copy_append.sql`): the
+/// Opens an append (see `audit_begin_append` in `migrations/V18__audit_copy_append.sql`): the
 /// chain lock for the transaction, the head, and the batch's `chained_at`. Commits
 /// asynchronously.
 const BEGIN_APPEND: &str = "SELECT head_position, head_hash, chained_at FROM audit_begin_append()";

@@ -10,7 +10,7 @@
 -- transaction ends), makes the transaction commit asynchronously (the gateway's durability
 -- barrier follows, as for `audit_append`), and returns the head and the `chained_at` the batch
 -- takes — the database's clock, never behind the head's.
-CREATE FUNCTION audit_begin_append(
+CREATE OR REPLACE FUNCTION audit_begin_append(
     OUT head_position bigint, OUT head_hash bytea, OUT chained_at timestamptz)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -37,7 +37,7 @@ $$;
 -- otherwise, which aborts the transaction: its COMMIT rolls back and the gateway releases
 -- nothing. The hashes are the gateway's (`audit::chain_hash`, over the very bytes COPY stores);
 -- `audit verify` and every read check them against the stored bytes.
-CREATE FUNCTION audit_check_batch(first_position bigint, last_position bigint)
+CREATE OR REPLACE FUNCTION audit_check_batch(first_position bigint, last_position bigint)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
