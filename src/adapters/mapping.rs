@@ -10,6 +10,7 @@
 //! bank's own origin only); transactions are asked for from a day with `from_param` and
 //! filtered to it again here.
 
+pub mod payments;
 pub mod rules;
 pub mod wire;
 
@@ -225,6 +226,13 @@ impl Profile for Mapping {
         })
         .await?;
         Ok(balances)
+    }
+
+    fn payments(&self) -> Option<&dyn super::PaymentInitiation> {
+        self.rules
+            .payments
+            .is_some()
+            .then_some(self as &dyn super::PaymentInitiation)
     }
 
     async fn transactions(

@@ -372,6 +372,7 @@ async fn a_payment_moves_money_once_at_every_paying_standard(kind: StoreKind) {
         ("stet-bank", "demo-bank"),
         ("demo-bank", "stet-bank"),
         ("obie-bank", "demo-bank"),
+        ("nova-bank", "stet-bank"),
     ] {
         let before_payer = balances(&platform, bank).await;
         let before_payee = balances(&platform, other).await;
@@ -724,6 +725,14 @@ async fn a_bank_rejection_is_a_reason_not_the_banks_text(kind: StoreKind) {
     assert_eq!(paid["status"], "rejected", "{paid}");
     assert_eq!(paid["rejection_reason"], "insufficient_funds", "{paid}");
     assert_eq!(paid["bank_status"]["code"], "RJCT", "{paid}");
+    assert_eq!(paid["bank_status"]["reason_code"], "AM04", "{paid}");
+    // A proprietary API through the mapping profile: its own state and reason pointers.
+    let (token, _) = authorised(&platform, &to_savings("nova-bank", "2000.00")).await;
+    let (status, paid) = submit(&platform, &token, "k-5", &json!({})).await;
+    assert_eq!(status, 201, "{paid}");
+    assert_eq!(paid["status"], "rejected", "{paid}");
+    assert_eq!(paid["rejection_reason"], "insufficient_funds", "{paid}");
+    assert_eq!(paid["bank_status"]["code"], "FAILED", "{paid}");
     assert_eq!(paid["bank_status"]["reason_code"], "AM04", "{paid}");
 }
 

@@ -17,15 +17,22 @@
 //!   as `dd.mm.yyyy`, amounts unsigned in minor units as strings with `dc`, pages of ten
 //!   linked by `result.next` (an origin-relative URL).
 //!
+//! - Payments (`proprietary/payments.rs`): `POST /api/v2/payments` and
+//!   `GET /api/v2/payments/{ref}`, authorised under the scope `payments:write` with
+//!   `payment_ref`; states `NEW`, `BOOKING`, `DONE`, `FAILED` (with `reasonCode`),
+//!   `CANCELLED`.
+//!
 //! Amounts are presented at their currency's precision (the five-decimal interest accrual
 //! becomes whole cents, rounded half away from zero).
+
+mod payments;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{NaiveDate, Utc};
 use serde_json::{Map, Value, json};
@@ -59,10 +66,15 @@ impl scaffold::Standard for Proprietary {
             .route("/api/v2/me/accounts", get(accounts))
             .route("/api/v2/me/accounts/{reference}/positions", get(positions))
             .route("/api/v2/me/accounts/{reference}/movements", get(movements))
+            .route("/api/v2/payments", post(payments::create))
+            .route("/api/v2/payments/{reference}", get(payments::read))
     }
 
     /// The authorization request creates the consent, from its scopes.
     fn bind(bank: &Bank, parameters: &HashMap<String, String>) -> Result<String, BindError> {
+        if let Some(bound) = payments::bind(bank, parameters) {
+            return bound;
+        }
         let scopes: Vec<&str> = parameters
             .get("scope")
             .map(|scope| scope.split_ascii_whitespace().collect())
@@ -77,6 +89,10 @@ impl scaffold::Standard for Proprietary {
             balances: scopes.contains(&BALANCES_SCOPE),
             transactions: scopes.contains(&TRANSACTIONS_SCOPE),
         }))
+    }
+
+    fn payment_scope(_: &str) -> String {
+        payments::SCOPE.into()
     }
 
     fn admit(headers: &HeaderMap) -> Result<(), NovaError> {

@@ -28,6 +28,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::model::Scope;
+use crate::payments::BankStatus;
 
 /// `[mapping]`: how a proprietary API maps onto the canonical model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +53,9 @@ pub struct MappingSpec {
     pub balances: Option<EndpointSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transactions: Option<EndpointSpec>,
+    /// Payment initiation ([`PaymentsSpec`]; applied by `mapping/payments.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payments: Option<PaymentsSpec>,
 }
 
 /// One endpoint: where the list is and how its items map.
@@ -423,6 +427,7 @@ pub struct CompiledMapping {
     pub accounts: Endpoint,
     pub balances: Option<Endpoint>,
     pub transactions: Option<Endpoint>,
+    pub payments: Option<CompiledPayments>,
 }
 
 /// Headers a mapping may not set: credentials travel by reference only.
@@ -514,6 +519,7 @@ pub fn compile(spec: &MappingSpec) -> Result<CompiledMapping, RuleError> {
             )
         })
         .transpose()?;
+    let payments = spec.payments.as_ref().map(compile_payments).transpose()?;
     Ok(CompiledMapping {
         scopes,
         headers,
@@ -522,6 +528,7 @@ pub fn compile(spec: &MappingSpec) -> Result<CompiledMapping, RuleError> {
         accounts,
         balances,
         transactions,
+        payments,
     })
 }
 
@@ -780,4 +787,219 @@ pub fn currency_exponent(code: &str) -> Option<u32> {
     } else {
         Some(2)
     }
+}
+
+// Payments (`[mapping.payments]`, applied by `mapping/payments.rs`).
+
+/// `[mapping.payments]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsSpec {
+    /// Path (under `api_base_url`) of the POST that creates a payment.
+    pub create: String,
+    /// Path of the GET that reads one; the segment `{payment}` is the bank's id.
+    pub read: String,
+    /// The bank's OAuth scope(s), space-separated, under which the user authorises a payment.
+    pub scope: String,
+    /// The authorization request parameter that names the payment to authorise.
+    pub authorization_param: String,
+    /// Pointer to the payment's id in the creation's answer.
+    pub id: String,
+    /// Pointer to the payment's status code in the creation's and the read's answers.
+    pub status: String,
+    /// Pointer to a rejection's ISO 20022 reason code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Pointer to the IBAN of the account the user paid from, once authorised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debtor_iban: Option<String>,
+    /// The bank's status codes → ISO 20022 status codes (`RCVD`, `ACCP`, `ACSC`, `RJCT`, …).
+    pub statuses: BTreeMap<String, String>,
+    /// The creation's body: JSON pointer → order field (module docs).
+    pub body: BTreeMap<String, String>,
+}
+
+/// What goes at a pointer of the creation's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderField {
+    /// bankgate's payment id (the end-to-end id).
+    PaymentId,
+    /// The amount as a decimal string (`"12.50"`).
+    Amount,
+    /// The amount in minor units of its currency, a JSON integer (`1250`).
+    AmountMinor,
+    Currency,
+    CreditorIban,
+    CreditorName,
+    /// Left out when the order has none.
+    Remittance,
+    /// A JSON boolean.
+    Instant,
+}
+
+impl OrderField {
+    /// Every field, by its name in a manifest.
+    pub const ALL: [(&'static str, OrderField); 8] = [
+        ("payment_id", OrderField::PaymentId),
+        ("amount", OrderField::Amount),
+        ("amount_minor", OrderField::AmountMinor),
+        ("currency", OrderField::Currency),
+        ("creditor_iban", OrderField::CreditorIban),
+        ("creditor_name", OrderField::CreditorName),
+        ("remittance", OrderField::Remittance),
+        ("instant", OrderField::Instant),
+    ];
+
+    /// The field a body rule names.
+    pub fn parse(name: &str) -> Option<OrderField> {
+        OrderField::ALL
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, field)| *field)
+    }
+}
+
+/// A path with the `{payment}` placeholder (`None` segments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentPath {
+    pub segments: Vec<Option<String>>,
+}
+
+impl PaymentPath {
+    /// The route of a call (`/payments/{payment}`), for metrics and logs.
+    pub fn route(&self) -> String {
+        let mut route = String::new();
+        for segment in &self.segments {
+            route.push('/');
+            route.push_str(segment.as_deref().unwrap_or("{payment}"));
+        }
+        route
+    }
+}
+
+/// A compiled `[mapping.payments]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledPayments {
+    pub create: PaymentPath,
+    pub read: PaymentPath,
+    pub scope: Vec<String>,
+    pub authorization_param: String,
+    pub id: Pointer,
+    pub status: Pointer,
+    pub reason: Option<Pointer>,
+    pub debtor_iban: Option<Pointer>,
+    pub statuses: BTreeMap<String, String>,
+    pub body: Vec<(Pointer, OrderField)>,
+}
+
+/// Compiles `[mapping.payments]`; the error names the rule.
+pub fn compile_payments(spec: &PaymentsSpec) -> Result<CompiledPayments, RuleError> {
+    let error = |rule: &str, message: String| RuleError {
+        rule: format!("mapping.payments.{rule}"),
+        message,
+    };
+    let path = |rule: &str, text: &str, placeholder: bool| {
+        let segments: Vec<Option<String>> = text
+            .trim_matches('/')
+            .split('/')
+            .map(|segment| (segment != "{payment}").then(|| segment.to_owned()))
+            .collect();
+        let holes = segments.iter().filter(|segment| segment.is_none()).count();
+        let bad = segments
+            .iter()
+            .flatten()
+            .any(|segment| segment.is_empty() || segment.contains(['{', '}', '?', '#']));
+        if !text.starts_with('/') || bad || holes != usize::from(placeholder) {
+            return Err(error(
+                rule,
+                format!(
+                    "{text:?} must be a path starting with /{}",
+                    if placeholder {
+                        " with one {payment} segment"
+                    } else {
+                        " without placeholders"
+                    }
+                ),
+            ));
+        }
+        Ok(PaymentPath { segments })
+    };
+    let pointer = |rule: &str, text: &str| Pointer::parse(text).map_err(|m| error(rule, m));
+    let scope: Vec<String> = spec
+        .scope
+        .split_ascii_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if scope.is_empty() || scope.iter().any(|token| token.contains('"')) {
+        return Err(error("scope", "must name one or more OAuth scopes".into()));
+    }
+    if spec.authorization_param.trim().is_empty() {
+        return Err(error("authorization_param", "must not be empty".into()));
+    }
+    let mut statuses = BTreeMap::new();
+    for (code, iso) in &spec.statuses {
+        if BankStatus::from_iso20022(iso, None).is_none() {
+            return Err(error(
+                &format!("statuses.{code}"),
+                format!("{iso:?} is not an ISO 20022 payment status bankgate knows"),
+            ));
+        }
+        statuses.insert(code.clone(), iso.clone());
+    }
+    let mut body = Vec::new();
+    for (at, name) in &spec.body {
+        let rule = format!("body.{at:?}");
+        let field = OrderField::parse(name).ok_or_else(|| {
+            error(
+                &rule,
+                format!(
+                    "{name:?} is not an order field ({})",
+                    OrderField::ALL.map(|(name, _)| name).join(", ")
+                ),
+            )
+        })?;
+        let at = pointer(&rule, at)?;
+        if at.tokens.is_empty() {
+            return Err(error(
+                &rule,
+                "the body itself is an object of fields".into(),
+            ));
+        }
+        body.push((at, field));
+    }
+    for required in [
+        OrderField::Currency,
+        OrderField::CreditorIban,
+        OrderField::CreditorName,
+    ] {
+        if !body.iter().any(|(_, field)| *field == required) {
+            return Err(error("body", format!("must place {required:?}")));
+        }
+    }
+    if !body
+        .iter()
+        .any(|(_, field)| matches!(field, OrderField::Amount | OrderField::AmountMinor))
+    {
+        return Err(error("body", "must place amount or amount_minor".into()));
+    }
+    Ok(CompiledPayments {
+        create: path("create", &spec.create, false)?,
+        read: path("read", &spec.read, true)?,
+        scope,
+        authorization_param: spec.authorization_param.clone(),
+        id: pointer("id", &spec.id)?,
+        status: pointer("status", &spec.status)?,
+        reason: spec
+            .reason
+            .as_deref()
+            .map(|text| pointer("reason", text))
+            .transpose()?,
+        debtor_iban: spec
+            .debtor_iban
+            .as_deref()
+            .map(|text| pointer("debtor_iban", text))
+            .transpose()?,
+        statuses,
+        body,
+    })
 }
