@@ -20,6 +20,7 @@
 
 pub mod idempotency;
 pub mod limits;
+pub mod payee_match;
 pub mod status;
 pub mod submit;
 #[cfg(test)]
