@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::adapters::Registry;
 use crate::audit::{self, Action, Auditor, Decision};
+use crate::broker::Broker;
 use crate::config::Config;
 use crate::crypto::Sealer;
 use crate::egress::Egress;
@@ -40,9 +41,21 @@ pub struct App {
 }
 
 impl App {
-    /// The redirect URI banks send users back to.
-    pub fn callback_url(&self) -> String {
-        format!("{}/oauth/callback", self.config.public_url)
+    /// The consent broker's dependencies, taken from this state: PAR, the consent screen,
+    /// the user's decision, the bank's callback.
+    pub fn broker(&self) -> Broker {
+        Broker {
+            consents: self.store.clone(),
+            authorizations: self.store.clone(),
+            grants: self.store.clone(),
+            clients: self.store.clone(),
+            payments: self.store.clone(),
+            auditor: self.auditor.clone(),
+            policies: self.policies.clone(),
+            banks: self.banks.clone(),
+            sealer: self.sealer.clone(),
+            issuer: self.config.public_url.clone(),
+        }
     }
 
     /// The consent lifecycle's dependencies, taken from this state: revocation, expiry,

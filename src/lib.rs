@@ -22,8 +22,9 @@ pub mod adapters;
 pub mod egress;
 pub mod store;
 
-// The authorization server, the consent lifecycle and notifications over the domain and the
-// edges.
+// The authorization server, the consent lifecycle, notifications and the consent broker over
+// the domain and the edges.
+pub mod broker;
 pub mod lifecycle;
 pub mod notify;
 pub mod oauth;

@@ -216,6 +216,30 @@ pub enum TransactionStatus {
     Pending,
 }
 
+/// The longest part of a caller's identifier a reason quotes.
+const QUOTED_CHARS: usize = 64;
+
+/// `Err` naming `field` when `value`, text a caller sent, holds U+0000 (which no store keeps).
+pub fn text(field: &str, value: &str) -> Result<(), String> {
+    if value.contains('\0') {
+        Err(format!(
+            "{field} contains U+0000 (NUL), which is not allowed"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// An identifier a caller chose (not one the gateway knows), as a reason or an audit record
+/// quotes it: escaped as a Rust string literal (so in double quotes, with no control character
+/// left) and cut after 64 characters.
+pub fn quoted(value: &str) -> String {
+    let mut chars = value.chars();
+    let head: String = chars.by_ref().take(QUOTED_CHARS).collect();
+    let cut = if chars.next().is_some() { "…" } else { "" };
+    format!("{head:?}{cut}")
+}
+
 /// Masks an IBAN for display: country and check digits, then the last four characters.
 pub fn mask_iban(iban: &str) -> String {
     let compact: Vec<char> = iban.chars().filter(|c| !c.is_whitespace()).collect();

@@ -155,7 +155,7 @@ async fn a_fapi_bank_gets_par_private_key_jwt_and_dpop(kind: StoreKind) {
         .query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", &bank.client_id)
-        .append_pair("redirect_uri", &gateway.app.callback_url())
+        .append_pair("redirect_uri", &gateway.app.broker().callback_url())
         .append_pair("scope", "AIS:x")
         .append_pair(
             "code_challenge",

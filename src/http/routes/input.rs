@@ -17,19 +17,7 @@ use serde_json::Value;
 use crate::error::{Error, OAuthError};
 
 /// What a refusal of U+0000 says after the field's name.
-const NUL_REFUSED: &str = "contains U+0000 (NUL), which is not allowed";
-
-/// The longest part of a caller's identifier an audit reason quotes.
-const QUOTED_CHARS: usize = 64;
-
-/// `Err` naming `field` when `value` holds U+0000.
-pub fn text(field: &str, value: &str) -> Result<(), String> {
-    if value.contains('\0') {
-        Err(format!("{field} {NUL_REFUSED}"))
-    } else {
-        Ok(())
-    }
-}
+pub use crate::model::{quoted, text};
 
 /// [`text`] as a 400 problem.
 pub fn checked(field: &str, value: &str) -> Result<(), Error> {
@@ -39,7 +27,7 @@ pub fn checked(field: &str, value: &str) -> Result<(), Error> {
 /// Every string and key of a JSON value: `Err` naming `field` when one holds U+0000.
 pub fn json(field: &str, value: &Value) -> Result<(), String> {
     match value {
-        Value::String(text) if text.contains('\0') => Err(format!("{field} {NUL_REFUSED}")),
+        Value::String(value) => text(field, value),
         Value::Array(items) => items.iter().try_for_each(|item| json(field, item)),
         Value::Object(members) => members.iter().try_for_each(|(key, member)| {
             text(field, key)?;
@@ -194,16 +182,6 @@ where
             Err(rejection) => Err(rejected(rejection.status(), rejection.body_text())),
         }
     }
-}
-
-/// An identifier the caller chose (not one the gateway knows), as an audit reason quotes it:
-/// escaped as a Rust string literal (so in double quotes, with no control character left) and
-/// cut after 64 characters.
-pub fn quoted(value: &str) -> String {
-    let mut chars = value.chars();
-    let head: String = chars.by_ref().take(QUOTED_CHARS).collect();
-    let cut = if chars.next().is_some() { "…" } else { "" };
-    format!("{head:?}{cut}")
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
-//! bankgate's authorization server towards platforms, and the bank leg of the consent flow:
+//! bankgate's authorization server towards platforms, over HTTP: the routes parse what
+//! arrives, call the consent broker (`crate::broker`: PAR, the consent screen, the user's
+//! decision, the bank's callback) and render what it answers — the PAR answer, the consent
+//! screen, a redirect to the bank or back to the platform (with `iss`, RFC 9207), an error page.
 //!
 //! PAR → `/oauth/authorize` (consent screen) → user approves → bank-side consent + redirect to
 //! the bank (PKCE, `state`) → `/oauth/callback` (code exchange, sealed grant) → redirect to the
 //! platform with a one-time code and `iss` → `/oauth/token`.
 //!
 //! A DPoP proof (or `dpop_jkt`) at PAR binds the code to its key (RFC 9449 §10); a pushed
-//! request naming an authorised consent extends it ([`extension`]).
+//! request naming an authorised consent extends it (`broker::extension`).
 
 use std::sync::Arc;
 
@@ -15,32 +18,21 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::adapters::bank_oauth::{self as bank_client, BankGrant};
-use crate::adapters::{Adapter, BankConsent, ConsentRequest};
-use crate::adapters::{BankAuthorization, StoredGrant};
 use crate::app::App;
-use crate::audit::{Action, Decision, Event};
-use crate::consent::{ACCOUNT_INFORMATION, AuthorizationDetail, Consent, ConsentStatus};
-use crate::crypto;
+use crate::audit::{Action, Event};
+use crate::broker::{BankAnswer, Next, Push, Screen, ScreenDecision, payment};
+use crate::consent::{ACCOUNT_INFORMATION, AuthorizationDetail};
 use crate::error::{Error, OAuthError};
-use crate::lifecycle::consent_event;
+use crate::oauth::AUDIT_READ;
 use crate::oauth::client_auth::AuthParams;
 use crate::oauth::dpop::DpopError;
-use crate::oauth::{
-    AUDIT_READ, BANK_AUTHORIZATION_LIFETIME_SECS, CODE_LIFETIME_SECS, PAR_LIFETIME_SECS,
-    REQUEST_URI_PREFIX,
-};
-use crate::oauth::{AuthorizationCode, Client, PushedRequest, Role};
+use crate::oauth::{Client, Role};
 use crate::payments::PaymentRequest;
-use crate::policy::Platform;
 
 mod configuration;
-mod extension;
-mod payment;
 mod screen;
 mod token;
 
@@ -136,30 +128,6 @@ impl ParForm {
     }
 }
 
-/// What a pushed request becomes once validated and granted.
-#[derive(Debug, serde::Serialize, Deserialize)]
-struct ValidatedRequest {
-    redirect_uri: String,
-    state: Option<String>,
-    code_challenge: String,
-    detail: AuthorizationDetail,
-    policy_hash: String,
-    /// The DPoP key the code is bound to (a proof or `dpop_jkt` at PAR).
-    #[serde(default)]
-    dpop_jkt: Option<String>,
-    /// The consent this request extends (re-consent before expiry), if any.
-    #[serde(default)]
-    extends: Option<String>,
-    /// The payment a `payment_initiation` request asks for (its consent has no data scopes).
-    #[serde(default)]
-    payment: Option<PaymentRequest>,
-}
-
-/// The prefix of the keys under which an extension waits for the user's decision and then for
-/// the bank. They live with the pushed requests (single use, expiring) but are never accepted
-/// as a platform's `request_uri`.
-const EXTENSION_PREFIX: &str = "urn:bankgate:extension:";
-
 /// `POST /oauth/par` (RFC 9126 + RFC 9396; RFC 9449 §10 for DPoP).
 async fn par(
     State(app): State<Arc<App>>,
@@ -172,7 +140,9 @@ async fn par(
     };
     let refused = par_refusal_event(&app, &client, form.authorization_details.as_deref());
     match push(&app, &headers, &client, form).await {
-        Ok(body) => {
+        Ok(pushed) => {
+            let body =
+                json!({ "request_uri": pushed.request_uri, "expires_in": pushed.expires_in });
             let mut response = (
                 StatusCode::CREATED,
                 [(header::CACHE_CONTROL, "no-store")],
@@ -239,13 +209,15 @@ fn is_thumbprint(jkt: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Validates and grants `client`'s pushed request (authenticated by [`par`]); stores it.
+/// Reads and checks `client`'s pushed request (authenticated by [`par`]) — the client, the
+/// redirect URI, PKCE, the DPoP key, one `authorization_details` entry — and hands it to the
+/// broker, which grants and keeps it.
 async fn push(
     app: &App,
     headers: &HeaderMap,
     client: &Client,
     form: ParForm,
-) -> Result<serde_json::Value, token::Refusal> {
+) -> Result<crate::broker::Pushed, token::Refusal> {
     let invalid = |description: &str| Error::from(OAuthError::new("invalid_request", description));
     if form
         .client_id
@@ -311,146 +283,19 @@ async fn push(
     let [detail] = <[serde_json::Value; 1]>::try_from(details).map_err(|_| {
         details_error("exactly one authorization_details entry is supported".into())
     })?;
-    if payment::is_payment(&detail) {
-        let (payment, detail, policy_hash) = payment::check(app, client, detail).await?;
-        return store_pushed(
-            app,
+    Ok(app
+        .broker()
+        .push(
             client,
-            ValidatedRequest {
+            Push {
                 redirect_uri,
                 state: form.state,
                 code_challenge,
-                detail,
-                policy_hash,
                 dpop_jkt,
-                extends: None,
-                payment: Some(payment),
+                detail,
             },
         )
-        .await;
-    }
-    let mut detail: AuthorizationDetail = serde_json::from_value(detail)
-        .map_err(|error| details_error(format!("authorization_details: {error}")))?;
-    if detail.kind != ACCOUNT_INFORMATION {
-        return Err(details_error(format!("type must be {ACCOUNT_INFORMATION}")).into());
-    }
-    if app.banks.get(&detail.bank).is_none() {
-        return Err(details_error(format!("unknown bank {}", input::quoted(&detail.bank))).into());
-    }
-    if detail.user_ref.is_empty() || detail.user_ref.len() > 128 {
-        return Err(details_error("user_ref must be 1-128 characters".into()).into());
-    }
-    for (field, value) in [
-        ("purpose", Some(&detail.purpose)),
-        ("user_ref", Some(&detail.user_ref)),
-        ("consent_id", detail.consent_id.as_ref()),
-    ] {
-        if let Some(value) = value {
-            input::text(field, value).map_err(details_error)?;
-        }
-    }
-    let extends = match detail.consent_id.take() {
-        None => None,
-        Some(id) => Some(
-            extendable(app, &client.client_id, &id, &detail)
-                .await?
-                .map_err(details_error)?,
-        ),
-    };
-    // The purpose policy in force: prohibited and unknown purposes, approval, region, scopes
-    // refused; lifetime and history clamped (an extension is granted anew under it).
-    let grant = app
-        .policies
-        .current()
-        .grant(
-            &detail,
-            &Platform {
-                approved_purposes: &client.allowed_purposes,
-                region: &client.region,
-            },
-        )
-        .map_err(|refusal| details_error(refusal.to_string()))?;
-    detail.scopes = grant.scopes;
-    detail.expires_in_days = grant.expires_in_days;
-    detail.history_days = grant.history_days;
-
-    let validated = ValidatedRequest {
-        redirect_uri,
-        state: form.state,
-        code_challenge,
-        detail,
-        policy_hash: grant.policy_hash,
-        dpop_jkt,
-        extends,
-        payment: None,
-    };
-    store_pushed(app, client, validated).await
-}
-
-/// Stores a validated pushed request under a new `request_uri`; the PAR answer.
-async fn store_pushed(
-    app: &App,
-    client: &Client,
-    validated: ValidatedRequest,
-) -> Result<serde_json::Value, token::Refusal> {
-    let request_uri = format!(
-        "{REQUEST_URI_PREFIX}{}",
-        crypto::random_token(32).map_err(Error::from)?
-    );
-    app.store
-        .insert_pushed_request(&PushedRequest {
-            request_uri: request_uri.clone(),
-            client_id: client.client_id.clone(),
-            request: serde_json::to_value(&validated)
-                .map_err(|error| Error::Internal(error.to_string()))?,
-            expires_at: Utc::now() + Duration::seconds(PAR_LIFETIME_SECS),
-        })
-        .await
-        .map_err(Error::from)?;
-    Ok(json!({ "request_uri": request_uri, "expires_in": PAR_LIFETIME_SECS }))
-}
-
-/// Whether the platform `client_id` may extend consent `id` with `detail`: its own consent,
-/// authorised and not expired, for the same bank, purpose, user, scopes and history (only the
-/// lifetime changes). The consent id, or why not (a consent of another platform is unknown).
-async fn extendable(
-    app: &App,
-    client_id: &str,
-    id: &str,
-    detail: &AuthorizationDetail,
-) -> Result<Result<String, String>, Error> {
-    let Some(consent) = app
-        .store
-        .consent(id)
-        .await?
-        .filter(|consent| consent.client_id == client_id)
-    else {
-        return Ok(Err(format!("unknown consent {}", input::quoted(id))));
-    };
-    if consent.status != ConsentStatus::Authorised || consent.expires_at <= Utc::now() {
-        return Ok(Err(
-            "only an authorised consent that has not expired can be extended".into(),
-        ));
-    }
-    let mut scopes = detail.scopes.clone();
-    let mut granted = consent.scopes.clone();
-    scopes.sort_unstable();
-    granted.sort_unstable();
-    scopes.dedup();
-    granted.dedup();
-    if consent.bank_id != detail.bank
-        || consent.purpose != detail.purpose
-        || consent.user_ref != detail.user_ref
-        || scopes != granted
-        || consent.history_days != detail.history_days
-    {
-        return Ok(Err(
-            "an extension keeps the consent's bank, purpose, user_ref, scopes \
-                       and history_days; only expires_in_days changes"
-                .into(),
-        ));
-    }
-    Ok(Ok(consent.id))
+        .await?)
 }
 
 #[derive(Deserialize)]
@@ -485,131 +330,25 @@ async fn show_consent_screen(
     query: AuthorizeQuery,
     lang: screen::Lang,
 ) -> Result<Response, Error> {
-    let invalid = |message: &str| Error::InvalidRequest(message.to_owned());
-    let request_uri = query
-        .request_uri
-        .ok_or_else(|| invalid("request_uri is required (PAR is mandatory)"))?;
-    // Only a platform's pushed request (never an internal extension key).
-    if !request_uri.starts_with(REQUEST_URI_PREFIX) {
-        return Err(invalid(
-            "this authorization request is unknown, used or expired",
-        ));
-    }
-    let pushed = app
-        .store
-        .take_pushed_request(&request_uri)
-        .await?
-        .ok_or_else(|| invalid("this authorization request is unknown, used or expired"))?;
-    if query.client_id.as_deref() != Some(pushed.client_id.as_str())
-        || pushed.expires_at < Utc::now()
-    {
-        return Err(invalid(
-            "this authorization request is unknown, used or expired",
-        ));
-    }
-    let request: ValidatedRequest = serde_json::from_value(pushed.request)
-        .map_err(|_| Error::Internal("stored pushed request does not decode".into()))?;
-    let client = app
-        .store
-        .client(&pushed.client_id)
-        .await?
-        .ok_or_else(|| invalid("unknown client"))?;
-    if request.extends.is_some() {
-        return extension::show_screen(app, &client, request, lang).await;
-    }
-    let now = Utc::now();
-    let detail = request.detail;
-    let consent = Consent {
-        id: uuid::Uuid::new_v4().to_string(),
-        client_id: client.client_id.clone(),
-        bank_id: detail.bank.clone(),
-        purpose: detail.purpose.clone(),
-        scopes: detail.scopes.clone(),
-        history_days: detail.history_days,
-        user_ref: detail.user_ref.clone(),
-        status: ConsentStatus::AwaitingAuthorisation,
-        policy_hash: request.policy_hash,
-        redirect_uri: request.redirect_uri,
-        state: request.state,
-        code_challenge: request.code_challenge,
-        dpop_jkt: request.dpop_jkt,
-        created_at: now,
-        expires_at: now + Duration::days(i64::from(detail.expires_in_days)),
-    };
-    app.store.insert_consent(&consent).await?;
-    let shown = match &request.payment {
-        // Recorded with its consent, before any bank call; the event carries its facts.
-        Some(payment) => {
-            payment::record(app, &consent, payment).await?;
-            Some(screen::PaymentShown {
-                amount: payment.instructed_amount.amount.to_string(),
-                currency: payment.instructed_amount.currency.clone(),
-                payee: payment.creditor_name.clone(),
-                account: screen::PaymentShown::masked(&payment.creditor_account.iban),
-                remittance: payment.remittance.clone(),
-                instant: payment.instant,
-            })
-        }
-        None => {
-            app.auditor
-                .record(consent_event(
-                    Action::ConsentCreated,
-                    &client.client_id,
-                    &consent,
-                ))
-                .await
-                .map_err(Error::AuditUnavailable)?;
-            None
-        }
-    };
-    let screen_token = app.sealer.mac(screen_message(&consent.id).as_bytes());
-    Ok(render_screen_with(
-        app,
-        lang,
-        &client.name,
-        &consent,
-        detail.expires_in_days,
-        None,
-        &screen_token,
-        shown.as_ref(),
-    ))
+    let opened = app
+        .broker()
+        .open(query.client_id.as_deref(), query.request_uri.as_deref())
+        .await?;
+    Ok(render_screen(app, lang, &opened))
 }
 
-/// The consent screen for `consent` (its purpose, data, history and bank) lasting `days`
-/// until `consent.expires_at`; `extension` is the key of a pending extension.
-fn render_screen(
-    app: &App,
-    lang: screen::Lang,
-    platform: &str,
-    consent: &Consent,
-    days: u32,
-    extension: Option<&str>,
-    screen_token: &str,
-) -> Response {
-    render_screen_with(
-        app,
-        lang,
-        platform,
-        consent,
-        days,
-        extension,
-        screen_token,
-        None,
-    )
-}
-
-/// [`render_screen`], for a payment consent with the payment it asks for.
-#[allow(clippy::too_many_arguments)]
-fn render_screen_with(
-    app: &App,
-    lang: screen::Lang,
-    platform: &str,
-    consent: &Consent,
-    days: u32,
-    extension: Option<&str>,
-    screen_token: &str,
-    payment: Option<&screen::PaymentShown>,
-) -> Response {
+/// The consent screen the broker opened: its purpose, data, history and bank, its lifetime,
+/// and a payment consent's payment.
+fn render_screen(app: &App, lang: screen::Lang, opened: &Screen) -> Response {
+    let consent = &opened.consent;
+    let payment = opened.payment.as_ref().map(|payment| screen::PaymentShown {
+        amount: payment.instructed_amount.amount.to_string(),
+        currency: payment.instructed_amount.currency.clone(),
+        payee: payment.creditor_name.clone(),
+        account: screen::PaymentShown::masked(&payment.creditor_account.iban),
+        remittance: payment.remittance.clone(),
+        instant: payment.instant,
+    });
     let policy = app.policies.get(&consent.purpose);
     let bank_name = app
         .banks
@@ -624,28 +363,24 @@ fn render_screen_with(
         });
     let page = screen::render(&screen::Screen {
         lang,
-        platform,
+        platform: &opened.platform,
         bank: &bank_name,
         title,
         description,
         text_lang: if translated { lang } else { screen::Lang::En },
         scopes: &consent.scopes,
-        days,
+        days: opened.days,
         until: consent.expires_at.date_naive(),
         history_days: consent.history_days,
         // What the purpose's policy binds the platform to, beyond the data itself.
         retention_days: policy.as_ref().map(|policy| policy.retention_days),
         onward_sharing: policy.as_ref().map(|policy| policy.onward_sharing),
         consent_id: &consent.id,
-        extension,
-        screen_token,
-        payment,
+        extension: opened.extension.as_deref(),
+        screen_token: &opened.screen_token,
+        payment: payment.as_ref(),
     });
     Html(page).into_response()
-}
-
-fn screen_message(consent_id: &str) -> String {
-    format!("consent-screen\0{consent_id}")
 }
 
 #[derive(Deserialize)]
@@ -663,221 +398,31 @@ async fn decide(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
         Ok(form) => form,
         Err(problem) => return error_page(StatusCode::BAD_REQUEST, &problem),
     };
-    let decided = match form.extension.clone() {
-        Some(key) => extension::decide(&app, form, &key).await,
-        None => handle_decision(&app, form).await,
-    };
+    let decided = app
+        .broker()
+        .decide(ScreenDecision {
+            approve: form.decision == "approve",
+            consent_id: form.consent_id,
+            screen_token: form.screen_token,
+            extension: form.extension,
+        })
+        .await;
     match decided {
-        Ok(response) => response,
+        Ok(next) => go(&app, next),
         Err(error) => error_page(error.status(), &error.safe_detail()),
     }
 }
 
-async fn handle_decision(app: &App, form: DecisionForm) -> Result<Response, Error> {
-    if !app.sealer.verify_mac(
-        screen_message(&form.consent_id).as_bytes(),
-        &form.screen_token,
-    ) {
-        return Err(Error::InvalidRequest(
-            "this consent screen is not valid".into(),
-        ));
+/// Sends the user's browser where the broker said: to the bank, or back to the platform.
+fn go(app: &App, next: Next) -> Response {
+    match next {
+        Next::Bank(url) => Redirect::to(&url).into_response(),
+        Next::Platform {
+            redirect_uri,
+            state,
+            params,
+        } => redirect_to(app, &redirect_uri, state.as_deref(), &params),
     }
-    let consent = app
-        .store
-        .consent(&form.consent_id)
-        .await?
-        .filter(|consent| consent.status == ConsentStatus::AwaitingAuthorisation)
-        .ok_or_else(|| Error::InvalidRequest("this consent was already decided".into()))?;
-    if form.decision != "approve" {
-        payment::abandon(app, &consent).await?;
-        return reject(app, &consent, "user", "access_denied", "the user declined").await;
-    }
-    if let Some(recorded) = app.store.payment_of_consent(&consent.id).await? {
-        return payment_to_bank(app, &consent, &recorded).await;
-    }
-    match to_bank(app, &consent, consent.expires_at.date_naive()).await? {
-        ToBank::Redirect(response) => Ok(response),
-        ToBank::Unavailable => Ok(redirect_to_platform(app, &consent, BANK_UNAVAILABLE)),
-    }
-}
-
-/// What the platform is told when the bank leg cannot start.
-const BANK_UNAVAILABLE: &[(&str, &str)] = &[
-    ("error", "temporarily_unavailable"),
-    (
-        "error_description",
-        "the bank is not available; try again later",
-    ),
-];
-
-/// Where [`to_bank`] sends the user.
-enum ToBank {
-    /// To the bank; the pending authorization is stored under its `state`.
-    Redirect(Response),
-    /// Nowhere: the bank could not be reached (logged).
-    Unavailable,
-}
-
-/// The user confirmed a payment: the bank's payment resource is created (recorded first, one
-/// call) and the user sent to the bank to authorise it; or, when the bank did not create it,
-/// the consent is rejected and the platform told.
-async fn payment_to_bank(
-    app: &App,
-    consent: &Consent,
-    recorded: &crate::payments::Payment,
-) -> Result<Response, Error> {
-    let adapter = app
-        .banks
-        .get(&consent.bank_id)
-        .ok_or_else(|| Error::Internal("bank not loaded".into()))?;
-    let started = match payment::create_at_bank(app, &adapter, recorded).await? {
-        payment::Creation::Created(created) => {
-            to_bank_with(
-                app,
-                consent,
-                consent.expires_at.date_naive(),
-                None,
-                Some(created),
-            )
-            .await?
-        }
-        payment::Creation::Failed => ToBank::Unavailable,
-        payment::Creation::Refused(reason) => {
-            payment::abandon(app, consent).await?;
-            return reject(app, consent, "gateway", "access_denied", &reason).await;
-        }
-    };
-    match started {
-        ToBank::Redirect(response) => Ok(response),
-        ToBank::Unavailable => {
-            payment::abandon(app, consent).await?;
-            reject(
-                app,
-                consent,
-                &format!("bank:{}", consent.bank_id),
-                "temporarily_unavailable",
-                "the bank did not take the payment",
-            )
-            .await
-        }
-    }
-}
-
-/// Creates the bank-side consent (valid until `valid_until`), starts the bank's authorization
-/// (pushed first where the bank wants PAR), remembers it under its `state` and redirects the
-/// user there. An `extension` (its platform and request) waits for the bank under that state.
-async fn to_bank_with(
-    app: &App,
-    consent: &Consent,
-    valid_until: chrono::NaiveDate,
-    extension: Option<(&str, &ValidatedRequest)>,
-    created: Option<BankConsent>,
-) -> Result<ToBank, Error> {
-    let adapter = app
-        .banks
-        .get(&consent.bank_id)
-        .ok_or_else(|| Error::Internal("bank not loaded".into()))?;
-    let started = async {
-        let bank_consent = match created {
-            // A payment's resource, created already (`payment::create_at_bank`).
-            Some(created) => created,
-            None => {
-                adapter
-                    .profile
-                    .create_consent(
-                        &adapter.bank,
-                        &ConsentRequest {
-                            scopes: consent.scopes.clone(),
-                            valid_until,
-                            // The purpose's unattended budget, as the bank-side access frequency.
-                            frequency_per_day: app
-                                .policies
-                                .get(&consent.purpose)
-                                .map_or(1, |policy| policy.max_unattended_per_day.max(1)),
-                            recurring: true,
-                        },
-                    )
-                    .await?
-            }
-        };
-        // Pushed to the bank first (PAR) when its manifest names a PAR endpoint.
-        let redirect = bank_client::start_authorization(
-            &adapter.bank,
-            &app.callback_url(),
-            &bank_consent.oauth_scopes,
-            &bank_consent.authorization_params,
-        )
-        .await?;
-        Ok::<_, Error>((bank_consent, redirect))
-    }
-    .await;
-    let (bank_consent, redirect) = match started {
-        Ok(started) => started,
-        Err(error) => {
-            tracing::warn!(bank = %consent.bank_id, %error, "bank consent could not be started");
-            return Ok(ToBank::Unavailable);
-        }
-    };
-    if let Some((client_id, request)) = extension {
-        extension::park_for_bank(app, &redirect.state, client_id, request).await?;
-    }
-    app.store
-        .insert_bank_authorization(&BankAuthorization {
-            state: redirect.state.clone(),
-            consent_id: consent.id.clone(),
-            bank_id: consent.bank_id.clone(),
-            pkce_verifier: app
-                .sealer
-                .seal(redirect.state.as_bytes(), redirect.pkce_verifier.as_bytes())?,
-            bank_consent_id: bank_consent.id,
-            expires_at: Utc::now() + Duration::seconds(BANK_AUTHORIZATION_LIFETIME_SECS),
-        })
-        .await?;
-    Ok(ToBank::Redirect(
-        Redirect::to(redirect.url.as_str()).into_response(),
-    ))
-}
-
-/// [`to_bank_with`] for a new consent.
-async fn to_bank(
-    app: &App,
-    consent: &Consent,
-    valid_until: chrono::NaiveDate,
-) -> Result<ToBank, Error> {
-    to_bank_with(app, consent, valid_until, None, None).await
-}
-
-/// Marks a consent rejected, audits it, and sends the user back to the platform with `error`.
-async fn reject(
-    app: &App,
-    consent: &Consent,
-    actor: &str,
-    error: &str,
-    reason: &str,
-) -> Result<Response, Error> {
-    if app
-        .store
-        .transition_consent(
-            &consent.id,
-            ConsentStatus::AwaitingAuthorisation,
-            ConsentStatus::Rejected,
-        )
-        .await?
-    {
-        let mut event = consent_event(Action::ConsentRejected, actor, consent);
-        event.decision = Decision::Deny;
-        event.reason = Some(reason.to_owned());
-        app.auditor
-            .record(event)
-            .await
-            .map_err(Error::AuditUnavailable)?;
-    }
-    Ok(redirect_to_platform(app, consent, &[("error", error)]))
-}
-
-/// A 303 to the platform's redirect URI with `params`, its `state` and our `iss` (RFC 9207).
-fn redirect_to_platform(app: &App, consent: &Consent, params: &[(&str, &str)]) -> Response {
-    redirect_to(app, &consent.redirect_uri, consent.state.as_deref(), params)
 }
 
 /// A 303 to `redirect_uri` with `params`, `state` and our `iss` (RFC 9207).
@@ -885,7 +430,7 @@ fn redirect_to(
     app: &App,
     redirect_uri: &str,
     state: Option<&str>,
-    params: &[(&str, &str)],
+    params: &[(String, String)],
 ) -> Response {
     let mut url = match url::Url::parse(redirect_uri) {
         Ok(url) => url,
@@ -904,157 +449,16 @@ fn redirect_to(
     Redirect::to(url.as_str()).into_response()
 }
 
-#[derive(Deserialize)]
-struct CallbackQuery {
-    state: Option<String>,
-    code: Option<String>,
-    error: Option<String>,
-    iss: Option<String>,
-}
-
 async fn callback(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
-    let query = match input::oauth_query::<CallbackQuery>(query.as_deref()) {
-        Ok(query) => query,
+    let answer = match input::oauth_query::<BankAnswer>(query.as_deref()) {
+        Ok(answer) => answer,
         Err(problem) => return error_page(StatusCode::BAD_REQUEST, &problem),
     };
-    match handle_callback(&app, query).await {
-        Ok(response) => response,
+    match app.broker().callback(answer).await {
+        Ok(next) => go(&app, next),
         Err(error) => {
             tracing::warn!(%error, "bank callback failed");
             error_page(error.status(), &error.safe_detail())
         }
     }
-}
-
-async fn handle_callback(app: &App, query: CallbackQuery) -> Result<Response, Error> {
-    let invalid = |message: &str| Error::InvalidRequest(message.to_owned());
-    let state = query
-        .state
-        .clone()
-        .ok_or_else(|| invalid("state is missing"))?;
-    let pending = app
-        .store
-        .take_bank_authorization(&state)
-        .await?
-        .filter(|pending| pending.expires_at > Utc::now())
-        .ok_or_else(|| invalid("unknown, used or expired state"))?;
-    let adapter = app
-        .banks
-        .get(&pending.bank_id)
-        .ok_or_else(|| Error::Internal("bank not loaded".into()))?;
-    // Mix-up defence (RFC 9207): the response must come from the bank we sent the user to.
-    if let Some(expected) = &adapter.bank.manifest.oauth.issuer
-        && query.iss.as_deref() != Some(expected.as_str())
-    {
-        return Err(invalid(
-            "the authorization response did not come from the expected bank",
-        ));
-    }
-    if let Some(extension) = extension::pending(app, &state).await? {
-        return extension::finish(app, &adapter, pending, extension, query).await;
-    }
-    let consent = app
-        .store
-        .consent(&pending.consent_id)
-        .await?
-        .ok_or_else(|| Error::Internal("pending authorization without consent".into()))?;
-    if query.error.is_some() {
-        payment::abandon(app, &consent).await?;
-        return reject(
-            app,
-            &consent,
-            &format!("bank:{}", pending.bank_id),
-            "access_denied",
-            "the bank or the user refused",
-        )
-        .await;
-    }
-    let grant = exchange_at_bank(app, &adapter, &state, &pending, query.code).await?;
-    app.store
-        .put_grant(&seal_grant(app, &consent.id, &grant)?)
-        .await?;
-    if !app
-        .store
-        .transition_consent(
-            &consent.id,
-            ConsentStatus::AwaitingAuthorisation,
-            ConsentStatus::Authorised,
-        )
-        .await?
-    {
-        return Err(invalid("this consent was already decided"));
-    }
-    app.auditor
-        .record(consent_event(
-            Action::ConsentAuthorised,
-            &format!("bank:{}", pending.bank_id),
-            &consent,
-        ))
-        .await
-        .map_err(Error::AuditUnavailable)?;
-    let code = issue_code(
-        app,
-        &consent,
-        &consent.redirect_uri,
-        &consent.code_challenge,
-        consent.dpop_jkt.clone(),
-    )
-    .await?;
-    Ok(redirect_to_platform(app, &consent, &[("code", &code)]))
-}
-
-/// Exchanges the bank's code (with the PKCE verifier sealed under `state`) for the bank grant.
-async fn exchange_at_bank(
-    app: &App,
-    adapter: &Adapter,
-    state: &str,
-    pending: &BankAuthorization,
-    code: Option<String>,
-) -> Result<BankGrant, Error> {
-    let code = code.ok_or_else(|| Error::InvalidRequest("code is missing".into()))?;
-    let verifier = String::from_utf8(app.sealer.open(state.as_bytes(), &pending.pkce_verifier)?)
-        .map_err(|_| Error::Internal("sealed verifier is not text".into()))?;
-    Ok(bank_client::exchange_code(
-        &adapter.bank,
-        &app.callback_url(),
-        &code,
-        verifier,
-        pending.bank_consent_id.clone(),
-    )
-    .await?)
-}
-
-/// A bank grant sealed for storage under its consent.
-fn seal_grant(app: &App, consent_id: &str, grant: &BankGrant) -> Result<StoredGrant, Error> {
-    let plaintext =
-        serde_json::to_vec(grant).map_err(|error| Error::Internal(error.to_string()))?;
-    Ok(StoredGrant {
-        consent_id: consent_id.to_owned(),
-        sealed: app.sealer.seal(consent_id.as_bytes(), &plaintext)?,
-        updated_at: Utc::now(),
-    })
-}
-
-/// Issues the platform's one-time code for `consent`, bound to the authorization request's
-/// redirect URI, PKCE challenge and DPoP key.
-async fn issue_code(
-    app: &App,
-    consent: &Consent,
-    redirect_uri: &str,
-    code_challenge: &str,
-    dpop_jkt: Option<String>,
-) -> Result<String, Error> {
-    let code = crypto::random_token(32)?;
-    app.store
-        .insert_code(&AuthorizationCode {
-            code_hash: crypto::sha256_hex(code.as_bytes()),
-            consent_id: consent.id.clone(),
-            client_id: consent.client_id.clone(),
-            redirect_uri: redirect_uri.to_owned(),
-            code_challenge: code_challenge.to_owned(),
-            expires_at: Utc::now() + Duration::seconds(CODE_LIFETIME_SECS),
-            dpop_jkt,
-        })
-        .await?;
-    Ok(code)
 }

@@ -458,7 +458,8 @@ async fn code_tokens(
     let mut body = token_body(app, &access_token, &claims);
     body["refresh_token"] = json!(refresh_token);
     body["consent_id"] = json!(consent.id);
-    body["authorization_details"] = super::payment::granted_details(app, consent).await?;
+    body["authorization_details"] =
+        crate::broker::payment::granted_details(app.store.as_ref(), consent).await?;
     Ok(body)
 }
 
@@ -507,7 +508,8 @@ async fn refresh(
     let (access_token, claims) = consent_token(app, client, &consent, jkt.as_deref()).await?;
     let mut body = token_body(app, &access_token, &claims);
     body["consent_id"] = json!(consent.id);
-    body["authorization_details"] = super::payment::granted_details(app, &consent).await?;
+    body["authorization_details"] =
+        crate::broker::payment::granted_details(app.store.as_ref(), &consent).await?;
     Ok(body)
 }
 
@@ -521,7 +523,7 @@ async fn consent_token(
     let mut scope: Vec<&str> = consent.scopes.iter().map(|scope| scope.as_str()).collect();
     // A payment consent reads no data: its token pays.
     if scope.is_empty() {
-        scope.push(super::payment::PAYMENT_SCOPE);
+        scope.push(crate::broker::payment::PAYMENT_SCOPE);
     }
     let (access_token, claims) = app
         .tokens

@@ -4,29 +4,29 @@
 //! the payment's state when the bank answers.
 //!
 //! What is checked where: the request itself and the purpose's limits at PAR (and again at
-//! submission, `routes/payments.rs`); the payer's account, where the bank names it, at
+//! submission, `payments::submit`); the payer's account, where the bank names it, at
 //! submission. The user's daily limit counts a payment when it is sent on its way: here,
 //! before the bank creates it, where authorising it at the bank may execute it (Berlin Group,
 //! STET); at submission otherwise.
 
 use chrono::{DateTime, Utc};
 
+use super::Broker;
 use crate::adapters::{Adapter, BankConsent};
-use crate::app::App;
 use crate::audit::{Action, Event};
 use crate::consent::{AuthorizationDetail, Consent};
 use crate::error::{Error, OAuthError};
 use crate::lifecycle::consent_event;
+use crate::model::{quoted, text};
 use crate::oauth::Client;
 use crate::payments::{
-    DayCount, LimitRefusal, PAYMENT_INITIATION, Payment, PaymentRequest, Submission, ValidPayment,
+    DayCount, LimitRefusal, PAYMENT_INITIATION, Payment, PaymentRequest, Payments, Submission,
+    ValidPayment,
 };
 use crate::policy::Platform;
 
-use super::super::input;
-
 /// The scope of a payment consent's access token: it pays, it reads nothing.
-pub(crate) const PAYMENT_SCOPE: &str = "payment";
+pub const PAYMENT_SCOPE: &str = "payment";
 
 /// Whether a pushed authorization detail (as JSON) is a payment's.
 pub(super) fn is_payment(detail: &serde_json::Value) -> bool {
@@ -52,7 +52,7 @@ fn details_error(message: impl std::fmt::Display) -> Error {
 /// limits against the user's payments of the day. Returns the request and the consent detail
 /// it becomes (no data scopes, the purpose's lifetime) with the policy's hash.
 pub(super) async fn check(
-    app: &App,
+    broker: &Broker,
     client: &Client,
     raw: serde_json::Value,
 ) -> Result<(PaymentRequest, AuthorizationDetail, String), Error> {
@@ -66,16 +66,16 @@ pub(super) async fn check(
         ("remittance", request.remittance.as_ref()),
     ] {
         if let Some(value) = value {
-            input::text(field, value).map_err(details_error)?;
+            text(field, value).map_err(details_error)?;
         }
     }
     if request.user_ref.is_empty() || request.user_ref.len() > 128 {
         return Err(details_error("user_ref must be 1-128 characters"));
     }
-    let adapter = app
+    let adapter = broker
         .banks
         .get(&request.bank)
-        .ok_or_else(|| details_error(format!("unknown bank {}", input::quoted(&request.bank))))?;
+        .ok_or_else(|| details_error(format!("unknown bank {}", quoted(&request.bank))))?;
     if adapter.profile.payments().is_none() {
         return Err(refused(
             "payment-bank-cannot-pay",
@@ -89,7 +89,7 @@ pub(super) async fn check(
     let valid = request
         .validate()
         .map_err(|invalid| refused(invalid.slug(), &invalid))?;
-    let policies = app.policies.current();
+    let policies = broker.policies.current();
     let policy = policies
         .lookup(&request.purpose)
         .map_err(|refusal| details_error(refusal.to_string()))?;
@@ -100,7 +100,7 @@ pub(super) async fn check(
         })
         .map_err(|refusal| details_error(refusal.to_string()))?;
     check_limits(
-        app,
+        broker.payments.as_ref(),
         &client.client_id,
         &valid,
         policy.payment.as_ref(),
@@ -121,9 +121,9 @@ pub(super) async fn check(
 }
 
 /// The purpose's payment limits for `payment`, with what the user already paid today through
-/// this platform (PAR and submission both ask).
-pub(crate) async fn check_limits(
-    app: &App,
+/// this platform.
+async fn check_limits(
+    payments: &dyn Payments,
     client_id: &str,
     payment: &ValidPayment,
     limits: Option<&crate::payments::PaymentLimits>,
@@ -136,8 +136,7 @@ pub(crate) async fn check_limits(
         };
         refused(refusal.slug(), &refusal)
     })?;
-    let spent = app
-        .store
+    let spent = payments
         .spent_on(
             client_id,
             &payment.request.user_ref,
@@ -152,7 +151,7 @@ pub(crate) async fn check_limits(
 
 /// The audit facts of a payment request as an event's fields (amount, currency, the payee's
 /// account masked), under the category `payment`.
-pub(crate) fn with_facts(mut event: Event, request: &PaymentRequest) -> Event {
+pub fn with_facts(mut event: Event, request: &PaymentRequest) -> Event {
     event.categories = vec![PAYMENT_SCOPE.to_owned()];
     if let Ok(valid) = request.validate() {
         event.fields = valid.facts();
@@ -163,13 +162,14 @@ pub(crate) fn with_facts(mut event: Event, request: &PaymentRequest) -> Event {
 /// Records the payment of a new payment consent (before any bank call) and audits the
 /// consent's creation with the payment's facts.
 pub(super) async fn record(
-    app: &App,
+    broker: &Broker,
     consent: &Consent,
     request: &PaymentRequest,
 ) -> Result<Payment, Error> {
     let payment = Payment::recorded(&consent.client_id, &consent.id, request, consent.created_at);
-    app.store.insert_payment(&payment).await?;
-    app.auditor
+    broker.payments.insert_payment(&payment).await?;
+    broker
+        .auditor
         .record(with_facts(
             consent_event(Action::ConsentCreated, &consent.client_id, consent),
             request,
@@ -199,7 +199,7 @@ pub(super) enum Creation {
 /// only the user's authorisation could execute a payment made meanwhile, and the user is not
 /// sent to the bank).
 pub(super) async fn create_at_bank(
-    app: &App,
+    broker: &Broker,
     adapter: &Adapter,
     payment: &Payment,
 ) -> Result<Creation, Error> {
@@ -207,13 +207,13 @@ pub(super) async fn create_at_bank(
         return Ok(Creation::Failed);
     };
     if initiation.authorisation_executes()
-        && let Err(refusal) = count(app, payment).await?
+        && let Err(refusal) = count(broker, payment).await?
     {
         return Ok(Creation::Refused(format!("{}: {refusal}", refusal.slug())));
     }
     let calling = payment.moved(Submission::InDoubt, Utc::now());
-    if !app
-        .store
+    if !broker
+        .payments
         .update_payment(&calling, payment.updated_at)
         .await?
     {
@@ -244,7 +244,8 @@ pub(super) async fn create_at_bank(
         Ok(created) => {
             let mut answered = calling.moved(Submission::Submitted, Utc::now());
             answered.bank_payment_id = created.id.clone();
-            app.store
+            broker
+                .payments
                 .update_payment(&answered, calling.updated_at)
                 .await?;
             Ok(Creation::Created(created))
@@ -254,12 +255,7 @@ pub(super) async fn create_at_bank(
             tracing::warn!(bank = %adapter.bank.manifest.id, kind = error.kind(),
                 "the bank did not create the payment");
             if crate::adapters::paying::is_refusal(&error) {
-                app.store
-                    .update_payment(
-                        &calling.moved(Submission::Refused, Utc::now()),
-                        calling.updated_at,
-                    )
-                    .await?;
+                refuse(broker, &calling).await?;
             }
             Ok(Creation::Failed)
         }
@@ -269,17 +265,17 @@ pub(super) async fn create_at_bank(
 /// Counts `payment` against its user's day before the bank is asked to create it, where
 /// authorising it at the bank may execute it: the purpose's daily limit in force, exact under
 /// concurrency ([`crate::payments::Payments::count_payment`]).
-async fn count(app: &App, payment: &Payment) -> Result<Result<(), LimitRefusal>, Error> {
+async fn count(broker: &Broker, payment: &Payment) -> Result<Result<(), LimitRefusal>, Error> {
     let purpose = &payment.request.purpose;
-    let policy = app.policies.get(purpose);
+    let policy = broker.policies.get(purpose);
     let Some(limits) = policy.as_ref().and_then(|policy| policy.payment.as_ref()) else {
         return Ok(Err(LimitRefusal::NotAPaymentPurpose {
             purpose: purpose.clone(),
         }));
     };
     Ok(
-        match app
-            .store
+        match broker
+            .payments
             .count_payment(payment, limits.max_amount_per_day, Utc::now())
             .await?
         {
@@ -296,29 +292,35 @@ async fn count(app: &App, payment: &Payment) -> Result<Result<(), LimitRefusal>,
 
 /// The payment of a consent that ended without being authorised (declined by the user or at
 /// the bank): `refused`, so that it never counts against the day's limit and is never sent.
-pub(super) async fn abandon(app: &App, consent: &Consent) -> Result<(), Error> {
+pub(super) async fn abandon(broker: &Broker, consent: &Consent) -> Result<(), Error> {
     // Not authorised by the user, a payment the bank may have created (even one whose creation
     // answer was lost, `in_doubt`) cannot be executed: it is not a payment of the day.
-    if let Some(payment) = app.store.payment_of_consent(&consent.id).await?
+    if let Some(payment) = broker.payments.payment_of_consent(&consent.id).await?
         && payment.submission != Submission::Refused
         && payment.status.is_none()
     {
-        app.store
-            .update_payment(
-                &payment.moved(Submission::Refused, Utc::now()),
-                payment.updated_at,
-            )
-            .await?;
+        refuse(broker, &payment).await?;
     }
     Ok(())
 }
 
+/// Marks `payment` refused (compare-and-set): never sent, not a payment of the day.
+async fn refuse(broker: &Broker, payment: &Payment) -> Result<bool, Error> {
+    Ok(broker
+        .payments
+        .update_payment(
+            &payment.moved(Submission::Refused, Utc::now()),
+            payment.updated_at,
+        )
+        .await?)
+}
+
 /// The authorization details a payment consent's token carries: the one payment.
-pub(crate) async fn granted_details(
-    app: &App,
+pub async fn granted_details(
+    payments: &dyn Payments,
     consent: &Consent,
 ) -> Result<serde_json::Value, Error> {
-    Ok(match app.store.payment_of_consent(&consent.id).await? {
+    Ok(match payments.payment_of_consent(&consent.id).await? {
         Some(payment) => serde_json::json!([payment.request]),
         None => serde_json::json!([consent.granted_details()]),
     })
