@@ -337,6 +337,19 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
+/// A record read from a row: `record!(row, Client { client_id, name, …; role: …, … })` reads
+/// each field before the `;` from the column of the same name ([`column`]) and takes each
+/// field after it as written (a column that needs parsing or checking first).
+macro_rules! record {
+    ($row:expr, $record:ident { $($field:ident),+ $(,)? ; $($special:ident : $value:expr),* $(,)? }) => {
+        $record {
+            $($field: $crate::store::pg::column($row, stringify!($field))?,)+
+            $($special: $value,)*
+        }
+    };
+}
+pub(crate) use record;
+
 /// Column `column` of `row`, or `Corrupt` naming it.
 pub(crate) fn column<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> Result<T, StoreError> {
     row.try_get(column)

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{column, execute, query_opt};
+use super::{column, execute, query_opt, record};
 use crate::oauth::Authorizations;
 use crate::oauth::{AuthorizationCode, PushedRequest, StoredCode};
 use crate::store::StoreError;
@@ -127,15 +127,9 @@ pub async fn release_code(db: &impl GenericClient, code_hash: &str) -> Result<()
 }
 
 fn from_code_row(row: &Row) -> Result<AuthorizationCode, StoreError> {
-    Ok(AuthorizationCode {
-        code_hash: column(row, "code_hash")?,
-        consent_id: column(row, "consent_id")?,
-        client_id: column(row, "client_id")?,
-        redirect_uri: column(row, "redirect_uri")?,
-        code_challenge: column(row, "code_challenge")?,
-        expires_at: column(row, "expires_at")?,
-        dpop_jkt: column(row, "dpop_jkt")?,
-    })
+    Ok(record!(row, AuthorizationCode {
+        code_hash, consent_id, client_id, redirect_uri, code_challenge, expires_at, dpop_jkt;
+    }))
 }
 
 #[async_trait]

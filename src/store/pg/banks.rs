@@ -5,7 +5,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
 use super::storable;
-use super::{column, execute, query, query_one, query_opt, sql_error};
+use super::{column, execute, query, query_one, query_opt, record, sql_error};
 use crate::adapters::BankVersion;
 use crate::adapters::Banks;
 use crate::store::StoreError;
@@ -110,12 +110,9 @@ pub async fn all_latest(db: &impl GenericClient) -> Result<Vec<BankVersion>, Sto
 }
 
 fn from_row(row: &Row) -> Result<BankVersion, StoreError> {
-    Ok(BankVersion {
-        bank_id: column(row, "bank_id")?,
-        version: column(row, "version")?,
-        manifest: column(row, "manifest")?,
-        created_at: column(row, "created_at")?,
-    })
+    Ok(record!(row, BankVersion {
+        bank_id, version, manifest, created_at;
+    }))
 }
 
 #[async_trait]

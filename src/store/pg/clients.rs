@@ -5,7 +5,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::storable;
-use super::{column, corrupt, execute, query_opt};
+use super::{column, corrupt, execute, query_opt, record};
 use crate::oauth::Clients;
 use crate::oauth::{AuthMethod, Client, Role};
 use crate::store::StoreError;
@@ -93,24 +93,13 @@ pub async fn get(db: &impl GenericClient, client_id: &str) -> Result<Option<Clie
 fn from_row(row: &Row) -> Result<Client, StoreError> {
     let role: String = column(row, "role")?;
     let method: String = column(row, "token_endpoint_auth_method")?;
-    Ok(Client {
-        client_id: column(row, "client_id")?,
-        name: column(row, "name")?,
-        secret_hash: column(row, "secret_hash")?,
+    Ok(record!(row, Client {
+        client_id, name, secret_hash, redirect_uris, allowed_purposes, created_at, jwks,
+        dpop_bound_access_tokens, webhook_url, region, bank_id, jwks_uri, registration_token_hash;
         role: Role::parse(&role).ok_or_else(|| corrupt(format_args!("client role {role:?}")))?,
-        redirect_uris: column(row, "redirect_uris")?,
-        allowed_purposes: column(row, "allowed_purposes")?,
-        created_at: column(row, "created_at")?,
         token_endpoint_auth_method: AuthMethod::parse(&method)
             .ok_or_else(|| corrupt(format_args!("token_endpoint_auth_method {method:?}")))?,
-        jwks: column(row, "jwks")?,
-        dpop_bound_access_tokens: column(row, "dpop_bound_access_tokens")?,
-        webhook_url: column(row, "webhook_url")?,
-        region: column(row, "region")?,
-        bank_id: column(row, "bank_id")?,
-        jwks_uri: column(row, "jwks_uri")?,
-        registration_token_hash: column(row, "registration_token_hash")?,
-    })
+    }))
 }
 
 #[async_trait]

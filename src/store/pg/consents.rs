@@ -6,7 +6,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::storable;
-use super::{column, corrupt, execute, query, query_opt};
+use super::{column, corrupt, execute, query, query_opt, record};
 use crate::consent::Consents;
 use crate::consent::{Consent, ConsentStatus};
 use crate::model::Scope;
@@ -169,31 +169,20 @@ pub async fn expiring(
 
 fn from_row(row: &Row) -> Result<Consent, StoreError> {
     let scopes: Vec<String> = column(row, "scopes")?;
-    let scopes = scopes
-        .iter()
-        .map(|scope| Scope::parse(scope).ok_or_else(|| corrupt(format_args!("scope {scope:?}"))))
-        .collect::<Result<Vec<_>, _>>()?;
     let status: String = column(row, "status")?;
     let history_days: i64 = column(row, "history_days")?;
-    Ok(Consent {
-        id: column(row, "id")?,
-        client_id: column(row, "client_id")?,
-        bank_id: column(row, "bank_id")?,
-        purpose: column(row, "purpose")?,
-        scopes,
+    Ok(record!(row, Consent {
+        id, client_id, bank_id, purpose, user_ref, policy_hash, redirect_uri, state, code_challenge,
+        dpop_jkt, created_at, expires_at;
+        scopes: scopes
+            .iter()
+            .map(|scope| Scope::parse(scope).ok_or_else(|| corrupt(format_args!("scope {scope:?}"))))
+            .collect::<Result<Vec<_>, _>>()?,
         history_days: u32::try_from(history_days)
             .map_err(|_| corrupt(format_args!("history_days {history_days}")))?,
-        user_ref: column(row, "user_ref")?,
         status: ConsentStatus::parse(&status)
             .ok_or_else(|| corrupt(format_args!("consent status {status:?}")))?,
-        policy_hash: column(row, "policy_hash")?,
-        redirect_uri: column(row, "redirect_uri")?,
-        state: column(row, "state")?,
-        code_challenge: column(row, "code_challenge")?,
-        dpop_jkt: column(row, "dpop_jkt")?,
-        created_at: column(row, "created_at")?,
-        expires_at: column(row, "expires_at")?,
-    })
+    }))
 }
 
 #[async_trait]

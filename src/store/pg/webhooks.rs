@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{column, corrupt, execute, query, sql_error};
+use super::{column, corrupt, execute, query, record, sql_error};
 use crate::lifecycle::Webhooks;
 use crate::lifecycle::{DeliveryOutcome, DeliveryStatus, WebhookDelivery};
 use crate::store::StoreError;
@@ -144,22 +144,12 @@ pub async fn webhook_deliveries(
 
 fn delivery_from_row(row: &Row) -> Result<WebhookDelivery, StoreError> {
     let status: String = column(row, "status")?;
-    Ok(WebhookDelivery {
-        id: column(row, "id")?,
-        client_id: column(row, "client_id")?,
-        event: column(row, "event")?,
-        consent_id: column(row, "consent_id")?,
-        dedupe_key: column(row, "dedupe_key")?,
-        url: column(row, "url")?,
-        payload: column(row, "payload")?,
+    Ok(record!(row, WebhookDelivery {
+        id, client_id, event, consent_id, dedupe_key, url, payload, attempts, next_attempt_at,
+        last_error, created_at, delivered_at;
         status: DeliveryStatus::parse(&status)
             .ok_or_else(|| corrupt(format_args!("webhook status {status:?}")))?,
-        attempts: column(row, "attempts")?,
-        next_attempt_at: column(row, "next_attempt_at")?,
-        last_error: column(row, "last_error")?,
-        created_at: column(row, "created_at")?,
-        delivered_at: column(row, "delivered_at")?,
-    })
+    }))
 }
 
 #[async_trait]
