@@ -1,1138 +1,471 @@
-//! `bankgate demo`, and [`PlatformClient`]: a platform's side of the consent flow, as a social
-//! platform would write it. The demo and the end-to-end tests both drive the gateway with it.
+//! `bankgate demo`: an in-memory gateway with the bundled sandbox banks, and one platform's
+//! story told step by step — registered, a user's consent at one bank, the data read, a second
+//! bank of another standard side by side, a request out of purpose refused, a friend paid by
+//! message, and the audit trail of it all. [`run`] reads as that story; each step is a method
+//! of `Demo` that does one thing and prints what it saw.
+//!
+//! [`PlatformClient`] (`demo/platform.rs`) is the platform's side of the flow, as a social
+//! platform would write it; the end-to-end tests drive the gateway with it too.
+
+mod payment;
+mod platform;
+
+pub use platform::{Answer, FlowTrace, PlatformClient, Pushed, TokenResponse, account_information};
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
-use anyhow::{Context, anyhow, bail};
-use serde::Deserialize;
+use anyhow::{Context, bail};
+use bankgate_sandbox::ledger::Ledger;
 
-use crate::consent::{ACCOUNT_INFORMATION, AuthorizationDetail};
+use crate::app::App;
+use crate::gateway::{Gateway, embedded_config};
 use crate::jose::ClientKey;
-use crate::jose::{CLIENT_ASSERTION_TYPE, basic_header};
 use crate::model::Scope;
-use crate::payments::PaymentRequest;
-
-/// A registered platform talking to a gateway over HTTP. Never follows redirects itself: each
-/// hop of the flow is visible.
-///
-/// It authenticates with `client_secret_basic`, or with `private_key_jwt` after
-/// [`PlatformClient::with_private_key_jwt`]; after [`PlatformClient::with_dpop`] it sends a
-/// DPoP proof with every token and resource request, keeps the server's latest `DPoP-Nonce`,
-/// and retries once on `use_dpop_nonce`, as RFC 9449 clients do.
-pub struct PlatformClient {
-    pub http: reqwest::Client,
-    pub gateway: String,
-    pub client_id: String,
-    client_secret: String,
-    pub redirect_uri: String,
-    assertion_key: Option<std::sync::Arc<ClientKey>>,
-    dpop_key: Option<std::sync::Arc<ClientKey>>,
-    dpop_nonce: std::sync::Mutex<Option<String>>,
-    /// The gateway's public URL (issuer, assertion audience, DPoP `htu`); `gateway` is where
-    /// requests go, which differs behind a load balancer.
-    public_url: String,
-}
-
-/// An HTTP answer: status, headers and body, read whole.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: bytes::Bytes,
-}
-
-impl Answer {
-    /// The body as JSON (`Null` when it is not JSON).
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn asks_for_nonce(&self) -> bool {
-        let challenge = self
-            .headers
-            .get("www-authenticate")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default();
-        (self.status == 400 && self.json()["error"] == "use_dpop_nonce")
-            || (self.status == 401 && challenge.contains("use_dpop_nonce"))
-    }
-}
-
-/// A pushed authorization request and the PKCE verifier that goes with it.
-pub struct Pushed {
-    pub request_uri: String,
-    pub code_verifier: String,
-    pub state: String,
-}
-
-/// The token endpoint's answer.
-#[derive(Debug, Clone, Deserialize)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub token_type: String,
-    pub expires_in: i64,
-    pub scope: String,
-    pub consent_id: String,
-    pub authorization_details: Vec<AuthorizationDetail>,
-    /// Issued with the code exchange, not with refreshes (refresh tokens are not rotated).
-    #[serde(default)]
-    pub refresh_token: Option<String>,
-}
-
-/// Every hop of one consent flow, for printing and for tests.
-#[derive(Debug, Default)]
-pub struct FlowTrace {
-    pub consent_screen: String,
-    pub bank_authorization_url: String,
-    pub callback_url: String,
-    pub platform_redirect: String,
-}
-
-impl PlatformClient {
-    /// A platform registered as `client_id` with `client_secret` at `gateway`.
-    pub fn new(
-        gateway: &str,
-        client_id: &str,
-        client_secret: &str,
-        redirect_uri: &str,
-    ) -> anyhow::Result<Self> {
-        Ok(PlatformClient {
-            http: crate::crypto::http_client_builder().build()?,
-            gateway: gateway.trim_end_matches('/').to_owned(),
-            client_id: client_id.to_owned(),
-            client_secret: client_secret.to_owned(),
-            redirect_uri: redirect_uri.to_owned(),
-            assertion_key: None,
-            dpop_key: None,
-            dpop_nonce: std::sync::Mutex::new(None),
-            public_url: gateway.trim_end_matches('/').to_owned(),
-        })
-    }
-
-    /// Sends requests to this client's address while naming `public_url` as the gateway (its
-    /// issuer): one instance behind a load balancer.
-    pub fn behind(mut self, public_url: &str) -> Self {
-        self.public_url = public_url.trim_end_matches('/').to_owned();
-        self
-    }
-
-    /// The same registered client (keys, secret, public URL) sending its requests to another
-    /// address: a second gateway instance.
-    pub fn via(&self, address: &str) -> anyhow::Result<PlatformClient> {
-        Ok(PlatformClient {
-            http: self.http.clone(),
-            gateway: address.trim_end_matches('/').to_owned(),
-            client_id: self.client_id.clone(),
-            client_secret: self.client_secret.clone(),
-            redirect_uri: self.redirect_uri.clone(),
-            assertion_key: self.assertion_key.clone(),
-            dpop_key: self.dpop_key.clone(),
-            dpop_nonce: std::sync::Mutex::new(self.dpop_nonce()),
-            public_url: self.public_url.clone(),
-        })
-    }
-
-    /// The same client without its DPoP key (to show what a client without proofs gets).
-    pub fn without_dpop(&self) -> anyhow::Result<PlatformClient> {
-        let mut client = self.via(&self.gateway)?;
-        client.dpop_key = None;
-        Ok(client)
-    }
-
-    /// Authenticates with `private_key_jwt` signed by `key` instead of the secret.
-    pub fn with_private_key_jwt(mut self, key: ClientKey) -> Self {
-        self.assertion_key = Some(std::sync::Arc::new(key));
-        self
-    }
-
-    /// Sends DPoP proofs signed by `key` (tokens get bound to it).
-    pub fn with_dpop(mut self, key: ClientKey) -> Self {
-        self.dpop_key = Some(std::sync::Arc::new(key));
-        self
-    }
-
-    /// The DPoP key, if any.
-    pub fn dpop_key(&self) -> Option<&ClientKey> {
-        self.dpop_key.as_deref()
-    }
-
-    /// The latest server nonce seen.
-    pub fn dpop_nonce(&self) -> Option<String> {
-        self.dpop_nonce
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn basic(&self) -> String {
-        basic_header(&self.client_id, &self.client_secret)
-    }
-
-    /// Adds client authentication to a token/PAR/revocation request.
-    fn authenticated(
-        &self,
-        request: reqwest::RequestBuilder,
-        form: &mut Vec<(String, String)>,
-    ) -> anyhow::Result<reqwest::RequestBuilder> {
-        match &self.assertion_key {
-            Some(key) => {
-                let assertion = key.client_assertion(&self.client_id, &self.public_url)?;
-                form.push(("client_id".into(), self.client_id.clone()));
-                form.push(("client_assertion_type".into(), CLIENT_ASSERTION_TYPE.into()));
-                form.push(("client_assertion".into(), assertion));
-                Ok(request)
-            }
-            None => Ok(request.header("authorization", self.basic())),
-        }
-    }
-
-    /// Sends one request: `form` (authenticated as this client) or `token` (DPoP or bearer),
-    /// with a DPoP proof when the client has a key; retries once with a fresh nonce.
-    pub async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        form: Option<&[(&str, &str)]>,
-    ) -> anyhow::Result<Answer> {
-        let url = format!("{}{path}", self.gateway);
-        let htu = format!("{}{path}", self.public_url);
-        let mut answer = None;
-        for _ in 0..2 {
-            let mut request = self.http.request(method.clone(), &url);
-            if let Some(token) = token {
-                request = match self.dpop_key {
-                    Some(_) => request.header("authorization", format!("DPoP {token}")),
-                    None => request.bearer_auth(token),
-                };
-            }
-            if let Some(key) = &self.dpop_key {
-                let proof =
-                    key.dpop_proof(method.as_str(), &htu, token, self.dpop_nonce().as_deref())?;
-                request = request.header("dpop", proof);
-            }
-            if let Some(form) = form {
-                let mut fields: Vec<(String, String)> = form
-                    .iter()
-                    .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-                    .collect();
-                request = self.authenticated(request, &mut fields)?;
-                request = request.form(&fields);
-            }
-            let response = request.send().await?;
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let body = response.bytes().await?;
-            if let Some(nonce) = headers
-                .get("dpop-nonce")
-                .and_then(|value| value.to_str().ok())
-            {
-                *self
-                    .dpop_nonce
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(nonce.to_owned());
-            }
-            let this = Answer {
-                status,
-                headers,
-                body,
-            };
-            let retry = this.asks_for_nonce() && self.dpop_key.is_some();
-            answer = Some(this);
-            if !retry {
-                break;
-            }
-        }
-        answer.ok_or_else(|| anyhow!("no answer"))
-    }
-
-    /// A form POST authenticated as this client.
-    async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> anyhow::Result<Answer> {
-        self.send(reqwest::Method::POST, path, None, Some(form))
-            .await
-    }
-
-    /// `POST /oauth/par` with PKCE S256 and one `account_information` detail.
-    pub async fn push(&self, detail: &AuthorizationDetail) -> anyhow::Result<Pushed> {
-        self.push_with(detail, &[]).await
-    }
-
-    /// `POST /oauth/par` with PKCE S256 and one `payment_initiation` detail.
-    pub async fn push_payment(&self, request: &PaymentRequest) -> anyhow::Result<Pushed> {
-        self.push_with(request, &[]).await
-    }
-
-    /// `POST /oauth/token` with the code of a payment consent: the token and the granted
-    /// `authorization_details` (the one payment) as JSON.
-    pub async fn exchange_payment(
-        &self,
-        code: &str,
-        pushed: &Pushed,
-    ) -> anyhow::Result<serde_json::Value> {
-        let answer = self
-            .post_form(
-                "/oauth/token",
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", code),
-                    ("redirect_uri", self.redirect_uri.as_str()),
-                    ("code_verifier", pushed.code_verifier.as_str()),
-                ],
-            )
-            .await?;
-        if !(200..300).contains(&answer.status) {
-            bail!(
-                "token request refused ({}): {}",
-                answer.status,
-                String::from_utf8_lossy(&answer.body)
-            );
-        }
-        Ok(answer.json())
-    }
-
-    /// `POST path` with an access token, a JSON body and further headers (e.g.
-    /// `Idempotency-Key`), with a DPoP proof when the client has a key.
-    pub async fn post_json(
-        &self,
-        token: &str,
-        path: &str,
-        body: &serde_json::Value,
-        headers: &[(&str, &str)],
-    ) -> anyhow::Result<Answer> {
-        let url = format!("{}{path}", self.gateway);
-        let htu = format!("{}{path}", self.public_url);
-        let mut answer = None;
-        for _ in 0..2 {
-            let mut request = self.http.post(&url).json(body);
-            request = match &self.dpop_key {
-                Some(key) => request
-                    .header("authorization", format!("DPoP {token}"))
-                    .header(
-                        "dpop",
-                        key.dpop_proof("POST", &htu, Some(token), self.dpop_nonce().as_deref())?,
-                    ),
-                None => request.bearer_auth(token),
-            };
-            for (name, value) in headers {
-                request = request.header(*name, *value);
-            }
-            let response = request.send().await?;
-            let this = Answer {
-                status: response.status().as_u16(),
-                headers: response.headers().clone(),
-                body: response.bytes().await?,
-            };
-            if let Some(nonce) = this
-                .headers
-                .get("dpop-nonce")
-                .and_then(|value| value.to_str().ok())
-            {
-                *self
-                    .dpop_nonce
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(nonce.to_owned());
-            }
-            let retry = this.asks_for_nonce() && self.dpop_key.is_some();
-            answer = Some(this);
-            if !retry {
-                break;
-            }
-        }
-        answer.ok_or_else(|| anyhow!("no answer"))
-    }
-
-    /// [`PlatformClient::push`] with further parameters (e.g. `dpop_jkt`).
-    pub async fn push_with(
-        &self,
-        detail: &impl serde::Serialize,
-        extra: &[(&str, &str)],
-    ) -> anyhow::Result<Pushed> {
-        let code_verifier = crate::crypto::random_token(32)?;
-        let state = crate::crypto::random_token(16)?;
-        let details = serde_json::to_string(&[detail])?;
-        let challenge = crate::crypto::pkce_s256(&code_verifier);
-        let mut form = vec![
-            ("response_type", "code"),
-            ("redirect_uri", self.redirect_uri.as_str()),
-            ("state", state.as_str()),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-            ("authorization_details", details.as_str()),
-        ];
-        if self.assertion_key.is_none() {
-            form.push(("client_id", self.client_id.as_str()));
-        }
-        form.extend_from_slice(extra);
-        let answer = self.post_form("/oauth/par", &form).await?;
-        let status = answer.status;
-        let body = answer.json();
-        if status != 201 {
-            bail!("PAR refused ({status}): {body}");
-        }
-        let request_uri = body["request_uri"]
-            .as_str()
-            .ok_or_else(|| anyhow!("PAR answer without request_uri"))?
-            .to_owned();
-        Ok(Pushed {
-            request_uri,
-            code_verifier,
-            state,
-        })
-    }
-
-    /// Plays the user: opens the consent screen, approves, goes through the bank (whose
-    /// sandbox approves at once) and comes back with the authorization code.
-    pub async fn approve(&self, pushed: &Pushed, trace: &mut FlowTrace) -> anyhow::Result<String> {
-        let mut authorize = url::Url::parse(&format!("{}/oauth/authorize", self.gateway))?;
-        authorize
-            .query_pairs_mut()
-            .append_pair("client_id", &self.client_id)
-            .append_pair("request_uri", &pushed.request_uri);
-        let screen = self.http.get(authorize).send().await?;
-        if !screen.status().is_success() {
-            bail!("consent screen answered {}", screen.status());
-        }
-        let html = screen.text().await?;
-        trace.consent_screen = html.clone();
-        let consent_id = hidden_input(&html, "consent_id")?;
-        let screen_token = hidden_input(&html, "screen_token")?;
-        let mut decision = vec![
-            ("consent_id", consent_id),
-            ("screen_token", screen_token),
-            ("decision", "approve".to_owned()),
-        ];
-        // An extension's screen names the pending extension too.
-        if let Ok(extension) = hidden_input(&html, "extension") {
-            decision.push(("extension", extension));
-        }
-
-        let to_bank = self
-            .http
-            .post(format!("{}/oauth/authorize", self.gateway))
-            .form(&decision)
-            .send()
-            .await?;
-        trace.bank_authorization_url = location(&to_bank)?;
-        let from_bank = self.http.get(&trace.bank_authorization_url).send().await?;
-        trace.callback_url = location(&from_bank)?;
-        let back = self.http.get(&trace.callback_url).send().await?;
-        trace.platform_redirect = location(&back)?;
-        let redirect = url::Url::parse(&trace.platform_redirect)?;
-        let param = |name: &str| {
-            redirect
-                .query_pairs()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.into_owned())
-        };
-        if let Some(error) = param("error") {
-            bail!("authorization failed: {error}");
-        }
-        if param("state").as_deref() != Some(pushed.state.as_str()) {
-            bail!("state mismatch in the authorization response");
-        }
-        if param("iss").as_deref() != Some(self.public_url.as_str()) {
-            bail!("iss mismatch in the authorization response");
-        }
-        param("code").ok_or_else(|| anyhow!("no code in {}", trace.platform_redirect))
-    }
-
-    /// `POST /oauth/token` with the code and the PKCE verifier.
-    pub async fn exchange(&self, code: &str, pushed: &Pushed) -> anyhow::Result<TokenResponse> {
-        self.token_request(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", self.redirect_uri.as_str()),
-            ("code_verifier", pushed.code_verifier.as_str()),
-        ])
-        .await
-    }
-
-    /// `POST /oauth/token` with `grant_type=refresh_token`.
-    pub async fn refresh(&self, refresh_token: &str) -> anyhow::Result<TokenResponse> {
-        self.token_request(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-        ])
-        .await
-    }
-
-    async fn token_request(&self, form: &[(&str, &str)]) -> anyhow::Result<TokenResponse> {
-        let answer = self.post_form("/oauth/token", form).await?;
-        if !(200..300).contains(&answer.status) {
-            bail!(
-                "token request refused ({}): {}",
-                answer.status,
-                String::from_utf8_lossy(&answer.body)
-            );
-        }
-        Ok(serde_json::from_slice(&answer.body)?)
-    }
-
-    /// `POST /oauth/revoke` (RFC 7009); returns the status.
-    pub async fn revoke_token(&self, token: &str) -> anyhow::Result<u16> {
-        Ok(self
-            .post_form("/oauth/revoke", &[("token", token)])
-            .await?
-            .status)
-    }
-
-    /// `DELETE path` with an access token; returns status and JSON body.
-    pub async fn delete(
-        &self,
-        token: &str,
-        path: &str,
-    ) -> anyhow::Result<(u16, serde_json::Value)> {
-        let answer = self
-            .send(reqwest::Method::DELETE, path, Some(token), None)
-            .await?;
-        Ok((answer.status, answer.json()))
-    }
-
-    /// The whole flow: push, approve, exchange.
-    pub async fn connect(
-        &self,
-        detail: &AuthorizationDetail,
-    ) -> anyhow::Result<(TokenResponse, FlowTrace)> {
-        let mut trace = FlowTrace::default();
-        let pushed = self.push(detail).await?;
-        let code = self.approve(&pushed, &mut trace).await?;
-        Ok((self.exchange(&code, &pushed).await?, trace))
-    }
-
-    /// `GET path` with an access token (DPoP with a proof when the client has a DPoP key,
-    /// bearer otherwise); returns status and JSON body.
-    pub async fn get(&self, token: &str, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
-        let answer = self
-            .send(reqwest::Method::GET, path, Some(token), None)
-            .await?;
-        Ok((answer.status, answer.json()))
-    }
-
-    /// A client-credentials token: `audit:read` for compliance clients, `consents:manage` for
-    /// platforms.
-    pub async fn client_credentials(&self) -> anyhow::Result<String> {
-        let answer = self
-            .post_form("/oauth/token", &[("grant_type", "client_credentials")])
-            .await?;
-        let status = answer.status;
-        let body = answer.json();
-        if !(200..300).contains(&status) {
-            bail!("client credentials refused ({status}): {body}");
-        }
-        body["access_token"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("no access_token"))
-    }
-}
-
-/// An `account_information` request for `purpose` at `bank`.
-pub fn account_information(
-    bank: &str,
-    purpose: &str,
-    scopes: &[Scope],
-    user_ref: &str,
-) -> AuthorizationDetail {
-    AuthorizationDetail {
-        kind: ACCOUNT_INFORMATION.to_owned(),
-        bank: bank.to_owned(),
-        purpose: purpose.to_owned(),
-        scopes: scopes.to_vec(),
-        history_days: 0,
-        expires_in_days: 90,
-        user_ref: user_ref.to_owned(),
-        consent_id: None,
-    }
-}
-
-fn location(response: &reqwest::Response) -> anyhow::Result<String> {
-    if !response.status().is_redirection() {
-        bail!(
-            "expected a redirect, got {} from {}",
-            response.status(),
-            response.url()
-        );
-    }
-    response
-        .headers()
-        .get("location")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned)
-        .with_context(|| format!("redirect without Location from {}", response.url()))
-}
-
-fn hidden_input(html: &str, name: &str) -> anyhow::Result<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .with_context(|| format!("no {name} on the consent screen"))?
-        + marker.len();
-    let end = html[start..]
-        .find('"')
-        .with_context(|| format!("unterminated {name}"))?;
-    Ok(html[start..start + end].to_owned())
-}
+use crate::oauth::registration::Registration;
+use crate::oauth::{AuthMethod, Role};
 
 /// The profiles the demo prefers, in order: it walks the user through the first bank of the
 /// first profile present and then the first bank of the next one (banks are data: the demo
 /// picks them by standard, never by name).
 const DEMO_PROFILES: [&str; 5] = ["berlin-group", "stet", "obie", "fdx", "mapping"];
 
+/// The user the demo's platform acts for.
+const USER: &str = "u-81f3";
+
+/// Where the demo platform's users come back to.
+const REDIRECT_URI: &str = "http://127.0.0.1/demo-platform/callback";
+
 /// Runs the demo: an in-memory gateway with the bundled sandbox banks, one platform walked
 /// through the whole flow at one bank, the same user at a second bank of another standard,
-/// both banks' balances printed normalised side by side, then the audit trail.
+/// both banks' balances printed normalised side by side, a friend paid, then the audit trail.
 pub async fn run() -> anyhow::Result<()> {
-    use crate::oauth::Role;
-    use crate::oauth::registration::Registration;
+    let mut demo = Demo::start().await?;
+    let (platform, officer) = demo.register_clients().await?;
+    let first = demo.consent_at_first_bank(&platform).await?;
+    let read = demo.read_accounts_and_balances(&platform, &first).await?;
+    demo.second_bank_side_by_side(&platform, &read).await?;
+    demo.out_of_purpose(&platform, &first, &read).await?;
+    let payment_consent = demo.pay_a_friend(&platform).await?;
+    demo.audit_trail(&officer, &[&first.consent_id, &payment_consent])
+        .await?;
+    demo.finish().await
+}
 
-    let gateway = crate::gateway::Gateway::start(crate::gateway::embedded_config()).await?;
-    let app = gateway.app.clone();
-    let base = app.config.public_url.clone();
-    let banks: Vec<String> = app
-        .banks
-        .iter()
-        .map(|adapter| adapter.bank.id().to_owned())
-        .collect();
-    let mut chosen: Vec<(String, String)> = Vec::new();
-    for profile in DEMO_PROFILES {
-        if let Some(adapter) = app
+/// A bank the demo uses: its id and name.
+#[derive(Clone)]
+struct DemoBank {
+    id: String,
+    name: String,
+}
+
+/// The running demo: the gateway serving in the background, the two banks it chose, the
+/// sandbox banks' shared books, and what it has printed so far.
+struct Demo {
+    app: Arc<App>,
+    base: String,
+    first: DemoBank,
+    second: DemoBank,
+    /// The sandbox banks' shared books, to show the friend's side of the payment.
+    ledger: Option<Arc<Ledger>>,
+    out: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// What the platform read at the first bank: the accounts, the first one's id, its balances.
+struct Read {
+    accounts: serde_json::Value,
+    account_id: String,
+    balances: serde_json::Value,
+}
+
+impl Demo {
+    /// Starts the gateway on the embedded store with its sandbox banks, and picks the first
+    /// banks of two standards.
+    async fn start() -> anyhow::Result<Demo> {
+        let gateway = Gateway::start(embedded_config()).await?;
+        let app = gateway.app.clone();
+        let base = app.config.public_url.clone();
+        let banks: Vec<String> = app
             .banks
             .iter()
-            .find(|adapter| adapter.bank.manifest.profile == profile)
-        {
-            chosen.push((
-                adapter.bank.id().to_owned(),
-                adapter.bank.manifest.name.clone(),
-            ));
-        }
+            .map(|adapter| adapter.bank.id().to_owned())
+            .collect();
+        let mut chosen = DEMO_PROFILES
+            .iter()
+            .filter_map(|profile| bank_of(&app, profile));
+        let (Some(first), Some(second)) = (chosen.next(), chosen.next()) else {
+            bail!("the demo needs banks of two standards in adapters/");
+        };
+        let ledger = gateway
+            .sandboxes
+            .first()
+            .map(|sandbox| sandbox.ledger.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(gateway.serve(async move {
+            let _ = stopped.await;
+        }));
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "bankgate demo: gateway at {base} (in-memory store), banks: {}",
+            banks.join(", ")
+        );
+        Ok(Demo {
+            app,
+            base,
+            first,
+            second,
+            ledger,
+            out,
+            stop,
+            server,
+        })
     }
-    let [(bank, bank_name), (second_bank, second_name), ..] = chosen.as_slice() else {
-        bail!("the demo needs banks of two standards in adapters/");
-    };
-    let (bank, second_bank) = (bank.clone(), second_bank.clone());
-    let profile_of = |id: &str| {
-        app.banks
+
+    /// Prints a step's heading.
+    fn step(&mut self, title: &str) {
+        let _ = writeln!(self.out, "\n== {title}");
+    }
+
+    /// Prints a line of a step.
+    fn say(&mut self, line: std::fmt::Arguments<'_>) {
+        let _ = writeln!(self.out, "{line}");
+    }
+
+    /// Prints an answer (its status and pretty JSON body); fails with `failure` unless its
+    /// status is `expected`.
+    fn answered(
+        &mut self,
+        status: u16,
+        body: &serde_json::Value,
+        expected: u16,
+        failure: &str,
+    ) -> anyhow::Result<()> {
+        self.say(format_args!(
+            "HTTP {status}\n{}",
+            serde_json::to_string_pretty(body)?
+        ));
+        if status != expected {
+            bail!("{failure}");
+        }
+        Ok(())
+    }
+
+    /// The profile of bank `id`.
+    fn profile_of(&self, id: &str) -> String {
+        self.app
+            .banks
             .get(id)
             .map(|adapter| adapter.bank.manifest.profile.clone())
             .unwrap_or_default()
-    };
-    // The sandbox banks' shared books, to show the friend's side of the payment.
-    let ledger = gateway
-        .sandboxes
-        .first()
-        .map(|sandbox| sandbox.ledger.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(gateway.serve(async move {
-        let _ = stopped.await;
-    }));
-
-    let mut out = String::new();
-    let step = |out: &mut String, title: &str| {
-        let _ = writeln!(out, "\n== {title}");
-    };
-    let _ = writeln!(
-        out,
-        "bankgate demo: gateway at {base} (in-memory store), banks: {}",
-        banks.join(", ")
-    );
-
-    let redirect_uri = "http://127.0.0.1/demo-platform/callback";
-    // A FAPI 2.0 platform: it signs client assertions with one key and DPoP proofs with
-    // another; the gateway holds only the assertion key's public half.
-    let assertion_key = ClientKey::generate_es256()?;
-    let platform = app
-        .registrar
-        .register(
-            &app.policies.current(),
-            Registration {
-                client_id: "demo-messenger".into(),
-                name: "Demo Messenger".into(),
-                role: Role::Platform,
-                redirect_uris: vec![redirect_uri.into()],
-                allowed_purposes: vec![
-                    "balance-alerts".into(),
-                    "fraud-alerts".into(),
-                    "p2p-payment".into(),
-                ],
-                jwks: Some(assertion_key.jwks()),
-                ..Registration::default()
-            },
-        )
-        .await?;
-    let officer = app
-        .registrar
-        .register(
-            &app.policies.current(),
-            Registration {
-                client_id: "demo-compliance".into(),
-                name: "Demo Compliance Office".into(),
-                role: Role::Compliance,
-                redirect_uris: vec![],
-                allowed_purposes: vec![],
-                // As the compliance console signs in: with a secret.
-                token_endpoint_auth_method: crate::oauth::AuthMethod::ClientSecretBasic,
-                ..Registration::default()
-            },
-        )
-        .await?;
-    step(&mut out, "1. Operator registers a platform");
-    let _ = writeln!(
-        out,
-        "client_id={} purposes=balance-alerts,fraud-alerts,p2p-payment redirect_uri={redirect_uri} \
-         token_endpoint_auth_method=private_key_jwt dpop_bound_access_tokens=true",
-        platform.client_id
-    );
-
-    let client = PlatformClient::new(&base, &platform.client_id, "", redirect_uri)?
-        .with_private_key_jwt(assertion_key)
-        .with_dpop(ClientKey::generate_ed25519()?);
-    let detail = account_information(
-        &bank,
-        "balance-alerts",
-        &[Scope::Accounts, Scope::Balances],
-        "u-81f3",
-    );
-    let mut trace = FlowTrace::default();
-    let pushed = client.push(&detail).await?;
-    step(
-        &mut out,
-        "2. Platform pushes an authorization request (PAR, PKCE S256, RAR)",
-    );
-    let _ = writeln!(
-        out,
-        "authorization_details={}",
-        serde_json::to_string(&[&detail])?
-    );
-    let _ = writeln!(out, "request_uri={}", pushed.request_uri);
-
-    let code = client.approve(&pushed, &mut trace).await?;
-    step(
-        &mut out,
-        "3. User sees the consent screen and continues to the bank",
-    );
-    let _ = writeln!(
-        out,
-        "consent screen: {}",
-        text_between(&trace.consent_screen, "<h1>", "</h1>")
-    );
-    let _ = writeln!(
-        out,
-        "bank authorization: {}",
-        strip_query(&trace.bank_authorization_url)
-    );
-    step(
-        &mut out,
-        "4. Bank approves and redirects back; gateway stores the sealed bank grant",
-    );
-    let _ = writeln!(out, "callback: {}", strip_query(&trace.callback_url));
-    let _ = writeln!(
-        out,
-        "platform redirect: {} (code, state, iss)",
-        strip_query(&trace.platform_redirect)
-    );
-
-    let token = client.exchange(&code, &pushed).await?;
-    step(
-        &mut out,
-        "5. Platform exchanges the code for an access token",
-    );
-    let _ = writeln!(
-        out,
-        "token_type={} expires_in={}s scope=\"{}\" consent_id={}",
-        token.token_type, token.expires_in, token.scope, token.consent_id
-    );
-
-    let (status, accounts) = client.get(&token.access_token, "/v1/accounts").await?;
-    step(&mut out, "6. GET /v1/accounts");
-    let _ = writeln!(
-        out,
-        "HTTP {status}\n{}",
-        serde_json::to_string_pretty(&accounts)?
-    );
-    if status != 200 {
-        bail!("accounts request failed");
-    }
-    let account_id = accounts["accounts"][0]["id"]
-        .as_str()
-        .context("no account returned")?
-        .to_owned();
-
-    let (status, balances) = client
-        .get(
-            &token.access_token,
-            &format!("/v1/accounts/{account_id}/balances"),
-        )
-        .await?;
-    step(
-        &mut out,
-        &format!("7. GET /v1/accounts/{account_id}/balances"),
-    );
-    let _ = writeln!(
-        out,
-        "HTTP {status}\n{}",
-        serde_json::to_string_pretty(&balances)?
-    );
-    if status != 200 {
-        bail!("balances request failed");
     }
 
-    let second_detail = account_information(
-        &second_bank,
-        "balance-alerts",
-        &[Scope::Accounts, Scope::Balances],
-        "u-81f3",
-    );
-    let (second_token, _) = client.connect(&second_detail).await?;
-    step(
-        &mut out,
-        &format!(
+    /// Step 1: The operator registers a FAPI 2.0 platform — it signs client assertions with one key
+    /// and DPoP proofs with another; the gateway holds only the assertion key's public half —
+    /// and a compliance office (which signs in as the console does: with a secret).
+    async fn register_clients(&mut self) -> anyhow::Result<(PlatformClient, PlatformClient)> {
+        let assertion_key = ClientKey::generate_es256()?;
+        let platform = self
+            .app
+            .registrar
+            .register(
+                &self.app.policies.current(),
+                Registration {
+                    client_id: "demo-messenger".into(),
+                    name: "Demo Messenger".into(),
+                    role: Role::Platform,
+                    redirect_uris: vec![REDIRECT_URI.into()],
+                    allowed_purposes: vec![
+                        "balance-alerts".into(),
+                        "fraud-alerts".into(),
+                        "p2p-payment".into(),
+                    ],
+                    jwks: Some(assertion_key.jwks()),
+                    ..Registration::default()
+                },
+            )
+            .await?;
+        let officer = self
+            .app
+            .registrar
+            .register(
+                &self.app.policies.current(),
+                Registration {
+                    client_id: "demo-compliance".into(),
+                    name: "Demo Compliance Office".into(),
+                    role: Role::Compliance,
+                    redirect_uris: vec![],
+                    allowed_purposes: vec![],
+                    token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+                    ..Registration::default()
+                },
+            )
+            .await?;
+        self.step("1. Operator registers a platform");
+        self.say(format_args!(
+            "client_id={} purposes=balance-alerts,fraud-alerts,p2p-payment \
+             redirect_uri={REDIRECT_URI} \
+             token_endpoint_auth_method=private_key_jwt dpop_bound_access_tokens=true",
+            platform.client_id
+        ));
+        let client = PlatformClient::new(&self.base, &platform.client_id, "", REDIRECT_URI)?
+            .with_private_key_jwt(assertion_key)
+            .with_dpop(ClientKey::generate_ed25519()?);
+        let officer =
+            PlatformClient::new(&self.base, &officer.client_id, &officer.client_secret, "")?;
+        Ok((client, officer))
+    }
+
+    /// Step 2–5: The user's consent at the first bank, hop by hop: the pushed request, the consent
+    /// screen, the bank's approval and callback, the code exchanged for tokens.
+    async fn consent_at_first_bank(
+        &mut self,
+        client: &PlatformClient,
+    ) -> anyhow::Result<TokenResponse> {
+        let detail = account_information(
+            &self.first.id,
+            "balance-alerts",
+            &[Scope::Accounts, Scope::Balances],
+            USER,
+        );
+        let mut trace = FlowTrace::default();
+        let pushed = client.push(&detail).await?;
+        self.step("2. Platform pushes an authorization request (PAR, PKCE S256, RAR)");
+        self.say(format_args!(
+            "authorization_details={}",
+            serde_json::to_string(&[&detail])?
+        ));
+        self.say(format_args!("request_uri={}", pushed.request_uri));
+
+        let code = client.approve(&pushed, &mut trace).await?;
+        self.step("3. User sees the consent screen and continues to the bank");
+        self.say(format_args!(
+            "consent screen: {}",
+            text_between(&trace.consent_screen, "<h1>", "</h1>")
+        ));
+        self.say(format_args!(
+            "bank authorization: {}",
+            strip_query(&trace.bank_authorization_url)
+        ));
+        self.step("4. Bank approves and redirects back; gateway stores the sealed bank grant");
+        self.say(format_args!(
+            "callback: {}",
+            strip_query(&trace.callback_url)
+        ));
+        self.say(format_args!(
+            "platform redirect: {} (code, state, iss)",
+            strip_query(&trace.platform_redirect)
+        ));
+
+        let token = client.exchange(&code, &pushed).await?;
+        self.step("5. Platform exchanges the code for an access token");
+        self.say(format_args!(
+            "token_type={} expires_in={}s scope=\"{}\" consent_id={}",
+            token.token_type, token.expires_in, token.scope, token.consent_id
+        ));
+        Ok(token)
+    }
+
+    /// Step 6–7: The platform reads the accounts and the first account's balances.
+    async fn read_accounts_and_balances(
+        &mut self,
+        client: &PlatformClient,
+        token: &TokenResponse,
+    ) -> anyhow::Result<Read> {
+        let (status, accounts) = client.get(&token.access_token, "/v1/accounts").await?;
+        self.step("6. GET /v1/accounts");
+        self.answered(status, &accounts, 200, "accounts request failed")?;
+        let account_id = accounts["accounts"][0]["id"]
+            .as_str()
+            .context("no account returned")?
+            .to_owned();
+        let (status, balances) = client
+            .get(
+                &token.access_token,
+                &format!("/v1/accounts/{account_id}/balances"),
+            )
+            .await?;
+        self.step(&format!("7. GET /v1/accounts/{account_id}/balances"));
+        self.answered(status, &balances, 200, "balances request failed")?;
+        Ok(Read {
+            accounts,
+            account_id,
+            balances,
+        })
+    }
+
+    /// Step 8–9: The same user connects a bank of another standard; both banks' balances side by
+    /// side in the one canonical model.
+    async fn second_bank_side_by_side(
+        &mut self,
+        client: &PlatformClient,
+        first: &Read,
+    ) -> anyhow::Result<()> {
+        let DemoBank {
+            id: second,
+            name: second_name,
+        } = self.second.clone();
+        let detail = account_information(
+            &second,
+            "balance-alerts",
+            &[Scope::Accounts, Scope::Balances],
+            USER,
+        );
+        let (token, _) = client.connect(&detail).await?;
+        self.step(&format!(
             "8. The same user connects a second bank of another standard: {second_name} ({})",
-            profile_of(&second_bank)
-        ),
-    );
-    let _ = writeln!(
-        out,
-        "consent_id={} scope=\"{}\" (PAR, consent screen, bank approval, token, as above)",
-        second_token.consent_id, second_token.scope
-    );
-    // The second bank's accounts and the first one's balances (each data call counts
-    // against the purpose's unattended budget: the first bank's were read above).
-    let (status, second_accounts) = client
-        .get(&second_token.access_token, "/v1/accounts")
-        .await?;
-    if status != 200 {
-        bail!("accounts request at {second_bank} failed");
+            self.profile_of(&second)
+        ));
+        self.say(format_args!(
+            "consent_id={} scope=\"{}\" (PAR, consent screen, bank approval, token, as above)",
+            token.consent_id, token.scope
+        ));
+        // The second bank's accounts and the first one's balances (each data call counts
+        // against the purpose's unattended budget: the first bank's were read above).
+        let (status, accounts) = client.get(&token.access_token, "/v1/accounts").await?;
+        if status != 200 {
+            bail!("accounts request at {second} failed");
+        }
+        let account = accounts["accounts"][0].clone();
+        let account_id = account["id"]
+            .as_str()
+            .context("no account returned by the second bank")?;
+        let (status, balances) = client
+            .get(
+                &token.access_token,
+                &format!("/v1/accounts/{account_id}/balances"),
+            )
+            .await?;
+        if status != 200 {
+            bail!("balances request at {second} failed");
+        }
+        let first_name = self.first.name.clone();
+        self.step(&format!(
+            "9. Both banks, normalised: {} ({}) and {} ({}) in one canonical model",
+            first_name,
+            self.profile_of(&self.first.id),
+            second_name,
+            self.profile_of(&second)
+        ));
+        self.say(format_args!(
+            "{:<16} {:<16} {:<8} {:<30} {:>12} currency",
+            "bank", "account", "type", "balance", "amount"
+        ));
+        for (name, account, balances) in [
+            (&first_name, &first.accounts["accounts"][0], &first.balances),
+            (&second_name, &account, &balances),
+        ] {
+            for balance in balances["balances"].as_array().cloned().unwrap_or_default() {
+                // An unknown code stays `other`, with the bank's own name for it.
+                let kind = match balance["type_original"].as_str() {
+                    Some(original) => format!("other ({original})"),
+                    None => balance["type"].as_str().unwrap_or("-").to_owned(),
+                };
+                self.say(format_args!(
+                    "{:<16} {:<16} {:<8} {:<30} {:>12} {}",
+                    name,
+                    account["display_name"].as_str().unwrap_or("-"),
+                    account["type"].as_str().unwrap_or("-"),
+                    kind,
+                    balance["amount"].as_str().unwrap_or("-"),
+                    balance["currency"].as_str().unwrap_or("-"),
+                ));
+            }
+        }
+        Ok(())
     }
-    let second_account = second_accounts["accounts"][0].clone();
-    let second_account_id = second_account["id"]
-        .as_str()
-        .context("no account returned by the second bank")?;
-    let (status, second_balances) = client
-        .get(
-            &second_token.access_token,
-            &format!("/v1/accounts/{second_account_id}/balances"),
-        )
-        .await?;
-    if status != 200 {
-        bail!("balances request at {second_bank} failed");
+
+    /// Step 10: Transactions under a balance-alerts consent: refused, the purpose does not cover
+    /// them.
+    async fn out_of_purpose(
+        &mut self,
+        client: &PlatformClient,
+        token: &TokenResponse,
+        read: &Read,
+    ) -> anyhow::Result<()> {
+        let (status, denied) = client
+            .get(
+                &token.access_token,
+                &format!("/v1/accounts/{}/transactions", read.account_id),
+            )
+            .await?;
+        self.step("10. Out of purpose: GET …/transactions with a balance-alerts consent");
+        self.answered(
+            status,
+            &denied,
+            403,
+            "the out-of-purpose request was not denied",
+        )?;
+        Ok(())
     }
-    let mut side_by_side = Vec::new();
-    for (name, account, balances) in [
-        (bank_name, &accounts["accounts"][0], &balances),
-        (second_name, &second_account, &second_balances),
-    ] {
-        for balance in balances["balances"].as_array().cloned().unwrap_or_default() {
-            // An unknown code stays `other`, with the bank's own name for it.
-            let kind = match balance["type_original"].as_str() {
-                Some(original) => format!("other ({original})"),
-                None => balance["type"].as_str().unwrap_or("-").to_owned(),
-            };
-            side_by_side.push(format!(
-                "{:<16} {:<16} {:<8} {:<30} {:>12} {}",
-                name,
-                account["display_name"].as_str().unwrap_or("-"),
-                account["type"].as_str().unwrap_or("-"),
-                kind,
-                balance["amount"].as_str().unwrap_or("-"),
-                balance["currency"].as_str().unwrap_or("-"),
+
+    /// Step 12: The compliance officer reads the audit trail of `consents`.
+    async fn audit_trail(
+        &mut self,
+        officer: &PlatformClient,
+        consents: &[&str],
+    ) -> anyhow::Result<()> {
+        let token = officer.client_credentials().await?;
+        let mut events = Vec::new();
+        let mut first_status = None;
+        for consent in consents {
+            let (status, trail) = officer
+                .get(&token, &format!("/v1/audit/events?consent={consent}"))
+                .await?;
+            first_status.get_or_insert(status);
+            events.extend(trail["events"].as_array().cloned().unwrap_or_default());
+        }
+        let status = first_status.unwrap_or_default();
+        self.step(
+            "12. Compliance officer reads the audit trail of the first consent and of the payment",
+        );
+        self.say(format_args!("HTTP {status}"));
+        for event in &events {
+            self.say(format_args!(
+                "#{:<3} {:<19} {:<6} {:<16} {:<22} policy={} fields=[{}] {}",
+                event["position"],
+                event["action"].as_str().unwrap_or(""),
+                event["decision"].as_str().unwrap_or(""),
+                event["purpose"].as_str().unwrap_or(""),
+                joined(&event["categories"]),
+                event["policy_hash"]
+                    .as_str()
+                    .map_or("-", |hash| &hash[..hash.len().min(19)]),
+                joined(&event["fields"]),
+                event["reason"].as_str().unwrap_or(""),
             ));
         }
-    }
-    step(
-        &mut out,
-        &format!(
-            "9. Both banks, normalised: {} ({}) and {} ({}) in one canonical model",
-            bank_name,
-            profile_of(&bank),
-            second_name,
-            profile_of(&second_bank)
-        ),
-    );
-    let _ = writeln!(
-        out,
-        "{:<16} {:<16} {:<8} {:<30} {:>12} currency",
-        "bank", "account", "type", "balance", "amount"
-    );
-    for line in &side_by_side {
-        let _ = writeln!(out, "{line}");
+        if status != 200 || events.is_empty() {
+            bail!("the audit trail could not be read");
+        }
+        Ok(())
     }
 
-    let (status, denied) = client
-        .get(
-            &token.access_token,
-            &format!("/v1/accounts/{account_id}/transactions"),
-        )
-        .await?;
-    step(
-        &mut out,
-        "10. Out of purpose: GET …/transactions with a balance-alerts consent",
-    );
-    let _ = writeln!(
-        out,
-        "HTTP {status}\n{}",
-        serde_json::to_string_pretty(&denied)?
-    );
-    if status != 403 {
-        bail!("the out-of-purpose request was not denied");
+    /// Prints the story and stops the gateway.
+    async fn finish(mut self) -> anyhow::Result<()> {
+        self.say(format_args!(
+            "\nDemo complete: every decision above was committed to the audit chain before its \
+             response left."
+        ));
+        print!("{}", self.out);
+        let _ = self.stop.send(());
+        self.server.await??;
+        Ok(())
     }
-
-    let compliance = PlatformClient::new(&base, &officer.client_id, &officer.client_secret, "")?;
-    let payment_consent = pay_a_friend(&app, &client, ledger.as_deref(), &mut out).await?;
-
-    let compliance_token = compliance.client_credentials().await?;
-    let (status, trail) = compliance
-        .get(
-            &compliance_token,
-            &format!("/v1/audit/events?consent={}", token.consent_id),
-        )
-        .await?;
-    step(
-        &mut out,
-        "12. Compliance officer reads the audit trail of the first consent and of the payment",
-    );
-    let _ = writeln!(out, "HTTP {status}");
-    let mut events = trail["events"].as_array().cloned().unwrap_or_default();
-    let (_, payment_trail) = compliance
-        .get(
-            &compliance_token,
-            &format!("/v1/audit/events?consent={payment_consent}"),
-        )
-        .await?;
-    events.extend(
-        payment_trail["events"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default(),
-    );
-    for event in &events {
-        let _ = writeln!(
-            out,
-            "#{:<3} {:<19} {:<6} {:<16} {:<22} policy={} fields=[{}] {}",
-            event["position"],
-            event["action"].as_str().unwrap_or(""),
-            event["decision"].as_str().unwrap_or(""),
-            event["purpose"].as_str().unwrap_or(""),
-            joined(&event["categories"]),
-            event["policy_hash"]
-                .as_str()
-                .map_or("-", |hash| &hash[..hash.len().min(19)]),
-            joined(&event["fields"]),
-            event["reason"].as_str().unwrap_or(""),
-        );
-    }
-    if status != 200 || events.is_empty() {
-        bail!("the audit trail could not be read");
-    }
-    let _ = writeln!(
-        out,
-        "\nDemo complete: every decision above was committed to the audit chain before its response left."
-    );
-    print!("{out}");
-
-    let _ = stop.send(());
-    server.await??;
-    Ok(())
 }
 
-/// The available (or else expected) balance of one account, by account name.
-async fn available(
-    client: &PlatformClient,
-    token: &str,
-    account_name: &str,
-) -> anyhow::Result<String> {
-    let (_, accounts) = client.get(token, "/v1/accounts").await?;
-    let account = accounts["accounts"]
-        .as_array()
-        .and_then(|accounts| {
-            accounts
-                .iter()
-                .find(|account| account["display_name"] == account_name)
-        })
-        .with_context(|| format!("no account {account_name}"))?;
-    let id = account["id"].as_str().unwrap_or_default();
-    let (_, balances) = client
-        .get(token, &format!("/v1/accounts/{id}/balances"))
-        .await?;
-    let balance = ["interim_available", "expected"]
+/// The first bank of `profile` the gateway runs.
+fn bank_of(app: &App, profile: &str) -> Option<DemoBank> {
+    app.banks
         .iter()
-        .find_map(|kind| {
-            balances["balances"]
-                .as_array()?
-                .iter()
-                .find(|balance| balance["type"] == *kind)
+        .find(|adapter| adapter.bank.manifest.profile == profile)
+        .map(|adapter| DemoBank {
+            id: adapter.bank.id().to_owned(),
+            name: adapter.bank.manifest.name.clone(),
         })
-        .context("no available or expected balance")?;
-    Ok(format!(
-        "{} {} {}",
-        balance["type"].as_str().unwrap_or("-"),
-        balance["amount"].as_str().unwrap_or("-"),
-        balance["currency"].as_str().unwrap_or("-")
-    ))
 }
-
-/// The friend's available balance in the sandbox banks' books (`interimAvailable`).
-fn friend_balance(ledger: Option<&bankgate_sandbox::ledger::Ledger>, iban: &str) -> String {
-    let (Some(ledger), Some((_, account))) =
-        (ledger, bankgate_sandbox::ledger::account_by_iban(iban))
-    else {
-        return "-".into();
-    };
-    ledger
-        .balances(account)
-        .iter()
-        .find(|balance| format!("{:?}", balance.kind).contains("InterimAvailable"))
-        .map_or_else(
-            || "-".into(),
-            |balance| format!("{} {}", balance.money.amount, balance.money.currency),
-        )
-}
-
-/// The payment part of the demo: the user, at the STET bank, pays a friend who banks at the
-/// Berlin Group bank €12.50 by message; both balances, the statuses. Returns the payment's
-/// consent id (for the audit trail).
-async fn pay_a_friend(
-    app: &crate::app::App,
-    client: &PlatformClient,
-    ledger: Option<&bankgate_sandbox::ledger::Ledger>,
-    out: &mut String,
-) -> anyhow::Result<String> {
-    let bank_of = |profile: &str| {
-        app.banks
-            .iter()
-            .find(|adapter| adapter.bank.manifest.profile == profile)
-            .map(|adapter| {
-                (
-                    adapter.bank.id().to_owned(),
-                    adapter.bank.manifest.name.clone(),
-                )
-            })
-    };
-    let (Some((payer_bank, payer_name)), Some((_, friend_bank_name))) =
-        (bank_of("stet"), bank_of("berlin-group"))
-    else {
-        bail!("the payment demo needs a STET and a Berlin Group bank");
-    };
-    // The friend's account at the Berlin Group bank (a sandbox customer).
-    let friend_iban = "NL18BKGT0417164300";
-    let balances_consent = account_information(
-        &payer_bank,
-        "balance-alerts",
-        &[Scope::Accounts, Scope::Balances],
-        "u-81f3",
-    );
-    let (payer_view, _) = client.connect(&balances_consent).await?;
-    let payer_before = available(client, &payer_view.access_token, "Main Account").await?;
-    let friend_before = friend_balance(ledger, friend_iban);
-
-    let request = PaymentRequest {
-        kind: crate::payments::PAYMENT_INITIATION.to_owned(),
-        bank: payer_bank.clone(),
-        purpose: "p2p-payment".into(),
-        instructed_amount: crate::payments::Amount {
-            currency: "EUR".into(),
-            amount: rust_decimal::Decimal::new(1250, 2),
-        },
-        creditor_account: crate::payments::CreditorAccount {
-            iban: friend_iban.into(),
-        },
-        creditor_name: "Carol Nguyen".into(),
-        remittance: Some("pizza".into()),
-        instant: false,
-        user_ref: "u-81f3".into(),
-    };
-    let pushed = client.push_payment(&request).await?;
-    let mut trace = FlowTrace::default();
-    let code = client.approve(&pushed, &mut trace).await?;
-    let token = client.exchange_payment(&code, &pushed).await?;
-    let access_token = token["access_token"].as_str().context("no access token")?;
-    let consent_id = token["consent_id"].as_str().unwrap_or_default().to_owned();
-    step_line(
-        out,
-        &format!(
-            "11. Pay by message: the user at {payer_name} pays a friend at {friend_bank_name} €12.50"
-        ),
-    );
-    let _ = writeln!(
-        out,
-        "authorization_details={}",
-        serde_json::to_string(&[&request])?
-    );
-    let _ = writeln!(
-        out,
-        "consent screen: {} | payee account shown as {}",
-        text_between(&trace.consent_screen, "<h1 id=\"heading\">", "</h1>"),
-        text_between(&trace.consent_screen, "<dd id=\"payee-account\">", "</dd>"),
-    );
-    let _ = writeln!(
-        out,
-        "bank authorization (SCA): {}",
-        strip_query(&trace.bank_authorization_url)
-    );
-    let _ = writeln!(
-        out,
-        "token scope=\"{}\" authorization_details[0].type={}",
-        token["scope"].as_str().unwrap_or_default(),
-        token["authorization_details"][0]["type"]
-    );
-    let submitted = client
-        .post_json(
-            access_token,
-            "/v1/payments",
-            &serde_json::json!({"instructed_amount": {"currency": "EUR", "amount": "12.50"}}),
-            &[("idempotency-key", "demo-payment-1")],
-        )
-        .await?;
-    let paid = submitted.json();
-    let _ = writeln!(
-        out,
-        "POST /v1/payments (Idempotency-Key: demo-payment-1) → HTTP {}\n{}",
-        submitted.status,
-        serde_json::to_string_pretty(&paid)?
-    );
-    if submitted.status != 201 {
-        bail!("the payment was not submitted");
-    }
-    let retried = client
-        .post_json(
-            access_token,
-            "/v1/payments",
-            &serde_json::json!({"instructed_amount": {"currency": "EUR", "amount": "12.50"}}),
-            &[("idempotency-key", "demo-payment-1")],
-        )
-        .await?;
-    let _ = writeln!(
-        out,
-        "the same request again → HTTP {} with the same payment {} (not paid twice)",
-        retried.status,
-        retried.json()["id"]
-    );
-    let payer_after = available(client, &payer_view.access_token, "Main Account").await?;
-    let friend_after = friend_balance(ledger, friend_iban);
-    let _ = writeln!(
-        out,
-        "payer  at {payer_name:<16} Main Account  {payer_before} → {payer_after}"
-    );
-    let _ = writeln!(
-        out,
-        "friend at {friend_bank_name:<16} {}  interim_available {friend_before} → {friend_after}",
-        crate::model::mask_iban(friend_iban)
-    );
-    let id = paid["id"].as_str().unwrap_or_default();
-    let (_, shown) = client
-        .get(access_token, &format!("/v1/payments/{id}"))
-        .await?;
-    let _ = writeln!(
-        out,
-        "GET /v1/payments/{id} → status {} (bank code {})",
-        shown["status"], shown["bank_status"]["code"]
-    );
-    Ok(consent_id)
-}
-
-fn step_line(out: &mut String, title: &str) {
-    let _ = writeln!(out, "\n== {title}");
-}
-
 fn strip_query(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
 }
