@@ -101,68 +101,130 @@ async fn refused(platform: &PlatformClient, detail: serde_json::Value) -> String
     error
 }
 
+/// The bundled banks that pay, one per paying standard: STET, Berlin Group, UK OBIE, and a
+/// proprietary API through the mapping profile.
+const PAYING_BANKS: [&str; 4] = ["stet-bank", "demo-bank", "obie-bank", "nova-bank"];
+
+/// The platform's refused pushes on the audit log (`consent_created`, `deny`), oldest first.
+async fn refused_pushes(gateway: &TestGateway) -> Vec<Value> {
+    let token = gateway.compliance.client_credentials().await.unwrap();
+    let (status, body) = gateway
+        .compliance
+        .get(
+            &token,
+            "/v1/audit/events?platform=pay-by-message&action=consent_created&decision=deny&limit=1000",
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    body["events"].as_array().cloned().unwrap_or_default()
+}
+
 async fn par_refuses_each_bad_payment_with_its_reason(kind: StoreKind) {
     let gateway = TestGateway::start(kind).await;
     let platform = paying_platform(&gateway).await;
-    let good = serde_json::to_value(payment("stet-bank", "12.50")).unwrap();
-    let with = |pointer: &str, value: serde_json::Value| {
-        let mut detail = good.clone();
-        *detail.pointer_mut(pointer).expect("a field") = value;
-        detail
-    };
-    for (detail, expected) in [
-        (
-            with("/instructed_amount/amount", "0".into()),
-            "payment-amount-not-positive",
-        ),
-        (
-            with("/instructed_amount/amount", "-5.00".into()),
-            "payment-amount-not-positive",
-        ),
-        (
-            with("/instructed_amount/amount", "12.505".into()),
-            "payment-amount-too-precise",
-        ),
-        (
-            with("/instructed_amount/currency", "XYZ".into()),
-            "payment-unknown-currency",
-        ),
-        (
-            with("/creditor_account/iban", "DE65999900000012345603".into()),
-            "payment-invalid-iban",
-        ),
-        (
-            with("/instructed_amount/amount", "250.01".into()),
-            "payment-limit-per-payment",
-        ),
-        (
-            with("/instructed_amount/currency", "USD".into()),
-            "payment-currency-not-allowed",
-        ),
-        (with("/bank", "fdx-bank".into()), "payment-bank-cannot-pay"),
-        (
-            with("/purpose", "balance-alerts".into()),
-            "payment-purpose-not-allowed",
-        ),
-        (
-            with("/creditor_name", "".into()),
-            "payment-invalid-creditor-name",
-        ),
-    ] {
-        let error = refused(&platform, detail.clone()).await;
-        assert!(error.contains(expected), "{detail} → {error}");
+    for bank in PAYING_BANKS {
+        let good = serde_json::to_value(payment(bank, "12.50")).unwrap();
+        let with = |pointer: &str, value: serde_json::Value| {
+            let mut detail = good.clone();
+            *detail.pointer_mut(pointer).expect("a field") = value;
+            detail
+        };
+        // (request, problem, whether the payment itself is well-formed)
+        for (detail, expected, well_formed) in [
+            (
+                with("/instructed_amount/amount", "0".into()),
+                "payment-amount-not-positive",
+                false,
+            ),
+            (
+                with("/instructed_amount/amount", "-5.00".into()),
+                "payment-amount-not-positive",
+                false,
+            ),
+            (
+                with("/instructed_amount/amount", "12.505".into()),
+                "payment-amount-too-precise",
+                false,
+            ),
+            (
+                with("/instructed_amount/currency", "XYZ".into()),
+                "payment-unknown-currency",
+                false,
+            ),
+            (
+                with("/creditor_account/iban", "DE65999900000012345603".into()),
+                "payment-invalid-iban",
+                false,
+            ),
+            (
+                with("/instructed_amount/amount", "250.01".into()),
+                "payment-limit-per-payment",
+                true,
+            ),
+            (
+                with("/instructed_amount/currency", "USD".into()),
+                "payment-currency-not-allowed",
+                true,
+            ),
+            (
+                with("/bank", "fdx-bank".into()),
+                "payment-bank-cannot-pay",
+                true,
+            ),
+            (
+                with("/purpose", "balance-alerts".into()),
+                "payment-purpose-not-allowed",
+                true,
+            ),
+            (
+                with("/creditor_name", "".into()),
+                "payment-invalid-creditor-name",
+                false,
+            ),
+        ] {
+            let audited = refused_pushes(&gateway).await.len();
+            let error = refused(&platform, detail.clone()).await;
+            assert!(error.contains(expected), "{detail} → {error}");
+            // Each refusal is on the record: a `deny` of a payment naming its reason; a
+            // well-formed payment's amount and currency are facts, the payee's account masked,
+            // never in the clear (a malformed one is only quoted by the reason).
+            let events = refused_pushes(&gateway).await;
+            assert_eq!(events.len(), audited + 1, "{bank}: {detail}");
+            let event = events.last().unwrap();
+            assert_eq!(event["categories"], json!(["payment"]), "{event}");
+            assert!(
+                event["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(expected),
+                "{event}"
+            );
+            if well_formed {
+                let amount = detail["instructed_amount"]["amount"].as_str().unwrap();
+                let currency = detail["instructed_amount"]["currency"].as_str().unwrap();
+                let fields = event["fields"].to_string();
+                assert!(
+                    fields.contains(&format!("amount:{amount}"))
+                        && fields.contains(&format!("currency:{currency}"))
+                        && fields.contains("payee_account:DE65**"),
+                    "{event}"
+                );
+            }
+            assert!(!event.to_string().contains(FRIEND_IBAN), "{event}");
+        }
+        // A purpose the platform is not approved for, and an unknown field, are refused too.
+        let error = refused(&platform, with("/purpose", "fraud-alerts".into())).await;
+        assert!(error.contains("not approved"), "{error}");
+        let mut unknown = good.clone();
+        unknown["debtor_account"] = serde_json::json!({"iban": FRIEND_IBAN});
+        refused(&platform, unknown).await;
+        // Nothing was recorded for any of them, and the good one passes.
+        platform
+            .push_payment(&payment(bank, "12.50"))
+            .await
+            .expect("a valid payment is pushed");
     }
-    // A purpose the platform is not approved for, and an unknown field, are refused too.
-    let error = refused(&platform, with("/purpose", "fraud-alerts".into())).await;
-    assert!(error.contains("not approved"), "{error}");
-    let mut unknown = good.clone();
-    unknown["debtor_account"] = serde_json::json!({"iban": FRIEND_IBAN});
-    refused(&platform, unknown).await;
-    // Nothing was recorded for any of them, and the good one passes.
-    platform
-        .push_payment(&payment("stet-bank", "12.50"))
-        .await
-        .expect("a valid payment is pushed");
 }
 
 /// Opens the consent screen of a pushed request in `lang`.
@@ -497,57 +559,64 @@ async fn a_payment_moves_money_once_at_every_paying_standard(kind: StoreKind) {
 async fn a_concurrent_duplicate_is_answered_409_and_paid_once(kind: StoreKind) {
     let gateway = TestGateway::start(kind).await;
     let platform = std::sync::Arc::new(paying_platform(&gateway).await);
-    let (token, _) = authorised(&platform, &to_savings("stet-bank", "3.00")).await;
-    let body = json!({});
-    let confirmations_before = counters(&gateway, "stet-bank").await["confirmations"]
-        .as_u64()
-        .unwrap();
-    let tasks: Vec<_> = (0..4)
-        .map(|_| {
-            let platform = platform.clone();
-            let token = token.clone();
-            let body = body.clone();
-            tokio::spawn(async move { submit(&platform, &token, "same-key", &body).await })
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for task in tasks {
-        answers.push(task.await.unwrap());
-    }
-    let created: Vec<&(u16, Value)> = answers
-        .iter()
-        .filter(|(status, _)| *status == 201)
-        .collect();
-    assert!(!created.is_empty(), "{answers:?}");
-    for (status, body) in &answers {
-        match status {
-            201 => assert_eq!(body, &created[0].1, "a replay is the same answer"),
-            409 => assert!(
-                body["type"]
-                    .as_str()
-                    .unwrap()
-                    .ends_with("/payment-in-flight"),
-                "{body}"
-            ),
-            other => panic!("unexpected {other}: {body}"),
+    for bank in PAYING_BANKS {
+        // Counted before the consent: Berlin Group and the mapping profile execute the payment
+        // when the user authorises it at the bank, STET on confirmation, OBIE on submission.
+        let before = counters(&gateway, bank).await;
+        let (token, _) = authorised(&platform, &to_savings(bank, "3.00")).await;
+        let body = json!({});
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let platform = platform.clone();
+                let token = token.clone();
+                let body = body.clone();
+                let key = format!("same-key-{bank}");
+                tokio::spawn(async move { submit(&platform, &token, &key, &body).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.unwrap());
         }
+        let created: Vec<&(u16, Value)> = answers
+            .iter()
+            .filter(|(status, _)| *status == 201)
+            .collect();
+        assert!(!created.is_empty(), "{bank}: {answers:?}");
+        for (status, body) in &answers {
+            match status {
+                201 => assert_eq!(body, &created[0].1, "{bank}: a replay is the same answer"),
+                409 => assert!(
+                    body["type"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with("/payment-in-flight"),
+                    "{bank}: {body}"
+                ),
+                other => panic!("{bank}: unexpected {other}: {body}"),
+            }
+        }
+        let counted = counters(&gateway, bank).await;
+        for counter in ["executed", "confirmations"] {
+            assert!(
+                counted[counter].as_u64().unwrap() <= before[counter].as_u64().unwrap() + 1,
+                "{bank}: {counter} at most once: {before} → {counted}"
+            );
+        }
+        assert_eq!(
+            counted["executed"].as_u64().unwrap(),
+            before["executed"].as_u64().unwrap() + 1,
+            "{bank}: paid once: {before} → {counted}"
+        );
+        // Once the first finished, the same key replays its answer.
+        let (status, replay) = submit(&platform, &token, &format!("same-key-{bank}"), &body).await;
+        assert_eq!((status, &replay), (201, &created[0].1), "{bank}");
     }
-    let counted = counters(&gateway, "stet-bank").await;
-    assert_eq!(
-        counted["confirmations"].as_u64().unwrap(),
-        confirmations_before + 1,
-        "confirmed at the bank once: {counted}"
-    );
-    // Once the first finished, the same key replays its answer.
-    let (status, replay) = submit(&platform, &token, "same-key", &body).await;
-    assert_eq!((status, &replay), (201, &created[0].1));
 }
 
 async fn each_bad_submission_gets_its_problem_and_pays_nothing(kind: StoreKind) {
     let gateway = TestGateway::start(kind).await;
     let platform = paying_platform(&gateway).await;
-    let (token, _) = authorised(&platform, &to_savings("stet-bank", "4.00")).await;
-    let access = token["access_token"].as_str().unwrap();
     let problem_type = |body: &Value| {
         body["type"]
             .as_str()
@@ -557,56 +626,73 @@ async fn each_bad_submission_gets_its_problem_and_pays_nothing(kind: StoreKind) 
             .unwrap_or_default()
             .to_owned()
     };
-    // No key, a malformed key.
-    for headers in [vec![], vec![("idempotency-key", "has space")]] {
-        let answer = platform
-            .post_json(access, "/v1/payments", &json!({}), &headers)
-            .await
-            .unwrap();
-        assert_eq!(answer.status, 400);
-        assert_eq!(problem_type(&answer.json()), "idempotency-key-required");
-    }
-    // A body that is not the consented payment.
-    for (body, slug) in [
-        (
-            json!({"instructed_amount": {"currency": "EUR", "amount": "5.00"}}),
-            "payment-does-not-match-consent",
-        ),
-        (
-            json!({"creditor_account": {"iban": "NL18BKGT0417164300"}}),
-            "payment-does-not-match-consent",
-        ),
-        (
-            json!({"creditor_name": "Mallory"}),
-            "payment-does-not-match-consent",
-        ),
-    ] {
+    for bank in PAYING_BANKS {
+        let (token, _) = authorised(&platform, &to_savings(bank, "4.00")).await;
+        let access = token["access_token"].as_str().unwrap();
+        let authorised_at_bank = counters(&gateway, bank).await;
+        // No key, a malformed key.
+        for headers in [vec![], vec![("idempotency-key", "has space")]] {
+            let answer = platform
+                .post_json(access, "/v1/payments", &json!({}), &headers)
+                .await
+                .unwrap();
+            assert_eq!(answer.status, 400, "{bank}");
+            assert_eq!(problem_type(&answer.json()), "idempotency-key-required");
+        }
+        // A body that is not the consented payment.
+        for (body, slug) in [
+            (
+                json!({"instructed_amount": {"currency": "EUR", "amount": "5.00"}}),
+                "payment-does-not-match-consent",
+            ),
+            (
+                json!({"creditor_account": {"iban": "NL18BKGT0417164300"}}),
+                "payment-does-not-match-consent",
+            ),
+            (
+                json!({"creditor_name": "Mallory"}),
+                "payment-does-not-match-consent",
+            ),
+        ] {
+            let (status, problem) = submit(
+                &platform,
+                &token,
+                &format!("k-{bank}-{slug}-{}", body.to_string().len()),
+                &body,
+            )
+            .await;
+            assert_eq!(
+                (status, problem_type(&problem).as_str()),
+                (422, slug),
+                "{bank}: {problem}"
+            );
+        }
         let (status, problem) = submit(
             &platform,
             &token,
-            &format!("k-{slug}-{}", body.to_string().len()),
-            &body,
+            &format!("k-{bank}-unknown"),
+            &json!({"amount": "1"}),
         )
         .await;
         assert_eq!(
             (status, problem_type(&problem).as_str()),
-            (422, slug),
-            "{problem}"
+            (400, "invalid-request"),
+            "{bank}: {problem}"
+        );
+        // Nothing more reached the bank than the user's authorisation did.
+        assert_eq!(
+            counters(&gateway, bank).await,
+            authorised_at_bank,
+            "{bank}: nothing sent"
         );
     }
-    let (status, problem) = submit(&platform, &token, "k-unknown", &json!({"amount": "1"})).await;
-    assert_eq!(
-        (status, problem_type(&problem).as_str()),
-        (400, "invalid-request"),
-        "{problem}"
-    );
-    // Nothing was confirmed at the bank; a data token cannot pay.
     assert_eq!(
         counters(&gateway, "stet-bank").await["confirmations"]
             .as_u64()
             .unwrap(),
         0
     );
+    // A data token cannot pay.
     let detail = bankgate::demo::account_information(
         "stet-bank",
         "balance-alerts",
@@ -734,49 +820,72 @@ async fn a_bank_rejection_is_a_reason_not_the_banks_text(kind: StoreKind) {
     assert_eq!(paid["rejection_reason"], "insufficient_funds", "{paid}");
     assert_eq!(paid["bank_status"]["code"], "FAILED", "{paid}");
     assert_eq!(paid["bank_status"]["reason_code"], "AM04", "{paid}");
+    // UK OBIE: the domestic payment is submitted and refused; the ISO reason is kept.
+    let (token, _) = authorised(&platform, &to_savings("obie-bank", "2000.00")).await;
+    let (status, paid) = submit(&platform, &token, "k-6", &json!({})).await;
+    assert_eq!(status, 201, "{paid}");
+    assert_eq!(paid["status"], "rejected", "{paid}");
+    assert_eq!(paid["rejection_reason"], "insufficient_funds", "{paid}");
+    assert_eq!(paid["bank_status"]["reason_code"], "AM04", "{paid}");
+    let text = paid.to_string().to_lowercase();
+    assert!(!text.contains("insufficient funds"), "no bank text: {paid}");
 }
 
+/// Revoked or expired between the user's authorisation and the platform's submission: the
+/// submission is refused and nothing more reaches the bank (Berlin Group and the mapping
+/// profile executed the payment when the user authorised it; STET and OBIE are never asked).
 async fn revocation_and_expiry_before_submission_pay_nothing(kind: StoreKind) {
     let gateway = TestGateway::start(kind).await;
     let platform = paying_platform(&gateway).await;
-    let before = counters(&gateway, "stet-bank").await["confirmations"]
-        .as_u64()
-        .unwrap();
-    // Revoked through the platform before it submitted: the token no longer works.
-    let (token, _) = authorised(&platform, &to_savings("stet-bank", "2.00")).await;
-    let access = token["access_token"].as_str().unwrap();
-    let consent_id = token["consent_id"].as_str().unwrap().to_owned();
-    let (status, _) = platform
-        .delete(access, &format!("/v1/consents/{consent_id}"))
-        .await
-        .unwrap();
-    assert_eq!(status, 204);
-    let (status, problem) = submit(&platform, &token, "k", &json!({})).await;
-    assert_eq!(status, 401, "{problem}");
-    // Expired: the maintenance task ran past the consent's expiry.
-    let (token, _) = authorised(&platform, &to_savings("stet-bank", "2.00")).await;
-    let consent = gateway
-        .app
-        .store
-        .consent(token["consent_id"].as_str().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    gateway
-        .app
-        .maintenance()
-        .unwrap()
-        .run_once(consent.expires_at + chrono::Duration::seconds(1))
-        .await
-        .unwrap();
-    let (status, problem) = submit(&platform, &token, "k-2", &json!({})).await;
-    assert!(matches!(status, 401 | 403), "{status}: {problem}");
+    for bank in PAYING_BANKS {
+        // Revoked through the platform before it submitted: the token no longer works.
+        let (token, _) = authorised(&platform, &to_savings(bank, "2.00")).await;
+        let at_bank = counters(&gateway, bank).await;
+        let access = token["access_token"].as_str().unwrap();
+        let consent_id = token["consent_id"].as_str().unwrap().to_owned();
+        let (status, _) = platform
+            .delete(access, &format!("/v1/consents/{consent_id}"))
+            .await
+            .unwrap();
+        assert_eq!(status, 204, "{bank}");
+        let (status, problem) = submit(&platform, &token, &format!("k-{bank}"), &json!({})).await;
+        assert_eq!(status, 401, "{bank}: {problem}");
+        assert_eq!(
+            counters(&gateway, bank).await,
+            at_bank,
+            "{bank}: nothing sent"
+        );
+        // Expired: the maintenance task ran past the consent's expiry.
+        let (token, _) = authorised(&platform, &to_savings(bank, "2.00")).await;
+        let at_bank = counters(&gateway, bank).await;
+        let consent = gateway
+            .app
+            .store
+            .consent(token["consent_id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        gateway
+            .app
+            .maintenance()
+            .unwrap()
+            .run_once(consent.expires_at + chrono::Duration::seconds(1))
+            .await
+            .unwrap();
+        let (status, problem) = submit(&platform, &token, &format!("k-{bank}-2"), &json!({})).await;
+        assert!(matches!(status, 401 | 403), "{bank}: {status}: {problem}");
+        assert_eq!(
+            counters(&gateway, bank).await,
+            at_bank,
+            "{bank}: nothing sent"
+        );
+    }
     assert_eq!(
         counters(&gateway, "stet-bank").await["confirmations"]
             .as_u64()
             .unwrap(),
-        before,
-        "nothing was confirmed at the bank"
+        0,
+        "nothing was confirmed at the STET bank"
     );
 }
 
@@ -784,50 +893,70 @@ async fn the_status_job_follows_a_payment_and_tells_the_platform(kind: StoreKind
     let gateway = TestGateway::start(kind).await;
     let hooks = crate::fapi::receiver(vec![]).await;
     let platform = paying_platform_with(&gateway, Some(&hooks.url)).await;
-    // Berlin Group, a standard transfer: accepted now, settled after the bank's clock moves.
-    let (token, _) = authorised(&platform, &to_savings("demo-bank", "8.00")).await;
-    let (status, paid) = submit(&platform, &token, "k", &json!({})).await;
-    assert_eq!(status, 201, "{paid}");
-    assert_ne!(paid["status"], "settled", "{paid}");
-    let id = paid["id"].as_str().unwrap().to_owned();
-    sandbox_post(&gateway, "demo-bank", "/sandbox/clock/advance?minutes=11").await;
     let maintenance = gateway.app.maintenance().unwrap();
-    // A minute on: the look-up is due (2 s after the submission), the token still valid.
-    let later = chrono::Utc::now() + chrono::Duration::minutes(1);
-    let report = maintenance.run_once(later).await.unwrap();
-    assert_eq!(report.payments_changed, 1, "{report:?}");
-    let (_, shown) = platform
-        .get(
-            token["access_token"].as_str().unwrap(),
-            &format!("/v1/payments/{id}"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(shown["status"], "settled", "{shown}");
-    assert_eq!(shown["bank_status"]["code"], "ACSC", "{shown}");
-    // Final: not asked again; the platform got one signed payment.status_changed.
-    let report = maintenance
-        .run_once(later + chrono::Duration::hours(1))
-        .await
-        .unwrap();
-    assert_eq!(report.payments_changed, 0);
+    let mut paid_ids = Vec::new();
+    for bank in PAYING_BANKS {
+        // A standard transfer: not settled when submitted, settled after the bank's clock
+        // moves on.
+        let (token, _) = authorised(&platform, &to_savings(bank, "8.00")).await;
+        let (status, paid) = submit(&platform, &token, &format!("k-{bank}"), &json!({})).await;
+        assert_eq!(status, 201, "{bank}: {paid}");
+        assert_ne!(paid["status"], "settled", "{bank}: {paid}");
+        let id = paid["id"].as_str().unwrap().to_owned();
+        sandbox_post(&gateway, bank, "/sandbox/clock/advance?minutes=11").await;
+        // A minute on: the look-up is due (2 s after the submission), the token still valid.
+        let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+        let report = maintenance.run_once(later).await.unwrap();
+        assert_eq!(report.payments_changed, 1, "{bank}: {report:?}");
+        let (_, shown) = platform
+            .get(
+                token["access_token"].as_str().unwrap(),
+                &format!("/v1/payments/{id}"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(shown["status"], "settled", "{bank}: {shown}");
+        // The bank's own codes are kept: ISO 20022 for the standards, Nova Bank's states.
+        let (submitted_code, settled_code) = match bank {
+            "nova-bank" => ("BOOKING", "DONE"),
+            _ => ("ACTC", "ACSC"),
+        };
+        assert_eq!(
+            paid["bank_status"]["code"], submitted_code,
+            "{bank}: {paid}"
+        );
+        assert_eq!(
+            shown["bank_status"]["code"], settled_code,
+            "{bank}: {shown}"
+        );
+        // Final: not asked again.
+        let report = maintenance
+            .run_once(later + chrono::Duration::hours(1))
+            .await
+            .unwrap();
+        assert_eq!(report.payments_changed, 0, "{bank}");
+        paid_ids.push((bank, id));
+    }
+    // The platform got one signed payment.status_changed per payment, to `settled`.
     let received = hooks.received.lock().unwrap().clone();
-    let changes: Vec<Value> = {
-        let mut changes = Vec::new();
-        for (content_type, body) in &received {
-            assert_eq!(content_type, "application/secevent+jwt");
-            let claims = crate::fapi::verify_delivery(&gateway, body, "pay-by-message").await;
-            if let Some(event) =
-                claims["events"].get("https://bankgate.dev/events/payment.status_changed")
-            {
-                changes.push(event.clone());
-            }
+    let mut changes = Vec::new();
+    for (content_type, body) in &received {
+        assert_eq!(content_type, "application/secevent+jwt");
+        let claims = crate::fapi::verify_delivery(&gateway, body, "pay-by-message").await;
+        if let Some(event) =
+            claims["events"].get("https://bankgate.dev/events/payment.status_changed")
+        {
+            changes.push(event.clone());
         }
-        changes
-    };
-    assert_eq!(changes.len(), 1, "{received:?}");
-    assert_eq!(changes[0]["payment_id"], id.as_str());
-    assert_eq!(changes[0]["status"], "settled");
+    }
+    assert_eq!(changes.len(), paid_ids.len(), "{received:?}");
+    for (bank, id) in &paid_ids {
+        let change = changes
+            .iter()
+            .find(|change| change["payment_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{bank}: no change for {id}: {changes:?}"));
+        assert_eq!(change["status"], "settled", "{bank}: {change}");
+    }
     assert!(!json!(received).to_string().contains(SAVINGS_IBAN));
 }
 
