@@ -8,6 +8,7 @@ pub mod bank_oauth;
 pub mod banks;
 pub mod berlin_group;
 pub mod common;
+pub mod events;
 pub mod fdx;
 pub mod grants;
 pub mod manifest;
@@ -369,6 +370,13 @@ pub trait Profile: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Registers `url` as where the bank sends its event notifications (UK OBIE
+    /// `POST /callback-urls`); `false` for standards where banks push none.
+    async fn register_event_callback(&self, bank: &Bank, url: &str) -> Result<bool, AdapterError> {
+        let _ = (bank, url);
+        Ok(false)
+    }
+
     /// Whether this profile's own calls honour the manifest's bank-side FAPI options
     /// (`private_key_jwt`, DPoP on data calls); manifests asking for them with a profile that
     /// does not are refused.
@@ -658,6 +666,11 @@ impl Profile for NamesBank {
 
     async fn revoke_consent(&self, bank: &Bank, bank_consent_id: &str) -> Result<(), AdapterError> {
         let result = self.0.revoke_consent(bank, bank_consent_id).await;
+        result.map_err(|error| error.at(bank.id()))
+    }
+
+    async fn register_event_callback(&self, bank: &Bank, url: &str) -> Result<bool, AdapterError> {
+        let result = self.0.register_event_callback(bank, url).await;
         result.map_err(|error| error.at(bank.id()))
     }
 

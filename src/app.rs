@@ -38,6 +38,8 @@ pub struct App {
     pub client_auth: ClientAuth,
     /// Registers clients and manages their credentials.
     pub registrar: Registrar,
+    /// The keys banks sign their pushed events with, as fetched.
+    pub event_keys: Arc<crate::adapters::events::EventKeys>,
 }
 
 impl App {

@@ -169,6 +169,7 @@ impl Gateway {
             auditor.record(event).await?;
         }
         let (banks, sandboxes) = load_banks(&config, store.as_ref(), &auditor).await?;
+        register_event_callbacks(&banks, &config.public_url).await;
 
         let client_auth = ClientAuth::new(
             store.clone(),
@@ -195,6 +196,7 @@ impl Gateway {
                 signing_key,
                 sealer,
                 bank_tokens: Arc::default(),
+                event_keys: Arc::default(),
             }),
             listener,
             addr,
@@ -266,6 +268,36 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// How long registering for a bank's event notifications may hold up the start.
+const EVENT_REGISTRATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Tells every bank whose manifest has `[events]` to push its event notifications to
+/// `/v1/banks/{bank_id}/event-notifications` here (best effort: a bank that cannot be reached
+/// is logged; its consents are still refreshed on schedule).
+pub async fn register_event_callbacks(banks: &Registry, public_url: &str) {
+    for adapter in banks.iter() {
+        if adapter.bank.manifest.events.is_none() {
+            continue;
+        }
+        let bank = adapter.bank.id();
+        let url = format!(
+            "{}/v1/banks/{bank}/event-notifications",
+            public_url.trim_end_matches('/')
+        );
+        let registering = adapter.profile.register_event_callback(&adapter.bank, &url);
+        match tokio::time::timeout(EVENT_REGISTRATION_TIMEOUT, registering).await {
+            Ok(Ok(true)) => tracing::info!(bank, "registered for event notifications"),
+            Ok(Ok(false)) => {
+                tracing::warn!(bank, "the bank's profile has no event notifications");
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(bank, %error, "cannot register for event notifications");
+            }
+            Err(_) => tracing::warn!(bank, "registering for event notifications timed out"),
+        }
     }
 }
 

@@ -221,6 +221,9 @@ pub struct Job {
     /// Failed refreshes in a row (the backoff's exponent).
     pub failures: i32,
     pub last_error: Option<String>,
+    /// The consent's bank-side consent id at its bank, once a refresh read it (bank-pushed
+    /// events name it).
+    pub bank_consent_id: Option<String>,
 }
 
 /// What change detection keeps of one account of a consent.
@@ -273,6 +276,21 @@ pub trait Subscriptions: Send + Sync + 'static {
         failures: i32,
         last_error: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// Records the bank-side consent id of a job's consent at its bank.
+    async fn note_bank_consent(
+        &self,
+        consent_id: &str,
+        bank_id: &str,
+        bank_consent_id: &str,
+    ) -> Result<(), StoreError>;
+    /// Makes the job whose consent has `bank_consent_id` at `bank_id` due at `now` (unless it
+    /// is due earlier): a bank told of a change. Its consent id; `None` if no job has it.
+    async fn due_for_bank_event(
+        &self,
+        bank_id: &str,
+        bank_consent_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError>;
     /// Takes a consent out of the queue and forgets its change-detection state (revoked,
     /// expired, or no longer subscribed).
     async fn drop_job(&self, consent_id: &str) -> Result<(), StoreError>;

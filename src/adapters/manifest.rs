@@ -48,6 +48,21 @@ pub struct Manifest {
     /// Present for the bundled sandbox banks: `serve` starts them itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxSpec>,
+    /// Present when the bank pushes event notifications (UK OBIE): bankgate registers its
+    /// callback URL there and accepts the bank's signed events (`adapters::events`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventsSpec>,
+}
+
+/// How a bank's pushed events are verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSpec {
+    /// Where the bank publishes the public keys its events are signed with (a JWK Set).
+    pub jwks_uri: String,
+    /// The `iss` of its events; `oauth.issuer` when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 /// The bank's authorization server, and where bankgate's credentials for it are.
@@ -365,7 +380,26 @@ impl Manifest {
                 "oauth.pushed_authorization_request_endpoint",
                 self.oauth.pushed_authorization_request_endpoint.as_ref(),
             ),
+            (
+                "events.jwks_uri",
+                self.events.as_ref().map(|events| &events.jwks_uri),
+            ),
         ];
+        if let Some(events) = &self.events {
+            if events.jwks_uri.is_empty() {
+                return Err(invalid("events.jwks_uri is required".into()));
+            }
+            if events
+                .issuer
+                .as_ref()
+                .or(self.oauth.issuer.as_ref())
+                .is_none()
+            {
+                return Err(invalid(
+                    "events needs an issuer: events.issuer or oauth.issuer".into(),
+                ));
+            }
+        }
         if self.oauth.needs_discovery() && self.oauth.issuer.is_none() {
             return Err(invalid(
                 "oauth.authorization_endpoint and oauth.token_endpoint may be left out only \
@@ -562,6 +596,12 @@ impl Manifest {
         }
         if let Some(url) = &mut self.oauth.pushed_authorization_request_endpoint {
             swap(url);
+        }
+        if let Some(events) = &mut self.events {
+            swap(&mut events.jwks_uri);
+            if let Some(issuer) = &mut events.issuer {
+                swap(issuer);
+            }
         }
     }
 }

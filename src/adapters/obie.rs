@@ -192,6 +192,37 @@ impl Profile for Obie {
         Err(AdapterError::Status { status })
     }
 
+    /// `POST /open-banking/{version}/callback-urls` (next to the manifest's `aisp` base) with
+    /// a client credentials token: the bank's event notifications then go to `url`.
+    async fn register_event_callback(&self, bank: &Bank, url: &str) -> Result<bool, AdapterError> {
+        let base = bank.manifest.api_base_url.trim_end_matches('/');
+        let root = base.strip_suffix("/aisp").unwrap_or(base);
+        let version = root
+            .rsplit('/')
+            .next()
+            .and_then(|segment| segment.strip_prefix('v'))
+            .unwrap_or("4.0")
+            .to_owned();
+        let endpoint = url::Url::parse(&format!("{root}/callback-urls"))
+            .map_err(|_| AdapterError::Refused("bank manifest has a bad api_base_url".into()))?;
+        let token = self.client_token(bank, "accounts").await?;
+        let request = bank
+            .http
+            .post(endpoint.clone())
+            .header(INTERACTION_ID, request_id())
+            .json(&serde_json::json!({"Data": {"Url": url, "Version": version}}));
+        let request = dpop::authorize(bank, request, "POST", &endpoint, &token)?.build()?;
+        let status = bank
+            .execute(request, "/callback-urls")
+            .await?
+            .status()
+            .as_u16();
+        if (200..300).contains(&status) {
+            return Ok(true);
+        }
+        Err(AdapterError::Status { status })
+    }
+
     async fn create_consent(
         &self,
         bank: &Bank,

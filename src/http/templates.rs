@@ -40,6 +40,7 @@ pub const ALL: &[RouteSpec] = &[
     route("/v1/banks/{bank_id}/adapter", &["PUT"]),
     route("/v1/banks/{bank_id}/adapter/versions", &["GET"]),
     route("/v1/banks/{bank_id}/consents/{consent_id}", &["DELETE"]),
+    route("/v1/banks/{bank_id}/event-notifications", &["POST"]),
     route("/v1/accounts", &["GET"]),
     route("/v1/accounts/{account_id}/balances", &["GET"]),
     route("/v1/accounts/{account_id}/transactions", &["GET"]),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::engine::{AccountData, BankReader, ReadError, Reads};
+use super::engine::{AccountData, BankRead, BankReader, ReadError, Reads};
 use crate::adapters::bank_oauth::{BankGrant, BankTokenError, BankTokens};
 use crate::adapters::{AccountRef, AccountRefs, AdapterError, BankSession, Grants, Registry};
 use crate::consent::Consent;
@@ -51,7 +51,7 @@ fn session(grant: &BankGrant) -> BankSession<'_> {
 
 #[async_trait]
 impl BankReader for AdapterReader {
-    async fn read(&self, consent: &Consent, reads: Reads) -> Result<Vec<AccountData>, ReadError> {
+    async fn read(&self, consent: &Consent, reads: Reads) -> Result<BankRead, ReadError> {
         let bank_id = consent.bank_id.as_str();
         let adapter = self
             .banks
@@ -129,6 +129,9 @@ impl BankReader for AdapterReader {
                 transactions,
             });
         }
-        Ok(accounts)
+        Ok(BankRead {
+            accounts,
+            bank_consent_id: grant.bank_consent_id.clone(),
+        })
     }
 }

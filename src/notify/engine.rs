@@ -57,10 +57,19 @@ pub struct AccountData {
     pub transactions: Vec<Transaction>,
 }
 
+/// What a refresh read of a consent at its bank.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BankRead {
+    pub accounts: Vec<AccountData>,
+    /// The consent's bank-side consent id, where the standard has one (bank-pushed events
+    /// name it).
+    pub bank_consent_id: Option<String>,
+}
+
 /// Reads a consent's accounts at its bank (`notify/bank.rs` over the live adapters).
 #[async_trait]
 pub trait BankReader: Send + Sync + 'static {
-    async fn read(&self, consent: &Consent, reads: Reads) -> Result<Vec<AccountData>, ReadError>;
+    async fn read(&self, consent: &Consent, reads: Reads) -> Result<BankRead, ReadError>;
 }
 
 /// Why a bank read failed; the text names the bank and the kind, never the bank's message.
@@ -191,6 +200,20 @@ impl Engine {
         Ok(report)
     }
 
+    /// A bank told bankgate (a verified event it pushed) that the data of its consent
+    /// `bank_consent_id` changed: that consent's refresh is due at `now`, within its budget
+    /// as ever. The consent's id, if one of bankgate's subscribed consents has it.
+    pub async fn bank_changed(
+        &self,
+        bank_id: &str,
+        bank_consent_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        self.subscriptions
+            .due_for_bank_event(bank_id, bank_consent_id, now)
+            .await
+    }
+
     /// Runs every `every` until the process ends; failures are logged and retried.
     pub fn spawn(self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
@@ -283,8 +306,8 @@ impl Engine {
                     .date_naive()
             }),
         };
-        let accounts = match self.bank.read(&consent, reads).await {
-            Ok(accounts) => accounts,
+        let read = match self.bank.read(&consent, reads).await {
+            Ok(read) => read,
             Err(ReadError::Store(error)) => return Err(error.into()),
             Err(ReadError::Bank(error)) => {
                 let failures = job.failures.saturating_add(1);
@@ -295,8 +318,15 @@ impl Engine {
                 return Ok(Outcome::Failed);
             }
         };
+        if let Some(bank_consent_id) = &read.bank_consent_id
+            && job.bank_consent_id.as_ref() != Some(bank_consent_id)
+        {
+            self.subscriptions
+                .note_bank_consent(id, &consent.bank_id, bank_consent_id)
+                .await?;
+        }
         let mut events = 0;
-        for data in &accounts {
+        for data in &read.accounts {
             events += self
                 .detect(
                     &consent,

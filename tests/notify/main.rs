@@ -44,6 +44,8 @@ on_both_stores!(
     revocation_stops_refreshes_and_deliveries_at_once,
     each_fraud_rule_fires_on_its_case_and_not_on_a_near_miss,
     a_bank_outage_announces_nothing_and_recovers,
+    an_obie_bank_event_refreshes_at_once_and_a_bad_signature_is_refused,
+    an_obie_bank_event_of_revocation_revokes_the_consent,
 );
 
 /// Held by every scenario that moves sandbox money or the sandbox clock.
@@ -850,4 +852,234 @@ async fn a_bank_outage_announces_nothing_and_recovers(kind: StoreKind) {
     );
     assert_eq!(of(&received, "balance.changed").len(), 1, "{received:?}");
     assert_eq!(events, 2);
+}
+
+/// The OBIE sandbox bank of `gateway`: its origin.
+fn obie_origin(gateway: &TestGateway) -> String {
+    let base = gateway
+        .app
+        .banks
+        .get("obie-bank")
+        .unwrap()
+        .bank
+        .manifest
+        .api_base_url
+        .clone();
+    gateway
+        .sandbox_faults
+        .iter()
+        .map(|(origin, _)| origin.clone())
+        .find(|origin| base.starts_with(origin.as_str()))
+        .expect("the OBIE bank's sandbox")
+}
+
+/// The one account access consent filed at the OBIE sandbox bank.
+async fn obie_bank_consent(origin: &str) -> String {
+    let listed: Value = reqwest::get(format!("{origin}/sandbox/consents"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let usable: Vec<&str> = listed["consents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|consent| consent["usable"] == true)
+        .map(|consent| consent["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(usable.len(), 1, "{listed}");
+    usable[0].to_owned()
+}
+
+/// Runs the webhook deliveries (never the refresh engine) until `done` holds of what the
+/// platform received, or gives up.
+async fn deliver_until(
+    gateway: &TestGateway,
+    hooks: &Receiver,
+    client_id: &str,
+    done: impl Fn(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
+    for _ in 0..100 {
+        gateway
+            .app
+            .maintenance()
+            .unwrap()
+            .run_once(Utc::now())
+            .await
+            .expect("maintenance");
+        let events = hooks.events(gateway, client_id).await;
+        if done(&events) {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    hooks.events(gateway, client_id).await
+}
+
+async fn an_obie_bank_event_refreshes_at_once_and_a_bad_signature_is_refused(kind: StoreKind) {
+    let _sandbox = SANDBOX.lock().await;
+    let gateway = TestGateway::start(kind).await;
+    let hooks = receiver().await;
+    let platform = gateway.fapi_platform("uk-app", Some(&hooks.url)).await;
+    let mut detail = account_information("obie-bank", "fraud-alerts", FRAUD_SCOPES, "u-uk");
+    detail.history_days = 30;
+    let (token, _) = platform.connect(&detail).await.expect("consent flow");
+    let (status, created) = subscribe(
+        &platform,
+        &token.access_token,
+        json!({"events": ["transactions.created"], "mode": "data"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    // The first refresh records what the accounts hold; the next is due in about an hour.
+    let report = refresh_and_deliver(&gateway, Utc::now()).await;
+    assert_eq!((report.refreshed, report.events), (1, 0), "{report:?}");
+
+    // A card payment: the bank pushes a signed resource update for the consent, and the
+    // refresh runs at once — the test never runs the engine itself.
+    card_payment(1_250, "Pret A Manger");
+    let events = deliver_until(&gateway, &hooks, "uk-app", |events| {
+        !of(events, "transactions.created").is_empty()
+    })
+    .await;
+    let created = of(&events, "transactions.created");
+    assert_eq!(created.len(), 1, "{events:?}");
+    assert_eq!(created[0]["consent_id"], token.consent_id.as_str());
+    assert_eq!(created[0]["bank"], "obie-bank");
+    assert_eq!(created[0]["transactions"][0]["amount"], "-12.50");
+
+    // A SET naming the consent but not signed by the bank's key is refused, and refreshes
+    // nothing.
+    let origin = obie_origin(&gateway);
+    let bank_consent = obie_bank_consent(&origin).await;
+    let jwks: Value = reqwest::get(format!("{origin}/open-banking/jwks"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = jwks["keys"][0]["kid"].as_str().unwrap();
+    let forger = bankgate::jose::keys::SigningKey::generate().unwrap();
+    let now = Utc::now().timestamp();
+    let claims = json!({
+        "iss": origin, "aud": gateway.app.banks.get("obie-bank").unwrap().bank.client_id,
+        "iat": now, "toe": now, "jti": "forged-1", "txn": "t-1",
+        "sub": format!("{origin}/open-banking/v4.0/aisp/account-access-consents/{bank_consent}"),
+        "events": {"urn:uk:org:openbanking:events:resource-update": {"subject": {
+            "subject_type": "http://openbanking.org.uk/rid_http://openbanking.org.uk/rty",
+            "http://openbanking.org.uk/rid": bank_consent,
+            "http://openbanking.org.uk/rty": "account-access-consent",
+        }}},
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(kid.to_owned());
+    let forged = jsonwebtoken::encode(&header, &claims, &forger.encoding).unwrap();
+    let url = format!("{}/v1/banks/obie-bank/event-notifications", gateway.base);
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/jwt")
+        .body(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let problem: Value = answer.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid_key:"),
+        "{problem}"
+    );
+    let report = gateway.app.notifier().run_once(Utc::now()).await.unwrap();
+    assert_eq!(
+        report.claimed, 0,
+        "the forged event made nothing due: {report:?}"
+    );
+    // Not a SET at all, or not as application/jwt.
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/jwt")
+        .body("not-a-jwt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 415);
+    // A bank that pushes no events has no such endpoint.
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/banks/demo-bank/event-notifications",
+            gateway.base
+        ))
+        .header("content-type", "application/jwt")
+        .body("x.y.z")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
+}
+
+async fn an_obie_bank_event_of_revocation_revokes_the_consent(kind: StoreKind) {
+    let _sandbox = SANDBOX.lock().await;
+    let gateway = TestGateway::start(kind).await;
+    let hooks = receiver().await;
+    let platform = gateway
+        .fapi_platform("uk-revoked-app", Some(&hooks.url))
+        .await;
+    let detail = account_information("obie-bank", "balance-alerts", BALANCE_SCOPES, "u-uk");
+    let (token, _) = platform.connect(&detail).await.expect("consent flow");
+    let (status, _) = subscribe(
+        &platform,
+        &token.access_token,
+        json!({"events": ["balance.changed"]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let report = refresh_and_deliver(&gateway, Utc::now()).await;
+    assert_eq!(report.refreshed, 1, "{report:?}");
+    // The customer revokes the consent in the bank's app; the bank says so.
+    let origin = obie_origin(&gateway);
+    let bank_consent = obie_bank_consent(&origin).await;
+    let answer = reqwest::Client::new()
+        .post(format!("{origin}/sandbox/consents/{bank_consent}/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+    let events = deliver_until(&gateway, &hooks, "uk-revoked-app", |events| {
+        !of(events, "consent.revoked").is_empty()
+    })
+    .await;
+    let revoked = of(&events, "consent.revoked");
+    assert_eq!(revoked.len(), 1, "{events:?}");
+    let manage = platform.client_credentials().await.unwrap();
+    let (_, consent) = platform
+        .get(&manage, &format!("/v1/consents/{}", token.consent_id))
+        .await
+        .unwrap();
+    assert_eq!(consent["status"], "revoked", "{consent}");
+    let audit = gateway.audit_of(&token.consent_id).await;
+    assert!(
+        audit
+            .iter()
+            .any(|event| event["action"] == "consent_revoked" && event["actor"] == "bank:obie-bank"),
+        "{audit:#?}"
+    );
+    // The engine drops it and never reads the bank for it again.
+    let report = gateway
+        .app
+        .notifier()
+        .run_once(Utc::now() + Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!((report.dropped, report.refreshed), (1, 0), "{report:?}");
 }

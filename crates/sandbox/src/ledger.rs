@@ -47,10 +47,28 @@ impl Rejection {
     pub const INVALID_AMOUNT: Rejection = Rejection("AM12");
 }
 
+/// What a listener of [`Ledger::changes`] hears: the IBAN of an account whose balances or
+/// transactions moved, or [`EVERY_ACCOUNT`] when the clock moved (pending items may have
+/// been booked anywhere).
+pub type Change = String;
+
+/// The change of every account: the sandbox clock moved.
+pub const EVERY_ACCOUNT: &str = "*";
+
 /// The sandbox clock: real time plus an offset that tests advance.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Clock {
     offset: Mutex<TimeDelta>,
+    changes: tokio::sync::broadcast::Sender<Change>,
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock {
+            offset: Mutex::default(),
+            changes: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
 }
 
 impl Clock {
@@ -62,8 +80,8 @@ impl Clock {
     /// Moves the sandbox clock forward (a negative `by` is ignored).
     pub fn advance(&self, by: TimeDelta) {
         if by > TimeDelta::zero() {
-            let mut offset = lock(&self.offset);
-            *offset += by;
+            *lock(&self.offset) += by;
+            let _ = self.changes.send(EVERY_ACCOUNT.to_owned());
         }
     }
 }
@@ -370,9 +388,25 @@ impl Ledger {
     pub fn post(&self, iban: &str, posting: Posting) -> String {
         let iban = compact_iban(iban);
         let now = self.clock.now();
-        let mut books = lock(&self.books);
-        books.catch_up(&iban, now);
-        books.post(&iban, posting, now)
+        let id = {
+            let mut books = lock(&self.books);
+            books.catch_up(&iban, now);
+            books.post(&iban, posting, now)
+        };
+        self.changed(iban);
+        id
+    }
+
+    /// Tells the listeners of [`Ledger::changes`] that the account `iban` moved.
+    fn changed(&self, iban: String) {
+        let _ = self.clock.changes.send(iban);
+    }
+
+    /// Hears of every movement posted or executed from now on, and of the clock moving (a
+    /// bank that pushes event notifications listens here). A listener too slow to keep up
+    /// misses changes (`RecvError::Lagged`) and should treat it as [`EVERY_ACCOUNT`].
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.clock.changes.subscribe()
     }
 
     /// Starts the account's activity stream (if it has none): from now on the sandbox clock,
@@ -453,7 +487,12 @@ impl Ledger {
             at: now,
             settles_at,
         };
-        books.movements.entry(debtor_iban).or_default().push(debit);
+        books
+            .movements
+            .entry(debtor_iban.clone())
+            .or_default()
+            .push(debit);
+        let mut changed = vec![debtor_iban];
         if let Some((_, account)) = creditor
             && let Some(iban) = &account.iban
         {
@@ -474,6 +513,11 @@ impl Ledger {
                 .entry(iban.clone())
                 .or_default()
                 .push(credit);
+            changed.push(iban.clone());
+        }
+        drop(books);
+        for iban in changed {
+            self.changed(iban);
         }
         Ok(Execution {
             accepted_at: now,

@@ -12,6 +12,7 @@
 //! Modules in reading order: the scaffold and what it stands on, then one per standard.
 
 mod customers;
+pub mod events;
 pub mod faults;
 pub mod ledger;
 mod oauth;

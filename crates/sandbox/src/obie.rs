@@ -20,7 +20,11 @@
 //! - Transactions come ten to a page, linked by absolute `Links.Next` URLs, filtered by
 //!   `fromBookingDateTime`/`toBookingDateTime` on their value date.
 //! - `x-fapi-interaction-id` is played back on every answer.
+//! - Event notifications (a resource update when the ledger moves an account a consent
+//!   covers, a revocation made in the bank's app) go as signed SETs to the callback URL the
+//!   client registered ([`events`]).
 
+mod events;
 mod jws;
 mod payments;
 
@@ -120,6 +124,20 @@ impl scaffold::Standard for Obie {
                 "/open-banking/{version}/pisp/domestic-payments/{id}",
                 get(payments::payment),
             )
+            .route(
+                "/open-banking/{version}/callback-urls",
+                post(events::create_callback),
+            )
+            .route("/open-banking/jwks", get(events::jwks))
+    }
+
+    /// Pushes event notifications to the registered callback URL ([`events`]).
+    fn start(bank: &Arc<Bank>) {
+        events::start(bank);
+    }
+
+    fn revoked_in_app(bank: &Arc<Bank>, id: &str) {
+        events::revoked(bank, id);
     }
 
     fn payment_scope(_: &str) -> String {

@@ -90,6 +90,18 @@ pub trait Standard: std::fmt::Debug + Sized + Send + Sync + 'static {
     /// The standard's routes: data and, where it has them, consent resources.
     fn routes() -> Router<Arc<Bank<Self>>>;
 
+    /// Starts what the bank does on its own while it runs (a standard whose banks push event
+    /// notifications listens to the ledger here); called once, inside the runtime.
+    fn start(bank: &Arc<Bank<Self>>) {
+        let _ = bank;
+    }
+
+    /// The customer revoked consent `id` in the bank's app (a standard whose banks push
+    /// event notifications tells the client here).
+    fn revoked_in_app(bank: &Arc<Bank<Self>>, id: &str) {
+        let _ = (bank, id);
+    }
+
     /// The consent an authorization request asks the customer to approve (filed here when the
     /// standard creates it with the authorization request).
     fn bind(bank: &Bank<Self>, parameters: &HashMap<String, String>) -> Result<String, BindError>;
@@ -134,6 +146,8 @@ pub struct Bank<S: Standard> {
     consents: Mutex<HashMap<String, S::Consent>>,
     pub payments: Payments,
     pub ledger: Arc<Ledger>,
+    /// The event notifications it pushes to its client, where the standard has them.
+    pub events: crate::events::Publisher,
 }
 
 impl<S: Standard> Bank<S> {
@@ -144,6 +158,7 @@ impl<S: Standard> Bank<S> {
             consents: Mutex::new(HashMap::new()),
             payments: Payments::new(shared.ledger.clone(), shared.counters.clone()),
             ledger: shared.ledger.clone(),
+            events: crate::events::Publisher::new(),
         }
     }
 
@@ -281,6 +296,9 @@ pub fn router<S: Standard>(config: &SandboxConfig, origin: &str, shared: &Shared
 /// The routes of `bank`: the authorization server's, the standard's, the sandbox's own and a
 /// fallback, behind the DPoP sender constraint, playing back the standard's echoed headers.
 pub fn app<S: Standard>(bank: Arc<Bank<S>>) -> Router {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        S::start(&bank);
+    }
     S::routes()
         .merge(oauth::routes::<Bank<S>>())
         .merge(admin::routes::<S>())

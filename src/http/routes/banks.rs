@@ -16,6 +16,14 @@
 //!   version is in force on this instance at once and on the others within one refresh
 //!   interval. A bank client is bound to one bank: another bank's adapter is a 403 (audited).
 //! - `GET /v1/banks/{bank_id}/adapter/versions` (the same token): every stored version.
+//! - `POST /v1/banks/{bank_id}/event-notifications` (the bank itself, authenticated by its
+//!   signature): a bank's pushed event, a Security Event Token as `application/jwt` (UK
+//!   OBIE Real Time Event Notification; bankgate registers this URL with banks whose
+//!   manifest has `[events]`). Verified against the bank's keys (`adapters::events`); a SET
+//!   that does not verify is refused with 400 and its RFC 8935 error code first in `detail`.
+//!   A resource update of one of bankgate's subscribed consents makes its refresh due at once
+//!   (and runs the engine); a revocation revokes the consent as the bank ended it (audited
+//!   with actor `bank:<id>`). Answered 202 (also for resources bankgate does not act on).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,7 +52,95 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/banks", get(list))
         .route("/v1/banks/{bank_id}", get(show))
+        .route(
+            "/v1/banks/{bank_id}/event-notifications",
+            axum::routing::post(event_notification),
+        )
         .with_state(app)
+}
+
+/// The media type of a pushed SET.
+const APPLICATION_JWT: &str = "application/jwt";
+
+async fn event_notification(
+    State(app): State<Arc<App>>,
+    PathParams(bank_id): PathParams<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, Error> {
+    use crate::adapters::events::EventRefusal;
+
+    let media_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|value| value.trim().to_ascii_lowercase());
+    if media_type.as_deref() != Some(APPLICATION_JWT) {
+        return Err(Error::UnsupportedMediaType(format!(
+            "an event notification is {APPLICATION_JWT}"
+        )));
+    }
+    let adapter = app
+        .banks
+        .get(&bank_id)
+        .ok_or_else(|| Error::NotFound(format!("no bank {bank_id}")))?;
+    let token = std::str::from_utf8(&body)
+        .map_err(|_| Error::InvalidRequest("invalid_request: the body is not text".into()))?
+        .trim();
+    let now = chrono::Utc::now();
+    let event = match app
+        .event_keys
+        .verify(&adapter, token, now.timestamp())
+        .await
+    {
+        None => {
+            return Err(Error::NotFound(format!(
+                "bank {bank_id} pushes no event notifications"
+            )));
+        }
+        Some(Err(EventRefusal::KeysUnavailable)) => {
+            return Err(Error::Bank(AdapterError::Transport(
+                "the bank's event keys could not be read".into(),
+            )));
+        }
+        Some(Err(refusal)) => {
+            tracing::info!(bank = %bank_id, code = refusal.code(), %refusal,
+                "bank event refused");
+            return Err(Error::InvalidRequest(format!(
+                "{}: {refusal}",
+                refusal.code()
+            )));
+        }
+        Some(Ok(event)) => event,
+    };
+    let Some(bank_consent_id) = event.account_access_consent() else {
+        return Ok(StatusCode::ACCEPTED);
+    };
+    let engine = app.notifier();
+    let Some(consent_id) = engine.bank_changed(&bank_id, bank_consent_id, now).await? else {
+        return Ok(StatusCode::ACCEPTED);
+    };
+    if event.consent_revoked {
+        if let Some(consent) = app.store.consent(&consent_id).await? {
+            let actor = format!("bank:{bank_id}");
+            crate::lifecycle::revoke_by_bank(
+                &app.lifecycle(),
+                &consent,
+                &actor,
+                crate::adapters::ConsentEnd::Revoked.reason(),
+            )
+            .await?;
+        }
+    } else if event.resource_update {
+        // At once, on this instance: the job is due, the engine claims it (or another
+        // instance's engine does first).
+        tokio::spawn(async move {
+            if let Err(error) = engine.run_once(chrono::Utc::now()).await {
+                tracing::warn!(%error, "notify run after a bank event failed");
+            }
+        });
+    }
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// The routes of a bank's own adapter; they run behind the authentication layer.

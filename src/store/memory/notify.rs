@@ -97,6 +97,7 @@ impl Subscriptions for MemoryStore {
                     due_at: micros(now),
                     failures: 0,
                     last_error: None,
+                    bank_consent_id: None,
                 },
             );
         }
@@ -140,6 +141,38 @@ impl Subscriptions for MemoryStore {
             job.last_error = last_error.map(str::to_owned);
         }
         Ok(())
+    }
+
+    async fn note_bank_consent(
+        &self,
+        consent_id: &str,
+        _bank_id: &str,
+        bank_consent_id: &str,
+    ) -> Result<(), StoreError> {
+        if let Some(job) = lock(&self.notify).jobs.get_mut(consent_id) {
+            job.bank_consent_id = Some(bank_consent_id.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn due_for_bank_event(
+        &self,
+        bank_id: &str,
+        bank_consent_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        let consents = lock(&self.consents);
+        let mut rows = lock(&self.notify);
+        let job = rows.jobs.values_mut().find(|job| {
+            job.bank_consent_id.as_deref() == Some(bank_consent_id)
+                && consents
+                    .get(&job.consent_id)
+                    .is_some_and(|consent| consent.bank_id == bank_id)
+        });
+        Ok(job.map(|job| {
+            job.due_at = job.due_at.min(micros(now));
+            job.consent_id.clone()
+        }))
     }
 
     async fn drop_job(&self, consent_id: &str) -> Result<(), StoreError> {

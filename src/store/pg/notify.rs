@@ -1,4 +1,4 @@
-//! Notifications in PostgreSQL (migration V16): subscriptions, the refresh queue (claimed
+//! Notifications in PostgreSQL (migrations V16, V21): subscriptions, the refresh queue (claimed
 //! with `FOR UPDATE SKIP LOCKED` under a lease) and the change-detection state.
 
 use async_trait::async_trait;
@@ -38,7 +38,21 @@ const CLAIM: &str = "\
     FROM (SELECT consent_id, due_at FROM notify_jobs WHERE due_at <= $1 \
           ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) AS due \
     WHERE j.consent_id = due.consent_id \
-    RETURNING j.consent_id, due.due_at, j.failures, j.last_error";
+    RETURNING j.consent_id, due.due_at, j.failures, j.last_error, j.bank_consent_id";
+
+const NOTE_BANK_CONSENT: &str = "\
+    UPDATE notify_jobs SET bank_id = $2, bank_consent_id = $3 WHERE consent_id = $1";
+
+/// A bank's event makes its consent's job due now. A job claimed at that moment (its
+/// `due_at` the end of its lease) may then be claimed again before the first refresh ends:
+/// detection is compare-and-set, so each change is still announced once.
+const DUE_FOR_BANK_EVENT: &str = "\
+    UPDATE notify_jobs SET due_at = $3 \
+    WHERE bank_id = $1 AND bank_consent_id = $2 AND due_at > $3 \
+    RETURNING consent_id";
+
+const JOB_OF_BANK_CONSENT: &str = "\
+    SELECT consent_id FROM notify_jobs WHERE bank_id = $1 AND bank_consent_id = $2";
 
 const FINISH: &str = "\
     UPDATE notify_jobs SET due_at = $2, failures = $3, last_error = $4 WHERE consent_id = $1";
@@ -196,6 +210,7 @@ impl Subscriptions for super::PgStore {
                 due_at: column(row, "due_at")?,
                 failures: column(row, "failures")?,
                 last_error: column(row, "last_error")?,
+                bank_consent_id: column(row, "bank_consent_id")?,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -218,6 +233,41 @@ impl Subscriptions for super::PgStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn note_bank_consent(
+        &self,
+        consent_id: &str,
+        bank_id: &str,
+        bank_consent_id: &str,
+    ) -> Result<(), StoreError> {
+        execute(
+            &self.connection().await?,
+            "refresh job",
+            NOTE_BANK_CONSENT,
+            &[&consent_id, &bank_id, &bank_consent_id],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn due_for_bank_event(
+        &self,
+        bank_id: &str,
+        bank_consent_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        let db = self.connection().await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&bank_id, &bank_consent_id, &now];
+        if let Some(row) = query_opt(&db, "refresh job", DUE_FOR_BANK_EVENT, &params).await? {
+            return Ok(Some(column(&row, "consent_id")?));
+        }
+        // Already due: the job is found all the same.
+        query_opt(&db, "refresh job", JOB_OF_BANK_CONSENT, &params[..2])
+            .await?
+            .map(|row| column(&row, "consent_id"))
+            .transpose()
     }
 
     async fn drop_job(&self, consent_id: &str) -> Result<(), StoreError> {

@@ -71,7 +71,11 @@ async fn revoke<S: Standard>(
     State(bank): State<Arc<Bank<S>>>,
     Path(id): Path<String>,
 ) -> StatusCode {
-    end(&bank, &id, Ending::Revoked)
+    let status = end(&bank, &id, Ending::Revoked);
+    if status == StatusCode::NO_CONTENT {
+        S::revoked_in_app(&bank, &id);
+    }
+    status
 }
 
 async fn expire<S: Standard>(
