@@ -1,12 +1,14 @@
 //! `bankgate demo`: an in-memory gateway with the bundled sandbox banks, and one platform's
 //! story told step by step — registered, a user's consent at one bank, the data read, a second
 //! bank of another standard side by side, a request out of purpose refused, a friend paid by
-//! message, and the audit trail of it all. [`run`] reads as that story; each step is a method
+//! message, the audit trail of it all, and a messenger told of a balance change and an
+//! unusual payment (`demo/messenger.rs`). [`run`] reads as that story; each step is a method
 //! of `Demo` that does one thing and prints what it saw.
 //!
 //! [`PlatformClient`] (`demo/platform.rs`) is the platform's side of the flow, as a social
 //! platform would write it; the end-to-end tests drive the gateway with it too.
 
+mod messenger;
 mod payment;
 mod platform;
 
@@ -49,6 +51,7 @@ pub async fn run() -> anyhow::Result<()> {
     let payment_consent = demo.pay_a_friend(&platform).await?;
     demo.audit_trail(&officer, &[&first.consent_id, &payment_consent])
         .await?;
+    demo.notifications().await?;
     demo.finish().await
 }
 
@@ -84,7 +87,13 @@ impl Demo {
     /// Starts the gateway on the embedded store with its sandbox banks, and picks the first
     /// banks of two standards.
     async fn start() -> anyhow::Result<Demo> {
-        let gateway = Gateway::start(embedded_config()).await?;
+        let mut config = embedded_config();
+        // A fixed address, for a receiver elsewhere that trusts this gateway's keys.
+        if let Ok(listen) = std::env::var(messenger::LISTEN_VAR) {
+            config.listen = listen.parse().context(messenger::LISTEN_VAR)?;
+            config.public_url = format!("http://{listen}");
+        }
+        let gateway = Gateway::start(config).await?;
         let app = gateway.app.clone();
         let base = app.config.public_url.clone();
         let banks: Vec<String> = app
