@@ -438,11 +438,25 @@ pub fn build_profile(manifest: &Manifest) -> Result<Arc<dyn Profile>, ManifestEr
         .ok_or_else(|| invalid(format!("unknown profile {:?}", manifest.profile)))
 }
 
-/// The stable opaque account id: derived from the bank and the account's strongest identifier
-/// (IBAN when there is one), so it survives re-consent at the same bank.
+/// The bank-wide account key: derived from the bank and the account's strongest identifier
+/// (IBAN when there is one), so it survives re-consent at the same bank. It is an unkeyed
+/// hash — anyone who knows a bank's account-number format could enumerate it back to the
+/// IBAN — so it never leaves the gateway as is: profiles stamp it on the accounts they list,
+/// and [`key_account_ids`] replaces it with the platform's own id before anything is stored
+/// or released. (Before ids were keyed per platform, this was the id platforms saw; the
+/// account references recorded then still resolve it, see ARCHITECTURE.md.)
 pub fn account_id(bank_id: &str, identifier: &str) -> String {
     let digest = crate::crypto::sha256(format!("{bank_id}\0{identifier}").as_bytes());
     format!("acc_{}", hex::encode(&digest[..12]))
+}
+
+/// Gives the listed accounts the ids `platform` sees ([`crate::crypto::Sealer::account_id`]
+/// over each account's bank-wide key, [`account_id`]): the same account has one id per
+/// platform, and ids cannot be joined across platforms nor turned back into account numbers.
+pub fn key_account_ids(sealer: &crate::crypto::Sealer, platform: &str, listed: &mut [BankAccount]) {
+    for listed in listed {
+        listed.account.id = sealer.account_id(platform, &listed.account.id);
+    }
 }
 
 /// A bank the gateway can reach: its manifest, resolved credentials, HTTP client and

@@ -79,6 +79,7 @@ pub struct Sealer {
     aead: LessSafeKey,
     mac: hmac::Key,
     secrets: hmac::Key,
+    account_ids: hmac::Key,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -123,6 +124,7 @@ impl Sealer {
             aead: LessSafeKey::new(unbound),
             mac: derive(b"bankgate mac key"),
             secrets: derive(b"bankgate client secret key"),
+            account_ids: derive(b"bankgate account id key"),
         })
     }
 
@@ -175,6 +177,17 @@ impl Sealer {
     /// A MAC of `message`, base64url: binds form tokens to what they were issued for.
     pub fn mac(&self, message: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(hmac::sign(&self.mac, message).as_ref())
+    }
+
+    /// The account id `platform` sees for the account the bank-wide `account_key` names:
+    /// `acc_` + 96 bits of HMAC-SHA-256 (hex) under a key of its own derived from this key,
+    /// over the platform and the account key. Stable for one platform (across consents and
+    /// re-consent), unrelated across platforms, and not computable — so not enumerable —
+    /// without the key.
+    pub fn account_id(&self, platform: &str, account_key: &str) -> String {
+        let message = format!("{platform}\0{account_key}");
+        let tag = hmac::sign(&self.account_ids, message.as_bytes());
+        format!("acc_{}", hex::encode(&tag.as_ref()[..12]))
     }
 
     /// Checks a MAC made by [`Sealer::mac`] in constant time.
@@ -304,6 +317,18 @@ mod tests {
                 "{presented:?} against {stored:?}"
             );
         }
+    }
+
+    #[test]
+    fn account_ids_are_per_platform_and_per_key() {
+        let sealer = Sealer::from_bytes("k1", &[7; 32]).unwrap();
+        let id = sealer.account_id("messenger", "acc_0123");
+        assert!(id.starts_with("acc_") && id.len() == 4 + 24, "{id}");
+        assert_eq!(id, sealer.account_id("messenger", "acc_0123"));
+        assert_ne!(id, sealer.account_id("social", "acc_0123"));
+        assert_ne!(id, sealer.account_id("messenger", "acc_0124"));
+        let other_key = Sealer::from_bytes("k1", &[8; 32]).unwrap();
+        assert_ne!(id, other_key.account_id("messenger", "acc_0123"));
     }
 
     #[test]

@@ -72,11 +72,13 @@ impl BankReader for AdapterReader {
                 BankTokenError::Bank(error) => bank_failure(bank_id, &error),
                 _ => ReadError::Bank(format!("bank {bank_id}: no usable bank grant")),
             })?;
-        let listed = adapter
+        let mut listed = adapter
             .profile
             .accounts(&adapter.bank, session(&grant))
             .await
             .map_err(|error| bank_failure(bank_id, &error))?;
+        // The ids the consent's platform sees (in webhooks' links, in change detection).
+        crate::adapters::key_account_ids(&self.sealer, &consent.client_id, &mut listed);
         let refs: Vec<AccountRef> = listed
             .iter()
             .map(|listed| AccountRef {

@@ -20,6 +20,7 @@ macro_rules! on_both_stores {
 }
 
 mod access;
+mod account_ids;
 mod audit_refusals;
 mod bank_fapi;
 mod bank_revocation;

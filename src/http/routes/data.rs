@@ -18,7 +18,9 @@ use tower::util::BoxCloneSyncService;
 use crate::access::{Denial, Grant};
 use crate::adapters::AccountRef;
 use crate::adapters::bank_oauth::BankGrant;
-use crate::adapters::{Adapter, AdapterError, BankAccount, BankSession, ConsentEnd};
+use crate::adapters::{
+    Adapter, AdapterError, BankAccount, BankSession, ConsentEnd, key_account_ids,
+};
 use crate::app::App;
 use crate::error::Error;
 use crate::http::access::{Released, release};
@@ -188,17 +190,19 @@ async fn bank_for(app: &App, grant: &Grant) -> Result<(Arc<Adapter>, BankGrant),
     Ok((adapter, bank_grant))
 }
 
-/// Lists the accounts at the bank and remembers their references for later calls.
+/// Lists the accounts at the bank under the ids the consent's platform sees, and remembers
+/// their references for later calls.
 async fn list_accounts(
     app: &App,
     adapter: &Adapter,
     bank_grant: &BankGrant,
     grant: &Grant,
 ) -> Result<Vec<BankAccount>, Error> {
-    let listed = adapter
+    let mut listed = adapter
         .profile
         .accounts(&adapter.bank, session(bank_grant))
         .await?;
+    key_account_ids(&app.sealer, &grant.consent.client_id, &mut listed);
     let refs: Vec<AccountRef> = listed
         .iter()
         .map(|listed| AccountRef {
