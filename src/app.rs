@@ -106,6 +106,7 @@ impl App {
     pub fn maintenance(&self) -> Result<Maintenance, LifecycleError> {
         Maintenance::new(
             self.lifecycle(),
+            self.store.clone(),
             &Egress::new(self.config.allow_private_platform_hosts),
         )
     }

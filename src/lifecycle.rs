@@ -7,6 +7,7 @@
 //! instance audits and notifies each change; webhook deliveries are deduplicated by key and
 //! claimed with `SKIP LOCKED`.
 
+pub mod retention;
 pub mod webhooks;
 
 pub use webhooks::{DeliveryOutcome, DeliveryStatus, WebhookDelivery, Webhooks};
@@ -213,6 +214,8 @@ pub struct Report {
     pub payments_changed: usize,
     /// Platforms' idempotency keys past their retention, forgotten.
     pub keys_purged: u64,
+    /// Operational records past their retention, deleted.
+    pub retention: retention::Purged,
 }
 
 /// Moves consents past their expiry to `expired`; audits `ConsentExpired` and enqueues
@@ -324,6 +327,8 @@ pub async fn poll_payments(
 /// The background work of one instance.
 pub struct Maintenance {
     lifecycle: Lifecycle,
+    /// Deletes the operational records that have served ([`retention`]).
+    retention: Arc<dyn retention::Retention>,
     http: reqwest::Client,
 }
 
@@ -331,17 +336,26 @@ impl Maintenance {
     /// Maintenance over `lifecycle`, delivering webhooks with its own HTTP client: no
     /// redirects, and connections only where `egress` (the platforms' policy: public addresses
     /// unless `allow_private_platform_hosts`) allows.
-    pub fn new(lifecycle: Lifecycle, egress: &Egress) -> Result<Maintenance, LifecycleError> {
+    pub fn new(
+        lifecycle: Lifecycle,
+        retention: Arc<dyn retention::Retention>,
+        egress: &Egress,
+    ) -> Result<Maintenance, LifecycleError> {
         let http = egress
             .client_builder()
             .timeout(webhooks::DELIVERY_TIMEOUT)
             .build()
             .map_err(|error| LifecycleError::HttpClient(error.to_string()))?;
-        Ok(Maintenance { lifecycle, http })
+        Ok(Maintenance {
+            lifecycle,
+            retention,
+            http,
+        })
     }
 
     /// One pass at `now`: expiry, expiry notices, payment statuses, due webhooks, replay-cache
-    /// cleanup.
+    /// cleanup, and the retention of the operational records (after expiry, so that a consent
+    /// expiring now ends before its grant is judged).
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Report, LifecycleError> {
         let lifecycle = &self.lifecycle;
         let payments_changed = poll_payments(lifecycle, now).await?;
@@ -356,6 +370,10 @@ impl Maintenance {
             expiring_notices: notify_expiring(lifecycle, now).await?,
             deliveries: webhooks::deliver_due(lifecycle, &self.http, now).await?,
             purged: lifecycle.tokens.purge_expired(now).await?,
+            retention: self
+                .retention
+                .purge_operational(&retention::PERIODS.cutoffs(now))
+                .await?,
         })
     }
 

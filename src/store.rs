@@ -28,6 +28,7 @@ pub trait Store:
     + crate::lifecycle::Webhooks
     + crate::payments::Payments
     + crate::notify::Subscriptions
+    + crate::lifecycle::retention::Retention
     + Operational
 {
 }
@@ -45,6 +46,7 @@ impl<T> Store for T where
         + crate::lifecycle::Webhooks
         + crate::payments::Payments
         + crate::notify::Subscriptions
+        + crate::lifecycle::retention::Retention
         + Operational
 {
 }

@@ -21,6 +21,7 @@ mod consents;
 mod grants;
 mod notify;
 mod payments;
+mod retention;
 mod tokens;
 mod webhooks;
 

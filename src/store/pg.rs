@@ -15,6 +15,7 @@ pub mod consents;
 pub mod grants;
 pub mod notify;
 pub mod payments;
+pub mod retention;
 pub mod tokens;
 pub mod webhooks;
 

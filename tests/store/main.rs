@@ -10,10 +10,12 @@ mod access;
 mod clients;
 mod fapi;
 mod payments;
+mod retention;
 use access::*;
 use clients::*;
 use fapi::*;
 use payments::*;
+use retention::*;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -100,6 +102,7 @@ conformance!(
     payments_day_count_is_exact_under_concurrency,
     payments_keys_are_kept_then_purged,
     payments_recorded_first_then_claimed_by_one_key,
+    retention_deletes_what_has_served_and_keeps_the_rest,
 );
 
 fn memory_store() -> Arc<dyn Store> {

@@ -26,6 +26,13 @@ pub(super) struct PaymentRows {
 }
 
 impl PaymentRows {
+    /// Whether a payment was recorded under `consent_id` (retention keeps such a consent).
+    pub(super) fn holds_consent(&self, consent_id: &str) -> bool {
+        self.payments
+            .values()
+            .any(|payment| payment.consent_id == consent_id)
+    }
+
     /// What the user of `payment` has counted on `day` in its currency, not refused or
     /// rejected since, other payments than `except`.
     fn spent(
