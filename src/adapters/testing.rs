@@ -7,12 +7,25 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::adapters::{Bank, BankConsent, Manifest};
+use crate::adapters::{Bank, BankConsent, Manifest, PaymentOrder};
 use crate::crypto;
 use bankgate_sandbox::{self as sandbox, Approval, Sandbox, SandboxConfig};
 
 /// Where bankgate's callback would be; the sandbox only compares it.
 pub const REDIRECT_URI: &str = "http://127.0.0.1:1/oauth/callback";
+
+/// A payment order of `amount` EUR to Carol Nguyen's account at a sandbox bank, "pizza".
+pub fn order(payment_id: &str, amount: &str, instant: bool) -> PaymentOrder {
+    PaymentOrder {
+        payment_id: payment_id.into(),
+        amount: amount.parse().expect("an amount"),
+        currency: "EUR".into(),
+        creditor_iban: "NL18BKGT0417164300".into(),
+        creditor_name: "Carol Nguyen".into(),
+        remittance: Some("pizza".into()),
+        instant,
+    }
+}
 
 /// `$BANKGATE_FIXTURES/<dir>` (default: `../shared/fixtures` next to the crate).
 #[track_caller]

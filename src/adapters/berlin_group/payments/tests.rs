@@ -58,15 +58,7 @@ fn every_pis_fixture_normalises_as_expected() {
 
 #[test]
 fn bankgate_sends_what_a_bank_reads_back() {
-    let order = PaymentOrder {
-        payment_id: "pay_0193a1".into(),
-        amount: "12.50".parse().unwrap(),
-        currency: "EUR".into(),
-        creditor_iban: "DE89370400440532013000".into(),
-        creditor_name: "Marie Martin".into(),
-        remittance: Some("pizza".into()),
-        instant: true,
-    };
+    let order = testing::order("pay_0193a1", "12.50", true);
     let body = wire::initiation(&order);
     // The amount is a string, exactly as ordered; no debtor: the user picks it at the bank.
     assert_eq!(body["instructedAmount"]["amount"], "12.50");
@@ -138,15 +130,7 @@ async fn a_payment_through_the_sandbox_bank_is_executed_once() {
     use crate::payments::PaymentStatus;
 
     let (sandbox, bank) = testing::sandbox_bank("berlin-group", "demo-bank", "").await;
-    let order = PaymentOrder {
-        payment_id: "pay-bg-1".into(),
-        amount: "12.50".parse().unwrap(),
-        currency: "EUR".into(),
-        creditor_iban: "NL18BKGT0417164300".into(),
-        creditor_name: "Carol Nguyen".into(),
-        remittance: Some("pizza".into()),
-        instant: true,
-    };
+    let order = testing::order("pay-bg-1", "12.50", true);
     let consent = BerlinGroup
         .create_payment_consent(&bank, &order)
         .await

@@ -78,13 +78,9 @@ fn both_versions_say_the_same_thing() {
 #[test]
 fn bankgate_sends_what_a_bank_reads_back() {
     let order = PaymentOrder {
-        payment_id: "pay_0193a1".into(),
-        amount: "12.50".parse().unwrap(),
         currency: "GBP".into(),
         creditor_iban: "GB82WEST12345698765432".into(),
-        creditor_name: "Marie Martin".into(),
-        remittance: Some("pizza".into()),
-        instant: false,
+        ..testing::order("pay_0193a1", "12.50", false)
     };
     let initiation: Initiation = serde_json::from_value(wire::initiation(&order)).unwrap();
     let view = initiation.view().unwrap();
@@ -181,15 +177,7 @@ async fn authorised(
 }
 
 fn order(payment_id: &str, amount: &str) -> PaymentOrder {
-    PaymentOrder {
-        payment_id: payment_id.into(),
-        amount: amount.parse().unwrap(),
-        currency: "EUR".into(),
-        creditor_iban: "NL18BKGT0417164300".into(),
-        creditor_name: "Carol Nguyen".into(),
-        remittance: Some("pizza".into()),
-        instant: false,
-    }
+    testing::order(payment_id, amount, false)
 }
 
 #[tokio::test]

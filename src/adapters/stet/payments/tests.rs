@@ -5,9 +5,9 @@ use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 
 use super::wire::{self, Confirmation, Created, PaymentRequest, PaymentRequestResponse};
+use crate::adapters::AdapterError;
 use crate::adapters::common::parse_body;
 use crate::adapters::testing;
-use crate::adapters::{AdapterError, PaymentOrder};
 
 const FIXTURES: &str = "stet/pis";
 
@@ -60,15 +60,7 @@ fn every_pis_fixture_normalises_as_expected() {
 
 #[test]
 fn bankgate_sends_what_a_bank_reads_back() {
-    let order = PaymentOrder {
-        payment_id: "pay_0193a1".into(),
-        amount: "12.50".parse().unwrap(),
-        currency: "EUR".into(),
-        creditor_iban: "DE89370400440532013000".into(),
-        creditor_name: "Marie Martin".into(),
-        remittance: Some("pizza".into()),
-        instant: true,
-    };
+    let order = testing::order("pay_0193a1", "12.50", true);
     let now = Utc.with_ymd_and_hms(2026, 12, 4, 12, 0, 0).unwrap();
     let body = wire::initiation(&order, now);
     assert_eq!(
@@ -104,15 +96,7 @@ async fn a_payment_through_the_sandbox_bank_is_confirmed_once() {
     use crate::payments::PaymentStatus;
 
     let (sandbox, bank) = testing::sandbox_bank("stet", "stet-bank", "").await;
-    let order = PaymentOrder {
-        payment_id: "pay-stet-1".into(),
-        amount: "12.50".parse().unwrap(),
-        currency: "EUR".into(),
-        creditor_iban: "NL18BKGT0417164300".into(),
-        creditor_name: "Carol Nguyen".into(),
-        remittance: Some("pizza".into()),
-        instant: false,
-    };
+    let order = testing::order("pay-stet-1", "12.50", false);
     let consent = Stet.create_payment_consent(&bank, &order).await.unwrap();
     let tokens = testing::tokens(&bank, &consent, None).await;
     let session = BankSession {
