@@ -202,6 +202,11 @@ pub struct Transaction {
     pub description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counterparty_name: Option<String>,
+    /// ISO 3166-1 alpha-2 country of the counterparty (the payee of money out, the payer of
+    /// money in), where the bank says it: the party's postal address, else its account's
+    /// IBAN, else (OBIE) its bank's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counterparty_country: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merchant_category_code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -125,6 +125,7 @@ impl Object {
                 "currency",
                 "description",
                 "counterparty_name",
+                "counterparty_country",
                 "merchant_category_code",
                 "bank_code",
             ],

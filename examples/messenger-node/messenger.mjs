@@ -50,7 +50,7 @@ function tell(event, detail) {
     case "fraud.signal": {
       const t = detail.transaction;
       const what = t
-        ? `${grouped(t.amount.replace(/^-/, ""))} ${t.currency} to ${t.counterparty_name ?? "someone"}`
+        ? `${grouped(t.amount.replace(/^-/, ""))} ${t.currency} to ${t.counterparty_name ?? "someone"}${t.counterparty_country ? ` (${t.counterparty_country})` : ""}`
         : `the balance of ${account}`;
       console.log(`Fraud alert (${detail.signal.id}): ${what}. ${detail.signal.title} — is this you?`);
       return;

@@ -95,6 +95,22 @@ pub fn non_empty(text: Option<String>) -> Option<String> {
         .filter(|text| !text.is_empty())
 }
 
+/// An ISO 3166-1 alpha-2 country code as a bank wrote it, upper-cased; `UK` (which OBIE's own
+/// examples use) as `GB`; anything but two letters is no country.
+pub fn country(text: Option<&str>) -> Option<String> {
+    let code = text?.trim().to_ascii_uppercase();
+    match code.as_str() {
+        "UK" => Some("GB".into()),
+        _ if code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) => Some(code),
+        _ => None,
+    }
+}
+
+/// The country of an IBAN: its first two letters.
+pub fn iban_country(iban: Option<&str>) -> Option<String> {
+    country(iban?.trim().get(..2))
+}
+
 /// The text of a JSON string or number (numbers as written, never through `f64`).
 pub fn json_scalar_text(raw: &RawValue) -> Result<String, String> {
     let text = raw.get().trim();

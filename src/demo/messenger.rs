@@ -126,6 +126,7 @@ impl Demo {
                 currency: "EUR".into(),
                 counterparty: "Electronics Wholesale Lagos".into(),
                 description: "Card payment abroad".into(),
+                country: Some("NG".into()),
                 pending_for: CARD_PENDING,
             },
         );
@@ -151,6 +152,7 @@ impl Demo {
                 currency: "EUR".into(),
                 counterparty: "Acme Software GmbH".into(),
                 description: "Gehalt".into(),
+                country: None,
                 pending_for: chrono::TimeDelta::zero(),
             },
         );
@@ -319,7 +321,7 @@ fn tell(claims: &Value, remembered: &Remembered) -> Vec<String> {
                 let signal = &detail["signal"];
                 let what = match detail["transaction"].as_object() {
                     Some(transaction) => format!(
-                        "{} {} to {}",
+                        "{} {} to {}{}",
                         grouped(
                             transaction
                                 .get("amount")
@@ -335,6 +337,11 @@ fn tell(claims: &Value, remembered: &Remembered) -> Vec<String> {
                             .get("counterparty_name")
                             .and_then(Value::as_str)
                             .unwrap_or("someone"),
+                        transaction
+                            .get("counterparty_country")
+                            .and_then(Value::as_str)
+                            .map(|country| format!(" ({country})"))
+                            .unwrap_or_default(),
                     ),
                     None => format!("the balance of {account}"),
                 };

@@ -28,6 +28,7 @@ fn transaction(
         currency: "EUR".into(),
         description: Some("Card  payment".into()),
         counterparty_name: Some(counterparty.into()),
+        counterparty_country: None,
         merchant_category_code: None,
         bank_code: None,
     }

@@ -404,6 +404,7 @@ struct RawSignal {
     amount: Option<Spanned<String>>,
     count: Option<Spanned<i64>>,
     minutes: Option<Spanned<i64>>,
+    days: Option<Spanned<i64>>,
 }
 
 /// The `[[signals]]`: known rules with exactly their parameters, positive amounts as strings,
@@ -433,6 +434,7 @@ fn validate_signals(
         let (amount, count_and_minutes) = match when {
             "debit_above" | "new_counterparty_above" | "balance_below" => (true, false),
             "debits_within" => (false, true),
+            "country_not_seen" => (false, false),
             _ => {
                 file.error(
                     &signal.when,
@@ -455,6 +457,11 @@ fn validate_signals(
             file,
             !count_and_minutes && signal.minutes.is_some(),
             "minutes",
+        );
+        extra(
+            file,
+            when != "country_not_seen" && signal.days.is_some(),
+            "days",
         );
         let needed = if when == "balance_below" {
             Scope::Balances
@@ -491,6 +498,18 @@ fn validate_signals(
             "balance_below" => Rule::BalanceBelow {
                 amount: threshold(file),
             },
+            "country_not_seen" => {
+                let Some(days) = &signal.days else {
+                    file.error(
+                        spanned,
+                        format!("signals.{id}: country_not_seen needs days"),
+                    );
+                    continue;
+                };
+                Rule::CountryNotSeen {
+                    days: file.days(&format!("signals.{id}.days"), days, 1..=3650),
+                }
+            }
             _ => {
                 let (Some(count), Some(minutes)) = (&signal.count, &signal.minutes) else {
                     file.error(

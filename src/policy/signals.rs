@@ -27,13 +27,22 @@
 //! title = "The balance runs low"
 //! when = "balance_below"          # an available balance that changed to below `amount`
 //! amount = "50.00"
+//!
+//! [[signals]]
+//! id = "new-country"
+//! title = "A payment in a new country"
+//! when = "country_not_seen"       # a new debit to a counterparty in a country no other
+//! days = 30                       # transaction of the account within `days` is from
 //! ```
 //!
 //! `policies check` validates them (`path:line: message`); `notify` evaluates them and emits
 //! `fraud.signal`.
 //!
 //! Amounts compare magnitudes in the account's currency, strictly: a debit of exactly the
-//! threshold does not fire.
+//! threshold does not fire. Countries are the transactions' `counterparty_country` (what the
+//! bank says: see `model::Transaction`); a debit whose country the bank does not say never
+//! fires `country_not_seen`, and such transactions are no country seen. `days` look back no
+//! further than what a refresh reads: the purpose's history window.
 
 use std::collections::HashSet;
 
@@ -75,15 +84,19 @@ pub enum Rule {
         #[serde(with = "rust_decimal::serde::str")]
         amount: Decimal,
     },
+    /// A new debit whose counterparty's country no other transaction of the account (dated
+    /// within the last `days`) has.
+    CountryNotSeen { days: u32 },
 }
 
 impl Rule {
     /// The `when` names, for `policies check`.
-    pub const NAMES: [&'static str; 4] = [
+    pub const NAMES: [&'static str; 5] = [
         "debit_above",
         "new_counterparty_above",
         "debits_within",
         "balance_below",
+        "country_not_seen",
     ];
 
     /// Whether the rule looks at balances (the refresh then reads them).
@@ -186,6 +199,28 @@ pub fn evaluate<'a>(signals: &'a [Signal], seen: &Observed<'a>) -> Vec<Fired<'a>
                     });
                 }
             }
+            Rule::CountryNotSeen { days } => {
+                let since = (seen.now - Duration::days(i64::from(*days))).date_naive();
+                let new_ids: HashSet<&str> = seen.new.iter().map(|t| t.id.as_str()).collect();
+                let known: HashSet<&str> = seen
+                    .listed
+                    .iter()
+                    .filter(|t| !new_ids.contains(t.id.as_str()))
+                    .filter(|t| t.value_date.or(t.booking_date).is_none_or(|d| d >= since))
+                    .filter_map(|t| t.counterparty_country.as_deref())
+                    .collect();
+                for transaction in &new_debits {
+                    if let Some(country) = transaction.counterparty_country.as_deref()
+                        && !known.contains(country)
+                    {
+                        fired.push(Fired {
+                            signal,
+                            transaction: Some(transaction),
+                            balance: None,
+                        });
+                    }
+                }
+            }
             Rule::BalanceBelow { amount } => {
                 let Some(balances) = seen.changed_balances else {
                     continue;
@@ -236,6 +271,7 @@ mod tests {
             currency: "EUR".into(),
             description: None,
             counterparty_name: Some(counterparty.into()),
+            counterparty_country: None,
             merchant_category_code: None,
             bank_code: None,
         }
@@ -350,6 +386,32 @@ mod tests {
         check(rule(), &[], &[], &[1, 2, 3, 4, 5], &[]);
         // New credits do not count.
         check(rule(), &[debit("c", "5.00", "X")], &[], &[1, 2, 3], &[]);
+    }
+
+    #[test]
+    fn country_not_seen_fires_on_a_new_country_only() {
+        let rule = || Rule::CountryNotSeen { days: 30 };
+        let from = |id: &str, country: Option<&str>, days_ago: i64| Transaction {
+            counterparty_country: country.map(str::to_owned),
+            value_date: Some((now() - Duration::days(days_ago)).date_naive()),
+            booking_date: Some((now() - Duration::days(days_ago)).date_naive()),
+            ..debit(id, "-20.00", "X")
+        };
+        let home = [from("de-1", Some("DE"), 3), from("fr-old", Some("FR"), 45)];
+        // Nigeria was never seen: fires.
+        check(rule(), &[from("a", Some("NG"), 0)], &home, &[], &["a"]);
+        // Germany was, three days ago: no.
+        check(rule(), &[from("b", Some("DE"), 0)], &home, &[], &[]);
+        // France only 45 days ago, beyond the 30 looked at: fires.
+        check(rule(), &[from("c", Some("FR"), 0)], &home, &[], &["c"]);
+        // A country the bank does not say never fires.
+        check(rule(), &[from("d", None, 0)], &home, &[], &[]);
+        // Money in from a new country is no debit.
+        let credit = Transaction {
+            amount: amount("20.00"),
+            ..from("e", Some("NG"), 0)
+        };
+        check(rule(), &[credit], &home, &[], &[]);
     }
 
     #[test]

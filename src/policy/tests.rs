@@ -948,6 +948,7 @@ fn arb_transaction() -> impl Strategy<Value = Transaction> {
                     currency: "EUR".into(),
                     description,
                     counterparty_name,
+                    counterparty_country: None,
                     merchant_category_code,
                     bank_code,
                 }
@@ -1121,7 +1122,20 @@ fn the_fraud_alerts_signals_load() {
         .iter()
         .map(|signal| signal.id.as_str())
         .collect();
-    assert_eq!(ids, ["large-debit", "new-payee", "burst", "low-balance"]);
+    assert_eq!(
+        ids,
+        [
+            "large-debit",
+            "new-payee",
+            "burst",
+            "low-balance",
+            "new-country"
+        ]
+    );
+    assert_eq!(
+        policy.signals[4].rule,
+        super::signals::Rule::CountryNotSeen { days: 30 }
+    );
     assert_eq!(
         policy.signals[2].rule,
         super::signals::Rule::DebitsWithin {
@@ -1171,6 +1185,24 @@ fn invalid_signals_name_file_and_line() {
         &zero,
         line_of(&zero, "minutes = 0"),
         "signals.burst.minutes must be between 1 and 10080",
+    );
+    let no_days = swap("\ndays = 30", "\ncount = 30");
+    check_invalid(
+        &no_days,
+        line_of(&no_days, "id = \"new-country\"") - 1,
+        "signals.new-country: country_not_seen takes no count",
+    );
+    let long = swap("\ndays = 30", "\ndays = 4000");
+    check_invalid(
+        &long,
+        line_of(&long, "days = 4000"),
+        "signals.new-country.days must be between 1 and 3650",
+    );
+    let days_elsewhere = swap("minutes = 120", "minutes = 120\ndays = 2");
+    check_invalid(
+        &days_elsewhere,
+        line_of(&days_elsewhere, "id = \"burst\"") - 1,
+        "signals.burst: debits_within takes no days",
     );
     // A transaction rule needs the transactions scope.
     let without = BALANCE_ALERTS.to_owned()

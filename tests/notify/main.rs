@@ -46,6 +46,7 @@ on_both_stores!(
     a_bank_outage_announces_nothing_and_recovers,
     an_obie_bank_event_refreshes_at_once_and_a_bad_signature_is_refused,
     an_obie_bank_event_of_revocation_revokes_the_consent,
+    a_debit_in_a_country_not_seen_fires_and_a_known_one_does_not,
 );
 
 /// Held by every scenario that moves sandbox money or the sandbox clock.
@@ -177,6 +178,7 @@ fn card_payment(amount_cents: i64, merchant: &str) -> String {
             currency: "EUR".into(),
             counterparty: merchant.into(),
             description: "Card payment".into(),
+            country: None,
             pending_for: bankgate_sandbox::ledger::CARD_PENDING,
         },
     )
@@ -191,6 +193,7 @@ fn booked(amount: &str, counterparty: &str) {
             currency: "EUR".into(),
             counterparty: counterparty.into(),
             description: "Card payment".into(),
+            country: None,
             pending_for: chrono::TimeDelta::zero(),
         },
     );
@@ -1082,4 +1085,105 @@ async fn an_obie_bank_event_of_revocation_revokes_the_consent(kind: StoreKind) {
         .await
         .unwrap();
     assert_eq!((report.dropped, report.refreshed), (1, 0), "{report:?}");
+}
+
+/// A movement on Alice's main account to a counterparty in `country`, booked at once.
+fn booked_in(amount: &str, counterparty: &str, country: Option<&str>) {
+    Ledger::shared().post(
+        ALICE_GIRO,
+        Posting {
+            amount: amount.parse().unwrap(),
+            currency: "EUR".into(),
+            counterparty: counterparty.into(),
+            description: "Card payment".into(),
+            country: country.map(str::to_owned),
+            pending_for: chrono::TimeDelta::zero(),
+        },
+    );
+}
+
+async fn a_debit_in_a_country_not_seen_fires_and_a_known_one_does_not(kind: StoreKind) {
+    let _sandbox = SANDBOX.lock().await;
+    let gateway = TestGateway::start(kind).await;
+    let hooks = receiver().await;
+    let (platform, token) = subscribed_platform(
+        &gateway,
+        "travel-guard-app",
+        Some(&hooks.url),
+        "fraud-alerts",
+        FRAUD_SCOPES,
+    )
+    .await;
+    let (status, created) = subscribe(
+        &platform,
+        &token.access_token,
+        json!({"events": ["fraud.signal"], "mode": "data"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let start = Utc::now();
+    refresh_and_deliver(&gateway, start).await;
+    let new_country = |events: &[(String, Value)]| -> Vec<(String, String)> {
+        of(events, "fraud.signal")
+            .iter()
+            .filter(|detail| detail["signal"]["id"] == "new-country")
+            .map(|detail| {
+                (
+                    detail["transaction"]["counterparty_name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    detail["transaction"]["counterparty_country"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect()
+    };
+
+    // France was never seen on the account (the bank names the payee's country): fires; a
+    // payment whose country the bank does not say: does not.
+    booked_in("-20.00", "Boulangerie Paris", Some("FR"));
+    booked_in("-21.00", "Kiosk am Bahnhof", None);
+    refresh_and_deliver(&gateway, start + Duration::minutes(70)).await;
+    let events = hooks.events(&gateway, "travel-guard-app").await;
+    assert_eq!(
+        new_country(&events),
+        [("Boulangerie Paris".to_owned(), "FR".to_owned())],
+        "{events:?}"
+    );
+    let signal = of(&events, "fraud.signal")
+        .into_iter()
+        .find(|detail| detail["signal"]["id"] == "new-country")
+        .unwrap()
+        .clone();
+    assert_eq!(signal["signal"]["rule"]["when"], "country_not_seen");
+    assert_eq!(signal["signal"]["rule"]["days"], 30);
+
+    // The next payment in France: France was seen within 30 days now, the near miss.
+    booked_in("-22.00", "Café de Flore", Some("FR"));
+    refresh_and_deliver(&gateway, start + Duration::minutes(140)).await;
+    let events = hooks.events(&gateway, "travel-guard-app").await;
+    assert_eq!(new_country(&events).len(), 1, "{events:?}");
+
+    // The rule is public, as written, with the purpose.
+    let purpose: Value = reqwest::get(format!("{}/v1/purposes/fraud-alerts", gateway.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rules = purpose["signals"]
+        .as_array()
+        .expect("the purpose's signals");
+    assert!(
+        rules.iter().any(|rule| rule["id"] == "new-country"
+            && rule["rule"]["when"] == "country_not_seen"
+            && rule["rule"]["days"] == 30),
+        "{purpose}"
+    );
+
+    // Alice gets her money back for the scenarios after this one.
+    booked_in("63.00", "Refund", None);
 }

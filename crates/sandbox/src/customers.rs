@@ -207,6 +207,9 @@ pub struct Transaction {
     pub description: String,
     /// ISO 18245 merchant category code, for card payments.
     pub mcc: Option<String>,
+    /// ISO 3166-1 alpha-2 country of the counterparty, where the bank knows it.
+    #[serde(default)]
+    pub country: Option<String>,
     /// ISO 20022 bank transaction code (domain-family-subfamily).
     #[serde(rename = "code")]
     pub bank_code: String,

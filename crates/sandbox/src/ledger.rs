@@ -101,6 +101,8 @@ pub struct Movement {
     /// The payee of a debit, the payer of a credit.
     pub counterparty: String,
     pub description: String,
+    /// The counterparty's country, if known.
+    pub country: Option<String>,
     /// When the payment was accepted (sandbox clock).
     pub at: DateTime<Utc>,
     /// When it settles: pending before, booked from then on.
@@ -173,6 +175,8 @@ pub struct Posting {
     pub currency: String,
     pub counterparty: String,
     pub description: String,
+    /// ISO 3166-1 alpha-2 country of the counterparty (a card payment abroad), if known.
+    pub country: Option<String>,
     /// Zero: booked at once.
     pub pending_for: TimeDelta,
 }
@@ -209,6 +213,7 @@ fn streamed(seed: u64, n: u64, currency: &str) -> Posting {
             currency: currency.to_owned(),
             counterparty: "ACME GmbH".into(),
             description: "Salary".into(),
+            country: None,
             pending_for: TimeDelta::zero(),
         },
         1 => Posting {
@@ -216,6 +221,7 @@ fn streamed(seed: u64, n: u64, currency: &str) -> Posting {
             currency: currency.to_owned(),
             counterparty: "Electronics Wholesale Lagos".into(),
             description: "Card payment abroad".into(),
+            country: Some("NG".into()),
             pending_for: CARD_PENDING,
         },
         _ => {
@@ -226,6 +232,7 @@ fn streamed(seed: u64, n: u64, currency: &str) -> Posting {
                 currency: currency.to_owned(),
                 counterparty: merchant.into(),
                 description: "Card payment".into(),
+                country: None,
                 pending_for: CARD_PENDING,
             }
         }
@@ -272,6 +279,7 @@ impl Books {
                 },
                 counterparty: posting.counterparty,
                 description: posting.description,
+                country: posting.country,
                 at,
                 settles_at: at + posting.pending_for,
             });
@@ -484,6 +492,7 @@ impl Ledger {
             },
             counterparty: transfer.creditor_name.to_owned(),
             description: description.clone(),
+            country: None,
             at: now,
             settles_at,
         };
@@ -505,6 +514,7 @@ impl Ledger {
                 },
                 counterparty: transfer.debtor_name.to_owned(),
                 description,
+                country: None,
                 at: now,
                 settles_at,
             };
@@ -583,6 +593,7 @@ impl Ledger {
                     counterparty: movement.counterparty,
                     description: movement.description,
                     mcc: None,
+                    country: movement.country,
                     bank_code: if debit {
                         "PMNT-ICDT-ESCT"
                     } else {

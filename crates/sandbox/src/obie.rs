@@ -745,6 +745,17 @@ fn transaction_json(
             "TransactionInformation".into(),
             transaction.description.clone().into(),
         );
+        if let Some(country) = &transaction.country {
+            let party = if transaction.money.is_debit() {
+                "UltimateCreditor"
+            } else {
+                "UltimateDebtor"
+            };
+            object.insert(
+                party.into(),
+                json!({"Name": transaction.counterparty, "PostalAddress": {"Country": country}}),
+            );
+        }
         match &transaction.mcc {
             Some(mcc) => {
                 object.insert(

@@ -605,8 +605,12 @@ pub struct TransactionDetails {
     pub value_date: Option<String>,
     pub transaction_amount: Option<Amount>,
     pub creditor_name: Option<String>,
+    pub creditor_account: Option<AccountReference>,
+    pub creditor_address: Option<PartyAddress>,
     pub ultimate_creditor: Option<String>,
     pub debtor_name: Option<String>,
+    pub debtor_account: Option<AccountReference>,
+    pub debtor_address: Option<PartyAddress>,
     pub ultimate_debtor: Option<String>,
     pub remittance_information_unstructured: Option<String>,
     pub remittance_information_unstructured_array: Option<Vec<String>>,
@@ -617,6 +621,24 @@ pub struct TransactionDetails {
     pub merchant_category_code: Option<Box<RawValue>>,
     pub bank_transaction_code: Option<String>,
     pub proprietary_bank_transaction_code: Option<String>,
+}
+
+/// A party's address (only its country is read).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartyAddress {
+    pub country: Option<String>,
+}
+
+/// The country of a party: its address's, else its account's IBAN's.
+fn party_country(
+    address: Option<&PartyAddress>,
+    account: Option<&AccountReference>,
+) -> Option<String> {
+    use crate::adapters::common::{country, iban_country};
+    address
+        .and_then(|address| country(address.country.as_deref()))
+        .or_else(|| iban_country(account.and_then(|account| account.iban.as_deref())))
 }
 
 /// The canonical transactions of a report, booked first.
@@ -697,6 +719,17 @@ fn transaction(
         })
         .or(structured)
         .or_else(|| non_empty(details.additional_information));
+    let counterparty_country = if amount.is_sign_negative() {
+        party_country(
+            details.creditor_address.as_ref(),
+            details.creditor_account.as_ref(),
+        )
+    } else {
+        party_country(
+            details.debtor_address.as_ref(),
+            details.debtor_account.as_ref(),
+        )
+    };
     let creditor =
         non_empty(details.creditor_name).or_else(|| non_empty(details.ultimate_creditor));
     let debtor = non_empty(details.debtor_name).or_else(|| non_empty(details.ultimate_debtor));
@@ -732,6 +765,7 @@ fn transaction(
         currency,
         description,
         counterparty_name,
+        counterparty_country,
         merchant_category_code,
         bank_code: non_empty(details.bank_transaction_code)
             .or_else(|| non_empty(details.proprietary_bank_transaction_code)),

@@ -502,6 +502,7 @@ fn transaction(
         currency,
         description,
         counterparty_name: non_empty(entity.payee),
+        counterparty_country: None,
         merchant_category_code,
         bank_code: non_empty(entity.category),
     }))

@@ -540,6 +540,7 @@ pub fn transactions(
             currency,
             description,
             counterparty_name: fields.text("counterparty_name")?,
+            counterparty_country: None,
             merchant_category_code: fields.text("merchant_category_code")?,
             bank_code: fields.text("bank_code")?,
         });

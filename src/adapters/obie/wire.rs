@@ -604,6 +604,8 @@ pub struct ObTransaction {
     pub debtor_account: Option<Named>,
     pub ultimate_creditor: Option<Named>,
     pub ultimate_debtor: Option<Named>,
+    pub creditor_agent: Option<Named>,
+    pub debtor_agent: Option<Named>,
 }
 
 /// `BankTransactionCode`.
@@ -635,6 +637,37 @@ pub struct MerchantDetails {
 #[serde(rename_all = "PascalCase")]
 pub struct Named {
     pub name: Option<String>,
+    pub scheme_name: Option<String>,
+    pub identification: Option<String>,
+    pub postal_address: Option<PostalAddress>,
+}
+
+/// `PostalAddress` (only its country is read).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PostalAddress {
+    pub country: Option<String>,
+}
+
+/// The country of a counterparty: the ultimate party's address, else the account's IBAN,
+/// else its bank's (agent's) address.
+fn party_country(
+    ultimate: Option<&Named>,
+    account: Option<&Named>,
+    agent: Option<&Named>,
+) -> Option<String> {
+    use crate::adapters::common::{country, iban_country};
+    let address =
+        |named: Option<&Named>| country(named?.postal_address.as_ref()?.country.as_deref());
+    address(ultimate)
+        .or_else(|| {
+            let account = account?;
+            let scheme = account.scheme_name.as_deref()?;
+            (scheme_suffix(scheme, SCHEME_PREFIXES) == "IBAN")
+                .then(|| iban_country(account.identification.as_deref()))
+                .flatten()
+        })
+        .or_else(|| address(agent))
 }
 
 fn name_of(named: Option<Named>) -> Option<String> {
@@ -721,6 +754,19 @@ fn transaction(
         .transpose()
         .map_err(|message| decode(format!("{context}.MerchantDetails"), message))?
         .filter(|code| !code.is_empty());
+    let counterparty_country = if debit {
+        party_country(
+            entry.ultimate_creditor.as_ref(),
+            entry.creditor_account.as_ref(),
+            entry.creditor_agent.as_ref(),
+        )
+    } else {
+        party_country(
+            entry.ultimate_debtor.as_ref(),
+            entry.debtor_account.as_ref(),
+            entry.debtor_agent.as_ref(),
+        )
+    };
     let creditor = name_of(entry.creditor_account).or_else(|| name_of(entry.ultimate_creditor));
     let debtor = name_of(entry.debtor_account).or_else(|| name_of(entry.ultimate_debtor));
     let counterparty_name = if debit {
@@ -764,6 +810,7 @@ fn transaction(
         currency,
         description,
         counterparty_name,
+        counterparty_country,
         merchant_category_code,
         bank_code,
     }))

@@ -403,6 +403,7 @@ fn transaction(
         currency,
         description,
         counterparty_name,
+        counterparty_country: None,
         merchant_category_code: None,
         bank_code,
     }))

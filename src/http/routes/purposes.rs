@@ -49,6 +49,12 @@ pub fn policy_view(policy: &Policy) -> Value {
         "onward_sharing": policy.onward_sharing,
         "hash": policy.hash,
     });
+    // The fraud rules, as written (a compliance officer and a platform read the same).
+    if !policy.signals.is_empty()
+        && let Some(map) = view.as_object_mut()
+    {
+        map.insert("signals".to_owned(), json!(policy.signals));
+    }
     // A payment purpose's limits; amounts as strings, exact.
     if let (Some(limits), Some(map)) = (&policy.payment, view.as_object_mut()) {
         map.insert(

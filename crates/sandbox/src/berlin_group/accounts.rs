@@ -355,6 +355,14 @@ fn transaction_json(transaction: &Transaction, today: NaiveDate) -> Value {
         "debtorName"
     };
     object.insert(party.into(), transaction.counterparty.clone().into());
+    if let Some(country) = &transaction.country {
+        let address = if party == "creditorName" {
+            "creditorAddress"
+        } else {
+            "debtorAddress"
+        };
+        object.insert(address.into(), json!({ "country": country }));
+    }
     object.insert(
         "remittanceInformationUnstructured".into(),
         transaction.description.clone().into(),
