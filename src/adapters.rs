@@ -21,6 +21,7 @@ pub mod registry;
 pub mod stet;
 #[cfg(test)]
 mod testing;
+pub mod verification;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -58,11 +58,14 @@ pub enum Action {
     PaymentSubmitted,
     /// A payment's status changed: the bank's answer, a look-up of the status job.
     PaymentStatusChanged,
+    /// A platform asked whether a name is the name on an account (`allow` with the answer,
+    /// or `deny`: throttled).
+    PayeeVerified,
 }
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::ConsentCreated,
         Action::ConsentAuthorised,
         Action::ConsentRejected,
@@ -78,6 +81,7 @@ impl Action {
         Action::AuditArchived,
         Action::PaymentSubmitted,
         Action::PaymentStatusChanged,
+        Action::PayeeVerified,
     ];
 
     /// The wire and database name.
@@ -98,6 +102,7 @@ impl Action {
             Action::AuditArchived => "audit_archived",
             Action::PaymentSubmitted => "payment_submitted",
             Action::PaymentStatusChanged => "payment_status_changed",
+            Action::PayeeVerified => "payee_verified",
         }
     }
 

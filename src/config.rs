@@ -84,6 +84,9 @@ pub struct RawConfig {
     pub otlp_endpoint: Option<String>,
     pub request_timeout_ms: Option<u64>,
     pub max_body_bytes: Option<usize>,
+    /// Payee verifications a platform may ask per minute, every instance counted together
+    /// (`POST /v1/payee-verifications`; beyond it, 429).
+    pub payee_verifications_per_minute: Option<u32>,
     pub max_in_flight: Option<usize>,
     /// How long a connection may take to send a request head (and idle between requests)
     /// before it is closed.
@@ -149,6 +152,8 @@ pub struct Config {
     pub otlp_endpoint: Option<url::Url>,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Payee verifications a platform may ask per minute.
+    pub payee_verifications_per_minute: u32,
     pub max_in_flight: usize,
     /// How connections are served (header-read timeout, per-IP cap).
     pub server: ServerSettings,
@@ -336,6 +341,9 @@ impl RawConfig {
             otlp_endpoint,
             request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(30_000)),
             max_body_bytes: self.max_body_bytes.unwrap_or(64 * 1024),
+            payee_verifications_per_minute: self
+                .payee_verifications_per_minute
+                .unwrap_or(crate::payments::verification::DEFAULT_PER_MINUTE),
             max_in_flight: self.max_in_flight.unwrap_or(1024),
             server: ServerSettings {
                 header_read_timeout: Duration::from_millis(header_read_timeout_ms),

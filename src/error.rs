@@ -60,6 +60,9 @@ pub enum Error {
     /// A payment submission refused, each kind its own type.
     #[error("payment refused: {0}")]
     Payment(PaymentRefusal),
+    /// The platform asked more payee verifications this minute than it may (audited).
+    #[error("payee verifications throttled")]
+    PayeeVerificationThrottled { retry_after_secs: u64 },
     #[error("bank error")]
     Bank(#[from] AdapterError),
     /// The audit log cannot take the record: fail closed.
@@ -208,6 +211,10 @@ pub mod problem_types {
         "payment-instant-not-allowed",
         StatusCode::UNPROCESSABLE_ENTITY,
     );
+    pub const PAYEE_VERIFICATION_THROTTLED: ProblemType = caller(
+        "payee-verification-throttled",
+        StatusCode::TOO_MANY_REQUESTS,
+    );
     // Banks.
     pub const BANK_TIMEOUT: ProblemType = bank("bank-timeout", StatusCode::GATEWAY_TIMEOUT);
     pub const UNKNOWN_ACCOUNT: ProblemType = bank("unknown-account", StatusCode::NOT_FOUND);
@@ -275,6 +282,7 @@ pub mod problem_types {
         PAYMENT_LIMIT_PER_PAYMENT,
         PAYMENT_LIMIT_PER_DAY,
         PAYMENT_INSTANT_NOT_ALLOWED,
+        PAYEE_VERIFICATION_THROTTLED,
         BANK_TIMEOUT,
         UNKNOWN_ACCOUNT,
         BANK_UNAVAILABLE,
@@ -316,6 +324,12 @@ impl Error {
             Error::OAuth(error) => (p::OAUTH, error.description.clone()),
             Error::IdempotencyKey(detail) => (p::IDEMPOTENCY_KEY_REQUIRED, detail.clone()),
             Error::Payment(refusal) => (payment_type(refusal), refusal.to_string()),
+            Error::PayeeVerificationThrottled { .. } => (
+                p::PAYEE_VERIFICATION_THROTTLED,
+                "this platform asked as many payee verifications this minute as it may; retry \
+                 after Retry-After"
+                    .into(),
+            ),
             Error::Bank(error) => (
                 match error.root() {
                     AdapterError::Timeout => p::BANK_TIMEOUT,

@@ -257,6 +257,18 @@ pub fn mask_iban(iban: &str) -> String {
     format!("{head}{}{tail}", "*".repeat(n - 8))
 }
 
+/// An IBAN as a person is shown it: country and check digits, then the last four
+/// (`DE89 •••• 3000`); never more.
+pub fn show_iban(iban: &str) -> String {
+    let compact: Vec<char> = iban.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.len() <= 8 {
+        return "••••".to_owned();
+    }
+    let head: String = compact[..4].iter().collect();
+    let tail: String = compact[compact.len() - 4..].iter().collect();
+    format!("{head} •••• {tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

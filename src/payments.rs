@@ -25,6 +25,7 @@ pub mod status;
 pub mod submit;
 #[cfg(test)]
 mod tests;
+pub mod verification;
 
 use std::str::FromStr;
 

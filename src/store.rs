@@ -27,6 +27,7 @@ pub trait Store:
     + crate::adapters::AccountRefs
     + crate::lifecycle::Webhooks
     + crate::payments::Payments
+    + crate::payments::verification::VerificationCounts
     + crate::notify::Subscriptions
     + crate::lifecycle::retention::Retention
     + Operational
@@ -45,6 +46,7 @@ impl<T> Store for T where
         + crate::adapters::AccountRefs
         + crate::lifecycle::Webhooks
         + crate::payments::Payments
+        + crate::payments::verification::VerificationCounts
         + crate::notify::Subscriptions
         + crate::lifecycle::retention::Retention
         + Operational

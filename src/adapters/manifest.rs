@@ -52,6 +52,10 @@ pub struct Manifest {
     /// callback URL there and accepts the bank's signed events (`adapters::events`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<EventsSpec>,
+    /// The bank's verification-of-payee endpoint (the EPC scheme's request and response),
+    /// and the accounts it answers for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_of_payee: Option<VerificationOfPayee>,
 }
 
 /// How a bank's pushed events are verified.
@@ -63,6 +67,42 @@ pub struct EventsSpec {
     /// The `iss` of its events; `oauth.issuer` when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+}
+
+/// `[verification_of_payee]`: where the bank answers the EPC verification-of-payee request,
+/// for which IBANs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationOfPayee {
+    /// The endpoint's URL (`https://api.bank.example/vop/v1/payee-verifications`).
+    pub endpoint: String,
+    /// The IBANs the bank holds, by prefix (country, check digits and the start of the
+    /// national bank code: `DE92999900`, or a whole country, `NL`). The longest prefix any
+    /// bank declares wins.
+    pub iban_prefixes: Vec<String>,
+}
+
+impl VerificationOfPayee {
+    fn validate(&self) -> Result<(), String> {
+        if self.iban_prefixes.is_empty() {
+            return Err("verification_of_payee.iban_prefixes must name at least one".into());
+        }
+        for prefix in &self.iban_prefixes {
+            let bytes = prefix.as_bytes();
+            let ok = (2..=34).contains(&bytes.len())
+                && bytes[..2].iter().all(u8::is_ascii_uppercase)
+                && bytes[2..]
+                    .iter()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+            if !ok {
+                return Err(format!(
+                    "verification_of_payee.iban_prefixes: {prefix:?} is not the start of an \
+                     IBAN (a country code, then digits and capital letters)"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The bank's authorization server, and where bankgate's credentials for it are.
@@ -373,6 +413,10 @@ impl Manifest {
             ),
             ("oauth.token_endpoint", Some(&self.oauth.token_endpoint)),
             (
+                "verification_of_payee.endpoint",
+                self.verification_of_payee.as_ref().map(|vop| &vop.endpoint),
+            ),
+            (
                 "oauth.revocation_endpoint",
                 self.oauth.revocation_endpoint.as_ref(),
             ),
@@ -442,6 +486,9 @@ impl Manifest {
         self.validate_fapi()
             .map_err(|message| invalid(message.into()))?;
         self.limits.validate().map_err(invalid)?;
+        if let Some(vop) = &self.verification_of_payee {
+            vop.validate().map_err(invalid)?;
+        }
         match (&self.mapping, self.profile == super::mapping::NAME) {
             (None, true) => {
                 return Err(invalid(
@@ -603,6 +650,9 @@ impl Manifest {
                 swap(issuer);
             }
         }
+        if let Some(vop) = &mut self.verification_of_payee {
+            swap(&mut vop.endpoint);
+        }
     }
 }
 
@@ -648,6 +698,47 @@ mod tests {
             "#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn verification_of_payee_is_checked_and_rebased() {
+        let mut manifest = manifest();
+        manifest.verification_of_payee = Some(VerificationOfPayee {
+            endpoint: "http://127.0.0.1:8091/vop/v1/payee-verifications".into(),
+            iban_prefixes: vec!["DE".into(), "NL18BKGT".into()],
+        });
+        manifest.validate().unwrap();
+        manifest.rebase("http://127.0.0.1:40000");
+        assert_eq!(
+            manifest.verification_of_payee.as_ref().unwrap().endpoint,
+            "http://127.0.0.1:40000/vop/v1/payee-verifications"
+        );
+        for (endpoint, prefixes, expected) in [
+            ("ftp://bank.example/vop", vec!["DE"], "scheme"),
+            ("https://bank.example/vop", vec![], "at least one"),
+            (
+                "https://bank.example/vop",
+                vec!["de"],
+                "not the start of an IBAN",
+            ),
+            (
+                "https://bank.example/vop",
+                vec!["D"],
+                "not the start of an IBAN",
+            ),
+            (
+                "https://bank.example/vop",
+                vec!["DE-1"],
+                "not the start of an IBAN",
+            ),
+        ] {
+            manifest.verification_of_payee = Some(VerificationOfPayee {
+                endpoint: endpoint.into(),
+                iban_prefixes: prefixes.into_iter().map(str::to_owned).collect(),
+            });
+            let error = manifest.validate().unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+        }
     }
 
     #[test]

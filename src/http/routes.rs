@@ -9,6 +9,7 @@ pub mod data;
 pub mod input;
 pub mod meta;
 pub mod oauth;
+pub mod payee_verifications;
 pub mod payments;
 pub mod purposes;
 pub mod subscriptions;

@@ -59,6 +59,11 @@ pub fn service(app: Arc<App>) -> GatewayService {
         .layer(AuthnLayer::for_app(&app))
         .service(routes::payments::router(app.clone()));
 
+    // Verification of payee: authenticated; the route checks the platform's management token.
+    let payee_verifications = ServiceBuilder::new()
+        .layer(AuthnLayer::for_app(&app))
+        .service(routes::payee_verifications::router(app.clone()));
+
     // Notification subscriptions: authenticated; the routes check tenant and token kind.
     let subscriptions = ServiceBuilder::new()
         .layer(AuthnLayer::for_app(&app))
@@ -82,6 +87,7 @@ pub fn service(app: Arc<App>) -> GatewayService {
             consents.clone(),
         )
         .route_service("/v1/webhooks/{*rest}", consents)
+        .route_service("/v1/payee-verifications", payee_verifications)
         .route_service("/v1/payments", payments.clone())
         .route_service("/v1/payments/{*rest}", payments)
         .route_service("/v1/subscriptions", subscriptions.clone())

@@ -48,6 +48,7 @@ pub const ALL: &[RouteSpec] = &[
     route("/v1/consents", &["GET"]),
     route("/v1/consents/{id}", &["GET", "DELETE"]),
     route("/v1/webhooks/deliveries", &["GET"]),
+    route("/v1/payee-verifications", &["POST"]),
     route("/v1/payments", &["POST"]),
     route("/v1/payments/{id}", &["GET"]),
     route("/v1/subscriptions", &["GET", "POST"]),

@@ -23,6 +23,7 @@ mod notify;
 mod payments;
 mod retention;
 mod tokens;
+mod verification;
 mod webhooks;
 
 use crate::adapters::{AccountRef, BankAuthorization, BankVersion, StoredGrant};
@@ -60,6 +61,8 @@ pub struct MemoryStore {
     webhooks: Mutex<Vec<WebhookDelivery>>,
     payments: Mutex<payments::PaymentRows>,
     notify: Mutex<notify::NotifyRows>,
+    /// Payee verifications counted per platform and minute.
+    verification_counts: Mutex<HashMap<(String, DateTime<Utc>), u32>>,
 }
 
 /// An issued access token and when it was revoked, if it was.

@@ -17,6 +17,7 @@ pub mod notify;
 pub mod payments;
 pub mod retention;
 pub mod tokens;
+pub mod verification;
 pub mod webhooks;
 
 use std::str::FromStr;

@@ -39,6 +39,7 @@ mod oauth_refusals;
 mod openapi;
 mod operator;
 mod par_binding;
+mod payee_verification;
 mod payments;
 mod policy;
 mod problems;

@@ -52,6 +52,8 @@ pub struct Options {
     pub fapi_only: bool,
     /// Serve `/metrics` on a listener of its own (`metrics_listen`).
     pub metrics: bool,
+    /// `payee_verifications_per_minute` instead of the default.
+    pub payee_verifications_per_minute: Option<u32>,
 }
 
 /// The grant key of PostgreSQL test gateways (every instance of one test shares it).
@@ -111,6 +113,9 @@ impl TestGateway {
         config.admin_token = options.admin_token;
         if options.metrics {
             config.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
+        if let Some(limit) = options.payee_verifications_per_minute {
+            config.payee_verifications_per_minute = limit;
         }
         let mut database_proxy = None;
         // The development setting, stated: most tests drive the flow with a secret and bearer

@@ -314,7 +314,7 @@ def audience(path: str):
         return "dpop", credentials.payment
     if path.startswith("/v1/accounts"):
         return "dpop", credentials.data
-    if path.startswith(("/v1/consents", "/v1/webhooks")):
+    if path.startswith(("/v1/consents", "/v1/webhooks", "/v1/payee-verifications")):
         return "dpop", credentials.management
     if path.startswith("/v1/audit"):
         return "bearer", credentials.compliance

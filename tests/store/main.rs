@@ -117,6 +117,7 @@ conformance!(
     payments_keys_are_kept_then_purged,
     payments_recorded_first_then_claimed_by_one_key,
     retention_deletes_what_has_served_and_keeps_the_rest,
+    payee_verifications_are_counted_to_the_limit,
 );
 
 fn memory_store() -> Arc<dyn Store> {

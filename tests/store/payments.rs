@@ -708,3 +708,38 @@ pub async fn payments_recorded_first_then_claimed_by_one_key(store: Arc<dyn Stor
     }
     assert_eq!(store.payment_of_consent("c-none").await.unwrap(), None);
 }
+
+/// Payee verifications are counted per platform and minute, never past the limit, even
+/// when asked at once; a new minute starts again and another platform has its own count.
+pub async fn payee_verifications_are_counted_to_the_limit(store: Arc<dyn Store>) {
+    use bankgate::payments::verification::Throttle;
+    let window = Throttle::window(t0());
+    for round in 0..ROUNDS {
+        let window = window + Duration::minutes(i64::try_from(round).unwrap());
+        let counted = super::race(12, |_| {
+            let store = store.clone();
+            async move {
+                store
+                    .count_verification("platform-a", window, 5)
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+        assert_eq!(counted.iter().filter(|counted| **counted).count(), 5);
+        assert!(
+            store
+                .count_verification("platform-b", window, 5)
+                .await
+                .unwrap(),
+            "another platform counts apart"
+        );
+    }
+    assert!(
+        !store
+            .count_verification("platform-c", window, 0)
+            .await
+            .unwrap(),
+        "a limit of zero counts nothing"
+    );
+}

@@ -376,6 +376,11 @@ impl Ledger {
         lock(&self.books).closed.insert(compact_iban(iban));
     }
 
+    /// Whether the account with this IBAN was closed by [`Ledger::close`].
+    pub fn is_closed(&self, iban: &str) -> bool {
+        lock(&self.books).closed.contains(&compact_iban(iban))
+    }
+
     /// Reopens an account closed by [`Ledger::close`].
     pub fn reopen(&self, iban: &str) {
         lock(&self.books).closed.remove(&compact_iban(iban));

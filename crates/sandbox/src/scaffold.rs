@@ -27,6 +27,7 @@ use crate::payments::{Counters, Payments};
 use crate::plumbing::parameters;
 
 mod admin;
+mod vop;
 
 /// A consent as one standard keeps it: whose it is, where it is in its life, and what the
 /// approval page and the token answer say about it.
@@ -302,6 +303,7 @@ pub fn app<S: Standard>(bank: Arc<Bank<S>>) -> Router {
     S::routes()
         .merge(oauth::routes::<Bank<S>>())
         .merge(admin::routes::<S>())
+        .merge(vop::routes::<S>())
         .fallback(not_found::<S>)
         .layer(middleware::from_fn_with_state(
             bank.clone(),
