@@ -238,8 +238,8 @@ async fn a_consent_ended_at_the_bank_is_revoked_with_the_reason(kind: StoreKind)
 
 /// Three instances on one database meet the same consent revoked in the bank's app at once
 /// (Berlin Group: `CONSENT_INVALID`, confirmed by the consent's status `revokedByPsu`): every
-/// answer says so (or, after the revocation, that the token is revoked), the revocation is
-/// audited once and the platform gets one signed `consent.revoked` with the reason.
+/// answer says so (or, after the revocation, that the consent or its token is revoked), the
+/// revocation is audited once and the platform gets one signed `consent.revoked` with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_in_the_banks_app_reaches_the_platform_once_across_three_instances() {
     let first = TestGateway::start(StoreKind::Postgres).await;
@@ -275,6 +275,10 @@ async fn a_revocation_in_the_banks_app_reaches_the_platform_once_across_three_in
         if kind.ends_with("/consent-revoked-by-bank") {
             assert_eq!(status, 403, "{body}");
             told += 1;
+        } else if kind.ends_with("/consent-revoked") {
+            // A request that reads the consent after another instance revoked it, and before
+            // that instance revoked its tokens, meets the revoked consent.
+            assert_problem(status, &body, 403, "consent-revoked");
         } else {
             assert_problem(status, &body, 401, "token-revoked");
         }
