@@ -86,6 +86,28 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// A person's rights (needs DATABASE_URL and BANKGATE_GRANT_KEY).
+    Subject {
+        #[command(subcommand)]
+        command: SubjectCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SubjectCommand {
+    /// Subject access: everything bankgate holds and did about one platform's user, as JSON
+    /// (or a printable HTML page with --html); the report is audited before it is printed.
+    Report {
+        /// The platform's client id.
+        #[arg(long)]
+        platform: String,
+        /// The platform's reference for the person.
+        #[arg(long)]
+        user_ref: String,
+        /// Print the printable HTML page instead of JSON.
+        #[arg(long)]
+        html: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -507,6 +529,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit(cli.config.as_ref(), command).await,
+        Command::Subject { command } => subject(cli.config.as_ref(), command).await,
         Command::Keys { command } => {
             match command {
                 KeysCommand::Signing => {
@@ -710,6 +733,62 @@ async fn audit(config_file: Option<&PathBuf>, command: AuditCommand) -> anyhow::
             Ok(())
         }
     }
+}
+
+/// `bankgate subject report`: the report about one platform's user from the PostgreSQL store,
+/// audited (actor `operator:cli`) before it is printed.
+async fn subject(config_file: Option<&PathBuf>, command: SubjectCommand) -> anyhow::Result<()> {
+    use crate::subject::{Sources, Subject, audit_report, report};
+
+    let config = match config_file {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    }
+    .with_env(env_var)?
+    .validate()?;
+    let (StoreConfig::Postgres { url, .. }, Some((key_id, key))) =
+        (&config.store, &config.grant_key)
+    else {
+        bail!("set DATABASE_URL and BANKGATE_GRANT_KEY: the report reads the gateway's store");
+    };
+    let store: std::sync::Arc<dyn crate::store::Store> =
+        std::sync::Arc::new(crate::store::pg::connect(url, 2).await?);
+    let signing_key = match &config.signing_key_file {
+        Some(path) => Some(std::sync::Arc::new(crate::jose::keys::SigningKey::load(
+            path,
+        )?)),
+        None => None,
+    };
+    let auditor = crate::audit::Auditor::start(
+        store.clone(),
+        config.audit.clone(),
+        signing_key,
+        crate::audit::Pseudonymiser::new(std::sync::Arc::new(crate::crypto::Sealer::from_base64(
+            key_id, key,
+        )?)),
+    );
+    let policies = crate::policy::PolicySet::load_dir(&config.policies_dir)?;
+    let SubjectCommand::Report {
+        platform,
+        user_ref,
+        html,
+    } = command;
+    let sources = Sources {
+        consents: store.as_ref(),
+        clients: store.as_ref(),
+        webhooks: store.as_ref(),
+        auditor: &auditor,
+        policies: &policies,
+    };
+    let subject = Subject { platform, user_ref };
+    let report = report(&sources, &subject, chrono::Utc::now()).await?;
+    audit_report(&auditor, "operator:cli", &report, None).await?;
+    if html {
+        print!("{}", report.html());
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
 }
 
 /// Public keys from a JWKS file or URL.

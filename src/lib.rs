@@ -28,6 +28,7 @@ pub mod broker;
 pub mod lifecycle;
 pub mod notify;
 pub mod oauth;
+pub mod subject;
 
 // Serving: the shared state, the HTTP stack, its telemetry, and the start-up of one gateway.
 pub mod app;

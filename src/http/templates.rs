@@ -59,6 +59,7 @@ pub const ALL: &[RouteSpec] = &[
     route("/v1/audit/summary", &["GET"]),
     route("/v1/audit/export", &["GET"]),
     route("/v1/audit/verify", &["GET"]),
+    route("/v1/audit/subject", &["GET"]),
     route("/admin/clients", &["POST"]),
     route("/admin/clients/{id}/secret", &["POST"]),
     route("/admin/consents/{id}", &["DELETE"]),

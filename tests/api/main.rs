@@ -48,6 +48,7 @@ mod reconsent;
 mod registration;
 mod security;
 mod serve;
+mod subject;
 mod support;
 mod token_endpoint;
 mod traces;

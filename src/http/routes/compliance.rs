@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, RawQuery};
+use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -26,6 +28,7 @@ use crate::error::Error;
 use crate::http::authn::Principal;
 use crate::http::routes::input;
 use crate::oauth::Role;
+use crate::subject;
 
 /// The compliance routes.
 pub fn router(app: Arc<App>) -> Router {
@@ -36,6 +39,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/audit/summary", get(summary))
         .route("/v1/audit/export", get(export::export))
         .route("/v1/audit/verify", get(verify))
+        .route("/v1/audit/subject", get(subject_report))
         .with_state(app)
 }
 
@@ -106,6 +110,62 @@ impl Inquiry {
             .map_err(Error::AuditUnavailable)
     }
 }
+
+/// `GET /v1/audit/subject`: what the subject report asks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubjectQuery {
+    platform: String,
+    user_ref: String,
+    /// `json` (default) or `html`.
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `GET /v1/audit/subject?platform=…&user_ref=…[&format=html]`: the subject access report
+/// about one platform's user (`subject::report`), audited before it leaves.
+async fn subject_report(inquiry: Inquiry, RawQuery(query): RawQuery) -> Result<Response, Error> {
+    let asked: SubjectQuery = parse_query(query.as_deref())?;
+    let html = match asked.format.as_deref() {
+        None | Some("json") => false,
+        Some("html") => true,
+        Some(_) => return Err(Error::InvalidRequest("format is json or html".into())),
+    };
+    let app = &inquiry.app;
+    let policies = app.policies.current();
+    let sources = subject::Sources {
+        consents: app.store.as_ref(),
+        clients: app.store.as_ref(),
+        webhooks: app.store.as_ref(),
+        auditor: &app.auditor,
+        policies: &policies,
+    };
+    let subject = subject::Subject {
+        platform: asked.platform,
+        user_ref: asked.user_ref,
+    };
+    let report = subject::report(&sources, &subject, Utc::now()).await?;
+    subject::audit_report(
+        &app.auditor,
+        &inquiry.actor,
+        &report,
+        inquiry.request_id.clone(),
+    )
+    .await
+    .map_err(Error::AuditUnavailable)?;
+    if html {
+        let headers = [
+            (CONTENT_TYPE, "text/html; charset=utf-8"),
+            (CONTENT_SECURITY_POLICY, SUBJECT_REPORT_CSP),
+        ];
+        return Ok((headers, report.html()).into_response());
+    }
+    Ok(Json(report).into_response())
+}
+
+/// The printable report's policy: nothing but the page itself.
+const SUBJECT_REPORT_CSP: &str =
+    "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// A page of events.
 #[derive(Serialize)]
