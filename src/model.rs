@@ -245,28 +245,50 @@ pub fn quoted(value: &str) -> String {
     format!("{head:?}{cut}")
 }
 
-/// Masks an IBAN for display: country and check digits, then the last four characters.
-pub fn mask_iban(iban: &str) -> String {
+/// An IBAN's country and check digits, its last four characters and how many characters lie
+/// between them (whitespace left out); `None` for one of eight characters or fewer, of which
+/// nothing may be shown.
+fn iban_ends(iban: &str) -> Option<(String, String, usize)> {
     let compact: Vec<char> = iban.chars().filter(|c| !c.is_whitespace()).collect();
     let n = compact.len();
-    if n <= 8 {
-        return "*".repeat(n);
+    (n > 8).then(|| {
+        let head = compact[..4].iter().collect();
+        let tail = compact[n - 4..].iter().collect();
+        (head, tail, n - 8)
+    })
+}
+
+/// Masks an IBAN for display: country and check digits, then the last four characters.
+pub fn mask_iban(iban: &str) -> String {
+    match iban_ends(iban) {
+        Some((head, tail, hidden)) => format!("{head}{}{tail}", "*".repeat(hidden)),
+        None => "*".repeat(iban.chars().filter(|c| !c.is_whitespace()).count()),
     }
-    let head: String = compact[..4].iter().collect();
-    let tail: String = compact[n - 4..].iter().collect();
-    format!("{head}{}{tail}", "*".repeat(n - 8))
 }
 
 /// An IBAN as a person is shown it: country and check digits, then the last four
 /// (`DE89 •••• 3000`); never more.
 pub fn show_iban(iban: &str) -> String {
-    let compact: Vec<char> = iban.chars().filter(|c| !c.is_whitespace()).collect();
-    if compact.len() <= 8 {
-        return "••••".to_owned();
+    match iban_ends(iban) {
+        Some((head, tail, _)) => format!("{head} •••• {tail}"),
+        None => "••••".to_owned(),
     }
-    let head: String = compact[..4].iter().collect();
-    let tail: String = compact[compact.len() - 4..].iter().collect();
-    format!("{head} •••• {tail}")
+}
+
+/// Escapes text for an HTML page bankgate renders (the consent screen, the subject report).
+pub fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::audit::{Action, Auditor, Decision, Event, Filter, Record};
 use crate::consent::Consents;
 use crate::lifecycle::Webhooks;
+use crate::model::escape_html as escape;
 use crate::oauth::Clients;
 use crate::policy::PolicySet;
 use crate::store_error::StoreError;
@@ -256,22 +257,6 @@ pub async fn audit_report(
     );
     event.request_id = request_id;
     auditor.record(event).await
-}
-
-/// HTML-escapes text for the page.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
 }
 
 fn day(time: &DateTime<Utc>) -> String {

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::NaiveDate;
 
-use crate::model::Scope;
+use crate::model::{Scope, escape_html as escape};
 
 /// A language of the screens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,22 +410,6 @@ pub(super) fn error_page(lang: Lang, status: StatusCode, message: &str) -> Respo
         message = escape(message),
     );
     (status, Html(body)).into_response()
-}
-
-/// Escapes text for HTML.
-pub(super) fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
 }
 
 #[cfg(test)]
