@@ -260,6 +260,43 @@ enum KeysCommand {
         #[arg(long, default_value = "ES256")]
         alg: String,
     },
+    /// A test eIDAS PKI for the sandbox banks (NOT qualified): a test CA, a QWAC (mutual TLS)
+    /// and a QSealC (request signatures) for bankgate with the ETSI PSD2 QC statement, and a
+    /// TLS server certificate for the sandbox banks, as PEM files in `--out`.
+    Pki(PkiArgs),
+}
+
+/// `bankgate keys pki`.
+#[derive(Debug, clap::Args)]
+struct PkiArgs {
+    /// The directory to write to (created if missing): ca.pem, ca.key.pem, qwac.pem,
+    /// qwac.key.pem, qseal.pem, qseal.key.pem, bank.pem, bank.key.pem. Certificate files hold
+    /// the chain (the certificate, then the CA).
+    #[arg(long)]
+    out: PathBuf,
+    /// Issue from the test CA in this directory (its ca.pem and ca.key.pem) instead of a new
+    /// one: new certificates the banks already trust, e.g. to rotate them.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The PSP roles of the QWAC and the QSealC (ETSI TS 119 495): PSP_AI, PSP_PI, PSP_IC,
+    /// PSP_AS.
+    #[arg(long, value_delimiter = ',', default_value = "PSP_AI,PSP_PI")]
+    roles: Vec<String>,
+    /// The PSP's legal name (subject O and CN).
+    #[arg(long, default_value = "bankgate")]
+    organization: String,
+    /// The PSP's authorisation number (organizationIdentifier), PSD<country>-<NCA>-<number>.
+    #[arg(long, default_value = "PSDDE-BAFIN-999999")]
+    organization_id: String,
+    /// The national competent authority's name (nCAName).
+    #[arg(long, default_value = "Federal Financial Supervisory Authority")]
+    nca_name: String,
+    /// The authority's identifier (nCAId).
+    #[arg(long, default_value = "DE-BAFIN")]
+    nca_id: String,
+    /// Days the QWAC, QSealC and bank certificate are valid, from now.
+    #[arg(long, default_value_t = 365)]
+    days: i64,
 }
 
 /// Parses the command line and runs it.
@@ -544,6 +581,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                     };
                     print!("{}", crate::jose::ClientKey::generate_pkcs8_pem(alg)?)
                 }
+                KeysCommand::Pki(args) => write_test_pki(&args)?,
                 KeysCommand::Grant => {
                     use base64::Engine;
                     let mut key = [0u8; 32];
@@ -555,6 +593,77 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `bankgate keys pki`: writes a test eIDAS PKI and says what it wrote.
+fn write_test_pki(args: &PkiArgs) -> anyhow::Result<()> {
+    use bankgate_sandbox::pki::{Kind, PspCertificate, Role, TestPki};
+    if !(1..=3650).contains(&args.days) {
+        bail!("--days must be 1..=3650");
+    }
+    let roles = args
+        .roles
+        .iter()
+        .map(|name| Role::parse(name.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pki = match &args.ca {
+        Some(dir) => {
+            let read = |name: &str| {
+                let path = dir.join(name);
+                std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))
+            };
+            TestPki::load(&read("ca.pem")?, &read("ca.key.pem")?)?
+        }
+        None => TestPki::generate()?,
+    };
+    let psp = |kind| {
+        let mut request = PspCertificate::new(kind, &args.organization, &roles, args.days);
+        request.organization_id.clone_from(&args.organization_id);
+        request.statement.nca_name.clone_from(&args.nca_name);
+        request.statement.nca_id.clone_from(&args.nca_id);
+        pki.issue_psp(&request)
+    };
+    let qwac = psp(Kind::Qwac)?;
+    let qseal = psp(Kind::Qsealc)?;
+    let bank = pki.issue_server(&["localhost", "127.0.0.1"], args.days)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
+    let files = [
+        ("ca.pem", pki.ca_pem.as_str(), false),
+        ("ca.key.pem", pki.ca_key_pem.as_str(), true),
+        ("qwac.pem", qwac.chain_pem.as_str(), false),
+        ("qwac.key.pem", qwac.key_pem.as_str(), true),
+        ("qseal.pem", qseal.chain_pem.as_str(), false),
+        ("qseal.key.pem", qseal.key_pem.as_str(), true),
+        ("bank.pem", bank.chain_pem.as_str(), false),
+        ("bank.key.pem", bank.key_pem.as_str(), true),
+    ];
+    for (name, text, private) in files {
+        let path = args.out.join(name);
+        write_file(&path, text, private).with_context(|| format!("{}", path.display()))?;
+    }
+    let roles: Vec<&str> = roles.iter().map(|role| role.name()).collect();
+    println!(
+        "test eIDAS PKI (NOT qualified) in {}: CA ca.pem; QWAC qwac.pem and QSealC qseal.pem \
+         for {} ({}, roles {}), valid until {}; bank server certificate bank.pem",
+        args.out.display(),
+        args.organization,
+        args.organization_id,
+        roles.join(","),
+        qwac.not_after.format("%Y-%m-%d"),
+    );
+    Ok(())
+}
+
+/// Writes `text` to `path`, readable by its owner only when `private`.
+fn write_file(path: &std::path::Path, text: &str, private: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    if private {
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 /// `bankgate adapters normalise`: the canonical JSON of a payload on stdout.

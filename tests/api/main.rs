@@ -29,6 +29,7 @@ mod client_authentication;
 mod client_keys;
 mod compliance;
 mod egress;
+mod eidas;
 mod export_completeness;
 mod fapi;
 mod faults;

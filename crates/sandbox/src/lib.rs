@@ -17,6 +17,7 @@ pub mod faults;
 pub mod ledger;
 mod oauth;
 pub mod payments;
+pub mod pki;
 mod plumbing;
 mod scaffold;
 
