@@ -61,11 +61,16 @@ pub enum Action {
     /// A platform asked whether a name is the name on an account (`allow` with the answer,
     /// or `deny`: throttled).
     PayeeVerified,
+    /// A platform registered or re-pointed a payee handle for a payee consent (`allow`), or
+    /// was refused one another consent holds (`deny`).
+    PayeeRegistered,
+    /// A platform deleted a payee handle of its consent.
+    PayeeRemoved,
 }
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 18] = [
         Action::ConsentCreated,
         Action::ConsentAuthorised,
         Action::ConsentRejected,
@@ -82,6 +87,8 @@ impl Action {
         Action::PaymentSubmitted,
         Action::PaymentStatusChanged,
         Action::PayeeVerified,
+        Action::PayeeRegistered,
+        Action::PayeeRemoved,
     ];
 
     /// The wire and database name.
@@ -103,6 +110,8 @@ impl Action {
             Action::PaymentSubmitted => "payment_submitted",
             Action::PaymentStatusChanged => "payment_status_changed",
             Action::PayeeVerified => "payee_verified",
+            Action::PayeeRegistered => "payee_registered",
+            Action::PayeeRemoved => "payee_removed",
         }
     }
 

@@ -63,6 +63,9 @@ pub enum Error {
     /// The platform asked more payee verifications this minute than it may (audited).
     #[error("payee verifications throttled")]
     PayeeVerificationThrottled { retry_after_secs: u64 },
+    /// Another consent (another user of the platform) holds the payee handle.
+    #[error("payee handle taken: {0}")]
+    PayeeHandleTaken(String),
     #[error("bank error")]
     Bank(#[from] AdapterError),
     /// The audit log cannot take the record: fail closed.
@@ -215,6 +218,7 @@ pub mod problem_types {
         "payee-verification-throttled",
         StatusCode::TOO_MANY_REQUESTS,
     );
+    pub const PAYEE_HANDLE_TAKEN: ProblemType = caller("payee-handle-taken", StatusCode::CONFLICT);
     // Banks.
     pub const BANK_TIMEOUT: ProblemType = bank("bank-timeout", StatusCode::GATEWAY_TIMEOUT);
     pub const UNKNOWN_ACCOUNT: ProblemType = bank("unknown-account", StatusCode::NOT_FOUND);
@@ -283,6 +287,7 @@ pub mod problem_types {
         PAYMENT_LIMIT_PER_DAY,
         PAYMENT_INSTANT_NOT_ALLOWED,
         PAYEE_VERIFICATION_THROTTLED,
+        PAYEE_HANDLE_TAKEN,
         BANK_TIMEOUT,
         UNKNOWN_ACCOUNT,
         BANK_UNAVAILABLE,
@@ -329,6 +334,13 @@ impl Error {
                 "this platform asked as many payee verifications this minute as it may; retry \
                  after Retry-After"
                     .into(),
+            ),
+            Error::PayeeHandleTaken(handle) => (
+                p::PAYEE_HANDLE_TAKEN,
+                format!(
+                    "the handle {handle} is held by another user of this platform; it is freed \
+                     when they delete it or their consent ends"
+                ),
             ),
             Error::Bank(error) => (
                 match error.root() {

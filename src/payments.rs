@@ -21,6 +21,7 @@
 pub mod idempotency;
 pub mod limits;
 pub mod payee_match;
+pub mod payees;
 pub mod status;
 pub mod submit;
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub trait Store:
     + crate::lifecycle::Webhooks
     + crate::payments::Payments
     + crate::payments::verification::VerificationCounts
+    + crate::payments::payees::Payees
     + crate::notify::Subscriptions
     + crate::lifecycle::retention::Retention
     + Operational
@@ -47,6 +48,7 @@ impl<T> Store for T where
         + crate::lifecycle::Webhooks
         + crate::payments::Payments
         + crate::payments::verification::VerificationCounts
+        + crate::payments::payees::Payees
         + crate::notify::Subscriptions
         + crate::lifecycle::retention::Retention
         + Operational

@@ -299,17 +299,46 @@ impl PlatformClient {
         body: &serde_json::Value,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<Answer> {
+        self.send_json(reqwest::Method::POST, token, path, body, headers)
+            .await
+    }
+
+    /// `PUT path` with an access token and a JSON body, as [`PlatformClient::post_json`].
+    pub async fn put_json(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<Answer> {
+        self.send_json(reqwest::Method::PUT, token, path, body, &[])
+            .await
+    }
+
+    /// `method path` with an access token, a JSON body and further headers.
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Answer> {
         let url = format!("{}{path}", self.gateway);
         let htu = format!("{}{path}", self.public_url);
         let mut answer = None;
         for _ in 0..2 {
-            let mut request = self.http.post(&url).json(body);
+            let mut request = self.http.request(method.clone(), &url).json(body);
             request = match &self.dpop_key {
                 Some(key) => request
                     .header("authorization", format!("DPoP {token}"))
                     .header(
                         "dpop",
-                        key.dpop_proof("POST", &htu, Some(token), self.dpop_nonce().as_deref())?,
+                        key.dpop_proof(
+                            method.as_str(),
+                            &htu,
+                            Some(token),
+                            self.dpop_nonce().as_deref(),
+                        )?,
                     ),
                 None => request.bearer_auth(token),
             };

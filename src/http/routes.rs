@@ -10,6 +10,7 @@ pub mod input;
 pub mod meta;
 pub mod oauth;
 pub mod payee_verifications;
+pub mod payees;
 pub mod payments;
 pub mod purposes;
 pub mod subscriptions;

@@ -64,6 +64,11 @@ pub fn service(app: Arc<App>) -> GatewayService {
         .layer(AuthnLayer::for_app(&app))
         .service(routes::payee_verifications::router(app.clone()));
 
+    // The payee directory: authenticated; the routes check the payee consent's token.
+    let payees = ServiceBuilder::new()
+        .layer(AuthnLayer::for_app(&app))
+        .service(routes::payees::router(app.clone()));
+
     // Notification subscriptions: authenticated; the routes check tenant and token kind.
     let subscriptions = ServiceBuilder::new()
         .layer(AuthnLayer::for_app(&app))
@@ -88,6 +93,8 @@ pub fn service(app: Arc<App>) -> GatewayService {
         )
         .route_service("/v1/webhooks/{*rest}", consents)
         .route_service("/v1/payee-verifications", payee_verifications)
+        .route_service("/v1/payees", payees.clone())
+        .route_service("/v1/payees/{*rest}", payees)
         .route_service("/v1/payments", payments.clone())
         .route_service("/v1/payments/{*rest}", payments)
         .route_service("/v1/subscriptions", subscriptions.clone())

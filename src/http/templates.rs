@@ -49,6 +49,8 @@ pub const ALL: &[RouteSpec] = &[
     route("/v1/consents/{id}", &["GET", "DELETE"]),
     route("/v1/webhooks/deliveries", &["GET"]),
     route("/v1/payee-verifications", &["POST"]),
+    route("/v1/payees", &["GET"]),
+    route("/v1/payees/{handle}", &["PUT", "DELETE"]),
     route("/v1/payments", &["POST"]),
     route("/v1/payments/{id}", &["GET"]),
     route("/v1/subscriptions", &["GET", "POST"]),

@@ -20,6 +20,7 @@ mod clients;
 mod consents;
 mod grants;
 mod notify;
+mod payees;
 mod payments;
 mod retention;
 mod tokens;
@@ -63,6 +64,8 @@ pub struct MemoryStore {
     notify: Mutex<notify::NotifyRows>,
     /// Payee verifications counted per platform and minute.
     verification_counts: Mutex<HashMap<(String, DateTime<Utc>), u32>>,
+    /// The payee directory: `(platform, handle)` → entry.
+    payees: Mutex<HashMap<(String, String), crate::payments::payees::PayeeEntry>>,
 }
 
 /// An issued access token and when it was revoked, if it was.

@@ -14,6 +14,7 @@ pub mod clients;
 pub mod consents;
 pub mod grants;
 pub mod notify;
+pub mod payees;
 pub mod payments;
 pub mod retention;
 pub mod tokens;

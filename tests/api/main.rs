@@ -41,6 +41,7 @@ mod openapi;
 mod operator;
 mod par_binding;
 mod payee_verification;
+mod payees;
 mod payments;
 mod policy;
 mod problems;

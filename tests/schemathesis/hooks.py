@@ -308,7 +308,7 @@ FORM_ENDPOINTS = {"/oauth/par", "/oauth/token", "/oauth/revoke"}
 def audience(path: str):
     """The token a route asks for: (kind, token) with kind `dpop`, `bearer` or None."""
     credentials = CREDENTIALS.fresh()
-    if path.startswith("/v1/identity"):
+    if path.startswith(("/v1/identity", "/v1/payees")):
         return "dpop", credentials.identity
     if path.startswith("/v1/payments"):
         return "dpop", credentials.payment

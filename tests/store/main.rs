@@ -14,6 +14,7 @@ mod banks;
 mod clients;
 mod consents;
 mod grants;
+mod payees;
 mod payments;
 mod retention;
 mod tokens;
@@ -26,6 +27,7 @@ use banks::*;
 use clients::*;
 use consents::*;
 use grants::*;
+use payees::*;
 use payments::*;
 use retention::*;
 use tokens::*;
@@ -118,6 +120,9 @@ conformance!(
     payments_recorded_first_then_claimed_by_one_key,
     retention_deletes_what_has_served_and_keeps_the_rest,
     payee_verifications_are_counted_to_the_limit,
+    payees_are_held_by_one_consent_per_platform,
+    payees_of_ended_consents_are_gone,
+    payees_concurrent_registrations_take_one,
 );
 
 fn memory_store() -> Arc<dyn Store> {

@@ -57,6 +57,8 @@ impl Retention for MemoryStore {
             refs.retain(|(consent_id, _), _| !gone.contains(consent_id));
             purged.account_refs = u64::try_from(before - refs.len()).unwrap_or(u64::MAX);
         }
+        // A handle goes with its consent, as PostgreSQL's `ON DELETE CASCADE` does.
+        lock(&self.payees).retain(|_, entry| !gone.contains(&entry.consent_id));
         purged.pushed_requests = retain_counted(&mut lock(&self.pushed_requests), |request| {
             request.expires_at >= cutoffs.now
         });
