@@ -115,13 +115,13 @@ fn event(i: u64) -> Event {
 fn auditor(store: Arc<dyn Store>, key: &Arc<SigningKey>, sealer: &Arc<Sealer>) -> Auditor {
     let defaults = AuditConfig::default();
     Auditor::start(
-        store,
+        store.clone(),
         AuditConfig {
             max_in_flight: setting("BENCH_IN_FLIGHT", defaults.max_in_flight as u64) as usize,
             ..defaults
         },
         Some(key.clone()),
-        Pseudonymiser::new(sealer.clone()),
+        Pseudonymiser::new(sealer.clone(), store.clone()),
     )
 }
 

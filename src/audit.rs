@@ -66,11 +66,14 @@ pub enum Action {
     PayeeRegistered,
     /// A platform deleted a payee handle of its consent.
     PayeeRemoved,
+    /// A person was erased: their key destroyed and their operational records deleted. The
+    /// event names neither the person nor any pseudonym of theirs.
+    SubjectErased,
 }
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 19] = [
         Action::ConsentCreated,
         Action::ConsentAuthorised,
         Action::ConsentRejected,
@@ -89,6 +92,7 @@ impl Action {
         Action::PayeeVerified,
         Action::PayeeRegistered,
         Action::PayeeRemoved,
+        Action::SubjectErased,
     ];
 
     /// The wire and database name.
@@ -112,6 +116,7 @@ impl Action {
             Action::PayeeVerified => "payee_verified",
             Action::PayeeRegistered => "payee_registered",
             Action::PayeeRemoved => "payee_removed",
+            Action::SubjectErased => "subject_erased",
         }
     }
 
@@ -347,6 +352,11 @@ pub struct Filter {
     pub after: Option<i64>,
     /// Page size (the store caps it).
     pub limit: Option<u32>,
+    /// Further pseudonyms that match as `user_ref` does (set by
+    /// [`Auditor::pseudonymise_filter`]: one person may be known by their own key's pseudonym
+    /// and by the legacy one).
+    #[serde(skip)]
+    pub user_ref_also: Vec<String>,
 }
 
 impl Filter {
@@ -367,7 +377,11 @@ impl Filter {
         eq(&self.platform, &event.platform)
             && eq(&self.bank, &event.bank)
             && eq(&self.consent, &event.consent)
-            && eq(&self.user_ref, &event.user_ref)
+            && (eq(&self.user_ref, &event.user_ref)
+                || self
+                    .user_ref_also
+                    .iter()
+                    .any(|also| event.user_ref.as_ref() == Some(also)))
             && eq(&self.purpose, &event.purpose)
             && self.action.is_none_or(|action| action == event.action)
             && self
@@ -477,12 +491,23 @@ pub struct Archive {
     pub file: String,
 }
 
-/// Turns user references into pseudonyms: a keyed hash (HMAC-SHA-256 under a key derived from
-/// the grant key), so the log never holds the platform's reference itself, yet a compliance
-/// officer who knows a reference can still find its events (the filter is hashed the same way).
+/// Turns user references into pseudonyms, so the log never holds the platform's reference
+/// itself, yet a compliance officer who knows a reference can still find its events (the filter
+/// is hashed the same way).
+///
+/// Each person (a platform and its `user_ref`) has a key of their own: 32 random bytes, kept
+/// sealed outside the chain ([`SubjectKeys`]), made when the first event about them is
+/// recorded. Their pseudonym is `up_` + base64url(HMAC-SHA-256 under that key). Erasing the
+/// person destroys the key (crypto-shredding): their events stay in the chain, unchanged and
+/// verifiable, but nothing can compute their pseudonym any more.
+///
+/// Events recorded before per-person keys carry the legacy pseudonym, `ur_` + HMAC under a key
+/// derived from the grant key; queries by `user_ref` still find them ([`Pseudonymiser::legacy`]),
+/// and erasing such a person cannot unlink them (anyone with the grant key can recompute it).
 #[derive(Clone)]
 pub struct Pseudonymiser {
     sealer: Arc<Sealer>,
+    keys: Arc<dyn SubjectKeys>,
 }
 
 impl std::fmt::Debug for Pseudonymiser {
@@ -491,20 +516,126 @@ impl std::fmt::Debug for Pseudonymiser {
     }
 }
 
-impl Pseudonymiser {
-    /// The prefix of every pseudonym.
-    pub const PREFIX: &'static str = "ur_";
+/// Where the per-person keys of [`Pseudonymiser`] are kept, sealed, outside the chain.
+#[async_trait::async_trait]
+pub trait SubjectKeys: Send + Sync + 'static {
+    /// The sealed key of `platform`'s `user_ref`, if they have one.
+    async fn subject_key(
+        &self,
+        platform: &str,
+        user_ref: &str,
+    ) -> Result<Option<crate::crypto::Sealed>, StoreError>;
+    /// Every platform that has a key for `user_ref`, with the sealed key.
+    async fn subject_keys_of(
+        &self,
+        user_ref: &str,
+    ) -> Result<Vec<(String, crate::crypto::Sealed)>, StoreError>;
+    /// Stores `key` for `platform`'s `user_ref` unless they have one already; returns the key
+    /// in force (theirs, or `key`).
+    async fn insert_subject_key(
+        &self,
+        platform: &str,
+        user_ref: &str,
+        key: &crate::crypto::Sealed,
+    ) -> Result<crate::crypto::Sealed, StoreError>;
+}
 
-    /// Pseudonyms keyed by `sealer`'s MAC key. Pseudonyms change when the grant key does.
-    pub fn new(sealer: Arc<Sealer>) -> Pseudonymiser {
-        Pseudonymiser { sealer }
+impl Pseudonymiser {
+    /// The prefix of legacy pseudonyms (one key for everyone).
+    pub const PREFIX: &'static str = "ur_";
+    /// The prefix of per-person pseudonyms.
+    pub const PERSONAL_PREFIX: &'static str = "up_";
+
+    /// Pseudonyms under per-person keys kept in `keys`, sealed by `sealer` (whose derived MAC
+    /// key makes the legacy pseudonyms).
+    pub fn new(sealer: Arc<Sealer>, keys: Arc<dyn SubjectKeys>) -> Pseudonymiser {
+        Pseudonymiser { sealer, keys }
     }
 
-    /// The pseudonym of `user_ref`: `ur_` + base64url(HMAC-SHA-256).
-    pub fn user_ref(&self, user_ref: &str) -> String {
+    /// The legacy pseudonym of `user_ref`: `ur_` + base64url(HMAC-SHA-256) under a key derived
+    /// from the grant key. Events without a platform still get it.
+    pub fn legacy(&self, user_ref: &str) -> String {
         let mut message = b"bankgate audit user_ref\0".to_vec();
         message.extend_from_slice(user_ref.as_bytes());
         format!("{}{}", Self::PREFIX, self.sealer.mac(&message))
+    }
+
+    fn context(platform: &str, user_ref: &str) -> Vec<u8> {
+        format!("bankgate subject key\0{platform}\0{user_ref}").into_bytes()
+    }
+
+    fn personal(
+        &self,
+        platform: &str,
+        user_ref: &str,
+        sealed: &crate::crypto::Sealed,
+    ) -> Result<String, StoreError> {
+        let key = self
+            .sealer
+            .open(&Self::context(platform, user_ref), sealed)
+            .map_err(|error| StoreError::Corrupt(format!("subject key: {error}")))?;
+        let tag = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key),
+            user_ref.as_bytes(),
+        );
+        use base64::Engine as _;
+        Ok(format!(
+            "{}{}",
+            Self::PERSONAL_PREFIX,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+        ))
+    }
+
+    /// The pseudonym to record for `platform`'s `user_ref`, making their key if they have
+    /// none yet; without a platform, the legacy pseudonym.
+    pub async fn user_ref(
+        &self,
+        platform: Option<&str>,
+        user_ref: &str,
+    ) -> Result<String, StoreError> {
+        let Some(platform) = platform else {
+            return Ok(self.legacy(user_ref));
+        };
+        let sealed = match self.keys.subject_key(platform, user_ref).await? {
+            Some(sealed) => sealed,
+            None => {
+                let mut key = [0u8; 32];
+                aws_lc_rs::rand::fill(&mut key)
+                    .map_err(|_| StoreError::Corrupt("no randomness for a subject key".into()))?;
+                let sealed = self
+                    .sealer
+                    .seal(&Self::context(platform, user_ref), &key)
+                    .map_err(|error| StoreError::Corrupt(format!("subject key: {error}")))?;
+                self.keys
+                    .insert_subject_key(platform, user_ref, &sealed)
+                    .await?
+            }
+        };
+        self.personal(platform, user_ref, &sealed)
+    }
+
+    /// Every pseudonym `user_ref` (of `platform`, or of any platform) may be recorded under:
+    /// the per-person ones whose key still exists, then the legacy one. Makes no key.
+    pub async fn pseudonyms(
+        &self,
+        platform: Option<&str>,
+        user_ref: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let keys = match platform {
+            Some(platform) => self
+                .keys
+                .subject_key(platform, user_ref)
+                .await?
+                .map(|sealed| vec![(platform.to_owned(), sealed)])
+                .unwrap_or_default(),
+            None => self.keys.subject_keys_of(user_ref).await?,
+        };
+        let mut pseudonyms = keys
+            .iter()
+            .map(|(platform, sealed)| self.personal(platform, user_ref, sealed))
+            .collect::<Result<Vec<_>, _>>()?;
+        pseudonyms.push(self.legacy(user_ref));
+        Ok(pseudonyms)
     }
 }
 
@@ -653,9 +784,13 @@ impl Auditor {
     /// [`Auditor::record`], inside its span.
     async fn commit(&self, event: Event) -> Result<Record, StoreError> {
         let mut event = event.without_nul();
-        event.user_ref = event
-            .user_ref
-            .map(|user_ref| self.pseudonymiser.user_ref(&user_ref));
+        if let Some(user_ref) = event.user_ref.take() {
+            event.user_ref = Some(
+                self.pseudonymiser
+                    .user_ref(event.platform.as_deref(), &user_ref)
+                    .await?,
+            );
+        }
         let (reply, receipt) = oneshot::channel();
         self.queue
             .try_send(writer::Submission { event, reply })
@@ -675,25 +810,37 @@ impl Auditor {
     /// Events matching `filter` (its `user_ref` pseudonymised like the stored ones).
     pub async fn events(&self, filter: &Filter) -> Result<Vec<Record>, StoreError> {
         self.store
-            .audit_events(&self.pseudonymise_filter(filter))
+            .audit_events(&self.pseudonymise_filter(filter).await?)
             .await
     }
 
-    /// `filter` with its `user_ref` replaced by the pseudonym: what the store compares, and
-    /// what may be written down (e.g. in an `audit_queried` event).
-    pub fn pseudonymise_filter(&self, filter: &Filter) -> Filter {
-        Filter {
-            user_ref: filter
-                .user_ref
-                .as_deref()
-                .map(|user_ref| self.pseudonymiser.user_ref(user_ref)),
+    /// `filter` with its `user_ref` replaced by the pseudonyms the person may be recorded
+    /// under (see [`Pseudonymiser::pseudonyms`]): what the store compares, and what may be
+    /// written down (e.g. in an `audit_queried` event). Makes no key.
+    pub async fn pseudonymise_filter(&self, filter: &Filter) -> Result<Filter, StoreError> {
+        let Some(user_ref) = filter.user_ref.as_deref() else {
+            return Ok(filter.clone());
+        };
+        let mut pseudonyms = self
+            .pseudonymiser
+            .pseudonyms(filter.platform.as_deref(), user_ref)
+            .await?
+            .into_iter();
+        Ok(Filter {
+            user_ref: pseudonyms.next(),
+            user_ref_also: pseudonyms.collect(),
             ..filter.clone()
-        }
+        })
     }
 
-    /// The pseudonym the log stores for `user_ref`.
-    pub fn pseudonym(&self, user_ref: &str) -> String {
-        self.pseudonymiser.user_ref(user_ref)
+    /// The pseudonym the log stores for `platform`'s `user_ref` now: their own key's, or the
+    /// legacy one while they have no key. Makes no key.
+    pub async fn pseudonym(&self, platform: &str, user_ref: &str) -> Result<String, StoreError> {
+        Ok(self
+            .pseudonymiser
+            .pseudonyms(Some(platform), user_ref)
+            .await?
+            .swap_remove(0))
     }
 
     /// Signs a checkpoint at the current head now, unless one is already there.

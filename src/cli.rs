@@ -108,6 +108,17 @@ enum SubjectCommand {
         #[arg(long)]
         html: bool,
     },
+    /// Erasure: destroys the key of one platform's user's audit pseudonym and deletes every
+    /// operational record about them (consents, grants, tokens, codes, subscriptions, refresh
+    /// state, webhooks); their audit events stay, unlinkable. Audited without naming them.
+    Erase {
+        /// The platform's client id.
+        #[arg(long)]
+        platform: String,
+        /// The platform's reference for the person.
+        #[arg(long)]
+        user_ref: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -820,12 +831,13 @@ async fn audit(config_file: Option<&PathBuf>, command: AuditCommand) -> anyhow::
                 bail!("set BANKGATE_GRANT_KEY: the archive event pseudonymises like the gateway");
             };
             let auditor = crate::audit::Auditor::start(
-                store,
+                store.clone(),
                 config.audit.clone(),
                 signing_key,
-                crate::audit::Pseudonymiser::new(std::sync::Arc::new(
-                    crate::crypto::Sealer::from_base64(id, key)?,
-                )),
+                crate::audit::Pseudonymiser::new(
+                    std::sync::Arc::new(crate::crypto::Sealer::from_base64(id, key)?),
+                    store,
+                ),
             );
             let now = chrono::Utc::now();
             crate::audit::retention::prepare_partitions(&auditor, now).await?;
@@ -845,7 +857,8 @@ async fn audit(config_file: Option<&PathBuf>, command: AuditCommand) -> anyhow::
 }
 
 /// `bankgate subject report`: the report about one platform's user from the PostgreSQL store,
-/// audited (actor `operator:cli`) before it is printed.
+/// audited (actor `operator:cli`) before it is printed. `bankgate subject erase`: the erasure
+/// of one platform's user, audited (actor `operator:cli`) without naming them.
 async fn subject(config_file: Option<&PathBuf>, command: SubjectCommand) -> anyhow::Result<()> {
     use crate::subject::{Sources, Subject, audit_report, report};
 
@@ -872,16 +885,38 @@ async fn subject(config_file: Option<&PathBuf>, command: SubjectCommand) -> anyh
         store.clone(),
         config.audit.clone(),
         signing_key,
-        crate::audit::Pseudonymiser::new(std::sync::Arc::new(crate::crypto::Sealer::from_base64(
-            key_id, key,
-        )?)),
+        crate::audit::Pseudonymiser::new(
+            std::sync::Arc::new(crate::crypto::Sealer::from_base64(key_id, key)?),
+            store.clone(),
+        ),
     );
+    let (platform, user_ref, html) = match command {
+        SubjectCommand::Report {
+            platform,
+            user_ref,
+            html,
+        } => (platform, user_ref, html),
+        SubjectCommand::Erase { platform, user_ref } => {
+            let (erased, record) = crate::erasure::erase(
+                store.as_ref(),
+                &auditor,
+                "operator:cli",
+                &platform,
+                &user_ref,
+                None,
+            )
+            .await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "erased": erased,
+                    "position": record.position,
+                }))?
+            );
+            return Ok(());
+        }
+    };
     let policies = crate::policy::PolicySet::load_dir(&config.policies_dir)?;
-    let SubjectCommand::Report {
-        platform,
-        user_ref,
-        html,
-    } = command;
     let sources = Sources {
         consents: store.as_ref(),
         clients: store.as_ref(),

@@ -147,7 +147,7 @@ impl Gateway {
             store.clone(),
             config.audit.clone(),
             Some(signing_key.clone()),
-            audit::Pseudonymiser::new(sealer.clone()),
+            audit::Pseudonymiser::new(sealer.clone(), store.clone()),
         );
         if let Err(error) = audit::retention::prepare_partitions(&auditor, chrono::Utc::now()).await
         {

@@ -18,6 +18,8 @@ use async_trait::async_trait;
 pub trait Store:
     access::AccessReads
     + crate::audit::AuditLog
+    + crate::audit::SubjectKeys
+    + crate::erasure::Erasure
     + crate::consent::Consents
     + crate::oauth::Clients
     + crate::oauth::Authorizations
@@ -38,6 +40,8 @@ pub trait Store:
 impl<T> Store for T where
     T: access::AccessReads
         + crate::audit::AuditLog
+        + crate::audit::SubjectKeys
+        + crate::erasure::Erasure
         + crate::consent::Consents
         + crate::oauth::Clients
         + crate::oauth::Authorizations

@@ -226,7 +226,10 @@ pub async fn report(
         .collect();
 
     Ok(Report {
-        pseudonym: sources.auditor.pseudonym(&subject.user_ref),
+        pseudonym: sources
+            .auditor
+            .pseudonym(&subject.platform, &subject.user_ref)
+            .await?,
         subject: subject.clone(),
         generated_at: now,
         consents,
@@ -245,7 +248,14 @@ pub async fn audit_report(
 ) -> Result<Record, StoreError> {
     let mut event = Event::new(Action::AuditQueried, actor, Decision::Allow);
     event.platform = Some(report.subject.platform.clone());
-    event.user_ref = Some(report.subject.user_ref.clone());
+    // Under the person's own key; a person without one (never seen, or erased) is not given
+    // one by being asked about.
+    if report
+        .pseudonym
+        .starts_with(crate::audit::Pseudonymiser::PERSONAL_PREFIX)
+    {
+        event.user_ref = Some(report.subject.user_ref.clone());
+    }
     event.n_records = u32::try_from(report.events.len()).unwrap_or(u32::MAX);
     event.reason = Some(
         serde_json::json!({

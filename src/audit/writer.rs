@@ -324,7 +324,10 @@ mod tests {
             store,
             AuditConfig::default(),
             None,
-            Pseudonymiser::new(Arc::new(Sealer::ephemeral().unwrap())),
+            Pseudonymiser::new(
+                Arc::new(Sealer::ephemeral().unwrap()),
+                Arc::new(MemoryStore::new()),
+            ),
         )
     }
 
@@ -370,7 +373,10 @@ mod tests {
                 ..AuditConfig::default()
             },
             None,
-            Pseudonymiser::new(Arc::new(Sealer::ephemeral().unwrap())),
+            Pseudonymiser::new(
+                Arc::new(Sealer::ephemeral().unwrap()),
+                Arc::new(MemoryStore::new()),
+            ),
         );
         // On a current-thread runtime the writer cannot run between these sends.
         let first = auditor.record(Event::new(Action::TokenIssued, "gateway", Decision::Allow));

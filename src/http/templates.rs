@@ -62,6 +62,7 @@ pub const ALL: &[RouteSpec] = &[
     route("/v1/audit/export", &["GET"]),
     route("/v1/audit/verify", &["GET"]),
     route("/v1/audit/subject", &["GET"]),
+    route("/v1/audit/subject/erase", &["POST"]),
     route("/admin/clients", &["POST"]),
     route("/admin/clients/{id}/secret", &["POST"]),
     route("/admin/consents/{id}", &["DELETE"]),

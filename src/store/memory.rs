@@ -23,6 +23,7 @@ mod notify;
 mod payees;
 mod payments;
 mod retention;
+mod subjects;
 mod tokens;
 mod verification;
 mod webhooks;
@@ -66,6 +67,8 @@ pub struct MemoryStore {
     verification_counts: Mutex<HashMap<(String, DateTime<Utc>), u32>>,
     /// The payee directory: `(platform, handle)` → entry.
     payees: Mutex<HashMap<(String, String), crate::payments::payees::PayeeEntry>>,
+    /// Sealed audit pseudonym keys by platform and user reference.
+    subject_keys: Mutex<HashMap<(String, String), crate::crypto::Sealed>>,
 }
 
 /// An issued access token and when it was revoked, if it was.

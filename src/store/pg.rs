@@ -17,6 +17,7 @@ pub mod notify;
 pub mod payees;
 pub mod payments;
 pub mod retention;
+pub mod subjects;
 pub mod tokens;
 pub mod verification;
 pub mod webhooks;

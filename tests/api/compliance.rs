@@ -830,7 +830,7 @@ async fn every_compliance_query_is_audited(kind: StoreKind) {
         .into()
     );
     assert_eq!(queried.len(), 7);
-    let pseudonym = gateway.app.auditor.pseudonym("u-secret");
+    let pseudonym = gateway.app.auditor.pseudonym("", "u-secret").await.unwrap();
     assert!(
         queried[0]
             .event

@@ -30,6 +30,7 @@ mod client_keys;
 mod compliance;
 mod egress;
 mod eidas;
+mod erasure;
 mod export_completeness;
 mod fapi;
 mod faults;
@@ -200,8 +201,13 @@ async fn consent_flow_reads_balances_and_denies_out_of_purpose(kind: StoreKind) 
         .hash
         .clone();
     // The log holds the user reference pseudonymised, never as the platform sent it.
-    let pseudonym = gateway.app.auditor.pseudonym("u-81f3");
-    assert!(pseudonym.starts_with("ur_") && !pseudonym.contains("u-81f3"));
+    let pseudonym = gateway
+        .app
+        .auditor
+        .pseudonym("messenger", "u-81f3")
+        .await
+        .unwrap();
+    assert!(pseudonym.starts_with("up_") && !pseudonym.contains("u-81f3"));
     for event in &events {
         assert_eq!(event["purpose"], "balance-alerts");
         assert_eq!(event["user_ref"], pseudonym.as_str());

@@ -288,6 +288,13 @@ impl TestGateway {
         self.instance_with_keys(tokens, signing_key).await
     }
 
+    /// The URL of the gateway's PostgreSQL database; `None` on the memory store.
+    pub fn database_url(&self) -> Option<&str> {
+        self._database
+            .as_ref()
+            .map(|database| database.url.as_str())
+    }
+
     /// Registers a FAPI 2.0 platform: `private_key_jwt` with a fresh ES256 key, DPoP-bound
     /// tokens required (its client proves with a fresh Ed25519 key), and `webhook_url` if
     /// given. Returns its client, which authenticates and proves as RFC 7523/9449 clients do.

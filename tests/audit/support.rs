@@ -43,10 +43,10 @@ pub fn signing_key() -> Arc<SigningKey> {
 pub fn auditor(store: Arc<dyn Store>, key: &Arc<SigningKey>, config: AuditConfig) -> Auditor {
     let sealer = Sealer::from_base64("test", GRANT_KEY).expect("grant key");
     Auditor::start(
-        store,
+        store.clone(),
         config,
         Some(key.clone()),
-        Pseudonymiser::new(Arc::new(sealer)),
+        Pseudonymiser::new(Arc::new(sealer), store.clone()),
     )
 }
 

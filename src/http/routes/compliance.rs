@@ -12,7 +12,7 @@ use axum::extract::{FromRequestParts, Path, RawQuery};
 use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -26,7 +26,7 @@ use crate::audit::{
 };
 use crate::error::Error;
 use crate::http::authn::Principal;
-use crate::http::routes::input;
+use crate::http::routes::input::{self, JsonBody};
 use crate::oauth::Role;
 use crate::subject;
 
@@ -40,6 +40,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/audit/export", get(export::export))
         .route("/v1/audit/verify", get(verify))
         .route("/v1/audit/subject", get(subject_report))
+        .route("/v1/audit/subject/erase", post(subject_erase))
         .with_state(app)
 }
 
@@ -163,6 +164,51 @@ async fn subject_report(inquiry: Inquiry, RawQuery(query): RawQuery) -> Result<R
     Ok(Json(report).into_response())
 }
 
+/// `POST /v1/audit/subject/erase`: the person to erase.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EraseRequest {
+    platform: String,
+    user_ref: String,
+}
+
+/// What an erasure answers: what it deleted and the position of its (anonymous) audit event.
+#[derive(Serialize)]
+struct EraseAnswer {
+    erased: crate::erasure::Erased,
+    position: i64,
+}
+
+/// `POST /v1/audit/subject/erase {"platform","user_ref"}`: erases one platform's user
+/// (`erasure::erase`): their pseudonym key and every operational record about them go, their
+/// audit events stay; the erasure is audited without naming them.
+async fn subject_erase(
+    inquiry: Inquiry,
+    JsonBody(asked): JsonBody<EraseRequest>,
+) -> Result<Json<EraseAnswer>, Error> {
+    input::checked("platform", &asked.platform)?;
+    input::checked("user_ref", &asked.user_ref)?;
+    if asked.platform.is_empty() || asked.user_ref.is_empty() {
+        return Err(Error::InvalidRequest(
+            "platform and user_ref must not be empty".into(),
+        ));
+    }
+    let app = &inquiry.app;
+    let (erased, record) = crate::erasure::erase(
+        app.store.as_ref(),
+        &app.auditor,
+        &inquiry.actor,
+        &asked.platform,
+        &asked.user_ref,
+        inquiry.request_id.clone(),
+    )
+    .await?;
+    Ok(Json(EraseAnswer {
+        erased,
+        position: record.position,
+    }))
+}
+
 /// The printable report's policy: nothing but the page itself.
 const SUBJECT_REPORT_CSP: &str =
     "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -189,7 +235,7 @@ async fn events(inquiry: Inquiry, RawQuery(query): RawQuery) -> Result<Json<Page
     inquiry
         .audited(
             "events",
-            app.auditor.pseudonymise_filter(&filter),
+            app.auditor.pseudonymise_filter(&filter).await?,
             events.len(),
         )
         .await?;

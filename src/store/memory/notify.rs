@@ -271,3 +271,31 @@ impl Subscriptions for MemoryStore {
         Ok(fresh)
     }
 }
+
+impl NotifyRows {
+    /// Removes the subscriptions and the refresh state of `consents` (erasure): how many
+    /// subscriptions, and how many jobs, account states and seen lists.
+    pub(super) fn erase(&mut self, consents: &std::collections::HashSet<String>) -> (u64, u64) {
+        let count = |before: usize, after: usize| u64::try_from(before - after).unwrap_or(0);
+        let before = self.subscriptions.len();
+        self.subscriptions.retain(|_, subscription| {
+            subscription
+                .consent_id
+                .as_ref()
+                .is_none_or(|consent_id| !consents.contains(consent_id))
+        });
+        let subscriptions = count(before, self.subscriptions.len());
+        let before = self.jobs.len() + self.accounts.len() + self.seen.len();
+        self.jobs
+            .retain(|consent_id, _| !consents.contains(consent_id));
+        self.accounts
+            .retain(|(consent_id, _), _| !consents.contains(consent_id));
+        self.seen
+            .retain(|(consent_id, _), _| !consents.contains(consent_id));
+        let state = count(
+            before,
+            self.jobs.len() + self.accounts.len() + self.seen.len(),
+        );
+        (subscriptions, state)
+    }
+}

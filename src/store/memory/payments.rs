@@ -294,3 +294,31 @@ impl Payments for MemoryStore {
         Ok(u64::try_from(count - rows.keys.len()).unwrap_or(u64::MAX))
     }
 }
+
+impl PaymentRows {
+    /// Removes the payments of `client_id`'s `user_ref` or of `consents`, with their keys and
+    /// day counts (erasure): how many payments.
+    pub(super) fn erase(
+        &mut self,
+        client_id: &str,
+        user_ref: &str,
+        consents: &std::collections::HashSet<String>,
+    ) -> u64 {
+        let gone: Vec<String> = self
+            .payments
+            .values()
+            .filter(|payment| {
+                (payment.client_id == client_id && payment.request.user_ref == user_ref)
+                    || consents.contains(&payment.consent_id)
+            })
+            .map(|payment| payment.id.clone())
+            .collect();
+        for id in &gone {
+            self.payments.remove(id);
+            self.counted.remove(id);
+        }
+        self.keys
+            .retain(|_, record| !gone.contains(&record.payment_id));
+        u64::try_from(gone.len()).unwrap_or(u64::MAX)
+    }
+}

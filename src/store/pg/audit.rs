@@ -557,13 +557,26 @@ pub async fn query(db: &impl GenericClient, filter: &Filter) -> Result<Vec<Recor
         ("platform =", &filter.platform),
         ("bank =", &filter.bank),
         ("consent =", &filter.consent),
-        ("user_ref =", &filter.user_ref),
         ("purpose =", &filter.purpose),
     ];
     for (sql, value) in text {
         if let Some(value) = value {
             clauses.push(sql, value);
         }
+    }
+    // One person may be recorded under several pseudonyms (see `Filter::user_ref_also`).
+    let user_refs: Vec<&str> = filter
+        .user_ref
+        .iter()
+        .chain(&filter.user_ref_also)
+        .map(String::as_str)
+        .collect();
+    if filter.user_ref_also.is_empty() {
+        if let Some(user_ref) = &filter.user_ref {
+            clauses.push("user_ref =", user_ref);
+        }
+    } else {
+        clauses.push("user_ref = ANY", &user_refs);
     }
     if let Some(action) = &action {
         clauses.push("action =", action);
@@ -693,8 +706,13 @@ impl<'a> Where<'a> {
     /// Adds `<sql> $n` (e.g. `platform = $1`) with `param` as `$n`.
     fn push(&mut self, sql: &str, param: &'a (dyn ToSql + Sync)) {
         self.params.push(param);
-        self.conditions
-            .push(format!("{sql} ${}", self.params.len()));
+        if sql.ends_with("ANY") {
+            self.conditions
+                .push(format!("{sql}(${})", self.params.len()));
+        } else {
+            self.conditions
+                .push(format!("{sql} ${}", self.params.len()));
+        }
     }
 }
 

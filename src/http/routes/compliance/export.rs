@@ -149,7 +149,7 @@ pub(super) async fn export(inquiry: Inquiry, RawQuery(query): RawQuery) -> Resul
     let app = inquiry.app.clone();
     let asked = Asked {
         format,
-        filter: app.auditor.pseudonymise_filter(&filter),
+        filter: app.auditor.pseudonymise_filter(&filter).await?,
     };
     let own = inquiry.audited("export", asked, 0).await?;
     let body = futures_util::stream::iter(format.header().map(Ok))
