@@ -897,7 +897,7 @@ async fn subject(config_file: Option<&PathBuf>, command: SubjectCommand) -> anyh
             html,
         } => (platform, user_ref, html),
         SubjectCommand::Erase { platform, user_ref } => {
-            let (erased, record) = crate::erasure::erase(
+            let (erased, record) = crate::lifecycle::erasure::erase(
                 store.as_ref(),
                 &auditor,
                 "operator:cli",

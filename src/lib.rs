@@ -25,7 +25,6 @@ pub mod store;
 // The authorization server, the consent lifecycle, notifications and the consent broker over
 // the domain and the edges.
 pub mod broker;
-pub mod erasure;
 pub mod lifecycle;
 pub mod notify;
 pub mod oauth;

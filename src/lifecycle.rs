@@ -7,6 +7,7 @@
 //! instance audits and notifies each change; webhook deliveries are deduplicated by key and
 //! claimed with `SKIP LOCKED`.
 
+pub mod erasure;
 pub mod retention;
 pub mod webhooks;
 

@@ -19,7 +19,7 @@ pub trait Store:
     access::AccessReads
     + crate::audit::AuditLog
     + crate::audit::SubjectKeys
-    + crate::erasure::Erasure
+    + crate::lifecycle::erasure::Erasure
     + crate::consent::Consents
     + crate::oauth::Clients
     + crate::oauth::Authorizations
@@ -41,7 +41,7 @@ impl<T> Store for T where
     T: access::AccessReads
         + crate::audit::AuditLog
         + crate::audit::SubjectKeys
-        + crate::erasure::Erasure
+        + crate::lifecycle::erasure::Erasure
         + crate::consent::Consents
         + crate::oauth::Clients
         + crate::oauth::Authorizations

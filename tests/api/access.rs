@@ -336,7 +336,7 @@ async fn every_denial_kind_answers_and_is_audited(kind: StoreKind) {
                 let hash = policies.get(&consent.purpose).map(|p| p.hash.clone());
                 assert_eq!(event["policy_hash"], json!(hash), "{slug}");
                 let user = event["user_ref"].as_str().unwrap_or_default();
-                assert!(user.starts_with("ur_"), "{slug}: pseudonymised: {event}");
+                assert!(user.starts_with("up_"), "{slug}: pseudonymised: {event}");
             }
             None => {
                 for absent in ["bank", "purpose", "policy_hash", "user_ref"] {

@@ -184,7 +184,7 @@ async fn par_refusals_of_an_authenticated_client_are_audited(kind: StoreKind) {
         );
         // The user reference is on the record, pseudonymised.
         let user_ref = event["user_ref"].as_str().unwrap();
-        assert!(user_ref.starts_with("ur_"), "{case}: {event}");
+        assert!(user_ref.starts_with("up_"), "{case}: {event}");
     }
 
     // A client that is not a platform: unauthorized_client, on the record.

@@ -175,13 +175,13 @@ struct EraseRequest {
 /// What an erasure answers: what it deleted and the position of its (anonymous) audit event.
 #[derive(Serialize)]
 struct EraseAnswer {
-    erased: crate::erasure::Erased,
+    erased: crate::lifecycle::erasure::Erased,
     position: i64,
 }
 
 /// `POST /v1/audit/subject/erase {"platform","user_ref"}`: erases one platform's user
-/// (`erasure::erase`): their pseudonym key and every operational record about them go, their
-/// audit events stay; the erasure is audited without naming them.
+/// (`lifecycle::erasure::erase`): their pseudonym key and every operational record about them
+/// go, their audit events stay; the erasure is audited without naming them.
 async fn subject_erase(
     inquiry: Inquiry,
     JsonBody(asked): JsonBody<EraseRequest>,
@@ -194,7 +194,7 @@ async fn subject_erase(
         ));
     }
     let app = &inquiry.app;
-    let (erased, record) = crate::erasure::erase(
+    let (erased, record) = crate::lifecycle::erasure::erase(
         app.store.as_ref(),
         &app.auditor,
         &inquiry.actor,

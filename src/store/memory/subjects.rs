@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::{MemoryStore, lock};
 use crate::audit::SubjectKeys;
 use crate::crypto::Sealed;
-use crate::erasure::{Erased, Erasure, names_user_ref};
+use crate::lifecycle::erasure::{Erased, Erasure, names_user_ref};
 use crate::store::StoreError;
 
 /// Removes the entries `keep` refuses: how many.

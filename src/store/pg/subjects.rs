@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 use super::{column, query, query_one, query_opt};
 use crate::audit::SubjectKeys;
 use crate::crypto::Sealed;
-use crate::erasure::{Erased, Erasure};
+use crate::lifecycle::erasure::{Erased, Erasure};
 use crate::store::StoreError;
 
 const SELECT_KEY: &str = "\
@@ -160,7 +160,7 @@ impl SubjectKeys for super::PgStore {
         key: &Sealed,
     ) -> Result<Sealed, StoreError> {
         let db = self.connection().await?;
-        let row = query_one(
+        let row = query_opt(
             &db,
             "subject key",
             INSERT_KEY,
@@ -173,7 +173,18 @@ impl SubjectKeys for super::PgStore {
             ],
         )
         .await?;
-        Ok(sealed(&row)?.1)
+        if let Some(row) = row {
+            return Ok(sealed(&row)?.1);
+        }
+        // Another instance's key committed after this statement's snapshot was taken: the
+        // insert met it, the SELECT could not see it; a new statement does.
+        query_opt(&db, "subject key", SELECT_KEY, &[&platform, &user_ref])
+            .await?
+            .map(|row| sealed(&row).map(|(_, key)| key))
+            .transpose()?
+            .ok_or(StoreError::Invariant(
+                "a subject key conflicted but is not there",
+            ))
     }
 }
 
