@@ -18,7 +18,7 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::bank_oauth::{self as bank_client, BankGrant};
+use crate::adapters::bank_oauth::{self as bank_client, BankGrant, BankPerson};
 use crate::adapters::{
     Adapter, BankAuthorization, BankConsent, ConsentRequest, Grants, Registry, StoredGrant,
 };
@@ -633,12 +633,19 @@ impl Broker {
                 )
                 .await;
         }
-        let grant = self
+        let (grant, person) = self
             .exchange_at_bank(&adapter, &pending, answer.code)
             .await?;
         self.grants
             .put_grant(&self.seal_grant(&consent.id, &grant)?)
             .await?;
+        // Who approved, as the bank knows them: their connected-apps page finds it by that.
+        if let Some(person) = person {
+            let bank_person = self.sealer.bank_person(&pending.bank_id, &person.subject);
+            self.consents
+                .set_bank_person(&consent.id, &bank_person)
+                .await?;
+        }
         if !self
             .consents
             .transition_consent(
@@ -670,20 +677,21 @@ impl Broker {
     }
 
     /// Exchanges the bank's code (with the PKCE verifier sealed under the pending
-    /// authorization's `state`) for the bank grant.
+    /// authorization's `state`) for the bank grant, and the person the bank's ID token names
+    /// if it sent one.
     async fn exchange_at_bank(
         &self,
         adapter: &Adapter,
         pending: &BankAuthorization,
         code: Option<String>,
-    ) -> Result<BankGrant, Error> {
+    ) -> Result<(BankGrant, Option<BankPerson>), Error> {
         let code = code.ok_or_else(|| invalid("code is missing"))?;
         let verifier = String::from_utf8(
             self.sealer
                 .open(pending.state.as_bytes(), &pending.pkce_verifier)?,
         )
         .map_err(|_| Error::Internal("sealed verifier is not text".into()))?;
-        Ok(bank_client::exchange_code(
+        Ok(bank_client::exchange_code_naming(
             &adapter.bank,
             &self.callback_url(),
             &code,

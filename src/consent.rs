@@ -177,6 +177,17 @@ pub trait Consents: Send + Sync + 'static {
         client_id: &str,
         user_ref: &str,
     ) -> Result<Vec<Consent>, StoreError>;
+    /// Records who authorised consent `id`: `bank_person`, the keyed digest of the bank's
+    /// identifier for the person (`crypto::Sealer::bank_person`); `false` if there is no such
+    /// consent.
+    async fn set_bank_person(&self, id: &str, bank_person: &str) -> Result<bool, StoreError>;
+    /// Every consent at `bank_id` authorised by the person `bank_person` names (as recorded by
+    /// [`Consents::set_bank_person`]), across platforms, newest first.
+    async fn consents_of_bank_person(
+        &self,
+        bank_id: &str,
+        bank_person: &str,
+    ) -> Result<Vec<Consent>, StoreError>;
     /// Moves every authorised consent whose `expires_at` is before `now` to `expired` and
     /// returns them: of several instances running this at once, each consent is returned once.
     async fn expire_consents(&self, now: DateTime<Utc>) -> Result<Vec<Consent>, StoreError>;

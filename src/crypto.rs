@@ -80,6 +80,7 @@ pub struct Sealer {
     mac: hmac::Key,
     secrets: hmac::Key,
     account_ids: hmac::Key,
+    bank_persons: hmac::Key,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -125,6 +126,7 @@ impl Sealer {
             mac: derive(b"bankgate mac key"),
             secrets: derive(b"bankgate client secret key"),
             account_ids: derive(b"bankgate account id key"),
+            bank_persons: derive(b"bankgate bank person key"),
         })
     }
 
@@ -188,6 +190,17 @@ impl Sealer {
         let message = format!("{platform}\0{account_key}");
         let tag = hmac::sign(&self.account_ids, message.as_bytes());
         format!("acc_{}", hex::encode(&tag.as_ref()[..12]))
+    }
+
+    /// How bankgate keeps the person a bank's identifier `subject` names at `bank`: `bp_` + 128
+    /// bits of HMAC-SHA-256 (hex) under a key of its own derived from this key, over the bank
+    /// and the subject. The same person at the same bank always gets the same digest (so
+    /// their consents across platforms are found together); the bank's identifier is not
+    /// stored and cannot be computed back, nor tried, without the key.
+    pub fn bank_person(&self, bank: &str, subject: &str) -> String {
+        let message = format!("{bank}\0{subject}");
+        let tag = hmac::sign(&self.bank_persons, message.as_bytes());
+        format!("bp_{}", hex::encode(&tag.as_ref()[..16]))
     }
 
     /// Checks a MAC made by [`Sealer::mac`] in constant time.

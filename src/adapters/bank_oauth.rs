@@ -10,11 +10,14 @@
 //! Back-channel calls use the bank's HTTP client, which never follows redirects.
 
 use chrono::{DateTime, Duration, Utc};
-use oauth2::basic::{BasicClient, BasicTokenResponse};
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
 use oauth2::{
     AccessToken, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RevocationUrl,
-    Scope, StandardRevocableToken, TokenResponse, TokenUrl,
+    EndpointSet, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RevocationUrl, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 
@@ -23,13 +26,53 @@ use crate::adapters::{AdapterError, Bank};
 pub mod auth;
 pub mod discovery;
 pub mod dpop;
+pub mod id_token;
 pub mod par;
 pub mod tokens;
 
+pub use id_token::BankPerson;
 pub use tokens::{BankTokenError, BankTokens};
 
-type ConfiguredClient =
-    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+/// The members of a bank's token answer beyond RFC 6749's that bankgate reads: OpenID
+/// Connect's `id_token`, which names the person who approved. Never logged.
+#[derive(Clone, Default, Deserialize, Serialize)]
+pub struct OpenIdFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+}
+
+impl std::fmt::Debug for OpenIdFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenIdFields")
+            .field("id_token", &self.id_token.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+impl ExtraTokenFields for OpenIdFields {}
+
+/// A bank's token answer.
+type BankTokenResponse = StandardTokenResponse<OpenIdFields, BasicTokenType>;
+
+/// The crate's client, reading [`BankTokenResponse`]s.
+type BankClient<
+    HasAuthUrl = EndpointNotSet,
+    HasRevocationUrl = EndpointNotSet,
+    HasTokenUrl = EndpointNotSet,
+> = oauth2::Client<
+    BasicErrorResponse,
+    BankTokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    HasAuthUrl,
+    EndpointNotSet,
+    EndpointNotSet,
+    HasRevocationUrl,
+    HasTokenUrl,
+>;
+
+type ConfiguredClient = BankClient<EndpointSet, EndpointNotSet, EndpointSet>;
 
 /// The tokens a bank granted bankgate for one consent. Sealed at rest; never logged.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,8 +108,8 @@ pub struct AuthorizationRedirect {
 /// The crate's client for the bank: with bankgate's secret (HTTP Basic), or without one when
 /// bankgate authenticates with `private_key_jwt` (the crate then sends `client_id` in the body
 /// and the assertion goes in as extra parameters, see [`with_assertion`]).
-fn base_client(bank: &Bank) -> BasicClient {
-    let client = BasicClient::new(ClientId::new(bank.client_id.clone()));
+fn base_client(bank: &Bank) -> BankClient {
+    let client = BankClient::new(ClientId::new(bank.client_id.clone()));
     match (&bank.keys.assertion, bank.client_secret()) {
         (None, Some(secret)) => client.set_client_secret(ClientSecret::new(secret.to_owned())),
         _ => client,
@@ -166,6 +209,21 @@ pub async fn exchange_code(
     pkce_verifier: String,
     bank_consent_id: Option<String>,
 ) -> Result<BankGrant, AdapterError> {
+    exchange_code_naming(bank, redirect_uri, code, pkce_verifier, bank_consent_id)
+        .await
+        .map(|(grant, _)| grant)
+}
+
+/// [`exchange_code`], with the person the bank's ID token names (`None` when the answer has
+/// no ID token: the bank is no OpenID provider, or `openid` was not asked for). An ID token
+/// that fails its checks ([`id_token::person`]) fails the exchange.
+pub async fn exchange_code_naming(
+    bank: &Bank,
+    redirect_uri: &str,
+    code: &str,
+    pkce_verifier: String,
+    bank_consent_id: Option<String>,
+) -> Result<(BankGrant, Option<BankPerson>), AdapterError> {
     let client = client(bank, redirect_uri)?;
     let request = client
         .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -177,7 +235,13 @@ pub async fn exchange_code(
         .request_async(&dpop::HttpClient::of(bank))
         .await
         .map_err(token_error)?;
-    grant_of(bank, &response, None, bank_consent_id)
+    let person = response
+        .extra_fields()
+        .id_token
+        .as_deref()
+        .map(|token| id_token::person(bank, token, Utc::now()))
+        .transpose()?;
+    Ok((grant_of(bank, &response, None, bank_consent_id)?, person))
 }
 
 /// Refreshes the bank's access token; keeps the old refresh token when the bank does not
@@ -214,7 +278,7 @@ pub async fn refresh(bank: &Bank, grant: &BankGrant) -> Result<BankGrant, Adapte
 /// keeping `previous_refresh` when the answer carries no refresh token.
 fn grant_of(
     bank: &Bank,
-    response: &BasicTokenResponse,
+    response: &BankTokenResponse,
     previous_refresh: Option<String>,
     bank_consent_id: Option<String>,
 ) -> Result<BankGrant, AdapterError> {

@@ -263,7 +263,7 @@ pub(super) async fn finish(
     if answer.error.is_some() {
         return Ok(back(&request, &[("error", "access_denied")]));
     }
-    let grant = broker
+    let (grant, person) = broker
         .exchange_at_bank(adapter, &pending, answer.code)
         .await?;
     let previous = current_grant(broker, &consent.id).await;
@@ -288,6 +288,13 @@ pub(super) async fn finish(
         .grants
         .put_grant(&broker.seal_grant(&consent.id, &grant)?)
         .await?;
+    if let Some(person) = person {
+        let bank_person = broker.sealer.bank_person(&pending.bank_id, &person.subject);
+        broker
+            .consents
+            .set_bank_person(&consent.id, &bank_person)
+            .await?;
+    }
     let extended = Consent {
         expires_at,
         policy_hash: request.policy_hash.clone(),

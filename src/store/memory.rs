@@ -46,6 +46,9 @@ pub struct MemoryStore {
     banks: Mutex<BTreeMap<String, Vec<BankVersion>>>,
     pushed_requests: Mutex<HashMap<String, PushedRequest>>,
     consents: Mutex<HashMap<String, Consent>>,
+    /// The person who authorised each consent, as [`crate::consent::Consents::set_bank_person`]
+    /// recorded it (a keyed digest), by consent id; dropped with its consent.
+    bank_persons: Mutex<HashMap<String, String>>,
     bank_authorizations: Mutex<HashMap<String, BankAuthorization>>,
     grants: Mutex<HashMap<String, StoredGrant>>,
     /// Codes by hash, with whether they were redeemed.

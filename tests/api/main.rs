@@ -23,6 +23,7 @@ mod access;
 mod account_ids;
 mod audit_refusals;
 mod bank_fapi;
+mod bank_person;
 mod bank_revocation;
 mod banks;
 mod client_authentication;

@@ -337,3 +337,74 @@ pub async fn consents_list_and_expire_once(store: Arc<dyn Store>) {
     );
     assert!(store.expire_consents(now).await.unwrap().is_empty());
 }
+
+/// A consent records who authorised it as their bank knows them (a keyed digest); the
+/// person's consents at one bank are found together across platforms, newest first, and
+/// never those of another person or of the same digest at another bank.
+pub async fn consents_of_a_bank_person_across_platforms(store: Arc<dyn Store>) {
+    let older = consent("c-1");
+    let newer = Consent {
+        client_id: "platform-b".to_owned(),
+        user_ref: "b-77".to_owned(),
+        created_at: t0() + Duration::minutes(1),
+        ..consent("c-2")
+    };
+    let someone_else = consent("c-3");
+    let other_bank = Consent {
+        bank_id: "stet-bank".to_owned(),
+        ..consent("c-4")
+    };
+    for consent in [&older, &newer, &someone_else, &other_bank] {
+        store.insert_consent(consent).await.unwrap();
+    }
+    assert!(
+        store
+            .consents_of_bank_person("demo-bank", "bp_alice")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for (id, person) in [
+        ("c-1", "bp_alice"),
+        ("c-2", "bp_alice"),
+        ("c-3", "bp_bob"),
+        ("c-4", "bp_alice"),
+    ] {
+        assert!(store.set_bank_person(id, person).await.unwrap(), "{id}");
+    }
+    assert!(!store.set_bank_person("unknown", "bp_alice").await.unwrap());
+    assert!(!store.set_bank_person("c\0x", "bp_alice").await.unwrap());
+
+    let ids = async |bank: &str, person: &str| -> Vec<String> {
+        store
+            .consents_of_bank_person(bank, person)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|consent| consent.id)
+            .collect()
+    };
+    assert_eq!(ids("demo-bank", "bp_alice").await, ["c-2", "c-1"]);
+    assert_eq!(ids("demo-bank", "bp_bob").await, ["c-3"]);
+    assert_eq!(ids("stet-bank", "bp_alice").await, ["c-4"]);
+    assert!(ids("demo-bank", "bp_carol").await.is_empty());
+    assert!(ids("demo-bank", "bp_\0").await.is_empty());
+    // The consents come back whole, as stored.
+    let found = store
+        .consents_of_bank_person("demo-bank", "bp_alice")
+        .await
+        .unwrap();
+    assert_eq!(found, [newer, older]);
+    // A state change keeps the link: a revoked consent is still the person's.
+    assert!(
+        store
+            .transition_consent(
+                "c-1",
+                ConsentStatus::AwaitingAuthorisation,
+                ConsentStatus::Rejected
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(ids("demo-bank", "bp_alice").await, ["c-2", "c-1"]);
+}

@@ -102,6 +102,7 @@ conformance!(
     jti_replay_cache,
     tokens_revoke_alone_and_by_consent,
     consents_list_and_expire_once,
+    consents_of_a_bank_person_across_platforms,
     grants_replace_only_if_unchanged,
     webhooks_dedupe_lease_retry_and_log,
     access_state_reads_everything_at_once,

@@ -118,6 +118,9 @@ pub struct AuthorizationRequest {
     dpop_jkt: Option<String>,
     /// Whether the scope asked for `offline_access`.
     offline_access: bool,
+    /// Whether the scope asked for `openid`: the token answer then carries an ID token
+    /// naming the customer who approved.
+    openid: bool,
 }
 
 /// An approval page waiting for the customer's decision.
@@ -139,6 +142,9 @@ pub(super) struct Code {
     dpop_jkt: Option<String>,
     /// Whether its tokens come with a refresh token.
     refreshable: bool,
+    /// The customer who approved, named in the ID token when `openid` was asked for.
+    customer: &'static Customer,
+    openid: bool,
 }
 
 /// An issued access token.
@@ -154,6 +160,10 @@ pub(super) struct AccessToken {
 
 /// The scope that asks an OpenID provider for a refresh token.
 const OFFLINE_ACCESS: &str = "offline_access";
+/// The scope that asks for an ID token (OpenID Connect Core 1.0 §3.1.2.1).
+const OPENID: &str = "openid";
+/// How long an ID token is valid.
+const ID_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
 /// The refresh token an access token is issued with.
 enum Refresh {
@@ -471,6 +481,10 @@ impl AuthServer {
                 .unwrap_or_default()
                 .split_ascii_whitespace()
                 .any(|scope| scope == OFFLINE_ACCESS),
+            openid: get("scope")
+                .unwrap_or_default()
+                .split_ascii_whitespace()
+                .any(|scope| scope == OPENID),
         };
         let fail = |request: &AuthorizationRequest, error: &str, description: &str| {
             AuthorizeFailure::Redirect(Box::new(self.redirect_error(request, error, description)))
@@ -554,6 +568,8 @@ impl AuthServer {
                     issued_tokens: Vec::new(),
                     dpop_jkt: request.dpop_jkt.clone(),
                     refreshable: request.offline_access || !self.fapi.refresh_needs_offline_access,
+                    customer,
+                    openid: request.openid,
                 },
             );
         }
@@ -757,6 +773,29 @@ impl AuthServer {
         Ok(Value::Object(answer))
     }
 
+    /// An OpenID Connect ID token naming `customer` (`sub`: the customer's login id, `name`),
+    /// for the one client, signed HS256 with its secret (OpenID Connect Core 1.0 §10.1).
+    fn id_token(&self, customer: &Customer) -> Result<String, OAuthError> {
+        let now = chrono::Utc::now().timestamp();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let claims = json!({
+            "iss": self.origin,
+            "sub": customer.id,
+            "aud": self.client_id,
+            "name": customer.name,
+            "iat": now,
+            "exp": now + i64::try_from(ID_TOKEN_LIFETIME.as_secs()).unwrap_or(300),
+        });
+        let payload = URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&claims).map_err(|_| OAuthError::server_error())?);
+        let signing_input = format!("{header}.{payload}");
+        let key =
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.client_secret.as_bytes());
+        let signature =
+            URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&key, signing_input.as_bytes()));
+        Ok(format!("{signing_input}.{signature}"))
+    }
+
     fn redeem_code<B: ConsentBinding>(
         &self,
         bank: &B,
@@ -777,7 +816,7 @@ impl AuthServer {
             ));
         }
         let now = Instant::now();
-        let (consent_id, refresh) = {
+        let (consent_id, refresh, person) = {
             let mut books = self.books();
             let Some(entry) = books.codes.get_mut(code) else {
                 return Err(OAuthError::invalid_grant("unknown authorization code"));
@@ -824,13 +863,17 @@ impl AuthServer {
                 } else {
                     Refresh::None
                 },
+                entry.openid.then_some(entry.customer),
             )
         };
         // The bank's consent books are consulted without the OAuth books held.
         if !bank.usable(&consent_id) {
             return Err(OAuthError::invalid_grant("the consent is no longer valid"));
         }
-        let fields = bank.token_fields(&consent_id);
+        let mut fields = bank.token_fields(&consent_id);
+        if let Some(customer) = person {
+            fields.insert("id_token".into(), self.id_token(customer)?.into());
+        }
         let mut books = self.books();
         let response = self.issue(&mut books, &consent_id, refresh, fields, jkt)?;
         let issued: Vec<String> = ["access_token", "refresh_token"]

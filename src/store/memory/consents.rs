@@ -70,6 +70,35 @@ impl Consents for MemoryStore {
         Ok(consents)
     }
 
+    async fn set_bank_person(&self, id: &str, bank_person: &str) -> Result<bool, StoreError> {
+        if !lock(&self.consents).contains_key(id) {
+            return Ok(false);
+        }
+        lock(&self.bank_persons).insert(id.to_owned(), bank_person.to_owned());
+        Ok(true)
+    }
+
+    async fn consents_of_bank_person(
+        &self,
+        bank_id: &str,
+        bank_person: &str,
+    ) -> Result<Vec<Consent>, StoreError> {
+        let ids: Vec<String> = lock(&self.bank_persons)
+            .iter()
+            .filter(|(_, person)| person.as_str() == bank_person)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let consents = lock(&self.consents);
+        let mut found: Vec<Consent> = ids
+            .iter()
+            .filter_map(|id| consents.get(id))
+            .filter(|consent| consent.bank_id == bank_id)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(found)
+    }
+
     async fn expire_consents(&self, now: DateTime<Utc>) -> Result<Vec<Consent>, StoreError> {
         let mut expired = Vec::new();
         for consent in lock(&self.consents).values_mut() {

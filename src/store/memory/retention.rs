@@ -48,6 +48,7 @@ impl Retention for MemoryStore {
             purged.consents = retain_counted(&mut consents, |consent| !gone.contains(&consent.id));
             (gone, ended)
         };
+        lock(&self.bank_persons).retain(|consent_id, _| !gone.contains(consent_id));
         purged.grants = retain_counted(&mut lock(&self.grants), |grant| {
             !ended.contains(&grant.consent_id) && !gone.contains(&grant.consent_id)
         });

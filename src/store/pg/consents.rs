@@ -40,6 +40,16 @@ const LIST_OF: &str = "\
     FROM consents WHERE client_id = $1 AND user_ref = $2 \
     ORDER BY created_at DESC, id";
 
+/// Records the person who authorised a consent, as a keyed digest of their bank's identifier.
+const SET_BANK_PERSON: &str = "\
+    UPDATE consents SET bank_person = $2, updated_at = now() WHERE id = $1";
+
+const LIST_OF_BANK_PERSON: &str = "\
+    SELECT id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
+           policy_hash, redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at \
+    FROM consents WHERE bank_id = $1 AND bank_person = $2 \
+    ORDER BY created_at DESC, id";
+
 /// One statement: of several instances expiring at once, each row moves (and is returned) once.
 const EXPIRE: &str = "\
     UPDATE consents SET status = 'expired', updated_at = now() \
@@ -223,6 +233,40 @@ impl Consents for super::PgStore {
         user_ref: &str,
     ) -> Result<Vec<Consent>, StoreError> {
         list_of(&self.connection().await?, client_id, user_ref).await
+    }
+
+    async fn set_bank_person(&self, id: &str, bank_person: &str) -> Result<bool, StoreError> {
+        if !storable(id) {
+            return Ok(false);
+        }
+        let changed = execute(
+            &self.connection().await?,
+            "consent",
+            SET_BANK_PERSON,
+            &[&id, &bank_person],
+        )
+        .await?;
+        Ok(changed == 1)
+    }
+
+    async fn consents_of_bank_person(
+        &self,
+        bank_id: &str,
+        bank_person: &str,
+    ) -> Result<Vec<Consent>, StoreError> {
+        if !storable(bank_id) || !storable(bank_person) {
+            return Ok(Vec::new());
+        }
+        query(
+            &self.connection().await?,
+            "consent",
+            LIST_OF_BANK_PERSON,
+            &[&bank_id, &bank_person],
+        )
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
     }
 
     async fn expire_consents(&self, now: DateTime<Utc>) -> Result<Vec<Consent>, StoreError> {
