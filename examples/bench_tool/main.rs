@@ -2,7 +2,8 @@
 //! real consent flow of a running gateway and the bank-side flow of a sandbox bank and prints
 //! both tokens; `load` is a fixed-rate (open-loop) HTTP load generator with an HDR histogram;
 //! `audit-query` loads a large audit log by binary COPY and times the compliance queries,
-//! the export and the verification over it. Each prints one JSON object on stdout.
+//! the export and the verification over it; `notify-seed` subscribes many consents to
+//! notifications. Each prints one JSON object on stdout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 mod audit_query;
+mod notify;
 
 #[derive(Debug, Parser)]
 struct Cli {
@@ -61,6 +63,9 @@ enum Command {
     /// Loads EVENTS audit events into a fresh database and times the compliance queries,
     /// export and verification.
     AuditQuery(audit_query::Args),
+    /// Subscribes COUNT consents of a platform with a webhook to balance changes: one through
+    /// the real consent flow, the others written beside it through the store API.
+    NotifySeed(notify::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -95,6 +100,7 @@ fn main() -> anyhow::Result<()> {
                 connections,
             } => load(&url, &headers, rate, duration, connections).await,
             Command::AuditQuery(args) => audit_query::run(args).await,
+            Command::NotifySeed(args) => notify::seed(args).await,
         }
     })?;
     println!("{output}");

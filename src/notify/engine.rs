@@ -214,17 +214,31 @@ impl Engine {
             .await
     }
 
-    /// Runs every `every` until the process ends; failures are logged and retried.
+    /// Runs every `every` until the process ends, and again at once after a run that claimed a
+    /// full batch; failures are logged and retried.
     pub fn spawn(self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                match self.run_once(Utc::now()).await {
-                    Ok(report) if report.claimed > 0 => tracing::info!(?report, "notify"),
-                    Ok(_) => {}
-                    Err(error) => tracing::warn!(%error, "notify run failed"),
+                // A full batch means more may be due: the backlog is worked off at once rather
+                // than one batch a tick.
+                loop {
+                    match self.run_once(Utc::now()).await {
+                        Ok(report) => {
+                            if report.claimed > 0 {
+                                tracing::info!(?report, "notify");
+                            }
+                            if report.claimed < self.settings.batch as usize {
+                                break;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "notify run failed");
+                            break;
+                        }
+                    }
                 }
             }
         })
