@@ -52,12 +52,27 @@ impl App {
             grants: self.store.clone(),
             clients: self.store.clone(),
             payments: self.store.clone(),
+            payees: self.store.clone(),
+            unattended: self.store.clone(),
+            bank_reader: self.bank_reader(),
             auditor: self.auditor.clone(),
             policies: self.policies.clone(),
             banks: self.banks.clone(),
             sealer: self.sealer.clone(),
             issuer: self.config.public_url.clone(),
         }
+    }
+
+    /// Reads consents' accounts at their banks over the live adapters (the refresh engine's,
+    /// and the payee resolution's).
+    fn bank_reader(&self) -> Arc<crate::notify::bank::AdapterReader> {
+        Arc::new(crate::notify::bank::AdapterReader {
+            banks: self.banks.clone(),
+            bank_tokens: self.bank_tokens.clone(),
+            grants: self.store.clone(),
+            account_refs: self.store.clone(),
+            sealer: self.sealer.clone(),
+        })
     }
 
     /// The consent lifecycle's dependencies, taken from this state: revocation, expiry,
@@ -86,13 +101,7 @@ impl App {
             subscriptions: self.store.clone(),
             consents: self.store.clone(),
             clients: self.store.clone(),
-            bank: Arc::new(crate::notify::bank::AdapterReader {
-                banks: self.banks.clone(),
-                bank_tokens: self.bank_tokens.clone(),
-                grants: self.store.clone(),
-                account_refs: self.store.clone(),
-                sealer: self.sealer.clone(),
-            }),
+            bank: self.bank_reader(),
             outbox: Arc::new(self.lifecycle()),
             auditor: self.auditor.clone(),
             policies: self.policies.clone(),

@@ -11,6 +11,7 @@
 //! `payment_initiation` consent, whose payment is created at the bank once.
 
 pub mod extension;
+pub mod payee;
 pub mod payment;
 
 use std::sync::Arc;
@@ -48,6 +49,12 @@ pub struct Broker {
     pub grants: Arc<dyn Grants>,
     pub clients: Arc<dyn Clients>,
     pub payments: Arc<dyn Payments>,
+    /// The payee directory, where a payment to a handle finds its payee consent.
+    pub payees: Arc<dyn crate::payments::payees::Payees>,
+    /// The consents' unattended budgets (a payee resolved spends one unit of hers).
+    pub unattended: Arc<dyn crate::notify::Subscriptions>,
+    /// Reads a payee's accounts at her bank.
+    pub bank_reader: Arc<dyn crate::notify::engine::BankReader>,
     pub auditor: Auditor,
     pub policies: Live,
     pub banks: Arc<Registry>,

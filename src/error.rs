@@ -219,6 +219,8 @@ pub mod problem_types {
         StatusCode::TOO_MANY_REQUESTS,
     );
     pub const PAYEE_HANDLE_TAKEN: ProblemType = caller("payee-handle-taken", StatusCode::CONFLICT);
+    pub const PAYMENT_PAYEE_UNAVAILABLE: ProblemType =
+        caller("payment-payee-unavailable", StatusCode::CONFLICT);
     // Banks.
     pub const BANK_TIMEOUT: ProblemType = bank("bank-timeout", StatusCode::GATEWAY_TIMEOUT);
     pub const UNKNOWN_ACCOUNT: ProblemType = bank("unknown-account", StatusCode::NOT_FOUND);
@@ -288,6 +290,7 @@ pub mod problem_types {
         PAYMENT_INSTANT_NOT_ALLOWED,
         PAYEE_VERIFICATION_THROTTLED,
         PAYEE_HANDLE_TAKEN,
+        PAYMENT_PAYEE_UNAVAILABLE,
         BANK_TIMEOUT,
         UNKNOWN_ACCOUNT,
         BANK_UNAVAILABLE,
@@ -429,6 +432,7 @@ fn payment_type(refusal: &PaymentRefusal) -> ProblemType {
         PaymentRefusal::BodyDiffers(_) => p::PAYMENT_DOES_NOT_MATCH_CONSENT,
         PaymentRefusal::KeyReused => p::PAYMENT_KEY_REUSED,
         PaymentRefusal::InFlight => p::PAYMENT_IN_FLIGHT,
+        PaymentRefusal::PayeeGone(_) => p::PAYMENT_PAYEE_UNAVAILABLE,
         PaymentRefusal::Invalid(invalid) => match invalid {
             Invalid::WrongType => p::PAYMENT_INVALID_TYPE,
             Invalid::AmountNotPositive => p::PAYMENT_AMOUNT_NOT_POSITIVE,

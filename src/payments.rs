@@ -62,16 +62,32 @@ pub struct Amount {
 }
 
 /// The payee's account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreditorAccount {
     pub iban: String,
 }
 
+/// A payee named by her handle on the payer's platform (`{"handle": "@alice"}`) instead of by
+/// her account: bankgate resolves it through her payee consent (`broker::payee`), and the
+/// payer's platform is shown only her name as her bank has it and her account masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditorHandle {
+    pub handle: String,
+    /// The payee consent the handle resolved through: set by bankgate at PAR (a platform
+    /// that sends it is refused), so that the payment is refused if that consent ends before
+    /// the bank is asked to pay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_id: Option<String>,
+}
+
 /// The Rich Authorization Request (RFC 9396) entry of a payment, as a platform pushes it at PAR:
 /// `{"type":"payment_initiation","bank":…,"purpose":…,"instructed_amount":{"currency":"EUR",
 /// "amount":"12.50"},"creditor_account":{"iban":…},"creditor_name":…,"remittance":…,
-/// "instant":true,"user_ref":…}`.
+/// "instant":true,"user_ref":…}`; or, paying a handle of the platform, `"creditor":{"handle":
+/// "@alice"}` instead of `creditor_account` and `creditor_name`, which bankgate fills in from
+/// the payee's bank.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentRequest {
@@ -82,7 +98,12 @@ pub struct PaymentRequest {
     pub bank: String,
     pub purpose: String,
     pub instructed_amount: Amount,
+    /// The payee named by her handle; `None` when the payer typed her account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creditor: Option<CreditorHandle>,
+    #[serde(default)]
     pub creditor_account: CreditorAccount,
+    #[serde(default)]
     pub creditor_name: String,
     /// Unstructured remittance information shown to the payee.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,6 +113,22 @@ pub struct PaymentRequest {
     pub instant: bool,
     /// The platform's pseudonymous reference for its user (the payer).
     pub user_ref: String,
+}
+
+impl PaymentRequest {
+    /// The request as its platform may read it back (the token's `authorization_details`):
+    /// as it was sent, except that a payee named by her handle is shown by her handle, her
+    /// name and her account masked — never her IBAN, nor the consent she was resolved through.
+    pub fn platform_view(&self) -> serde_json::Value {
+        let mut view = serde_json::to_value(self).unwrap_or_default();
+        if let Some(creditor) = &self.creditor {
+            view["creditor"] = serde_json::json!({ "handle": creditor.handle });
+            view["creditor_account"] = serde_json::json!({
+                "iban_masked": crate::model::mask_iban(&self.creditor_account.iban),
+            });
+        }
+        view
+    }
 }
 
 /// Why a payment request is refused before anything is stored. The text is safe to show the
@@ -469,6 +506,9 @@ impl Payment {
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         });
+        if let Some(creditor) = &self.request.creditor {
+            body["creditor"] = serde_json::json!({ "handle": creditor.handle });
+        }
         if let Some(status) = status {
             body["bank_status"] = serde_json::json!({
                 "code": status.raw,

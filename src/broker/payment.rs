@@ -33,14 +33,14 @@ pub(super) fn is_payment(detail: &serde_json::Value) -> bool {
     detail.get("type").and_then(serde_json::Value::as_str) == Some(PAYMENT_INITIATION)
 }
 
-fn refused(slug: &str, message: impl std::fmt::Display) -> Error {
+pub(super) fn refused(slug: &str, message: impl std::fmt::Display) -> Error {
     Error::from(OAuthError::new(
         "invalid_authorization_details",
         format!("{slug}: {message}"),
     ))
 }
 
-fn details_error(message: impl std::fmt::Display) -> Error {
+pub(super) fn details_error(message: impl std::fmt::Display) -> Error {
     Error::from(OAuthError::new(
         "invalid_authorization_details",
         message.to_string(),
@@ -56,7 +56,7 @@ pub(super) async fn check(
     client: &Client,
     raw: serde_json::Value,
 ) -> Result<(PaymentRequest, AuthorizationDetail, String), Error> {
-    let request: PaymentRequest = serde_json::from_value(raw)
+    let mut request: PaymentRequest = serde_json::from_value(raw)
         .map_err(|error| details_error(format!("authorization_details: {error}")))?;
     for (field, value) in [
         ("bank", Some(&request.bank)),
@@ -86,9 +86,6 @@ pub(super) async fn check(
             ),
         ));
     }
-    let valid = request
-        .validate()
-        .map_err(|invalid| refused(invalid.slug(), &invalid))?;
     let policies = broker.policies.current();
     let policy = policies
         .lookup(&request.purpose)
@@ -99,6 +96,12 @@ pub(super) async fn check(
             region: &client.region,
         })
         .map_err(|refusal| details_error(refusal.to_string()))?;
+    // A payee named by her handle is resolved now (an access under her consent, audited):
+    // what is validated and recorded below is her account.
+    super::payee::fill_in(broker, client, &mut request, Utc::now()).await?;
+    let valid = request
+        .validate()
+        .map_err(|invalid| refused(invalid.slug(), &invalid))?;
     check_limits(
         broker.payments.as_ref(),
         &client.client_id,
@@ -206,6 +209,26 @@ pub(super) async fn create_at_bank(
     let Some(initiation) = adapter.profile.payments() else {
         return Ok(Creation::Failed);
     };
+    // A payee named by her handle who revoked her consent (or gave up the handle) since PAR
+    // is not paid.
+    if !super::payee::still_payable(broker, &payment.client_id, &payment.request, Utc::now())
+        .await?
+    {
+        refuse(broker, payment).await?;
+        let unpayable = super::payee::Unpayable::Unavailable {
+            handle: payment
+                .request
+                .creditor
+                .as_ref()
+                .map(|creditor| creditor.handle.clone())
+                .unwrap_or_default(),
+            why: "the payee's consent ended",
+        };
+        return Ok(Creation::Refused(format!(
+            "{}: {unpayable}",
+            unpayable.slug()
+        )));
+    }
     if initiation.authorisation_executes()
         && let Err(refusal) = count(broker, payment).await?
     {
@@ -321,7 +344,7 @@ pub async fn granted_details(
     consent: &Consent,
 ) -> Result<serde_json::Value, Error> {
     Ok(match payments.payment_of_consent(&consent.id).await? {
-        Some(payment) => serde_json::json!([payment.request]),
+        Some(payment) => serde_json::json!([payment.request.platform_view()]),
         None => serde_json::json!([consent.granted_details()]),
     })
 }

@@ -50,6 +50,7 @@ impl Demo {
                 currency: "EUR".into(),
                 amount: rust_decimal::Decimal::new(1250, 2),
             },
+            creditor: None,
             creditor_account: crate::payments::CreditorAccount {
                 iban: friend_iban.into(),
             },

@@ -63,6 +63,18 @@ pub trait PayerBank: Send + Sync {
     async fn payer(&self, order: &PaymentOrder) -> Option<String>;
 }
 
+/// Whether a payment's payee can still be paid: a payee named by her handle only while the
+/// payee consent she was resolved through is alive and holds the handle (`broker::payee`).
+#[async_trait]
+pub trait PayeeCheck: Send + Sync {
+    async fn still_payable(
+        &self,
+        client_id: &str,
+        request: &super::PaymentRequest,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
 /// What a platform sends to submit its consent's payment: every field optional, and each one
 /// present must be the consented payment's (the platform restates what it pays).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -99,6 +111,8 @@ pub enum Refusal {
     Invalid(Invalid),
     #[error("{0}")]
     Limit(LimitRefusal),
+    #[error("the payee {0} can no longer be paid: her consent ended or she gave up the handle")]
+    PayeeGone(String),
 }
 
 impl Refusal {
@@ -115,6 +129,7 @@ impl Refusal {
             Refusal::InFlight => "payment-in-flight",
             Refusal::Invalid(invalid) => invalid.slug(),
             Refusal::Limit(limit) => limit.slug(),
+            Refusal::PayeeGone(_) => "payment-payee-unavailable",
         }
     }
 }
@@ -143,6 +158,8 @@ pub struct SubmitRequest<'a> {
     /// The purpose's payment limits in force (`None`: no longer a payment purpose).
     pub limits: Option<&'a PaymentLimits>,
     pub request_id: Option<String>,
+    /// Checks a payee named by her handle is still there.
+    pub payee: &'a dyn PayeeCheck,
 }
 
 /// How a submission ended.
@@ -202,6 +219,19 @@ impl Submitter<'_> {
             Err(error) => return Err(error.into()),
         }
         let refused = match self.check(&payment, &request, now) {
+            Ok(_)
+                if !request
+                    .payee
+                    .still_payable(request.client_id, &payment.request, now)
+                    .await? =>
+            {
+                let handle = payment.request.creditor.as_ref();
+                Some(Refusal::PayeeGone(
+                    handle
+                        .map(|creditor| creditor.handle.clone())
+                        .unwrap_or_default(),
+                ))
+            }
             Ok(limits) => match check_payer(&payment, bank).await {
                 Err(refusal) => Some(refusal),
                 Ok(()) => self.count(&payment, limits, now).await?.err(),
@@ -291,9 +321,12 @@ impl Submitter<'_> {
         {
             return Err(Refusal::BodyDiffers("instructed_amount"));
         }
+        // A payee named by her handle: her account is never compared (the answer would tell
+        // the platform whether it guessed her IBAN).
         if body.creditor_account.as_ref().is_some_and(|account| {
-            super::parse_iban(&account.iban).ok()
-                != super::parse_iban(&wanted.creditor_account.iban).ok()
+            wanted.creditor.is_some()
+                || super::parse_iban(&account.iban).ok()
+                    != super::parse_iban(&wanted.creditor_account.iban).ok()
         }) {
             return Err(Refusal::BodyDiffers("creditor_account"));
         }

@@ -17,6 +17,7 @@ fn request(currency: &str, amount: &str, iban: &str) -> PaymentRequest {
             currency: currency.to_owned(),
             amount: Decimal::from_str(amount).unwrap(),
         },
+        creditor: None,
         creditor_account: CreditorAccount {
             iban: iban.to_owned(),
         },

@@ -42,6 +42,7 @@ mod oauth_refusals;
 mod openapi;
 mod operator;
 mod par_binding;
+mod pay_handle;
 mod payee_verification;
 mod payees;
 mod payments;

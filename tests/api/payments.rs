@@ -78,6 +78,7 @@ fn payment(bank: &str, amount: &str) -> PaymentRequest {
             currency: "EUR".into(),
             amount: amount.parse::<Decimal>().expect("an amount"),
         },
+        creditor: None,
         creditor_account: CreditorAccount {
             iban: FRIEND_IBAN.into(),
         },

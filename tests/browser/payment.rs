@@ -106,6 +106,7 @@ async fn payment_consent_screen_in_headless_chromium() {
             currency: "EUR".into(),
             amount: amount.parse().unwrap(),
         },
+        creditor: None,
         creditor_account: CreditorAccount {
             iban: "NL18BKGT0417164300".into(),
         },

@@ -26,6 +26,7 @@ fn request(amount: &str, currency: &str, user_ref: &str) -> PaymentRequest {
             currency: currency.to_owned(),
             amount: amount.parse().unwrap(),
         },
+        creditor: None,
         creditor_account: CreditorAccount {
             iban: "DE89370400440532013000".to_owned(),
         },

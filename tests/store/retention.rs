@@ -102,6 +102,7 @@ fn payment(consent_id: &str) -> Payment {
                 currency: "EUR".to_owned(),
                 amount: "10.00".parse().unwrap(),
             },
+            creditor: None,
             creditor_account: CreditorAccount {
                 iban: "DE89370400440532013000".to_owned(),
             },

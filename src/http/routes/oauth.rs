@@ -345,6 +345,10 @@ fn render_screen(app: &App, lang: screen::Lang, opened: &Screen) -> Response {
         amount: payment.instructed_amount.amount.to_string(),
         currency: payment.instructed_amount.currency.clone(),
         payee: payment.creditor_name.clone(),
+        handle: payment
+            .creditor
+            .as_ref()
+            .map(|creditor| creditor.handle.clone()),
         account: screen::PaymentShown::masked(&payment.creditor_account.iban),
         remittance: payment.remittance.clone(),
         instant: payment.instant,

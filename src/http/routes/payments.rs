@@ -118,6 +118,7 @@ async fn submit(
         bank_consent_id: bank_grant.bank_consent_id.clone(),
     };
     let submitter = submitter(&app);
+    let broker = app.broker();
     let submitted = submitter
         .submit(
             SubmitRequest {
@@ -128,6 +129,7 @@ async fn submit(
                 body: parsed,
                 limits: policy.as_ref().and_then(|policy| policy.payment.as_ref()),
                 request_id: request_id(&headers),
+                payee: &broker,
             },
             &bank,
             Utc::now(),

@@ -93,6 +93,9 @@ pub(super) struct PaymentShown {
     /// ISO 4217 code.
     pub currency: String,
     pub payee: String,
+    /// The payee's handle on the platform, when the payer named her by it (her name is then
+    /// the one on the account, as her bank has it).
+    pub handle: Option<String>,
     /// `FR76 •••• 1234`.
     pub account: String,
     pub remittance: Option<String>,
@@ -139,13 +142,24 @@ fn payment_rows(
         "Confirm a payment?".into(),
         "Confirmer un paiement ?".into(),
     );
+    let payee = match &payment.handle {
+        Some(handle) => t(
+            format!(
+                "{} ({}, name given by their bank)",
+                e(&payment.payee),
+                e(handle)
+            ),
+            format!(
+                "{} ({}, nom donné par sa banque)",
+                e(&payment.payee),
+                e(handle)
+            ),
+        ),
+        None => e(&payment.payee),
+    };
     let mut rows = vec![
         (t("Amount".into(), "Montant".into()), "amount", amount),
-        (
-            t("Payee".into(), "Bénéficiaire".into()),
-            "payee",
-            e(&payment.payee),
-        ),
+        (t("Payee".into(), "Bénéficiaire".into()), "payee", payee),
         (
             t("Payee's account".into(), "Compte du bénéficiaire".into()),
             "payee-account",
@@ -513,6 +527,7 @@ mod tests {
             amount: "12.50".into(),
             currency: "EUR".into(),
             payee: "Camille <Martin>".into(),
+            handle: None,
             account: PaymentShown::masked("FR7630006000011234567890189"),
             remittance: Some("pizza".into()),
             instant: true,
