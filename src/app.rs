@@ -55,6 +55,8 @@ impl App {
             payees: self.store.clone(),
             unattended: self.store.clone(),
             bank_reader: self.bank_reader(),
+            verification_counts: self.store.clone(),
+            verifications_per_minute: self.config.payee_verifications_per_minute,
             auditor: self.auditor.clone(),
             policies: self.policies.clone(),
             banks: self.banks.clone(),

@@ -55,6 +55,10 @@ pub struct Broker {
     pub unattended: Arc<dyn crate::notify::Subscriptions>,
     /// Reads a payee's accounts at her bank.
     pub bank_reader: Arc<dyn crate::notify::engine::BankReader>,
+    /// Verifications of payee counted per platform and minute.
+    pub verification_counts: Arc<dyn crate::payments::verification::VerificationCounts>,
+    /// How many verifications of payee a platform may ask per minute.
+    pub verifications_per_minute: u32,
     pub auditor: Auditor,
     pub policies: Live,
     pub banks: Arc<Registry>,

@@ -190,6 +190,7 @@ impl Demo {
                         "balance-alerts".into(),
                         "fraud-alerts".into(),
                         "p2p-payment".into(),
+                        crate::payments::payees::PAYEE_PURPOSE.into(),
                     ],
                     jwks: Some(assertion_key.jwks()),
                     ..Registration::default()

@@ -113,6 +113,11 @@ pub struct PaymentRequest {
     pub instant: bool,
     /// The platform's pseudonymous reference for its user (the payer).
     pub user_ref: String,
+    /// For a payee typed by the payer, what her bank answered to verification of payee: set
+    /// by bankgate at PAR (a platform that sends it is refused) and shown on the consent
+    /// screen before the payer confirms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<verification::Outcome>,
 }
 
 impl PaymentRequest {

@@ -12,19 +12,27 @@
 //! anything is shown. Before the payer's bank is asked to pay — when the bank's payment
 //! resource is created, or at submission — [`still_payable`] checks that her consent is still
 //! alive and still holds the handle: a payee who revoked meanwhile is not paid.
+//!
+//! A payee typed by the payer (an IBAN and a name) is checked instead: verification of payee
+//! ([`verify`], also behind `POST /v1/payee-verifications`), whose answer the payer's consent
+//! screen shows before the payer confirms.
 
 use chrono::{DateTime, Utc};
 
 use super::Broker;
-use super::payment::{details_error, refused};
+use crate::adapters::verification;
 use crate::audit::{Action, Decision, Event};
 use crate::consent::Consent;
-use crate::error::Error;
+use crate::error::{Error, OAuthError};
 use crate::model::{Scope, quoted};
 use crate::notify::engine::{ReadError, Reads};
 use crate::oauth::Client;
 use crate::payments::payees::{Handle, PAYEE_PURPOSE};
+use crate::payments::verification::{Outcome, Throttle, ValidVerification};
 use crate::payments::{MAX_CREDITOR_NAME_CHARS, PaymentRequest};
+
+/// The audit category of a verification of payee.
+pub const VERIFICATION_CATEGORY: &str = "payee_verification";
 use crate::policy::{DataRequest, Platform, Presence};
 use crate::store_error::StoreError;
 
@@ -269,4 +277,95 @@ impl crate::payments::submit::PayeeCheck for Broker {
     ) -> Result<bool, StoreError> {
         still_payable(self, client_id, request, now).await
     }
+}
+
+/// What a verification of payee came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// The payee's bank answered (or no bank could: `not_possible`).
+    Answered(Outcome),
+    /// The platform asked more than its verifications per minute: no bank was asked.
+    Throttled,
+}
+
+/// Verification of payee for `client_id` (`POST /v1/payee-verifications`, and a payment to a
+/// typed account at PAR): counted per platform and minute against
+/// `Broker::verifications_per_minute` before any bank is asked (every instance counts against
+/// one limit), then asked of the bank that answers for the IBAN (`not_possible` when none
+/// does or it fails). Every answer and every throttled request is audited
+/// (`payee_verified`: the account masked, the result) before it is returned.
+pub async fn verify(
+    broker: &Broker,
+    client_id: &str,
+    valid: &ValidVerification,
+    request_id: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Verified, Error> {
+    let mut event = Event::new(Action::PayeeVerified, client_id, Decision::Allow);
+    event.platform = Some(client_id.to_owned());
+    event.categories = vec![VERIFICATION_CATEGORY.to_owned()];
+    event.request_id = request_id;
+    let counted = broker
+        .verification_counts
+        .count_verification(
+            client_id,
+            Throttle::window(now),
+            broker.verifications_per_minute,
+        )
+        .await?;
+    if !counted {
+        event.decision = Decision::Deny;
+        event.reason = Some("payee-verification-throttled".into());
+        event.fields = valid.facts(None);
+        broker
+            .auditor
+            .record(event)
+            .await
+            .map_err(Error::AuditUnavailable)?;
+        return Ok(Verified::Throttled);
+    }
+    let outcome = match verification::bank_for(&broker.banks, &valid.iban) {
+        None => {
+            event.reason = Some("no bank answers for this account".into());
+            Outcome::NotPossible
+        }
+        Some(adapter) => {
+            event.bank = Some(adapter.bank.id().to_owned());
+            match verification::ask(&adapter, valid).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    tracing::warn!(
+                        bank = adapter.bank.id(),
+                        kind = error.root().kind(),
+                        "verification of payee failed at the bank"
+                    );
+                    event.reason = Some(format!("bank failed: {}", error.root().kind()));
+                    Outcome::NotPossible
+                }
+            }
+        }
+    };
+    event.fields = valid.facts(Some(&outcome));
+    event.n_records = 1;
+    broker
+        .auditor
+        .record(event)
+        .await
+        .map_err(Error::AuditUnavailable)?;
+    Ok(Verified::Answered(outcome))
+}
+
+/// A refused payment detail at PAR: `invalid_authorization_details`, `slug: message`.
+pub(super) fn refused(slug: &str, message: impl std::fmt::Display) -> Error {
+    Error::from(OAuthError::new(
+        "invalid_authorization_details",
+        format!("{slug}: {message}"),
+    ))
+}
+
+pub(super) fn details_error(message: impl std::fmt::Display) -> Error {
+    Error::from(OAuthError::new(
+        "invalid_authorization_details",
+        message.to_string(),
+    ))
 }

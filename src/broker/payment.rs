@@ -12,13 +12,16 @@
 use chrono::{DateTime, Utc};
 
 use super::Broker;
+use super::payee::Verified;
+use super::payee::{details_error, refused};
 use crate::adapters::{Adapter, BankConsent};
 use crate::audit::{Action, Event};
 use crate::consent::{AuthorizationDetail, Consent};
-use crate::error::{Error, OAuthError};
+use crate::error::Error;
 use crate::lifecycle::consent_event;
 use crate::model::{quoted, text};
 use crate::oauth::Client;
+use crate::payments::verification::{Outcome, ValidVerification};
 use crate::payments::{
     DayCount, LimitRefusal, PAYMENT_INITIATION, Payment, PaymentRequest, Payments, Submission,
     ValidPayment,
@@ -31,20 +34,6 @@ pub const PAYMENT_SCOPE: &str = "payment";
 /// Whether a pushed authorization detail (as JSON) is a payment's.
 pub(super) fn is_payment(detail: &serde_json::Value) -> bool {
     detail.get("type").and_then(serde_json::Value::as_str) == Some(PAYMENT_INITIATION)
-}
-
-pub(super) fn refused(slug: &str, message: impl std::fmt::Display) -> Error {
-    Error::from(OAuthError::new(
-        "invalid_authorization_details",
-        format!("{slug}: {message}"),
-    ))
-}
-
-pub(super) fn details_error(message: impl std::fmt::Display) -> Error {
-    Error::from(OAuthError::new(
-        "invalid_authorization_details",
-        message.to_string(),
-    ))
 }
 
 /// A pushed `payment_initiation` detail checked: its form (amount, currency, IBAN checksum,
@@ -98,8 +87,11 @@ pub(super) async fn check(
         .map_err(|refusal| details_error(refusal.to_string()))?;
     // A payee named by her handle is resolved now (an access under her consent, audited):
     // what is validated and recorded below is her account.
+    if request.verification.is_some() {
+        return Err(details_error("verification is set by bankgate"));
+    }
     super::payee::fill_in(broker, client, &mut request, Utc::now()).await?;
-    let valid = request
+    let mut valid = request
         .validate()
         .map_err(|invalid| refused(invalid.slug(), &invalid))?;
     check_limits(
@@ -110,6 +102,26 @@ pub(super) async fn check(
         Utc::now(),
     )
     .await?;
+    // A payee the payer typed: her bank says whether the name is hers, for the screen.
+    if valid.request.creditor.is_none() {
+        let typed = ValidVerification {
+            iban: valid.creditor_iban.clone(),
+            name: valid.request.creditor_name.trim().to_owned(),
+        };
+        let outcome = match super::payee::verify(
+            broker,
+            &client.client_id,
+            &typed,
+            None,
+            Utc::now(),
+        )
+        .await?
+        {
+            Verified::Answered(outcome) => outcome,
+            Verified::Throttled => Outcome::NotPossible,
+        };
+        valid.request.verification = Some(outcome);
+    }
     let detail = AuthorizationDetail {
         kind: PAYMENT_INITIATION.to_owned(),
         bank: request.bank.clone(),

@@ -25,6 +25,7 @@ fn request(currency: &str, amount: &str, iban: &str) -> PaymentRequest {
         remittance: Some("pizza".to_owned()),
         instant: true,
         user_ref: "u-81f3".to_owned(),
+        verification: None,
     }
 }
 

@@ -383,11 +383,14 @@ async fn a_payee_who_left_between_par_and_payment_is_not_paid(kind: StoreKind) {
     };
     let error = error.to_string();
     assert!(error.contains("payment-unknown-payee"), "{error}");
-    // Neither a handle with an account, nor a payee consent of the platform's choosing.
+    let (alice_token, alice_consent) = alice_registers(&chat).await;
+    // Neither a handle with an account, nor a payee consent or a verification of the
+    // platform's choosing.
     for extra in [
         json!({"creditor_account": {"iban": PAYEE_IBAN}}),
         json!({"creditor_name": "Alice"}),
         json!({"creditor": {"handle": "@alice", "consent_id": "c_x"}}),
+        json!({"verification": {"result": "match"}}),
     ] {
         let mut detail = to_alice(PAYER_BANK, "5.00");
         for (field, value) in extra.as_object().unwrap() {
@@ -396,10 +399,13 @@ async fn a_payee_who_left_between_par_and_payment_is_not_paid(kind: StoreKind) {
         let Err(error) = chat.push_with(&detail, &[]).await else {
             panic!("{detail} accepted");
         };
-        assert!(error.to_string().contains("(400)"), "{error}");
+        let error = error.to_string();
+        assert!(
+            error.contains("(400)") && !error.contains("payment-unknown-payee"),
+            "{error}"
+        );
     }
 
-    let (alice_token, alice_consent) = alice_registers(&chat).await;
     // OBIE pays at submission; Berlin Group when the user authorises at the bank.
     let obie_created = counters(&gateway, "obie-bank").await["created"]
         .as_u64()

@@ -86,6 +86,7 @@ fn payment(bank: &str, amount: &str) -> PaymentRequest {
         remittance: Some("pizza".into()),
         instant: false,
         user_ref: "u-payer".into(),
+        verification: None,
     }
 }
 
@@ -449,6 +450,12 @@ async fn a_payment_moves_money_once_at_every_paying_standard(kind: StoreKind) {
         assert_eq!(
             details["instructed_amount"],
             json!({"currency": "EUR", "amount": "12.50"})
+        );
+        // The payee's bank confirmed the name typed (verification of payee, before the screen).
+        assert_eq!(
+            details["verification"],
+            json!({"result": "match"}),
+            "{token}"
         );
         // Data is not what this token is for.
         let (status, _) = platform

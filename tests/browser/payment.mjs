@@ -1,7 +1,8 @@
 // Drives bankgate's consent screen for a payment in headless Chromium, as a person would: reads
 // the payment on it, continues to the sandbox bank, approves the payment there, and lands back
 // on the platform, which submits it. Then a second payment in French, cancelled on the consent
-// screen. Run by tests/browser/payment.rs:
+// screen. Each screen shows what the payee's bank said of the name typed (verification of
+// payee). Run by tests/browser/payment.rs:
 //   node tests/browser/payment.mjs <authorize-url-en> <authorize-url-fr> <artifacts-dir>
 // Prints one JSON line with what it saw; exits non-zero on any failure.
 import { mkdirSync } from 'node:fs';
@@ -28,6 +29,7 @@ await withBrowser({ ...NO_SCRIPT, locale: 'en-GB' }, async (page) => {
   result.amount_en = await text(page, '#amount');
   result.payee_en = await text(page, '#payee');
   result.account_en = await text(page, '#payee-account');
+  result.check_en = await text(page, '#payee-check');
   result.bank_en = await text(page, '#bank');
   result.purpose_en = await text(page, '#purpose');
   result.scripts = await page.locator('script').count();
@@ -55,6 +57,7 @@ await withBrowser({ ...NO_SCRIPT, locale: 'fr-FR' }, async (page) => {
   result.lang_fr = await page.getAttribute('html', 'lang');
   result.heading_fr = await text(page, 'h1');
   result.amount_fr = await text(page, '#amount');
+  result.check_fr = await text(page, '#payee-check');
   result.purpose_fr = await text(page, '#purpose');
   result.labels_fr = await page.locator('dt').allTextContents();
   const approve = page.getByRole('button', { name: /^Continuer vers / });

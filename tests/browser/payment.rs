@@ -1,7 +1,8 @@
 //! The consent screen of a payment (issue 13) in headless Chromium: `payment.mjs` reads the
 //! payment on the screen in English, continues to the sandbox bank's own approval page,
 //! approves, and lands on the platform, which submits the payment; then a French screen,
-//! cancelled. Screenshots go to `target/artifacts/payment-*.png`.
+//! cancelled. Both show the verification of the payee's name with her bank (a match, then a
+//! close match naming the account holder). Screenshots go to `target/artifacts/payment-*.png`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -98,7 +99,7 @@ async fn payment_consent_screen_in_headless_chromium() {
         .with_state(platform.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
 
-    let payment = |amount: &str| PaymentRequest {
+    let payment = |amount: &str, name: &str| PaymentRequest {
         kind: PAYMENT_INITIATION.into(),
         bank: "stet-bank".into(),
         purpose: "p2p-payment".into(),
@@ -110,14 +111,19 @@ async fn payment_consent_screen_in_headless_chromium() {
         creditor_account: CreditorAccount {
             iban: "NL18BKGT0417164300".into(),
         },
-        creditor_name: "Carol Nguyen".into(),
+        creditor_name: name.into(),
         remittance: Some("pizza".into()),
         instant: false,
         user_ref: "u-browser".into(),
+        verification: None,
     };
     let mut urls = Vec::new();
-    for amount in ["12.50", "7.25"] {
-        let pushed = client.push_payment(&payment(amount)).await.expect("PAR");
+    // The payee's name as typed: her own, then an initial for her given name.
+    for (amount, name) in [("12.50", "Carol Nguyen"), ("7.25", "C. Nguyen")] {
+        let pushed = client
+            .push_payment(&payment(amount, name))
+            .await
+            .expect("PAR");
         let mut url = url::Url::parse(&format!("{base}/oauth/authorize")).unwrap();
         url.query_pairs_mut()
             .append_pair("client_id", "messenger")
@@ -146,6 +152,11 @@ async fn payment_consent_screen_in_headless_chromium() {
     assert_eq!(seen["payee_en"], "Carol Nguyen");
     assert_eq!(seen["account_en"], "NL18 •••• 4300");
     assert_eq!(seen["bank_en"], "Banque Sandbox");
+    // Verified with the payee's bank before the payer confirms.
+    assert_eq!(
+        seen["check_en"], "Matches the name on the account",
+        "{seen}"
+    );
     assert_eq!(seen["purpose_en"], "Pay a friend by message");
     assert_eq!(seen["scripts"], 0, "the screen needs no JavaScript");
     assert_eq!(seen["focused"], "approve");
@@ -167,6 +178,12 @@ async fn payment_consent_screen_in_headless_chromium() {
         "Messenger demande à payer 7,25 EUR depuis votre compte chez Banque Sandbox"
     );
     assert_eq!(seen["amount_fr"], "7,25 EUR");
+    assert_eq!(
+        seen["check_fr"],
+        "Proche du nom du titulaire du compte, qui est Carol Nguyen : vérifiez qu'il s'agit bien \
+         de la personne à payer",
+        "{seen}"
+    );
     assert_eq!(seen["purpose_fr"], "Payer un ami par message");
     let labels = seen["labels_fr"].to_string();
     assert!(

@@ -34,6 +34,7 @@ fn request(amount: &str, currency: &str, user_ref: &str) -> PaymentRequest {
         remittance: Some("pizza".to_owned()),
         instant: true,
         user_ref: user_ref.to_owned(),
+        verification: None,
     }
 }
 

@@ -110,6 +110,7 @@ fn payment(consent_id: &str) -> Payment {
             remittance: None,
             instant: true,
             user_ref: "u-81f3".to_owned(),
+            verification: None,
         },
         submission: Submission::Recorded,
         bank_payment_id: None,

@@ -349,6 +349,7 @@ fn render_screen(app: &App, lang: screen::Lang, opened: &Screen) -> Response {
             .creditor
             .as_ref()
             .map(|creditor| creditor.handle.clone()),
+        verification: payment.verification.clone(),
         account: screen::PaymentShown::masked(&payment.creditor_account.iban),
         remittance: payment.remittance.clone(),
         instant: payment.instant,

@@ -14,19 +14,15 @@ use axum::routing::post;
 use axum::{Extension, Json, Router};
 use chrono::Utc;
 
-use crate::adapters::verification;
 use crate::app::App;
-use crate::audit::{Action, Decision, Event};
+use crate::broker::payee::{self, Verified};
 use crate::error::Error;
 use crate::http::authn::Principal;
 use crate::http::request_id;
 use crate::http::routes::input::JsonBody;
 use crate::oauth::{CONSENTS_MANAGE, Role};
 use crate::payments::submit::Refusal;
-use crate::payments::verification::{Outcome, Throttle, VerificationRequest};
-
-/// The audit category of a verification.
-const CATEGORY: &str = "payee_verification";
+use crate::payments::verification::{Throttle, VerificationRequest};
 
 /// The verification route.
 pub fn router(app: Arc<App>) -> Router {
@@ -55,58 +51,19 @@ async fn verify(
     let valid = request
         .validate()
         .map_err(|invalid| Error::Payment(Refusal::Invalid(invalid)))?;
-    let client_id = principal.client_id();
     let now = Utc::now();
-    let mut event = Event::new(Action::PayeeVerified, client_id, Decision::Allow);
-    event.platform = Some(client_id.to_owned());
-    event.categories = vec![CATEGORY.to_owned()];
-    event.request_id = request_id(&headers);
-    let counted = app
-        .store
-        .count_verification(
-            client_id,
-            Throttle::window(now),
-            app.config.payee_verifications_per_minute,
-        )
-        .await?;
-    if !counted {
-        event.decision = Decision::Deny;
-        event.reason = Some("payee-verification-throttled".into());
-        event.fields = valid.facts(None);
-        app.auditor
-            .record(event)
-            .await
-            .map_err(Error::AuditUnavailable)?;
-        return Err(Error::PayeeVerificationThrottled {
+    match payee::verify(
+        &app.broker(),
+        principal.client_id(),
+        &valid,
+        request_id(&headers),
+        now,
+    )
+    .await?
+    {
+        Verified::Answered(outcome) => Ok(Json(outcome.view(&valid.iban))),
+        Verified::Throttled => Err(Error::PayeeVerificationThrottled {
             retry_after_secs: Throttle::retry_after_secs(now),
-        });
+        }),
     }
-    let outcome = match verification::bank_for(&app.banks, &valid.iban) {
-        None => {
-            event.reason = Some("no bank answers for this account".into());
-            Outcome::NotPossible
-        }
-        Some(adapter) => {
-            event.bank = Some(adapter.bank.id().to_owned());
-            match verification::ask(&adapter, &valid).await {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    tracing::warn!(
-                        bank = adapter.bank.id(),
-                        kind = error.root().kind(),
-                        "verification of payee failed at the bank"
-                    );
-                    event.reason = Some(format!("bank failed: {}", error.root().kind()));
-                    Outcome::NotPossible
-                }
-            }
-        }
-    };
-    event.fields = valid.facts(Some(&outcome));
-    event.n_records = 1;
-    app.auditor
-        .record(event)
-        .await
-        .map_err(Error::AuditUnavailable)?;
-    Ok(Json(outcome.view(&valid.iban)))
 }

@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::NaiveDate;
 
 use crate::model::{Scope, escape_html as escape};
+use crate::payments::verification::Outcome;
 
 /// A language of the screens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +97,8 @@ pub(super) struct PaymentShown {
     /// The payee's handle on the platform, when the payer named her by it (her name is then
     /// the one on the account, as her bank has it).
     pub handle: Option<String>,
+    /// What the payee's bank said of the name the payer typed (verification of payee).
+    pub verification: Option<Outcome>,
     /// `FR76 •••• 1234`.
     pub account: String,
     pub remittance: Option<String>,
@@ -166,6 +169,39 @@ fn payment_rows(
             e(&payment.account),
         ),
     ];
+    if let Some(outcome) = &payment.verification {
+        let said = match outcome {
+            Outcome::Match => t(
+                "Matches the name on the account".into(),
+                "Correspond au nom du titulaire du compte".into(),
+            ),
+            Outcome::CloseMatch { name_on_account } => t(
+                format!(
+                    "Close to the name on the account, which is {}: check it is the person you \
+                     mean to pay",
+                    e(name_on_account)
+                ),
+                format!(
+                    "Proche du nom du titulaire du compte, qui est {} : vérifiez qu'il s'agit \
+                     bien de la personne à payer",
+                    e(name_on_account)
+                ),
+            ),
+            Outcome::NoMatch => t(
+                "Does not match the name on the account: check before you pay".into(),
+                "Ne correspond pas au nom du titulaire du compte : vérifiez avant de payer".into(),
+            ),
+            Outcome::NotPossible => t(
+                "Could not be checked with the payee's bank".into(),
+                "N'a pas pu être vérifié auprès de la banque du bénéficiaire".into(),
+            ),
+        };
+        rows.push((
+            t("Name check".into(), "Vérification du nom".into()),
+            "payee-check",
+            said,
+        ));
+    }
     if let Some(remittance) = &payment.remittance {
         rows.push((
             t("Reference".into(), "Libellé".into()),
@@ -528,6 +564,9 @@ mod tests {
             currency: "EUR".into(),
             payee: "Camille <Martin>".into(),
             handle: None,
+            verification: Some(Outcome::CloseMatch {
+                name_on_account: "Camille <Martin-Durand>".into(),
+            }),
             account: PaymentShown::masked("FR7630006000011234567890189"),
             remittance: Some("pizza".into()),
             instant: true,
@@ -561,6 +600,13 @@ mod tests {
         assert!(english.contains("<dd id=\"payee\">Camille &lt;Martin&gt;</dd>"));
         assert!(english.contains("<dd id=\"payee-account\">FR76 •••• 0189</dd>"));
         assert!(english.contains("<dd id=\"bank\">STET Bank</dd>"));
+        assert!(
+            english.contains(
+                "<dd id=\"payee-check\">Close to the name on the account, which is Camille \
+                 &lt;Martin-Durand&gt;: check"
+            ),
+            "{english}"
+        );
         assert!(english.contains("Confirm a payment?"));
         assert!(!english.contains("id=\"scopes\""));
         assert!(!english.contains("7630006000011234567890189"));
@@ -571,5 +617,7 @@ mod tests {
         );
         assert!(french.contains("Bénéficiaire"));
         assert!(french.contains("Virement instantané"));
+        assert!(french.contains("Vérification du nom"), "{french}");
+        assert!(french.contains("Proche du nom du titulaire du compte, qui est Camille"));
     }
 }
