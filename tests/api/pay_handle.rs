@@ -13,6 +13,7 @@ use bankgate::oauth::{AuthMethod, Role};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
+use crate::payments::{counters, sandbox_post};
 use crate::support::{REDIRECT_URI, StoreKind, TestGateway};
 
 on_both_stores!(
@@ -78,19 +79,7 @@ async fn alice_registers(platform: &PlatformClient) -> (String, String) {
         .await
         .unwrap();
     assert_eq!(status, 200, "{body}");
-    let savings = body["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|account| {
-            account["iban_masked"]
-                .as_str()
-                .is_some_and(|masked| masked.starts_with("DE65") && masked.ends_with("5602"))
-        })
-        .unwrap_or_else(|| panic!("her savings in {body}"))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let savings = account_ending(&body, "5602");
     let answer = platform
         .put_json(
             &token.access_token,
@@ -101,6 +90,23 @@ async fn alice_registers(platform: &PlatformClient) -> (String, String) {
         .unwrap();
     assert_eq!(answer.status, 201, "{}", answer.json());
     (token.access_token, token.consent_id)
+}
+
+/// The id of the account in a `GET /v1/accounts` answer whose masked IBAN ends with `end`.
+fn account_ending(accounts: &Value, end: &str) -> String {
+    accounts["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|account| {
+            account["iban_masked"]
+                .as_str()
+                .is_some_and(|masked| masked.ends_with(end))
+        })
+        .unwrap_or_else(|| panic!("an account ending {end} in {accounts}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// A payment of `amount` EUR from the payer at `bank` to `@alice`, as a platform sends it:
@@ -150,19 +156,7 @@ async fn balance_of(
         .get(&token.access_token, "/v1/accounts")
         .await
         .unwrap();
-    let id = accounts["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|account| {
-            account["iban_masked"]
-                .as_str()
-                .is_some_and(|masked| masked.ends_with(masked_end))
-        })
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = account_ending(&accounts, masked_end);
     let (status, body) = platform
         .get(&token.access_token, &format!("/v1/accounts/{id}/balances"))
         .await
@@ -188,25 +182,6 @@ fn moved(before: &[(String, Decimal)], after: &[(String, Decimal)], by: Decimal)
             .iter()
             .any(|(was_kind, was)| was_kind == kind && *amount - *was == by)
     })
-}
-
-fn sandbox_origin(gateway: &TestGateway, bank: &str) -> String {
-    let adapter = gateway.app.banks.get(bank).expect("a bundled bank");
-    let url = url::Url::parse(&adapter.bank.manifest.api_base_url).unwrap();
-    url.origin().ascii_serialization()
-}
-
-/// What the sandbox bank counted of the payments it received.
-async fn counters(gateway: &TestGateway, bank: &str) -> Value {
-    reqwest::get(format!(
-        "{}/sandbox/payments",
-        sandbox_origin(gateway, bank)
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap()
 }
 
 async fn paying_a_handle_moves_money_and_shows_only_her_name_and_masked_account(kind: StoreKind) {
@@ -305,15 +280,7 @@ async fn paying_a_handle_moves_money_and_shows_only_her_name_and_masked_account(
     // The money moved: out of the payer's account at her Berlin Group bank at once, into the
     // payee's at her OBIE bank once the transfer settles.
     for bank in [PAYER_BANK, PAYEE_BANK] {
-        let answer = reqwest::Client::new()
-            .post(format!(
-                "{}/sandbox/clock/advance?minutes=11",
-                sandbox_origin(&gateway, bank)
-            ))
-            .send()
-            .await
-            .unwrap();
-        assert!(answer.status().is_success());
+        sandbox_post(&gateway, bank, "/sandbox/clock/advance?minutes=11").await;
     }
     let cents = Decimal::new(2140, 2);
     let payer_after = balance_of(&chat, PAYER_BANK, "5601").await;

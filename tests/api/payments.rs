@@ -308,14 +308,14 @@ const PAYER_MAIN: &str = "Main Account";
 const PAYEE_ACCOUNT: &str = "Savings";
 
 /// The sandbox bank's own origin (its admin routes: counters, clock, accounts).
-fn sandbox_origin(gateway: &TestGateway, bank: &str) -> String {
+pub(crate) fn sandbox_origin(gateway: &TestGateway, bank: &str) -> String {
     let adapter = gateway.app.banks.get(bank).expect("a bundled bank");
     let url = url::Url::parse(&adapter.bank.manifest.api_base_url).unwrap();
     url.origin().ascii_serialization()
 }
 
 /// What the sandbox bank counted of the payments it received.
-async fn counters(gateway: &TestGateway, bank: &str) -> Value {
+pub(crate) async fn counters(gateway: &TestGateway, bank: &str) -> Value {
     reqwest::get(format!(
         "{}/sandbox/payments",
         sandbox_origin(gateway, bank)
@@ -327,7 +327,7 @@ async fn counters(gateway: &TestGateway, bank: &str) -> Value {
     .unwrap()
 }
 
-async fn sandbox_post(gateway: &TestGateway, bank: &str, path: &str) {
+pub(crate) async fn sandbox_post(gateway: &TestGateway, bank: &str, path: &str) {
     let answer = reqwest::Client::new()
         .post(format!("{}{path}", sandbox_origin(gateway, bank)))
         .send()
