@@ -13,6 +13,7 @@
 pub mod extension;
 pub mod payee;
 pub mod payment;
+pub mod sign_in;
 
 use std::sync::Arc;
 
@@ -155,6 +156,14 @@ pub enum Next {
         redirect_uri: String,
         state: Option<String>,
         params: Vec<(String, String)>,
+    },
+    /// A person signed in through their bank ([`sign_in`]): `person` is who they are there,
+    /// as bankgate keeps it (`crypto::Sealer::bank_person`); their connected-apps page opens
+    /// on `focus` when the sign-in was started for one consent.
+    SignedIn {
+        bank: String,
+        person: String,
+        focus: Option<String>,
     },
 }
 
@@ -624,6 +633,9 @@ impl Broker {
             return Err(invalid(
                 "the authorization response did not come from the expected bank",
             ));
+        }
+        if let Some(focus) = sign_in::pending(&pending) {
+            return sign_in::finish(self, &adapter, pending, focus, answer).await;
         }
         if let Some(extension) = extension::pending(self, &state).await? {
             return extension::finish(self, &adapter, pending, extension, answer).await;

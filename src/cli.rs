@@ -95,15 +95,28 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum SubjectCommand {
-    /// Subject access: everything bankgate holds and did about one platform's user, as JSON
-    /// (or a printable HTML page with --html); the report is audited before it is printed.
+    /// Subject access: everything bankgate holds and did about one person — a platform's user
+    /// (--platform, --user-ref) or the person a bank knows (--bank, --bank-person: every
+    /// platform user they approved consents as there) — as JSON (or a printable HTML page with
+    /// --html); the report is audited before it is printed.
     Report {
         /// The platform's client id.
-        #[arg(long)]
-        platform: String,
+        #[arg(
+            long,
+            requires = "user_ref",
+            required_unless_present = "bank",
+            conflicts_with_all = ["bank", "bank_person"]
+        )]
+        platform: Option<String>,
         /// The platform's reference for the person.
-        #[arg(long)]
-        user_ref: String,
+        #[arg(long, requires = "platform")]
+        user_ref: Option<String>,
+        /// The bank's id (its manifest's `id`).
+        #[arg(long, requires = "bank_person")]
+        bank: Option<String>,
+        /// The bank's own identifier for the person (the `sub` of its ID tokens).
+        #[arg(long, requires = "bank")]
+        bank_person: Option<String>,
         /// Print the printable HTML page instead of JSON.
         #[arg(long)]
         html: bool,
@@ -860,7 +873,9 @@ async fn audit(config_file: Option<&PathBuf>, command: AuditCommand) -> anyhow::
 /// audited (actor `operator:cli`) before it is printed. `bankgate subject erase`: the erasure
 /// of one platform's user, audited (actor `operator:cli`) without naming them.
 async fn subject(config_file: Option<&PathBuf>, command: SubjectCommand) -> anyhow::Result<()> {
-    use crate::subject::{Sources, Subject, audit_report, report};
+    use crate::subject::{
+        Sources, Subject, audit_bank_person_report, audit_report, report, report_of_bank_person,
+    };
 
     let config = match config_file {
         Some(path) => RawConfig::from_file(path)?,
@@ -890,12 +905,14 @@ async fn subject(config_file: Option<&PathBuf>, command: SubjectCommand) -> anyh
             store.clone(),
         ),
     );
-    let (platform, user_ref, html) = match command {
+    let (asked, html) = match command {
         SubjectCommand::Report {
             platform,
             user_ref,
+            bank,
+            bank_person,
             html,
-        } => (platform, user_ref, html),
+        } => ((platform, user_ref, bank, bank_person), html),
         SubjectCommand::Erase { platform, user_ref } => {
             let (erased, record) = crate::lifecycle::erasure::erase(
                 store.as_ref(),
@@ -924,13 +941,26 @@ async fn subject(config_file: Option<&PathBuf>, command: SubjectCommand) -> anyh
         auditor: &auditor,
         policies: &policies,
     };
-    let subject = Subject { platform, user_ref };
-    let report = report(&sources, &subject, chrono::Utc::now()).await?;
-    audit_report(&auditor, "operator:cli", &report, None).await?;
+    let now = chrono::Utc::now();
+    let (page, json) = match asked {
+        (Some(platform), Some(user_ref), None, None) => {
+            let report = report(&sources, &Subject { platform, user_ref }, now).await?;
+            audit_report(&auditor, "operator:cli", &report, None).await?;
+            (report.html(), serde_json::to_string_pretty(&report)?)
+        }
+        (None, None, Some(bank), Some(person)) => {
+            let sealer = crate::crypto::Sealer::from_base64(key_id, key)?;
+            let digest = sealer.bank_person(&bank, &person);
+            let report = report_of_bank_person(&sources, &bank, &digest, now).await?;
+            audit_bank_person_report(&auditor, "operator:cli", &report, None).await?;
+            (report.html(), serde_json::to_string_pretty(&report)?)
+        }
+        _ => bail!("name the person by --platform and --user-ref, or by --bank and --bank-person"),
+    };
     if html {
-        print!("{}", report.html());
+        print!("{page}");
     } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{json}");
     }
     Ok(())
 }

@@ -7,6 +7,8 @@
 //! Producing a report is itself audited ([`audit_report`]: `audit_queried`, the user
 //! reference pseudonymised), before the report leaves.
 
+pub mod connected;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -269,6 +271,29 @@ pub async fn audit_report(
     auditor.record(event).await
 }
 
+/// Records that `actor` produced `report` about a person found by their bank: as
+/// [`audit_report`] for each platform user it holds, or — when it holds none — one
+/// `audit_queried` naming the bank only (never the person's identifier nor its digest).
+pub async fn audit_bank_person_report(
+    auditor: &Auditor,
+    actor: &str,
+    report: &BankPersonReport,
+    request_id: Option<String>,
+) -> Result<(), StoreError> {
+    for each in &report.reports {
+        audit_report(auditor, actor, each, request_id.clone()).await?;
+    }
+    if report.reports.is_empty() {
+        let mut event = Event::new(Action::AuditQueried, actor, Decision::Allow);
+        event.bank = Some(report.bank.clone());
+        event.reason =
+            Some(serde_json::json!({"query": "subject-report", "bank": report.bank}).to_string());
+        event.request_id = request_id;
+        auditor.record(event).await?;
+    }
+    Ok(())
+}
+
 fn day(time: &DateTime<Utc>) -> String {
     time.format("%Y-%m-%d %H:%M UTC").to_string()
 }
@@ -281,14 +306,19 @@ impl Report {
     /// The report as a self-contained printable page: no script, no style (served under a
     /// policy that allows neither).
     pub fn html(&self) -> String {
+        let mut page = String::from(PAGE_HEAD);
+        page.push_str("<h1>Subject access report</h1>\n");
+        page.push_str(&self.sections());
+        page.push_str(PAGE_TAIL);
+        page
+    }
+
+    /// The report's sections: who, consents, audit log, webhooks (below a page's `h1`).
+    fn sections(&self) -> String {
         let e = escape;
         let mut page = String::new();
-        page.push_str(
-            "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-             <title>Subject access report</title>\n</head>\n<body>\n",
-        );
         page.push_str(&format!(
-            "<h1>Subject access report</h1>\n<p>Platform <b>{}</b>, user reference <b>{}</b> \
+            "<p>Platform <b>{}</b>, user reference <b>{}</b> \
              (in the audit log: <code>{}</code>). Generated {}.</p>\n",
             e(&self.subject.platform),
             e(&self.subject.user_ref),
@@ -378,7 +408,86 @@ impl Report {
                     .unwrap_or_else(|| "—".into()),
             ));
         }
-        page.push_str("</table>\n</body>\n</html>\n");
+        page.push_str("</table>\n");
+        page
+    }
+}
+
+/// The start of a printable report page (no script, no style).
+const PAGE_HEAD: &str = "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+                         <title>Subject access report</title>\n</head>\n<body>\n";
+/// The end of a printable report page.
+const PAGE_TAIL: &str = "</body>\n</html>\n";
+
+/// The report about a person found by their bank: one [`Report`] for each platform user they
+/// are known as through the consents they approved at that bank.
+#[derive(Debug, Clone, Serialize)]
+pub struct BankPersonReport {
+    pub bank: String,
+    /// The digest bankgate keeps of the person at the bank (`crypto::Sealer::bank_person`),
+    /// never the bank's identifier itself.
+    pub bank_person: String,
+    pub generated_at: DateTime<Utc>,
+    pub reports: Vec<Report>,
+}
+
+/// The report about the person `bank_person` (the digest bankgate keeps of them) at `bank`,
+/// at `now`: every platform user they approved a consent as there, each with its whole
+/// report — their consents at every bank under that platform's reference, the audit events,
+/// the webhooks.
+pub async fn report_of_bank_person(
+    sources: &Sources<'_>,
+    bank: &str,
+    bank_person: &str,
+    now: DateTime<Utc>,
+) -> Result<BankPersonReport, StoreError> {
+    let mut subjects: Vec<Subject> = sources
+        .consents
+        .consents_of_bank_person(bank, bank_person)
+        .await?
+        .into_iter()
+        .map(|consent| Subject {
+            platform: consent.client_id,
+            user_ref: consent.user_ref,
+        })
+        .collect();
+    subjects.sort_by(|a, b| (&a.platform, &a.user_ref).cmp(&(&b.platform, &b.user_ref)));
+    subjects.dedup();
+    let mut reports = Vec::with_capacity(subjects.len());
+    for subject in &subjects {
+        reports.push(report(sources, subject, now).await?);
+    }
+    Ok(BankPersonReport {
+        bank: bank.to_owned(),
+        bank_person: bank_person.to_owned(),
+        generated_at: now,
+        reports,
+    })
+}
+
+impl BankPersonReport {
+    /// The report as one printable page: each platform user's report in turn.
+    pub fn html(&self) -> String {
+        let e = escape;
+        let mut page = String::from(PAGE_HEAD);
+        page.push_str(&format!(
+            "<h1>Subject access report</h1>\n<p>The person bank <b>{}</b> knows by the identifier \
+             given (kept by bankgate as <code>{}</code>), known to {} platform user(s). \
+             Generated {}.</p>\n",
+            e(&self.bank),
+            e(&self.bank_person),
+            self.reports.len(),
+            day(&self.generated_at),
+        ));
+        for report in &self.reports {
+            page.push_str(&format!(
+                "<hr>\n<h2>As {} on {}</h2>\n",
+                e(&report.subject.user_ref),
+                e(&report.subject.platform)
+            ));
+            page.push_str(&report.sections());
+        }
+        page.push_str(PAGE_TAIL);
         page
     }
 }

@@ -166,6 +166,11 @@ pub struct OAuthEndpoints {
     /// `[{"type": "<type>", "consentId": "<consentId>"}]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_detail_type: Option<String>,
+    /// The bank is an OpenID provider its customers may sign in to bankgate with: the
+    /// connected-apps page (`/me/{bank}`) asks it who the person is (scope `openid`, the ID
+    /// token's `sub`), and its consents record who approved them. Needs `issuer`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub sign_in: bool,
 }
 
 /// Authorization request parameters bankgate sets itself, which `authorization_params` may
@@ -443,6 +448,11 @@ impl Manifest {
                     "events needs an issuer: events.issuer or oauth.issuer".into(),
                 ));
             }
+        }
+        if self.oauth.sign_in && self.oauth.issuer.is_none() {
+            return Err(invalid(
+                "oauth.sign_in needs oauth.issuer: the ID token is checked against it".into(),
+            ));
         }
         if self.oauth.needs_discovery() && self.oauth.issuer.is_none() {
             return Err(invalid(

@@ -77,6 +77,7 @@ pub fn service(app: Arc<App>) -> GatewayService {
     let mut router = Router::new()
         .merge(routes::meta::router(app.clone()))
         .merge(routes::oauth::router(app.clone()))
+        .merge(routes::me::router(app.clone()))
         .merge(routes::console::router())
         .merge(routes::admin::router(app.clone()))
         .merge(routes::purposes::router(app.clone()))

@@ -29,6 +29,7 @@ mod banks;
 mod client_authentication;
 mod client_keys;
 mod compliance;
+mod connected_apps;
 mod egress;
 mod eidas;
 mod erasure;

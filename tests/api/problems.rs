@@ -32,6 +32,7 @@ fn form_of(path: &str) -> Form {
     match path {
         "/oauth/par" | "/oauth/token" | "/oauth/revoke" | "/register/{client_id}" => Form::OAuth,
         "/oauth/authorize" | "/oauth/callback" => Form::Page,
+        page if page == "/me" || page.starts_with("/me/") => Form::Page,
         _ => Form::Problem,
     }
 }

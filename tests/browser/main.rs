@@ -8,6 +8,7 @@
 //!   code and reads the accounts) in English, and a cancelled flow in French. Screenshots go to
 //!   `target/artifacts/`.
 //! - the consent screen of a payment (issue 13): `payment.mjs`, see `payment.rs`.
+//! - the person's connected-apps page: `connected.mjs`, see `connected.rs`.
 //! - the compliance console (`/console`): `console.mjs` signs in, filters, opens an event,
 //!   exports, pages, draws the chart and verifies the chain; the test compares what the page
 //!   showed with what the compliance API answers. Screenshot: `target/artifacts/console.png`.
@@ -33,6 +34,7 @@ mod gateway;
 
 use gateway::Served;
 
+mod connected;
 mod payment;
 
 const CHROMIUM: &str = "/usr/bin/chromium";

@@ -121,6 +121,9 @@ pub struct AuthorizationRequest {
     /// Whether the scope asked for `openid`: the token answer then carries an ID token
     /// naming the customer who approved.
     openid: bool,
+    /// A sign-in (the scope is `openid`, with `offline_access` at most, and the request binds
+    /// no consent): the customer only says who they are; `consent_id` is empty.
+    sign_in: bool,
 }
 
 /// An approval page waiting for the customer's decision.
@@ -145,6 +148,8 @@ pub(super) struct Code {
     /// The customer who approved, named in the ID token when `openid` was asked for.
     customer: &'static Customer,
     openid: bool,
+    /// A sign-in's code: its token names the customer and grants nothing else.
+    sign_in: bool,
 }
 
 /// An issued access token.
@@ -485,6 +490,7 @@ impl AuthServer {
                 .unwrap_or_default()
                 .split_ascii_whitespace()
                 .any(|scope| scope == OPENID),
+            sign_in: is_sign_in(get("scope").unwrap_or_default()),
         };
         let fail = |request: &AuthorizationRequest, error: &str, description: &str| {
             AuthorizeFailure::Redirect(Box::new(self.redirect_error(request, error, description)))
@@ -529,8 +535,14 @@ impl AuthServer {
         {
             return Err(fail(&request, "login_required", "unknown login_hint"));
         }
+        // A request binding a consent is that consent's (FDX's binds one with the scope
+        // `openid offline_access`); one that binds none and asks only `openid` is a sign-in.
         match bank.bind(parameters) {
-            Ok(consent_id) => request.consent_id = consent_id,
+            Ok(consent_id) => {
+                request.consent_id = consent_id;
+                request.sign_in = false;
+            }
+            Err(_) if request.sign_in => {}
             Err(error) => return Err(fail(&request, error.error, &error.description)),
         }
         Ok(request)
@@ -546,7 +558,7 @@ impl AuthServer {
         let Ok(code) = random_token(32) else {
             return self.redirect_error(request, "server_error", "no randomness");
         };
-        if !bank.approve(&request.consent_id, customer) {
+        if !request.sign_in && !bank.approve(&request.consent_id, customer) {
             return self.redirect_error(
                 request,
                 "invalid_scope",
@@ -570,6 +582,7 @@ impl AuthServer {
                     refreshable: request.offline_access || !self.fapi.refresh_needs_offline_access,
                     customer,
                     openid: request.openid,
+                    sign_in: request.sign_in,
                 },
             );
         }
@@ -578,7 +591,9 @@ impl AuthServer {
 
     /// Rejects the consent and redirects with `access_denied`.
     fn deny<B: ConsentBinding>(&self, bank: &B, request: &AuthorizationRequest) -> Response {
-        bank.deny(&request.consent_id);
+        if !request.sign_in {
+            bank.deny(&request.consent_id);
+        }
         self.redirect_error(request, "access_denied", "the customer denied access")
     }
 
@@ -588,7 +603,12 @@ impl AuthServer {
         bank: &B,
         request: AuthorizationRequest,
     ) -> Response {
-        let Some(view) = bank.view(&request.consent_id) else {
+        let view = if request.sign_in {
+            Some(sign_in_view())
+        } else {
+            bank.view(&request.consent_id)
+        };
+        let Some(view) = view else {
             return self.redirect_error(&request, "invalid_scope", "unknown consent");
         };
         let Ok(ticket) = random_token(24) else {
@@ -816,7 +836,7 @@ impl AuthServer {
             ));
         }
         let now = Instant::now();
-        let (consent_id, refresh, person) = {
+        let (consent_id, refresh, person, sign_in) = {
             let mut books = self.books();
             let Some(entry) = books.codes.get_mut(code) else {
                 return Err(OAuthError::invalid_grant("unknown authorization code"));
@@ -864,8 +884,12 @@ impl AuthServer {
                     Refresh::None
                 },
                 entry.openid.then_some(entry.customer),
+                entry.sign_in,
             )
         };
+        if sign_in {
+            return self.signed_in(code, person, jkt);
+        }
         // The bank's consent books are consulted without the OAuth books held.
         if !bank.usable(&consent_id) {
             return Err(OAuthError::invalid_grant("the consent is no longer valid"));
@@ -884,6 +908,41 @@ impl AuthServer {
             entry.issued_tokens = issued;
         }
         Ok(response)
+    }
+
+    /// The token answer of a sign-in's code: an ID token naming the customer, and an access
+    /// token bound to no consent, with the scope `openid` only (nothing to read with it), no
+    /// refresh token.
+    fn signed_in(
+        &self,
+        code: &str,
+        person: Option<&'static Customer>,
+        jkt: Option<String>,
+    ) -> Result<Value, OAuthError> {
+        let customer = person.ok_or_else(OAuthError::server_error)?;
+        let id_token = self.id_token(customer)?;
+        let access_token = random_token(32)?;
+        let mut books = self.books();
+        books.access_tokens.insert(
+            access_token.clone(),
+            AccessToken {
+                consent_id: None,
+                scope: OPENID.into(),
+                refresh_token: None,
+                expires_at: Instant::now() + self.access_token_lifetime,
+                jkt: jkt.clone(),
+            },
+        );
+        if let Some(entry) = books.codes.get_mut(code) {
+            entry.issued_tokens = vec![access_token.clone()];
+        }
+        Ok(json!({
+            "access_token": access_token,
+            "token_type": if jkt.is_some() { "DPoP" } else { "Bearer" },
+            "expires_in": self.access_token_lifetime.as_secs(),
+            "scope": OPENID,
+            "id_token": id_token,
+        }))
     }
 
     fn refresh<B: ConsentBinding>(
@@ -956,6 +1015,25 @@ impl AuthServer {
             "expires_in": self.access_token_lifetime.as_secs(),
             "scope": scope,
         }))
+    }
+}
+
+/// Whether an authorization request's `scope` asks only who the customer is: `openid`, with
+/// `offline_access` at most (OpenID Connect Core 1.0 §3.1.2.1). Such a request binds no
+/// consent: the customer signs in, and the ID token names them.
+fn is_sign_in(scope: &str) -> bool {
+    let mut scopes = scope.split_ascii_whitespace();
+    let openid = scopes.clone().any(|scope| scope == OPENID);
+    openid && scopes.all(|scope| scope == OPENID || scope == OFFLINE_ACCESS)
+}
+
+/// What the approval page shows for a sign-in.
+fn sign_in_view() -> ApprovalView {
+    ApprovalView {
+        customer: customers::default_customer(),
+        action: "know who you are",
+        items: vec!["your customer id and name (OpenID Connect)".into()],
+        terms: "once, to sign you in".into(),
     }
 }
 
@@ -1060,7 +1138,11 @@ async fn authorize<B: ConsentBinding>(
     match auth.approval {
         Approval::Auto => {
             let hinted = request.login_hint.as_deref().and_then(customers::find);
-            let customer = hinted.or_else(|| bank.view(&request.consent_id).map(|v| v.customer));
+            let customer = if request.sign_in {
+                Some(hinted.unwrap_or_else(customers::default_customer))
+            } else {
+                hinted.or_else(|| bank.view(&request.consent_id).map(|v| v.customer))
+            };
             match customer {
                 Some(customer) => auth.approve(bank.as_ref(), &request, customer),
                 None => auth.redirect_error(&request, "invalid_scope", "unknown consent"),

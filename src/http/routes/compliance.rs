@@ -112,19 +112,27 @@ impl Inquiry {
     }
 }
 
-/// `GET /v1/audit/subject`: what the subject report asks.
+/// `GET /v1/audit/subject`: what the subject report asks — one platform's user, or the person
+/// a bank knows by `bank_person` (the bank's own identifier for them, as in its ID tokens).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubjectQuery {
-    platform: String,
-    user_ref: String,
+    #[serde(default)]
+    platform: Option<String>,
+    #[serde(default)]
+    user_ref: Option<String>,
+    #[serde(default)]
+    bank: Option<String>,
+    #[serde(default)]
+    bank_person: Option<String>,
     /// `json` (default) or `html`.
     #[serde(default)]
     format: Option<String>,
 }
 
-/// `GET /v1/audit/subject?platform=…&user_ref=…[&format=html]`: the subject access report
-/// about one platform's user (`subject::report`), audited before it leaves.
+/// `GET /v1/audit/subject?platform=…&user_ref=…` or `?bank=…&bank_person=…` (`&format=html`
+/// for the printable page): the subject access report (`subject::report`,
+/// `subject::report_of_bank_person`), audited before it leaves.
 async fn subject_report(inquiry: Inquiry, RawQuery(query): RawQuery) -> Result<Response, Error> {
     let asked: SubjectQuery = parse_query(query.as_deref())?;
     let html = match asked.format.as_deref() {
@@ -141,27 +149,62 @@ async fn subject_report(inquiry: Inquiry, RawQuery(query): RawQuery) -> Result<R
         auditor: &app.auditor,
         policies: &policies,
     };
-    let subject = subject::Subject {
-        platform: asked.platform,
-        user_ref: asked.user_ref,
+    let (page, json) = match asked {
+        SubjectQuery {
+            platform: Some(platform),
+            user_ref: Some(user_ref),
+            bank: None,
+            bank_person: None,
+            ..
+        } => {
+            let subject = subject::Subject { platform, user_ref };
+            let report = subject::report(&sources, &subject, Utc::now()).await?;
+            subject::audit_report(
+                &app.auditor,
+                &inquiry.actor,
+                &report,
+                inquiry.request_id.clone(),
+            )
+            .await
+            .map_err(Error::AuditUnavailable)?;
+            (report.html(), serde_json::to_value(&report))
+        }
+        SubjectQuery {
+            platform: None,
+            user_ref: None,
+            bank: Some(bank),
+            bank_person: Some(person),
+            ..
+        } => {
+            input::checked("bank_person", &person)?;
+            let digest = app.sealer.bank_person(&bank, &person);
+            let report =
+                subject::report_of_bank_person(&sources, &bank, &digest, Utc::now()).await?;
+            subject::audit_bank_person_report(
+                &app.auditor,
+                &inquiry.actor,
+                &report,
+                inquiry.request_id.clone(),
+            )
+            .await
+            .map_err(Error::AuditUnavailable)?;
+            (report.html(), serde_json::to_value(&report))
+        }
+        _ => {
+            return Err(Error::InvalidRequest(
+                "name the person by platform and user_ref, or by bank and bank_person".into(),
+            ));
+        }
     };
-    let report = subject::report(&sources, &subject, Utc::now()).await?;
-    subject::audit_report(
-        &app.auditor,
-        &inquiry.actor,
-        &report,
-        inquiry.request_id.clone(),
-    )
-    .await
-    .map_err(Error::AuditUnavailable)?;
     if html {
         let headers = [
             (CONTENT_TYPE, "text/html; charset=utf-8"),
             (CONTENT_SECURITY_POLICY, SUBJECT_REPORT_CSP),
         ];
-        return Ok((headers, report.html()).into_response());
+        return Ok((headers, page).into_response());
     }
-    Ok(Json(report).into_response())
+    let json = json.map_err(|error| Error::Internal(error.to_string()))?;
+    Ok(Json(json).into_response())
 }
 
 /// `POST /v1/audit/subject/erase`: the person to erase.

@@ -413,13 +413,14 @@ async fn decide(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) ->
         })
         .await;
     match decided {
-        Ok(next) => go(&app, next),
+        Ok(next) => go(&app, screen::Lang::negotiate(&headers), next),
         Err(error) => error_page(error.status(), &error.safe_detail()),
     }
 }
 
-/// Sends the user's browser where the broker said: to the bank, or back to the platform.
-fn go(app: &App, next: Next) -> Response {
+/// Sends the user's browser where the broker said: to the bank, back to the platform, or (a
+/// person signed in through their bank) on to their connected-apps page.
+fn go(app: &App, lang: screen::Lang, next: Next) -> Response {
     match next {
         Next::Bank(url) => Redirect::to(&url).into_response(),
         Next::Platform {
@@ -427,6 +428,11 @@ fn go(app: &App, next: Next) -> Response {
             state,
             params,
         } => redirect_to(app, &redirect_uri, state.as_deref(), &params),
+        Next::SignedIn {
+            bank,
+            person,
+            focus,
+        } => super::me::signed_in(app, lang, &bank, &person, focus.as_deref()),
     }
 }
 
@@ -454,13 +460,17 @@ fn redirect_to(
     Redirect::to(url.as_str()).into_response()
 }
 
-async fn callback(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
+async fn callback(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let answer = match input::oauth_query::<BankAnswer>(query.as_deref()) {
         Ok(answer) => answer,
         Err(problem) => return error_page(StatusCode::BAD_REQUEST, &problem),
     };
     match app.broker().callback(answer).await {
-        Ok(next) => go(&app, next),
+        Ok(next) => go(&app, screen::Lang::negotiate(&headers), next),
         Err(error) => {
             tracing::warn!(%error, "bank callback failed");
             error_page(error.status(), &error.safe_detail())

@@ -383,7 +383,7 @@ async fn bad_authorization_requests_never_redirect_to_untrusted_places() {
             "invalid_scope",
         ),
         (
-            good.replace(&format!("AIS%3A{id}"), "openid"),
+            good.replace(&format!("AIS%3A{id}"), "accounts"),
             "invalid_scope",
         ),
     ];
