@@ -8,6 +8,7 @@ pub mod bank_oauth;
 pub mod banks;
 pub mod berlin_group;
 pub mod common;
+pub mod eidas;
 pub mod events;
 pub mod fdx;
 pub mod grants;
@@ -43,6 +44,10 @@ use crate::model::{Account, Balance, Scope, Transaction};
 pub enum AdapterError {
     #[error("bank unreachable: {0}")]
     Transport(String),
+    /// The TLS handshake with the bank failed: what of the certificates (bankgate's QWAC, the
+    /// bank's server certificate) was refused.
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
     #[error("bank timed out")]
     Timeout,
     #[error("bank answered HTTP {status}")]
@@ -106,6 +111,7 @@ impl AdapterError {
     pub fn kind(&self) -> &'static str {
         match self.root() {
             AdapterError::Transport(_) => "transport",
+            AdapterError::Tls(_) => "tls",
             AdapterError::Timeout => "timeout",
             AdapterError::Status { .. } => "status",
             AdapterError::Decode(_) => "decode",
@@ -194,6 +200,8 @@ impl From<reqwest::Error> for AdapterError {
             }
         } else if error.is_decode() {
             AdapterError::Decode(error.to_string())
+        } else if let Some(problem) = eidas::handshake_problem(&error) {
+            AdapterError::Tls(problem)
         } else {
             AdapterError::Transport(error.to_string())
         }
@@ -477,6 +485,11 @@ pub struct Bank {
     /// bankgate's `private_key_jwt` and DPoP keys at this bank, when its manifest asks for
     /// them (none after [`Bank::new`]; set before the bank is shared).
     pub keys: crate::adapters::bank_oauth::auth::BankKeys,
+    /// bankgate's eIDAS identity at this bank (QWAC, QSealC), when its manifest has
+    /// `[eidas]` ([`Bank::set_eidas`]).
+    pub eidas: Option<Arc<eidas::Eidas>>,
+    /// The egress policy the client was built under (kept to build it again).
+    egress: crate::egress::Egress,
 }
 
 impl std::fmt::Debug for Bank {
@@ -498,11 +511,7 @@ impl Bank {
         egress: &crate::egress::Egress,
     ) -> Result<Bank, AdapterError> {
         let settings = outbound::Settings::from(&manifest.limits);
-        let http = egress
-            .client_builder()
-            .timeout(Duration::from_millis(manifest.limits.timeout_ms))
-            .build()
-            .map_err(|error| AdapterError::Transport(error.to_string()))?;
+        let http = Bank::client(&manifest, egress, None)?;
         Ok(Bank {
             outbound: outbound::Outbound::new(http.clone(), &settings).named(&manifest.id),
             manifest,
@@ -510,7 +519,54 @@ impl Bank {
             client_secret,
             http,
             keys: crate::adapters::bank_oauth::auth::BankKeys::default(),
+            eidas: None,
+            egress: egress.clone(),
         })
+    }
+
+    /// The bank's HTTP client: `egress`'s, bounded by the bank's timeout, on `eidas`'s TLS
+    /// configuration (its QWAC, the bank's CA) when there is one.
+    fn client(
+        manifest: &Manifest,
+        egress: &crate::egress::Egress,
+        eidas: Option<&eidas::Eidas>,
+    ) -> Result<reqwest::Client, AdapterError> {
+        let mut builder = egress
+            .client_builder()
+            .timeout(Duration::from_millis(manifest.limits.timeout_ms));
+        if let Some(eidas) = eidas {
+            builder = builder.use_preconfigured_tls(eidas.client_config()?);
+        }
+        builder
+            .build()
+            .map_err(|error| AdapterError::Transport(error.to_string()))
+    }
+
+    /// Gives the bank bankgate's eIDAS identity: its client presents the QWAC from now on and
+    /// calls to its API are signed with the QSealC (the client and its pool are new).
+    pub fn set_eidas(&mut self, identity: eidas::Eidas) -> Result<(), AdapterError> {
+        let http = Bank::client(&self.manifest, &self.egress, Some(&identity))?;
+        let settings = outbound::Settings::from(&self.manifest.limits);
+        self.outbound = outbound::Outbound::new(http.clone(), &settings).named(&self.manifest.id);
+        self.http = http;
+        self.eidas = Some(Arc::new(identity));
+        Ok(())
+    }
+
+    /// Signs a request to the bank's API with the QSealC, when the bank has one (calls to its
+    /// authorization server are not signed).
+    fn seal(&self, request: &mut reqwest::Request) -> Result<(), AdapterError> {
+        match &self.eidas {
+            Some(eidas)
+                if request
+                    .url()
+                    .as_str()
+                    .starts_with(self.manifest.api_base_url.trim_end_matches('/')) =>
+            {
+                eidas.sign(request)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The bank's id.
@@ -538,7 +594,8 @@ impl Bank {
         route: impl Into<std::borrow::Cow<'static, str>>,
         error_in_body: impl outbound::Classify,
     ) -> Result<bytes::Bytes, AdapterError> {
-        let request = request.build()?;
+        let mut request = request.build()?;
+        self.seal(&mut request)?;
         // A call with a DPoP proof can be proved again with the resource server's nonce.
         let dpop = self
             .keys
@@ -568,8 +625,9 @@ impl Bank {
         &self,
         mut request: reqwest::Request,
         route: &str,
-    ) -> Result<reqwest::Response, reqwest::Error> {
+    ) -> Result<reqwest::Response, AdapterError> {
         use tracing::Instrument;
+        self.seal(&mut request)?;
         let span = tracing::info_span!(
             "bank_call",
             bank = self.id(),
@@ -577,7 +635,7 @@ impl Bank {
             route,
         );
         crate::telemetry::traces::inject(&span, request.headers_mut());
-        self.http.execute(request).instrument(span).await
+        Ok(self.http.execute(request).instrument(span).await?)
     }
 }
 

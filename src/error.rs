@@ -465,6 +465,8 @@ fn bank_detail(error: &AdapterError) -> String {
         AdapterError::Timeout => format!("{bank} did not answer in time"),
         AdapterError::UnknownAccount => "no such account under this consent".into(),
         AdapterError::Transport(_) => format!("the connection to {bank} failed"),
+        // bankgate's own words of what the handshake refused (never the bank's text).
+        AdapterError::Tls(problem) => format!("the TLS handshake with {bank} failed: {problem}"),
         AdapterError::Status { status } => {
             format!("{bank} answered with an error (HTTP {status})")
         }

@@ -50,13 +50,16 @@ pub enum StartError {
     },
 }
 
-/// Reloads the policies on every SIGHUP for as long as the process runs (`serve`). A rejected
-/// reload is logged with its problems and changes nothing.
+/// Reloads the policies and the banks' eIDAS certificates on every SIGHUP for as long as the
+/// process runs (`serve`). A rejected reload is logged with its problems and changes nothing.
 pub fn reload_policies_on_sighup(app: Arc<App>) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
+            for (bank, error) in app.banks.reload_certificates() {
+                tracing::error!(%bank, %error, "SIGHUP: eIDAS certificates not reloaded; the old ones stay");
+            }
             match app.reload_policies("operator").await {
                 Ok(changes) => {
                     tracing::info!(changed = changes.len(), "SIGHUP: policies reloaded");
@@ -335,6 +338,9 @@ async fn load_banks(
             }
         })?;
         let mut egress = registry.egress().clone();
+        // bankgate's eIDAS certificates at the bank: from the files the manifest names, or —
+        // a bundled sandbox started here — a test PKI made now, which the sandbox enforces.
+        let mut eidas_material = None;
         let (client_id, client_secret) = match (&manifest.sandbox, client_id) {
             (_, Some(id)) if credentials_set => (id, client_secret),
             (Some(spec), id) if config.start_sandboxes => {
@@ -346,6 +352,14 @@ async fn load_banks(
                 } else {
                     spec.port
                 };
+                let (sandbox_eidas, material) = match &manifest.eidas {
+                    Some(_) => {
+                        let (settings, material) = test_pki_for(&manifest)?;
+                        (Some(settings), Some(material))
+                    }
+                    None => (None, None),
+                };
+                eidas_material = material;
                 let sandbox = sandbox::start(SandboxConfig {
                     profile: manifest.profile.clone(),
                     addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -366,6 +380,7 @@ async fn load_banks(
                             .iter()
                             .any(|scope| scope == "offline_access"),
                         consent_detail_type: manifest.oauth.consent_detail_type.clone(),
+                        eidas: sandbox_eidas,
                         ..SandboxFapi::default()
                     },
                 })
@@ -390,11 +405,81 @@ async fn load_banks(
         let version = register(store, auditor, &manifest).await?;
         // Endpoints the manifest leaves out, from the bank's metadata (stored as written).
         crate::adapters::bank_oauth::discovery::complete_manifest(&mut manifest, &egress).await?;
+        let eidas = match (&manifest.eidas, eidas_material) {
+            (Some(_), Some(material)) => Some((None, material)),
+            (Some(spec), None) => Some((
+                Some(spec.clone()),
+                adapters::eidas::Material::read(spec, &|var: &str| registry.secret(var)).map_err(
+                    |error| StartError::Bank {
+                        bank: manifest.id.clone(),
+                        message: error.to_string(),
+                    },
+                )?,
+            )),
+            (None, _) => None,
+        };
+        let bank_id = manifest.id.clone();
         let mut adapter = Adapter::new(manifest, client_id, client_secret, version, &egress)?;
         adapter.bank.keys = keys;
+        if let Some((spec, material)) = eidas {
+            let failed = |error: adapters::AdapterError| StartError::Bank {
+                bank: bank_id.clone(),
+                message: error.to_string(),
+            };
+            let identity =
+                adapters::eidas::Eidas::new(&bank_id, spec, &material).map_err(failed)?;
+            identity.warn_if_ending(chrono::Utc::now());
+            adapter.bank.set_eidas(identity).map_err(failed)?;
+        }
         registry.insert(adapter);
     }
     Ok((registry, sandboxes))
+}
+
+/// A test PKI for a bundled sandbox whose manifest has `[eidas]`: the sandbox's TLS certificate
+/// and the CA it trusts, what it enforces (mutual TLS; request signatures where the standard
+/// has them), and bankgate's QWAC and QSealC (`PSP_AI`, `PSP_PI`, a year).
+fn test_pki_for(
+    manifest: &Manifest,
+) -> Result<(sandbox::eidas::SandboxEidas, adapters::eidas::Material), StartError> {
+    use sandbox::pki::{Kind, PspCertificate, Role, TestPki};
+    let failed = |error: sandbox::pki::PkiError| StartError::Bank {
+        bank: manifest.id.clone(),
+        message: format!("test PKI: {error}"),
+    };
+    let pki = TestPki::generate().map_err(failed)?;
+    let server = pki
+        .issue_server(&["127.0.0.1", "localhost"], 365)
+        .map_err(failed)?;
+    let roles = [Role::AccountInformation, Role::PaymentInitiation];
+    let qwac = pki
+        .issue_psp(&PspCertificate::new(Kind::Qwac, "bankgate", &roles, 365))
+        .map_err(failed)?;
+    let qseal = pki
+        .issue_psp(&PspCertificate::new(Kind::Qsealc, "bankgate", &roles, 365))
+        .map_err(failed)?;
+    let signs = manifest
+        .eidas
+        .as_ref()
+        .is_some_and(|spec| spec.qseal_cert_file_env.is_some());
+    let requires_qwac = manifest
+        .eidas
+        .as_ref()
+        .is_some_and(|spec| spec.qwac_cert_file_env.is_some());
+    Ok((
+        sandbox::eidas::SandboxEidas {
+            ca_pem: pki.ca_pem.clone(),
+            server_chain_pem: server.chain_pem,
+            server_key_pem: server.key_pem,
+            require_client_certificate: requires_qwac,
+            require_signatures: signs,
+        },
+        adapters::eidas::Material {
+            qwac: requires_qwac.then_some((qwac.chain_pem, qwac.key_pem)),
+            qseal: signs.then_some((qseal.certificate_pem, qseal.key_pem)),
+            ca: Some(pki.ca_pem),
+        },
+    ))
 }
 
 /// Stores a manifest version and audits it when it is new; returns the active version.

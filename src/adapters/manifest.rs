@@ -56,6 +56,9 @@ pub struct Manifest {
     /// and the accounts it answers for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification_of_payee: Option<VerificationOfPayee>,
+    /// bankgate's eIDAS certificates at this bank (mutual TLS, request signatures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eidas: Option<super::eidas::EidasSpec>,
 }
 
 /// How a bank's pushed events are verified.
@@ -448,6 +451,9 @@ impl Manifest {
                     "events needs an issuer: events.issuer or oauth.issuer".into(),
                 ));
             }
+        }
+        if let Some(eidas) = &self.eidas {
+            eidas.validate(&self.profile).map_err(invalid)?;
         }
         if self.oauth.sign_in && self.oauth.issuer.is_none() {
             return Err(invalid(

@@ -369,8 +369,12 @@ fn from_box_error(error: BoxError) -> AdapterError {
     if error.is::<tower::timeout::error::Elapsed>() {
         return AdapterError::Timeout;
     }
-    match error.downcast::<AdapterError>() {
-        Ok(error) => *error,
+    let error = match error.downcast::<AdapterError>() {
+        Ok(error) => return *error,
+        Err(error) => error,
+    };
+    match error.downcast::<reqwest::Error>() {
+        Ok(error) => AdapterError::from(*error),
         Err(error) => AdapterError::Transport(error.to_string()),
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use super::{Adapter, Manifest, ManifestError};
+use super::{Adapter, AdapterError, Manifest, ManifestError};
 use crate::adapters::Banks;
 use crate::egress::Egress;
 use crate::store_error::StoreError;
@@ -149,9 +149,60 @@ impl Registry {
             bank: manifest.id.clone(),
             message: error.to_string(),
         })?;
+        // bankgate's eIDAS certificates at the bank, if its manifest names them.
+        let eidas = match &manifest.eidas {
+            Some(spec) => {
+                let invalid = |error: AdapterError| ManifestError::Invalid {
+                    bank: manifest.id.clone(),
+                    message: error.to_string(),
+                };
+                let material = super::eidas::Material::read(spec, &|var: &str| self.secret(var))
+                    .map_err(invalid)?;
+                Some(
+                    super::eidas::Eidas::new(&manifest.id, Some(spec.clone()), &material)
+                        .map_err(invalid)?,
+                )
+            }
+            None => None,
+        };
+        let id = manifest.id.clone();
         let mut adapter = Adapter::new(manifest, client_id, client_secret, version, &self.egress)?;
         adapter.bank.keys = keys;
+        if let Some(eidas) = eidas {
+            eidas.warn_if_ending(chrono::Utc::now());
+            adapter
+                .bank
+                .set_eidas(eidas)
+                .map_err(|error| ManifestError::Invalid {
+                    bank: id,
+                    message: error.to_string(),
+                })?;
+        }
         Ok(adapter)
+    }
+
+    /// Reads every bank's eIDAS certificates again from their files (rotation without a
+    /// restart: SIGHUP). A bank whose new files do not load keeps its certificates; the
+    /// failures, by bank.
+    pub fn reload_certificates(&self) -> Vec<(String, AdapterError)> {
+        let mut failures = Vec::new();
+        for adapter in self.iter() {
+            if let Some(eidas) = &adapter.bank.eidas
+                && let Err(error) = eidas.reload(&|var: &str| self.secret(var))
+            {
+                failures.push((adapter.bank.id().to_owned(), error));
+            }
+        }
+        failures
+    }
+
+    /// Logs a warning for every eIDAS certificate of every bank that ends within
+    /// `eidas::WARN_DAYS`; how many.
+    pub fn warn_ending_certificates(&self, now: chrono::DateTime<chrono::Utc>) -> usize {
+        self.iter()
+            .filter_map(|adapter| adapter.bank.eidas.clone())
+            .map(|eidas| eidas.warn_if_ending(now))
+            .sum()
     }
 
     /// Puts an adapter in force for its bank (replacing the one running).

@@ -14,8 +14,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::app::App;
 use crate::telemetry::metrics::{
-    AUDIT_CHECKPOINT_LAG, AUDIT_QUEUE_DEPTH, BANK_BREAKER_STATE, BANK_IN_FLIGHT, BANK_QUEUED,
-    CONSENTS, POLICY_INFO, WEBHOOK_BACKLOG,
+    AUDIT_CHECKPOINT_LAG, AUDIT_QUEUE_DEPTH, BANK_BREAKER_STATE, BANK_CERTIFICATE_EXPIRY,
+    BANK_IN_FLIGHT, BANK_QUEUED, CONSENTS, POLICY_INFO, WEBHOOK_BACKLOG,
 };
 
 /// The media type of the Prometheus text exposition format.
@@ -50,7 +50,14 @@ pub async fn sample(app: &App, handle: &PrometheusHandle) -> String {
                 .set(if state == current { 1.0 } else { 0.0 });
         }
         metrics::gauge!(BANK_IN_FLIGHT, "bank" => bank.clone()).set(outbound.in_flight() as f64);
-        metrics::gauge!(BANK_QUEUED, "bank" => bank).set(outbound.queued() as f64);
+        metrics::gauge!(BANK_QUEUED, "bank" => bank.clone()).set(outbound.queued() as f64);
+        if let Some(eidas) = &adapter.bank.eidas {
+            for certificate in eidas.certificates() {
+                metrics::gauge!(BANK_CERTIFICATE_EXPIRY, "bank" => bank.clone(),
+                    "certificate" => certificate.usage)
+                .set(certificate.not_after.timestamp() as f64);
+            }
+        }
     }
     // A policy replaced by a reload drops to 0, so one series per purpose is 1.
     {

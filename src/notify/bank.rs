@@ -28,6 +28,7 @@ fn bank_failure(bank: &str, error: &AdapterError) -> ReadError {
     let kind = match error.root() {
         AdapterError::Timeout => "did not answer in time",
         AdapterError::Transport(_) => "could not be reached",
+        AdapterError::Tls(_) => "refused the TLS handshake",
         AdapterError::Status { .. } => "answered with an error status",
         AdapterError::Decode(_) => "answered with a payload bankgate could not read",
         AdapterError::ErrorBody(_) => "answered with an error",

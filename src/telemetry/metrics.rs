@@ -31,6 +31,9 @@ pub const BANK_BREAKER_STATE: &str = "bankgate_bank_breaker_state";
 pub const BANK_IN_FLIGHT: &str = "bankgate_bank_calls_in_flight";
 /// Calls waiting for a slot at the bank now (its in-flight cap reached), by `bank`.
 pub const BANK_QUEUED: &str = "bankgate_bank_calls_queued";
+/// When each of bankgate's eIDAS certificates at a bank ends (Unix seconds), by `bank` and
+/// `certificate` (`qwac`, `qseal`): alert well before it.
+pub const BANK_CERTIFICATE_EXPIRY: &str = "bankgate_bank_certificate_expiry_timestamp_seconds";
 /// Audit events waiting for a commit.
 pub const AUDIT_QUEUE_DEPTH: &str = "bankgate_audit_queue_depth";
 /// Events per committed batch (group commit).
@@ -122,6 +125,10 @@ fn describe() {
     describe_gauge!(BANK_BREAKER_STATE, "1 for the bank's circuit breaker state");
     describe_gauge!(BANK_IN_FLIGHT, "Calls to the bank in flight");
     describe_gauge!(BANK_QUEUED, "Calls waiting for a slot at the bank");
+    describe_gauge!(
+        BANK_CERTIFICATE_EXPIRY,
+        "When bankgate's eIDAS certificate at the bank ends (Unix seconds)"
+    );
     describe_gauge!(AUDIT_QUEUE_DEPTH, "Audit events waiting for a commit");
     describe_histogram!(AUDIT_BATCH_SIZE, "Events per committed audit batch");
     describe_histogram!(
@@ -158,6 +165,7 @@ mod tests {
         BANK_BREAKER_STATE,
         BANK_IN_FLIGHT,
         BANK_QUEUED,
+        BANK_CERTIFICATE_EXPIRY,
         AUDIT_QUEUE_DEPTH,
         AUDIT_BATCH_SIZE,
         AUDIT_COMMIT_DURATION,

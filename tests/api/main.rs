@@ -32,6 +32,7 @@ mod compliance;
 mod connected_apps;
 mod egress;
 mod eidas;
+mod eidas_banks;
 mod erasure;
 mod export_completeness;
 mod fapi;

@@ -12,6 +12,7 @@
 //! Modules in reading order: the scaffold and what it stands on, then one per standard.
 
 mod customers;
+pub mod eidas;
 pub mod events;
 pub mod faults;
 pub mod ledger;
@@ -86,6 +87,9 @@ pub struct SandboxFapi {
     /// `["PS256"]`), as its metadata then says; all three FAPI 2.0 ones (ES256, EdDSA, PS256)
     /// when `None`.
     pub signing_algs: Option<Vec<String>>,
+    /// eIDAS: the bank serves TLS and checks the third party's QWAC (mutual TLS) and, Berlin
+    /// Group, its request signatures ([`eidas`]).
+    pub eidas: Option<eidas::SandboxEidas>,
 }
 
 /// Errors starting a sandbox.
@@ -93,6 +97,8 @@ pub struct SandboxFapi {
 pub enum SandboxError {
     #[error("no sandbox for profile {0:?}")]
     UnknownProfile(String),
+    #[error("eIDAS: {0}")]
+    Eidas(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -170,7 +176,12 @@ pub async fn start_on(
         addr: config.addr,
         source,
     })?;
-    let origin = format!("http://{addr}");
+    let scheme = if config.fapi.eidas.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let origin = format!("{scheme}://{addr}");
     let faults = std::sync::Arc::new(faults::Faults::default());
     let shared = scaffold::Shared {
         ledger,
@@ -181,14 +192,46 @@ pub async fn start_on(
         faults::apply,
     ));
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = stopped.await;
-        });
-        if let Err(error) = serve.await {
-            tracing::error!(%error, "sandbox bank stopped");
+    let stopped = async move {
+        let _ = stopped.await;
+    };
+    match &config.fapi.eidas {
+        None => {
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
+                if let Err(error) = serve.await {
+                    tracing::error!(%error, "sandbox bank stopped");
+                }
+            });
         }
-    });
+        Some(settings) => {
+            // eIDAS: TLS, the QWAC asked for in the handshake, the checks per request.
+            let tls = eidas::server_config(settings).map_err(SandboxError::Eidas)?;
+            let enforcement =
+                eidas::Enforcement::new(settings.clone(), "/v1/").map_err(SandboxError::Eidas)?;
+            let router = router.layer(axum::middleware::from_fn_with_state(
+                std::sync::Arc::new(enforcement),
+                eidas::enforce,
+            ));
+            let listener =
+                eidas::TlsListener::new(listener, std::sync::Arc::new(tls)).map_err(|source| {
+                    SandboxError::Bind {
+                        addr: config.addr,
+                        source,
+                    }
+                })?;
+            tokio::spawn(async move {
+                let serve = axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<eidas::Peer>(),
+                )
+                .with_graceful_shutdown(stopped);
+                if let Err(error) = serve.await {
+                    tracing::error!(%error, "sandbox bank stopped");
+                }
+            });
+        }
+    }
     Ok(Sandbox {
         addr,
         origin,

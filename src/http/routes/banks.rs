@@ -194,6 +194,22 @@ async fn show(
     body["live_version"] = json!(live.as_ref().map(|adapter| adapter.version));
     // A manifest holds no secret (credentials are references), so the active one is public.
     body["manifest"] = stored.manifest;
+    // bankgate's eIDAS certificates at the bank: what each is for and when it ends (nothing in
+    // them is secret: the bank sees them at every call).
+    if let Some(eidas) = live.as_ref().and_then(|adapter| adapter.bank.eidas.clone()) {
+        let now = chrono::Utc::now();
+        body["certificates"] = eidas
+            .certificates()
+            .into_iter()
+            .map(|certificate| {
+                let days_left = certificate.days_left(now);
+                let mut shown = json!(certificate);
+                shown["days_left"] = json!(days_left);
+                shown["ends_soon"] = json!(days_left < crate::adapters::eidas::WARN_DAYS);
+                shown
+            })
+            .collect();
+    }
     Ok(Json(body))
 }
 
