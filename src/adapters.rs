@@ -554,8 +554,12 @@ impl Bank {
     }
 
     /// Signs a request to the bank's API with the QSealC, when the bank has one (calls to its
-    /// authorization server are not signed).
+    /// authorization server are not signed); refuses to send it with an eIDAS certificate that
+    /// is not valid now.
     fn seal(&self, request: &mut reqwest::Request) -> Result<(), AdapterError> {
+        if let Some(eidas) = &self.eidas {
+            eidas.check_validity(chrono::Utc::now())?;
+        }
         match &self.eidas {
             Some(eidas)
                 if request

@@ -419,6 +419,7 @@ async fn load_banks(
             (None, _) => None,
         };
         let bank_id = manifest.id.clone();
+        let bank_profile = manifest.profile.clone();
         let mut adapter = Adapter::new(manifest, client_id, client_secret, version, &egress)?;
         adapter.bank.keys = keys;
         if let Some((spec, material)) = eidas {
@@ -426,8 +427,8 @@ async fn load_banks(
                 bank: bank_id.clone(),
                 message: error.to_string(),
             };
-            let identity =
-                adapters::eidas::Eidas::new(&bank_id, spec, &material).map_err(failed)?;
+            let identity = adapters::eidas::Eidas::new(&bank_id, &bank_profile, spec, &material)
+                .map_err(failed)?;
             identity.warn_if_ending(chrono::Utc::now());
             adapter.bank.set_eidas(identity).map_err(failed)?;
         }
@@ -462,6 +463,12 @@ fn test_pki_for(
         .eidas
         .as_ref()
         .is_some_and(|spec| spec.qseal_cert_file_env.is_some());
+    // STET: the bank finds the seal by its key id, as registered with it beforehand.
+    let qseal_key_id = manifest
+        .eidas
+        .as_ref()
+        .and_then(|spec| spec.qseal_key_id.clone())
+        .unwrap_or_else(|| format!("urn:bankgate:test-qseal:{}", manifest.id));
     let requires_qwac = manifest
         .eidas
         .as_ref()
@@ -473,11 +480,13 @@ fn test_pki_for(
             server_key_pem: server.key_pem,
             require_client_certificate: requires_qwac,
             require_signatures: signs,
+            registered_seals: vec![(qseal_key_id.clone(), qseal.certificate_pem.clone())],
         },
         adapters::eidas::Material {
             qwac: requires_qwac.then_some((qwac.chain_pem, qwac.key_pem)),
             qseal: signs.then_some((qseal.certificate_pem, qseal.key_pem)),
             ca: Some(pki.ca_pem),
+            qseal_key_id: Some(qseal_key_id),
         },
     ))
 }

@@ -53,6 +53,10 @@ pub struct EidasSpec {
     /// The QSealC's private key (RSA, PKCS#8 PEM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qseal_key_file_env: Option<String>,
+    /// STET: the signature's `keyId`, where the bank retrieves the QSealC (the URL bankgate's
+    /// operator published it at, or the identifier the bank registered it under).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qseal_key_id: Option<String>,
     /// A CA (PEM) trusted for the bank's TLS server certificate besides the public web roots
     /// (a bank's test environment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,10 +78,21 @@ impl EidasSpec {
         };
         pair(&self.qwac_cert_file_env, &self.qwac_key_file_env, "qwac")?;
         pair(&self.qseal_cert_file_env, &self.qseal_key_file_env, "qseal")?;
-        if self.qseal_cert_file_env.is_some() && profile != "berlin-group" {
-            return Err(format!(
-                "eidas.qseal_*: bankgate signs requests for Berlin Group banks only, not {profile:?}"
-            ));
+        if self.qseal_cert_file_env.is_some() {
+            match Style::of(profile) {
+                None => {
+                    return Err(format!(
+                        "eidas.qseal_*: bankgate signs requests for Berlin Group and STET banks, \
+                         not {profile:?}"
+                    ));
+                }
+                Some(Style::Stet) if self.qseal_key_id.is_none() => {
+                    return Err(
+                        "eidas.qseal_key_id: a STET bank retrieves the QSealC by its key id".into(),
+                    );
+                }
+                Some(_) => {}
+            }
         }
         if self.qwac_cert_file_env.is_none() && self.qseal_cert_file_env.is_none() {
             return Err("eidas names neither a QWAC nor a QSealC".into());
@@ -107,12 +122,37 @@ fn pem_private_key(text: &str) -> Option<Vec<u8>> {
         .map(|pem| pem.contents)
 }
 
+/// How a bank's standard signs requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// NextGenPSD2: `Digest` always, `keyId` = `SN=…,CA=…`, the certificate in
+    /// `TPP-Signature-Certificate`.
+    BerlinGroup,
+    /// STET PSD2 API v1.6 (Part 3, HTTP signature after draft-cavage-http-signatures-12):
+    /// `(request-target)` signed, `Digest` with a body, `keyId` where the bank retrieves the
+    /// certificate.
+    Stet,
+}
+
+impl Style {
+    /// The style of a bank profile, if its standard signs requests.
+    pub fn of(profile: &str) -> Option<Style> {
+        match profile {
+            "berlin-group" => Some(Style::BerlinGroup),
+            "stet" => Some(Style::Stet),
+            _ => None,
+        }
+    }
+}
+
 /// The material of an identity: PEM texts, as read from files or made in memory.
 #[derive(Clone, Default)]
 pub struct Material {
     pub qwac: Option<(String, String)>,
     pub qseal: Option<(String, String)>,
     pub ca: Option<String>,
+    /// STET: the QSealC's key id (from the manifest, or chosen with a made certificate).
+    pub qseal_key_id: Option<String>,
 }
 
 impl std::fmt::Debug for Material {
@@ -148,6 +188,7 @@ impl Material {
             qwac: both(&spec.qwac_cert_file_env, &spec.qwac_key_file_env)?,
             qseal: both(&spec.qseal_cert_file_env, &spec.qseal_key_file_env)?,
             ca: file(&spec.ca_file_env)?,
+            qseal_key_id: spec.qseal_key_id.clone(),
         })
     }
 }
@@ -225,6 +266,8 @@ impl rustls::client::ResolvesClientCert for ClientIdentity {
 /// bankgate's eIDAS identity at one bank.
 pub struct Eidas {
     bank: String,
+    /// How the bank's standard signs (none: the bank takes no signatures).
+    style: Option<Style>,
     /// Where the material comes from: the manifest's variables, or (`None`) made in memory
     /// for a bundled sandbox, which a reload leaves as it is.
     spec: Option<EidasSpec>,
@@ -247,6 +290,7 @@ impl Eidas {
     /// names, or (`spec` `None`) made in memory.
     pub fn new(
         bank: &str,
+        profile: &str,
         spec: Option<EidasSpec>,
         material: &Material,
     ) -> Result<Eidas, AdapterError> {
@@ -257,6 +301,7 @@ impl Eidas {
             .unwrap_or_default();
         let eidas = Eidas {
             bank: bank.to_owned(),
+            style: Style::of(profile),
             spec,
             tls: Arc::default(),
             seal: ArcSwapOption::empty(),
@@ -298,7 +343,12 @@ impl Eidas {
                     .ok_or_else(|| refused("qseal: no PKCS#8 private key in the file".into()))?;
                 let key = RsaKeyPair::from_pkcs8(&key)
                     .map_err(|_| refused("qseal: the key is not an RSA key".into()))?;
-                let key_id = format!("SN={},CA={}", info.serial, info.issuer);
+                let key_id = match self.style {
+                    Some(Style::Stet) => material.qseal_key_id.clone().ok_or_else(|| {
+                        refused("qseal: a STET bank needs eidas.qseal_key_id".into())
+                    })?,
+                    _ => format!("SN={},CA={}", info.serial, info.issuer),
+                };
                 infos.push(info);
                 Some(Arc::new(Seal {
                     certificate,
@@ -323,6 +373,31 @@ impl Eidas {
         let material = Material::read(spec, env)?;
         self.install(&material)?;
         self.warn_if_ending(Utc::now());
+        Ok(())
+    }
+
+    /// Refuses to call the bank with a certificate that ended (or has not begun): the bank
+    /// would refuse the handshake or the signature, and under TLS 1.3 its refusal may reach
+    /// bankgate as a bare connection failure; this says which certificate and when.
+    pub fn check_validity(&self, now: DateTime<Utc>) -> Result<(), AdapterError> {
+        for certificate in self.certificates.load().iter() {
+            let name = match certificate.usage {
+                "qwac" => "client certificate (QWAC)",
+                _ => "seal (QSealC)",
+            };
+            if certificate.not_after < now {
+                return Err(AdapterError::Tls(format!(
+                    "bankgate's {name} at this bank expired on {}",
+                    certificate.not_after.format("%Y-%m-%d")
+                )));
+            }
+            if certificate.not_before > now {
+                return Err(AdapterError::Tls(format!(
+                    "bankgate's {name} at this bank is valid only from {}",
+                    certificate.not_before.format("%Y-%m-%d")
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -389,9 +464,9 @@ impl Eidas {
         &self.roots
     }
 
-    /// Signs `request` as the Berlin Group asks, when there is a QSealC.
+    /// Signs `request` as the bank's standard asks, when there is a QSealC.
     pub fn sign(&self, request: &mut reqwest::Request) -> Result<(), AdapterError> {
-        let Some(seal) = self.seal.load_full() else {
+        let (Some(seal), Some(style)) = (self.seal.load_full(), self.style) else {
             return Ok(());
         };
         let body = match request.body() {
@@ -401,24 +476,32 @@ impl Eidas {
                 .ok_or_else(|| refused("a streamed body cannot be signed".into()))?,
         };
         let digest = format!("SHA-256={}", STANDARD.encode(crate::crypto::sha256(body)));
+        let with_digest = style == Style::BerlinGroup || !body.is_empty();
+        let target = request_target(request.method(), request.url());
         let headers = request.headers_mut();
-        headers.insert(DIGEST, header_value(&digest)?);
-        let mut signed = vec![DIGEST];
-        for name in [
-            X_REQUEST_ID,
-            PSU_ID,
-            PSU_CORPORATE_ID,
-            TPP_REDIRECT_URI,
-            DATE,
-        ] {
-            if headers.contains_key(name) {
-                signed.push(name);
-            }
-        }
         if !headers.contains_key(X_REQUEST_ID) {
             return Err(refused("a signed request needs an X-Request-ID".into()));
         }
-        let signing_string = signing_string(headers, &signed)?;
+        let mut signed = Vec::new();
+        if style == Style::Stet {
+            signed.push(REQUEST_TARGET);
+        }
+        if with_digest {
+            headers.insert(DIGEST, header_value(&digest)?);
+            signed.push(DIGEST);
+        }
+        let optional: &[&'static str] = match style {
+            Style::BerlinGroup => &[
+                X_REQUEST_ID,
+                PSU_ID,
+                PSU_CORPORATE_ID,
+                TPP_REDIRECT_URI,
+                DATE,
+            ],
+            Style::Stet => &[X_REQUEST_ID, PSU_IP_ADDRESS, DATE],
+        };
+        signed.extend(optional.iter().filter(|name| headers.contains_key(**name)));
+        let signing_string = signing_string(headers, &signed, &target)?;
         let mut signature = vec![0; seal.key.public_modulus_len()];
         seal.key
             .sign(
@@ -435,12 +518,24 @@ impl Eidas {
             STANDARD.encode(&signature)
         );
         headers.insert(SIGNATURE, header_value(&value)?);
-        headers.insert(
-            TPP_SIGNATURE_CERTIFICATE,
-            header_value(&STANDARD.encode(&seal.certificate))?,
-        );
+        if style == Style::BerlinGroup {
+            headers.insert(
+                TPP_SIGNATURE_CERTIFICATE,
+                header_value(&STANDARD.encode(&seal.certificate))?,
+            );
+        }
         Ok(())
     }
+}
+
+/// draft-cavage's `(request-target)`: the method in lower case, a space, the path and query.
+pub fn request_target(method: &reqwest::Method, url: &url::Url) -> String {
+    let mut target = url.path().to_owned();
+    if let Some(query) = url.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    format!("{} {target}", method.as_str().to_ascii_lowercase())
 }
 
 /// The Berlin Group's signature headers (lower case, as in a signature's `headers`).
@@ -452,24 +547,32 @@ const PSU_ID: &str = "psu-id";
 const PSU_CORPORATE_ID: &str = "psu-corporate-id";
 const TPP_REDIRECT_URI: &str = "tpp-redirect-uri";
 const DATE: &str = "date";
+const PSU_IP_ADDRESS: &str = "psu-ip-address";
+/// The pseudo-header of draft-cavage (in the signing string only, never on the wire).
+pub const REQUEST_TARGET: &str = "(request-target)";
 
 fn header_value(value: &str) -> Result<reqwest::header::HeaderValue, AdapterError> {
     reqwest::header::HeaderValue::from_str(value)
         .map_err(|_| refused("a signature header is not a valid header value".into()))
 }
 
-/// The signing string of draft-cavage-http-signatures-10 §2.3 over `names` (lower case): one
-/// line `name: value` each, joined by `\n`.
+/// The signing string of draft-cavage-http-signatures §2.3 over `names` (lower case): one line
+/// `name: value` each, joined by `\n`; the pseudo-header `(request-target)` is `target`.
 pub fn signing_string(
     headers: &reqwest::header::HeaderMap,
     names: &[&str],
+    target: &str,
 ) -> Result<String, AdapterError> {
     let mut lines = Vec::with_capacity(names.len());
     for name in names {
-        let value = headers
-            .get(*name)
-            .and_then(|value| value.to_str().ok())
-            .ok_or_else(|| refused(format!("header {name} is missing or not text")))?;
+        let value = if *name == REQUEST_TARGET {
+            target
+        } else {
+            headers
+                .get(*name)
+                .and_then(|value| value.to_str().ok())
+                .ok_or_else(|| refused(format!("header {name} is missing or not text")))?
+        };
         lines.push(format!("{name}: {}", value.trim()));
     }
     Ok(lines.join("\n"))

@@ -159,8 +159,13 @@ impl Registry {
                 let material = super::eidas::Material::read(spec, &|var: &str| self.secret(var))
                     .map_err(invalid)?;
                 Some(
-                    super::eidas::Eidas::new(&manifest.id, Some(spec.clone()), &material)
-                        .map_err(invalid)?,
+                    super::eidas::Eidas::new(
+                        &manifest.id,
+                        &manifest.profile,
+                        Some(spec.clone()),
+                        &material,
+                    )
+                    .map_err(invalid)?,
                 )
             }
             None => None,

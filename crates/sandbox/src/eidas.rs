@@ -45,8 +45,12 @@ pub struct SandboxEidas {
     pub server_key_pem: String,
     /// Mutual TLS: a QWAC of the CA with the role the request needs.
     pub require_client_certificate: bool,
-    /// Request signatures (Berlin Group): a QSealC of the CA with the role the request needs.
+    /// Request signatures (Berlin Group, STET): a QSealC of the CA with the role the request
+    /// needs.
     pub require_signatures: bool,
+    /// STET: the QSealCs (PEM) third parties registered with the bank, by the key id their
+    /// signatures name (a STET bank retrieves the certificate by its `keyId`).
+    pub registered_seals: Vec<(String, String)>,
 }
 
 /// Who connected: the address, and the certificate chain's first certificate (DER) when the
@@ -91,7 +95,7 @@ impl TlsListener {
                 tokio::spawn(async move {
                     let handshake = tokio::time::timeout(
                         std::time::Duration::from_secs(10),
-                        acceptor.accept(stream),
+                        acceptor.accept(stream).into_fallible(),
                     )
                     .await;
                     match handshake {
@@ -104,8 +108,21 @@ impl TlsListener {
                                 .map(|first| Arc::new(first.to_vec()));
                             let _ = send.send((tls, Peer { addr, certificate })).await;
                         }
-                        Ok(Err(error)) => {
+                        Ok(Err((error, mut io))) => {
                             tracing::debug!(%error, "sandbox TLS handshake refused");
+                            // The alert is written; read what the client sent meanwhile (its
+                            // request, under TLS 1.3) before closing, so that it reads the
+                            // alert rather than a connection reset.
+                            let drain = async {
+                                let mut buffer = [0u8; 4096];
+                                while let Ok(1..) =
+                                    tokio::io::AsyncReadExt::read(&mut io, &mut buffer).await
+                                {
+                                }
+                            };
+                            let _ =
+                                tokio::time::timeout(std::time::Duration::from_millis(500), drain)
+                                    .await;
                         }
                         Err(_) => tracing::debug!("sandbox TLS handshake timed out"),
                     }
@@ -170,22 +187,46 @@ pub fn server_config(eidas: &SandboxEidas) -> Result<rustls::ServerConfig, Strin
     Ok(config)
 }
 
+/// How the bank's standard signs requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// `Digest` always, `keyId` `SN=…,CA=…`, the certificate in `TPP-Signature-Certificate`.
+    BerlinGroup,
+    /// `(request-target)` signed, `Digest` with a body, the certificate found by `keyId`.
+    Stet,
+}
+
 /// What the enforcement layer knows.
 pub struct Enforcement {
     pub eidas: SandboxEidas,
+    /// How signatures are checked, when the standard has them.
+    style: Option<Style>,
     ca_der: Vec<u8>,
     /// The bank's API paths start with this (its authorization server's do not).
     api_prefix: String,
 }
 
 impl Enforcement {
-    pub fn new(eidas: SandboxEidas, api_prefix: &str) -> Result<Enforcement, String> {
+    pub fn new(
+        eidas: SandboxEidas,
+        profile: &str,
+        api_prefix: &str,
+    ) -> Result<Enforcement, String> {
         let ca_der = pki::pem_certificates(&eidas.ca_pem)
             .into_iter()
             .next()
             .ok_or("no CA certificate")?;
+        let style = match profile {
+            "berlin-group" => Some(Style::BerlinGroup),
+            "stet" => Some(Style::Stet),
+            _ => None,
+        };
+        if eidas.require_signatures && style.is_none() {
+            return Err(format!("{profile}: this sandbox checks no signatures"));
+        }
         Ok(Enforcement {
             eidas,
+            style,
             ca_der,
             api_prefix: api_prefix.to_owned(),
         })
@@ -313,7 +354,18 @@ pub async fn enforce(
     let Ok(body) = axum::body::to_bytes(body, 4 << 20).await else {
         return refuse("FORMAT_ERROR", "the body could not be read").into_response();
     };
-    if let Err(refusal) = verify_signature(&enforcement, &parts.headers, &body, needed) {
+    let verified = match enforcement.style {
+        Some(Style::Stet) => verify_stet(
+            &enforcement,
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            &body,
+            needed,
+        ),
+        _ => verify_signature(&enforcement, &parts.headers, &body, needed),
+    };
+    if let Err(refusal) = verified {
         return refusal.into_response();
     }
     next.run(Request::from_parts(parts, Body::from(body))).await
@@ -429,9 +481,19 @@ fn verify_signature(
             &format!("the signature does not cover {missing}"),
         ));
     }
+    verify_lines(&parsed, &params, |name| text(name).map(str::to_owned))
+}
+
+/// Verifies `params`' signature with `certificate`'s key over the lines `name: value` of the
+/// headers it names (`value_of` answers each, `(request-target)` included).
+fn verify_lines(
+    certificate: &X509Certificate<'_>,
+    params: &SignatureParams,
+    value_of: impl Fn(&str) -> Option<String>,
+) -> Result<(), Refusal> {
     let mut lines = Vec::with_capacity(params.headers.len());
     for name in &params.headers {
-        let value = text(name).ok_or_else(|| {
+        let value = value_of(name).ok_or_else(|| {
             refuse(
                 "SIGNATURE_INVALID",
                 &format!("the signed header {name} is missing"),
@@ -441,10 +503,100 @@ fn verify_signature(
     }
     let key = aws_lc_rs::signature::UnparsedPublicKey::new(
         &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
-        parsed.public_key().subject_public_key.data.as_ref(),
+        certificate.public_key().subject_public_key.data.as_ref(),
     );
     key.verify(lines.join("\n").as_bytes(), &params.signature)
         .map_err(|_| refuse("SIGNATURE_INVALID", "the signature does not verify"))
+}
+
+/// STET's HTTP signature: the certificate registered under `keyId`, checked as a QSealC of
+/// the CA with the role; `(request-target)` and `x-request-id` signed, and `digest` — equal to
+/// the body's — whenever there is a body.
+fn verify_stet(
+    enforcement: &Enforcement,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    needed: Option<Role>,
+) -> Result<(), Refusal> {
+    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let Some(signature) = text("signature") else {
+        return Err(refuse(
+            "SIGNATURE_MISSING",
+            "this bank requires a Signature",
+        ));
+    };
+    let params = parse_signature(signature)
+        .ok_or_else(|| refuse("SIGNATURE_INVALID", "the Signature header is malformed"))?;
+    if !params.algorithm.eq_ignore_ascii_case("rsa-sha256") {
+        return Err(refuse(
+            "SIGNATURE_INVALID",
+            "the algorithm must be rsa-sha256",
+        ));
+    }
+    let pem = enforcement
+        .eidas
+        .registered_seals
+        .iter()
+        .find(|(key_id, _)| *key_id == params.key_id)
+        .map(|(_, pem)| pem)
+        .ok_or_else(|| {
+            refuse(
+                "CERTIFICATE_INVALID",
+                "no certificate is registered under this keyId",
+            )
+        })?;
+    let der = pki::pem_certificates(pem)
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            refuse(
+                "CERTIFICATE_INVALID",
+                "the registered certificate is unreadable",
+            )
+        })?;
+    check_certificate(enforcement, &der, needed, "QSealC")?;
+    let mut must_sign = vec!["(request-target)", "x-request-id"];
+    if !body.is_empty() {
+        let Some(digest) = text("digest") else {
+            return Err(refuse(
+                "SIGNATURE_MISSING",
+                "a request with a body needs a Digest",
+            ));
+        };
+        let expected = format!("SHA-256={}", STANDARD.encode(sha256(body)));
+        if digest.trim() != expected {
+            return Err(refuse(
+                "SIGNATURE_INVALID",
+                "the Digest does not match the body",
+            ));
+        }
+        must_sign.push("digest");
+    }
+    if let Some(missing) = must_sign
+        .iter()
+        .find(|name| !params.headers.iter().any(|signed| signed == *name))
+    {
+        return Err(refuse(
+            "SIGNATURE_INVALID",
+            &format!("the signature does not cover {missing}"),
+        ));
+    }
+    let (_, parsed) = X509Certificate::from_der(&der)
+        .map_err(|_| refuse("CERTIFICATE_INVALID", "the QSealC is not a certificate"))?;
+    let target = format!(
+        "{} {}",
+        method.as_str().to_ascii_lowercase(),
+        uri.path_and_query().map_or("/", |path| path.as_str())
+    );
+    verify_lines(&parsed, &params, |name| {
+        if name == "(request-target)" {
+            Some(target.clone())
+        } else {
+            text(name).map(str::to_owned)
+        }
+    })
 }
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {

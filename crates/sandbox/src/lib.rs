@@ -207,8 +207,8 @@ pub async fn start_on(
         Some(settings) => {
             // eIDAS: TLS, the QWAC asked for in the handshake, the checks per request.
             let tls = eidas::server_config(settings).map_err(SandboxError::Eidas)?;
-            let enforcement =
-                eidas::Enforcement::new(settings.clone(), "/v1/").map_err(SandboxError::Eidas)?;
+            let enforcement = eidas::Enforcement::new(settings.clone(), &config.profile, "/v1/")
+                .map_err(SandboxError::Eidas)?;
             let router = router.layer(axum::middleware::from_fn_with_state(
                 std::sync::Arc::new(enforcement),
                 eidas::enforce,
