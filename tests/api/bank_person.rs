@@ -59,6 +59,18 @@ async fn consents_record_the_bank_person_across_platforms(kind: StoreKind) {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, fdx.consent_id);
 
+    // The Berlin Group and STET banks name who approved too (their manifests ask `openid`).
+    for bank in ["demo-bank", "stet-bank"] {
+        let detail = account_information(bank, PURPOSE, SCOPES, "chat-u1");
+        let (token, _) = chat.connect(&detail).await.expect("consent flow");
+        let found = store
+            .consents_of_bank_person(bank, &sealer.bank_person(bank, CUSTOMER))
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "{bank}");
+        assert_eq!(found[0].id, token.consent_id, "{bank}");
+    }
+
     // Another customer of the bank has none of them.
     let bob = sealer.bank_person("obie-bank", "bob");
     assert!(

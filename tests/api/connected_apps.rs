@@ -169,9 +169,10 @@ async fn a_person_signs_in_through_the_bank_and_withdraws_an_app(kind: StoreKind
     assert!(csp.starts_with("default-src 'none'"), "{csp}");
     assert!(banks.contains("href=\"/me/obie-bank\""), "{banks}");
     assert!(banks.contains("href=\"/me/fdx-bank\""), "{banks}");
-    assert!(!banks.contains("/me/demo-bank"), "{banks}");
-    let (status, _, _) = page(&gateway, "/me/demo-bank", "").await;
-    assert_eq!(status, 404, "the Berlin Group bank offers no sign-in");
+    assert!(banks.contains("href=\"/me/demo-bank\""), "{banks}");
+    assert!(!banks.contains("/me/nova-bank"), "{banks}");
+    let (status, _, _) = page(&gateway, "/me/nova-bank", "").await;
+    assert_eq!(status, 404, "the proprietary bank offers no sign-in");
 
     // Signed in through the bank, opened on the platform's consent.
     let start = format!("{}/me/{BANK}?consent={}", gateway.base, at_chat.consent_id);

@@ -51,9 +51,19 @@ fn material(pki: &TestPki, qwac: Option<&Issued>, qseal: Option<&Issued>) -> Mat
 
 /// A Berlin Group sandbox bank enforcing eIDAS under `pki`.
 async fn bank(pki: &TestPki) -> Sandbox {
+    sandbox_bank(pki, "berlin-group", Vec::new()).await
+}
+
+/// A sandbox bank of `profile` enforcing eIDAS under `pki`, the seals of `registered_seals`
+/// registered with it (STET).
+async fn sandbox_bank(
+    pki: &TestPki,
+    profile: &str,
+    registered_seals: Vec<(String, String)>,
+) -> Sandbox {
     let server = pki.issue_server(&["127.0.0.1", "localhost"], 30).unwrap();
     bankgate_sandbox::start(SandboxConfig {
-        profile: "berlin-group".into(),
+        profile: profile.into(),
         addr: "127.0.0.1:0".parse().unwrap(),
         client_id: "bankgate".into(),
         client_secret: "sandbox-secret".into(),
@@ -65,7 +75,7 @@ async fn bank(pki: &TestPki) -> Sandbox {
                 server_key_pem: server.key_pem,
                 require_client_certificate: true,
                 require_signatures: true,
-                registered_seals: Vec::new(),
+                registered_seals,
             }),
             ..SandboxFapi::default()
         },
@@ -76,11 +86,18 @@ async fn bank(pki: &TestPki) -> Sandbox {
 
 /// The bundled Berlin Group manifest, pointed at `sandbox`, with `[eidas]` naming `spec`.
 fn manifest(sandbox: &Sandbox, spec: EidasSpec) -> Manifest {
-    let mut manifest = Manifest::load(&manifest_dir().join("adapters/demo-bank.toml")).unwrap();
+    let mut manifest = bundled("demo-bank", sandbox);
+    manifest.eidas = Some(spec);
+    manifest
+}
+
+/// The bundled manifest of `bank`, pointed at `sandbox`.
+fn bundled(bank: &str, sandbox: &Sandbox) -> Manifest {
+    let path = manifest_dir().join(format!("adapters/{bank}.toml"));
+    let mut manifest = Manifest::load(&path).unwrap();
     manifest.rebase(&sandbox.origin);
     manifest.sandbox = None;
     manifest.verification_of_payee = None;
-    manifest.eidas = Some(spec);
     manifest
 }
 
@@ -149,6 +166,16 @@ async fn raw_consent(
     Ok((status, code))
 }
 
+/// What the broker asks a bank for: balances, for a month.
+fn consent_request() -> ConsentRequest {
+    ConsentRequest {
+        scopes: vec![Scope::Accounts, Scope::Balances],
+        valid_until: (Utc::now() + Duration::days(30)).date_naive(),
+        frequency_per_day: 4,
+        recurring: true,
+    }
+}
+
 #[track_caller]
 fn refused(outcome: Result<(u16, String), AdapterError>, code: &str) {
     match outcome {
@@ -175,15 +202,7 @@ async fn mutual_tls_needs_a_qwac_of_the_ca_with_the_role_and_unexpired() {
     // And through the Berlin Group profile, as the broker creates one.
     let consent = good
         .profile
-        .create_consent(
-            &good.bank,
-            &ConsentRequest {
-                scopes: vec![Scope::Accounts, Scope::Balances],
-                valid_until: (Utc::now() + Duration::days(30)).date_naive(),
-                frequency_per_day: 4,
-                recurring: true,
-            },
-        )
+        .create_consent(&good.bank, &consent_request())
         .await
         .expect("a consent over mutual TLS, signed");
     assert!(!consent.oauth_scopes.is_empty());
@@ -236,15 +255,7 @@ async fn mutual_tls_needs_a_qwac_of_the_ca_with_the_role_and_unexpired() {
         let stale = adapter(&sandbox, &material(&pki, Some(qwac), Some(seal)));
         let error = stale
             .profile
-            .create_consent(
-                &stale.bank,
-                &ConsentRequest {
-                    scopes: vec![Scope::Accounts],
-                    valid_until: (Utc::now() + Duration::days(30)).date_naive(),
-                    frequency_per_day: 4,
-                    recurring: true,
-                },
-            )
+            .create_consent(&stale.bank, &consent_request())
             .await
             .unwrap_err();
         assert_eq!(error.bank(), Some("demo-bank"), "{error:?}");
@@ -615,31 +626,13 @@ async fn stet_signatures_cover_the_request_target_and_name_a_registered_seal() {
     let pki = TestPki::generate().unwrap();
     let qwac = issue(&pki, Kind::Qwac, BOTH, 30);
     let qseal = issue(&pki, Kind::Qsealc, BOTH, 30);
-    let server = pki.issue_server(&["127.0.0.1"], 30).unwrap();
-    let sandbox = bankgate_sandbox::start(SandboxConfig {
-        profile: "stet".into(),
-        addr: "127.0.0.1:0".parse().unwrap(),
-        client_id: "bankgate".into(),
-        client_secret: "sandbox-secret".into(),
-        approval: Approval::Auto,
-        fapi: SandboxFapi {
-            eidas: Some(SandboxEidas {
-                ca_pem: pki.ca_pem.clone(),
-                server_chain_pem: server.chain_pem,
-                server_key_pem: server.key_pem,
-                require_client_certificate: true,
-                require_signatures: true,
-                registered_seals: vec![(KEY_ID.into(), qseal.certificate_pem.clone())],
-            }),
-            ..SandboxFapi::default()
-        },
-    })
-    .await
-    .unwrap();
-    let mut manifest = Manifest::load(&manifest_dir().join("adapters/stet-bank.toml")).unwrap();
-    manifest.rebase(&sandbox.origin);
-    manifest.sandbox = None;
-    manifest.verification_of_payee = None;
+    let sandbox = sandbox_bank(
+        &pki,
+        "stet",
+        vec![(KEY_ID.into(), qseal.certificate_pem.clone())],
+    )
+    .await;
+    let manifest = bundled("stet-bank", &sandbox);
     let mut adapter = Adapter::new(
         manifest,
         "bankgate".into(),

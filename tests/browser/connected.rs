@@ -126,7 +126,8 @@ async fn connected_apps_page_in_headless_chromium() {
     );
     let banks = seen["banks"].as_array().unwrap();
     assert!(banks.iter().any(|bank| bank == "Sandbox Bank UK"), "{seen}");
-    assert!(!banks.iter().any(|bank| bank == "Demo Bank"), "{seen}");
+    assert!(banks.iter().any(|bank| bank == "Demo Bank"), "{seen}");
+    assert!(!banks.iter().any(|bank| bank == "Nova Bank"), "{seen}");
     let before = seen["before"].as_array().unwrap();
     assert_eq!(before.len(), 2, "both platforms' consents: {seen}");
     let card = |cards: &[serde_json::Value], consent: &str| {

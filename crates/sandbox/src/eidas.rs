@@ -379,6 +379,19 @@ struct SignatureParams {
     signature: Vec<u8>,
 }
 
+/// The parameters of a `Signature` header whose algorithm is `rsa-sha256`.
+fn signature_params(value: &str) -> Result<SignatureParams, Refusal> {
+    let params = parse_signature(value)
+        .ok_or_else(|| refuse("SIGNATURE_INVALID", "the Signature header is malformed"))?;
+    if !params.algorithm.eq_ignore_ascii_case("rsa-sha256") {
+        return Err(refuse(
+            "SIGNATURE_INVALID",
+            "the algorithm must be rsa-sha256",
+        ));
+    }
+    Ok(params)
+}
+
 fn parse_signature(value: &str) -> Option<SignatureParams> {
     let mut key_id = None;
     let mut algorithm = None;
@@ -445,14 +458,7 @@ fn verify_signature(
             "the Digest does not match the body",
         ));
     }
-    let params = parse_signature(signature)
-        .ok_or_else(|| refuse("SIGNATURE_INVALID", "the Signature header is malformed"))?;
-    if !params.algorithm.eq_ignore_ascii_case("rsa-sha256") {
-        return Err(refuse(
-            "SIGNATURE_INVALID",
-            "the algorithm must be rsa-sha256",
-        ));
-    }
+    let params = signature_params(signature)?;
     let (_, parsed) = X509Certificate::from_der(&der)
         .map_err(|_| refuse("CERTIFICATE_INVALID", "the QSealC is not a certificate"))?;
     let key_id = format!(
@@ -527,14 +533,7 @@ fn verify_stet(
             "this bank requires a Signature",
         ));
     };
-    let params = parse_signature(signature)
-        .ok_or_else(|| refuse("SIGNATURE_INVALID", "the Signature header is malformed"))?;
-    if !params.algorithm.eq_ignore_ascii_case("rsa-sha256") {
-        return Err(refuse(
-            "SIGNATURE_INVALID",
-            "the algorithm must be rsa-sha256",
-        ));
-    }
+    let params = signature_params(signature)?;
     let pem = enforcement
         .eidas
         .registered_seals

@@ -63,9 +63,18 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// A page of these routes: no caching, no referrer, the strict policy.
+/// A page of these routes.
 fn html(status: StatusCode, body: String) -> Response {
-    let mut response = (status, Html(body)).into_response();
+    guarded((status, Html(body)).into_response())
+}
+
+/// An error page of these routes.
+fn failure(lang: Lang, status: StatusCode, message: &str) -> Response {
+    guarded(error_page(lang, status, message))
+}
+
+/// `response` with the pages' headers: the strict policy, no caching, no referrer.
+fn guarded(mut response: Response) -> Response {
     let headers = response.headers_mut();
     if let Ok(policy) = HeaderValue::from_str(&CONTENT_SECURITY_POLICY) {
         headers.insert(header::CONTENT_SECURITY_POLICY, policy);
@@ -75,17 +84,6 @@ fn html(status: StatusCode, body: String) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    response
-}
-
-/// An error page under the same headers.
-fn failure(lang: Lang, status: StatusCode, message: &str) -> Response {
-    let mut response = error_page(lang, status, message);
-    let headers = response.headers_mut();
-    if let Ok(policy) = HeaderValue::from_str(&CONTENT_SECURITY_POLICY) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
