@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::Sources;
-use crate::audit::{Action, Decision, Filter};
+use crate::audit::{Action, Auditor, Decision, Event, Filter, Record};
 use crate::consent::{Consent, ConsentStatus};
 use crate::crypto::Sealer;
 use crate::lifecycle::{self, Lifecycle, LifecycleError};
@@ -191,6 +191,25 @@ pub async fn connected_apps(
         });
     }
     Ok(apps)
+}
+
+/// Records that the person signed in at `session.bank` was shown their connected apps — what
+/// their consents are and the accesses of the audit log — before the page leaves
+/// (`audit_queried`, actor [`ACTOR`], the bank and how many consents it showed; never who the
+/// person is). Fail closed.
+pub async fn audit_view(
+    auditor: &Auditor,
+    session: &Session,
+    apps: &[ConnectedApp],
+    request_id: Option<String>,
+) -> Result<Record, StoreError> {
+    let mut event = Event::new(Action::AuditQueried, ACTOR, Decision::Allow);
+    event.bank = Some(session.bank.clone());
+    event.n_records = u32::try_from(apps.len()).unwrap_or(u32::MAX);
+    event.reason =
+        Some(serde_json::json!({"query": "connected-apps", "bank": session.bank}).to_string());
+    event.request_id = request_id;
+    auditor.record(event).await
 }
 
 /// What came of a person's revocation.

@@ -205,6 +205,33 @@ async fn a_person_signs_in_through_the_bank_and_withdraws_an_app(kind: StoreKind
         "chat-a's one read: {listed}"
     );
 
+    // Showing the page was put on the record first: by the person, at the bank, two consents,
+    // naming nobody.
+    let views: Vec<bankgate::audit::Record> = gateway
+        .app
+        .auditor
+        .events(&bankgate::audit::Filter {
+            action: Some(bankgate::audit::Action::AuditQueried),
+            ..bankgate::audit::Filter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|record| {
+            record
+                .event
+                .reason
+                .as_deref()
+                .is_some_and(|reason| reason.contains("connected-apps"))
+        })
+        .collect();
+    assert_eq!(views.len(), 1);
+    let view = &views[0].event;
+    assert_eq!(view.actor, "person");
+    assert_eq!(view.bank.as_deref(), Some(BANK));
+    assert_eq!(view.n_records, 2);
+    assert!(view.user_ref.is_none() && view.consent.is_none());
+
     // A forged cookie is no session: off to the bank.
     let forged = format!("{cookie}x");
     let (status, _, _) = page(&gateway, &format!("/me/{BANK}"), &forged).await;

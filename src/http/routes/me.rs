@@ -233,6 +233,19 @@ async fn page(
             );
         }
     };
+    // What the page shows leaves only once it is on the record.
+    let request_id = headers
+        .get(crate::http::X_REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    if let Err(error) = connected::audit_view(&app.auditor, &session, &apps, request_id).await {
+        tracing::warn!(%error, "connected apps view not audited");
+        return failure(
+            lang,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "your connected apps cannot be shown right now; try again later",
+        );
+    }
     let focus = sign_in::focus_of(query.consent.as_deref());
     let revoked = sign_in::focus_of(query.revoked.as_deref());
     let body = render(&Page {
