@@ -10,6 +10,7 @@
 
 mod messenger;
 mod payment;
+mod person;
 mod platform;
 
 pub use platform::{Answer, FlowTrace, PlatformClient, Pushed, TokenResponse, account_information};
@@ -52,6 +53,7 @@ pub async fn run() -> anyhow::Result<()> {
     demo.audit_trail(&officer, &[&first.consent_id, &payment_consent])
         .await?;
     demo.notifications().await?;
+    demo.connected_apps().await?;
     demo.finish().await
 }
 
