@@ -174,8 +174,19 @@ async fn a_person_signs_in_through_the_bank_and_withdraws_an_app(kind: StoreKind
     let (status, _, _) = page(&gateway, "/me/nova-bank", "").await;
     assert_eq!(status, 404, "the proprietary bank offers no sign-in");
 
-    // Signed in through the bank, opened on the platform's consent.
-    let start = format!("{}/me/{BANK}?consent={}", gateway.base, at_chat.consent_id);
+    // The platform's view of its consent says where its user can manage it…
+    let management = chat.client_credentials().await.unwrap();
+    let (status, consent) = chat
+        .get(&management, &format!("/v1/consents/{}", at_chat.consent_id))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{consent}");
+    let start = consent["manage_url"].as_str().unwrap().to_owned();
+    assert_eq!(
+        start,
+        format!("{}/me/{BANK}?consent={}", gateway.base, at_chat.consent_id)
+    );
+    // …and there the person signs in through the bank, the page opened on that consent.
     let (cookie, _) = sign_in(&gateway, &start).await;
     let (status, csp, listed) = page(&gateway, &format!("/me/{BANK}"), &cookie).await;
     assert_eq!(status, 200, "{listed}");

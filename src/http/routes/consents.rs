@@ -212,8 +212,8 @@ async fn needs_management_token(
 }
 
 /// A consent as platforms see it.
-fn view(consent: &Consent) -> serde_json::Value {
-    json!({
+fn view(app: &App, consent: &Consent) -> serde_json::Value {
+    let mut view = json!({
         "id": consent.id,
         "status": consent.status.as_str(),
         "bank": consent.bank_id,
@@ -224,7 +224,20 @@ fn view(consent: &Consent) -> serde_json::Value {
         "created_at": consent.created_at,
         "expires_at": consent.expires_at,
         "authorization_details": [consent.granted_details()],
-    })
+    });
+    // Where the platform may send its user to see and end this consent themselves: their
+    // connected-apps page at the bank, opened on it (banks people can sign in with only).
+    let signs_in = app
+        .banks
+        .get(&consent.bank_id)
+        .is_some_and(|adapter| adapter.bank.manifest.oauth.sign_in);
+    if signs_in {
+        view["manage_url"] = json!(format!(
+            "{}/me/{}?consent={}",
+            app.config.public_url, consent.bank_id, consent.id
+        ));
+    }
+    view
 }
 
 /// The `{id}` of the path. A struct, not `Path<String>`: behind `route_service` the outer
@@ -261,7 +274,7 @@ async fn list(
     input::checked("user_ref", &user_ref)?;
     let consents = app.store.consents_of(client_id, &user_ref).await?;
     Ok(Json(json!({
-        "consents": consents.iter().map(view).collect::<Vec<_>>(),
+        "consents": consents.iter().map(|consent| view(&app, consent)).collect::<Vec<_>>(),
     })))
 }
 
@@ -279,7 +292,7 @@ async fn show(
         request_id(&headers),
     )
     .await?;
-    Ok(Json(view(&consent)))
+    Ok(Json(view(&app, &consent)))
 }
 
 /// Revokes the consent: 204, also when it was already revoked or expired (idempotent);
