@@ -242,6 +242,17 @@ impl Gateway {
                 interval,
             ))
         });
+        // eIDAS certificates ending within 30 days are warned about at start, at every reload
+        // and once a day while serving.
+        let banks = self.app.banks.clone();
+        let _certificate_warnings = AbortOnDrop(tokio::spawn(async move {
+            let day = std::time::Duration::from_secs(24 * 60 * 60);
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + day, day);
+            loop {
+                ticks.tick().await;
+                banks.warn_ending_certificates(chrono::Utc::now());
+            }
+        }));
         let shutdown = futures_util::FutureExt::shared(Box::pin(shutdown));
         // The operator's metrics, on their own listener; ends with the gateway.
         let _metrics = self.metrics.map(|(listener, _)| {
