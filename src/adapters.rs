@@ -553,6 +553,29 @@ impl Bank {
         Ok(())
     }
 
+    /// Gives the bank the eIDAS identity its manifest's `[eidas]` names (nothing without one):
+    /// `made` — a bundled sandbox's test PKI, made at start — or read from the files the
+    /// manifest's variables name (through `env`). Certificates ending soon are warned about.
+    pub fn load_eidas(
+        &mut self,
+        made: Option<eidas::Material>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), AdapterError> {
+        let Some(spec) = self.manifest.eidas.clone() else {
+            return Ok(());
+        };
+        let (spec, material) = match made {
+            Some(material) => (None, material),
+            None => {
+                let material = eidas::Material::read(&spec, env)?;
+                (Some(spec), material)
+            }
+        };
+        let identity = eidas::Eidas::new(self.id(), &self.manifest.profile, spec, &material)?;
+        identity.warn_if_ending(chrono::Utc::now());
+        self.set_eidas(identity)
+    }
+
     /// Signs a request to the bank's API with the QSealC, when the bank has one (calls to its
     /// authorization server are not signed); refuses to send it with an eIDAS certificate that
     /// is not valid now.
@@ -676,6 +699,11 @@ impl Adapter {
             profile: Arc::new(NamesBank(profile)),
             version,
         })
+    }
+
+    /// Whether people may sign in with this bank (an OpenID provider: `[oauth] sign_in`).
+    pub fn offers_sign_in(&self) -> bool {
+        self.bank.manifest.oauth.sign_in
     }
 
     /// The data scopes this bank offers.

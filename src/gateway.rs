@@ -416,33 +416,15 @@ async fn load_banks(
         let version = register(store, auditor, &manifest).await?;
         // Endpoints the manifest leaves out, from the bank's metadata (stored as written).
         crate::adapters::bank_oauth::discovery::complete_manifest(&mut manifest, &egress).await?;
-        let eidas = match (&manifest.eidas, eidas_material) {
-            (Some(_), Some(material)) => Some((None, material)),
-            (Some(spec), None) => Some((
-                Some(spec.clone()),
-                adapters::eidas::Material::read(spec, &|var: &str| registry.secret(var)).map_err(
-                    |error| StartError::Bank {
-                        bank: manifest.id.clone(),
-                        message: error.to_string(),
-                    },
-                )?,
-            )),
-            (None, _) => None,
-        };
-        let bank_id = manifest.id.clone();
-        let bank_profile = manifest.profile.clone();
         let mut adapter = Adapter::new(manifest, client_id, client_secret, version, &egress)?;
         adapter.bank.keys = keys;
-        if let Some((spec, material)) = eidas {
-            let failed = |error: adapters::AdapterError| StartError::Bank {
-                bank: bank_id.clone(),
+        adapter
+            .bank
+            .load_eidas(eidas_material, &|var: &str| registry.secret(var))
+            .map_err(|error| StartError::Bank {
+                bank: adapter.bank.id().to_owned(),
                 message: error.to_string(),
-            };
-            let identity = adapters::eidas::Eidas::new(&bank_id, &bank_profile, spec, &material)
-                .map_err(failed)?;
-            identity.warn_if_ending(chrono::Utc::now());
-            adapter.bank.set_eidas(identity).map_err(failed)?;
-        }
+            })?;
         registry.insert(adapter);
     }
     Ok((registry, sandboxes))

@@ -149,40 +149,16 @@ impl Registry {
             bank: manifest.id.clone(),
             message: error.to_string(),
         })?;
-        // bankgate's eIDAS certificates at the bank, if its manifest names them.
-        let eidas = match &manifest.eidas {
-            Some(spec) => {
-                let invalid = |error: AdapterError| ManifestError::Invalid {
-                    bank: manifest.id.clone(),
-                    message: error.to_string(),
-                };
-                let material = super::eidas::Material::read(spec, &|var: &str| self.secret(var))
-                    .map_err(invalid)?;
-                Some(
-                    super::eidas::Eidas::new(
-                        &manifest.id,
-                        &manifest.profile,
-                        Some(spec.clone()),
-                        &material,
-                    )
-                    .map_err(invalid)?,
-                )
-            }
-            None => None,
-        };
-        let id = manifest.id.clone();
         let mut adapter = Adapter::new(manifest, client_id, client_secret, version, &self.egress)?;
         adapter.bank.keys = keys;
-        if let Some(eidas) = eidas {
-            eidas.warn_if_ending(chrono::Utc::now());
-            adapter
-                .bank
-                .set_eidas(eidas)
-                .map_err(|error| ManifestError::Invalid {
-                    bank: id,
-                    message: error.to_string(),
-                })?;
-        }
+        // bankgate's eIDAS certificates at the bank, if its manifest names them.
+        adapter
+            .bank
+            .load_eidas(None, &|var: &str| self.secret(var))
+            .map_err(|error| ManifestError::Invalid {
+                bank: adapter.bank.id().to_owned(),
+                message: error.to_string(),
+            })?;
         Ok(adapter)
     }
 

@@ -19,7 +19,7 @@ use chrono::{Duration, Utc};
 
 use super::{BankAnswer, Broker, Next, invalid};
 use crate::adapters::bank_oauth as bank_client;
-use crate::adapters::{Adapter, BankAuthorization};
+use crate::adapters::{Adapter, BankAuthorization, Registry};
 use crate::error::Error;
 use crate::oauth::BANK_AUTHORIZATION_LIFETIME_SECS;
 
@@ -34,11 +34,10 @@ const OPENID: &str = "openid";
 const MAX_FOCUS: usize = 64;
 
 /// Whether `bank_id` is a bank people may sign in with (its manifest says `sign_in`).
-pub fn offered(broker: &Broker, bank_id: &str) -> bool {
-    broker
-        .banks
+pub fn offered(banks: &Registry, bank_id: &str) -> bool {
+    banks
         .get(bank_id)
-        .is_some_and(|adapter| adapter.bank.manifest.oauth.sign_in)
+        .is_some_and(|adapter| adapter.offers_sign_in())
 }
 
 /// A consent id the page may be asked to open on: a short id of letters, digits and `-`.
@@ -55,13 +54,13 @@ pub fn focus_of(consent_id: Option<&str>) -> Option<String> {
 /// Starts a sign-in at `bank_id` (the page to open on `focus` afterwards): the URL of the
 /// bank's authorization endpoint to send the person to.
 pub async fn start(broker: &Broker, bank_id: &str, focus: Option<&str>) -> Result<String, Error> {
-    if !offered(broker, bank_id) {
-        return Err(Error::NotFound(format!(
-            "no sign-in at {}",
-            crate::model::quoted(bank_id)
-        )));
-    }
-    let adapter = broker.adapter(bank_id)?;
+    let adapter = broker
+        .banks
+        .get(bank_id)
+        .filter(|adapter| adapter.offers_sign_in())
+        .ok_or_else(|| {
+            Error::NotFound(format!("no sign-in at {}", crate::model::quoted(bank_id)))
+        })?;
     let redirect = bank_client::start_authorization(
         &adapter.bank,
         &broker.callback_url(),

@@ -11,12 +11,7 @@ impl Demo {
     /// Step 15: the person signs in through the first bank and reads her connected-apps page.
     pub(super) async fn connected_apps(&mut self) -> anyhow::Result<()> {
         let bank = self.first.clone();
-        let offers_sign_in = self
-            .app
-            .banks
-            .get(&bank.id)
-            .is_some_and(|adapter| adapter.bank.manifest.oauth.sign_in);
-        if !offers_sign_in {
+        if !crate::broker::sign_in::offered(&self.app.banks, &bank.id) {
             return Ok(());
         }
         self.step(&format!(

@@ -144,12 +144,21 @@ pub async fn connected_apps(
         .consents_of_bank_person(&session.bank, &session.person)
         .await?;
     let mut apps = Vec::with_capacity(consents.len());
+    // A platform's name is read once, however many of its consents the person has.
+    let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for consent in consents {
-        let platform_name = sources
-            .clients
-            .client(&consent.client_id)
-            .await?
-            .map_or_else(|| consent.client_id.clone(), |client| client.name);
+        let platform_name = match names.get(&consent.client_id) {
+            Some(name) => name.clone(),
+            None => {
+                let name = sources
+                    .clients
+                    .client(&consent.client_id)
+                    .await?
+                    .map_or_else(|| consent.client_id.clone(), |client| client.name);
+                names.insert(consent.client_id.clone(), name.clone());
+                name
+            }
+        };
         let accesses = super::all_events(
             sources.auditor,
             Filter {

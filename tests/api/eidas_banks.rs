@@ -176,6 +176,40 @@ fn consent_request() -> ConsentRequest {
     }
 }
 
+/// A change made to a request after it was signed.
+type Tamper = Box<dyn FnOnce(&mut reqwest::Request) + Send>;
+
+/// Sets `header` to `value`.
+fn set(header: &'static str, value: String) -> Tamper {
+    Box::new(move |request| {
+        request.headers_mut().insert(header, value.parse().unwrap());
+    })
+}
+
+/// Takes `header` out.
+fn without(header: &'static str) -> Tamper {
+    Box::new(move |request| {
+        request.headers_mut().remove(header);
+    })
+}
+
+/// Replaces `from` by `to` in the `Signature` header (which must hold `from`).
+fn in_signature(from: &'static str, to: &'static str) -> Tamper {
+    Box::new(move |request| {
+        let value = request.headers()["signature"].to_str().unwrap().to_owned();
+        let changed = value.replacen(from, to, 1);
+        assert_ne!(value, changed, "{value}");
+        request
+            .headers_mut()
+            .insert("signature", changed.parse().unwrap());
+    })
+}
+
+/// Replaces the body.
+fn body(text: &'static str) -> Tamper {
+    Box::new(move |request| *request.body_mut() = Some(text.into()))
+}
+
 #[track_caller]
 fn refused(outcome: Result<(u16, String), AdapterError>, code: &str) {
     match outcome {
@@ -281,86 +315,61 @@ async fn every_signature_check_refuses_what_was_changed_or_left_out() {
     let (status, _) = raw_consent(&signer, |_| {}).await.unwrap();
     assert_eq!(status, 201, "signed as it is: accepted");
 
-    // The body changed after signing: the digest no longer matches.
-    refused(
-        raw_consent(&signer, |request| {
-            *request.body_mut() = Some(r#"{"access":{"allPsd2":"allAccounts"}}"#.into());
-        })
-        .await,
-        "SIGNATURE_INVALID",
-    );
-    // A signed header changed: the signature no longer verifies.
-    refused(
-        raw_consent(&signer, |request| {
-            request.headers_mut().insert(
-                "x-request-id",
-                uuid::Uuid::new_v4().to_string().parse().unwrap(),
-            );
-        })
-        .await,
-        "SIGNATURE_INVALID",
-    );
-    refused(
-        raw_consent(&signer, |request| {
-            request.headers_mut().insert(
-                "tpp-redirect-uri",
-                "https://evil.example/cb".parse().unwrap(),
-            );
-        })
-        .await,
-        "SIGNATURE_INVALID",
-    );
-    // Headers left out.
-    for header in ["signature", "digest", "tpp-signature-certificate"] {
-        refused(
-            raw_consent(&signer, |request| {
-                request.headers_mut().remove(header);
-            })
-            .await,
+    let cases: Vec<(&str, Tamper, &str)> = vec![
+        // The body changed after signing: the digest no longer matches.
+        (
+            "a tampered body",
+            body(r#"{"access":{"allPsd2":"allAccounts"}}"#),
+            "SIGNATURE_INVALID",
+        ),
+        // A signed header changed: the signature no longer verifies.
+        (
+            "another request id",
+            set("x-request-id", uuid::Uuid::new_v4().to_string()),
+            "SIGNATURE_INVALID",
+        ),
+        (
+            "another redirect",
+            set("tpp-redirect-uri", "https://evil.example/cb".into()),
+            "SIGNATURE_INVALID",
+        ),
+        // Headers left out.
+        ("no signature", without("signature"), "SIGNATURE_MISSING"),
+        ("no digest", without("digest"), "SIGNATURE_MISSING"),
+        (
+            "no certificate",
+            without("tpp-signature-certificate"),
             "SIGNATURE_MISSING",
-        );
-    }
-    // A wrong digest (of another body) with the body unchanged.
-    refused(
-        raw_consent(&signer, |request| {
-            request.headers_mut().insert(
+        ),
+        // A wrong digest (of another body) with the body unchanged.
+        (
+            "a wrong digest",
+            set(
                 "digest",
-                "SHA-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
-                    .parse()
-                    .unwrap(),
-            );
-        })
-        .await,
-        "SIGNATURE_INVALID",
-    );
-    // A signature that does not cover what it must (x-request-id, tpp-redirect-uri).
-    refused(
-        raw_consent(&signer, |request| {
-            let value = request.headers()["signature"].to_str().unwrap().to_owned();
-            let narrowed = value.replace(
+                "SHA-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into(),
+            ),
+            "SIGNATURE_INVALID",
+        ),
+        // A signature that does not cover what it must (x-request-id, tpp-redirect-uri).
+        (
+            "a narrowed signature",
+            in_signature(
                 "headers=\"digest x-request-id tpp-redirect-uri\"",
                 "headers=\"digest\"",
-            );
-            assert_ne!(value, narrowed, "{value}");
-            request
-                .headers_mut()
-                .insert("signature", narrowed.parse().unwrap());
-        })
-        .await,
-        "SIGNATURE_INVALID",
-    );
-    // A key id naming another certificate.
-    refused(
-        raw_consent(&signer, |request| {
-            let value = request.headers()["signature"].to_str().unwrap().to_owned();
-            let other = value.replacen("keyId=\"SN=", "keyId=\"SN=00", 1);
-            request
-                .headers_mut()
-                .insert("signature", other.parse().unwrap());
-        })
-        .await,
-        "SIGNATURE_INVALID",
-    );
+            ),
+            "SIGNATURE_INVALID",
+        ),
+        // A key id naming another certificate.
+        (
+            "another key id",
+            in_signature("keyId=\"SN=", "keyId=\"SN=00"),
+            "SIGNATURE_INVALID",
+        ),
+    ];
+    for (what, tamper, code) in cases {
+        eprintln!("{what}");
+        refused(raw_consent(&signer, tamper).await, code);
+    }
     // A seal that expired, one without the account information role, one of another CA.
     let expired_seal = issue(&pki, Kind::Qsealc, BOTH, -1);
     let expired = adapter(&sandbox, &material(&pki, Some(&qwac), Some(&expired_seal)));
@@ -615,9 +624,6 @@ async fn a_gateway_reads_data_from_a_bank_that_asks_for_eidas() {
     }
 }
 
-/// A change made to a request after it was signed.
-type Tamper = Box<dyn FnOnce(&mut reqwest::Request) + Send>;
-
 /// STET's HTTP signature: `(request-target)` signed, `Digest` with a body, the QSealC found by
 /// the key id it was registered under.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -686,9 +692,7 @@ async fn stet_signatures_cover_the_request_target_and_name_a_registered_seal() {
     let cases: Vec<(&str, Tamper, &str)> = vec![
         (
             "a tampered body",
-            Box::new(|request| {
-                *request.body_mut() = Some(r#"{"paymentInformationId":"p-2"}"#.into())
-            }),
+            body(r#"{"paymentInformationId":"p-2"}"#),
             "SIGNATURE_INVALID",
         ),
         (
@@ -702,42 +706,14 @@ async fn stet_signatures_cover_the_request_target_and_name_a_registered_seal() {
         ),
         (
             "the request target left out",
-            Box::new(|request| {
-                let value = request.headers()["signature"]
-                    .to_str()
-                    .unwrap()
-                    .replace("(request-target) ", "");
-                request
-                    .headers_mut()
-                    .insert("signature", value.parse().unwrap());
-            }),
+            in_signature("(request-target) ", ""),
             "SIGNATURE_INVALID",
         ),
-        (
-            "no digest",
-            Box::new(|request| {
-                request.headers_mut().remove("digest");
-            }),
-            "SIGNATURE_MISSING",
-        ),
-        (
-            "no signature",
-            Box::new(|request| {
-                request.headers_mut().remove("signature");
-            }),
-            "SIGNATURE_MISSING",
-        ),
+        ("no digest", without("digest"), "SIGNATURE_MISSING"),
+        ("no signature", without("signature"), "SIGNATURE_MISSING"),
         (
             "an unregistered key id",
-            Box::new(|request| {
-                let value = request.headers()["signature"]
-                    .to_str()
-                    .unwrap()
-                    .replace(KEY_ID, "https://evil.example/q.pem");
-                request
-                    .headers_mut()
-                    .insert("signature", value.parse().unwrap());
-            }),
+            in_signature(KEY_ID, "https://evil.example/q.pem"),
             "CERTIFICATE_INVALID",
         ),
     ];

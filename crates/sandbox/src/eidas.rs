@@ -478,16 +478,22 @@ fn verify_signature(
             must_sign.push(name);
         }
     }
-    if let Some(missing) = must_sign
+    covers(&params, &must_sign)?;
+    verify_lines(&parsed, &params, |name| text(name).map(str::to_owned))
+}
+
+/// Refuses a signature that does not cover every one of `must_sign`.
+fn covers(params: &SignatureParams, must_sign: &[&str]) -> Result<(), Refusal> {
+    match must_sign
         .iter()
         .find(|name| !params.headers.iter().any(|signed| signed == *name))
     {
-        return Err(refuse(
+        Some(missing) => Err(refuse(
             "SIGNATURE_INVALID",
             &format!("the signature does not cover {missing}"),
-        ));
+        )),
+        None => Ok(()),
     }
-    verify_lines(&parsed, &params, |name| text(name).map(str::to_owned))
 }
 
 /// Verifies `params`' signature with `certificate`'s key over the lines `name: value` of the
@@ -573,15 +579,7 @@ fn verify_stet(
         }
         must_sign.push("digest");
     }
-    if let Some(missing) = must_sign
-        .iter()
-        .find(|name| !params.headers.iter().any(|signed| signed == *name))
-    {
-        return Err(refuse(
-            "SIGNATURE_INVALID",
-            &format!("the signature does not cover {missing}"),
-        ));
-    }
+    covers(&params, &must_sign)?;
     let (_, parsed) = X509Certificate::from_der(&der)
         .map_err(|_| refuse("CERTIFICATE_INVALID", "the QSealC is not a certificate"))?;
     let target = format!(

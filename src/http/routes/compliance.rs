@@ -149,7 +149,7 @@ async fn subject_report(inquiry: Inquiry, RawQuery(query): RawQuery) -> Result<R
         auditor: &app.auditor,
         policies: &policies,
     };
-    let (page, json) = match asked {
+    match asked {
         SubjectQuery {
             platform: Some(platform),
             user_ref: Some(user_ref),
@@ -167,7 +167,7 @@ async fn subject_report(inquiry: Inquiry, RawQuery(query): RawQuery) -> Result<R
             )
             .await
             .map_err(Error::AuditUnavailable)?;
-            (report.html(), serde_json::to_value(&report))
+            Ok(rendered(html, &report, subject::Report::html))
         }
         SubjectQuery {
             platform: None,
@@ -188,23 +188,24 @@ async fn subject_report(inquiry: Inquiry, RawQuery(query): RawQuery) -> Result<R
             )
             .await
             .map_err(Error::AuditUnavailable)?;
-            (report.html(), serde_json::to_value(&report))
+            Ok(rendered(html, &report, subject::BankPersonReport::html))
         }
-        _ => {
-            return Err(Error::InvalidRequest(
-                "name the person by platform and user_ref, or by bank and bank_person".into(),
-            ));
-        }
-    };
+        _ => Err(Error::InvalidRequest(
+            "name the person by platform and user_ref, or by bank and bank_person".into(),
+        )),
+    }
+}
+
+/// A report as JSON, or as its printable page (`html`) under the report's policy.
+fn rendered<R: Serialize>(html: bool, report: &R, page: impl FnOnce(&R) -> String) -> Response {
     if html {
         let headers = [
             (CONTENT_TYPE, "text/html; charset=utf-8"),
             (CONTENT_SECURITY_POLICY, SUBJECT_REPORT_CSP),
         ];
-        return Ok((headers, page).into_response());
+        return (headers, page(report)).into_response();
     }
-    let json = json.map_err(|error| Error::Internal(error.to_string()))?;
-    Ok(Json(json).into_response())
+    Json(report).into_response()
 }
 
 /// `POST /v1/audit/subject/erase`: the person to erase.

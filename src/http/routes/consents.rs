@@ -227,11 +227,7 @@ fn view(app: &App, consent: &Consent) -> serde_json::Value {
     });
     // Where the platform may send its user to see and end this consent themselves: their
     // connected-apps page at the bank, opened on it (banks people can sign in with only).
-    let signs_in = app
-        .banks
-        .get(&consent.bank_id)
-        .is_some_and(|adapter| adapter.bank.manifest.oauth.sign_in);
-    if signs_in {
+    if crate::broker::sign_in::offered(&app.banks, &consent.bank_id) {
         view["manage_url"] = json!(format!(
             "{}/me/{}?consent={}",
             app.config.public_url, consent.bank_id, consent.id

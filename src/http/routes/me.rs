@@ -130,7 +130,7 @@ fn set_cookie(app: &App, value: &str, max_age_secs: i64) -> Option<HeaderValue> 
 
 /// The bank's display name.
 fn bank_name(app: &App, bank_id: &str) -> String {
-    app.broker().banks.get(bank_id).map_or_else(
+    app.banks.get(bank_id).map_or_else(
         || bank_id.to_owned(),
         |adapter| adapter.bank.manifest.name.clone(),
     )
@@ -140,10 +140,9 @@ fn bank_name(app: &App, bank_id: &str) -> String {
 async fn banks(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let lang = Lang::negotiate(&headers);
     let mut offered: Vec<(String, String)> = app
-        .broker()
         .banks
         .iter()
-        .filter(|adapter| adapter.bank.manifest.oauth.sign_in)
+        .filter(|adapter| adapter.offers_sign_in())
         .map(|adapter| {
             let manifest = &adapter.bank.manifest;
             (manifest.name.clone(), manifest.id.clone())
@@ -203,8 +202,7 @@ async fn page(
         Ok(query) => query,
         Err(problem) => return failure(lang, StatusCode::BAD_REQUEST, &problem),
     };
-    let broker = app.broker();
-    if !sign_in::offered(&broker, &bank_id) {
+    if !sign_in::offered(&app.banks, &bank_id) {
         return failure(
             lang,
             StatusCode::NOT_FOUND,
@@ -212,7 +210,7 @@ async fn page(
         );
     }
     let Some(session) = session(&app, &headers, &bank_id) else {
-        return match sign_in::start(&broker, &bank_id, query.consent.as_deref()).await {
+        return match sign_in::start(&app.broker(), &bank_id, query.consent.as_deref()).await {
             Ok(url) => Redirect::to(&url).into_response(),
             Err(error) => {
                 tracing::warn!(bank = %bank_id, %error, "sign-in could not start");
@@ -234,10 +232,7 @@ async fn page(
         }
     };
     // What the page shows leaves only once it is on the record.
-    let request_id = headers
-        .get(crate::http::X_REQUEST_ID)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
+    let request_id = crate::http::request_id(&headers);
     if let Err(error) = connected::audit_view(&app.auditor, &session, &apps, request_id).await {
         tracing::warn!(%error, "connected apps view not audited");
         return failure(
