@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use super::{Adapter, AdapterError, BankSession};
+use super::{Adapter, AdapterError, BankSession, PaymentInitiation};
 use crate::payments::submit::{BankFailure, PayerBank};
 use crate::payments::{BankPayment, PaymentOrder};
 
@@ -21,6 +21,11 @@ impl Paying<'_> {
             access_token: &self.access_token,
             bank_consent_id: self.bank_consent_id.as_deref(),
         }
+    }
+
+    /// The bank's payment initiation; a bank without one refuses every payment call.
+    fn initiation(&self) -> Result<&dyn PaymentInitiation, BankFailure> {
+        self.adapter.profile.payments().ok_or(BankFailure::Refused)
     }
 
     fn failed(&self, call: &str, error: AdapterError) -> BankFailure {
@@ -55,24 +60,14 @@ pub fn is_refusal(error: &AdapterError) -> bool {
 #[async_trait]
 impl PayerBank for Paying<'_> {
     async fn submit(&self, order: &PaymentOrder) -> Result<BankPayment, BankFailure> {
-        let initiation = self
-            .adapter
-            .profile
-            .payments()
-            .ok_or(BankFailure::Refused)?;
-        initiation
+        self.initiation()?
             .submit(&self.adapter.bank, self.session(), order)
             .await
             .map_err(|error| self.failed("submit", error))
     }
 
     async fn status(&self, bank_payment_id: &str) -> Result<BankPayment, BankFailure> {
-        let initiation = self
-            .adapter
-            .profile
-            .payments()
-            .ok_or(BankFailure::Refused)?;
-        initiation
+        self.initiation()?
             .status(&self.adapter.bank, self.session(), bank_payment_id)
             .await
             .map_err(|error| self.failed("status", error))
@@ -94,12 +89,7 @@ impl PayerBank for Paying<'_> {
     }
 
     async fn find(&self, order: &PaymentOrder) -> Result<Option<BankPayment>, BankFailure> {
-        let initiation = self
-            .adapter
-            .profile
-            .payments()
-            .ok_or(BankFailure::Refused)?;
-        initiation
+        self.initiation()?
             .find(&self.adapter.bank, self.session(), order)
             .await
             .map_err(|error| self.failed("find", error))
