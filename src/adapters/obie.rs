@@ -115,18 +115,15 @@ impl Obie {
     }
 }
 
-/// A data call with the consent's token (and a DPoP proof where bankgate has a key).
-fn get(
-    bank: &Bank,
-    session: BankSession<'_>,
-    url: url::Url,
-) -> Result<reqwest::RequestBuilder, AdapterError> {
+/// A GET of `url` with `token` — the consent's for data calls, a client credentials one for
+/// payments — and a DPoP proof where bankgate has a key.
+fn get(bank: &Bank, url: url::Url, token: &str) -> Result<reqwest::RequestBuilder, AdapterError> {
     let request = bank
         .http
         .get(url.clone())
         .header(INTERACTION_ID, request_id())
         .header(ACCEPT, HeaderValue::from_static("application/json"));
-    dpop::authorize(bank, request, "GET", &url, session.access_token)
+    dpop::authorize(bank, request, "GET", &url, token)
 }
 
 /// Follows `Links.Next` from `first` (at `route`), handing each page's `Data` to `take`.
@@ -141,7 +138,7 @@ async fn paged<D: serde::de::DeserializeOwned>(
     loop {
         let page: wire::Envelope<D> = send(
             bank,
-            get(bank, session, url.clone())?,
+            get(bank, url.clone(), session.access_token)?,
             route,
             wire::error_in_body,
         )
@@ -273,7 +270,7 @@ impl Profile for Obie {
         let url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "balances"])?;
         let answer: wire::Envelope<wire::BalancesData> = send(
             bank,
-            get(bank, session, url)?,
+            get(bank, url, session.access_token)?,
             "/accounts/{AccountId}/balances",
             wire::error_in_body,
         )

@@ -212,15 +212,9 @@ impl PaymentInitiation for Obie {
     ) -> Result<BankPayment, AdapterError> {
         let token = self.client_token(bank, SCOPE).await?;
         let url = endpoint(bank, &["domestic-payments", bank_payment_id])?;
-        let request = bank
-            .http
-            .get(url.clone())
-            .header(INTERACTION_ID, request_id())
-            .header(ACCEPT, HeaderValue::from_static("application/json"));
-        let request = dpop::authorize(bank, request, "GET", &url, &token)?;
         let answer: wire::Envelope<wire::PaymentData> = send(
             bank,
-            request,
+            super::get(bank, url, &token)?,
             "/domestic-payments/{DomesticPaymentId}",
             super::wire::error_in_body,
         )
@@ -239,15 +233,9 @@ impl PaymentInitiation for Obie {
         let consent = consent_id(&session)?;
         let token = self.client_token(bank, SCOPE).await?;
         let url = endpoint(bank, &["domestic-payment-consents", consent])?;
-        let request = bank
-            .http
-            .get(url.clone())
-            .header(INTERACTION_ID, request_id())
-            .header(ACCEPT, HeaderValue::from_static("application/json"));
-        let request = dpop::authorize(bank, request, "GET", &url, &token)?;
         let answer: wire::Envelope<wire::ConsentData> = send(
             bank,
-            request,
+            super::get(bank, url, &token)?,
             "/domestic-payment-consents/{ConsentId}",
             super::wire::error_in_body,
         )
