@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use rust_decimal::Decimal;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -265,6 +265,26 @@ impl Amount {
         let raw = self.amount.as_deref().ok_or("amount is missing")?;
         Ok((decimal(raw)?, currency(self.currency.as_deref())?))
     }
+}
+
+/// A Berlin Group or STET balance's amount, currency and time: `balanceAmount`, and
+/// `lastChangeDateTime` or else a `referenceDate` alone, taken as the start of that day, UTC;
+/// `context` names the balance in errors.
+pub fn balance_amount(
+    context: &str,
+    amount: &Amount,
+    last_change_date_time: Option<&str>,
+    reference_date: Option<&str>,
+) -> Result<(Decimal, String, Option<DateTime<Utc>>), AdapterError> {
+    let (amount, currency) = amount
+        .money()
+        .map_err(|message| decode(format!("{context}.balanceAmount"), message))?;
+    let changed = date_time(last_change_date_time)
+        .map_err(|message| decode(format!("{context}.lastChangeDateTime"), message))?;
+    let reference = date(reference_date)
+        .map_err(|message| decode(format!("{context}.referenceDate"), message))?;
+    let as_of = changed.or_else(|| reference.map(|day| day.and_time(NaiveTime::MIN).and_utc()));
+    Ok((amount, currency, as_of))
 }
 
 /// A JSON string or number read as an exact decimal (numbers from their text, never `f64`).

@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{NaiveDate, NaiveTime};
+use chrono::NaiveDate;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -33,7 +33,7 @@ use serde_json::value::RawValue;
 pub use crate::adapters::common::{Amount, LenientBool, normalise_iban, parse_decimal};
 
 use crate::adapters::common::{
-    TransactionIds, account_currency, date, date_time, decode, json_scalar_text, non_empty,
+    TransactionIds, account_currency, balance_amount, date, decode, json_scalar_text, non_empty,
 };
 use crate::adapters::{self, AdapterError, BankAccount, BankConsent};
 use crate::model::{
@@ -510,21 +510,19 @@ pub fn balances(
                 continue;
             }
         };
-        let (amount, currency) = amount
-            .money()
-            .map_err(|message| decode(format!("{context}.balanceAmount"), message))?;
-        let changed = date_time(wire.last_change_date_time.as_deref())
-            .map_err(|message| decode(format!("{context}.lastChangeDateTime"), message))?;
-        let reference = date(wire.reference_date.as_deref())
-            .map_err(|message| decode(format!("{context}.referenceDate"), message))?;
+        let (amount, currency, as_of) = balance_amount(
+            &context,
+            &amount,
+            wire.last_change_date_time.as_deref(),
+            wire.reference_date.as_deref(),
+        )?;
         converted.push(Balance {
             account_id: account_id.to_owned(),
             kind: balance_type(&kind),
             amount,
             currency,
             credit_limit_included: wire.credit_limit_included.map(|flag| flag.0),
-            // A reference date alone is taken as the start of that day, UTC.
-            as_of: changed.or_else(|| reference.map(|day| day.and_time(NaiveTime::MIN).and_utc())),
+            as_of,
         });
     }
     Ok(converted)

@@ -24,14 +24,14 @@
 //! - STET knows two cash account types, `CACC` and `CARD`.
 //! - A transaction without `entryReference` or `resourceId` gets a deterministic id.
 
-use chrono::NaiveTime;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::adapters::berlin_group::wire::account_type;
 pub use crate::adapters::common::Amount;
 use crate::adapters::common::{
-    TransactionIds, account_currency, date, date_time, decode, non_empty, normalise_iban, signed,
+    TransactionIds, account_currency, balance_amount, date, decode, non_empty, normalise_iban,
+    signed,
 };
 use crate::adapters::{self, AdapterError, BankAccount};
 use crate::model::{
@@ -205,20 +205,19 @@ pub fn balances(
             tracing::warn!(%context, "balance without an amount or a type; skipped");
             continue;
         };
-        let (amount, currency) = amount
-            .money()
-            .map_err(|message| decode(format!("{context}.balanceAmount"), message))?;
-        let changed = date_time(wire.last_change_date_time.as_deref())
-            .map_err(|message| decode(format!("{context}.lastChangeDateTime"), message))?;
-        let reference = date(wire.reference_date.as_deref())
-            .map_err(|message| decode(format!("{context}.referenceDate"), message))?;
+        let (amount, currency, as_of) = balance_amount(
+            &context,
+            &amount,
+            wire.last_change_date_time.as_deref(),
+            wire.reference_date.as_deref(),
+        )?;
         converted.push(Balance {
             account_id: account_id.to_owned(),
             kind: balance_type(&code, wire.name.as_deref()),
             amount,
             currency,
             credit_limit_included: None,
-            as_of: changed.or_else(|| reference.map(|day| day.and_time(NaiveTime::MIN).and_utc())),
+            as_of,
         });
     }
     Ok(converted)
