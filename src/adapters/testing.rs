@@ -5,10 +5,12 @@
 
 use std::path::PathBuf;
 
+use chrono::{Days, Utc};
 use serde_json::Value;
 
-use crate::adapters::{Bank, BankConsent, Manifest, PaymentOrder};
+use crate::adapters::{Bank, BankConsent, ConsentRequest, Manifest, PaymentOrder};
 use crate::crypto;
+use crate::model::Scope;
 use bankgate_sandbox::{self as sandbox, Approval, Sandbox, SandboxConfig};
 
 /// Where bankgate's callback would be; the sandbox only compares it.
@@ -24,6 +26,16 @@ pub fn order(payment_id: &str, amount: &str, instant: bool) -> PaymentOrder {
         creditor_name: "Carol Nguyen".into(),
         remittance: Some("pizza".into()),
         instant,
+    }
+}
+
+/// A recurring consent to `scopes` for 90 days, four unattended reads a day.
+pub fn consent_request(scopes: &[Scope]) -> ConsentRequest {
+    ConsentRequest {
+        scopes: scopes.to_vec(),
+        valid_until: Utc::now().date_naive() + Days::new(90),
+        frequency_per_day: 4,
+        recurring: true,
     }
 }
 
@@ -79,12 +91,23 @@ pub fn check_every_fixture<E: std::fmt::Display>(
     dir: &str,
     normalise: impl Fn(&str, &str) -> Result<Value, E>,
 ) -> usize {
-    let fixtures = fixtures(dir);
-    for (name, text) in &fixtures {
+    check_fixtures(dir, |_| true, normalise)
+}
+
+/// As [`check_every_fixture`], for the fixtures of `dir` whose name `wanted` accepts.
+#[track_caller]
+pub fn check_fixtures<E: std::fmt::Display>(
+    dir: &str,
+    wanted: impl Fn(&str) -> bool,
+    normalise: impl Fn(&str, &str) -> Result<Value, E>,
+) -> usize {
+    let mut n_checked = 0;
+    for (name, text) in fixtures(dir).iter().filter(|(name, _)| wanted(name)) {
         let actual = normalise(name, text).unwrap_or_else(|error| panic!("{name}: {error}"));
         check_expected(dir, name, &actual);
+        n_checked += 1;
     }
-    fixtures.len()
+    n_checked
 }
 
 /// Compares `actual` with `tests/expected/<dir>/<name>`, or rewrites it when

@@ -136,16 +136,11 @@ fn normalise(kind: Kind, text: &str) -> Result<Value, AdapterError> {
 
 #[test]
 fn every_response_fixture_normalises_as_expected() {
-    let mut n_checked = 0;
-    for (name, text) in fixtures() {
-        let kind = kind(&name);
-        if kind == Kind::ConsentRequest {
-            continue;
-        }
-        let actual = normalise(kind, &text).unwrap_or_else(|error| panic!("{name}: {error}"));
-        check_expected(&name, &actual);
-        n_checked += 1;
-    }
+    let n_checked = testing::check_fixtures(
+        FIXTURES,
+        |name| kind(name) != Kind::ConsentRequest,
+        |name, text| normalise(kind(name), text),
+    );
     assert!(n_checked >= 14, "only {n_checked} response fixtures");
 }
 
@@ -778,10 +773,8 @@ async fn authorize(bank: &Bank, consent: &BankConsent, verifier: &str) -> String
 
 fn consent_request(scopes: &[Scope], recurring: bool) -> ConsentRequest {
     ConsentRequest {
-        scopes: scopes.to_vec(),
-        valid_until: Utc::now().date_naive() + Days::new(90),
-        frequency_per_day: 4,
         recurring,
+        ..testing::consent_request(scopes)
     }
 }
 

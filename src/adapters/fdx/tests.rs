@@ -11,7 +11,7 @@ use super::wire::{self, AccountsResponse, TransactionsResponse};
 use super::{Fdx, NAME};
 use crate::adapters::common::parse_body;
 use crate::adapters::testing::{self, arbitrary_json};
-use crate::adapters::{AdapterError, BankSession, ConsentRequest, Profile, account_id};
+use crate::adapters::{AdapterError, BankSession, Profile, account_id};
 use crate::model::{AccountType, BalanceType, Scope, TransactionStatus};
 
 const FIXTURES: &str = "fdx";
@@ -63,13 +63,7 @@ fn normalise(name: &str, text: &str) -> Result<Value, AdapterError> {
 
 #[test]
 fn every_fixture_normalises_as_expected() {
-    let mut n_checked = 0;
-    for (name, text) in testing::fixtures(FIXTURES) {
-        let actual = normalise(&name, &text).unwrap_or_else(|error| panic!("{name}: {error}"));
-        testing::check_expected(FIXTURES, &name, &actual);
-        n_checked += 1;
-    }
-    assert_eq!(n_checked, 4);
+    assert_eq!(testing::check_every_fixture(FIXTURES, normalise), 4);
 }
 
 #[test]
@@ -256,22 +250,13 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // The sandbox bank
 
-fn request(scopes: &[Scope]) -> ConsentRequest {
-    ConsentRequest {
-        scopes: scopes.to_vec(),
-        valid_until: Utc::now().date_naive() + Days::new(90),
-        frequency_per_day: 4,
-        recurring: true,
-    }
-}
-
 #[tokio::test]
 async fn round_trip_through_the_sandbox_bank() {
     let (_sandbox, bank) = testing::sandbox_bank(NAME, "fdx-bank", "/fdx/v6").await;
     let consent = Fdx
         .create_consent(
             &bank,
-            &request(&[Scope::Accounts, Scope::Balances, Scope::Transactions]),
+            &testing::consent_request(&[Scope::Accounts, Scope::Balances, Scope::Transactions]),
         )
         .await
         .unwrap();
@@ -392,7 +377,7 @@ async fn round_trip_through_the_sandbox_bank() {
 async fn data_clusters_bound_what_the_bank_serves() {
     let (_sandbox, bank) = testing::sandbox_bank(NAME, "fdx-bank", "/fdx/v6").await;
     let consent = Fdx
-        .create_consent(&bank, &request(&[Scope::Accounts]))
+        .create_consent(&bank, &testing::consent_request(&[Scope::Accounts]))
         .await
         .unwrap();
     let tokens = testing::tokens(&bank, &consent, Some("carol")).await;

@@ -10,9 +10,7 @@ use super::wire::{self, AccountsData, BalancesData, ConsentData, Envelope, Trans
 use super::{NAME, Obie};
 use crate::adapters::common::parse_body;
 use crate::adapters::testing::{self, arbitrary_json};
-use crate::adapters::{
-    AdapterError, BankConsent, BankSession, ConsentRequest, Profile, account_id,
-};
+use crate::adapters::{AdapterError, BankConsent, BankSession, Profile, account_id};
 use crate::model::{AccountType, BalanceType, Scope, TransactionStatus};
 
 const FIXTURES: &str = "obie";
@@ -61,16 +59,8 @@ fn normalise(name: &str, text: &str) -> Result<Value, AdapterError> {
 
 #[test]
 fn every_response_fixture_normalises_as_expected() {
-    let mut n_checked = 0;
-    for (name, text) in testing::fixtures(FIXTURES) {
-        if name.contains("_request") {
-            continue;
-        }
-        let actual = normalise(&name, &text).unwrap_or_else(|error| panic!("{name}: {error}"));
-        testing::check_expected(FIXTURES, &name, &actual);
-        n_checked += 1;
-    }
-    assert_eq!(n_checked, 17);
+    let responses = |name: &str| !name.contains("_request");
+    assert_eq!(testing::check_fixtures(FIXTURES, responses, normalise), 17);
 }
 
 #[test]
@@ -358,15 +348,6 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // The sandbox bank
 
-fn request(scopes: &[Scope]) -> ConsentRequest {
-    ConsentRequest {
-        scopes: scopes.to_vec(),
-        valid_until: Utc::now().date_naive() + Days::new(90),
-        frequency_per_day: 4,
-        recurring: true,
-    }
-}
-
 const ALL: &[Scope] = &[Scope::Accounts, Scope::Balances, Scope::Transactions];
 
 #[tokio::test]
@@ -433,7 +414,10 @@ async fn session_at(
 ) {
     let (sandbox, bank) =
         testing::sandbox_bank(NAME, "obie-bank", &format!("/open-banking/{version}/aisp")).await;
-    let consent = Obie.create_consent(&bank, &request(scopes)).await.unwrap();
+    let consent = Obie
+        .create_consent(&bank, &testing::consent_request(scopes))
+        .await
+        .unwrap();
     let consent_id = consent.id.clone().unwrap();
     assert_eq!(consent.oauth_scopes, ["openid", "accounts"]);
     let state = Obie.consent_state(&bank, &consent_id).await.unwrap();

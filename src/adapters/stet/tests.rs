@@ -44,16 +44,8 @@ fn normalise(name: &str, text: &str) -> Result<Value, AdapterError> {
 
 #[test]
 fn every_response_fixture_normalises_as_expected() {
-    let mut n_checked = 0;
-    for (name, text) in testing::fixtures(FIXTURES) {
-        if name.contains("_request") {
-            continue;
-        }
-        let actual = normalise(&name, &text).unwrap_or_else(|error| panic!("{name}: {error}"));
-        testing::check_expected(FIXTURES, &name, &actual);
-        n_checked += 1;
-    }
-    assert_eq!(n_checked, 5);
+    let responses = |name: &str| !name.contains("_request");
+    assert_eq!(testing::check_fixtures(FIXTURES, responses, normalise), 5);
 }
 
 #[test]
@@ -332,12 +324,7 @@ async fn put_consents_request_fixture_is_checked_by_the_sandbox() {
 }
 
 fn request() -> ConsentRequest {
-    ConsentRequest {
-        scopes: vec![Scope::Accounts, Scope::Balances, Scope::Transactions],
-        valid_until: Utc::now().date_naive() + Days::new(90),
-        frequency_per_day: 4,
-        recurring: true,
-    }
+    testing::consent_request(&[Scope::Accounts, Scope::Balances, Scope::Transactions])
 }
 
 #[tokio::test]
