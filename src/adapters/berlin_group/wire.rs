@@ -811,20 +811,17 @@ struct ErrorProbe {
     status_code: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize)]
-struct TppMessage {
+/// One `tppMessages` entry, as an error body lists them.
+#[derive(Debug, Deserialize)]
+pub struct TppMessage {
     category: Option<String>,
     code: Option<String>,
 }
 
-/// The error codes in a body that reports an error (banks send some with HTTP 200): a
-/// `tppMessages` entry of category `ERROR`, an `error` member, or a `status_code` of 400 or
-/// more (GoCardless). `None` for other bodies.
-pub fn error_in_body(body: &[u8]) -> Option<Vec<String>> {
-    let probe: ErrorProbe = serde_json::from_slice(body).ok()?;
-    let mut codes: Vec<String> = probe
-        .tpp_messages
-        .unwrap_or_default()
+/// The codes of the messages of category `ERROR` (or of none); a message without a code is
+/// `unknown`.
+pub fn error_codes_of(messages: Vec<TppMessage>) -> Vec<String> {
+    messages
         .into_iter()
         .filter(|message| {
             message
@@ -833,7 +830,15 @@ pub fn error_in_body(body: &[u8]) -> Option<Vec<String>> {
                 .is_none_or(|category| category.eq_ignore_ascii_case("ERROR"))
         })
         .map(|message| message.code.unwrap_or_else(|| "unknown".into()))
-        .collect();
+        .collect()
+}
+
+/// The error codes in a body that reports an error (banks send some with HTTP 200): a
+/// `tppMessages` entry of category `ERROR`, an `error` member, or a `status_code` of 400 or
+/// more (GoCardless). `None` for other bodies.
+pub fn error_in_body(body: &[u8]) -> Option<Vec<String>> {
+    let probe: ErrorProbe = serde_json::from_slice(body).ok()?;
+    let mut codes = error_codes_of(probe.tpp_messages.unwrap_or_default());
     if probe.error.is_some() {
         codes.push("error".into());
     }

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::adapters::berlin_group;
+use crate::adapters::berlin_group::wire::TppMessage;
 use crate::adapters::common::{decimal, normalise_iban};
 use crate::adapters::{AdapterError, BankPayment, PaymentOrder};
 use crate::payments::BankStatus;
@@ -189,30 +191,14 @@ pub fn status(code: Option<&str>, reason: Option<&str>) -> Result<BankStatus, Ad
         .ok_or_else(|| AdapterError::Decode(format!("unknown payment status {code:?}")))
 }
 
-/// One `tppMessages` entry, as an error body lists them.
-#[derive(Debug, Deserialize)]
-struct TppMessage {
-    category: Option<String>,
-    code: Option<String>,
-}
-
 /// The error codes of a payment error body: an object with `tppMessages` (what
 /// [`crate::adapters::berlin_group::wire::error_in_body`] reads), or a bare array of them (as the
 /// specification's own 409 example is written). Never the messages' text.
 pub fn error_codes(body: &[u8]) -> Option<Vec<String>> {
-    if let Some(codes) = crate::adapters::berlin_group::wire::error_in_body(body) {
+    if let Some(codes) = berlin_group::wire::error_in_body(body) {
         return Some(codes);
     }
     let messages: Vec<TppMessage> = serde_json::from_slice(body).ok()?;
-    let codes: Vec<String> = messages
-        .into_iter()
-        .filter(|message| {
-            message
-                .category
-                .as_deref()
-                .is_none_or(|category| category.eq_ignore_ascii_case("ERROR"))
-        })
-        .map(|message| message.code.unwrap_or_else(|| "unknown".into()))
-        .collect();
+    let codes = berlin_group::wire::error_codes_of(messages);
     (!codes.is_empty()).then_some(codes)
 }
