@@ -220,6 +220,18 @@ pub struct ConsentRequest {
     pub recurring: bool,
 }
 
+impl ConsentRequest {
+    /// Refuses a request for no scope: no bank consents to nothing.
+    pub fn require_scopes(&self) -> Result<(), AdapterError> {
+        if self.scopes.is_empty() {
+            return Err(AdapterError::Refused(
+                "a consent needs at least one scope".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The bank-side consent resource, for standards that create one before the redirect.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BankConsent {

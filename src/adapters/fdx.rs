@@ -106,11 +106,7 @@ impl Profile for Fdx {
         _bank: &Bank,
         request: &ConsentRequest,
     ) -> Result<BankConsent, AdapterError> {
-        if request.scopes.is_empty() {
-            return Err(AdapterError::Refused(
-                "a consent needs at least one scope".into(),
-            ));
-        }
+        request.require_scopes()?;
         let days = (request.valid_until - Utc::now().date_naive()).num_days() + 1;
         Ok(BankConsent {
             id: None,

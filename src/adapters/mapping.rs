@@ -153,11 +153,7 @@ impl Profile for Mapping {
         _bank: &Bank,
         request: &ConsentRequest,
     ) -> Result<BankConsent, AdapterError> {
-        if request.scopes.is_empty() {
-            return Err(AdapterError::Refused(
-                "a consent needs at least one scope".into(),
-            ));
-        }
+        request.require_scopes()?;
         let offered = self.scopes();
         let mut oauth_scopes: Vec<String> = Vec::new();
         for scope in &request.scopes {

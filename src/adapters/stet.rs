@@ -105,11 +105,7 @@ impl Profile for Stet {
         _bank: &Bank,
         request: &ConsentRequest,
     ) -> Result<BankConsent, AdapterError> {
-        if request.scopes.is_empty() {
-            return Err(AdapterError::Refused(
-                "a consent needs at least one scope".into(),
-            ));
-        }
+        request.require_scopes()?;
         // STET has no consent resource before the redirect: the customer chooses the
         // accounts at the bank, under the one account information scope.
         Ok(BankConsent {

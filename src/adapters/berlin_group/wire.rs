@@ -99,11 +99,7 @@ impl ConsentRequest {
     /// The consent request for what bankgate wants from the bank.
     pub fn new(request: &adapters::ConsentRequest) -> Result<ConsentRequest, AdapterError> {
         let wants = |scope: Scope| request.scopes.contains(&scope);
-        if request.scopes.is_empty() {
-            return Err(AdapterError::Refused(
-                "a consent needs at least one scope".into(),
-            ));
-        }
+        request.require_scopes()?;
         let data = wants(Scope::Balances) || wants(Scope::Transactions);
         // Bank-offered: an empty list lets the customer choose the accounts at the bank.
         let bank_offered = |wanted: bool| wanted.then(Vec::new);
