@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use chrono::{Days, Utc};
 use serde_json::Value;
 
-use crate::adapters::{Bank, BankConsent, ConsentRequest, Manifest, PaymentOrder};
+use crate::adapters::{Bank, BankConsent, BankSession, ConsentRequest, Manifest, PaymentOrder};
 use crate::crypto;
 use crate::model::Scope;
 use bankgate_sandbox::{self as sandbox, Approval, Sandbox, SandboxConfig};
@@ -246,6 +246,15 @@ pub async fn tokens(bank: &Bank, consent: &BankConsent, customer: Option<&str>) 
     assert_eq!(status, 200, "{tokens}");
     assert_eq!(tokens["token_type"], "Bearer");
     tokens
+}
+
+/// The session of a sandbox bank's token answer, with the bank's consent id where the
+/// standard has one.
+pub fn session<'a>(tokens: &'a Value, bank_consent_id: Option<&'a str>) -> BankSession<'a> {
+    BankSession {
+        access_token: tokens["access_token"].as_str().unwrap(),
+        bank_consent_id,
+    }
 }
 
 /// Arbitrary JSON: scalars of every kind (long and odd numbers included), arrays and objects

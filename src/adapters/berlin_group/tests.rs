@@ -980,10 +980,7 @@ async fn token_endpoint_rejects_a_wrong_verifier_and_a_reused_code() {
     assert_eq!((status, &error["error"]), (400, &json!("invalid_grant")));
     // The replay revoked the tokens issued from the code.
     let consent_id = consent.id.unwrap();
-    let session = BankSession {
-        access_token: tokens["access_token"].as_str().unwrap(),
-        bank_consent_id: Some(&consent_id),
-    };
+    let session = testing::session(&tokens, Some(&consent_id));
     assert!(matches!(
         BerlinGroup.accounts(&bank, session).await,
         Err(AdapterError::Status { status: 401 })

@@ -11,7 +11,7 @@ use super::wire::{self, AccountsResponse, TransactionsResponse};
 use super::{Fdx, NAME};
 use crate::adapters::common::parse_body;
 use crate::adapters::testing::{self, arbitrary_json};
-use crate::adapters::{AdapterError, BankSession, Profile, account_id};
+use crate::adapters::{AdapterError, Profile, account_id};
 use crate::model::{AccountType, BalanceType, Scope, TransactionStatus};
 
 const FIXTURES: &str = "fdx";
@@ -262,10 +262,7 @@ async fn round_trip_through_the_sandbox_bank() {
         .unwrap();
     let tokens = testing::tokens(&bank, &consent, None).await;
     let grant_id = tokens["grant_id"].as_str().unwrap().to_owned();
-    let session = BankSession {
-        access_token: tokens["access_token"].as_str().unwrap(),
-        bank_consent_id: None,
-    };
+    let session = testing::session(&tokens, None);
     let state = Fdx.consent_state(&bank, session, &grant_id).await.unwrap();
     assert_eq!(
         (state.status.as_str(), state.duration_days),
@@ -381,10 +378,7 @@ async fn data_clusters_bound_what_the_bank_serves() {
         .await
         .unwrap();
     let tokens = testing::tokens(&bank, &consent, Some("carol")).await;
-    let session = BankSession {
-        access_token: tokens["access_token"].as_str().unwrap(),
-        bank_consent_id: None,
-    };
+    let session = testing::session(&tokens, None);
     let accounts = Fdx.accounts(&bank, session).await.unwrap();
     assert_eq!(accounts[0].account.currency, "USD");
     assert_eq!(

@@ -10,7 +10,7 @@ use super::rules::{self, FieldRule, Kind, MappingSpec};
 use super::{Mapping, wire};
 use crate::adapters::common::TransactionIds;
 use crate::adapters::testing::{self, arbitrary_json};
-use crate::adapters::{AdapterError, BankSession, ConsentRequest, Manifest, Profile, account_id};
+use crate::adapters::{AdapterError, ConsentRequest, Manifest, Profile, account_id};
 use crate::model::{BalanceType, Scope, TransactionStatus};
 
 const BANK: &str = "nova-bank";
@@ -807,10 +807,7 @@ async fn the_bundled_mapping_reads_the_proprietary_sandbox() {
         tokens["scope"],
         "accounts:read balances:read transactions:read"
     );
-    let session = BankSession {
-        access_token: tokens["access_token"].as_str().unwrap(),
-        bank_consent_id: None,
-    };
+    let session = testing::session(&tokens, None);
     let accounts = profile.accounts(bank, session).await.unwrap();
     let names: Vec<_> = accounts
         .iter()

@@ -337,10 +337,7 @@ async fn round_trip_through_the_sandbox_bank() {
     );
     let tokens = testing::tokens(&bank, &consent, None).await;
     assert_eq!(tokens["scope"], SCOPE);
-    let session = BankSession {
-        access_token: tokens["access_token"].as_str().unwrap(),
-        bank_consent_id: None,
-    };
+    let session = testing::session(&tokens, None);
 
     // Three accounts over two pages.
     let accounts = Stet.accounts(&bank, session).await.unwrap();
@@ -479,10 +476,7 @@ async fn another_customer_signs_in_with_a_login_hint() {
     let (_sandbox, bank) = testing::sandbox_bank(NAME, "stet-bank", "").await;
     let consent = Stet.create_consent(&bank, &request()).await.unwrap();
     let tokens = testing::tokens(&bank, &consent, Some("bob")).await;
-    let session = BankSession {
-        access_token: tokens["access_token"].as_str().unwrap(),
-        bank_consent_id: None,
-    };
+    let session = testing::session(&tokens, None);
     let accounts = Stet.accounts(&bank, session).await.unwrap();
     let wallet = &accounts[1].account;
     assert_eq!(

@@ -125,8 +125,8 @@ fn a_rejection_reason_is_read_from_the_iso_code_of_tpp_messages() {
 
 #[tokio::test]
 async fn a_payment_through_the_sandbox_bank_is_executed_once() {
+    use crate::adapters::PaymentInitiation;
     use crate::adapters::berlin_group::BerlinGroup;
-    use crate::adapters::{BankSession, PaymentInitiation};
     use crate::payments::PaymentStatus;
 
     let (sandbox, bank) = testing::sandbox_bank("berlin-group", "demo-bank", "").await;
@@ -136,10 +136,7 @@ async fn a_payment_through_the_sandbox_bank_is_executed_once() {
         .await
         .unwrap();
     let tokens = testing::tokens(&bank, &consent, None).await;
-    let session = BankSession {
-        access_token: tokens["access_token"].as_str().unwrap(),
-        bank_consent_id: consent.id.as_deref(),
-    };
+    let session = testing::session(&tokens, consent.id.as_deref());
     let submitted = BerlinGroup.submit(&bank, session, &order).await.unwrap();
     assert_eq!(submitted.status.status, PaymentStatus::Settled);
     assert_eq!(

@@ -91,18 +91,15 @@ fn a_rejection_keeps_the_reason_code_and_not_the_banks_words() {
 
 #[tokio::test]
 async fn a_payment_through_the_sandbox_bank_is_confirmed_once() {
+    use crate::adapters::PaymentInitiation;
     use crate::adapters::stet::Stet;
-    use crate::adapters::{BankSession, PaymentInitiation};
     use crate::payments::PaymentStatus;
 
     let (sandbox, bank) = testing::sandbox_bank("stet", "stet-bank", "").await;
     let order = testing::order("pay-stet-1", "12.50", false);
     let consent = Stet.create_payment_consent(&bank, &order).await.unwrap();
     let tokens = testing::tokens(&bank, &consent, None).await;
-    let session = BankSession {
-        access_token: tokens["access_token"].as_str().unwrap(),
-        bank_consent_id: consent.id.as_deref(),
-    };
+    let session = testing::session(&tokens, consent.id.as_deref());
     let submitted = Stet.submit(&bank, session, &order).await.unwrap();
     assert_eq!(submitted.status.status, PaymentStatus::Accepted);
     assert_eq!(
