@@ -34,16 +34,21 @@ impl TransactionIds {
         format!("txn_{}", hex::encode(&digest[..12]))
     }
 
-    /// The id of a transaction the bank gave none: derived from its account, its day (booking,
-    /// else value date), amount, currency and description — the same key in every profile.
-    pub fn fallback(
+    /// A transaction's id: the bank's own (`given`), or where the bank gave none one derived
+    /// from its account, its day (booking, else value date), amount, currency and description —
+    /// the same key in every profile.
+    pub fn id_or_derived(
         &mut self,
+        given: Option<String>,
         account_id: &str,
         day: Option<NaiveDate>,
         amount: impl fmt::Display,
         currency: impl fmt::Display,
         description: Option<&str>,
     ) -> String {
+        if let Some(id) = given {
+            return id;
+        }
         let day = day.map(|day| day.to_string()).unwrap_or_default();
         let description = description.unwrap_or_default();
         self.derive(format!(

@@ -739,16 +739,14 @@ fn transaction(
         .transpose()
         .map_err(|message| decode(format!("{context}.merchantCategoryCode"), message))?
         .flatten();
-    let id = match non_empty(details.transaction_id) {
-        Some(id) => id,
-        None => ids.fallback(
-            account_id,
-            booking_date.or(value_date),
-            amount,
-            &currency,
-            description.as_deref(),
-        ),
-    };
+    let id = ids.id_or_derived(
+        non_empty(details.transaction_id),
+        account_id,
+        booking_date.or(value_date),
+        amount,
+        &currency,
+        description.as_deref(),
+    );
     Ok(Transaction {
         id,
         account_id: account_id.to_owned(),

@@ -482,16 +482,14 @@ fn transaction(
         .transpose()
         .map_err(|message| decode(format!("{context}.merchantCategoryCode"), message))?
         .filter(|code| !code.is_empty());
-    let id = match non_empty(entity.transaction_id) {
-        Some(id) => id,
-        None => ids.fallback(
-            account_id,
-            posted.or(happened),
-            amount,
-            &currency,
-            description.as_deref(),
-        ),
-    };
+    let id = ids.id_or_derived(
+        non_empty(entity.transaction_id),
+        account_id,
+        posted.or(happened),
+        amount,
+        &currency,
+        description.as_deref(),
+    );
     Ok(Some(Transaction {
         id,
         account_id: account_id.to_owned(),

@@ -520,16 +520,14 @@ pub fn transactions(
             None => TransactionStatus::Pending,
         };
         let description = fields.text("description")?;
-        let id = match fields.text("id")? {
-            Some(id) => id,
-            None => ids.fallback(
-                account_id,
-                booking_date.or(value_date),
-                amount,
-                &currency,
-                description.as_deref(),
-            ),
-        };
+        let id = ids.id_or_derived(
+            fields.text("id")?,
+            account_id,
+            booking_date.or(value_date),
+            amount,
+            &currency,
+            description.as_deref(),
+        );
         transactions.push(Transaction {
             id,
             account_id: account_id.to_owned(),

@@ -790,16 +790,14 @@ fn transaction(
                 .proprietary_bank_transaction_code
                 .and_then(|code| non_empty(code.code))
         });
-    let id = match non_empty(entry.transaction_id) {
-        Some(id) => id,
-        None => ids.fallback(
-            account_id,
-            booked_on.or(valued_on),
-            amount,
-            &currency,
-            description.as_deref(),
-        ),
-    };
+    let id = ids.id_or_derived(
+        non_empty(entry.transaction_id),
+        account_id,
+        booked_on.or(valued_on),
+        amount,
+        &currency,
+        description.as_deref(),
+    );
     Ok(Some(Transaction {
         id,
         account_id: account_id.to_owned(),

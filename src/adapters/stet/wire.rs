@@ -382,16 +382,14 @@ fn transaction(
         .as_deref()
         .and_then(bank_transaction_code);
     let value_date = value_date.or(transaction_date);
-    let id = match non_empty(resource.entry_reference).or_else(|| non_empty(resource.resource_id)) {
-        Some(id) => id,
-        None => ids.fallback(
-            account_id,
-            booking_date.or(value_date),
-            amount,
-            &currency,
-            description.as_deref(),
-        ),
-    };
+    let id = ids.id_or_derived(
+        non_empty(resource.entry_reference).or_else(|| non_empty(resource.resource_id)),
+        account_id,
+        booking_date.or(value_date),
+        amount,
+        &currency,
+        description.as_deref(),
+    );
     Ok(Some(Transaction {
         id,
         account_id: account_id.to_owned(),
