@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use chrono::{Days, Utc};
 use serde_json::Value;
 
-use crate::adapters::{Bank, BankConsent, BankSession, ConsentRequest, Manifest, PaymentOrder};
+use crate::adapters::{
+    Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Manifest, PaymentOrder, Profile,
+};
 use crate::crypto;
-use crate::model::Scope;
+use crate::model::{Scope, Transaction};
 use bankgate_sandbox::{self as sandbox, Approval, Sandbox, SandboxConfig};
 
 /// Where bankgate's callback would be; the sandbox only compares it.
@@ -255,6 +257,32 @@ pub fn session<'a>(tokens: &'a Value, bank_consent_id: Option<&'a str>) -> BankS
         access_token: tokens["access_token"].as_str().unwrap(),
         bank_consent_id,
     }
+}
+
+/// Alice's history at a sandbox bank through `profile`: checks that her giro account (the
+/// first of `accounts`) has 16 transactions, 9 of them in the last 30 days, and that her
+/// savings account's (the second) sub-cent accrual reads `accrual` in the decimals the standard
+/// keeps; returns the giro account's transactions.
+pub async fn alice_history<'a>(
+    profile: &dyn Profile,
+    bank: &Bank,
+    session: BankSession<'_>,
+    accounts: &'a [BankAccount],
+    accrual: &str,
+) -> Vec<Transaction> {
+    let history = |listed: &'a BankAccount, from| {
+        profile.transactions(bank, session, &listed.bank_ref, &listed.account.id, from)
+    };
+    let (giro, savings) = (&accounts[0], &accounts[1]);
+    assert_eq!(giro.bank_ref, "alice-giro");
+    let all = history(giro, None).await.unwrap();
+    assert_eq!(all.len(), 16);
+    let from = Utc::now().date_naive() - Days::new(30);
+    assert_eq!(history(giro, Some(from)).await.unwrap().len(), 9);
+    let savings = history(savings, None).await.unwrap();
+    let sub_cent = savings.iter().find(|t| t.id == "tx-alice-sav-11").unwrap();
+    assert_eq!(sub_cent.amount.to_string(), accrual);
+    all
 }
 
 /// Arbitrary JSON: scalars of every kind (long and odd numbers included), arrays and objects

@@ -2,7 +2,6 @@
 //! expectations in `tests/expected/fdx/`, synthetic edge cases, a property test of the wire
 //! parsers and a round trip through the FDX sandbox bank.
 
-use chrono::{Days, Utc};
 use proptest::prelude::*;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -315,11 +314,7 @@ async fn round_trip_through_the_sandbox_bank() {
         ]
     );
 
-    let all = Fdx
-        .transactions(&bank, session, "alice-giro", &giro.id, None)
-        .await
-        .unwrap();
-    assert_eq!(all.len(), 16);
+    let all = testing::alice_history(&Fdx, &bank, session, &accounts, "1.23456").await;
     let lidl = all.iter().find(|t| t.id == "tx-alice-giro-16").unwrap();
     assert_eq!(
         (lidl.amount.to_string().as_str(), lidl.status),
@@ -334,26 +329,6 @@ async fn round_trip_through_the_sandbox_bank() {
     );
     let salary = all.iter().find(|t| t.id == "tx-alice-giro-11").unwrap();
     assert_eq!(salary.amount.to_string(), "3120.44");
-    let accrual = Fdx
-        .transactions(
-            &bank,
-            session,
-            "alice-savings",
-            &accounts[1].account.id,
-            None,
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|t| t.id == "tx-alice-sav-11")
-        .unwrap();
-    assert_eq!(accrual.amount.to_string(), "1.23456");
-    let from = Utc::now().date_naive() - Days::new(30);
-    let recent = Fdx
-        .transactions(&bank, session, "alice-giro", &giro.id, Some(from))
-        .await
-        .unwrap();
-    assert_eq!(recent.len(), 9);
 
     // Revoking the grant ends access.
     let revoked = bank

@@ -2,7 +2,6 @@
 //! `tests/expected/stet/`), synthetic edge cases, a property test of the wire parsers and a
 //! round trip through the STET sandbox bank.
 
-use chrono::{Days, Utc};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -383,12 +382,9 @@ async fn round_trip_through_the_sandbox_bank() {
         ]
     );
 
-    // All history: 16 entries over two pages, signed by their indicator.
-    let all = Stet
-        .transactions(&bank, session, "alice-giro", &giro.id, None)
-        .await
-        .unwrap();
-    assert_eq!(all.len(), 16);
+    // All history: 16 entries over two pages, signed by their indicator; the sub-cent accrual
+    // of the savings account is rounded to STET's two decimals.
+    let all = testing::alice_history(&Stet, &bank, session, &accounts, "1.23").await;
     let rent = all.iter().find(|t| t.id == "tx-alice-giro-12").unwrap();
     assert_eq!(rent.amount.to_string(), "-1150.00");
     assert_eq!(
@@ -404,27 +400,6 @@ async fn round_trip_through_the_sandbox_bank() {
             .count(),
         2
     );
-    // The sub-cent accrual of the savings account is rounded to STET's two decimals.
-    let savings = Stet
-        .transactions(
-            &bank,
-            session,
-            "alice-savings",
-            &accounts[1].account.id,
-            None,
-        )
-        .await
-        .unwrap();
-    let accrual = savings.iter().find(|t| t.id == "tx-alice-sav-11").unwrap();
-    assert_eq!(accrual.amount.to_string(), "1.23");
-
-    let from = Utc::now().date_naive() - Days::new(30);
-    let recent = Stet
-        .transactions(&bank, session, "alice-giro", &giro.id, Some(from))
-        .await
-        .unwrap();
-    assert_eq!(recent.len(), 9);
-
     // PUT /v1/consents narrows the accesses to the giro account's balances.
     Stet.put_consents(
         &bank,
