@@ -19,7 +19,7 @@ use chrono::NaiveDate;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde::de::DeserializeOwned;
 
-use super::common::{Pages, account_ref, within};
+use super::common::{Pages, account_ref, consent_deleted, within};
 use super::outbound::Classify;
 use super::{
     AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentEnd, ConsentRequest,
@@ -126,12 +126,8 @@ impl Profile for BerlinGroup {
             .header(ACCEPT, HeaderValue::from_static("application/json"))
             .build()?;
         let response = bank.execute(request, "/v1/consents/{consentId}").await?;
-        let status = response.status().as_u16();
-        // 204 as the standard says; a consent the bank no longer knows is gone already.
-        if (200..300).contains(&status) || status == 404 {
-            return Ok(());
-        }
-        Err(AdapterError::Status { status })
+        // 204 as the standard says.
+        consent_deleted(response.status().as_u16())
     }
 
     async fn create_consent(

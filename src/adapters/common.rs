@@ -442,6 +442,15 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(body).map_err(|error| AdapterError::Decode(error.to_string()))
 }
 
+/// The bank's answer to the deletion of a consent: done when it succeeded, and when the bank no
+/// longer knows the consent (it is gone already).
+pub fn consent_deleted(status: u16) -> Result<(), AdapterError> {
+    if (200..300).contains(&status) || status == 404 {
+        return Ok(());
+    }
+    Err(AdapterError::Status { status })
+}
+
 /// A fresh request id (UUID v4).
 pub fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()

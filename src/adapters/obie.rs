@@ -23,7 +23,9 @@ use reqwest::header::{ACCEPT, HeaderValue};
 use serde::Deserialize;
 
 use super::bank_oauth::dpop;
-use super::common::{Pages, account_ref, endpoint, follow_link, request_id, send, within};
+use super::common::{
+    Pages, account_ref, consent_deleted, endpoint, follow_link, request_id, send, within,
+};
 use super::{
     AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, PaymentInitiation,
     Profile,
@@ -182,11 +184,7 @@ impl Profile for Obie {
             .header(INTERACTION_ID, request_id());
         let request = dpop::authorize(bank, request, "DELETE", &url, &token)?.build()?;
         let route = "/account-access-consents/{ConsentId}";
-        let status = bank.execute(request, route).await?.status().as_u16();
-        if (200..300).contains(&status) || status == 404 {
-            return Ok(());
-        }
-        Err(AdapterError::Status { status })
+        consent_deleted(bank.execute(request, route).await?.status().as_u16())
     }
 
     /// `POST /open-banking/{version}/callback-urls` (next to the manifest's `aisp` base) with
