@@ -632,38 +632,125 @@ fn line_of(text: &str, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("{needle:?} not in the text"))
 }
 
+/// Replaces `from` (which `text` holds) by `to` and expects a diagnostic at the first line of
+/// the result containing `at` that contains `fragment`.
+#[track_caller]
+fn check_edited(text: &str, (from, to): (&str, &str), at: &str, fragment: &str) {
+    assert!(text.contains(from), "{from:?} not in the text");
+    let edited = text.replace(from, to);
+    check_invalid(&edited, line_of(&edited, at), fragment);
+}
+
 #[test]
 fn invalid_policies_name_file_and_line() {
     let text = BALANCE_ALERTS;
-    // Unknown keys, at the key.
-    let with_extra = text.replace(
-        "onward_sharing = false",
-        "onward_sharing = false\nextra = 1",
-    );
-    check_invalid(
-        &with_extra,
-        line_of(&with_extra, "extra = 1"),
-        "unknown field `extra`",
-    );
-    let with_table = text.replace("account = [", "acount = [");
-    check_invalid(
-        &with_table,
-        line_of(&with_table, "acount = ["),
-        "unknown field `acount`",
-    );
-    // Unknown fields and scopes, at the value.
-    let ibann = text.replace("\"iban_masked\"", "\"ibann\"");
-    check_invalid(
-        &ibann,
-        line_of(&ibann, "\"ibann\""),
-        "fields.account: unknown field \"ibann\"",
-    );
-    let gossip = text.replace("\"balances\"]", "\"gossip\"]");
-    check_invalid(
-        &gossip,
-        line_of(&gossip, "scopes ="),
-        "unknown scope \"gossip\"",
-    );
+    let long_title = format!("title = \"{}\"", "é".repeat(81));
+    let cases = [
+        // Unknown keys, at the key.
+        (
+            (
+                "onward_sharing = false",
+                "onward_sharing = false\nextra = 1",
+            ),
+            "extra = 1",
+            "unknown field `extra`",
+        ),
+        (
+            ("account = [", "acount = ["),
+            "acount = [",
+            "unknown field `acount`",
+        ),
+        // Unknown fields and scopes, at the value.
+        (
+            ("\"iban_masked\"", "\"ibann\""),
+            "\"ibann\"",
+            "fields.account: unknown field \"ibann\"",
+        ),
+        (
+            ("\"balances\"]", "\"gossip\"]"),
+            "scopes =",
+            "unknown scope \"gossip\"",
+        ),
+        // A scope allowed without a field list.
+        (
+            ("\"balances\"]", "\"balances\", \"transactions\"]"),
+            "scopes =",
+            "scope \"transactions\" is allowed but [fields] has no transaction list",
+        ),
+        // Holder names are identity data.
+        (
+            (
+                "\"iban_masked\", \"status\"]",
+                "\"holder_name\", \"status\"]",
+            ),
+            "\"holder_name\"",
+            "needs scope \"identity\"",
+        ),
+        // Bad numbers: out of range, wrong type, history without transactions.
+        (
+            ("max_consent_days = 90", "max_consent_days = 0"),
+            "max_consent_days",
+            "max_consent_days must be between 1 and 730, not 0",
+        ),
+        (
+            ("retention_days = 30", "retention_days = -1"),
+            "retention_days =",
+            "retention_days must be between 0 and 3650",
+        ),
+        (
+            (
+                "max_unattended_per_day = 4",
+                "max_unattended_per_day = \"four\"",
+            ),
+            "max_unattended_per_day =",
+            "invalid type",
+        ),
+        (
+            ("max_history_days = 0", "max_history_days = 30"),
+            "max_history_days",
+            "scope \"transactions\" is not allowed",
+        ),
+        // Regions, legal basis, duplicates.
+        (
+            ("[\"EEA\", \"UK\"]", "[\"EEA\", \"Mars\"]"),
+            "regions =",
+            "unknown region \"Mars\"",
+        ),
+        (
+            ("legal_basis = \"consent\"", "legal_basis = \"because\""),
+            "legal_basis",
+            "unknown legal_basis",
+        ),
+        (
+            ("\"status\"]", "\"status\", \"id\"]"),
+            "\"status\", \"id\"]",
+            "\"id\" is listed twice",
+        ),
+        // Translations: known languages only, the same limits as the English text.
+        (
+            ("[text.fr]", "[text.de]"),
+            "[text.de]",
+            "[text.de]: unknown language; expected one of fr",
+        ),
+        (
+            ("title = \"Alertes de solde\"", "title = \"  \""),
+            "title = \"  \"",
+            "text.fr.title must not be empty",
+        ),
+        (
+            ("title = \"Alertes de solde\"", long_title.as_str()),
+            "éé",
+            "text.fr.title must be at most 80 characters",
+        ),
+        (
+            ("[text.fr]\n", "[text.fr]\nsubtitle = \"x\"\n"),
+            "subtitle",
+            "unknown field `subtitle`",
+        ),
+    ];
+    for (edit, at, fragment) in cases {
+        check_edited(text, edit, at, fragment);
+    }
     // A field allowed whose scope is not.
     let contradiction = format!("{text}transaction = [\"amount\"]\n");
     check_invalid(
@@ -671,98 +758,7 @@ fn invalid_policies_name_file_and_line() {
         line_of(&contradiction, "transaction = ["),
         "fields.transaction allows fields but scope \"transactions\" is not allowed",
     );
-    // A scope allowed without a field list.
-    let no_list = text.replace("\"balances\"]", "\"balances\", \"transactions\"]");
-    check_invalid(
-        &no_list,
-        line_of(&no_list, "scopes ="),
-        "scope \"transactions\" is allowed but [fields] has no transaction list",
-    );
-    // Holder names are identity data.
-    let names = text.replace(
-        "\"iban_masked\", \"status\"]",
-        "\"holder_name\", \"status\"]",
-    );
-    check_invalid(
-        &names,
-        line_of(&names, "\"holder_name\""),
-        "needs scope \"identity\"",
-    );
-    // Bad numbers: out of range, wrong type, history without transactions.
-    let zero = text.replace("max_consent_days = 90", "max_consent_days = 0");
-    check_invalid(
-        &zero,
-        line_of(&zero, "max_consent_days"),
-        "max_consent_days must be between 1 and 730, not 0",
-    );
-    let negative = text.replace("retention_days = 30", "retention_days = -1");
-    check_invalid(
-        &negative,
-        line_of(&negative, "retention_days ="),
-        "retention_days must be between 0 and 3650",
-    );
-    let words = text.replace(
-        "max_unattended_per_day = 4",
-        "max_unattended_per_day = \"four\"",
-    );
-    check_invalid(
-        &words,
-        line_of(&words, "max_unattended_per_day ="),
-        "invalid type",
-    );
-    let history = text.replace("max_history_days = 0", "max_history_days = 30");
-    check_invalid(
-        &history,
-        line_of(&history, "max_history_days"),
-        "scope \"transactions\" is not allowed",
-    );
-    // Regions, legal basis, duplicates, missing keys.
-    let region = text.replace("[\"EEA\", \"UK\"]", "[\"EEA\", \"Mars\"]");
-    check_invalid(
-        &region,
-        line_of(&region, "regions ="),
-        "unknown region \"Mars\"",
-    );
-    let basis = text.replace("legal_basis = \"consent\"", "legal_basis = \"because\"");
-    check_invalid(
-        &basis,
-        line_of(&basis, "legal_basis"),
-        "unknown legal_basis",
-    );
-    let twice = text.replace("\"status\"]", "\"status\", \"id\"]");
-    check_invalid(
-        &twice,
-        line_of(&twice, "\"status\", \"id\"]"),
-        "\"id\" is listed twice",
-    );
-    // Translations: known languages only, the same limits as the English text.
-    let german = text.replace("[text.fr]", "[text.de]");
-    check_invalid(
-        &german,
-        line_of(&german, "[text.de]"),
-        "[text.de]: unknown language; expected one of fr",
-    );
-    let untitled = text.replace("title = \"Alertes de solde\"", "title = \"  \"");
-    check_invalid(
-        &untitled,
-        line_of(&untitled, "title = \"  \""),
-        "text.fr.title must not be empty",
-    );
-    let long = text.replace(
-        "title = \"Alertes de solde\"",
-        &format!("title = \"{}\"", "é".repeat(81)),
-    );
-    check_invalid(
-        &long,
-        line_of(&long, "éé"),
-        "text.fr.title must be at most 80 characters",
-    );
-    let stray = text.replace("[text.fr]\n", "[text.fr]\nsubtitle = \"x\"\n");
-    check_invalid(
-        &stray,
-        line_of(&stray, "subtitle"),
-        "unknown field `subtitle`",
-    );
+    // A missing key.
     let missing = text.replace("onward_sharing = false\n", "");
     let error = Policy::parse(Path::new("p.toml"), &missing).unwrap_err();
     assert!(
@@ -1059,59 +1055,61 @@ fn payment_purposes_have_limits() {
 
 #[test]
 fn invalid_payment_limits_name_file_and_line() {
-    let text = P2P_PAYMENT;
-    let float = text.replace("\"250.00\"", "250.0");
-    check_invalid(
-        &float,
-        line_of(&float, "max_amount_per_payment"),
-        "invalid type: floating point",
-    );
-    let zero = text.replace("\"250.00\"", "\"0\"");
-    check_invalid(
-        &zero,
-        line_of(&zero, "max_amount_per_payment"),
-        "payment.max_amount_per_payment must be an amount greater than zero",
-    );
-    let words = text.replace("\"500.00\"", "\"lots\"");
-    check_invalid(
-        &words,
-        line_of(&words, "max_amount_per_day"),
-        "payment.max_amount_per_day must be an amount greater than zero",
-    );
-    let day_below_one = text.replace("\"500.00\"", "\"100.00\"");
-    check_invalid(
-        &day_below_one,
-        line_of(&day_below_one, "max_amount_per_day"),
-        "must be at least max_amount_per_payment",
-    );
-    let unknown = text.replace("[\"EUR\", \"GBP\"]", "[\"EUR\", \"XYZ\"]");
-    check_invalid(
-        &unknown,
-        line_of(&unknown, "currencies ="),
-        "unknown currency \"XYZ\"",
-    );
-    let twice = text.replace("[\"EUR\", \"GBP\"]", "[\"EUR\", \"EUR\"]");
-    check_invalid(&twice, line_of(&twice, "currencies ="), "listed twice");
-    let none = text.replace("[\"EUR\", \"GBP\"]", "[]");
-    check_invalid(
-        &none,
-        line_of(&none, "currencies ="),
-        "payment.currencies must name at least one currency",
-    );
-    let reads = text.replace("scopes = []", "scopes = [\"accounts\"]");
-    check_invalid(&reads, line_of(&reads, "scopes ="), "scopes must be []");
-    let no_table = text.replace("[payment]", "[paiement]");
-    check_invalid(
-        &no_table,
-        line_of(&no_table, "[paiement]"),
-        "unknown field `paiement`",
-    );
-    let missing = text.replace("instant_allowed = true\n", "");
-    check_invalid(
-        &missing,
-        line_of(&missing, "[payment]"),
-        "missing field `instant_allowed`",
-    );
+    let cases = [
+        (
+            ("\"250.00\"", "250.0"),
+            "max_amount_per_payment",
+            "invalid type: floating point",
+        ),
+        (
+            ("\"250.00\"", "\"0\""),
+            "max_amount_per_payment",
+            "payment.max_amount_per_payment must be an amount greater than zero",
+        ),
+        (
+            ("\"500.00\"", "\"lots\""),
+            "max_amount_per_day",
+            "payment.max_amount_per_day must be an amount greater than zero",
+        ),
+        (
+            ("\"500.00\"", "\"100.00\""),
+            "max_amount_per_day",
+            "must be at least max_amount_per_payment",
+        ),
+        (
+            ("[\"EUR\", \"GBP\"]", "[\"EUR\", \"XYZ\"]"),
+            "currencies =",
+            "unknown currency \"XYZ\"",
+        ),
+        (
+            ("[\"EUR\", \"GBP\"]", "[\"EUR\", \"EUR\"]"),
+            "currencies =",
+            "listed twice",
+        ),
+        (
+            ("[\"EUR\", \"GBP\"]", "[]"),
+            "currencies =",
+            "payment.currencies must name at least one currency",
+        ),
+        (
+            ("scopes = []", "scopes = [\"accounts\"]"),
+            "scopes =",
+            "scopes must be []",
+        ),
+        (
+            ("[payment]", "[paiement]"),
+            "[paiement]",
+            "unknown field `paiement`",
+        ),
+        (
+            ("instant_allowed = true\n", ""),
+            "[payment]",
+            "missing field `instant_allowed`",
+        ),
+    ];
+    for (edit, at, fragment) in cases {
+        check_edited(P2P_PAYMENT, edit, at, fragment);
+    }
 }
 
 #[test]
@@ -1151,22 +1149,35 @@ fn the_fraud_alerts_signals_load() {
 #[test]
 fn invalid_signals_name_file_and_line() {
     let text = FRAUD_ALERTS;
+    let cases = [
+        (
+            ("when = \"debit_above\"", "when = \"debit_over\""),
+            "debit_over",
+            "unknown rule \"debit_over\"",
+        ),
+        (
+            ("amount = \"500.00\"", "amount = \"-5\""),
+            "amount = \"-5\"",
+            "signals.large-debit.amount must be an amount greater than zero",
+        ),
+        (
+            ("minutes = 120", "minutes = 0"),
+            "minutes = 0",
+            "signals.burst.minutes must be between 1 and 10080",
+        ),
+        (
+            ("\ndays = 30", "\ndays = 4000"),
+            "days = 4000",
+            "signals.new-country.days must be between 1 and 3650",
+        ),
+    ];
+    for (edit, at, fragment) in cases {
+        check_edited(text, edit, at, fragment);
+    }
     let swap = |from: &str, to: &str| {
         assert!(text.contains(from), "{from}");
         text.replacen(from, to, 1)
     };
-    let unknown = swap("when = \"debit_above\"", "when = \"debit_over\"");
-    check_invalid(
-        &unknown,
-        line_of(&unknown, "debit_over"),
-        "unknown rule \"debit_over\"",
-    );
-    let float = swap("amount = \"500.00\"", "amount = \"-5\"");
-    check_invalid(
-        &float,
-        line_of(&float, "amount = \"-5\""),
-        "signals.large-debit.amount must be an amount greater than zero",
-    );
     let twice = swap("id = \"new-payee\"", "id = \"large-debit\"");
     let second = twice
         .match_indices("id = \"large-debit\"")
@@ -1174,36 +1185,27 @@ fn invalid_signals_name_file_and_line() {
         .map(|(at, _)| twice[..at].matches('\n').count() + 1)
         .unwrap();
     check_invalid(&twice, second, "signals: id \"large-debit\" is used twice");
-    let extra = swap("count = 3", "count = 3\namount = \"1.00\"");
-    check_invalid(
-        &extra,
-        line_of(&extra, "id = \"burst\"") - 1,
-        "signals.burst: debits_within takes no amount",
-    );
-    let zero = swap("minutes = 120", "minutes = 0");
-    check_invalid(
-        &zero,
-        line_of(&zero, "minutes = 0"),
-        "signals.burst.minutes must be between 1 and 10080",
-    );
-    let no_days = swap("\ndays = 30", "\ncount = 30");
-    check_invalid(
-        &no_days,
-        line_of(&no_days, "id = \"new-country\"") - 1,
-        "signals.new-country: country_not_seen takes no count",
-    );
-    let long = swap("\ndays = 30", "\ndays = 4000");
-    check_invalid(
-        &long,
-        line_of(&long, "days = 4000"),
-        "signals.new-country.days must be between 1 and 3650",
-    );
-    let days_elsewhere = swap("minutes = 120", "minutes = 120\ndays = 2");
-    check_invalid(
-        &days_elsewhere,
-        line_of(&days_elsewhere, "id = \"burst\"") - 1,
-        "signals.burst: debits_within takes no days",
-    );
+    // A rule's parameter that another rule takes, at the signal's table.
+    for ((from, to), signal, fragment) in [
+        (
+            ("count = 3", "count = 3\namount = \"1.00\""),
+            "id = \"burst\"",
+            "signals.burst: debits_within takes no amount",
+        ),
+        (
+            ("\ndays = 30", "\ncount = 30"),
+            "id = \"new-country\"",
+            "signals.new-country: country_not_seen takes no count",
+        ),
+        (
+            ("minutes = 120", "minutes = 120\ndays = 2"),
+            "id = \"burst\"",
+            "signals.burst: debits_within takes no days",
+        ),
+    ] {
+        let edited = swap(from, to);
+        check_invalid(&edited, line_of(&edited, signal) - 1, fragment);
+    }
     // A transaction rule needs the transactions scope.
     let without = BALANCE_ALERTS.to_owned()
         + "\n[[signals]]\nid = \"big\"\ntitle = \"Big\"\nwhen = \"debit_above\"\namount = \"1.00\"\n";
