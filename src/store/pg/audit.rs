@@ -18,7 +18,7 @@ use tokio_postgres::types::ToSql;
 
 use async_trait::async_trait;
 
-use super::{column, corrupt, pool_error, query_one, query_opt, sql_error};
+use super::{column, corrupt, execute, pool_error, query_one, query_opt, sql_error};
 use crate::audit::AuditLog;
 use crate::audit::{
     self, Action, Archive, Checkpoint, Decision, Event, Filter, Partition, Record, StoredRecord,
@@ -326,9 +326,7 @@ async fn copy_events(
 
 /// The last position and its hash.
 pub async fn head(db: &impl GenericClient) -> Result<Option<(i64, [u8; 32])>, StoreError> {
-    let error = sql_error("audit event");
-    let statement = db.prepare_cached(HEAD).await.map_err(&error)?;
-    match db.query_opt(&statement, &[]).await.map_err(&error)? {
+    match query_opt(db, "audit event", HEAD, &[]).await? {
         Some(row) => Ok(Some((column(&row, "position")?, hash32(&row, "hash")?))),
         None => Ok(None),
     }
@@ -360,7 +358,6 @@ pub async fn add_checkpoint(
     checkpoint: &Checkpoint,
     min_gap: Option<i64>,
 ) -> Result<bool, StoreError> {
-    let error = sql_error("audit checkpoint");
     let chained = query_opt(db, "audit checkpoint", HASH_AT, &[&checkpoint.position])
         .await?
         .map(|row| hash32(&row, "hash"))
@@ -379,18 +376,11 @@ pub async fn add_checkpoint(
         &checkpoint.jws,
     ];
     let inserted = match min_gap {
-        None => {
-            let statement = db.prepare_cached(ADD_CHECKPOINT).await.map_err(&error)?;
-            db.execute(&statement, &params).await.map_err(&error)?
-        }
+        None => execute(db, "audit checkpoint", ADD_CHECKPOINT, &params).await?,
         Some(gap) => {
-            let statement = db
-                .prepare_cached(ADD_SPACED_CHECKPOINT)
-                .await
-                .map_err(&error)?;
             let mut spaced = params.to_vec();
             spaced.push(&gap);
-            db.execute(&statement, &spaced).await.map_err(&error)?
+            execute(db, "audit checkpoint", ADD_SPACED_CHECKPOINT, &spaced).await?
         }
     };
     Ok(inserted == 1)
@@ -402,15 +392,17 @@ pub async fn checkpoints(
     after: Option<i64>,
     limit: u32,
 ) -> Result<Vec<Checkpoint>, StoreError> {
-    let error = sql_error("audit checkpoint");
-    let statement = db.prepare_cached(CHECKPOINTS).await.map_err(&error)?;
     let after = after.unwrap_or(i64::MIN);
-    db.query(&statement, &[&after, &i64::from(limit)])
-        .await
-        .map_err(&error)?
-        .iter()
-        .map(checkpoint_row)
-        .collect()
+    super::query(
+        db,
+        "audit checkpoint",
+        CHECKPOINTS,
+        &[&after, &i64::from(limit)],
+    )
+    .await?
+    .iter()
+    .map(checkpoint_row)
+    .collect()
 }
 
 /// The checkpoint at the highest position.
@@ -476,11 +468,11 @@ pub async fn drop_partition(
     archive: &Archive,
     retention: chrono::Duration,
 ) -> Result<(), StoreError> {
-    let error = sql_error("audit partition");
-    let statement = db.prepare_cached(DROP_PARTITION).await.map_err(&error)?;
     let seconds = retention.num_seconds();
-    db.execute(
-        &statement,
+    execute(
+        db,
+        "audit partition",
+        DROP_PARTITION,
         &[
             &archive.partition,
             &seconds,
@@ -491,8 +483,7 @@ pub async fn drop_partition(
             &archive.file,
         ],
     )
-    .await
-    .map_err(&error)?;
+    .await?;
     Ok(())
 }
 
@@ -649,7 +640,6 @@ pub async fn summary(
     db: &impl GenericClient,
     filter: &SummaryFilter,
 ) -> Result<Vec<SummaryRow>, StoreError> {
-    let error = sql_error("audit event");
     // An event is chained after it happens; the margin absorbs clocks that step back.
     let chained_from = filter.from - CHAIN_MARGIN;
     let mut clauses = Where::default();
@@ -676,10 +666,8 @@ pub async fn summary(
         sql.push_str(condition);
     }
     sql.push_str(SUMMARY_ORDER);
-    let statement = db.prepare_cached(&sql).await.map_err(&error)?;
-    db.query(&statement, &clauses.params)
-        .await
-        .map_err(&error)?
+    super::query(db, "audit event", &sql, &clauses.params)
+        .await?
         .iter()
         .map(|row| {
             let decision: String = column(row, "decision")?;

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 
-use super::{column, execute, query_opt, sql_error};
+use super::{column, execute, query_opt};
 use crate::adapters::Grants;
 use crate::adapters::{BankAuthorization, StoredGrant};
 use crate::crypto::Sealed;
@@ -37,14 +37,11 @@ pub async fn insert_bank_authorization(
     db: &impl GenericClient,
     authorization: &BankAuthorization,
 ) -> Result<(), StoreError> {
-    let error = sql_error("bank authorization");
-    let statement = db
-        .prepare_cached(INSERT_BANK_AUTHORIZATION)
-        .await
-        .map_err(&error)?;
     let verifier = &authorization.pkce_verifier;
-    db.execute(
-        &statement,
+    execute(
+        db,
+        "bank authorization",
+        INSERT_BANK_AUTHORIZATION,
         &[
             &authorization.state,
             &authorization.consent_id,
@@ -56,8 +53,7 @@ pub async fn insert_bank_authorization(
             &authorization.expires_at,
         ],
     )
-    .await
-    .map_err(&error)?;
+    .await?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 use tokio_postgres::Row;
 
-use super::{PgStore, column, corrupt, sql_error, storable};
+use super::{PgStore, column, corrupt, execute, query, query_one, query_opt, sql_error, storable};
 use crate::payments::idempotency::{self, StoredResponse};
 use crate::payments::{
     BankStatus, DayCount, IdempotencyKey, KeyRecord, Payment, PaymentRequest, PaymentStatus,
@@ -137,18 +137,9 @@ impl Payments for PgStore {
         if !storable(consent_id) {
             return Ok(None);
         }
-        let client = self.connection().await?;
-        let error = sql_error("payment");
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM payments WHERE consent_id = $1"
-            ))
-            .await
-            .map_err(&error)?;
-        client
-            .query_opt(&statement, &[&consent_id])
-            .await
-            .map_err(&error)?
+        let sql = format!("SELECT {COLUMNS} FROM payments WHERE consent_id = $1");
+        query_opt(&self.connection().await?, "payment", &sql, &[&consent_id])
+            .await?
             .map(|row| from_row(&row))
             .transpose()
     }
@@ -158,16 +149,14 @@ impl Payments for PgStore {
         let error = sql_error("payment");
         let transaction = client.transaction().await.map_err(&error)?;
         let claimed = async {
-            let lock = transaction
-                .prepare_cached(LOCK_PAYMENT)
-                .await
-                .map_err(&error)?;
-            if transaction
-                .query_opt(&lock, &[&key.payment_id, &key.client_id])
-                .await
-                .map_err(&error)?
-                .is_none()
-            {
+            let locked = query_opt(
+                &transaction,
+                "payment",
+                LOCK_PAYMENT,
+                &[&key.payment_id, &key.client_id],
+            )
+            .await?;
+            if locked.is_none() {
                 return Err(StoreError::Invariant(
                     "a key is claimed for a recorded payment",
                 ));
@@ -176,19 +165,14 @@ impl Payments for PgStore {
                 Replay::Proceed => {}
                 other => return Ok(other),
             }
-            let other = transaction
-                .prepare_cached(OTHER_KEY)
-                .await
-                .map_err(&error)?;
-            if transaction
-                .query_opt(
-                    &other,
-                    &[&key.client_id, &key.payment_id, &key.key.as_str()],
-                )
-                .await
-                .map_err(&error)?
-                .is_some()
-            {
+            let other = query_opt(
+                &transaction,
+                "payment",
+                OTHER_KEY,
+                &[&key.client_id, &key.payment_id, &key.key.as_str()],
+            )
+            .await?;
+            if other.is_some() {
                 // Rolled back: the key stays unclaimed.
                 return Err(StoreError::Conflict("payment"));
             }
@@ -204,17 +188,14 @@ impl Payments for PgStore {
         key: &IdempotencyKey,
         response: &StoredResponse,
     ) -> Result<(), StoreError> {
-        let client = self.connection().await?;
-        let error = sql_error("idempotency key");
-        let statement = client.prepare_cached(COMPLETE_KEY).await.map_err(&error)?;
         let status = i32::from(response.status);
-        client
-            .execute(
-                &statement,
-                &[&client_id, &key.as_str(), &status, &response.body],
-            )
-            .await
-            .map_err(&error)?;
+        execute(
+            &self.connection().await?,
+            "idempotency key",
+            COMPLETE_KEY,
+            &[&client_id, &key.as_str(), &status, &response.body],
+        )
+        .await?;
         Ok(())
     }
 
@@ -222,20 +203,16 @@ impl Payments for PgStore {
         if !storable(id) || !storable(client_id) {
             return Ok(None);
         }
-        let client = self.connection().await?;
-        let error = sql_error("payment");
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM payments WHERE id = $1 AND client_id = $2"
-            ))
-            .await
-            .map_err(&error)?;
-        client
-            .query_opt(&statement, &[&id, &client_id])
-            .await
-            .map_err(&error)?
-            .map(|row| from_row(&row))
-            .transpose()
+        let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1 AND client_id = $2");
+        query_opt(
+            &self.connection().await?,
+            "payment",
+            &sql,
+            &[&id, &client_id],
+        )
+        .await?
+        .map(|row| from_row(&row))
+        .transpose()
     }
 
     async fn update_payment(
@@ -243,30 +220,27 @@ impl Payments for PgStore {
         payment: &Payment,
         expected: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let client = self.connection().await?;
-        let error = sql_error("payment");
-        let statement = client.prepare_cached(UPDATE).await.map_err(&error)?;
         let status = StatusColumns::of(payment.status.as_ref());
         let polls = polls_column(payment.polls)?;
-        let changed = client
-            .execute(
-                &statement,
-                &[
-                    &payment.id,
-                    &expected,
-                    &payment.submission.as_str(),
-                    &payment.bank_payment_id,
-                    &status.status,
-                    &status.reason,
-                    &status.raw,
-                    &status.reason_code,
-                    &payment.updated_at,
-                    &payment.next_poll_at,
-                    &polls,
-                ],
-            )
-            .await
-            .map_err(&error)?;
+        let changed = execute(
+            &self.connection().await?,
+            "payment",
+            UPDATE,
+            &[
+                &payment.id,
+                &expected,
+                &payment.submission.as_str(),
+                &payment.bank_payment_id,
+                &status.status,
+                &status.reason,
+                &status.raw,
+                &status.reason_code,
+                &payment.updated_at,
+                &payment.next_poll_at,
+                &polls,
+            ],
+        )
+        .await?;
         Ok(changed == 1)
     }
 
@@ -276,17 +250,17 @@ impl Payments for PgStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Payment>, StoreError> {
-        let client = self.connection().await?;
-        let error = sql_error("payment");
-        let statement = client.prepare_cached(CLAIM_DUE).await.map_err(&error)?;
         let limit = i64::from(limit);
-        client
-            .query(&statement, &[&now, &lease_until, &limit])
-            .await
-            .map_err(&error)?
-            .iter()
-            .map(from_row)
-            .collect()
+        query(
+            &self.connection().await?,
+            "payment",
+            CLAIM_DUE,
+            &[&now, &lease_until, &limit],
+        )
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
     }
 
     async fn count_payment(
@@ -302,26 +276,19 @@ impl Payments for PgStore {
         let error = sql_error("payment");
         let transaction = client.transaction().await.map_err(&error)?;
         let counted = async {
-            let lock = transaction
-                .prepare_cached(LOCK_DAY_COUNT)
-                .await
-                .map_err(&error)?;
             let user = format!(
                 "{}\u{1f}{}\u{1f}{currency}",
                 payment.client_id, request.user_ref
             );
-            transaction
-                .execute(&lock, &[&DAY_COUNT_LOCK_CLASS, &user])
-                .await
-                .map_err(&error)?;
-            let row = transaction
-                .prepare_cached(LOCK_COUNTED)
-                .await
-                .map_err(&error)?;
-            let row = transaction
-                .query_opt(&row, &[&payment.id])
-                .await
-                .map_err(&error)?
+            execute(
+                &transaction,
+                "payment",
+                LOCK_DAY_COUNT,
+                &[&DAY_COUNT_LOCK_CLASS, &user],
+            )
+            .await?;
+            let row = query_opt(&transaction, "payment", LOCK_COUNTED, &[&payment.id])
+                .await?
                 .ok_or(StoreError::Invariant("a recorded payment is counted"))?;
             let counted_at: Option<DateTime<Utc>> = column(&row, "counted_at")?;
             if counted_at.is_some() {
@@ -342,14 +309,7 @@ impl Payments for PgStore {
             if !within {
                 return Ok(Some(DayCount::OverLimit { spent }));
             }
-            let mark = transaction
-                .prepare_cached(MARK_COUNTED)
-                .await
-                .map_err(&error)?;
-            transaction
-                .execute(&mark, &[&payment.id, &now])
-                .await
-                .map_err(&error)?;
+            execute(&transaction, "payment", MARK_COUNTED, &[&payment.id, &now]).await?;
             Ok(Some(DayCount::Counted))
         }
         .await;
@@ -387,10 +347,13 @@ impl Payments for PgStore {
     }
 
     async fn purge_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let client = self.connection().await?;
-        let error = sql_error("idempotency key");
-        let statement = client.prepare_cached(PURGE_KEYS).await.map_err(&error)?;
-        client.execute(&statement, &[&before]).await.map_err(&error)
+        execute(
+            &self.connection().await?,
+            "idempotency key",
+            PURGE_KEYS,
+            &[&before],
+        )
+        .await
     }
 }
 
@@ -402,11 +365,6 @@ async fn claim_in(
     key: &KeyRecord,
     now: DateTime<Utc>,
 ) -> Result<Replay, StoreError> {
-    let error = sql_error("payment");
-    let claim = transaction
-        .prepare_cached(CLAIM_KEY)
-        .await
-        .map_err(&error)?;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
         &key.client_id,
         &key.key.as_str(),
@@ -414,28 +372,23 @@ async fn claim_in(
         &key.payment_id,
         &key.created_at,
     ];
-    if transaction.execute(&claim, &params).await.map_err(&error)? == 1 {
+    if execute(transaction, "payment", CLAIM_KEY, &params).await? == 1 {
         return Ok(Replay::Proceed);
     }
-    let lock = transaction.prepare_cached(LOCK_KEY).await.map_err(&error)?;
-    let row = transaction
-        .query_opt(&lock, &[&key.client_id, &key.key.as_str()])
-        .await
-        .map_err(&error)?
-        // The conflicting row was there when the insert looked; keys are only purged past
-        // their retention, which a racing purge may just have done.
-        .ok_or(StoreError::Invariant("idempotency key vanished; retry"))?;
+    let row = query_opt(
+        transaction,
+        "payment",
+        LOCK_KEY,
+        &[&key.client_id, &key.key.as_str()],
+    )
+    .await?
+    // The conflicting row was there when the insert looked; keys are only purged past
+    // their retention, which a racing purge may just have done.
+    .ok_or(StoreError::Invariant("idempotency key vanished; retry"))?;
     let existing = key_from_row(&row, &key.client_id, &key.key)?;
     let judged = idempotency::judge(Some(&existing), &key.fingerprint, now);
     if judged == Replay::Proceed {
-        let replace = transaction
-            .prepare_cached(REPLACE_KEY)
-            .await
-            .map_err(&error)?;
-        transaction
-            .execute(&replace, &params)
-            .await
-            .map_err(&error)?;
+        execute(transaction, "payment", REPLACE_KEY, &params).await?;
     }
     Ok(judged)
 }
@@ -477,15 +430,13 @@ async fn spent(
     (from, until): (DateTime<Utc>, DateTime<Utc>),
     except: Option<&str>,
 ) -> Result<Decimal, StoreError> {
-    let error = sql_error("payment");
-    let statement = db.prepare_cached(SPENT_ON).await.map_err(&error)?;
-    let row = db
-        .query_one(
-            &statement,
-            &[&client_id, &user_ref, &currency, &from, &until, &except],
-        )
-        .await
-        .map_err(&error)?;
+    let row = query_one(
+        db,
+        "payment",
+        SPENT_ON,
+        &[&client_id, &user_ref, &currency, &from, &until, &except],
+    )
+    .await?;
     let sum: String = column(&row, "spent")?;
     Decimal::from_str(&sum).map_err(|_| corrupt(format_args!("payment sum {sum:?}")))
 }
@@ -502,15 +453,15 @@ pub(crate) fn day_bounds(day: NaiveDate) -> Result<(DateTime<Utc>, DateTime<Utc>
 }
 
 async fn insert(db: &impl GenericClient, payment: &Payment) -> Result<(), StoreError> {
-    let error = sql_error("payment");
-    let statement = db.prepare_cached(INSERT).await.map_err(&error)?;
     let request = serde_json::to_value(&payment.request)
         .map_err(|_| StoreError::Invariant("a payment request serialises"))?;
     let status = StatusColumns::of(payment.status.as_ref());
     let amount = payment.request.instructed_amount.amount.to_string();
     let polls = polls_column(payment.polls)?;
-    db.execute(
-        &statement,
+    execute(
+        db,
+        "payment",
+        INSERT,
         &[
             &payment.id,
             &payment.client_id,
@@ -532,8 +483,7 @@ async fn insert(db: &impl GenericClient, payment: &Payment) -> Result<(), StoreE
             &polls,
         ],
     )
-    .await
-    .map_err(&error)?;
+    .await?;
     Ok(())
 }
 

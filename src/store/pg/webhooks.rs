@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{column, corrupt, execute, query, record, sql_error};
+use super::{column, corrupt, execute, query, record};
 use crate::lifecycle::Webhooks;
 use crate::lifecycle::{DeliveryOutcome, DeliveryStatus, WebhookDelivery};
 use crate::store::StoreError;
@@ -98,22 +98,16 @@ pub async fn finish_webhook(
     outcome: &DeliveryOutcome,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let error = sql_error("webhook delivery");
+    let what = "webhook delivery";
     let changed = match outcome {
-        DeliveryOutcome::Delivered => {
-            let statement = db.prepare_cached(DELIVERED).await.map_err(&error)?;
-            db.execute(&statement, &[&id, &now]).await
-        }
+        DeliveryOutcome::Delivered => execute(db, what, DELIVERED, &[&id, &now]).await?,
         DeliveryOutcome::Retry { at, error: reason } => {
-            let statement = db.prepare_cached(RETRY).await.map_err(&error)?;
-            db.execute(&statement, &[&id, at, reason]).await
+            execute(db, what, RETRY, &[&id, at, reason]).await?
         }
         DeliveryOutcome::Failed { error: reason } => {
-            let statement = db.prepare_cached(FAILED).await.map_err(&error)?;
-            db.execute(&statement, &[&id, reason]).await
+            execute(db, what, FAILED, &[&id, reason]).await?
         }
-    }
-    .map_err(&error)?;
+    };
     if changed == 1 {
         Ok(())
     } else {
@@ -128,15 +122,12 @@ pub async fn webhook_deliveries(
     db: &impl GenericClient,
     client_id: &str,
 ) -> Result<Vec<WebhookDelivery>, StoreError> {
-    let error = sql_error("webhook delivery");
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE client_id = $1 \
          ORDER BY created_at DESC, id DESC"
     );
-    let statement = db.prepare_cached(&sql).await.map_err(&error)?;
-    db.query(&statement, &[&client_id])
-        .await
-        .map_err(&error)?
+    query(db, "webhook delivery", &sql, &[&client_id])
+        .await?
         .iter()
         .map(delivery_from_row)
         .collect()
