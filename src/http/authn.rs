@@ -35,9 +35,9 @@ use tracing::Instrument;
 use super::observe::RequestLog;
 use crate::crypto::Sealer;
 use crate::error::Error;
-use crate::oauth::Role;
 use crate::oauth::dpop::{self, DPOP_HEADER, DPOP_NONCE_HEADER, DpopError, Expected, Nonces};
 use crate::oauth::tokens::{AccessClaims, TokenService};
+use crate::oauth::{CONSENTS_MANAGE, Role};
 use crate::store::Store;
 use crate::store::access::{AccessQuery, AccessState, ProofSpend, TokenState};
 
@@ -63,6 +63,41 @@ impl Principal {
     /// Whether the token carries `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.claims.scopes().any(|granted| granted == scope)
+    }
+
+    /// What the token may do on the consent and subscription routes: manage the platform's
+    /// consents (its management token), or reach the one consent it is bound to.
+    pub fn caller(&self) -> Caller<'_> {
+        if self.has_scope(CONSENTS_MANAGE) && self.subject() == self.client_id() {
+            Caller::Platform {
+                client_id: self.client_id(),
+            }
+        } else {
+            Caller::Consent {
+                client_id: self.client_id(),
+                consent_id: self.subject(),
+            }
+        }
+    }
+}
+
+/// The caller of a consent or subscription route ([`Principal::caller`]).
+pub enum Caller<'a> {
+    /// A platform's management token.
+    Platform { client_id: &'a str },
+    /// A token bound to one consent.
+    Consent {
+        client_id: &'a str,
+        consent_id: &'a str,
+    },
+}
+
+impl Caller<'_> {
+    /// The platform calling.
+    pub fn client_id(&self) -> &str {
+        match self {
+            Caller::Platform { client_id } | Caller::Consent { client_id, .. } => client_id,
+        }
     }
 }
 

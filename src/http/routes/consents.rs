@@ -31,11 +31,10 @@ use crate::app::App;
 use crate::audit::{Action, Decision, Event};
 use crate::consent::{Consent, ConsentStatus};
 use crate::error::Error;
-use crate::http::authn::Principal;
+use crate::http::authn::{Caller, Principal};
 use crate::http::request_id;
 use crate::http::routes::input::{self, PathParams, QueryParams};
 use crate::lifecycle::consent_event;
-use crate::oauth::CONSENTS_MANAGE;
 use crate::oauth::Role;
 
 /// The consent management routes.
@@ -49,30 +48,6 @@ pub fn router(app: Arc<App>) -> Router {
             axum::routing::delete(revoke_for_bank),
         )
         .with_state(app)
-}
-
-/// What a token may do here.
-enum Caller<'a> {
-    /// A platform's management token.
-    Platform { client_id: &'a str },
-    /// A token bound to one consent.
-    Consent {
-        client_id: &'a str,
-        consent_id: &'a str,
-    },
-}
-
-fn caller(principal: &Principal) -> Caller<'_> {
-    if principal.has_scope(CONSENTS_MANAGE) && principal.subject() == principal.client_id() {
-        Caller::Platform {
-            client_id: principal.client_id(),
-        }
-    } else {
-        Caller::Consent {
-            client_id: principal.client_id(),
-            consent_id: principal.subject(),
-        }
-    }
 }
 
 fn not_found() -> Error {
@@ -95,7 +70,7 @@ async fn lookup(app: &App, principal: &Principal, id: &str) -> Result<Lookup, Er
     let Some(consent) = app.store.consent(id).await? else {
         return Ok(Lookup::Missing);
     };
-    let allowed = match caller(principal) {
+    let allowed = match principal.caller() {
         Caller::Platform { client_id } => consent.client_id == client_id,
         Caller::Consent {
             client_id,
@@ -168,7 +143,7 @@ async fn visible(
     let (consent, reason) = match lookup(app, principal, id).await? {
         Lookup::Visible(consent) => return Ok(consent),
         Lookup::Hidden(consent) => {
-            let reason = match caller(principal) {
+            let reason = match principal.caller() {
                 Caller::Platform { .. } => "the consent belongs to another platform",
                 Caller::Consent { .. } => "a consent-bound token reaches only its own consent",
             };
@@ -254,7 +229,7 @@ async fn list(
     headers: HeaderMap,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<serde_json::Value>, Error> {
-    let Caller::Platform { client_id } = caller(&principal) else {
+    let Caller::Platform { client_id } = principal.caller() else {
         return Err(needs_management_token(
             &app,
             &principal,
@@ -435,7 +410,7 @@ async fn deliveries(
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, Error> {
-    let Caller::Platform { client_id } = caller(&principal) else {
+    let Caller::Platform { client_id } = principal.caller() else {
         return Err(needs_management_token(
             &app,
             &principal,

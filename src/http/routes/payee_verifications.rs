@@ -17,10 +17,10 @@ use chrono::Utc;
 use crate::app::App;
 use crate::broker::payee::{self, Verified};
 use crate::error::Error;
-use crate::http::authn::Principal;
+use crate::http::authn::{Caller, Principal};
 use crate::http::request_id;
 use crate::http::routes::input::JsonBody;
-use crate::oauth::{CONSENTS_MANAGE, Role};
+use crate::oauth::Role;
 use crate::payments::submit::Refusal;
 use crate::payments::verification::{Throttle, VerificationRequest};
 
@@ -38,10 +38,7 @@ async fn verify(
     headers: HeaderMap,
     JsonBody(request): JsonBody<VerificationRequest>,
 ) -> Result<Json<serde_json::Value>, Error> {
-    if principal.role != Role::Platform
-        || !principal.has_scope(CONSENTS_MANAGE)
-        || principal.subject() != principal.client_id()
-    {
+    if principal.role != Role::Platform || !matches!(principal.caller(), Caller::Platform { .. }) {
         return Err(Error::Forbidden(
             "a payee verification needs a platform's management token (client_credentials, \
              consents:manage)"

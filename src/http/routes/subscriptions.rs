@@ -24,10 +24,9 @@ use serde_json::json;
 use crate::app::App;
 use crate::consent::ConsentStatus;
 use crate::error::Error;
-use crate::http::authn::Principal;
+use crate::http::authn::{Caller, Principal};
 use crate::http::routes::input::{self, JsonBody, PathParams};
 use crate::notify::{Mode, Subscription, SubscriptionRefusal, check_events};
-use crate::oauth::CONSENTS_MANAGE;
 
 /// The subscription routes.
 pub fn router(app: Arc<App>) -> Router {
@@ -35,38 +34,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/subscriptions", get(list).post(create))
         .route("/v1/subscriptions/{id}", delete(remove))
         .with_state(app)
-}
-
-/// The caller: a platform's management token, or a token bound to one consent.
-enum Caller<'a> {
-    Platform {
-        client_id: &'a str,
-    },
-    Consent {
-        client_id: &'a str,
-        consent_id: &'a str,
-    },
-}
-
-impl Caller<'_> {
-    fn client_id(&self) -> &str {
-        match self {
-            Caller::Platform { client_id } | Caller::Consent { client_id, .. } => client_id,
-        }
-    }
-}
-
-fn caller(principal: &Principal) -> Caller<'_> {
-    if principal.has_scope(CONSENTS_MANAGE) && principal.subject() == principal.client_id() {
-        Caller::Platform {
-            client_id: principal.client_id(),
-        }
-    } else {
-        Caller::Consent {
-            client_id: principal.client_id(),
-            consent_id: principal.subject(),
-        }
-    }
 }
 
 fn refusal(refusal: SubscriptionRefusal) -> Error {
@@ -96,7 +63,7 @@ async fn create(
     Extension(principal): Extension<Principal>,
     JsonBody(body): JsonBody<NewSubscription>,
 ) -> Result<Response, Error> {
-    let caller = caller(&principal);
+    let caller = principal.caller();
     let client_id = caller.client_id().to_owned();
     let mode = match body.mode.as_deref() {
         None => Mode::Thin,
@@ -218,7 +185,7 @@ async fn list(
     State(app): State<Arc<App>>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<serde_json::Value>, Error> {
-    let subscriptions = visible(&app, &caller(&principal)).await?;
+    let subscriptions = visible(&app, &principal.caller()).await?;
     Ok(Json(json!({
         "subscriptions": subscriptions.iter().map(Subscription::view).collect::<Vec<_>>(),
     })))
@@ -235,7 +202,7 @@ async fn remove(
     PathParams(IdPath { id }): PathParams<IdPath>,
 ) -> Result<Response, Error> {
     input::checked("the subscription id", &id)?;
-    let caller = caller(&principal);
+    let caller = principal.caller();
     let found = visible(&app, &caller)
         .await?
         .into_iter()
