@@ -18,7 +18,7 @@ use crate::audit::{Action, Decision, Event};
 use crate::consent::{Consent, ConsentStatus};
 use crate::model::Scope;
 use crate::oauth::tokens::AccessClaims;
-use crate::policy::{self, DataRequest, Obligations, Platform, PolicySet, Presence};
+use crate::policy::{self, DataRequest, Obligations, PolicySet, Presence};
 use crate::store::access::{
     AccessQuery, AccessState, BudgetSpend, DataQuery, ProofSpend, TokenState,
 };
@@ -219,18 +219,13 @@ pub fn decide(
     }
     let client = state.client.as_ref().ok_or(Denial::PlatformNotRegistered)?;
     let allowed = policies
-        .decide(&DataRequest {
-            purpose: &consent.purpose,
+        .decide(&DataRequest::under(
+            consent,
             scope,
-            consent_created_at: consent.created_at,
-            consent_history_days: consent.history_days,
-            platform: Platform {
-                approved_purposes: &client.allowed_purposes,
-                region: &client.region,
-            },
-            presence: request.presence,
-            now: request.now,
-        })
+            client.platform(),
+            request.presence,
+            request.now,
+        ))
         .map_err(Denial::Policy)?;
     let budget_day = match (allowed.obligations.unattended_limit, state.budget) {
         (None, _) => None,

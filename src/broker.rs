@@ -35,7 +35,7 @@ use crate::oauth::{
     Client, Clients, PAR_LIFETIME_SECS, PushedRequest, REQUEST_URI_PREFIX,
 };
 use crate::payments::{PaymentRequest, Payments};
-use crate::policy::{Live, Platform};
+use crate::policy::Live;
 
 /// What the broker works with, each named: the stores it reads and changes, the auditor, the
 /// purpose policies in force, the banks, the sealer of bank grants and of the screen's
@@ -303,13 +303,7 @@ impl Broker {
         let grant = self
             .policies
             .current()
-            .grant(
-                &detail,
-                &Platform {
-                    approved_purposes: &client.allowed_purposes,
-                    region: &client.region,
-                },
-            )
+            .grant(&detail, &client.platform())
             .map_err(|refusal| details_error(refusal.to_string()))?;
         detail.scopes = grant.scopes;
         detail.expires_in_days = grant.expires_in_days;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::consent::AuthorizationDetail;
+use crate::consent::{AuthorizationDetail, Consent};
 use crate::model::{Account, Scope};
 
 pub use live::Live;
@@ -378,6 +378,28 @@ pub struct DataRequest<'a> {
     pub platform: Platform<'a>,
     pub presence: Presence,
     pub now: DateTime<Utc>,
+}
+
+impl<'a> DataRequest<'a> {
+    /// A request for `scope` under `consent` (its purpose, when it was granted and the
+    /// history it was granted).
+    pub fn under(
+        consent: &'a Consent,
+        scope: Scope,
+        platform: Platform<'a>,
+        presence: Presence,
+        now: DateTime<Utc>,
+    ) -> DataRequest<'a> {
+        DataRequest {
+            purpose: &consent.purpose,
+            scope,
+            consent_created_at: consent.created_at,
+            consent_history_days: consent.history_days,
+            platform,
+            presence,
+            now,
+        }
+    }
 }
 
 /// An allowed data request: the policy that allowed it and what the release must respect.

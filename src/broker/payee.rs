@@ -33,7 +33,7 @@ use crate::payments::{MAX_CREDITOR_NAME_CHARS, PaymentRequest};
 
 /// The audit category of a verification of payee.
 pub const VERIFICATION_CATEGORY: &str = "payee_verification";
-use crate::policy::{DataRequest, Platform, Presence};
+use crate::policy::{DataRequest, Presence};
 use crate::store_error::StoreError;
 
 /// The payee a handle resolved to.
@@ -132,18 +132,13 @@ async fn resolve(
         return unknown();
     }
     let policies = broker.policies.current();
-    let Ok(allowed) = policies.decide(&DataRequest {
-        purpose: &consent.purpose,
-        scope: Scope::Identity,
-        consent_created_at: consent.created_at,
-        consent_history_days: consent.history_days,
-        platform: Platform {
-            approved_purposes: &client.allowed_purposes,
-            region: &client.region,
-        },
-        presence: Presence::Unattended,
+    let Ok(allowed) = policies.decide(&DataRequest::under(
+        &consent,
+        Scope::Identity,
+        client.platform(),
+        Presence::Unattended,
         now,
-    }) else {
+    )) else {
         return Ok(Err(unavailable(
             "the payee's purpose policy does not allow it",
         )));

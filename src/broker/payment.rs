@@ -26,7 +26,6 @@ use crate::payments::{
     DayCount, LimitRefusal, PAYMENT_INITIATION, Payment, PaymentRequest, Payments, Submission,
     ValidPayment,
 };
-use crate::policy::Platform;
 
 /// The scope of a payment consent's access token: it pays, it reads nothing.
 pub const PAYMENT_SCOPE: &str = "payment";
@@ -80,10 +79,7 @@ pub(super) async fn check(
         .lookup(&request.purpose)
         .map_err(|refusal| details_error(refusal.to_string()))?;
     policy
-        .admits(&Platform {
-            approved_purposes: &client.allowed_purposes,
-            region: &client.region,
-        })
+        .admits(&client.platform())
         .map_err(|refusal| details_error(refusal.to_string()))?;
     // A payee named by her handle is resolved now (an access under her consent, audited):
     // what is validated and recorded below is her account.

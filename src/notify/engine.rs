@@ -38,7 +38,7 @@ use crate::consent::{Consent, ConsentStatus, Consents};
 use crate::model::{Account, Balance, Scope, Transaction};
 use crate::oauth::Clients;
 use crate::policy::signals;
-use crate::policy::{DataRequest, Live, Obligations, Platform, Policy, Presence};
+use crate::policy::{DataRequest, Live, Obligations, Policy, Presence};
 use crate::store_error::StoreError;
 
 /// What to read of a consent's accounts.
@@ -383,18 +383,13 @@ impl Engine {
         };
         let decide = |scope: Scope| {
             policy
-                .decide(&DataRequest {
-                    purpose: &consent.purpose,
+                .decide(&DataRequest::under(
+                    consent,
                     scope,
-                    consent_created_at: consent.created_at,
-                    consent_history_days: consent.history_days,
-                    platform: Platform {
-                        approved_purposes: &client.allowed_purposes,
-                        region: &client.region,
-                    },
-                    presence: Presence::Unattended,
+                    client.platform(),
+                    Presence::Unattended,
                     now,
-                })
+                ))
                 .ok()
         };
         let mut scopes: Vec<Scope> = wanted.iter().map(|event| event.scope()).collect();

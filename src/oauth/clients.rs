@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::jose::AuthMethod;
+use crate::policy::Platform;
 use crate::store_error::StoreError;
 
 /// What a registered client may do.
@@ -72,6 +73,16 @@ pub struct Client {
     /// The digest of the client's registration access token (RFC 7592), like `secret_hash`;
     /// empty when none was issued.
     pub registration_token_hash: String,
+}
+
+impl Client {
+    /// The platform as the purpose policies see it: what it is approved for, where it is.
+    pub fn platform(&self) -> Platform<'_> {
+        Platform {
+            approved_purposes: &self.allowed_purposes,
+            region: &self.region,
+        }
+    }
 }
 
 /// Registered clients.
