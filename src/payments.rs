@@ -416,6 +416,17 @@ impl Payment {
         format!("pay_{}", uuid::Uuid::now_v7().simple())
     }
 
+    /// `Invariant` unless `key` is claimed for this payment of its own platform (what
+    /// [`Payments::record_payment`] stores together).
+    pub fn check_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        if self.client_id != key.client_id || self.id != key.payment_id {
+            return Err(StoreError::Invariant(
+                "an idempotency key is claimed for its own platform's payment",
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether nothing more will change: a final bank status, or refused.
     pub fn is_final(&self) -> bool {
         self.submission == Submission::Refused

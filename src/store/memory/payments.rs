@@ -65,6 +65,17 @@ impl PaymentRows {
             })
             .ok_or(StoreError::Invariant("payment sum overflows"))
     }
+
+    /// Stores a new payment: `Conflict("payment")` when its id or its consent has one already.
+    fn insert(&mut self, payment: &Payment) -> Result<(), StoreError> {
+        let duplicate =
+            self.payments.contains_key(&payment.id) || self.holds_consent(&payment.consent_id);
+        if duplicate {
+            return Err(StoreError::Conflict("payment"));
+        }
+        self.payments.insert(payment.id.clone(), stored(payment));
+        Ok(())
+    }
 }
 
 fn stored(payment: &Payment) -> Payment {
@@ -84,26 +95,14 @@ impl Payments for MemoryStore {
         key: &KeyRecord,
         now: DateTime<Utc>,
     ) -> Result<Replay, StoreError> {
-        if payment.client_id != key.client_id || payment.id != key.payment_id {
-            return Err(StoreError::Invariant(
-                "an idempotency key is claimed for its own platform's payment",
-            ));
-        }
+        payment.check_key(key)?;
         let mut rows = lock(&self.payments);
         let slot = (key.client_id.clone(), key.key.as_str().to_owned());
         match idempotency::judge(rows.keys.get(&slot), &key.fingerprint, now) {
             Replay::Proceed => {}
             other => return Ok(other),
         }
-        let duplicate = rows.payments.contains_key(&payment.id)
-            || rows
-                .payments
-                .values()
-                .any(|other| other.consent_id == payment.consent_id);
-        if duplicate {
-            return Err(StoreError::Conflict("payment"));
-        }
-        rows.payments.insert(payment.id.clone(), stored(payment));
+        rows.insert(payment)?;
         rows.keys.insert(
             slot,
             KeyRecord {
@@ -116,17 +115,7 @@ impl Payments for MemoryStore {
     }
 
     async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError> {
-        let mut rows = lock(&self.payments);
-        let duplicate = rows.payments.contains_key(&payment.id)
-            || rows
-                .payments
-                .values()
-                .any(|other| other.consent_id == payment.consent_id);
-        if duplicate {
-            return Err(StoreError::Conflict("payment"));
-        }
-        rows.payments.insert(payment.id.clone(), stored(payment));
-        Ok(())
+        lock(&self.payments).insert(payment)
     }
 
     async fn payment_of_consent(&self, consent_id: &str) -> Result<Option<Payment>, StoreError> {

@@ -108,11 +108,7 @@ impl Payments for PgStore {
         key: &KeyRecord,
         now: DateTime<Utc>,
     ) -> Result<Replay, StoreError> {
-        if payment.client_id != key.client_id || payment.id != key.payment_id {
-            return Err(StoreError::Invariant(
-                "an idempotency key is claimed for its own platform's payment",
-            ));
-        }
+        payment.check_key(key)?;
         let mut client = self.connection().await?;
         let error = sql_error("payment");
         let transaction = client.transaction().await.map_err(&error)?;
