@@ -281,13 +281,26 @@ pub fn chain_hash(prev: &[u8; 32], position: i64, canonical: &[u8]) -> [u8; 32] 
 
 /// Links `events` onto a chain whose head is (`head_position`, `head_hash`).
 pub fn link(head_position: i64, head_hash: [u8; 32], events: Vec<Event>) -> Vec<Record> {
+    let canonical: Vec<Vec<u8>> = events.iter().map(Event::canonical_bytes).collect();
+    link_canonical(head_position, head_hash, events, &canonical)
+}
+
+/// [`link`] for events whose canonical bytes are already at hand (`canonical[i]` of
+/// `events[i]`).
+pub fn link_canonical(
+    head_position: i64,
+    head_hash: [u8; 32],
+    events: Vec<Event>,
+    canonical: &[Vec<u8>],
+) -> Vec<Record> {
     let mut prev = head_hash;
     let mut position = head_position;
     events
         .into_iter()
-        .map(|event| {
+        .zip(canonical)
+        .map(|(event, bytes)| {
             position += 1;
-            let hash = chain_hash(&prev, position, &event.canonical_bytes());
+            let hash = chain_hash(&prev, position, bytes);
             let record = Record {
                 position,
                 prev_hash: prev,

@@ -177,24 +177,7 @@ pub async fn append(
             return Err(failure);
         }
     };
-    let mut prev = head_hash;
-    let records: Vec<Record> = events
-        .into_iter()
-        .zip(&canonical)
-        .enumerate()
-        .map(|(offset, (event, bytes))| {
-            let position = head_position + 1 + offset as i64;
-            let hash = audit::chain_hash(&prev, position, bytes);
-            let record = Record {
-                position,
-                prev_hash: prev,
-                hash,
-                event,
-            };
-            prev = hash;
-            record
-        })
-        .collect();
+    let records = audit::link_canonical(head_position, head_hash, events, &canonical);
     let first = head_position + 1;
     let last = head_position + records.len() as i64;
 
