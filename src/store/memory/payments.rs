@@ -66,6 +66,25 @@ impl PaymentRows {
             .ok_or(StoreError::Invariant("payment sum overflows"))
     }
 
+    /// What [`idempotency::judge`] says of the platform's record of `key` at `now`.
+    fn judge(&self, key: &KeyRecord, now: DateTime<Utc>) -> Replay {
+        let slot = (key.client_id.clone(), key.key.as_str().to_owned());
+        idempotency::judge(self.keys.get(&slot), &key.fingerprint, now)
+    }
+
+    /// Stores `key` as claimed, its request in flight (no response yet).
+    fn claim(&mut self, key: &KeyRecord) {
+        let slot = (key.client_id.clone(), key.key.as_str().to_owned());
+        self.keys.insert(
+            slot,
+            KeyRecord {
+                response: None,
+                created_at: micros(key.created_at),
+                ..key.clone()
+            },
+        );
+    }
+
     /// Stores a new payment: `Conflict("payment")` when its id or its consent has one already.
     fn insert(&mut self, payment: &Payment) -> Result<(), StoreError> {
         let duplicate =
@@ -97,20 +116,12 @@ impl Payments for MemoryStore {
     ) -> Result<Replay, StoreError> {
         payment.check_key(key)?;
         let mut rows = lock(&self.payments);
-        let slot = (key.client_id.clone(), key.key.as_str().to_owned());
-        match idempotency::judge(rows.keys.get(&slot), &key.fingerprint, now) {
+        match rows.judge(key, now) {
             Replay::Proceed => {}
             other => return Ok(other),
         }
         rows.insert(payment)?;
-        rows.keys.insert(
-            slot,
-            KeyRecord {
-                response: None,
-                created_at: micros(key.created_at),
-                ..key.clone()
-            },
-        );
+        rows.claim(key);
         Ok(Replay::Proceed)
     }
 
@@ -137,8 +148,7 @@ impl Payments for MemoryStore {
                 "a key is claimed for a recorded payment",
             ));
         }
-        let slot = (key.client_id.clone(), key.key.as_str().to_owned());
-        match idempotency::judge(rows.keys.get(&slot), &key.fingerprint, now) {
+        match rows.judge(key, now) {
             Replay::Proceed => {}
             other => return Ok(other),
         }
@@ -154,14 +164,7 @@ impl Payments for MemoryStore {
         if claimed_by_another {
             return Err(StoreError::Conflict("payment"));
         }
-        rows.keys.insert(
-            slot,
-            KeyRecord {
-                response: None,
-                created_at: micros(key.created_at),
-                ..key.clone()
-            },
-        );
+        rows.claim(key);
         Ok(Replay::Proceed)
     }
 
