@@ -75,6 +75,31 @@ pub struct Client {
     pub registration_token_hash: String,
 }
 
+#[cfg(test)]
+impl Client {
+    /// A platform `app` that authenticates with `private_key_jwt` by its keys `jwks` or those
+    /// published at `jwks_uri`, for tests.
+    pub(crate) fn with_keys(jwks: Option<serde_json::Value>, jwks_uri: Option<String>) -> Client {
+        Client {
+            client_id: "app".into(),
+            name: "App".into(),
+            secret_hash: String::new(),
+            role: Role::Platform,
+            redirect_uris: vec![],
+            allowed_purposes: vec![],
+            region: "EEA".into(),
+            created_at: Utc::now(),
+            token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
+            jwks,
+            jwks_uri,
+            dpop_bound_access_tokens: true,
+            webhook_url: None,
+            bank_id: None,
+            registration_token_hash: String::new(),
+        }
+    }
+}
+
 impl Client {
     /// The platform as the purpose policies see it: what it is approved for, where it is.
     pub fn platform(&self) -> Platform<'_> {

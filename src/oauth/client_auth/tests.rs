@@ -35,23 +35,7 @@ fn malformed_headers_are_invalid_client() {
 const ISSUER: &str = "https://gateway.example";
 
 fn client(key: &ClientKey) -> Client {
-    Client {
-        client_id: "app".into(),
-        name: "App".into(),
-        secret_hash: String::new(),
-        role: crate::oauth::Role::Platform,
-        redirect_uris: vec![],
-        allowed_purposes: vec![],
-        region: "EEA".into(),
-        created_at: Utc::now(),
-        token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
-        jwks: Some(key.jwks()),
-        dpop_bound_access_tokens: true,
-        webhook_url: None,
-        bank_id: None,
-        jwks_uri: None,
-        registration_token_hash: String::new(),
-    }
+    Client::with_keys(Some(key.jwks()), None)
 }
 
 fn claims(change: impl Fn(&mut Value)) -> Value {

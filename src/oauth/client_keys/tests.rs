@@ -48,23 +48,7 @@ async fn publisher(initial: Value) -> Publisher {
 }
 
 fn client(jwks_uri: &str) -> Client {
-    Client {
-        client_id: "app".into(),
-        name: "App".into(),
-        secret_hash: String::new(),
-        role: crate::oauth::Role::Platform,
-        redirect_uris: vec![],
-        allowed_purposes: vec![],
-        region: "EEA".into(),
-        created_at: chrono::Utc::now(),
-        token_endpoint_auth_method: crate::oauth::AuthMethod::PrivateKeyJwt,
-        jwks: None,
-        jwks_uri: Some(jwks_uri.to_owned()),
-        dpop_bound_access_tokens: true,
-        webhook_url: None,
-        bank_id: None,
-        registration_token_hash: String::new(),
-    }
+    Client::with_keys(None, Some(jwks_uri.to_owned()))
 }
 
 fn loopback_keys() -> ClientKeys {
