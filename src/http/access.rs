@@ -10,16 +10,13 @@
 //! Fail closed: a record that cannot be committed turns the response into a 503 and nothing
 //! is released.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use futures_util::future::{BoxFuture, FutureExt};
 use http::{HeaderMap, HeaderName};
-use tower::{Layer, Service};
 use tracing::Instrument;
 
 use super::authn::{Challenge, Presented, Scheme, Verifier, insert_nonce};
@@ -59,14 +56,14 @@ pub fn presence(headers: &HeaderMap) -> Presence {
 /// What the access layer needs: token checks, the request-state read, the policies in force,
 /// the auditor.
 #[derive(Clone)]
-pub struct AccessLayer {
+pub struct AccessCheck {
     verifier: Verifier,
     store: Arc<dyn AccessReads>,
     policies: Live,
     auditor: Auditor,
 }
 
-impl AccessLayer {
+impl AccessCheck {
     /// Checks tokens with `verifier`, reads each request's state from `store`, decides under
     /// the policies in force and records through `auditor`.
     pub fn new(
@@ -75,7 +72,7 @@ impl AccessLayer {
         policies: Live,
         auditor: Auditor,
     ) -> Self {
-        AccessLayer {
+        AccessCheck {
             verifier,
             store,
             policies,
@@ -85,7 +82,7 @@ impl AccessLayer {
 
     /// The layer for a running gateway.
     pub fn for_app(app: &crate::app::App) -> Self {
-        AccessLayer::new(
+        AccessCheck::new(
             Verifier::for_app(app),
             app.store.clone(),
             app.policies.clone(),
@@ -94,84 +91,47 @@ impl AccessLayer {
     }
 }
 
-impl<S> Layer<S> for AccessLayer {
-    type Service = AccessCheck<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AccessCheck {
-            inner,
-            layer: self.clone(),
+/// The access check of a data request: authenticates, decides, and either answers the
+/// audited denial or hands the [`Grant`] to the handler. A middleware:
+/// `axum::middleware::from_fn_with_state(AccessCheck::for_app(app), check)`.
+pub async fn check(State(layer): State<AccessCheck>, mut request: Request, next: Next) -> Response {
+    let sealer = &layer.verifier.sealer;
+    let presented = match layer.verifier.verify(&request) {
+        Ok(presented) => presented,
+        Err(challenge) => return challenge.into_response(sealer),
+    };
+    RequestLog::client(&request, &presented.claims.client_id);
+    // The stack routes only data paths here.
+    let Some(path) = DataPath::parse(request.uri().path()) else {
+        return Error::NotFound("no such data path".into()).into_response();
+    };
+    let presence = presence(request.headers());
+    let request_id = super::request_id(request.headers());
+    let span = tracing::info_span!(
+        "access_decision",
+        client_id = %presented.claims.client_id,
+        decision = tracing::field::Empty,
+    );
+    let decided = layer
+        .decide(&presented, &path, presence, request_id.as_deref())
+        .instrument(span.clone())
+        .await;
+    span.record("decision", if decided.is_ok() { "allow" } else { "deny" });
+    let mut response = match decided {
+        Ok(grant) => {
+            RequestLog::bank(&request, &grant.consent.bank_id);
+            request.extensions_mut().insert(grant);
+            next.run(request).await
         }
+        Err(response) => response,
+    };
+    if presented.proof.is_some() {
+        insert_nonce(sealer, response.headers_mut());
     }
+    response
 }
 
-/// See [`AccessLayer`].
-#[derive(Clone)]
-pub struct AccessCheck<S> {
-    inner: S,
-    layer: AccessLayer,
-}
-
-impl<S> Service<Request> for AccessCheck<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
-        let presented = layer.verifier.verify(&request);
-        let path = DataPath::parse(request.uri().path());
-        let presence = presence(request.headers());
-        let request_id = super::request_id(request.headers());
-        async move {
-            let sealer = &layer.verifier.sealer;
-            let presented = match presented {
-                Ok(presented) => presented,
-                Err(challenge) => return Ok(challenge.into_response(sealer)),
-            };
-            RequestLog::client(&request, &presented.claims.client_id);
-            // The stack routes only data paths here.
-            let Some(path) = path else {
-                return Ok(Error::NotFound("no such data path".into()).into_response());
-            };
-            let span = tracing::info_span!(
-                "access_decision",
-                client_id = %presented.claims.client_id,
-                decision = tracing::field::Empty,
-            );
-            let decided = layer
-                .decide(&presented, &path, presence, request_id.as_deref())
-                .instrument(span.clone())
-                .await;
-            span.record("decision", if decided.is_ok() { "allow" } else { "deny" });
-            let mut response = match decided {
-                Ok(grant) => {
-                    RequestLog::bank(&request, &grant.consent.bank_id);
-                    request.extensions_mut().insert(grant);
-                    inner.call(request).await?
-                }
-                Err(response) => response,
-            };
-            if presented.proof.is_some() {
-                insert_nonce(sealer, response.headers_mut());
-            }
-            Ok(response)
-        }
-        .boxed()
-    }
-}
-
-impl AccessLayer {
+impl AccessCheck {
     /// Reads the state and decides; a denial comes back as its audited response.
     async fn decide(
         &self,

@@ -19,17 +19,14 @@
 //! gets a challenge in the scheme it used, with `error="invalid_token"` (or
 //! `invalid_dpop_proof`, `use_dpop_nonce` with a fresh `DPoP-Nonce`), DPoP's with `algs`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use futures_util::future::{BoxFuture, FutureExt};
 use http::HeaderValue;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use tower::{Layer, Service};
 use tracing::Instrument;
 
 use super::observe::RequestLog;
@@ -38,8 +35,7 @@ use crate::error::Error;
 use crate::oauth::dpop::{self, DPOP_HEADER, DPOP_NONCE_HEADER, DpopError, Expected, Nonces};
 use crate::oauth::tokens::{AccessClaims, TokenService};
 use crate::oauth::{CONSENTS_MANAGE, Role};
-use crate::store::Store;
-use crate::store::access::{AccessQuery, AccessState, ProofSpend, TokenState};
+use crate::store::access::{AccessQuery, AccessReads, AccessState, ProofSpend, TokenState};
 
 /// Who is calling, from a verified access token and its client's registration.
 #[derive(Debug, Clone)]
@@ -318,100 +314,61 @@ pub fn check_state(presented: &Presented, state: &AccessState) -> Result<(), Cha
     Ok(())
 }
 
-/// Builds [`Authn`].
+/// What [`authenticate`] needs: the token checks and the read of the token's record.
 #[derive(Clone)]
-pub struct AuthnLayer {
+pub struct Authn {
     verifier: Verifier,
-    store: Arc<dyn Store>,
+    store: Arc<dyn AccessReads>,
 }
 
-impl AuthnLayer {
-    /// The layer for a running gateway.
+impl Authn {
+    /// The checks of a running gateway.
     pub fn for_app(app: &crate::app::App) -> Self {
-        AuthnLayer {
+        Authn {
             verifier: Verifier::for_app(app),
             store: app.store.clone(),
         }
     }
 }
 
-impl<S> Layer<S> for AuthnLayer {
-    type Service = Authn<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Authn {
-            inner,
-            verifier: self.verifier.clone(),
-            store: self.store.clone(),
-        }
+/// Rejects requests without a valid access token (401); inserts [`Principal`] otherwise. A
+/// middleware: `axum::middleware::from_fn_with_state(Authn::for_app(app), authenticate)`.
+pub async fn authenticate(
+    State(authn): State<Authn>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let sealer = &authn.verifier.sealer;
+    let presented = match authn.verifier.verify(&request) {
+        Ok(presented) => presented,
+        Err(challenge) => return challenge.into_response(sealer),
+    };
+    let query = AccessQuery {
+        jti: presented.claims.jti.clone(),
+        client_id: presented.claims.client_id.clone(),
+        proof: presented.proof_spend(),
+        data: None,
+    };
+    let read = tracing::info_span!("store_read", read = "access_state");
+    let state = match authn.store.access_state(&query).instrument(read).await {
+        Ok(state) => state,
+        Err(error) => return Error::Store(error).into_response(),
+    };
+    if let Err(challenge) = check_state(&presented, &state) {
+        return challenge.into_response(sealer);
     }
-}
-
-/// Rejects requests without a valid access token (401); inserts [`Principal`] otherwise.
-#[derive(Clone)]
-pub struct Authn<S> {
-    inner: S,
-    verifier: Verifier,
-    store: Arc<dyn Store>,
-}
-
-impl<S> Service<Request> for Authn<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
+    let Some(client) = state.client else {
+        return Challenge::InvalidToken(presented.scheme, INVALID_TOKEN).into_response(sealer);
+    };
+    let bound = presented.proof.is_some();
+    RequestLog::client(&request, &presented.claims.client_id);
+    request.extensions_mut().insert(Principal {
+        claims: Arc::new(presented.claims),
+        role: client.role,
+    });
+    let mut response = next.run(request).await;
+    if bound {
+        insert_nonce(sealer, response.headers_mut());
     }
-
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        // The clone that was driven to readiness serves this call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let verifier = self.verifier.clone();
-        let store = self.store.clone();
-        let presented = verifier.verify(&request);
-        async move {
-            let sealer = &verifier.sealer;
-            let presented = match presented {
-                Ok(presented) => presented,
-                Err(challenge) => return Ok(challenge.into_response(sealer)),
-            };
-            let query = AccessQuery {
-                jti: presented.claims.jti.clone(),
-                client_id: presented.claims.client_id.clone(),
-                proof: presented.proof_spend(),
-                data: None,
-            };
-            let read = tracing::info_span!("store_read", read = "access_state");
-            let state = match store.access_state(&query).instrument(read).await {
-                Ok(state) => state,
-                Err(error) => return Ok(Error::Store(error).into_response()),
-            };
-            if let Err(challenge) = check_state(&presented, &state) {
-                return Ok(challenge.into_response(sealer));
-            }
-            let Some(client) = state.client else {
-                return Ok(
-                    Challenge::InvalidToken(presented.scheme, INVALID_TOKEN).into_response(sealer)
-                );
-            };
-            let bound = presented.proof.is_some();
-            RequestLog::client(&request, &presented.claims.client_id);
-            request.extensions_mut().insert(Principal {
-                claims: Arc::new(presented.claims),
-                role: client.role,
-            });
-            let mut response = inner.call(request).await?;
-            if bound {
-                insert_nonce(sealer, response.headers_mut());
-            }
-            Ok(response)
-        }
-        .boxed()
-    }
+    response
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
+use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use tower::ServiceBuilder;
@@ -19,8 +20,8 @@ use tower_http::sensitive_headers::{
 use tower_http::trace::TraceLayer;
 
 use super::X_REQUEST_ID;
-use super::access::AccessLayer;
-use super::authn::AuthnLayer;
+use super::access::{self, AccessCheck};
+use super::authn::{self, Authn};
 use super::observe::ObserveLayer;
 use super::problem::ProblemLayer;
 use super::routes;
@@ -36,42 +37,48 @@ pub fn service(app: Arc<App>) -> GatewayService {
     // Data: one access decision (token, consent, policy, budget: one read of the store),
     // audited at once when it denies; the handler audits what it releases before it leaves.
     let data = ServiceBuilder::new()
-        .layer(AccessLayer::for_app(&app)) // inserts Grant
+        .layer(from_fn_with_state(
+            AccessCheck::for_app(&app),
+            access::check,
+        )) // inserts Grant
         .service(routes::data::service(app.clone()));
+
+    // The other API routes: authenticated (inserts Principal), then each route checks it.
+    let authn = from_fn_with_state(Authn::for_app(&app), authn::authenticate);
 
     // Compliance: authenticated; the routes check the compliance scope and audit each query.
     let compliance = ServiceBuilder::new()
-        .layer(AuthnLayer::for_app(&app))
+        .layer(authn.clone())
         .service(routes::compliance::router(app.clone()));
 
     // A bank's own adapter: authenticated; the routes check the bank principal (audited).
     let bank_adapters = ServiceBuilder::new()
-        .layer(AuthnLayer::for_app(&app))
+        .layer(authn.clone())
         .service(routes::banks::adapter_router(app.clone()));
 
     // Consent management: authenticated; the routes check tenant and token kind.
     let consents = ServiceBuilder::new()
-        .layer(AuthnLayer::for_app(&app))
+        .layer(authn.clone())
         .service(routes::consents::router(app.clone()));
 
     // Payments: authenticated; the routes check the payment token and its consent.
     let payments = ServiceBuilder::new()
-        .layer(AuthnLayer::for_app(&app))
+        .layer(authn.clone())
         .service(routes::payments::router(app.clone()));
 
     // Verification of payee: authenticated; the route checks the platform's management token.
     let payee_verifications = ServiceBuilder::new()
-        .layer(AuthnLayer::for_app(&app))
+        .layer(authn.clone())
         .service(routes::payee_verifications::router(app.clone()));
 
     // The payee directory: authenticated; the routes check the payee consent's token.
     let payees = ServiceBuilder::new()
-        .layer(AuthnLayer::for_app(&app))
+        .layer(authn.clone())
         .service(routes::payees::router(app.clone()));
 
     // Notification subscriptions: authenticated; the routes check tenant and token kind.
     let subscriptions = ServiceBuilder::new()
-        .layer(AuthnLayer::for_app(&app))
+        .layer(authn.clone())
         .service(routes::subscriptions::router(app.clone()));
 
     let mut router = Router::new()

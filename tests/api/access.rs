@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use bankgate::consent::{Consent, ConsentStatus};
 use bankgate::demo::account_information;
-use bankgate::http::access::AccessLayer;
+use bankgate::http::access::{self, AccessCheck};
 use bankgate::http::authn::Verifier;
 use bankgate::model::Scope;
 use bankgate::oauth::IssuedToken;
@@ -663,7 +663,7 @@ async fn the_decision_reads_the_store_once(kind: StoreKind) {
     let (token, _) = gateway.platform.connect(&detail).await.unwrap();
     let reads = Arc::new(AtomicUsize::new(0));
     let app = &gateway.app;
-    let layer = AccessLayer::new(
+    let check = AccessCheck::new(
         Verifier::for_app(app),
         Arc::new(Counting {
             inner: app.store.clone(),
@@ -691,7 +691,7 @@ async fn the_decision_reads_the_store_once(kind: StoreKind) {
             }
         })
     };
-    let service = layer.layer(handler);
+    let service = axum::middleware::from_fn_with_state(check, access::check).layer(handler);
     let request = |token: &str| {
         axum::extract::Request::builder()
             .uri("/v1/accounts/acc-1/balances")
