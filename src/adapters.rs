@@ -268,6 +268,16 @@ pub struct BankAccount {
     pub account: Account,
 }
 
+impl BankAccount {
+    /// The link between the id the platform sees and the bank's reference, to remember.
+    pub fn account_ref(&self) -> AccountRef {
+        AccountRef {
+            account_id: self.account.id.clone(),
+            bank_ref: self.bank_ref.clone(),
+        }
+    }
+}
+
 pub use crate::payments::{BankPayment, PaymentOrder};
 
 /// Payment initiation at a bank, for profiles whose standard has it
@@ -721,6 +731,41 @@ impl Adapter {
     /// The data scopes this bank offers.
     pub fn scopes(&self) -> Vec<Scope> {
         self.profile.scopes()
+    }
+
+    /// Lists the accounts the session's consent covers, under the ids `platform` sees
+    /// ([`key_account_ids`]).
+    pub async fn accounts_for(
+        &self,
+        session: BankSession<'_>,
+        sealer: &crate::crypto::Sealer,
+        platform: &str,
+    ) -> Result<Vec<BankAccount>, AdapterError> {
+        let mut listed = self.profile.accounts(&self.bank, session).await?;
+        key_account_ids(sealer, platform, &mut listed);
+        Ok(listed)
+    }
+
+    /// The transactions of one account from `from` on: the bank is not asked for older ones,
+    /// and whatever it returns beyond the window is dropped (an undated one is kept).
+    pub async fn transactions_from(
+        &self,
+        session: BankSession<'_>,
+        bank_ref: &str,
+        account_id: &str,
+        from: NaiveDate,
+    ) -> Result<Vec<Transaction>, AdapterError> {
+        let mut transactions = self
+            .profile
+            .transactions(&self.bank, session, bank_ref, account_id, Some(from))
+            .await?;
+        transactions.retain(|transaction| {
+            transaction
+                .booking_date
+                .or(transaction.value_date)
+                .is_none_or(|date| date >= from)
+        });
+        Ok(transactions)
     }
 }
 

@@ -21,7 +21,7 @@ use oauth2::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::{AdapterError, Bank};
+use crate::adapters::{AdapterError, Bank, BankSession};
 
 pub mod auth;
 pub mod discovery;
@@ -95,6 +95,16 @@ impl std::fmt::Debug for BankGrant {
             .field("expires_at", &self.expires_at)
             .field("bank_consent_id", &self.bank_consent_id)
             .finish_non_exhaustive()
+    }
+}
+
+impl BankGrant {
+    /// The credentials a data call presents with this grant.
+    pub fn session(&self) -> BankSession<'_> {
+        BankSession {
+            access_token: &self.access_token,
+            bank_consent_id: self.bank_consent_id.as_deref(),
+        }
     }
 }
 

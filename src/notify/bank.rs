@@ -8,8 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::engine::{AccountData, BankRead, BankReader, ReadError, Reads};
-use crate::adapters::bank_oauth::{BankGrant, BankTokenError, BankTokens};
-use crate::adapters::{AccountRef, AccountRefs, AdapterError, BankSession, Grants, Registry};
+use crate::adapters::bank_oauth::{BankTokenError, BankTokens};
+use crate::adapters::{AccountRef, AccountRefs, AdapterError, BankAccount, Grants, Registry};
 use crate::consent::Consent;
 use crate::crypto::Sealer;
 
@@ -43,13 +43,6 @@ fn bank_failure(bank: &str, error: &AdapterError) -> ReadError {
     ReadError::Bank(format!("bank {bank} {kind}"))
 }
 
-fn session(grant: &BankGrant) -> BankSession<'_> {
-    BankSession {
-        access_token: &grant.access_token,
-        bank_consent_id: grant.bank_consent_id.as_deref(),
-    }
-}
-
 #[async_trait]
 impl BankReader for AdapterReader {
     async fn read(&self, consent: &Consent, reads: Reads) -> Result<BankRead, ReadError> {
@@ -73,20 +66,12 @@ impl BankReader for AdapterReader {
                 BankTokenError::Bank(error) => bank_failure(bank_id, &error),
                 _ => ReadError::Bank(format!("bank {bank_id}: no usable bank grant")),
             })?;
-        let mut listed = adapter
-            .profile
-            .accounts(&adapter.bank, session(&grant))
+        // The ids the consent's platform sees (in webhooks' links, in change detection).
+        let listed = adapter
+            .accounts_for(grant.session(), &self.sealer, &consent.client_id)
             .await
             .map_err(|error| bank_failure(bank_id, &error))?;
-        // The ids the consent's platform sees (in webhooks' links, in change detection).
-        crate::adapters::key_account_ids(&self.sealer, &consent.client_id, &mut listed);
-        let refs: Vec<AccountRef> = listed
-            .iter()
-            .map(|listed| AccountRef {
-                account_id: listed.account.id.clone(),
-                bank_ref: listed.bank_ref.clone(),
-            })
-            .collect();
+        let refs: Vec<AccountRef> = listed.iter().map(BankAccount::account_ref).collect();
         self.account_refs
             .put_account_refs(&consent.id, &refs)
             .await?;
@@ -96,34 +81,18 @@ impl BankReader for AdapterReader {
             let balances = if reads.balances {
                 adapter
                     .profile
-                    .balances(&adapter.bank, session(&grant), &listed.bank_ref, account_id)
+                    .balances(&adapter.bank, grant.session(), &listed.bank_ref, account_id)
                     .await
                     .map_err(|error| bank_failure(bank_id, &error))?
             } else {
                 Vec::new()
             };
             let transactions = match reads.transactions_from {
-                Some(from) => {
-                    let mut transactions = adapter
-                        .profile
-                        .transactions(
-                            &adapter.bank,
-                            session(&grant),
-                            &listed.bank_ref,
-                            account_id,
-                            Some(from),
-                        )
-                        .await
-                        .map_err(|error| bank_failure(bank_id, &error))?;
-                    // Whatever the bank returns beyond the window is not looked at.
-                    transactions.retain(|transaction| {
-                        transaction
-                            .booking_date
-                            .or(transaction.value_date)
-                            .is_none_or(|date| date >= from)
-                    });
-                    transactions
-                }
+                // Whatever the bank returns beyond the window is not looked at.
+                Some(from) => adapter
+                    .transactions_from(grant.session(), &listed.bank_ref, account_id, from)
+                    .await
+                    .map_err(|error| bank_failure(bank_id, &error))?,
                 None => Vec::new(),
             };
             accounts.push(AccountData {

@@ -18,9 +18,7 @@ use tower::util::BoxCloneSyncService;
 use crate::access::{Denial, Grant};
 use crate::adapters::AccountRef;
 use crate::adapters::bank_oauth::BankGrant;
-use crate::adapters::{
-    Adapter, AdapterError, BankAccount, BankSession, ConsentEnd, key_account_ids,
-};
+use crate::adapters::{Adapter, AdapterError, BankAccount, ConsentEnd};
 use crate::app::App;
 use crate::error::Error;
 use crate::http::access::{Released, release};
@@ -120,7 +118,7 @@ async fn fetch_with(
             let (account_id, bank_ref) = bank_ref(app, adapter, bank_grant, grant).await?;
             let records = adapter
                 .profile
-                .balances(&adapter.bank, session(bank_grant), &bank_ref, account_id)
+                .balances(&adapter.bank, bank_grant.session(), &bank_ref, account_id)
                 .await?;
             Ok(released("balances", &records, obligations))
         }
@@ -130,23 +128,10 @@ async fn fetch_with(
             // not even asked for older data.
             let days = obligations.history_days;
             let from = (Utc::now() - Duration::days(i64::from(days))).date_naive();
-            let mut records = adapter
-                .profile
-                .transactions(
-                    &adapter.bank,
-                    session(bank_grant),
-                    &bank_ref,
-                    account_id,
-                    Some(from),
-                )
-                .await?;
             // And whatever the bank returns beyond the window is stripped.
-            records.retain(|record| {
-                record
-                    .booking_date
-                    .or(record.value_date)
-                    .is_none_or(|date| date >= from)
-            });
+            let records = adapter
+                .transactions_from(bank_grant.session(), &bank_ref, account_id, from)
+                .await?;
             Ok(released("transactions", &records, obligations))
         }
     }
@@ -160,13 +145,6 @@ fn released<T: Serialize>(key: &str, records: &[T], obligations: &Obligations) -
         body: serde_json::json!({ key: values }),
         fields,
         n_records,
-    }
-}
-
-fn session(grant: &BankGrant) -> BankSession<'_> {
-    BankSession {
-        access_token: &grant.access_token,
-        bank_consent_id: grant.bank_consent_id.as_deref(),
     }
 }
 
@@ -198,18 +176,10 @@ async fn list_accounts(
     bank_grant: &BankGrant,
     grant: &Grant,
 ) -> Result<Vec<BankAccount>, Error> {
-    let mut listed = adapter
-        .profile
-        .accounts(&adapter.bank, session(bank_grant))
+    let listed = adapter
+        .accounts_for(bank_grant.session(), &app.sealer, &grant.consent.client_id)
         .await?;
-    key_account_ids(&app.sealer, &grant.consent.client_id, &mut listed);
-    let refs: Vec<AccountRef> = listed
-        .iter()
-        .map(|listed| AccountRef {
-            account_id: listed.account.id.clone(),
-            bank_ref: listed.bank_ref.clone(),
-        })
-        .collect();
+    let refs: Vec<AccountRef> = listed.iter().map(BankAccount::account_ref).collect();
     app.store.put_account_refs(&grant.consent.id, &refs).await?;
     Ok(listed)
 }
