@@ -23,6 +23,7 @@ use crate::app::App;
 use crate::error::Error;
 use crate::http::authn::Principal;
 use crate::http::request_id;
+use crate::http::routes::data::current_grant;
 use crate::http::routes::input::PathParams;
 use crate::payments::idempotency::{IDEMPOTENCY_KEY, IdempotencyKey, StoredResponse};
 use crate::payments::submit::{
@@ -103,15 +104,7 @@ async fn submit(
         .get(&consent.bank_id)
         .ok_or_else(|| Error::Internal("bank not loaded".into()))?;
     let grant = app.store.grant(&consent.id).await?;
-    let bank_grant = app
-        .bank_tokens
-        .current(
-            app.store.clone(),
-            app.sealer.clone(),
-            adapter.clone(),
-            grant,
-        )
-        .await?;
+    let bank_grant = current_grant(&app, &adapter, grant).await?;
     let bank = Paying {
         adapter: &adapter,
         access_token: bank_grant.access_token.clone(),
