@@ -101,6 +101,14 @@ fn check(steps: &[Step], expected: &str) {
     assert_eq!(state, expected, "{steps:?}");
 }
 
+/// Two failures in a row, at 0 s and 1 s: the circuit is open until 11 s.
+const OPENED: [Step; 2] = [Step::End(0, false, false), Step::End(1, false, false)];
+
+/// The circuit [`OPENED`], then `steps`.
+fn opened(steps: &[Step]) -> Vec<Step> {
+    [&OPENED[..], steps].concat()
+}
+
 #[test]
 fn the_circuit_opens_after_consecutive_failures_and_probes_after_the_cool_down() {
     use Step::*;
@@ -118,67 +126,23 @@ fn the_circuit_opens_after_consecutive_failures_and_probes_after_the_cool_down()
         ],
         "closed 1",
     );
-    check(
-        &[End(0, false, false), End(1, false, false)],
-        "open until 11",
-    );
-    check(
-        &[End(0, false, false), End(1, false, false), Admit(5, NO)],
-        "open until 11",
-    );
+    check(&opened(&[]), "open until 11");
+    check(&opened(&[Admit(5, NO)]), "open until 11");
     // After the cool-down one probe goes; the others wait for its verdict.
+    check(&opened(&[Admit(11, PROBE), Admit(12, NO)]), "half open");
     check(
-        &[
-            End(0, false, false),
-            End(1, false, false),
-            Admit(11, PROBE),
-            Admit(12, NO),
-        ],
-        "half open",
-    );
-    check(
-        &[
-            End(0, false, false),
-            End(1, false, false),
-            Admit(11, PROBE),
-            End(12, true, true),
-        ],
+        &opened(&[Admit(11, PROBE), End(12, true, true)]),
         "closed 0",
     );
     check(
-        &[
-            End(0, false, false),
-            End(1, false, false),
-            Admit(11, PROBE),
-            End(12, true, false),
-        ],
+        &opened(&[Admit(11, PROBE), End(12, true, false)]),
         "open until 22",
     );
-    check(
-        &[
-            End(0, false, false),
-            End(1, false, false),
-            Admit(11, PROBE),
-            Abandon(13),
-        ],
-        "open until 23",
-    );
+    check(&opened(&[Admit(11, PROBE), Abandon(13)]), "open until 23");
     // A slow call admitted before the circuit opened changes nothing when it ends.
+    check(&opened(&[End(2, false, true)]), "open until 11");
     check(
-        &[
-            End(0, false, false),
-            End(1, false, false),
-            End(2, false, true),
-        ],
-        "open until 11",
-    );
-    check(
-        &[
-            End(0, false, false),
-            End(1, false, false),
-            Admit(11, PROBE),
-            End(11, false, true),
-        ],
+        &opened(&[Admit(11, PROBE), End(11, false, true)]),
         "half open",
     );
 }
@@ -368,6 +332,16 @@ fn spawn_calls(
         .collect()
 }
 
+/// A read's outcome, which must come without the (paused) clock moving.
+async fn refused_at_once(outbound: &Outbound) -> Result<Bytes, AdapterError> {
+    tokio::time::timeout(
+        Duration::from_millis(1),
+        outbound.call(call(reqwest::Method::GET)),
+    )
+    .await
+    .expect("refused without waiting")
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_burst_beyond_the_in_flight_cap_waits_for_slots_and_is_served() {
     // Eight calls of a second each through two slots: the last ones wait three seconds, within
@@ -410,12 +384,7 @@ async fn a_call_finding_the_line_full_is_shed_at_once() {
             tokio::task::yield_now().await;
         }
         // The clock stands still: only a full line refuses this call.
-        let refused = tokio::time::timeout(
-            Duration::from_millis(1),
-            outbound.call(call(reqwest::Method::GET)),
-        )
-        .await
-        .expect("refused without waiting");
+        let refused = refused_at_once(&outbound).await;
         assert!(
             matches!(refused, Err(AdapterError::Saturated)),
             "{refused:?}"
@@ -438,12 +407,7 @@ async fn no_call_waits_for_a_slot_while_the_circuit_is_open() {
             circuit.record(Instant::now(), false, false);
         }
     });
-    let refused = tokio::time::timeout(
-        Duration::from_millis(1),
-        outbound.call(call(reqwest::Method::GET)),
-    )
-    .await
-    .expect("refused without waiting");
+    let refused = refused_at_once(&outbound).await;
     assert!(
         matches!(refused, Err(AdapterError::CircuitOpen)),
         "{refused:?}"
