@@ -9,7 +9,7 @@ use super::wire::{self, AccountsData, BalancesData, ConsentData, Envelope, Trans
 use super::{NAME, Obie};
 use crate::adapters::common::parse_body;
 use crate::adapters::testing::{self, arbitrary_json};
-use crate::adapters::{AdapterError, BankConsent, BankSession, Profile, account_id};
+use crate::adapters::{AdapterError, BankAccount, BankConsent, BankSession, Profile, account_id};
 use crate::model::{AccountType, BalanceType, Scope, TransactionStatus};
 
 const FIXTURES: &str = "obie";
@@ -401,16 +401,27 @@ async fn consent_request_fixtures_are_accepted_by_the_sandbox() {
     }
 }
 
-async fn session_at(
-    version: &str,
-    scopes: &[Scope],
-    customer: Option<&str>,
-) -> (
-    bankgate_sandbox::Sandbox,
-    crate::adapters::Bank,
-    String,
-    String,
-) {
+/// A consent authorised at the OBIE sandbox bank.
+struct Authorised {
+    _sandbox: bankgate_sandbox::Sandbox,
+    bank: crate::adapters::Bank,
+    consent_id: String,
+    token: String,
+}
+
+impl Authorised {
+    /// The session of the consent's data calls.
+    fn session(&self) -> BankSession<'_> {
+        BankSession {
+            access_token: &self.token,
+            bank_consent_id: Some(&self.consent_id),
+        }
+    }
+}
+
+/// A consent for `scopes` created at the sandbox bank speaking `version` and authorised (by
+/// `customer` when given).
+async fn session_at(version: &str, scopes: &[Scope], customer: Option<&str>) -> Authorised {
     let (sandbox, bank) =
         testing::sandbox_bank(NAME, "obie-bank", &format!("/open-banking/{version}/aisp")).await;
     let consent = Obie
@@ -423,21 +434,37 @@ async fn session_at(
     assert_eq!(state.status, wire::ConsentStatus::AwaitingAuthorisation);
     let tokens = testing::tokens(&bank, &consent, customer).await;
     let token = tokens["access_token"].as_str().unwrap().to_owned();
-    (sandbox, bank, consent_id, token)
+    Authorised {
+        _sandbox: sandbox,
+        bank,
+        consent_id,
+        token,
+    }
+}
+
+/// Bob's consent for `scopes` at the sandbox bank speaking `version`, and his accounts there.
+/// His current account, the first, has the same id whatever the scopes: it is keyed on the
+/// IBAN.
+async fn bobs_accounts(version: &str, scopes: &[Scope]) -> (Authorised, Vec<BankAccount>) {
+    let at = session_at(version, scopes, Some("bob")).await;
+    let accounts = Obie.accounts(&at.bank, at.session()).await.unwrap();
+    assert_eq!(
+        accounts[0].account.id,
+        account_id("obie-bank", "GB62BKGT40051531926819")
+    );
+    (at, accounts)
 }
 
 #[tokio::test]
 async fn round_trip_through_the_sandbox_bank_in_both_versions() {
     for version in ["v3.1", "v4.0"] {
-        let (_sandbox, bank, consent_id, token) = session_at(version, ALL, None).await;
-        let state = Obie.consent_state(&bank, &consent_id).await.unwrap();
+        let at = session_at(version, ALL, None).await;
+        let bank = &at.bank;
+        let state = Obie.consent_state(bank, &at.consent_id).await.unwrap();
         assert_eq!(state.status, wire::ConsentStatus::Authorised);
-        let session = BankSession {
-            access_token: &token,
-            bank_consent_id: Some(&consent_id),
-        };
+        let session = at.session();
 
-        let accounts = Obie.accounts(&bank, session).await.unwrap();
+        let accounts = Obie.accounts(bank, session).await.unwrap();
         let refs: Vec<&str> = accounts.iter().map(|a| a.bank_ref.as_str()).collect();
         assert_eq!(
             refs,
@@ -457,7 +484,7 @@ async fn round_trip_through_the_sandbox_bank_in_both_versions() {
         );
 
         let balances = Obie
-            .balances(&bank, session, "alice-giro", &giro.id)
+            .balances(bank, session, "alice-giro", &giro.id)
             .await
             .unwrap();
         let closing = balances
@@ -483,7 +510,7 @@ async fn round_trip_through_the_sandbox_bank_in_both_versions() {
         assert_eq!(limit.amount.to_string(), "2000.00");
 
         // Five decimals in the savings accrual, as the bank keeps them.
-        let all = testing::alice_history(&Obie, &bank, session, &accounts, "1.23456").await;
+        let all = testing::alice_history(&Obie, bank, session, &accounts, "1.23456").await;
         let cafe = all.iter().find(|t| t.id == "tx-alice-giro-14").unwrap();
         assert_eq!(
             (
@@ -509,11 +536,11 @@ async fn round_trip_through_the_sandbox_bank_in_both_versions() {
             bank_consent_id: None,
         };
         assert!(matches!(
-            Obie.accounts(&bank, forged).await,
+            Obie.accounts(bank, forged).await,
             Err(AdapterError::Status { status: 401 })
         ));
         assert!(matches!(
-            Obie.balances(&bank, session, "bob-card", "x").await,
+            Obie.balances(bank, session, "bob-card", "x").await,
             Err(AdapterError::Status { status: 404 })
         ));
     }
@@ -521,23 +548,13 @@ async fn round_trip_through_the_sandbox_bank_in_both_versions() {
 
 #[tokio::test]
 async fn permissions_bound_what_the_bank_serves() {
-    let (_sandbox, bank, consent_id, token) =
-        session_at("v4.0", &[Scope::Balances], Some("bob")).await;
-    let session = BankSession {
-        access_token: &token,
-        bank_consent_id: Some(&consent_id),
-    };
-    let accounts = Obie.accounts(&bank, session).await.unwrap();
-    // The same account id whatever the scopes: it is keyed on the IBAN.
+    let (at, accounts) = bobs_accounts("v4.0", &[Scope::Balances]).await;
+    let (bank, session) = (&at.bank, at.session());
     let current = &accounts[0].account;
-    assert_eq!(
-        current.id,
-        account_id("obie-bank", "GB62BKGT40051531926819")
-    );
     let wallet = &accounts[1].account;
     assert_eq!(wallet.currency, "XXX");
     let balances = Obie
-        .balances(&bank, session, "bob-wallet", &wallet.id)
+        .balances(bank, session, "bob-wallet", &wallet.id)
         .await
         .unwrap();
     let usd: Vec<String> = balances
@@ -547,24 +564,15 @@ async fn permissions_bound_what_the_bank_serves() {
         .collect();
     assert_eq!(usd, ["-18.40", "-18.40"]);
     assert!(matches!(
-        Obie.transactions(&bank, session, "bob-current", &current.id, None)
+        Obie.transactions(bank, session, "bob-current", &current.id, None)
             .await,
         Err(AdapterError::Status { status: 403 })
     ));
 
     // Detail identifiers of a GB account: sort code and account number beside the IBAN.
-    let (_sandbox, bank, consent_id, token) =
-        session_at("v3.1", &[Scope::Accounts], Some("bob")).await;
-    let session = BankSession {
-        access_token: &token,
-        bank_consent_id: Some(&consent_id),
-    };
-    let accounts = Obie.accounts(&bank, session).await.unwrap();
+    let (at, accounts) = bobs_accounts("v3.1", &[Scope::Accounts]).await;
+    let (bank, session) = (&at.bank, at.session());
     let current = &accounts[0].account;
-    assert_eq!(
-        current.id,
-        account_id("obie-bank", "GB62BKGT40051531926819")
-    );
     assert_eq!(
         (
             current.sort_code.as_deref(),
@@ -573,7 +581,7 @@ async fn permissions_bound_what_the_bank_serves() {
         (Some("400515"), Some("31926819"))
     );
     assert!(matches!(
-        Obie.balances(&bank, session, "bob-current", &current.id)
+        Obie.balances(bank, session, "bob-current", &current.id)
             .await,
         Err(AdapterError::Status { status: 403 })
     ));
