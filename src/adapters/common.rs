@@ -272,6 +272,15 @@ impl Amount {
     }
 }
 
+/// A payment's `instructedAmount` as Berlin Group and STET write it (ISO 20022's currency and
+/// amount, both required); the amount is kept as raw JSON text, to be read exactly
+/// ([`decimal`]).
+#[derive(Debug, Deserialize)]
+pub struct InstructedAmount {
+    pub currency: String,
+    pub amount: Box<RawValue>,
+}
+
 /// A Berlin Group or STET balance's amount, currency and time: `balanceAmount`, and
 /// `lastChangeDateTime` or else a `referenceDate` alone, taken as the start of that day, UTC;
 /// `context` names the balance in errors.

@@ -3,11 +3,10 @@
 //! returns it. Amounts are strings both ways, read exactly.
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::adapters::berlin_group;
 use crate::adapters::berlin_group::wire::TppMessage;
-use crate::adapters::common::{decimal, normalise_iban};
+use crate::adapters::common::{InstructedAmount, decimal, normalise_iban};
 use crate::adapters::{AdapterError, BankPayment, PaymentOrder};
 use crate::payments::BankStatus;
 
@@ -24,20 +23,13 @@ pub struct AccountReference {
     pub currency: Option<String>,
 }
 
-/// `instructedAmount` as a bank writes it; the amount is read from its text.
-#[derive(Debug, Deserialize)]
-pub struct Amount {
-    pub currency: String,
-    pub amount: Box<RawValue>,
-}
-
 /// The body of `POST /v1/payments/{product}` (both products share it), as a bank reads it.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Initiation {
     pub end_to_end_identification: Option<String>,
     pub debtor_account: Option<AccountReference>,
-    pub instructed_amount: Amount,
+    pub instructed_amount: InstructedAmount,
     pub creditor_account: AccountReference,
     pub creditor_name: String,
     pub remittance_information_unstructured: Option<String>,

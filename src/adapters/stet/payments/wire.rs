@@ -4,9 +4,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
-use crate::adapters::common::{decimal, normalise_iban};
+use crate::adapters::common::{InstructedAmount, decimal, normalise_iban};
 use crate::adapters::stet::wire as stet_wire;
 use crate::adapters::{AdapterError, BankPayment, PaymentOrder};
 use crate::payments::BankStatus;
@@ -73,12 +72,6 @@ pub struct PaymentId {
     pub end_to_end_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Amount {
-    pub currency: String,
-    pub amount: Box<RawValue>,
-}
-
 /// `remittanceInformation`: an array of lines (1.4) or an object with `unstructured` lines.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -101,7 +94,7 @@ impl Remittance {
 #[serde(rename_all = "camelCase")]
 pub struct Transaction {
     pub payment_id: Option<PaymentId>,
-    pub instructed_amount: Amount,
+    pub instructed_amount: InstructedAmount,
     pub remittance_information: Option<Remittance>,
     pub transaction_status: Option<String>,
     pub status_reason_information: Option<String>,
