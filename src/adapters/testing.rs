@@ -140,22 +140,43 @@ pub fn check_expected(dir: &str, name: &str, actual: &Value) {
     );
 }
 
-/// Starts the sandbox of `profile` (auto-approving) and a [`Bank`] for it whose API base is
-/// the origin plus `api_path`.
-pub async fn sandbox_bank(profile: &str, bank_id: &str, api_path: &str) -> (Sandbox, Bank) {
+/// A sandbox bank of `profile` on a free loopback port, approving every consent, where
+/// bankgate is the client `bankgate` with `client_secret` (and no FAPI requirements).
+pub fn sandbox_config(profile: &str, client_secret: &str) -> SandboxConfig {
     // reqwest is built without a default TLS provider; `Bank::new` panics unless one is set.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let client_secret = crypto::random_token(24).unwrap();
-    let sandbox = sandbox::start(SandboxConfig {
+    SandboxConfig {
         profile: profile.into(),
         addr: ([127, 0, 0, 1], 0).into(),
         client_id: "bankgate".into(),
-        client_secret: client_secret.clone(),
+        client_secret: client_secret.into(),
         approval: Approval::Auto,
         fapi: Default::default(),
-    })
-    .await
-    .unwrap();
+    }
+}
+
+/// Starts the sandbox of `profile` ([`sandbox_config`]) and a [`Bank`] for it whose API base
+/// is the origin plus `api_path`.
+pub async fn sandbox_bank(profile: &str, bank_id: &str, api_path: &str) -> (Sandbox, Bank) {
+    let client_secret = crypto::random_token(24).unwrap();
+    let sandbox = sandbox::start(sandbox_config(profile, &client_secret))
+        .await
+        .unwrap();
+    let bank = sandbox_bank_at(&sandbox, profile, bank_id, api_path, &client_secret, "");
+    (sandbox, bank)
+}
+
+/// A [`Bank`] speaking `profile` to `sandbox`, whose API base is the origin plus `api_path`,
+/// where bankgate's secret is `client_secret`; `oauth` adds lines to the manifest's `[oauth]`
+/// table.
+pub fn sandbox_bank_at(
+    sandbox: &Sandbox,
+    profile: &str,
+    bank_id: &str,
+    api_path: &str,
+    client_secret: &str,
+    oauth: &str,
+) -> Bank {
     let origin = &sandbox.origin;
     let manifest: Manifest = toml::from_str(&format!(
         r#"
@@ -171,13 +192,19 @@ pub async fn sandbox_bank(profile: &str, bank_id: &str, api_path: &str) -> (Sand
         revocation_endpoint = "{origin}/oauth/revoke"
         client_id_env = "TEST_BANK_CLIENT_ID"
         client_secret_env = "TEST_BANK_CLIENT_SECRET"
+        {oauth}
         "#
     ))
     .unwrap();
     // The sandbox listens on loopback: the development opt-out.
     let egress = crate::egress::Egress::new(true);
-    let bank = Bank::new(manifest, "bankgate".into(), Some(client_secret), &egress).unwrap();
-    (sandbox, bank)
+    Bank::new(
+        manifest,
+        "bankgate".into(),
+        Some(client_secret.into()),
+        &egress,
+    )
+    .unwrap()
 }
 
 /// Follows the authorization redirect by hand (as `customer` when given) and returns the

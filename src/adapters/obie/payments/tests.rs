@@ -101,54 +101,39 @@ fn bankgate_sends_what_a_bank_reads_back() {
 async fn signing_sandbox(dpop: bool) -> (bankgate_sandbox::Sandbox, crate::adapters::Bank) {
     use std::sync::Arc;
 
-    use bankgate_sandbox::{Approval, SandboxConfig, SandboxFapi};
+    use bankgate_sandbox::{SandboxConfig, SandboxFapi};
 
-    use crate::adapters::manifest::Manifest;
     use crate::jose::ClientKey;
 
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let key = ClientKey::generate_es256().unwrap();
     let sandbox = bankgate_sandbox::start_on(
         SandboxConfig {
-            profile: "obie".into(),
-            addr: ([127, 0, 0, 1], 0).into(),
-            client_id: "bankgate".into(),
-            client_secret: "unused".into(),
-            approval: Approval::Auto,
             fapi: SandboxFapi {
                 client_jwks: Some(key.jwks()),
                 require_dpop: dpop,
                 ..SandboxFapi::default()
             },
+            ..testing::sandbox_config("obie", "unused")
         },
         Arc::default(),
     )
     .await
     .unwrap();
-    let origin = &sandbox.origin;
-    let manifest: Manifest = toml::from_str(&format!(
+    let oauth = format!(
         r#"
-        id = "obie-bank"
-        name = "Test Bank UK"
-        country = "GB"
-        profile = "obie"
-        api_base_url = "{origin}/open-banking/v4.0/aisp"
-        [oauth]
-        issuer = "{origin}"
-        authorization_endpoint = "{origin}/oauth/authorize"
-        token_endpoint = "{origin}/oauth/token"
-        client_id_env = "TEST_BANK_CLIENT_ID"
-        client_secret_env = "TEST_BANK_CLIENT_SECRET"
         token_endpoint_auth_method = "private_key_jwt"
         client_key_file_env = "TEST_BANK_KEY_FILE"
         dpop = {dpop}
         "#
-    ))
-    .unwrap();
-    let egress = crate::egress::Egress::new(true);
-    let mut bank =
-        crate::adapters::Bank::new(manifest, "bankgate".into(), Some("unused".into()), &egress)
-            .unwrap();
+    );
+    let mut bank = testing::sandbox_bank_at(
+        &sandbox,
+        "obie",
+        "obie-bank",
+        "/open-banking/v4.0/aisp",
+        "unused",
+        &oauth,
+    );
     bank.keys.assertion = Some(Arc::new(key));
     if dpop {
         bank.keys.dpop = Some(Arc::new(ClientKey::generate_es256().unwrap()));
