@@ -249,22 +249,26 @@ pub async fn authorize(
     parameter("code").unwrap_or_else(|| panic!("no code in {location}"))
 }
 
+/// Sends a request to a sandbox bank; returns the status and the JSON answer.
+pub async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
 /// Redeems a code with the PKCE verifier; returns the status and the JSON answer.
 pub async fn exchange(bank: &Bank, code: &str, verifier: &str) -> (u16, Value) {
-    let response = bank
-        .http
-        .post(&bank.manifest.oauth.token_endpoint)
-        .basic_auth(&bank.client_id, bank.client_secret())
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", REDIRECT_URI),
-            ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+    answer(
+        bank.http
+            .post(&bank.manifest.oauth.token_endpoint)
+            .basic_auth(&bank.client_id, bank.client_secret())
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", REDIRECT_URI),
+                ("code_verifier", verifier),
+            ]),
+    )
+    .await
 }
 
 /// Authorises `consent` (as `customer` when given) and returns the token answer.

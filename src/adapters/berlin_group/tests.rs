@@ -221,29 +221,22 @@ async fn consent_request_fixtures_are_accepted_by_the_sandbox() {
         let mut body: Value = serde_json::from_str(&text).unwrap();
         // The examples date from 2017; a bank refuses a validUntil in the past.
         body["validUntil"] = json!("9999-12-31");
-        let created = bank
-            .http
-            .post(format!("{}/v1/consents", sandbox.origin))
-            .header("X-Request-ID", uuid::Uuid::new_v4().to_string())
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = created.status().as_u16();
-        let created: Value = created.json().await.unwrap();
+        let (status, created) = testing::answer(
+            bank.http
+                .post(format!("{}/v1/consents", sandbox.origin))
+                .header("X-Request-ID", uuid::Uuid::new_v4().to_string())
+                .json(&body),
+        )
+        .await;
         let consent_id = created["consentId"]
             .as_str()
             .unwrap_or_else(|| panic!("{name}: {created}"));
-        let consent: Value = bank
-            .http
-            .get(format!("{}/v1/consents/{consent_id}", sandbox.origin))
-            .header("X-Request-ID", uuid::Uuid::new_v4().to_string())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, consent) = testing::answer(
+            bank.http
+                .get(format!("{}/v1/consents/{consent_id}", sandbox.origin))
+                .header("X-Request-ID", uuid::Uuid::new_v4().to_string()),
+        )
+        .await;
         let actual = json!({
             "status": status,
             "consentStatus": consent["consentStatus"],

@@ -355,37 +355,24 @@ async fn consent_request_fixtures_are_accepted_by_the_sandbox() {
         let (_sandbox, bank) =
             testing::sandbox_bank(NAME, "obie-bank", &format!("/open-banking/{version}/aisp"))
                 .await;
-        let token: Value = bank
-            .http
-            .post(&bank.manifest.oauth.token_endpoint)
-            .basic_auth(&bank.client_id, bank.client_secret())
-            .form(&[("grant_type", "client_credentials"), ("scope", "accounts")])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, token) = testing::answer(
+            bank.http
+                .post(&bank.manifest.oauth.token_endpoint)
+                .basic_auth(&bank.client_id, bank.client_secret())
+                .form(&[("grant_type", "client_credentials"), ("scope", "accounts")]),
+        )
+        .await;
         let token = token["access_token"].as_str().unwrap();
         let prefix = if version == "v3.1" { "v3.1.11" } else { "v4.0" };
         let name = format!("{prefix}_post-account-access-consents_request.json");
         let mut body: Value = serde_json::from_str(&testing::fixture(FIXTURES, &name)).unwrap();
         let post = |body: Value| {
-            let bank = &bank;
-            async move {
-                let response = bank
-                    .http
+            testing::answer(
+                bank.http
                     .post(bank.url("/account-access-consents"))
                     .bearer_auth(token)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                (
-                    response.status().as_u16(),
-                    response.json::<Value>().await.unwrap(),
-                )
-            }
+                    .json(&body),
+            )
         };
         // As published, the example expires in 2017: refused.
         let (status, refusal) = post(body.clone()).await;
