@@ -12,7 +12,7 @@ use crate::adapters::{
     Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Manifest, PaymentOrder, Profile,
 };
 use crate::crypto;
-use crate::model::{Scope, Transaction};
+use crate::model::{Balance, BalanceType, Scope, Transaction};
 use bankgate_sandbox::{self as sandbox, Approval, Sandbox, SandboxConfig};
 
 /// Where bankgate's callback would be; the sandbox only compares it.
@@ -288,6 +288,28 @@ pub fn session<'a>(tokens: &'a Value, bank_consent_id: Option<&'a str>) -> BankS
         access_token: tokens["access_token"].as_str().unwrap(),
         bank_consent_id,
     }
+}
+
+/// Alice's accounts at a sandbox bank through `profile`: checks that they are her giro,
+/// savings and card accounts, in that order.
+pub async fn alice_accounts(
+    profile: &dyn Profile,
+    bank: &Bank,
+    session: BankSession<'_>,
+) -> Vec<BankAccount> {
+    let accounts = profile.accounts(bank, session).await.unwrap();
+    let refs: Vec<&str> = accounts.iter().map(|a| a.bank_ref.as_str()).collect();
+    assert_eq!(refs, ["alice-giro", "alice-savings", "alice-card"]);
+    accounts
+}
+
+/// The balance of `kind` among `balances`; there must be one.
+#[track_caller]
+pub fn balance(balances: &[Balance], kind: BalanceType) -> &Balance {
+    balances
+        .iter()
+        .find(|b| b.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind:?} balance in {balances:?}"))
 }
 
 /// Alice's history at a sandbox bank through `profile`: checks that her giro account (the

@@ -307,11 +307,7 @@ fn quirk_card_account_credit_limit_without_decimals_stays_exact() {
         card.account.account.pan_masked.as_deref(),
         Some("525412******3241")
     );
-    let limit = card
-        .balances
-        .iter()
-        .find(|b| b.kind == BalanceType::CreditLimit)
-        .unwrap();
+    let limit = testing::balance(&card.balances, BalanceType::CreditLimit);
     assert_eq!(limit.amount.to_string(), "15000");
 }
 
@@ -805,9 +801,7 @@ async fn round_trip_through_the_sandbox_bank() {
         bank_consent_id: Some(&consent_id),
     };
 
-    let accounts = profile.accounts(&bank, session).await.unwrap();
-    let refs: Vec<&str> = accounts.iter().map(|a| a.bank_ref.as_str()).collect();
-    assert_eq!(refs, ["alice-giro", "alice-savings", "alice-card"]);
+    let accounts = testing::alice_accounts(&profile, &bank, session).await;
     let giro = &accounts[0].account;
     assert_eq!(giro.id, account_id("demo-bank", "DE92999900000012345601"));
     assert_eq!(giro.iban_masked.as_deref(), Some("DE92**************5601"));
@@ -824,10 +818,7 @@ async fn round_trip_through_the_sandbox_bank() {
         .balances(&bank, session, "alice-giro", &giro.id)
         .await
         .unwrap();
-    let closing = balances
-        .iter()
-        .find(|b| b.kind == BalanceType::ClosingBooked)
-        .unwrap();
+    let closing = testing::balance(&balances, BalanceType::ClosingBooked);
     assert_eq!(closing.amount.to_string(), "-152.37");
     assert_eq!(closing.account_id, giro.id);
     assert_eq!(closing.credit_limit_included, Some(false));
@@ -840,10 +831,7 @@ async fn round_trip_through_the_sandbox_bank() {
         .balances(&bank, session, "alice-card", &card.id)
         .await
         .unwrap();
-    let non_invoiced = card_balances
-        .iter()
-        .find(|b| b.kind == BalanceType::Other("nonInvoiced".into()))
-        .unwrap();
+    let non_invoiced = testing::balance(&card_balances, BalanceType::Other("nonInvoiced".into()));
     assert_eq!(non_invoiced.amount.to_string(), "-212.45");
 
     // All history: 14 booked (two pages) and 2 pending.

@@ -269,9 +269,7 @@ async fn round_trip_through_the_sandbox_bank() {
     );
     assert_eq!(state.resources.len(), 3);
 
-    let accounts = Fdx.accounts(&bank, session).await.unwrap();
-    let refs: Vec<&str> = accounts.iter().map(|a| a.bank_ref.as_str()).collect();
-    assert_eq!(refs, ["alice-giro", "alice-savings", "alice-card"]);
+    let accounts = testing::alice_accounts(&Fdx, &bank, session).await;
     let giro = &accounts[0].account;
     assert_eq!(giro.id, account_id("fdx-bank", "accountId:alice-giro"));
     assert_eq!(

@@ -451,13 +451,7 @@ async fn round_trip_through_the_sandbox_bank_in_both_versions() {
         assert_eq!(state.status, wire::ConsentStatus::Authorised);
         let session = at.session();
 
-        let accounts = Obie.accounts(bank, session).await.unwrap();
-        let refs: Vec<&str> = accounts.iter().map(|a| a.bank_ref.as_str()).collect();
-        assert_eq!(
-            refs,
-            ["alice-giro", "alice-savings", "alice-card"],
-            "{version}"
-        );
+        let accounts = testing::alice_accounts(&Obie, bank, session).await;
         let giro = &accounts[0].account;
         assert_eq!(giro.id, account_id("obie-bank", "DE92999900000012345601"));
         assert_eq!(
@@ -474,15 +468,9 @@ async fn round_trip_through_the_sandbox_bank_in_both_versions() {
             .balances(bank, session, "alice-giro", &giro.id)
             .await
             .unwrap();
-        let closing = balances
-            .iter()
-            .find(|b| b.kind == BalanceType::ClosingBooked)
-            .unwrap();
+        let closing = testing::balance(&balances, BalanceType::ClosingBooked);
         assert_eq!(closing.amount.to_string(), "-152.37", "{version}");
-        let available = balances
-            .iter()
-            .find(|b| b.kind == BalanceType::InterimAvailable)
-            .unwrap();
+        let available = testing::balance(&balances, BalanceType::InterimAvailable);
         assert_eq!(
             (
                 available.amount.to_string().as_str(),
@@ -490,10 +478,7 @@ async fn round_trip_through_the_sandbox_bank_in_both_versions() {
             ),
             ("1760.51", Some(true))
         );
-        let limit = balances
-            .iter()
-            .find(|b| b.kind == BalanceType::CreditLimit)
-            .unwrap();
+        let limit = testing::balance(&balances, BalanceType::CreditLimit);
         assert_eq!(limit.amount.to_string(), "2000.00");
 
         // Five decimals in the savings accrual, as the bank keeps them.

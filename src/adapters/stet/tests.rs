@@ -339,9 +339,7 @@ async fn round_trip_through_the_sandbox_bank() {
     let session = testing::session(&tokens, None);
 
     // Three accounts over two pages.
-    let accounts = Stet.accounts(&bank, session).await.unwrap();
-    let refs: Vec<&str> = accounts.iter().map(|a| a.bank_ref.as_str()).collect();
-    assert_eq!(refs, ["alice-giro", "alice-savings", "alice-card"]);
+    let accounts = testing::alice_accounts(&Stet, &bank, session).await;
     let giro = &accounts[0].account;
     assert_eq!(giro.id, account_id("stet-bank", "DE92999900000012345601"));
     let card = &accounts[2].account;
