@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::detect::{self, Keys};
@@ -439,6 +440,13 @@ impl Engine {
                 .balance_digest(&consent.id, account_id, &data.balances)
         });
         let mut events = 0;
+        let refresh = Refresh {
+            consent,
+            policy,
+            released,
+            data,
+            now,
+        };
 
         // Transactions: first recorded, then announced (each new id is taken by one caller).
         let mut new: Vec<&Transaction> = Vec::new();
@@ -501,15 +509,7 @@ impl Engine {
                 for subscription in subscriptions {
                     if subscription.wants(EventType::TransactionsCreated) {
                         events += self
-                            .announce_transactions(
-                                consent,
-                                policy,
-                                subscription,
-                                released,
-                                data,
-                                &new,
-                                now,
-                            )
+                            .announce_transactions(&refresh, subscription, &new)
                             .await? as usize;
                     }
                 }
@@ -531,15 +531,7 @@ impl Engine {
             for subscription in subscriptions {
                 if subscription.wants(EventType::BalanceChanged) {
                     events += self
-                        .announce_balances(
-                            consent,
-                            policy,
-                            subscription,
-                            released,
-                            data,
-                            generation,
-                            now,
-                        )
+                        .announce_balances(&refresh, subscription, generation)
                         .await? as usize;
                 }
             }
@@ -561,16 +553,7 @@ impl Engine {
                 for subscription in subscriptions {
                     if subscription.wants(EventType::FraudSignal) {
                         events += self
-                            .announce_signal(
-                                consent,
-                                policy,
-                                subscription,
-                                released,
-                                data,
-                                &fired,
-                                generation,
-                                now,
-                            )
+                            .announce_signal(&refresh, subscription, &fired, generation)
                             .await? as usize;
                     }
                 }
@@ -584,78 +567,60 @@ impl Engine {
         Ok(events)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn announce_balances(
         &self,
-        consent: &Consent,
-        policy: &Policy,
+        refresh: &Refresh<'_>,
         subscription: &Subscription,
-        released: &Released,
-        data: &AccountData,
         generation: i64,
-        now: DateTime<Utc>,
     ) -> Result<bool, EngineError> {
         let event = EventType::BalanceChanged;
-        let account_id = &data.account.id;
-        let mut detail = thin(consent, subscription, account_id, "balances");
+        let account_id = &refresh.data.account.id;
+        let mut detail = thin(refresh.consent, subscription, account_id, "balances");
         if subscription.mode == Mode::Data {
-            let (balances, fields) = released.balances.apply(&data.balances);
-            self.audit_release(
-                consent,
-                policy,
+            let obligations = &refresh.released.balances;
+            let balances = &refresh.data.balances;
+            self.release(
+                refresh,
                 event,
                 Scope::Balances,
-                &fields,
-                balances.len(),
+                obligations,
+                balances,
+                &mut detail,
             )
             .await?;
-            detail["balances"] = Value::Array(balances);
-            if let Some(account) = released.account(&data.account) {
-                detail["account"] = account;
-            }
         }
-        let key = format!(
-            "{}:{}:{}:{account_id}:{generation}",
-            event.as_str(),
-            subscription.id,
-            consent.id
-        );
-        Ok(self
-            .outbox
-            .send(consent, event.as_str(), detail, key, now)
-            .await?)
+        self.send(
+            refresh,
+            subscription,
+            event,
+            detail,
+            &generation.to_string(),
+        )
+        .await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn announce_transactions(
         &self,
-        consent: &Consent,
-        policy: &Policy,
+        refresh: &Refresh<'_>,
         subscription: &Subscription,
-        released: &Released,
-        data: &AccountData,
         new: &[&Transaction],
-        now: DateTime<Utc>,
     ) -> Result<bool, EngineError> {
         let event = EventType::TransactionsCreated;
-        let account_id = &data.account.id;
+        let consent = refresh.consent;
+        let account_id = &refresh.data.account.id;
         let mut detail = thin(consent, subscription, account_id, "transactions");
         detail["count"] = json!(new.len());
         if subscription.mode == Mode::Data {
-            let (transactions, fields) = released.transactions.apply(new);
-            self.audit_release(
-                consent,
-                policy,
+            let obligations = &refresh.released.transactions;
+            self.release(
+                refresh,
                 event,
                 Scope::Transactions,
-                &fields,
-                transactions.len(),
+                obligations,
+                new,
+                &mut detail,
             )
             .await?;
-            detail["transactions"] = Value::Array(transactions);
-            if let Some(account) = released.account(&data.account) {
-                detail["account"] = account;
-            }
         }
         let mut ids: Vec<String> = new
             .iter()
@@ -666,36 +631,29 @@ impl Engine {
             })
             .collect();
         ids.sort();
-        let key = format!(
-            "{}:{}:{}:{account_id}:{}",
-            event.as_str(),
-            subscription.id,
-            consent.id,
-            crate::crypto::sha256_hex(ids.join(",").as_bytes())
-        );
-        Ok(self
-            .outbox
-            .send(consent, event.as_str(), detail, key, now)
-            .await?)
+        let which = crate::crypto::sha256_hex(ids.join(",").as_bytes());
+        self.send(refresh, subscription, event, detail, &which)
+            .await
     }
 
     /// A fired fraud signal: the rule (id, title, what it looks for) and, in data mode, the
     /// transaction (or balance) with the purpose's fields. Audited whatever the mode: a
     /// signal is a decision about the user's payments.
-    #[allow(clippy::too_many_arguments)]
     async fn announce_signal(
         &self,
-        consent: &Consent,
-        policy: &Policy,
+        refresh: &Refresh<'_>,
         subscription: &Subscription,
-        released: &Released,
-        data: &AccountData,
         fired: &signals::Fired<'_>,
         generation: i64,
-        now: DateTime<Utc>,
     ) -> Result<bool, EngineError> {
         let event = EventType::FraudSignal;
-        let account_id = &data.account.id;
+        let Refresh {
+            consent,
+            policy,
+            released,
+            ..
+        } = *refresh;
+        let account_id = &refresh.data.account.id;
         let signal = fired.signal;
         let mut detail = thin(consent, subscription, account_id, "transactions");
         detail["signal"] = json!({
@@ -717,10 +675,8 @@ impl Engine {
             (None, Some(_)) => (Scope::Balances, Vec::new(), 0),
             _ => (Scope::Transactions, Vec::new(), 0),
         };
-        if subscription.mode == Mode::Data
-            && let Some(account) = released.account(&data.account)
-        {
-            detail["account"] = account;
+        if subscription.mode == Mode::Data {
+            refresh.add_account(&mut detail);
         }
         self.audit(
             consent,
@@ -739,16 +695,63 @@ impl Engine {
             }
             None => format!("g{generation}"),
         };
+        self.send(
+            refresh,
+            subscription,
+            event,
+            detail,
+            &format!("{}:{which}", signal.id),
+        )
+        .await
+    }
+
+    /// Puts the `records` the purpose allows into `detail` under the scope's name, with the
+    /// account's own fields, after auditing them as a release.
+    async fn release<T: Serialize + Sync>(
+        &self,
+        refresh: &Refresh<'_>,
+        event: EventType,
+        scope: Scope,
+        obligations: &Obligations,
+        records: &[T],
+        detail: &mut Value,
+    ) -> Result<(), EngineError> {
+        let (values, fields) = obligations.apply(records);
+        self.audit_release(
+            refresh.consent,
+            refresh.policy,
+            event,
+            scope,
+            &fields,
+            values.len(),
+        )
+        .await?;
+        detail[scope.as_str()] = Value::Array(values);
+        refresh.add_account(detail);
+        Ok(())
+    }
+
+    /// Enqueues `detail` for `subscription` under a key naming the event, the subscription,
+    /// the consent, the account and `which` of them it is, so that a repeated refresh
+    /// enqueues it once.
+    async fn send(
+        &self,
+        refresh: &Refresh<'_>,
+        subscription: &Subscription,
+        event: EventType,
+        detail: Value,
+        which: &str,
+    ) -> Result<bool, EngineError> {
         let key = format!(
-            "{}:{}:{}:{account_id}:{}:{which}",
+            "{}:{}:{}:{}:{which}",
             event.as_str(),
             subscription.id,
-            consent.id,
-            signal.id
+            refresh.consent.id,
+            refresh.data.account.id
         );
         Ok(self
             .outbox
-            .send(consent, event.as_str(), detail, key, now)
+            .send(refresh.consent, event.as_str(), detail, key, refresh.now)
             .await?)
     }
 
@@ -810,6 +813,25 @@ impl Released {
     fn account(&self, account: &Account) -> Option<Value> {
         let (mut values, _) = self.accounts.as_ref()?.apply(std::slice::from_ref(account));
         values.pop()
+    }
+}
+
+/// One account's refresh, as each of its announcements sees it.
+#[derive(Clone, Copy)]
+struct Refresh<'a> {
+    consent: &'a Consent,
+    policy: &'a Policy,
+    released: &'a Released,
+    data: &'a AccountData,
+    now: DateTime<Utc>,
+}
+
+impl Refresh<'_> {
+    /// Adds the account's fields the policy allows to `detail`, if any.
+    fn add_account(&self, detail: &mut Value) {
+        if let Some(account) = self.released.account(&self.data.account) {
+            detail["account"] = account;
+        }
     }
 }
 
