@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::adapters::StoredGrant;
 use crate::audit::{Action, Decision, Event};
-use crate::consent::{Consent, ConsentStatus};
+use crate::consent::{Consent, Unusable};
 use crate::model::Scope;
 use crate::oauth::tokens::AccessClaims;
 use crate::policy::{self, DataRequest, Obligations, PolicySet, Presence};
@@ -157,12 +157,9 @@ pub enum Denial {
     /// No such consent, or another client's (reported alike).
     #[error("the token is not bound to a consent of this client")]
     ConsentNotFound,
-    #[error("the consent is {}", .0.as_str())]
-    ConsentNotAuthorised(ConsentStatus),
-    #[error("the consent was revoked")]
-    ConsentRevoked,
-    #[error("the consent has expired")]
-    ConsentExpired,
+    /// Not authorised, revoked or expired.
+    #[error("{0}")]
+    Consent(Unusable),
     /// The consent, or the token, does not cover the scope.
     #[error("the consent does not cover {0}")]
     ScopeNotGranted(Scope),
@@ -205,12 +202,7 @@ pub fn decide(
     }
     let consent = owned_consent(request.claims, state).ok_or(Denial::ConsentNotFound)?;
     let scope = request.path.scope;
-    match consent.status {
-        ConsentStatus::Authorised if request.now < consent.expires_at => {}
-        ConsentStatus::Authorised | ConsentStatus::Expired => return Err(Denial::ConsentExpired),
-        ConsentStatus::Revoked => return Err(Denial::ConsentRevoked),
-        status => return Err(Denial::ConsentNotAuthorised(status)),
-    }
+    consent.check_usable(request.now).map_err(Denial::Consent)?;
     // Only a consent-bound token carries data scopes (a management or compliance token never
     // does, whatever its subject).
     let token_scope = request.claims.scopes().any(|s| s == scope.as_str());

@@ -108,6 +108,17 @@ pub struct Consent {
 }
 
 impl Consent {
+    /// Whether the consent is authorised and unexpired at `now`. An authorised consent past
+    /// its expiry is expired, whether or not it was marked so yet.
+    pub fn check_usable(&self, now: DateTime<Utc>) -> Result<(), Unusable> {
+        match self.status {
+            ConsentStatus::Authorised if now < self.expires_at => Ok(()),
+            ConsentStatus::Authorised | ConsentStatus::Expired => Err(Unusable::Expired),
+            ConsentStatus::Revoked => Err(Unusable::Revoked),
+            status => Err(Unusable::NotAuthorised(status)),
+        }
+    }
+
     /// Whether the consent lets a request for `scope` through at `now`.
     pub fn check_access(&self, scope: Scope, now: DateTime<Utc>) -> Result<(), AccessRefusal> {
         if self.status != ConsentStatus::Authorised {
@@ -134,6 +145,28 @@ impl Consent {
             expires_in_days: u32::try_from(days).unwrap_or(u32::MAX),
             user_ref: self.user_ref.clone(),
             consent_id: None,
+        }
+    }
+}
+
+/// Why a consent cannot be used at a given time; the text is safe to show the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unusable {
+    #[error("the consent is {}", .0.as_str())]
+    NotAuthorised(ConsentStatus),
+    #[error("the consent was revoked")]
+    Revoked,
+    #[error("the consent has expired")]
+    Expired,
+}
+
+impl Unusable {
+    /// The stable slug of the problem type.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Unusable::NotAuthorised(_) => "consent-not-authorised",
+            Unusable::Revoked => "consent-revoked",
+            Unusable::Expired => "consent-expired",
         }
     }
 }

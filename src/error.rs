@@ -8,6 +8,7 @@ use http::StatusCode;
 use crate::access::Denial;
 use crate::adapters::bank_oauth::BankTokenError;
 use crate::adapters::{AdapterError, ConsentEnd};
+use crate::consent::Unusable;
 use crate::lifecycle::LifecycleError;
 use crate::oauth::client_auth::ClientAuthError;
 use crate::payments::submit::Refusal as PaymentRefusal;
@@ -400,9 +401,7 @@ fn denial_type(denial: &Denial) -> ProblemType {
         Denial::TokenRevoked => p::TOKEN_REVOKED,
         Denial::ProofReplayed => p::DPOP_PROOF_REPLAYED,
         Denial::ConsentNotFound => p::CONSENT_NOT_FOUND,
-        Denial::ConsentNotAuthorised(_) => p::CONSENT_NOT_AUTHORISED,
-        Denial::ConsentRevoked => p::CONSENT_REVOKED,
-        Denial::ConsentExpired => p::CONSENT_EXPIRED,
+        Denial::Consent(unusable) => unusable_type(*unusable),
         Denial::ScopeNotGranted(_) => p::SCOPE_NOT_GRANTED,
         Denial::PlatformNotRegistered => p::PLATFORM_NOT_REGISTERED,
         Denial::Policy(refusal) => match refusal {
@@ -420,14 +419,22 @@ fn denial_type(denial: &Denial) -> ProblemType {
     }
 }
 
+/// The problem type of each reason a consent cannot be used, for data and payments alike.
+fn unusable_type(unusable: Unusable) -> ProblemType {
+    use problem_types as p;
+    match unusable {
+        Unusable::NotAuthorised(_) => p::CONSENT_NOT_AUTHORISED,
+        Unusable::Revoked => p::CONSENT_REVOKED,
+        Unusable::Expired => p::CONSENT_EXPIRED,
+    }
+}
+
 /// The problem type of each payment refusal kind.
 fn payment_type(refusal: &PaymentRefusal) -> ProblemType {
     use problem_types as p;
     match refusal {
         PaymentRefusal::NotAPaymentConsent => p::SCOPE_NOT_GRANTED,
-        PaymentRefusal::ConsentNotAuthorised(_) => p::CONSENT_NOT_AUTHORISED,
-        PaymentRefusal::ConsentRevoked => p::CONSENT_REVOKED,
-        PaymentRefusal::ConsentExpired => p::CONSENT_EXPIRED,
+        PaymentRefusal::Consent(unusable) => unusable_type(*unusable),
         PaymentRefusal::ConsentUsed => p::PAYMENT_CONSENT_USED,
         PaymentRefusal::BodyDiffers(_) => p::PAYMENT_DOES_NOT_MATCH_CONSENT,
         PaymentRefusal::KeyReused => p::PAYMENT_KEY_REUSED,
@@ -571,9 +578,9 @@ mod tests {
             Denial::TokenRevoked,
             Denial::ProofReplayed,
             Denial::ConsentNotFound,
-            Denial::ConsentNotAuthorised(ConsentStatus::Rejected),
-            Denial::ConsentRevoked,
-            Denial::ConsentExpired,
+            Denial::Consent(Unusable::NotAuthorised(ConsentStatus::Rejected)),
+            Denial::Consent(Unusable::Revoked),
+            Denial::Consent(Unusable::Expired),
             Denial::ScopeNotGranted(Scope::Balances),
             Denial::PlatformNotRegistered,
             Denial::Policy(Refusal::Withdrawn("p".into())),

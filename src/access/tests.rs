@@ -4,6 +4,7 @@ use chrono::{Duration, TimeZone, Utc};
 
 use super::*;
 use crate::adapters::AccountRef;
+use crate::consent::ConsentStatus;
 use crate::oauth::{AuthMethod, Client, Role};
 use crate::store::access::AccessCount;
 
@@ -141,19 +142,21 @@ fn denials() {
     );
     check(
         state(|s| s.consent.as_mut().unwrap().status = ConsentStatus::Revoked),
-        Err(ConsentRevoked),
+        Err(Consent(Unusable::Revoked)),
     );
     check(
         state(|s| s.consent.as_mut().unwrap().status = ConsentStatus::Expired),
-        Err(ConsentExpired),
+        Err(Consent(Unusable::Expired)),
     );
     check(
         state(|s| s.consent.as_mut().unwrap().expires_at = now()),
-        Err(ConsentExpired),
+        Err(Consent(Unusable::Expired)),
     );
     check(
         state(|s| s.consent.as_mut().unwrap().status = ConsentStatus::AwaitingAuthorisation),
-        Err(ConsentNotAuthorised(ConsentStatus::AwaitingAuthorisation)),
+        Err(Consent(Unusable::NotAuthorised(
+            ConsentStatus::AwaitingAuthorisation,
+        ))),
     );
     check(
         state(|s| s.consent.as_mut().unwrap().scopes = vec![Scope::Accounts]),

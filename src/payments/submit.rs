@@ -28,7 +28,7 @@ use super::{
     LimitRefusal, Payment, PaymentLimits, PaymentOrder, Payments, Replay, Submission, idempotency,
 };
 use crate::audit::{Action, Auditor, Decision, Event};
-use crate::consent::{Consent, ConsentStatus};
+use crate::consent::{Consent, Unusable};
 use crate::store_error::StoreError;
 
 /// When the status job looks up a payment whose submission started and never finished (the
@@ -93,12 +93,9 @@ pub struct SubmitBody {
 pub enum Refusal {
     #[error("this token's consent is not a payment consent")]
     NotAPaymentConsent,
-    #[error("the consent is {}", .0.as_str())]
-    ConsentNotAuthorised(ConsentStatus),
-    #[error("the consent was revoked")]
-    ConsentRevoked,
-    #[error("the consent has expired")]
-    ConsentExpired,
+    /// Not authorised, revoked or expired.
+    #[error("{0}")]
+    Consent(Unusable),
     #[error("the consent's payment was already submitted (with another Idempotency-Key)")]
     ConsentUsed,
     #[error("the request does not describe the consented payment ({0} differs)")]
@@ -120,9 +117,7 @@ impl Refusal {
     pub fn slug(&self) -> &'static str {
         match self {
             Refusal::NotAPaymentConsent => "scope-not-granted",
-            Refusal::ConsentNotAuthorised(_) => "consent-not-authorised",
-            Refusal::ConsentRevoked => "consent-revoked",
-            Refusal::ConsentExpired => "consent-expired",
+            Refusal::Consent(unusable) => unusable.slug(),
             Refusal::ConsentUsed => "payment-consent-used",
             Refusal::BodyDiffers(_) => "payment-does-not-match-consent",
             Refusal::KeyReused => "payment-key-reused",
@@ -298,15 +293,7 @@ impl Submitter<'_> {
         now: DateTime<Utc>,
     ) -> Result<&'r PaymentLimits, Refusal> {
         let consent = request.consent;
-        match consent.status {
-            ConsentStatus::Authorised if now >= consent.expires_at => {
-                return Err(Refusal::ConsentExpired);
-            }
-            ConsentStatus::Authorised => {}
-            ConsentStatus::Revoked => return Err(Refusal::ConsentRevoked),
-            ConsentStatus::Expired => return Err(Refusal::ConsentExpired),
-            status => return Err(Refusal::ConsentNotAuthorised(status)),
-        }
+        consent.check_usable(now).map_err(Refusal::Consent)?;
         if payment.submission != Submission::Submitted && payment.submission != Submission::Recorded
             || payment.status.is_some()
         {

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use crate::access::Denial;
 use crate::app::App;
 use crate::audit::{Action, Decision, Event};
-use crate::consent::{AccessRefusal, Consent, ConsentStatus};
+use crate::consent::{AccessRefusal, Consent, ConsentStatus, Unusable};
 use crate::error::Error;
 use crate::http::authn::Principal;
 use crate::http::request_id;
@@ -92,9 +92,13 @@ async fn payee_consent(app: &App, principal: &Principal) -> Result<Consent, Erro
         .check_access(Scope::Accounts, Utc::now())
         .map_err(|refusal| {
             Error::Denied(match refusal {
-                AccessRefusal::NotAuthorised(ConsentStatus::Revoked) => Denial::ConsentRevoked,
-                AccessRefusal::NotAuthorised(status) => Denial::ConsentNotAuthorised(status),
-                AccessRefusal::Expired => Denial::ConsentExpired,
+                AccessRefusal::NotAuthorised(ConsentStatus::Revoked) => {
+                    Denial::Consent(Unusable::Revoked)
+                }
+                AccessRefusal::NotAuthorised(status) => {
+                    Denial::Consent(Unusable::NotAuthorised(status))
+                }
+                AccessRefusal::Expired => Denial::Consent(Unusable::Expired),
                 AccessRefusal::ScopeNotGranted(scope) => Denial::ScopeNotGranted(scope),
             })
         })?;
