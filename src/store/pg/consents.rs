@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::storable;
 use super::{column, corrupt, execute, query, query_opt, record};
@@ -12,16 +13,9 @@ use crate::consent::{Consent, ConsentStatus};
 use crate::model::Scope;
 use crate::store::StoreError;
 
-const INSERT: &str = "\
-    INSERT INTO consents \
-        (id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, policy_hash, \
-         redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
-
-const GET: &str = "\
-    SELECT id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
-           policy_hash, redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at \
-    FROM consents WHERE id = $1";
+/// What [`insert`] writes and [`from_row`] reads.
+const COLUMNS: &str = "id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
+    policy_hash, redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at";
 
 /// Only moves a consent that is still in the expected state: of two racing transitions one
 /// matches no row.
@@ -34,43 +28,22 @@ const EXTEND: &str = "\
     UPDATE consents SET expires_at = $2, policy_hash = $3, updated_at = now() \
     WHERE id = $1 AND status = 'authorised' AND expires_at > $4";
 
-const LIST_OF: &str = "\
-    SELECT id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
-           policy_hash, redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at \
-    FROM consents WHERE client_id = $1 AND user_ref = $2 \
-    ORDER BY created_at DESC, id";
-
 /// Records the person who authorised a consent, as a keyed digest of their bank's identifier.
 const SET_BANK_PERSON: &str = "\
     UPDATE consents SET bank_person = $2, updated_at = now() WHERE id = $1";
-
-const LIST_OF_BANK_PERSON: &str = "\
-    SELECT id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
-           policy_hash, redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at \
-    FROM consents WHERE bank_id = $1 AND bank_person = $2 \
-    ORDER BY created_at DESC, id";
-
-/// One statement: of several instances expiring at once, each row moves (and is returned) once.
-const EXPIRE: &str = "\
-    UPDATE consents SET status = 'expired', updated_at = now() \
-    WHERE status = 'authorised' AND expires_at < $1 \
-    RETURNING id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
-              policy_hash, redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at";
-
-const EXPIRING: &str = "\
-    SELECT id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
-           policy_hash, redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at \
-    FROM consents WHERE status = 'authorised' AND expires_at >= $1 AND expires_at < $2 \
-    ORDER BY expires_at";
 
 /// Stores a new consent; `Conflict("consent")` if its id exists.
 pub async fn insert(db: &impl GenericClient, consent: &Consent) -> Result<(), StoreError> {
     let scopes: Vec<&str> = consent.scopes.iter().map(|scope| scope.as_str()).collect();
     let history_days = i64::from(consent.history_days);
+    let sql = format!(
+        "INSERT INTO consents ({COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    );
     execute(
         db,
         "consent",
-        INSERT,
+        &sql,
         &[
             &consent.id,
             &consent.client_id,
@@ -95,7 +68,8 @@ pub async fn insert(db: &impl GenericClient, consent: &Consent) -> Result<(), St
 
 /// The consent with `id`.
 pub async fn get(db: &impl GenericClient, id: &str) -> Result<Option<Consent>, StoreError> {
-    query_opt(db, "consent", GET, &[&id])
+    let sql = format!("SELECT {COLUMNS} FROM consents WHERE id = $1");
+    query_opt(db, "consent", &sql, &[&id])
         .await?
         .map(|row| from_row(&row))
         .transpose()
@@ -145,11 +119,11 @@ pub async fn list_of(
     client_id: &str,
     user_ref: &str,
 ) -> Result<Vec<Consent>, StoreError> {
-    query(db, "consent", LIST_OF, &[&client_id, &user_ref])
-        .await?
-        .iter()
-        .map(from_row)
-        .collect()
+    let sql = format!(
+        "SELECT {COLUMNS} FROM consents WHERE client_id = $1 AND user_ref = $2 \
+         ORDER BY created_at DESC, id"
+    );
+    consents(db, &sql, &[&client_id, &user_ref]).await
 }
 
 /// Moves authorised consents past their expiry to `expired`; returns the ones moved.
@@ -157,11 +131,13 @@ pub async fn expire(
     db: &impl GenericClient,
     now: DateTime<Utc>,
 ) -> Result<Vec<Consent>, StoreError> {
-    query(db, "consent", EXPIRE, &[&now])
-        .await?
-        .iter()
-        .map(from_row)
-        .collect()
+    // One statement: of several instances expiring at once, each row moves (and is returned)
+    // once.
+    let sql = format!(
+        "UPDATE consents SET status = 'expired', updated_at = now() \
+         WHERE status = 'authorised' AND expires_at < $1 RETURNING {COLUMNS}"
+    );
+    consents(db, &sql, &[&now]).await
 }
 
 /// Authorised consents expiring in `[from, until)`.
@@ -170,7 +146,21 @@ pub async fn expiring(
     from: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Vec<Consent>, StoreError> {
-    query(db, "consent", EXPIRING, &[&from, &until])
+    let sql = format!(
+        "SELECT {COLUMNS} FROM consents \
+         WHERE status = 'authorised' AND expires_at >= $1 AND expires_at < $2 \
+         ORDER BY expires_at"
+    );
+    consents(db, &sql, &[&from, &until]).await
+}
+
+/// The consents `sql` returns (it returns [`COLUMNS`]).
+async fn consents(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Consent>, StoreError> {
+    query(db, "consent", sql, params)
         .await?
         .iter()
         .map(from_row)
@@ -257,16 +247,11 @@ impl Consents for super::PgStore {
         if !storable(bank_id) || !storable(bank_person) {
             return Ok(Vec::new());
         }
-        query(
-            &self.connection().await?,
-            "consent",
-            LIST_OF_BANK_PERSON,
-            &[&bank_id, &bank_person],
-        )
-        .await?
-        .iter()
-        .map(from_row)
-        .collect()
+        let sql = format!(
+            "SELECT {COLUMNS} FROM consents WHERE bank_id = $1 AND bank_person = $2 \
+             ORDER BY created_at DESC, id"
+        );
+        consents(&self.connection().await?, &sql, &[&bank_id, &bank_person]).await
     }
 
     async fn expire_consents(&self, now: DateTime<Utc>) -> Result<Vec<Consent>, StoreError> {
