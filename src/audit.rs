@@ -697,8 +697,14 @@ impl Default for AuditConfig {
 /// dropped (after committing what it was given).
 #[derive(Clone)]
 pub struct Auditor {
-    store: Arc<dyn AuditLog>,
     queue: mpsc::Sender<writer::Submission>,
+    shared: Shared,
+}
+
+/// What an [`Auditor`] and a [`WeakAuditor`] hold besides the writer's queue.
+#[derive(Clone)]
+struct Shared {
+    store: Arc<dyn AuditLog>,
     pseudonymiser: Pseudonymiser,
     checkpointer: Arc<Checkpointer>,
     config: AuditConfig,
@@ -708,7 +714,7 @@ pub struct Auditor {
 impl std::fmt::Debug for Auditor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auditor")
-            .field("config", &self.config)
+            .field("config", &self.shared.config)
             .finish_non_exhaustive()
     }
 }
@@ -748,23 +754,25 @@ impl Auditor {
             config.checkpoint_interval,
         ));
         Auditor {
-            store,
             queue,
-            pseudonymiser,
-            checkpointer,
-            config,
-            stats,
+            shared: Shared {
+                store,
+                pseudonymiser,
+                checkpointer,
+                config,
+                stats,
+            },
         }
     }
 
     /// Batches and events the writer committed so far.
     pub fn stats(&self) -> &WriterStats {
-        &self.stats
+        &self.shared.stats
     }
 
     /// Events past the last signed checkpoint (see [`Checkpointer::lag`]).
     pub fn checkpoint_lag(&self) -> Option<i64> {
-        self.checkpointer.lag()
+        self.shared.checkpointer.lag()
     }
 
     /// Events waiting in the queue for a commit.
@@ -799,7 +807,8 @@ impl Auditor {
         let mut event = event.without_nul();
         if let Some(user_ref) = event.user_ref.take() {
             event.user_ref = Some(
-                self.pseudonymiser
+                self.shared
+                    .pseudonymiser
                     .user_ref(event.platform.as_deref(), &user_ref)
                     .await?,
             );
@@ -822,7 +831,8 @@ impl Auditor {
 
     /// Events matching `filter` (its `user_ref` pseudonymised like the stored ones).
     pub async fn events(&self, filter: &Filter) -> Result<Vec<Record>, StoreError> {
-        self.store
+        self.shared
+            .store
             .audit_events(&self.pseudonymise_filter(filter).await?)
             .await
     }
@@ -835,6 +845,7 @@ impl Auditor {
             return Ok(filter.clone());
         };
         let mut pseudonyms = self
+            .shared
             .pseudonymiser
             .pseudonyms(filter.platform.as_deref(), user_ref)
             .await?
@@ -850,6 +861,7 @@ impl Auditor {
     /// legacy one while they have no key. Makes no key.
     pub async fn pseudonym(&self, platform: &str, user_ref: &str) -> Result<String, StoreError> {
         Ok(self
+            .shared
             .pseudonymiser
             .pseudonyms(Some(platform), user_ref)
             .await?
@@ -858,7 +870,7 @@ impl Auditor {
 
     /// Signs a checkpoint at the current head now, unless one is already there.
     pub async fn checkpoint_now(&self) -> Result<Option<Checkpoint>, StoreError> {
-        self.checkpointer.checkpoint_head().await
+        self.shared.checkpointer.checkpoint_head().await
     }
 
     /// Signed checkpoints by ascending position, after `after`, at most `limit` (≤ 1000).
@@ -867,59 +879,48 @@ impl Auditor {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Checkpoint>, StoreError> {
-        self.store
+        self.shared
+            .store
             .audit_checkpoints(after, limit.clamp(1, Filter::MAX_LIMIT))
             .await
     }
 
     /// The store it writes to.
     pub fn store(&self) -> &Arc<dyn AuditLog> {
-        &self.store
+        &self.shared.store
     }
 
     /// What signs checkpoints.
     pub fn checkpointer(&self) -> &Arc<Checkpointer> {
-        &self.checkpointer
+        &self.shared.checkpointer
     }
 
     /// Its settings.
     pub fn config(&self) -> &AuditConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// A handle that does not keep the writer running.
     pub fn downgrade(&self) -> WeakAuditor {
         WeakAuditor {
-            store: self.store.clone(),
             queue: self.queue.downgrade(),
-            pseudonymiser: self.pseudonymiser.clone(),
-            checkpointer: self.checkpointer.clone(),
-            config: self.config.clone(),
-            stats: self.stats.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
 
 /// An [`Auditor`] for background tasks: usable while some `Auditor` lives.
 pub struct WeakAuditor {
-    store: Arc<dyn AuditLog>,
     queue: mpsc::WeakSender<writer::Submission>,
-    pseudonymiser: Pseudonymiser,
-    checkpointer: Arc<Checkpointer>,
-    config: AuditConfig,
-    stats: Arc<WriterStats>,
+    shared: Shared,
 }
 
 impl WeakAuditor {
     /// The auditor, unless every `Auditor` is gone.
     pub fn upgrade(&self) -> Option<Auditor> {
         Some(Auditor {
-            store: self.store.clone(),
             queue: self.queue.upgrade()?,
-            pseudonymiser: self.pseudonymiser.clone(),
-            checkpointer: self.checkpointer.clone(),
-            config: self.config.clone(),
-            stats: self.stats.clone(),
+            shared: self.shared.clone(),
         })
     }
 }
