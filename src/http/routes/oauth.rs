@@ -27,7 +27,6 @@ use crate::broker::{BankAnswer, Next, Push, Screen, ScreenDecision, payment};
 use crate::consent::{ACCOUNT_INFORMATION, AuthorizationDetail};
 use crate::error::{Error, OAuthError};
 use crate::oauth::AUDIT_READ;
-use crate::oauth::client_auth::AuthParams;
 use crate::oauth::dpop::DpopError;
 use crate::oauth::{Client, Role};
 use crate::payments::PaymentRequest;
@@ -102,7 +101,8 @@ async fn jwks(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
 #[derive(Deserialize)]
 struct ParForm {
     response_type: Option<String>,
-    client_id: Option<String>,
+    #[serde(flatten)]
+    client: token::ClientParams,
     redirect_uri: Option<String>,
     state: Option<String>,
     code_challenge: Option<String>,
@@ -110,22 +110,10 @@ struct ParForm {
     authorization_details: Option<String>,
     #[allow(dead_code)]
     scope: Option<String>,
-    client_assertion_type: Option<String>,
-    client_assertion: Option<String>,
     /// Not allowed in a pushed request (RFC 9126 §2.1); read only to refuse it.
     request_uri: Option<String>,
     /// The thumbprint of the DPoP key to bind the code to (RFC 9449 §10).
     dpop_jkt: Option<String>,
-}
-
-impl ParForm {
-    fn auth(&self) -> AuthParams<'_> {
-        AuthParams {
-            client_id: self.client_id.as_deref(),
-            client_assertion_type: self.client_assertion_type.as_deref(),
-            client_assertion: self.client_assertion.as_deref(),
-        }
-    }
 }
 
 /// `POST /oauth/par` (RFC 9126 + RFC 9396; RFC 9449 §10 for DPoP).
@@ -134,7 +122,7 @@ async fn par(
     headers: HeaderMap,
     OAuthForm(form): OAuthForm<ParForm>,
 ) -> Response {
-    let client = match token::authenticate(&app, &headers, form.auth()).await {
+    let client = match token::authenticate(&app, &headers, &form.client).await {
         Ok(client) => client,
         Err(error) => return token::Refusal::from(error).into_response(&app),
     };
@@ -220,6 +208,7 @@ async fn push(
 ) -> Result<crate::broker::Pushed, token::Refusal> {
     let invalid = |description: &str| Error::from(OAuthError::new("invalid_request", description));
     if form
+        .client
         .client_id
         .as_deref()
         .is_some_and(|id| id != client.client_id)

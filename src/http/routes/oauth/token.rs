@@ -148,15 +148,29 @@ pub(super) async fn refused(
     }
 }
 
+/// The client authentication parameters of a PAR, token or revocation form (RFC 6749 §2.3.1,
+/// RFC 7523 §2.2), read into each form with `#[serde(flatten)]`.
+#[derive(Deserialize)]
+pub(super) struct ClientParams {
+    pub(super) client_id: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
+}
+
 /// Authenticates the client of a PAR, token or revocation request.
 pub(super) async fn authenticate(
     app: &App,
     headers: &HeaderMap,
-    params: AuthParams<'_>,
+    params: &ClientParams,
 ) -> Result<Client, Error> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
+    let params = AuthParams {
+        client_id: params.client_id.as_deref(),
+        client_assertion_type: params.client_assertion_type.as_deref(),
+        client_assertion: params.client_assertion.as_deref(),
+    };
     app.client_auth
         .authenticate(&app.config.public_url, authorization, params)
         .await
@@ -204,9 +218,8 @@ pub(super) struct TokenForm {
     redirect_uri: Option<String>,
     code_verifier: Option<String>,
     refresh_token: Option<String>,
-    client_id: Option<String>,
-    client_assertion_type: Option<String>,
-    client_assertion: Option<String>,
+    #[serde(flatten)]
+    client: ClientParams,
     #[allow(dead_code)]
     scope: Option<String>,
 }
@@ -217,16 +230,7 @@ pub(super) async fn token(
     headers: HeaderMap,
     OAuthForm(form): OAuthForm<TokenForm>,
 ) -> Response {
-    let client = authenticate(
-        &app,
-        &headers,
-        AuthParams {
-            client_id: form.client_id.as_deref(),
-            client_assertion_type: form.client_assertion_type.as_deref(),
-            client_assertion: form.client_assertion.as_deref(),
-        },
-    )
-    .await;
+    let client = authenticate(&app, &headers, &form.client).await;
     let client = match client {
         Ok(client) => client,
         Err(error) => return Refusal::from(error).into_response(&app),
@@ -599,9 +603,8 @@ pub(super) struct RevocationForm {
     token: Option<String>,
     #[allow(dead_code)]
     token_type_hint: Option<String>,
-    client_id: Option<String>,
-    client_assertion_type: Option<String>,
-    client_assertion: Option<String>,
+    #[serde(flatten)]
+    client: ClientParams,
 }
 
 /// `POST /oauth/revoke` (RFC 7009). A refresh token ends its consent: the consent is revoked
@@ -614,16 +617,7 @@ pub(super) async fn revoke(
     headers: HeaderMap,
     OAuthForm(form): OAuthForm<RevocationForm>,
 ) -> Result<Response, Error> {
-    let client = authenticate(
-        &app,
-        &headers,
-        AuthParams {
-            client_id: form.client_id.as_deref(),
-            client_assertion_type: form.client_assertion_type.as_deref(),
-            client_assertion: form.client_assertion.as_deref(),
-        },
-    )
-    .await?;
+    let client = authenticate(&app, &headers, &form.client).await?;
     let Some(token) = form.token else {
         let event = client_event(Action::ConsentRevoked, &client);
         let refusal = OAuthError::new("invalid_request", "token is required").into();
