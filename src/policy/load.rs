@@ -479,7 +479,7 @@ fn validate_signals(
             );
         }
         let threshold = |file: &mut File<'_>| match &signal.amount {
-            Some(value) => signal_amount(file, id, value),
+            Some(value) => positive_amount(file, &format!("signals.{id}.amount"), "500.00", value),
             None => {
                 file.error(
                     spanned,
@@ -533,34 +533,22 @@ fn validate_signals(
     signals
 }
 
-/// A signal's amount: a decimal string greater than zero.
-fn signal_amount(file: &mut File<'_>, id: &str, value: &Spanned<String>) -> Decimal {
+/// The amount at `key` (a signal's threshold, a `[payment]` limit): a decimal string greater
+/// than zero; the error shows `example`.
+fn positive_amount(
+    file: &mut File<'_>,
+    key: &str,
+    example: &str,
+    value: &Spanned<String>,
+) -> Decimal {
     match Decimal::from_str_exact(value.get_ref().trim()) {
         Ok(amount) if amount > Decimal::ZERO => amount,
         _ => {
             file.error(
                 value,
                 format!(
-                    "signals.{id}.amount must be an amount greater than zero written as a \
-                     string (\"500.00\"), not {:?}",
-                    value.get_ref()
-                ),
-            );
-            Decimal::ZERO
-        }
-    }
-}
-
-/// An amount of a `[payment]` table: a decimal string greater than zero.
-fn amount(file: &mut File<'_>, key: &str, value: &Spanned<String>) -> Decimal {
-    match Decimal::from_str_exact(value.get_ref().trim()) {
-        Ok(amount) if amount > Decimal::ZERO => amount,
-        _ => {
-            file.error(
-                value,
-                format!(
-                    "payment.{key} must be an amount greater than zero written as a string \
-                     (\"250.00\"), not {:?}",
+                    "{key} must be an amount greater than zero written as a string \
+                     (\"{example}\"), not {:?}",
                     value.get_ref()
                 ),
             );
@@ -572,8 +560,18 @@ fn amount(file: &mut File<'_>, key: &str, value: &Spanned<String>) -> Decimal {
 /// The `[payment]` table: positive amounts, a daily limit no smaller than one payment, known
 /// ISO 4217 currencies, each once.
 fn validate_payment(file: &mut File<'_>, raw: &RawPayment) -> PaymentLimits {
-    let per_payment = amount(file, "max_amount_per_payment", &raw.max_amount_per_payment);
-    let per_day = amount(file, "max_amount_per_day", &raw.max_amount_per_day);
+    let per_payment = positive_amount(
+        file,
+        "payment.max_amount_per_payment",
+        "250.00",
+        &raw.max_amount_per_payment,
+    );
+    let per_day = positive_amount(
+        file,
+        "payment.max_amount_per_day",
+        "250.00",
+        &raw.max_amount_per_day,
+    );
     if per_payment > Decimal::ZERO && per_day > Decimal::ZERO && per_day < per_payment {
         file.error(
             &raw.max_amount_per_day,
