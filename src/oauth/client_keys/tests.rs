@@ -51,6 +51,16 @@ fn client(jwks_uri: &str) -> Client {
     Client::with_keys(None, Some(jwks_uri.to_owned()))
 }
 
+/// A publisher bankgate may not reach: the fetch is refused, and it was asked nothing.
+#[track_caller]
+fn check_not_reached(error: &impl std::fmt::Display, publisher: &Publisher) {
+    assert_eq!(
+        error.to_string(),
+        "the client's jwks_uri could not be fetched: unreachable, or not at a public address"
+    );
+    assert_eq!(publisher.requests.load(Ordering::SeqCst), 0);
+}
+
 fn loopback_keys() -> ClientKeys {
     // The publisher listens on loopback: the development opt-out.
     ClientKeys::new(&Egress::new(true)).unwrap()
@@ -124,11 +134,7 @@ async fn a_private_or_oversized_or_broken_set_is_refused_with_a_reason() {
         .for_client(&client(&publisher.uri), Some(&key.kid))
         .await
         .unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "the client's jwks_uri could not be fetched: unreachable, or not at a public address"
-    );
-    assert_eq!(publisher.requests.load(Ordering::SeqCst), 0);
+    check_not_reached(&error, &publisher);
 
     let keys = loopback_keys().with_intervals(MAX_AGE, Duration::ZERO);
     let huge = serde_json::json!({"keys": [], "padding": "x".repeat(MAX_JWKS_BYTES)});
@@ -176,9 +182,5 @@ async fn a_public_name_that_resolves_to_loopback_is_not_fetched() {
         .for_client(&rebinding, Some(&key.kid))
         .await
         .unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "the client's jwks_uri could not be fetched: unreachable, or not at a public address"
-    );
-    assert_eq!(publisher.requests.load(Ordering::SeqCst), 0);
+    check_not_reached(&error, &publisher);
 }
