@@ -12,33 +12,23 @@ pub use crate::store_error::StoreError;
 
 use async_trait::async_trait;
 
-/// Everything bankgate keeps: the umbrella of the per-aggregate traits, each defined beside its
-/// domain, for wiring only (`Arc<dyn Store>` is built once in `gateway` and handed down as the one
-/// narrow trait each part uses). Implemented by every type that implements them all.
-pub trait Store:
-    access::AccessReads
-    + crate::audit::AuditLog
-    + crate::audit::SubjectKeys
-    + crate::lifecycle::erasure::Erasure
-    + crate::consent::Consents
-    + crate::oauth::Clients
-    + crate::oauth::Authorizations
-    + crate::oauth::Tokens
-    + crate::adapters::Banks
-    + crate::adapters::Grants
-    + crate::adapters::AccountRefs
-    + crate::lifecycle::Webhooks
-    + crate::payments::Payments
-    + crate::payments::verification::VerificationCounts
-    + crate::payments::payees::Payees
-    + crate::notify::Subscriptions
-    + crate::lifecycle::retention::Retention
-    + Operational
-{
+/// Declares a trait that is the sum of `bounds` and implements it for every type that
+/// implements them all: a trait alias (stable Rust has none), with its list written once.
+macro_rules! trait_alias {
+    ($(#[$meta:meta])* $vis:vis trait $name:ident = $($bounds:tt)+) => {
+        $(#[$meta])*
+        $vis trait $name: $($bounds)+ {}
+
+        impl<T> $name for T where T: $($bounds)+ {}
+    };
 }
 
-impl<T> Store for T where
-    T: access::AccessReads
+trait_alias! {
+    /// Everything bankgate keeps: the umbrella of the per-aggregate traits, each defined beside
+    /// its domain, for wiring only (`Arc<dyn Store>` is built once in `gateway` and handed down
+    /// as the one narrow trait each part uses). Implemented by every type that implements them
+    /// all.
+    pub trait Store = access::AccessReads
         + crate::audit::AuditLog
         + crate::audit::SubjectKeys
         + crate::lifecycle::erasure::Erasure
@@ -56,7 +46,6 @@ impl<T> Store for T where
         + crate::notify::Subscriptions
         + crate::lifecycle::retention::Retention
         + Operational
-{
 }
 
 /// What an operator reads of a store as a whole: its kind and the counts the metrics sample.
