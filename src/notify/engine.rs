@@ -276,14 +276,16 @@ impl Engine {
         let pace = interval(limit);
         let next = now + pace + jitter(&consent.id, now, pace);
         if !self.outbox.has_webhook(&consent.client_id).await? {
-            self.finish(id, next, 0, Some("the platform has no webhook"))
+            self.subscriptions
+                .finish_job(id, next, 0, Some("the platform has no webhook"))
                 .await?;
             return Ok(Outcome::Idle);
         }
         let obligations = match self.obligations(&consent, &policy, &wanted, now).await? {
             Some(obligations) => obligations,
             None => {
-                self.finish(id, next, 0, Some("the policy in force refuses"))
+                self.subscriptions
+                    .finish_job(id, next, 0, Some("the policy in force refuses"))
                     .await?;
                 return Ok(Outcome::Refused);
             }
@@ -297,13 +299,14 @@ impl Engine {
             let tomorrow = now.date_naive().succ_opt().unwrap_or(now.date_naive());
             let midnight = tomorrow.and_time(chrono::NaiveTime::MIN).and_utc();
             let due = midnight + jitter(&consent.id, midnight, pace).abs();
-            self.finish(
-                id,
-                due,
-                0,
-                Some("the unattended budget of the day is spent"),
-            )
-            .await?;
+            self.subscriptions
+                .finish_job(
+                    id,
+                    due,
+                    0,
+                    Some("the unattended budget of the day is spent"),
+                )
+                .await?;
             return Ok(Outcome::BudgetSpent);
         }
         let signals_read_balances = wanted.contains(&EventType::FraudSignal)
@@ -328,7 +331,8 @@ impl Engine {
                 let failures = job.failures.saturating_add(1);
                 tracing::info!(consent = %consent.id, bank = %consent.bank_id, %error,
                     failures, "refresh failed; backing off");
-                self.finish(id, now + backoff(failures, pace), failures, Some(&error))
+                self.subscriptions
+                    .finish_job(id, now + backoff(failures, pace), failures, Some(&error))
                     .await?;
                 return Ok(Outcome::Failed);
             }
@@ -354,20 +358,8 @@ impl Engine {
                 )
                 .await?;
         }
-        self.finish(id, next, 0, None).await?;
+        self.subscriptions.finish_job(id, next, 0, None).await?;
         Ok(Outcome::Refreshed(events))
-    }
-
-    async fn finish(
-        &self,
-        consent_id: &str,
-        due_at: DateTime<Utc>,
-        failures: i32,
-        last_error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.subscriptions
-            .finish_job(consent_id, due_at, failures, last_error)
-            .await
     }
 
     /// The obligations of the policy in force for what the refresh releases, decided as an
