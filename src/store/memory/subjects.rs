@@ -1,7 +1,8 @@
 //! The people of the audit log in memory: their sealed pseudonym keys ([`SubjectKeys`]) and
 //! their erasure ([`Erasure`]), as the PostgreSQL store does them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use async_trait::async_trait;
 
@@ -11,9 +12,16 @@ use crate::crypto::Sealed;
 use crate::lifecycle::erasure::{Erased, Erasure, names_user_ref};
 use crate::store::StoreError;
 
-/// Removes the entries `keep` refuses: how many.
+/// How many entries went from `before` to `after`.
 fn removed(before: usize, after: usize) -> u64 {
     u64::try_from(before - after).unwrap_or(u64::MAX)
+}
+
+/// Removes the entries of `map` that `keep` refuses: how many.
+fn retain<K: Eq + Hash, V>(map: &mut HashMap<K, V>, keep: impl FnMut(&K, &mut V) -> bool) -> u64 {
+    let before = map.len();
+    map.retain(keep);
+    removed(before, map.len())
 }
 
 #[async_trait]
@@ -71,53 +79,31 @@ impl Erasure for MemoryStore {
             gone
         };
         erased.consents = u64::try_from(gone.len()).unwrap_or(u64::MAX);
-        {
-            let mut grants = lock(&self.grants);
-            let before = grants.len();
-            grants.retain(|_, grant| !gone.contains(&grant.consent_id));
-            erased.grants = removed(before, grants.len());
-        }
-        {
-            let mut refs = lock(&self.account_refs);
-            let before = refs.len();
-            refs.retain(|(consent_id, _), _| !gone.contains(consent_id));
-            erased.account_refs = removed(before, refs.len());
-        }
-        {
-            let mut authorizations = lock(&self.bank_authorizations);
-            let before = authorizations.len();
-            authorizations.retain(|_, authorization| !gone.contains(&authorization.consent_id));
-            erased.bank_authorizations = removed(before, authorizations.len());
-        }
-        {
-            let mut codes = lock(&self.codes);
-            let before = codes.len();
-            codes.retain(|_, (code, _)| !gone.contains(&code.consent_id));
-            erased.codes = removed(before, codes.len());
-        }
-        {
-            let mut tokens = lock(&self.refresh_tokens);
-            let before = tokens.len();
-            tokens.retain(|_, token| !gone.contains(&token.consent_id));
-            erased.refresh_tokens = removed(before, tokens.len());
-        }
-        {
-            let mut tokens = lock(&self.access_tokens);
-            let before = tokens.len();
-            tokens.retain(|_, (token, _)| {
-                token
-                    .consent_id
-                    .as_ref()
-                    .is_none_or(|consent_id| !gone.contains(consent_id))
+        erased.grants = retain(&mut lock(&self.grants), |_, grant| {
+            !gone.contains(&grant.consent_id)
+        });
+        erased.account_refs = retain(&mut lock(&self.account_refs), |(consent_id, _), _| {
+            !gone.contains(consent_id)
+        });
+        erased.bank_authorizations =
+            retain(&mut lock(&self.bank_authorizations), |_, authorization| {
+                !gone.contains(&authorization.consent_id)
             });
-            erased.access_tokens = removed(before, tokens.len());
-        }
-        {
-            let mut counts = lock(&self.access_counts);
-            let before = counts.len();
-            counts.retain(|(consent_id, _), _| !gone.contains(consent_id));
-            erased.access_counts = removed(before, counts.len());
-        }
+        erased.codes = retain(&mut lock(&self.codes), |_, (code, _)| {
+            !gone.contains(&code.consent_id)
+        });
+        erased.refresh_tokens = retain(&mut lock(&self.refresh_tokens), |_, token| {
+            !gone.contains(&token.consent_id)
+        });
+        erased.access_tokens = retain(&mut lock(&self.access_tokens), |_, (token, _)| {
+            token
+                .consent_id
+                .as_ref()
+                .is_none_or(|consent_id| !gone.contains(consent_id))
+        });
+        erased.access_counts = retain(&mut lock(&self.access_counts), |(consent_id, _), _| {
+            !gone.contains(consent_id)
+        });
         // Payee handles go with their consent (in PostgreSQL by ON DELETE CASCADE).
         lock(&self.payees).retain(|_, entry| !gone.contains(&entry.consent_id));
         erased.payments = lock(&self.payments).erase(platform, user_ref, &gone);
@@ -128,14 +114,9 @@ impl Erasure for MemoryStore {
             deliveries.retain(|delivery| !gone.contains(&delivery.consent_id));
             erased.webhook_deliveries = removed(before, deliveries.len());
         }
-        {
-            let mut requests = lock(&self.pushed_requests);
-            let before = requests.len();
-            requests.retain(|_, request| {
-                request.client_id != platform || !names_user_ref(&request.request, user_ref)
-            });
-            erased.pushed_requests = removed(before, requests.len());
-        }
+        erased.pushed_requests = retain(&mut lock(&self.pushed_requests), |_, request| {
+            request.client_id != platform || !names_user_ref(&request.request, user_ref)
+        });
         Ok(erased)
     }
 }
