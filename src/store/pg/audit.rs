@@ -18,7 +18,7 @@ use tokio_postgres::types::ToSql;
 
 use async_trait::async_trait;
 
-use super::{column, corrupt, execute, pool_error, query_one, query_opt, sql_error};
+use super::{column, corrupt, execute, pool_error, query_one, query_opt, record, sql_error};
 use crate::audit::AuditLog;
 use crate::audit::{
     self, Action, Archive, Checkpoint, Decision, Event, Filter, Partition, Record, StoredRecord,
@@ -403,12 +403,11 @@ pub async fn partitions(db: &impl GenericClient) -> Result<Vec<Partition>, Store
         .await?
         .iter()
         .map(|row| {
-            Ok(Partition {
-                name: column(row, "name")?,
+            Ok(record!(row, Partition {
+                name, dropped_at;
                 from: column(row, "from_time")?,
                 to: column(row, "to_time")?,
-                dropped_at: column(row, "dropped_at")?,
-            })
+            }))
         })
         .collect()
 }
@@ -476,26 +475,18 @@ pub async fn archives(db: &impl GenericClient) -> Result<Vec<Archive>, StoreErro
         .await?
         .iter()
         .map(|row| {
-            Ok(Archive {
-                partition: column(row, "partition")?,
-                n_events: column(row, "n_events")?,
-                first_position: column(row, "first_position")?,
-                last_position: column(row, "last_position")?,
-                sha256: column(row, "sha256")?,
-                file: column(row, "file")?,
-            })
+            Ok(record!(row, Archive {
+                partition, n_events, first_position, last_position, sha256, file;
+            }))
         })
         .collect()
 }
 
 fn checkpoint_row(row: &Row) -> Result<Checkpoint, StoreError> {
-    Ok(Checkpoint {
-        position: column(row, "position")?,
+    Ok(record!(row, Checkpoint {
+        position, time, kid, jws;
         hash: hash32(row, "hash")?,
-        time: column(row, "time")?,
-        kid: column(row, "kid")?,
-        jws: column(row, "jws")?,
-    })
+    }))
 }
 
 /// The first position chained at or after `at` (one past the head when none is): a binary
@@ -654,14 +645,12 @@ pub async fn summary(
         .iter()
         .map(|row| {
             let decision: String = column(row, "decision")?;
-            Ok(SummaryRow {
-                day: column(row, "day")?,
-                platform: column(row, "platform")?,
-                purpose: column(row, "purpose")?,
+            Ok(record!(row, SummaryRow {
+                day, platform, purpose;
                 decision: Decision::parse(&decision)
                     .ok_or_else(|| corrupt(format_args!("audit decision {decision:?}")))?,
                 count: column(row, "n")?,
-            })
+            }))
         })
         .collect()
 }
@@ -689,13 +678,10 @@ impl<'a> Where<'a> {
 
 /// A row as stored, unchecked, for the verifier.
 fn stored_row(row: &Row) -> Result<StoredRecord, StoreError> {
-    Ok(StoredRecord {
-        position: column(row, "position")?,
-        prev_hash: column(row, "prev_hash")?,
-        hash: column(row, "hash")?,
-        canonical: column(row, "canonical")?,
+    Ok(record!(row, StoredRecord {
+        position, prev_hash, hash, canonical;
         columns: typed_columns(row).map_err(|error| error.to_string()),
-    })
+    }))
 }
 
 /// The event as PostgreSQL will store it.
@@ -735,27 +721,16 @@ fn typed_columns(row: &Row) -> Result<Event, StoreError> {
     let action: String = column(row, "action")?;
     let decision: String = column(row, "decision")?;
     let n_records: i64 = column(row, "n_records")?;
-    Ok(Event {
-        id: column(row, "id")?,
-        time: column(row, "time")?,
-        actor: column(row, "actor")?,
+    Ok(record!(row, Event {
+        id, time, actor, platform, bank, consent, user_ref, purpose, policy_hash, categories,
+        fields, reason, request_id;
         action: Action::parse(&action)
             .ok_or_else(|| corrupt(format_args!("audit action {action:?}")))?,
-        platform: column(row, "platform")?,
-        bank: column(row, "bank")?,
-        consent: column(row, "consent")?,
-        user_ref: column(row, "user_ref")?,
-        purpose: column(row, "purpose")?,
-        policy_hash: column(row, "policy_hash")?,
-        categories: column(row, "categories")?,
-        fields: column(row, "fields")?,
         n_records: u32::try_from(n_records)
             .map_err(|_| corrupt(format_args!("audit n_records {n_records}")))?,
         decision: Decision::parse(&decision)
             .ok_or_else(|| corrupt(format_args!("audit decision {decision:?}")))?,
-        reason: column(row, "reason")?,
-        request_id: column(row, "request_id")?,
-    })
+    }))
 }
 
 fn hash32(row: &Row, name: &str) -> Result<[u8; 32], StoreError> {

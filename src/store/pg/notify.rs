@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{column, corrupt, execute, query, query_opt};
+use super::{column, corrupt, execute, query, query_opt, record};
 use crate::consent::Consent;
 use crate::notify::{AccountState, EventType, Job, Mode, Seen, Subscription, Subscriptions};
 use crate::store::StoreError;
@@ -97,11 +97,8 @@ const MARK_SEEN: &str = "\
 fn subscription_from_row(row: &Row) -> Result<Subscription, StoreError> {
     let events: Vec<String> = column(row, "events")?;
     let mode: String = column(row, "mode")?;
-    Ok(Subscription {
-        id: column(row, "id")?,
-        client_id: column(row, "client_id")?,
-        consent_id: column(row, "consent_id")?,
-        purpose: column(row, "purpose")?,
+    Ok(record!(row, Subscription {
+        id, client_id, consent_id, purpose, created_at;
         events: events
             .iter()
             .map(|name| {
@@ -109,15 +106,11 @@ fn subscription_from_row(row: &Row) -> Result<Subscription, StoreError> {
             })
             .collect::<Result<_, _>>()?,
         mode: Mode::parse(&mode).ok_or_else(|| corrupt(format_args!("mode {mode:?}")))?,
-        created_at: column(row, "created_at")?,
-    })
+    }))
 }
 
 fn seen_from_row(row: &Row) -> Result<Seen, StoreError> {
-    Ok(Seen {
-        pseudonym: column(row, "pseudonym")?,
-        match_key: column(row, "match_key")?,
-    })
+    Ok(record!(row, Seen { pseudonym, match_key; }))
 }
 
 async fn subscriptions_where(
@@ -205,13 +198,9 @@ impl Subscriptions for super::PgStore {
         .await?
         .iter()
         .map(|row| {
-            Ok(Job {
-                consent_id: column(row, "consent_id")?,
-                due_at: column(row, "due_at")?,
-                failures: column(row, "failures")?,
-                last_error: column(row, "last_error")?,
-                bank_consent_id: column(row, "bank_consent_id")?,
-            })
+            Ok(record!(row, Job {
+                consent_id, due_at, failures, last_error, bank_consent_id;
+            }))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
         jobs.sort_by(|a, b| (a.due_at, &a.consent_id).cmp(&(b.due_at, &b.consent_id)));
@@ -309,12 +298,7 @@ impl Subscriptions for super::PgStore {
             &[&consent_id, &account_id],
         )
         .await?
-        .map(|row| {
-            Ok(AccountState {
-                balance_digest: column(&row, "balance_digest")?,
-                generation: column(&row, "generation")?,
-            })
-        })
+        .map(|row| Ok(record!(&row, AccountState { balance_digest, generation; })))
         .transpose()
     }
 

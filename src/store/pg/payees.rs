@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
-use super::{PgStore, column, corrupt, execute, query, query_opt, storable};
+use super::{PgStore, column, corrupt, execute, query, query_opt, record, storable};
 use crate::payments::payees::{Handle, PayeeEntry, Payees, Registered};
 use crate::store::StoreError;
 
@@ -40,13 +40,10 @@ const DELETE: &str = "\
 
 fn entry(row: &Row) -> Result<PayeeEntry, StoreError> {
     let handle: String = column(row, "handle")?;
-    Ok(PayeeEntry {
-        client_id: column(row, "client_id")?,
+    Ok(record!(row, PayeeEntry {
+        client_id, consent_id, account_id, created_at;
         handle: Handle::parse(&handle).map_err(|_| corrupt(format!("payee handle {handle}")))?,
-        consent_id: column(row, "consent_id")?,
-        account_id: column(row, "account_id")?,
-        created_at: column(row, "created_at")?,
-    })
+    }))
 }
 
 #[async_trait]
