@@ -305,8 +305,7 @@ pub async fn poll_payments(
         };
         let bank = crate::adapters::paying::Paying {
             adapter: &adapter,
-            access_token: bank_grant.access_token.clone(),
-            bank_consent_id: bank_grant.bank_consent_id.clone(),
+            grant: bank_grant,
         };
         match submitter.poll(&payment, &consent, &bank, now).await {
             Ok(Some(next)) => {

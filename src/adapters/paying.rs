@@ -4,23 +4,20 @@
 
 use async_trait::async_trait;
 
+use super::bank_oauth::BankGrant;
 use super::{Adapter, AdapterError, BankSession, PaymentInitiation};
 use crate::payments::submit::{BankFailure, PayerBank};
 use crate::payments::{BankPayment, PaymentOrder};
 
-/// The payer's bank for one consent: its adapter and the consent's bank credentials.
+/// The payer's bank for one consent: its adapter and the consent's bank grant.
 pub struct Paying<'a> {
     pub adapter: &'a Adapter,
-    pub access_token: String,
-    pub bank_consent_id: Option<String>,
+    pub grant: BankGrant,
 }
 
 impl Paying<'_> {
     fn session(&self) -> BankSession<'_> {
-        BankSession {
-            access_token: &self.access_token,
-            bank_consent_id: self.bank_consent_id.as_deref(),
-        }
+        self.grant.session()
     }
 
     /// The bank's payment initiation; a bank without one refuses every payment call.

@@ -107,8 +107,7 @@ async fn submit(
     let bank_grant = current_grant(&app, &adapter, grant).await?;
     let bank = Paying {
         adapter: &adapter,
-        access_token: bank_grant.access_token.clone(),
-        bank_consent_id: bank_grant.bank_consent_id.clone(),
+        grant: bank_grant,
     };
     let submitter = submitter(&app);
     let broker = app.broker();
