@@ -244,9 +244,10 @@ pub struct BankConsent {
     pub authorization_params: Vec<(String, String)>,
 }
 
-/// The credentials a data call presents to the bank for one consent.
+/// A consent's session at its bank: the bank and the credentials a call presents.
 #[derive(Clone, Copy)]
 pub struct BankSession<'a> {
+    pub bank: &'a Bank,
     pub access_token: &'a str,
     pub bank_consent_id: Option<&'a str>,
 }
@@ -254,6 +255,7 @@ pub struct BankSession<'a> {
 impl std::fmt::Debug for BankSession<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BankSession")
+            .field("bank", &self.bank.id())
             .field("access_token", &"<redacted>")
             .field("bank_consent_id", &self.bank_consent_id)
             .finish()
@@ -311,7 +313,6 @@ pub trait PaymentInitiation: Send + Sync {
     /// authorising it submitted it (Berlin Group).
     async fn submit(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         order: &PaymentOrder,
     ) -> Result<BankPayment, AdapterError>;
@@ -319,7 +320,6 @@ pub trait PaymentInitiation: Send + Sync {
     /// The payment's status at the bank.
     async fn status(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_payment_id: &str,
     ) -> Result<BankPayment, AdapterError>;
@@ -330,7 +330,6 @@ pub trait PaymentInitiation: Send + Sync {
     /// bank does not tell it before (Berlin Group executes at authorisation) or at all.
     async fn payer_account(
         &self,
-        _bank: &Bank,
         _session: BankSession<'_>,
         _order: &PaymentOrder,
     ) -> Result<Option<String>, AdapterError> {
@@ -342,7 +341,6 @@ pub trait PaymentInitiation: Send + Sync {
     /// bank has none, so that submitting it is safe.
     async fn find(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         order: &PaymentOrder,
     ) -> Result<Option<BankPayment>, AdapterError>;
@@ -369,16 +367,11 @@ pub trait Profile: Send + Sync + 'static {
     ) -> Result<BankConsent, AdapterError>;
 
     /// Lists the accounts the consent covers.
-    async fn accounts(
-        &self,
-        bank: &Bank,
-        session: BankSession<'_>,
-    ) -> Result<Vec<BankAccount>, AdapterError>;
+    async fn accounts(&self, session: BankSession<'_>) -> Result<Vec<BankAccount>, AdapterError>;
 
     /// The balances of one account; `account_id` is the canonical id to stamp on them.
     async fn balances(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
         account_id: &str,
@@ -387,7 +380,6 @@ pub trait Profile: Send + Sync + 'static {
     /// The transactions of one account booked on or after `from` (all the bank gives if `None`).
     async fn transactions(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
         account_id: &str,
@@ -741,7 +733,7 @@ impl Adapter {
         sealer: &crate::crypto::Sealer,
         platform: &str,
     ) -> Result<Vec<BankAccount>, AdapterError> {
-        let mut listed = self.profile.accounts(&self.bank, session).await?;
+        let mut listed = self.profile.accounts(session).await?;
         key_account_ids(sealer, platform, &mut listed);
         Ok(listed)
     }
@@ -757,7 +749,7 @@ impl Adapter {
     ) -> Result<Vec<Transaction>, AdapterError> {
         let mut transactions = self
             .profile
-            .transactions(&self.bank, session, bank_ref, account_id, Some(from))
+            .transactions(session, bank_ref, account_id, Some(from))
             .await?;
         transactions.retain(|transaction| {
             transaction
@@ -791,29 +783,23 @@ impl Profile for NamesBank {
         result.map_err(|error| error.at(bank.id()))
     }
 
-    async fn accounts(
-        &self,
-        bank: &Bank,
-        session: BankSession<'_>,
-    ) -> Result<Vec<BankAccount>, AdapterError> {
-        let result = self.0.accounts(bank, session).await;
-        result.map_err(|error| error.at(bank.id()))
+    async fn accounts(&self, session: BankSession<'_>) -> Result<Vec<BankAccount>, AdapterError> {
+        let result = self.0.accounts(session).await;
+        result.map_err(|error| error.at(session.bank.id()))
     }
 
     async fn balances(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
         account_id: &str,
     ) -> Result<Vec<Balance>, AdapterError> {
-        let result = self.0.balances(bank, session, bank_ref, account_id).await;
-        result.map_err(|error| error.at(bank.id()))
+        let result = self.0.balances(session, bank_ref, account_id).await;
+        result.map_err(|error| error.at(session.bank.id()))
     }
 
     async fn transactions(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
         account_id: &str,
@@ -821,9 +807,9 @@ impl Profile for NamesBank {
     ) -> Result<Vec<Transaction>, AdapterError> {
         let result = self
             .0
-            .transactions(bank, session, bank_ref, account_id, from)
+            .transactions(session, bank_ref, account_id, from)
             .await;
-        result.map_err(|error| error.at(bank.id()))
+        result.map_err(|error| error.at(session.bank.id()))
     }
 
     async fn revoke_consent(&self, bank: &Bank, bank_consent_id: &str) -> Result<(), AdapterError> {

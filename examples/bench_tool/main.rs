@@ -257,10 +257,11 @@ async fn token(
         .ok_or_else(|| anyhow!("no bank access token in {bank_tokens}"))?
         .to_owned();
     let session = BankSession {
+        bank: &bank,
         access_token: &bank_token,
         bank_consent_id: consent.id.as_deref(),
     };
-    let bank_accounts = profile.accounts(&bank, session).await?;
+    let bank_accounts = profile.accounts(session).await?;
     let bank_account = bank_accounts
         .first()
         .ok_or_else(|| anyhow!("the sandbox lists no account"))?

@@ -99,9 +99,10 @@ impl std::fmt::Debug for BankGrant {
 }
 
 impl BankGrant {
-    /// The credentials a data call presents with this grant.
-    pub fn session(&self) -> BankSession<'_> {
+    /// The session a call to `bank` presents with this grant.
+    pub fn session<'a>(&'a self, bank: &'a Bank) -> BankSession<'a> {
         BankSession {
+            bank,
             access_token: &self.access_token,
             bank_consent_id: self.bank_consent_id.as_deref(),
         }

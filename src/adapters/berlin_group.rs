@@ -61,7 +61,6 @@ impl BerlinGroup {
     /// (403: the token is fine, so nothing is refreshed).
     async fn confirm_ended<T>(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         outcome: Result<T, AdapterError>,
     ) -> Result<T, AdapterError> {
@@ -71,13 +70,13 @@ impl BerlinGroup {
                 let Some(consent_id) = session.bank_consent_id else {
                     return Err(refused);
                 };
-                match self.consent_state(bank, consent_id).await {
+                match self.consent_state(session.bank, consent_id).await {
                     Ok(state) => {
                         Err(ended_by_status(&state.status)
                             .map_or(refused, AdapterError::ConsentEnded))
                     }
                     Err(error) => {
-                        tracing::warn!(bank = %bank.id(), %error,
+                        tracing::warn!(bank = %session.bank.id(), %error,
                             "the consent's status could not be read after CONSENT_INVALID");
                         Err(refused)
                     }
@@ -154,43 +153,40 @@ impl Profile for BerlinGroup {
         })
     }
 
-    async fn accounts(
-        &self,
-        bank: &Bank,
-        session: BankSession<'_>,
-    ) -> Result<Vec<BankAccount>, AdapterError> {
+    async fn accounts(&self, session: BankSession<'_>) -> Result<Vec<BankAccount>, AdapterError> {
+        let bank = session.bank;
         let url = endpoint(bank, &["accounts"])?;
-        let list = send(bank, data_request(bank, session, url)?, "/v1/accounts").await;
-        let list: wire::AccountList = self.confirm_ended(bank, session, list).await?;
+        let list = send(bank, data_request(session, url)?, "/v1/accounts").await;
+        let list: wire::AccountList = self.confirm_ended(session, list).await?;
         wire::accounts(bank.id(), list)
     }
 
     async fn balances(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
         account_id: &str,
     ) -> Result<Vec<Balance>, AdapterError> {
+        let bank = session.bank;
         let url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "balances"])?;
         let response = send(
             bank,
-            data_request(bank, session, url)?,
+            data_request(session, url)?,
             "/v1/accounts/{account-id}/balances",
         )
         .await;
-        let response: wire::BalancesResponse = self.confirm_ended(bank, session, response).await?;
+        let response: wire::BalancesResponse = self.confirm_ended(session, response).await?;
         wire::balances(account_id, response.balances, "balances")
     }
 
     async fn transactions(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
         account_id: &str,
         from: Option<NaiveDate>,
     ) -> Result<Vec<Transaction>, AdapterError> {
+        let bank = session.bank;
         let mut url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "transactions"])?;
         {
             let mut query = url.query_pairs_mut();
@@ -204,12 +200,12 @@ impl Profile for BerlinGroup {
         loop {
             let response = send(
                 bank,
-                data_request(bank, session, url.clone())?,
+                data_request(session, url.clone())?,
                 "/v1/accounts/{account-id}/transactions",
             )
             .await;
             let response: wire::TransactionsResponse =
-                self.confirm_ended(bank, session, response).await?;
+                self.confirm_ended(session, response).await?;
             let page = response.transactions.unwrap_or_default();
             let next = page
                 .next_href()
@@ -256,13 +252,13 @@ fn request_id() -> String {
 
 /// A GET with the headers every account information call needs.
 fn data_request(
-    bank: &Bank,
     session: BankSession<'_>,
     url: url::Url,
 ) -> Result<reqwest::RequestBuilder, AdapterError> {
     let consent_id = session.bank_consent_id.ok_or_else(|| {
         AdapterError::Refused("a Berlin Group data call needs the bank's consent id".into())
     })?;
+    let bank = session.bank;
     let request = bank
         .http
         .get(url.clone())

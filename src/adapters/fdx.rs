@@ -34,14 +34,14 @@ impl Fdx {
     /// The bank's consent grant (`GET /consents/{consentId}`).
     pub async fn consent_state(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         consent_id: &str,
     ) -> Result<wire::ConsentState, AdapterError> {
+        let bank = session.bank;
         let url = endpoint(bank, &["consents", consent_id])?;
         let grant: wire::ConsentGrant = send(
             bank,
-            get(bank, session, url),
+            get(session, url),
             "/consents/{consentId}",
             wire::error_in_body,
         )
@@ -51,14 +51,14 @@ impl Fdx {
 
     async fn account_details(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
     ) -> Result<wire::FdxAccount, AdapterError> {
+        let bank = session.bank;
         let url = endpoint(bank, &["accounts", account_ref(bank_ref)?])?;
         let raw: Box<RawValue> = send(
             bank,
-            get(bank, session, url),
+            get(session, url),
             "/accounts/{accountId}",
             wire::error_in_body,
         )
@@ -67,8 +67,10 @@ impl Fdx {
     }
 }
 
-fn get(bank: &Bank, session: BankSession<'_>, url: url::Url) -> reqwest::RequestBuilder {
-    bank.http
+fn get(session: BankSession<'_>, url: url::Url) -> reqwest::RequestBuilder {
+    session
+        .bank
+        .http
         .get(url)
         .header(INTERACTION_ID, request_id())
         .header(ACCEPT, HeaderValue::from_static("application/json"))
@@ -118,11 +120,8 @@ impl Profile for Fdx {
         })
     }
 
-    async fn accounts(
-        &self,
-        bank: &Bank,
-        session: BankSession<'_>,
-    ) -> Result<Vec<BankAccount>, AdapterError> {
+    async fn accounts(&self, session: BankSession<'_>) -> Result<Vec<BankAccount>, AdapterError> {
+        let bank = session.bank;
         let first = endpoint(bank, &["accounts"])?;
         let mut url = first.clone();
         let mut pages = Pages::new(&first);
@@ -130,7 +129,7 @@ impl Profile for Fdx {
         loop {
             let page: wire::AccountsResponse = send(
                 bank,
-                get(bank, session, url.clone()),
+                get(session, url.clone()),
                 "/accounts",
                 wire::error_in_body,
             )
@@ -145,25 +144,24 @@ impl Profile for Fdx {
 
     async fn balances(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
         account_id: &str,
     ) -> Result<Vec<Balance>, AdapterError> {
-        let entity = self.account_details(bank, session, bank_ref).await?;
+        let entity = self.account_details(session, bank_ref).await?;
         wire::balances(account_id, &entity)
     }
 
     async fn transactions(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
         account_id: &str,
         from: Option<NaiveDate>,
     ) -> Result<Vec<Transaction>, AdapterError> {
+        let bank = session.bank;
         // Transactions carry no currency of their own: they are in the account's.
-        let entity = self.account_details(bank, session, bank_ref).await?;
+        let entity = self.account_details(session, bank_ref).await?;
         let currency = crate::adapters::common::account_currency(
             entity
                 .currency
@@ -183,7 +181,7 @@ impl Profile for Fdx {
         loop {
             let page: wire::TransactionsResponse = send(
                 bank,
-                get(bank, session, url.clone()),
+                get(session, url.clone()),
                 "/accounts/{accountId}/transactions",
                 wire::error_in_body,
             )

@@ -76,8 +76,9 @@ impl Mapping {
         Ok(url)
     }
 
-    fn get(&self, bank: &Bank, session: BankSession<'_>, url: url::Url) -> reqwest::RequestBuilder {
-        let mut request = bank
+    fn get(&self, session: BankSession<'_>, url: url::Url) -> reqwest::RequestBuilder {
+        let mut request = session
+            .bank
             .http
             .get(url)
             .header(ACCEPT, HeaderValue::from_static("application/json"))
@@ -94,19 +95,19 @@ impl Mapping {
     /// Fetches `first` and every next page, handing each page's payload to `take`.
     async fn paged(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         endpoint: &Endpoint,
         first: url::Url,
         mut take: impl FnMut(&RawValue) -> Result<(), AdapterError>,
     ) -> Result<(), AdapterError> {
+        let bank = session.bank;
         let mut pages = Pages::new(&first);
         let mut url = first;
         loop {
             let rules = self.rules.clone();
             let body = bank
                 .fetch(
-                    self.get(bank, session, url.clone()),
+                    self.get(session, url.clone()),
                     endpoint.route(),
                     move |body: &[u8]| {
                         let pointer = rules.error_pointer.as_ref()?;
@@ -187,15 +188,12 @@ impl Profile for Mapping {
         })
     }
 
-    async fn accounts(
-        &self,
-        bank: &Bank,
-        session: BankSession<'_>,
-    ) -> Result<Vec<BankAccount>, AdapterError> {
+    async fn accounts(&self, session: BankSession<'_>) -> Result<Vec<BankAccount>, AdapterError> {
+        let bank = session.bank;
         let endpoint = &self.rules.accounts;
         let mut accounts = Vec::new();
         let first = self.url(bank, endpoint, None)?;
-        self.paged(bank, session, endpoint, first, |page| {
+        self.paged(session, endpoint, first, |page| {
             accounts.extend(wire::accounts(endpoint, bank.id(), page)?);
             Ok(())
         })
@@ -205,7 +203,6 @@ impl Profile for Mapping {
 
     async fn balances(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
         account_id: &str,
@@ -215,8 +212,8 @@ impl Profile for Mapping {
                 AdapterError::Refused("the bank's mapping has no balances".into())
             })?;
         let mut balances = Vec::new();
-        let first = self.url(bank, endpoint, Some(bank_ref))?;
-        self.paged(bank, session, endpoint, first, |page| {
+        let first = self.url(session.bank, endpoint, Some(bank_ref))?;
+        self.paged(session, endpoint, first, |page| {
             balances.extend(wire::balances(endpoint, account_id, page)?);
             Ok(())
         })
@@ -233,7 +230,6 @@ impl Profile for Mapping {
 
     async fn transactions(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
         account_id: &str,
@@ -242,7 +238,7 @@ impl Profile for Mapping {
         let endpoint = self.rules.transactions.as_ref().ok_or_else(|| {
             AdapterError::Refused("the bank's mapping has no transactions".into())
         })?;
-        let mut first = self.url(bank, endpoint, Some(bank_ref))?;
+        let mut first = self.url(session.bank, endpoint, Some(bank_ref))?;
         if let (Some(param), Some(from)) = (&endpoint.from_param, from) {
             let day = rules::format_day(from, &endpoint.from_format).ok_or_else(|| {
                 AdapterError::Refused("the mapping's from_format cannot write a day".into())
@@ -251,7 +247,7 @@ impl Profile for Mapping {
         }
         let mut transactions = Vec::new();
         let mut ids = TransactionIds::default();
-        self.paged(bank, session, endpoint, first, |page| {
+        self.paged(session, endpoint, first, |page| {
             transactions.extend(wire::transactions(endpoint, account_id, page, &mut ids)?);
             Ok(())
         })

@@ -130,11 +130,11 @@ fn get(bank: &Bank, url: url::Url, token: &str) -> Result<reqwest::RequestBuilde
 
 /// Follows `Links.Next` from `first` (at `route`), handing each page's `Data` to `take`.
 async fn paged<D: serde::de::DeserializeOwned>(
-    bank: &Bank,
     session: BankSession<'_>,
     (route, first): (&'static str, url::Url),
     mut take: impl FnMut(D),
 ) -> Result<(), AdapterError> {
+    let bank = session.bank;
     let mut pages = Pages::new(&first);
     let mut url = first;
     loop {
@@ -242,14 +242,10 @@ impl Profile for Obie {
         BankConsent::try_from(created.data)
     }
 
-    async fn accounts(
-        &self,
-        bank: &Bank,
-        session: BankSession<'_>,
-    ) -> Result<Vec<BankAccount>, AdapterError> {
+    async fn accounts(&self, session: BankSession<'_>) -> Result<Vec<BankAccount>, AdapterError> {
+        let bank = session.bank;
         let mut listed = Vec::new();
         paged(
-            bank,
             session,
             ("/accounts", endpoint(bank, &["accounts"])?),
             |data: wire::AccountsData| listed.extend(data.account),
@@ -260,11 +256,11 @@ impl Profile for Obie {
 
     async fn balances(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
         account_id: &str,
     ) -> Result<Vec<Balance>, AdapterError> {
+        let bank = session.bank;
         let url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "balances"])?;
         let answer: wire::Envelope<wire::BalancesData> = send(
             bank,
@@ -278,20 +274,22 @@ impl Profile for Obie {
 
     async fn transactions(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
         account_id: &str,
         from: Option<NaiveDate>,
     ) -> Result<Vec<Transaction>, AdapterError> {
-        let mut url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "transactions"])?;
+        let mut url = endpoint(
+            session.bank,
+            &["accounts", account_ref(bank_ref)?, "transactions"],
+        )?;
         if let Some(from) = from {
             url.query_pairs_mut()
                 .append_pair("fromBookingDateTime", &format!("{from}T00:00:00"));
         }
         let mut entries = Vec::new();
         let first = ("/accounts/{AccountId}/transactions", url);
-        paged(bank, session, first, |data: wire::TransactionsData| {
+        paged(session, first, |data: wire::TransactionsData| {
             entries.extend(data.transaction)
         })
         .await?;

@@ -17,7 +17,7 @@ pub struct Paying<'a> {
 
 impl Paying<'_> {
     fn session(&self) -> BankSession<'_> {
-        self.grant.session()
+        self.grant.session(&self.adapter.bank)
     }
 
     /// The bank's payment initiation; a bank without one refuses every payment call.
@@ -58,24 +58,21 @@ pub fn is_refusal(error: &AdapterError) -> bool {
 impl PayerBank for Paying<'_> {
     async fn submit(&self, order: &PaymentOrder) -> Result<BankPayment, BankFailure> {
         self.initiation()?
-            .submit(&self.adapter.bank, self.session(), order)
+            .submit(self.session(), order)
             .await
             .map_err(|error| self.failed("submit", error))
     }
 
     async fn status(&self, bank_payment_id: &str) -> Result<BankPayment, BankFailure> {
         self.initiation()?
-            .status(&self.adapter.bank, self.session(), bank_payment_id)
+            .status(self.session(), bank_payment_id)
             .await
             .map_err(|error| self.failed("status", error))
     }
 
     async fn payer(&self, order: &PaymentOrder) -> Option<String> {
         let initiation = self.adapter.profile.payments()?;
-        match initiation
-            .payer_account(&self.adapter.bank, self.session(), order)
-            .await
-        {
+        match initiation.payer_account(self.session(), order).await {
             Ok(payer) => payer,
             Err(error) => {
                 // Not known: the submission goes on (the bank refuses it if it must).
@@ -87,7 +84,7 @@ impl PayerBank for Paying<'_> {
 
     async fn find(&self, order: &PaymentOrder) -> Result<Option<BankPayment>, BankFailure> {
         self.initiation()?
-            .find(&self.adapter.bank, self.session(), order)
+            .find(self.session(), order)
             .await
             .map_err(|error| self.failed("find", error))
     }

@@ -40,10 +40,10 @@ impl Stet {
     /// `PUT /v1/consents`: replaces the accesses the bank grants under the session's token.
     pub async fn put_consents(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         consents: &wire::ConsentsRequest,
     ) -> Result<(), AdapterError> {
+        let bank = session.bank;
         let url = endpoint(bank, &["v1", "consents"])?;
         let request = bank
             .http
@@ -57,8 +57,10 @@ impl Stet {
     }
 }
 
-fn get(bank: &Bank, session: BankSession<'_>, url: url::Url) -> reqwest::RequestBuilder {
-    bank.http
+fn get(session: BankSession<'_>, url: url::Url) -> reqwest::RequestBuilder {
+    session
+        .bank
+        .http
         .get(url)
         .header(X_REQUEST_ID, request_id())
         .header(ACCEPT, HeaderValue::from_static("application/hal+json"))
@@ -67,21 +69,15 @@ fn get(bank: &Bank, session: BankSession<'_>, url: url::Url) -> reqwest::Request
 
 /// Follows `_links.next` from `first` (at `route`), collecting each page with `take`.
 async fn paged<P: serde::de::DeserializeOwned>(
-    bank: &Bank,
     session: BankSession<'_>,
     (route, first): (&'static str, url::Url),
     mut take: impl FnMut(P) -> Option<String>,
 ) -> Result<(), AdapterError> {
+    let bank = session.bank;
     let mut pages = Pages::new(&first);
     let mut url = first;
     loop {
-        let page: P = send(
-            bank,
-            get(bank, session, url.clone()),
-            route,
-            wire::error_in_body,
-        )
-        .await?;
+        let page: P = send(bank, get(session, url.clone()), route, wire::error_in_body).await?;
         match take(page) {
             None => return Ok(()),
             Some(href) => url = pages.admit(follow_link(&bank.manifest.api_base_url, &href)?)?,
@@ -115,15 +111,11 @@ impl Profile for Stet {
         })
     }
 
-    async fn accounts(
-        &self,
-        bank: &Bank,
-        session: BankSession<'_>,
-    ) -> Result<Vec<BankAccount>, AdapterError> {
+    async fn accounts(&self, session: BankSession<'_>) -> Result<Vec<BankAccount>, AdapterError> {
+        let bank = session.bank;
         let mut accounts = Vec::new();
         let mut failure = None;
         paged(
-            bank,
             session,
             ("/v1/accounts", endpoint(bank, &["v1", "accounts"])?),
             |page: wire::AccountsResponse| {
@@ -147,18 +139,18 @@ impl Profile for Stet {
 
     async fn balances(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
         account_id: &str,
     ) -> Result<Vec<Balance>, AdapterError> {
+        let bank = session.bank;
         let url = endpoint(
             bank,
             &["v1", "accounts", account_ref(bank_ref)?, "balances"],
         )?;
         let response: wire::BalancesResponse = send(
             bank,
-            get(bank, session, url),
+            get(session, url),
             "/v1/accounts/{accountResourceId}/balances",
             wire::error_in_body,
         )
@@ -168,14 +160,13 @@ impl Profile for Stet {
 
     async fn transactions(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_ref: &str,
         account_id: &str,
         from: Option<NaiveDate>,
     ) -> Result<Vec<Transaction>, AdapterError> {
         let mut url = endpoint(
-            bank,
+            session.bank,
             &["v1", "accounts", account_ref(bank_ref)?, "transactions"],
         )?;
         if let Some(from) = from {
@@ -184,7 +175,7 @@ impl Profile for Stet {
         }
         let mut entries = Vec::new();
         let first = ("/v1/accounts/{accountResourceId}/transactions", url);
-        paged(bank, session, first, |page: wire::TransactionsResponse| {
+        paged(session, first, |page: wire::TransactionsResponse| {
             let next = wire::next_href(page.links.as_ref()).map(str::to_owned);
             entries.extend(page.transactions);
             next

@@ -281,10 +281,15 @@ pub async fn tokens(bank: &Bank, consent: &BankConsent, customer: Option<&str>) 
     tokens
 }
 
-/// The session of a sandbox bank's token answer, with the bank's consent id where the
+/// The session at a sandbox bank of its token answer, with the bank's consent id where the
 /// standard has one.
-pub fn session<'a>(tokens: &'a Value, bank_consent_id: Option<&'a str>) -> BankSession<'a> {
+pub fn session<'a>(
+    bank: &'a Bank,
+    tokens: &'a Value,
+    bank_consent_id: Option<&'a str>,
+) -> BankSession<'a> {
     BankSession {
+        bank,
         access_token: tokens["access_token"].as_str().unwrap(),
         bank_consent_id,
     }
@@ -292,12 +297,8 @@ pub fn session<'a>(tokens: &'a Value, bank_consent_id: Option<&'a str>) -> BankS
 
 /// Alice's accounts at a sandbox bank through `profile`: checks that they are her giro,
 /// savings and card accounts, in that order.
-pub async fn alice_accounts(
-    profile: &dyn Profile,
-    bank: &Bank,
-    session: BankSession<'_>,
-) -> Vec<BankAccount> {
-    let accounts = profile.accounts(bank, session).await.unwrap();
+pub async fn alice_accounts(profile: &dyn Profile, session: BankSession<'_>) -> Vec<BankAccount> {
+    let accounts = profile.accounts(session).await.unwrap();
     let refs: Vec<&str> = accounts.iter().map(|a| a.bank_ref.as_str()).collect();
     assert_eq!(refs, ["alice-giro", "alice-savings", "alice-card"]);
     accounts
@@ -318,13 +319,12 @@ pub fn balance(balances: &[Balance], kind: BalanceType) -> &Balance {
 /// keeps; returns the giro account's transactions.
 pub async fn alice_history<'a>(
     profile: &dyn Profile,
-    bank: &Bank,
     session: BankSession<'_>,
     accounts: &'a [BankAccount],
     accrual: &str,
 ) -> Vec<Transaction> {
     let history = |listed: &'a BankAccount, from| {
-        profile.transactions(bank, session, &listed.bank_ref, &listed.account.id, from)
+        profile.transactions(session, &listed.bank_ref, &listed.account.id, from)
     };
     let (giro, savings) = (&accounts[0], &accounts[1]);
     assert_eq!(giro.bank_ref, "alice-giro");

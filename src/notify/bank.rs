@@ -68,7 +68,11 @@ impl BankReader for AdapterReader {
             })?;
         // The ids the consent's platform sees (in webhooks' links, in change detection).
         let listed = adapter
-            .accounts_for(grant.session(), &self.sealer, &consent.client_id)
+            .accounts_for(
+                grant.session(&adapter.bank),
+                &self.sealer,
+                &consent.client_id,
+            )
             .await
             .map_err(|error| bank_failure(bank_id, &error))?;
         let refs: Vec<AccountRef> = listed.iter().map(BankAccount::account_ref).collect();
@@ -81,7 +85,7 @@ impl BankReader for AdapterReader {
             let balances = if reads.balances {
                 adapter
                     .profile
-                    .balances(&adapter.bank, grant.session(), &listed.bank_ref, account_id)
+                    .balances(grant.session(&adapter.bank), &listed.bank_ref, account_id)
                     .await
                     .map_err(|error| bank_failure(bank_id, &error))?
             } else {
@@ -90,7 +94,12 @@ impl BankReader for AdapterReader {
             let transactions = match reads.transactions_from {
                 // Whatever the bank returns beyond the window is not looked at.
                 Some(from) => adapter
-                    .transactions_from(grant.session(), &listed.bank_ref, account_id, from)
+                    .transactions_from(
+                        grant.session(&adapter.bank),
+                        &listed.bank_ref,
+                        account_id,
+                        from,
+                    )
                     .await
                     .map_err(|error| bank_failure(bank_id, &error))?,
                 None => Vec::new(),

@@ -1202,7 +1202,6 @@ async fn the_status_job_refreshes_an_expired_bank_token(kind: StoreKind) {
 /// instance on the same database) the platform's submission finds the consent used, nothing
 /// is sent again, and the status job finds the payment by a look-up and reports it once.
 async fn a_gateway_that_died_after_the_bank_paid_finds_the_payment_once(kind: StoreKind) {
-    use bankgate::adapters::BankSession;
     use bankgate::adapters::bank_oauth::BankGrant;
     use bankgate::payments::Submission;
     let gateway = TestGateway::start(kind).await;
@@ -1235,15 +1234,11 @@ async fn a_gateway_that_died_after_the_bank_paid_finds_the_payment_once(kind: St
             .unwrap(),
     )
     .unwrap();
-    let session = BankSession {
-        access_token: &grant.access_token,
-        bank_consent_id: grant.bank_consent_id.as_deref(),
-    };
     adapter
         .profile
         .payments()
         .unwrap()
-        .submit(&adapter.bank, session, &calling.order())
+        .submit(grant.session(&adapter.bank), &calling.order())
         .await
         .expect("the bank confirms");
     let confirmed = counters(&gateway, "stet-bank").await["confirmations"]

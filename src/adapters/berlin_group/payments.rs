@@ -36,11 +36,11 @@ pub fn product(order: &PaymentOrder) -> &'static str {
 }
 
 async fn read_status(
-    bank: &Bank,
     session: BankSession<'_>,
     product: &str,
     bank_payment_id: &str,
 ) -> Result<BankPayment, AdapterError> {
+    let bank = session.bank;
     let url = endpoint(bank, &["payments", product, bank_payment_id, "status"])?;
     let request = bank
         .http
@@ -91,26 +91,24 @@ impl PaymentInitiation for BerlinGroup {
 
     async fn submit(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         order: &PaymentOrder,
     ) -> Result<BankPayment, AdapterError> {
         let id = session.bank_consent_id.ok_or_else(|| {
             AdapterError::Refused("a Berlin Group payment needs the bank's payment id".into())
         })?;
-        read_status(bank, session, product(order), id).await
+        read_status(session, product(order), id).await
     }
 
     async fn status(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_payment_id: &str,
     ) -> Result<BankPayment, AdapterError> {
         // The product is part of the path; the status of either product is found under its own.
-        match read_status(bank, session, wire::SCT, bank_payment_id).await {
+        match read_status(session, wire::SCT, bank_payment_id).await {
             Err(error) if matches!(error.root(), AdapterError::Status { status: 404 }) => {
-                read_status(bank, session, wire::INSTANT_SCT, bank_payment_id).await
+                read_status(session, wire::INSTANT_SCT, bank_payment_id).await
             }
             result => result,
         }
@@ -118,11 +116,10 @@ impl PaymentInitiation for BerlinGroup {
 
     async fn find(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         order: &PaymentOrder,
     ) -> Result<Option<BankPayment>, AdapterError> {
         // The payment resource exists from consent time: its status is the answer.
-        self.submit(bank, session, order).await.map(Some)
+        self.submit(session, order).await.map(Some)
     }
 }

@@ -797,11 +797,12 @@ async fn round_trip_through_the_sandbox_bank() {
     assert_eq!(state.status, "valid");
     assert_eq!(state.valid_until, Some(request.valid_until));
     let session = BankSession {
+        bank: &bank,
         access_token: &access_token,
         bank_consent_id: Some(&consent_id),
     };
 
-    let accounts = testing::alice_accounts(&profile, &bank, session).await;
+    let accounts = testing::alice_accounts(&profile, session).await;
     let giro = &accounts[0].account;
     assert_eq!(giro.id, account_id("demo-bank", "DE92999900000012345601"));
     assert_eq!(giro.iban_masked.as_deref(), Some("DE92**************5601"));
@@ -815,7 +816,7 @@ async fn round_trip_through_the_sandbox_bank() {
     assert_eq!(card.iban, None);
 
     let balances = profile
-        .balances(&bank, session, "alice-giro", &giro.id)
+        .balances(session, "alice-giro", &giro.id)
         .await
         .unwrap();
     let closing = testing::balance(&balances, BalanceType::ClosingBooked);
@@ -828,7 +829,7 @@ async fn round_trip_through_the_sandbox_bank() {
         Some(yesterday.and_time(NaiveTime::MIN).and_utc())
     );
     let card_balances = profile
-        .balances(&bank, session, "alice-card", &card.id)
+        .balances(session, "alice-card", &card.id)
         .await
         .unwrap();
     let non_invoiced = testing::balance(&card_balances, BalanceType::Other("nonInvoiced".into()));
@@ -836,7 +837,7 @@ async fn round_trip_through_the_sandbox_bank() {
 
     // All history: 14 booked (two pages) and 2 pending.
     let all = profile
-        .transactions(&bank, session, "alice-giro", &giro.id, None)
+        .transactions(session, "alice-giro", &giro.id, None)
         .await
         .unwrap();
     let n_booked = all
@@ -863,7 +864,7 @@ async fn round_trip_through_the_sandbox_bank() {
     // The last 30 days: 7 booked and the 2 pending.
     let from = Utc::now().date_naive() - Days::new(30);
     let recent = profile
-        .transactions(&bank, session, "alice-giro", &giro.id, Some(from))
+        .transactions(session, "alice-giro", &giro.id, Some(from))
         .await
         .unwrap();
     assert_eq!(recent.len(), 9);
@@ -875,29 +876,31 @@ async fn round_trip_through_the_sandbox_bank() {
 
     // What the bank refuses.
     let forged = BankSession {
+        bank: &bank,
         access_token: "forged",
         bank_consent_id: Some(&consent_id),
     };
     assert!(matches!(
-        profile.accounts(&bank, forged).await,
+        profile.accounts(forged).await,
         Err(AdapterError::Status { status: 401 })
     ));
     for unknown in ["alice-nope", "bob-card"] {
         assert!(matches!(
-            profile.balances(&bank, session, unknown, "acc_x").await,
+            profile.balances(session, unknown, "acc_x").await,
             Err(AdapterError::Status { status: 404 })
         ));
     }
     assert!(matches!(
-        profile.balances(&bank, session, "..", "acc_x").await,
+        profile.balances(session, "..", "acc_x").await,
         Err(AdapterError::UnknownAccount)
     ));
     let no_consent = BankSession {
+        bank: &bank,
         access_token: &access_token,
         bank_consent_id: None,
     };
     assert!(matches!(
-        profile.accounts(&bank, no_consent).await,
+        profile.accounts(no_consent).await,
         Err(AdapterError::Refused(_))
     ));
 }
@@ -911,10 +914,11 @@ async fn narrower_consents_through_the_sandbox_bank() {
     let request = consent_request(&[Scope::Accounts, Scope::Identity], true);
     let (consent_id, token) = authorised(&bank, &request).await;
     let session = BankSession {
+        bank: &bank,
         access_token: &token,
         bank_consent_id: Some(&consent_id),
     };
-    let accounts = profile.accounts(&bank, session).await.unwrap();
+    let accounts = profile.accounts(session).await.unwrap();
     assert_eq!(
         accounts[0].account.holder_name.as_deref(),
         Some("Alice Schmidt")
@@ -922,7 +926,7 @@ async fn narrower_consents_through_the_sandbox_bank() {
     // CONSENT_INVALID for a resource the consent does not cover: its status at the bank is
     // still valid, so this is a refusal of the resource, not a consent ended at the bank.
     assert!(matches!(
-        profile.balances(&bank, session, "alice-giro", "acc").await,
+        profile.balances(session, "alice-giro", "acc").await,
         Err(AdapterError::Status { status: 403 })
     ));
 
@@ -930,10 +934,11 @@ async fn narrower_consents_through_the_sandbox_bank() {
     let request = consent_request(&[Scope::Accounts], false);
     let (consent_id, token) = authorised(&bank, &request).await;
     let session = BankSession {
+        bank: &bank,
         access_token: &token,
         bank_consent_id: Some(&consent_id),
     };
-    assert_eq!(profile.accounts(&bank, session).await.unwrap().len(), 3);
+    assert_eq!(profile.accounts(session).await.unwrap().len(), 3);
     let state = profile.consent_state(&bank, &consent_id).await.unwrap();
     assert_eq!(
         (state.recurring, state.frequency_per_day),
@@ -961,9 +966,9 @@ async fn token_endpoint_rejects_a_wrong_verifier_and_a_reused_code() {
     assert_eq!((status, &error["error"]), (400, &json!("invalid_grant")));
     // The replay revoked the tokens issued from the code.
     let consent_id = consent.id.unwrap();
-    let session = testing::session(&tokens, Some(&consent_id));
+    let session = testing::session(&bank, &tokens, Some(&consent_id));
     assert!(matches!(
-        BerlinGroup.accounts(&bank, session).await,
+        BerlinGroup.accounts(session).await,
         Err(AdapterError::Status { status: 401 })
     ));
 }

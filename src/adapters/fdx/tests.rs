@@ -261,15 +261,15 @@ async fn round_trip_through_the_sandbox_bank() {
         .unwrap();
     let tokens = testing::tokens(&bank, &consent, None).await;
     let grant_id = tokens["grant_id"].as_str().unwrap().to_owned();
-    let session = testing::session(&tokens, None);
-    let state = Fdx.consent_state(&bank, session, &grant_id).await.unwrap();
+    let session = testing::session(&bank, &tokens, None);
+    let state = Fdx.consent_state(session, &grant_id).await.unwrap();
     assert_eq!(
         (state.status.as_str(), state.duration_days),
         ("ACTIVE", Some(91))
     );
     assert_eq!(state.resources.len(), 3);
 
-    let accounts = testing::alice_accounts(&Fdx, &bank, session).await;
+    let accounts = testing::alice_accounts(&Fdx, session).await;
     let giro = &accounts[0].account;
     assert_eq!(giro.id, account_id("fdx-bank", "accountId:alice-giro"));
     assert_eq!(
@@ -285,10 +285,7 @@ async fn round_trip_through_the_sandbox_bank() {
         )
     );
 
-    let balances = Fdx
-        .balances(&bank, session, "alice-giro", &giro.id)
-        .await
-        .unwrap();
+    let balances = Fdx.balances(session, "alice-giro", &giro.id).await.unwrap();
     let view = kinds_and_amounts(&balances);
     assert_eq!(
         view,
@@ -298,10 +295,7 @@ async fn round_trip_through_the_sandbox_bank() {
         ]
     );
     let card = &accounts[2].account;
-    let card_balances = Fdx
-        .balances(&bank, session, "alice-card", &card.id)
-        .await
-        .unwrap();
+    let card_balances = Fdx.balances(session, "alice-card", &card.id).await.unwrap();
     let view = kinds_and_amounts(&card_balances);
     assert_eq!(
         view,
@@ -312,7 +306,7 @@ async fn round_trip_through_the_sandbox_bank() {
         ]
     );
 
-    let all = testing::alice_history(&Fdx, &bank, session, &accounts, "1.23456").await;
+    let all = testing::alice_history(&Fdx, session, &accounts, "1.23456").await;
     let lidl = all.iter().find(|t| t.id == "tx-alice-giro-16").unwrap();
     assert_eq!(
         (lidl.amount.to_string().as_str(), lidl.status),
@@ -338,7 +332,7 @@ async fn round_trip_through_the_sandbox_bank() {
         .unwrap();
     assert_eq!(revoked.status().as_u16(), 204);
     assert!(matches!(
-        Fdx.accounts(&bank, session).await,
+        Fdx.accounts(session).await,
         Err(AdapterError::Status { status: 401 })
     ));
 }
@@ -351,23 +345,17 @@ async fn data_clusters_bound_what_the_bank_serves() {
         .await
         .unwrap();
     let tokens = testing::tokens(&bank, &consent, Some("carol")).await;
-    let session = testing::session(&tokens, None);
-    let accounts = Fdx.accounts(&bank, session).await.unwrap();
+    let session = testing::session(&bank, &tokens, None);
+    let accounts = Fdx.accounts(session).await.unwrap();
     assert_eq!(accounts[0].account.currency, "USD");
     assert_eq!(
         accounts[2].account.status,
         crate::model::AccountStatus::Blocked
     );
     // ACCOUNT_BASIC only: the account, but no balances.
-    assert_eq!(
-        Fdx.balances(&bank, session, "carol-usd", "x")
-            .await
-            .unwrap(),
-        []
-    );
+    assert_eq!(Fdx.balances(session, "carol-usd", "x").await.unwrap(), []);
     assert!(matches!(
-        Fdx.transactions(&bank, session, "carol-usd", "x", None)
-            .await,
+        Fdx.transactions(session, "carol-usd", "x", None).await,
         Err(AdapterError::Status { status: 403 })
     ));
 }

@@ -188,10 +188,10 @@ impl Mapping {
 
     async fn read_payment(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         id: &str,
     ) -> Result<BankPayment, AdapterError> {
+        let bank = session.bank;
         let rules = self.payments_rules()?;
         let url = self.payment_url(bank, &rules.read, Some(id))?;
         let request = self
@@ -247,31 +247,27 @@ impl PaymentInitiation for Mapping {
 
     async fn submit(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         _order: &PaymentOrder,
     ) -> Result<BankPayment, AdapterError> {
         // Authorising it executed it: submission reads where it stands.
-        self.read_payment(bank, session, payment_id(&session)?)
-            .await
+        self.read_payment(session, payment_id(&session)?).await
     }
 
     async fn status(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_payment_id: &str,
     ) -> Result<BankPayment, AdapterError> {
-        self.read_payment(bank, session, bank_payment_id).await
+        self.read_payment(session, bank_payment_id).await
     }
 
     async fn find(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         _order: &PaymentOrder,
     ) -> Result<Option<BankPayment>, AdapterError> {
-        self.read_payment(bank, session, payment_id(&session)?)
+        self.read_payment(session, payment_id(&session)?)
             .await
             .map(Some)
     }

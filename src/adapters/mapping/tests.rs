@@ -807,8 +807,8 @@ async fn the_bundled_mapping_reads_the_proprietary_sandbox() {
         tokens["scope"],
         "accounts:read balances:read transactions:read"
     );
-    let session = testing::session(&tokens, None);
-    let accounts = profile.accounts(bank, session).await.unwrap();
+    let session = testing::session(bank, &tokens, None);
+    let accounts = profile.accounts(session).await.unwrap();
     let names: Vec<_> = accounts
         .iter()
         .map(|listed| listed.account.display_name.clone().unwrap_or_default())
@@ -816,7 +816,7 @@ async fn the_bundled_mapping_reads_the_proprietary_sandbox() {
     assert_eq!(names, ["Main Account", "Savings", "Credit Card"]);
     let giro = &accounts[0];
     let balances = profile
-        .balances(bank, session, &giro.bank_ref, &giro.account.id)
+        .balances(session, &giro.bank_ref, &giro.account.id)
         .await
         .unwrap();
     let booked = balances
@@ -828,13 +828,13 @@ async fn the_bundled_mapping_reads_the_proprietary_sandbox() {
 
     // Transactions page (ten to a page) and are asked for from a day (`since=yyyymmdd`).
     let all = profile
-        .transactions(bank, session, &giro.bank_ref, &giro.account.id, None)
+        .transactions(session, &giro.bank_ref, &giro.account.id, None)
         .await
         .unwrap();
     assert_eq!(all.len(), 16, "two pages");
     let from = chrono::Utc::now().date_naive() - chrono::Days::new(30);
     let recent = profile
-        .transactions(bank, session, &giro.bank_ref, &giro.account.id, Some(from))
+        .transactions(session, &giro.bank_ref, &giro.account.id, Some(from))
         .await
         .unwrap();
     assert_eq!(recent.len(), 9);
@@ -842,13 +842,7 @@ async fn the_bundled_mapping_reads_the_proprietary_sandbox() {
     assert_eq!(rent.amount.to_string(), "-1150.00");
     let savings = &accounts[1];
     let accrual = profile
-        .transactions(
-            bank,
-            session,
-            &savings.bank_ref,
-            &savings.account.id,
-            Some(from),
-        )
+        .transactions(session, &savings.bank_ref, &savings.account.id, Some(from))
         .await
         .unwrap()
         .into_iter()

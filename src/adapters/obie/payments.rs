@@ -133,10 +133,10 @@ fn consent_id<'a>(session: &BankSession<'a>) -> Result<&'a str, AdapterError> {
 }
 
 async fn post_payment(
-    bank: &Bank,
     session: BankSession<'_>,
     order: &PaymentOrder,
 ) -> Result<BankPayment, AdapterError> {
+    let bank = session.bank;
     let consent = consent_id(&session)?;
     let request = signed_post(
         bank,
@@ -197,19 +197,18 @@ impl PaymentInitiation for Obie {
     /// `POST /domestic-payments`, once.
     async fn submit(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         order: &PaymentOrder,
     ) -> Result<BankPayment, AdapterError> {
-        post_payment(bank, session, order).await
+        post_payment(session, order).await
     }
 
     async fn status(
         &self,
-        bank: &Bank,
-        _session: BankSession<'_>,
+        session: BankSession<'_>,
         bank_payment_id: &str,
     ) -> Result<BankPayment, AdapterError> {
+        let bank = session.bank;
         let token = self.client_token(bank, SCOPE).await?;
         let url = endpoint(bank, &["domestic-payments", bank_payment_id])?;
         let answer: wire::Envelope<wire::PaymentData> = send(
@@ -226,10 +225,10 @@ impl PaymentInitiation for Obie {
     /// the same idempotency key answers it (the bank makes no second one).
     async fn find(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         order: &PaymentOrder,
     ) -> Result<Option<BankPayment>, AdapterError> {
+        let bank = session.bank;
         let consent = consent_id(&session)?;
         let token = self.client_token(bank, SCOPE).await?;
         let url = endpoint(bank, &["domestic-payment-consents", consent])?;
@@ -244,6 +243,6 @@ impl PaymentInitiation for Obie {
         if status != wire::ConsentStatus::Consumed {
             return Ok(None);
         }
-        post_payment(bank, session, order).await.map(Some)
+        post_payment(session, order).await.map(Some)
     }
 }

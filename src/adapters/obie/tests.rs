@@ -400,6 +400,7 @@ impl Authorised {
     /// The session of the consent's data calls.
     fn session(&self) -> BankSession<'_> {
         BankSession {
+            bank: &self.bank,
             access_token: &self.token,
             bank_consent_id: Some(&self.consent_id),
         }
@@ -434,7 +435,7 @@ async fn session_at(version: &str, scopes: &[Scope], customer: Option<&str>) -> 
 /// IBAN.
 async fn bobs_accounts(version: &str, scopes: &[Scope]) -> (Authorised, Vec<BankAccount>) {
     let at = session_at(version, scopes, Some("bob")).await;
-    let accounts = Obie.accounts(&at.bank, at.session()).await.unwrap();
+    let accounts = Obie.accounts(at.session()).await.unwrap();
     assert_eq!(
         accounts[0].account.id,
         account_id("obie-bank", "GB62BKGT40051531926819")
@@ -451,7 +452,7 @@ async fn round_trip_through_the_sandbox_bank_in_both_versions() {
         assert_eq!(state.status, wire::ConsentStatus::Authorised);
         let session = at.session();
 
-        let accounts = testing::alice_accounts(&Obie, bank, session).await;
+        let accounts = testing::alice_accounts(&Obie, session).await;
         let giro = &accounts[0].account;
         assert_eq!(giro.id, account_id("obie-bank", "DE92999900000012345601"));
         assert_eq!(
@@ -465,7 +466,7 @@ async fn round_trip_through_the_sandbox_bank_in_both_versions() {
         );
 
         let balances = Obie
-            .balances(bank, session, "alice-giro", &giro.id)
+            .balances(session, "alice-giro", &giro.id)
             .await
             .unwrap();
         let closing = testing::balance(&balances, BalanceType::ClosingBooked);
@@ -482,7 +483,7 @@ async fn round_trip_through_the_sandbox_bank_in_both_versions() {
         assert_eq!(limit.amount.to_string(), "2000.00");
 
         // Five decimals in the savings accrual, as the bank keeps them.
-        let all = testing::alice_history(&Obie, bank, session, &accounts, "1.23456").await;
+        let all = testing::alice_history(&Obie, session, &accounts, "1.23456").await;
         let cafe = all.iter().find(|t| t.id == "tx-alice-giro-14").unwrap();
         assert_eq!(
             (
@@ -504,15 +505,16 @@ async fn round_trip_through_the_sandbox_bank_in_both_versions() {
         );
 
         let forged = BankSession {
+            bank,
             access_token: "forged",
             bank_consent_id: None,
         };
         assert!(matches!(
-            Obie.accounts(bank, forged).await,
+            Obie.accounts(forged).await,
             Err(AdapterError::Status { status: 401 })
         ));
         assert!(matches!(
-            Obie.balances(bank, session, "bob-card", "x").await,
+            Obie.balances(session, "bob-card", "x").await,
             Err(AdapterError::Status { status: 404 })
         ));
     }
@@ -521,12 +523,12 @@ async fn round_trip_through_the_sandbox_bank_in_both_versions() {
 #[tokio::test]
 async fn permissions_bound_what_the_bank_serves() {
     let (at, accounts) = bobs_accounts("v4.0", &[Scope::Balances]).await;
-    let (bank, session) = (&at.bank, at.session());
+    let session = at.session();
     let current = &accounts[0].account;
     let wallet = &accounts[1].account;
     assert_eq!(wallet.currency, "XXX");
     let balances = Obie
-        .balances(bank, session, "bob-wallet", &wallet.id)
+        .balances(session, "bob-wallet", &wallet.id)
         .await
         .unwrap();
     let usd: Vec<String> = balances
@@ -536,14 +538,14 @@ async fn permissions_bound_what_the_bank_serves() {
         .collect();
     assert_eq!(usd, ["-18.40", "-18.40"]);
     assert!(matches!(
-        Obie.transactions(bank, session, "bob-current", &current.id, None)
+        Obie.transactions(session, "bob-current", &current.id, None)
             .await,
         Err(AdapterError::Status { status: 403 })
     ));
 
     // Detail identifiers of a GB account: sort code and account number beside the IBAN.
     let (at, accounts) = bobs_accounts("v3.1", &[Scope::Accounts]).await;
-    let (bank, session) = (&at.bank, at.session());
+    let session = at.session();
     let current = &accounts[0].account;
     assert_eq!(
         (
@@ -553,8 +555,7 @@ async fn permissions_bound_what_the_bank_serves() {
         (Some("400515"), Some("31926819"))
     );
     assert!(matches!(
-        Obie.balances(bank, session, "bob-current", &current.id)
-            .await,
+        Obie.balances(session, "bob-current", &current.id).await,
         Err(AdapterError::Status { status: 403 })
     ));
 }

@@ -33,11 +33,8 @@ pub const SCOPE: &str = "pisp";
 /// The authorization request parameter naming the payment request to approve.
 pub const RESOURCE_PARAM: &str = "paymentRequestResourceId";
 
-async fn read(
-    bank: &Bank,
-    session: BankSession<'_>,
-    resource_id: &str,
-) -> Result<BankPayment, AdapterError> {
+async fn read(session: BankSession<'_>, resource_id: &str) -> Result<BankPayment, AdapterError> {
+    let bank = session.bank;
     let url = endpoint(bank, &["v1", "payment-requests", resource_id])?;
     let request = bank
         .http
@@ -93,10 +90,10 @@ impl PaymentInitiation for Stet {
 
     async fn submit(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         _order: &PaymentOrder,
     ) -> Result<BankPayment, AdapterError> {
+        let bank = session.bank;
         let id = resource_id(&session)?;
         let url = endpoint(bank, &["v1", "payment-requests", id, "confirmation"])?;
         let request = bank
@@ -113,35 +110,30 @@ impl PaymentInitiation for Stet {
             Err(error) if matches!(error.root(), AdapterError::Status { status: 409 }) => {}
             Err(error) => return Err(error),
         }
-        read(bank, session, id).await
+        read(session, id).await
     }
 
     async fn status(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         bank_payment_id: &str,
     ) -> Result<BankPayment, AdapterError> {
-        read(bank, session, bank_payment_id).await
+        read(session, bank_payment_id).await
     }
 
     async fn payer_account(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         _order: &PaymentOrder,
     ) -> Result<Option<String>, AdapterError> {
-        Ok(read(bank, session, resource_id(&session)?)
-            .await?
-            .debtor_iban)
+        Ok(read(session, resource_id(&session)?).await?.debtor_iban)
     }
 
     async fn find(
         &self,
-        bank: &Bank,
         session: BankSession<'_>,
         _order: &PaymentOrder,
     ) -> Result<Option<BankPayment>, AdapterError> {
-        read(bank, session, resource_id(&session)?).await.map(Some)
+        read(session, resource_id(&session)?).await.map(Some)
     }
 }

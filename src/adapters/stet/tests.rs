@@ -336,10 +336,10 @@ async fn round_trip_through_the_sandbox_bank() {
     );
     let tokens = testing::tokens(&bank, &consent, None).await;
     assert_eq!(tokens["scope"], SCOPE);
-    let session = testing::session(&tokens, None);
+    let session = testing::session(&bank, &tokens, None);
 
     // Three accounts over two pages.
-    let accounts = testing::alice_accounts(&Stet, &bank, session).await;
+    let accounts = testing::alice_accounts(&Stet, session).await;
     let giro = &accounts[0].account;
     assert_eq!(giro.id, account_id("stet-bank", "DE92999900000012345601"));
     let card = &accounts[2].account;
@@ -349,7 +349,7 @@ async fn round_trip_through_the_sandbox_bank() {
     );
 
     let balances = Stet
-        .balances(&bank, session, "alice-giro", &giro.id)
+        .balances(session, "alice-giro", &giro.id)
         .await
         .unwrap();
     let summary: Vec<(String, String)> = balances
@@ -382,7 +382,7 @@ async fn round_trip_through_the_sandbox_bank() {
 
     // All history: 16 entries over two pages, signed by their indicator; the sub-cent accrual
     // of the savings account is rounded to STET's two decimals.
-    let all = testing::alice_history(&Stet, &bank, session, &accounts, "1.23").await;
+    let all = testing::alice_history(&Stet, session, &accounts, "1.23").await;
     let rent = all.iter().find(|t| t.id == "tx-alice-giro-12").unwrap();
     assert_eq!(rent.amount.to_string(), "-1150.00");
     assert_eq!(
@@ -400,7 +400,6 @@ async fn round_trip_through_the_sandbox_bank() {
     );
     // PUT /v1/consents narrows the accesses to the giro account's balances.
     Stet.put_consents(
-        &bank,
         session,
         &wire::ConsentsRequest {
             balances: vec![wire::AccountIdentification {
@@ -412,16 +411,12 @@ async fn round_trip_through_the_sandbox_bank() {
     )
     .await
     .unwrap();
-    assert!(
-        Stet.balances(&bank, session, "alice-giro", &giro.id)
-            .await
-            .is_ok()
-    );
+    assert!(Stet.balances(session, "alice-giro", &giro.id).await.is_ok());
     for denied in [
-        Stet.balances(&bank, session, "alice-card", &card.id)
+        Stet.balances(session, "alice-card", &card.id)
             .await
             .map(|_| ()),
-        Stet.transactions(&bank, session, "alice-giro", &giro.id, None)
+        Stet.transactions(session, "alice-giro", &giro.id, None)
             .await
             .map(|_| ()),
     ] {
@@ -431,15 +426,16 @@ async fn round_trip_through_the_sandbox_bank() {
         );
     }
     assert!(matches!(
-        Stet.balances(&bank, session, "bob-card", "x").await,
+        Stet.balances(session, "bob-card", "x").await,
         Err(AdapterError::Status { status: 404 })
     ));
     let forged = BankSession {
+        bank: &bank,
         access_token: "forged",
         bank_consent_id: None,
     };
     assert!(matches!(
-        Stet.accounts(&bank, forged).await,
+        Stet.accounts(forged).await,
         Err(AdapterError::Status { status: 401 })
     ));
 }
@@ -449,15 +445,15 @@ async fn another_customer_signs_in_with_a_login_hint() {
     let (_sandbox, bank) = testing::sandbox_bank(NAME, "stet-bank", "").await;
     let consent = Stet.create_consent(&bank, &request()).await.unwrap();
     let tokens = testing::tokens(&bank, &consent, Some("bob")).await;
-    let session = testing::session(&tokens, None);
-    let accounts = Stet.accounts(&bank, session).await.unwrap();
+    let session = testing::session(&bank, &tokens, None);
+    let accounts = Stet.accounts(session).await.unwrap();
     let wallet = &accounts[1].account;
     assert_eq!(
         (wallet.currency.as_str(), wallet.kind),
         ("XXX", AccountType::Current)
     );
     let balances = Stet
-        .balances(&bank, session, "bob-wallet", &wallet.id)
+        .balances(session, "bob-wallet", &wallet.id)
         .await
         .unwrap();
     let currencies: Vec<&str> = balances.iter().map(|b| b.currency.as_str()).collect();

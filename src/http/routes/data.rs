@@ -118,7 +118,7 @@ async fn fetch_with(
             let (account_id, bank_ref) = bank_ref(app, adapter, bank_grant, grant).await?;
             let records = adapter
                 .profile
-                .balances(&adapter.bank, bank_grant.session(), &bank_ref, account_id)
+                .balances(bank_grant.session(&adapter.bank), &bank_ref, account_id)
                 .await?;
             Ok(released("balances", &records, obligations))
         }
@@ -130,7 +130,12 @@ async fn fetch_with(
             let from = (Utc::now() - Duration::days(i64::from(days))).date_naive();
             // And whatever the bank returns beyond the window is stripped.
             let records = adapter
-                .transactions_from(bank_grant.session(), &bank_ref, account_id, from)
+                .transactions_from(
+                    bank_grant.session(&adapter.bank),
+                    &bank_ref,
+                    account_id,
+                    from,
+                )
                 .await?;
             Ok(released("transactions", &records, obligations))
         }
@@ -187,7 +192,11 @@ async fn list_accounts(
     grant: &Grant,
 ) -> Result<Vec<BankAccount>, Error> {
     let listed = adapter
-        .accounts_for(bank_grant.session(), &app.sealer, &grant.consent.client_id)
+        .accounts_for(
+            bank_grant.session(&adapter.bank),
+            &app.sealer,
+            &grant.consent.client_id,
+        )
         .await?;
     let refs: Vec<AccountRef> = listed.iter().map(BankAccount::account_ref).collect();
     app.store.put_account_refs(&grant.consent.id, &refs).await?;

@@ -136,17 +136,17 @@ async fn a_payment_through_the_sandbox_bank_is_executed_once() {
         .await
         .unwrap();
     let tokens = testing::tokens(&bank, &consent, None).await;
-    let session = testing::session(&tokens, consent.id.as_deref());
-    let submitted = BerlinGroup.submit(&bank, session, &order).await.unwrap();
+    let session = testing::session(&bank, &tokens, consent.id.as_deref());
+    let submitted = BerlinGroup.submit(session, &order).await.unwrap();
     assert_eq!(submitted.status.status, PaymentStatus::Settled);
     assert_eq!(
         submitted.debtor_iban.as_deref(),
         Some("DE92999900000012345601")
     );
     let id = consent.id.as_deref().unwrap();
-    let status = BerlinGroup.status(&bank, session, id).await.unwrap();
+    let status = BerlinGroup.status(session, id).await.unwrap();
     assert_eq!(status.status.raw, "ACSC");
-    let found = BerlinGroup.find(&bank, session, &order).await.unwrap();
+    let found = BerlinGroup.find(session, &order).await.unwrap();
     assert_eq!(found.map(|payment| payment.id).as_deref(), Some(id));
     assert_eq!(sandbox.payments.created(), 1);
     assert_eq!(sandbox.payments.executed(), 1);

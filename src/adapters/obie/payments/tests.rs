@@ -186,24 +186,25 @@ async fn signed_payment_is_made_once(dpop: bool) {
     assert_eq!(consent.oauth_scopes, ["openid", "payments"]);
     let access_token = authorised(&bank, &consent).await;
     let session = BankSession {
+        bank: &bank,
         access_token: &access_token,
         bank_consent_id: consent.id.as_deref(),
     };
     // Authorised, not submitted: nothing to find.
-    assert_eq!(Obie.find(&bank, session, &order).await.unwrap(), None);
-    let made = Obie.submit(&bank, session, &order).await.unwrap();
+    assert_eq!(Obie.find(session, &order).await.unwrap(), None);
+    let made = Obie.submit(session, &order).await.unwrap();
     assert_eq!(made.status.status, PaymentStatus::Accepted);
     assert_eq!(made.status.raw, "ACTC");
     assert_eq!(made.debtor_iban.as_deref(), Some("DE92999900000012345601"));
     // Reconciliation finds the same payment; the bank makes no other.
-    let found = Obie.find(&bank, session, &order).await.unwrap().unwrap();
+    let found = Obie.find(session, &order).await.unwrap().unwrap();
     assert_eq!(found.id, made.id);
     assert_eq!(sandbox.payments.executed(), 1);
     sandbox
         .ledger
         .clock()
         .advance(bankgate_sandbox::ledger::SETTLEMENT);
-    let settled = Obie.status(&bank, session, &made.id).await.unwrap();
+    let settled = Obie.status(session, &made.id).await.unwrap();
     assert_eq!(settled.status.status, PaymentStatus::Settled);
     assert_eq!(sandbox.ledger.movements("NL18BKGT0417164300").len(), 1);
 }
@@ -219,10 +220,11 @@ async fn a_bank_refusal_comes_back_with_its_reason() {
     let consent = Obie.create_payment_consent(&bank, &order).await.unwrap();
     let access_token = authorised(&bank, &consent).await;
     let session = BankSession {
+        bank: &bank,
         access_token: &access_token,
         bank_consent_id: consent.id.as_deref(),
     };
-    let made = Obie.submit(&bank, session, &order).await.unwrap();
+    let made = Obie.submit(session, &order).await.unwrap();
     assert_eq!(
         made.status.status,
         PaymentStatus::Rejected {

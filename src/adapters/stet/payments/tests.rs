@@ -99,15 +99,15 @@ async fn a_payment_through_the_sandbox_bank_is_confirmed_once() {
     let order = testing::order("pay-stet-1", "12.50", false);
     let consent = Stet.create_payment_consent(&bank, &order).await.unwrap();
     let tokens = testing::tokens(&bank, &consent, None).await;
-    let session = testing::session(&tokens, consent.id.as_deref());
-    let submitted = Stet.submit(&bank, session, &order).await.unwrap();
+    let session = testing::session(&bank, &tokens, consent.id.as_deref());
+    let submitted = Stet.submit(session, &order).await.unwrap();
     assert_eq!(submitted.status.status, PaymentStatus::Accepted);
     assert_eq!(
         submitted.debtor_iban.as_deref(),
         Some("DE92999900000012345601")
     );
     // A second submission finds it confirmed already: nothing moves twice.
-    let again = Stet.submit(&bank, session, &order).await.unwrap();
+    let again = Stet.submit(session, &order).await.unwrap();
     assert_eq!(again.id, submitted.id);
     assert_eq!(sandbox.payments.confirmations(), 2);
     assert_eq!(sandbox.payments.executed(), 1);
@@ -116,9 +116,9 @@ async fn a_payment_through_the_sandbox_bank_is_confirmed_once() {
         .ledger
         .clock()
         .advance(bankgate_sandbox::ledger::SETTLEMENT);
-    let status = Stet.status(&bank, session, id).await.unwrap();
+    let status = Stet.status(session, id).await.unwrap();
     assert_eq!(status.status.status, PaymentStatus::Settled);
-    let found = Stet.find(&bank, session, &order).await.unwrap();
+    let found = Stet.find(session, &order).await.unwrap();
     assert_eq!(
         found.map(|payment| payment.status.raw).as_deref(),
         Some("ACSC")
