@@ -262,6 +262,14 @@ impl std::fmt::Debug for BankSession<'_> {
     }
 }
 
+/// One account's transactions a data call asks a bank for: the account, and the first booking
+/// day wanted (all the bank gives if `None`).
+#[derive(Debug, Clone, Copy)]
+pub struct History<'a> {
+    pub account: &'a AccountRef,
+    pub from: Option<NaiveDate>,
+}
+
 /// An account as a bank listed it: the canonical account and the bank's own reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BankAccount {
@@ -369,21 +377,19 @@ pub trait Profile: Send + Sync + 'static {
     /// Lists the accounts the consent covers.
     async fn accounts(&self, session: BankSession<'_>) -> Result<Vec<BankAccount>, AdapterError>;
 
-    /// The balances of one account; `account_id` is the canonical id to stamp on them.
+    /// The balances of one account, stamped with its `account_id`.
     async fn balances(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
+        account: &AccountRef,
     ) -> Result<Vec<Balance>, AdapterError>;
 
-    /// The transactions of one account booked on or after `from` (all the bank gives if `None`).
+    /// The transactions of one account booked on or after `history.from` (all the bank gives
+    /// if `None`).
     async fn transactions(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
-        from: Option<NaiveDate>,
+        history: History<'_>,
     ) -> Result<Vec<Transaction>, AdapterError>;
 
     /// Ends the bank-side consent resource when bankgate's consent is revoked (Berlin Group
@@ -743,14 +749,14 @@ impl Adapter {
     pub async fn transactions_from(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
+        account: &AccountRef,
         from: NaiveDate,
     ) -> Result<Vec<Transaction>, AdapterError> {
-        let mut transactions = self
-            .profile
-            .transactions(session, bank_ref, account_id, Some(from))
-            .await?;
+        let history = History {
+            account,
+            from: Some(from),
+        };
+        let mut transactions = self.profile.transactions(session, history).await?;
         transactions.retain(|transaction| {
             transaction
                 .booking_date
@@ -791,24 +797,18 @@ impl Profile for NamesBank {
     async fn balances(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
+        account: &AccountRef,
     ) -> Result<Vec<Balance>, AdapterError> {
-        let result = self.0.balances(session, bank_ref, account_id).await;
+        let result = self.0.balances(session, account).await;
         result.map_err(|error| error.at(session.bank.id()))
     }
 
     async fn transactions(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
-        from: Option<NaiveDate>,
+        history: History<'_>,
     ) -> Result<Vec<Transaction>, AdapterError> {
-        let result = self
-            .0
-            .transactions(session, bank_ref, account_id, from)
-            .await;
+        let result = self.0.transactions(session, history).await;
         result.map_err(|error| error.at(session.bank.id()))
     }
 

@@ -4,14 +4,25 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::AdapterError;
 use crate::store_error::StoreError;
 
 /// The link between the opaque account id a platform sees and the bank's own reference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountRef {
+    /// The id the platform sees, which data calls stamp on the balances and transactions they
+    /// read.
     pub account_id: String,
     /// The bank's resource id for the account.
     pub bank_ref: String,
+}
+
+impl AccountRef {
+    /// The bank's resource id as a segment of a path at the bank; refused
+    /// ([`AdapterError::UnknownAccount`]) when it would not name one account there.
+    pub fn segment(&self) -> Result<&str, AdapterError> {
+        super::common::account_ref(&self.bank_ref)
+    }
 }
 
 /// The accounts seen under each consent.

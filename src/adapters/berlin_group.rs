@@ -15,15 +15,14 @@ pub mod wire;
 mod tests;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde::de::DeserializeOwned;
 
-use super::common::{Pages, account_ref, consent_deleted, within};
+use super::common::{Pages, consent_deleted, within};
 use super::outbound::Classify;
 use super::{
-    AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentEnd, ConsentRequest,
-    PaymentInitiation, Profile,
+    AccountRef, AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentEnd,
+    ConsentRequest, History, PaymentInitiation, Profile,
 };
 use crate::model::{Balance, Transaction};
 
@@ -164,11 +163,10 @@ impl Profile for BerlinGroup {
     async fn balances(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
+        account: &AccountRef,
     ) -> Result<Vec<Balance>, AdapterError> {
         let bank = session.bank;
-        let url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "balances"])?;
+        let url = endpoint(bank, &["accounts", account.segment()?, "balances"])?;
         let response = send(
             bank,
             data_request(session, url)?,
@@ -176,22 +174,23 @@ impl Profile for BerlinGroup {
         )
         .await;
         let response: wire::BalancesResponse = self.confirm_ended(session, response).await?;
-        wire::balances(account_id, response.balances, "balances")
+        wire::balances(&account.account_id, response.balances, "balances")
     }
 
     async fn transactions(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
-        from: Option<NaiveDate>,
+        history: History<'_>,
     ) -> Result<Vec<Transaction>, AdapterError> {
         let bank = session.bank;
-        let mut url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "transactions"])?;
+        let mut url = endpoint(
+            bank,
+            &["accounts", history.account.segment()?, "transactions"],
+        )?;
         {
             let mut query = url.query_pairs_mut();
             query.append_pair("bookingStatus", "both");
-            if let Some(from) = from {
+            if let Some(from) = history.from {
                 query.append_pair("dateFrom", &from.to_string());
             }
         }
@@ -214,8 +213,8 @@ impl Profile for BerlinGroup {
             report.extend(page);
             match next {
                 None => {
-                    let transactions = wire::transactions(account_id, report)?;
-                    return Ok(within(transactions, from));
+                    let transactions = wire::transactions(&history.account.account_id, report)?;
+                    return Ok(within(transactions, history.from));
                 }
                 Some(next) => url = pages.admit(next)?,
             }

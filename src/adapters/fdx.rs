@@ -14,12 +14,15 @@ pub mod wire;
 mod tests;
 
 use async_trait::async_trait;
-use chrono::{NaiveDate, Utc};
+use chrono::Utc;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde_json::value::RawValue;
 
-use super::common::{Pages, account_ref, decode, endpoint, follow_link, request_id, send, within};
-use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
+use super::common::{Pages, decode, endpoint, follow_link, request_id, send, within};
+use super::{
+    AccountRef, AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, History,
+    Profile,
+};
 use crate::model::{Balance, Transaction};
 
 /// The profile's manifest name.
@@ -52,10 +55,10 @@ impl Fdx {
     async fn account_details(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
+        account: &AccountRef,
     ) -> Result<wire::FdxAccount, AdapterError> {
         let bank = session.bank;
-        let url = endpoint(bank, &["accounts", account_ref(bank_ref)?])?;
+        let url = endpoint(bank, &["accounts", account.segment()?])?;
         let raw: Box<RawValue> = send(
             bank,
             get(session, url),
@@ -145,23 +148,20 @@ impl Profile for Fdx {
     async fn balances(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
+        account: &AccountRef,
     ) -> Result<Vec<Balance>, AdapterError> {
-        let entity = self.account_details(session, bank_ref).await?;
-        wire::balances(account_id, &entity)
+        let entity = self.account_details(session, account).await?;
+        wire::balances(&account.account_id, &entity)
     }
 
     async fn transactions(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
-        from: Option<NaiveDate>,
+        history: History<'_>,
     ) -> Result<Vec<Transaction>, AdapterError> {
         let bank = session.bank;
         // Transactions carry no currency of their own: they are in the account's.
-        let entity = self.account_details(session, bank_ref).await?;
+        let entity = self.account_details(session, history.account).await?;
         let currency = crate::adapters::common::account_currency(
             entity
                 .currency
@@ -169,8 +169,11 @@ impl Profile for Fdx {
                 .and_then(|code| code.currency_code.as_deref()),
         )
         .map_err(|message| decode("account.currency", message))?;
-        let mut first = endpoint(bank, &["accounts", account_ref(bank_ref)?, "transactions"])?;
-        if let Some(from) = from {
+        let mut first = endpoint(
+            bank,
+            &["accounts", history.account.segment()?, "transactions"],
+        )?;
+        if let Some(from) = history.from {
             first
                 .query_pairs_mut()
                 .append_pair("startTime", &from.to_string());
@@ -190,8 +193,9 @@ impl Profile for Fdx {
             entries.extend(page.transactions);
             match next {
                 None => {
-                    let transactions = wire::transactions(account_id, &currency, &entries)?;
-                    return Ok(within(transactions, from));
+                    let transactions =
+                        wire::transactions(&history.account.account_id, &currency, &entries)?;
+                    return Ok(within(transactions, history.from));
                 }
                 Some(next) => url = pages.admit(next_url(bank, &first, next)?)?,
             }

@@ -20,14 +20,16 @@ mod tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde_json::value::RawValue;
 
 use super::common::{
     Pages, TransactionIds, account_ref, currency, follow_link, request_id, within,
 };
-use super::{AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile};
+use super::{
+    AccountRef, AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, History,
+    Profile,
+};
 use crate::model::{Balance, Scope, Transaction};
 use rules::{Compiled, CompiledMapping, Endpoint, Kind, MappingSpec, RuleError};
 
@@ -204,17 +206,16 @@ impl Profile for Mapping {
     async fn balances(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
+        account: &AccountRef,
     ) -> Result<Vec<Balance>, AdapterError> {
         let endpoint =
             self.rules.balances.as_ref().ok_or_else(|| {
                 AdapterError::Refused("the bank's mapping has no balances".into())
             })?;
         let mut balances = Vec::new();
-        let first = self.url(session.bank, endpoint, Some(bank_ref))?;
+        let first = self.url(session.bank, endpoint, Some(&account.bank_ref))?;
         self.paged(session, endpoint, first, |page| {
-            balances.extend(wire::balances(endpoint, account_id, page)?);
+            balances.extend(wire::balances(endpoint, &account.account_id, page)?);
             Ok(())
         })
         .await?;
@@ -231,15 +232,13 @@ impl Profile for Mapping {
     async fn transactions(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
-        from: Option<NaiveDate>,
+        history: History<'_>,
     ) -> Result<Vec<Transaction>, AdapterError> {
         let endpoint = self.rules.transactions.as_ref().ok_or_else(|| {
             AdapterError::Refused("the bank's mapping has no transactions".into())
         })?;
-        let mut first = self.url(session.bank, endpoint, Some(bank_ref))?;
-        if let (Some(param), Some(from)) = (&endpoint.from_param, from) {
+        let mut first = self.url(session.bank, endpoint, Some(&history.account.bank_ref))?;
+        if let (Some(param), Some(from)) = (&endpoint.from_param, history.from) {
             let day = rules::format_day(from, &endpoint.from_format).ok_or_else(|| {
                 AdapterError::Refused("the mapping's from_format cannot write a day".into())
             })?;
@@ -248,11 +247,16 @@ impl Profile for Mapping {
         let mut transactions = Vec::new();
         let mut ids = TransactionIds::default();
         self.paged(session, endpoint, first, |page| {
-            transactions.extend(wire::transactions(endpoint, account_id, page, &mut ids)?);
+            transactions.extend(wire::transactions(
+                endpoint,
+                &history.account.account_id,
+                page,
+                &mut ids,
+            )?);
             Ok(())
         })
         .await?;
-        Ok(within(transactions, from))
+        Ok(within(transactions, history.from))
     }
 }
 

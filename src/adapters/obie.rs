@@ -18,17 +18,14 @@ pub mod wire;
 mod tests;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde::Deserialize;
 
 use super::bank_oauth::dpop;
-use super::common::{
-    Pages, account_ref, consent_deleted, endpoint, follow_link, request_id, send, within,
-};
+use super::common::{Pages, consent_deleted, endpoint, follow_link, request_id, send, within};
 use super::{
-    AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, PaymentInitiation,
-    Profile,
+    AccountRef, AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, History,
+    PaymentInitiation, Profile,
 };
 use crate::model::{Balance, Transaction};
 
@@ -257,11 +254,10 @@ impl Profile for Obie {
     async fn balances(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
+        account: &AccountRef,
     ) -> Result<Vec<Balance>, AdapterError> {
         let bank = session.bank;
-        let url = endpoint(bank, &["accounts", account_ref(bank_ref)?, "balances"])?;
+        let url = endpoint(bank, &["accounts", account.segment()?, "balances"])?;
         let answer: wire::Envelope<wire::BalancesData> = send(
             bank,
             get(bank, url, session.access_token)?,
@@ -269,21 +265,19 @@ impl Profile for Obie {
             wire::error_in_body,
         )
         .await?;
-        wire::balances(account_id, Some(bank_ref), answer.data)
+        wire::balances(&account.account_id, Some(&account.bank_ref), answer.data)
     }
 
     async fn transactions(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
-        from: Option<NaiveDate>,
+        history: History<'_>,
     ) -> Result<Vec<Transaction>, AdapterError> {
         let mut url = endpoint(
             session.bank,
-            &["accounts", account_ref(bank_ref)?, "transactions"],
+            &["accounts", history.account.segment()?, "transactions"],
         )?;
-        if let Some(from) = from {
+        if let Some(from) = history.from {
             url.query_pairs_mut()
                 .append_pair("fromBookingDateTime", &format!("{from}T00:00:00"));
         }
@@ -294,8 +288,12 @@ impl Profile for Obie {
         })
         .await?;
         Ok(within(
-            wire::transactions(account_id, Some(bank_ref), entries)?,
-            from,
+            wire::transactions(
+                &history.account.account_id,
+                Some(&history.account.bank_ref),
+                entries,
+            )?,
+            history.from,
         ))
     }
 }

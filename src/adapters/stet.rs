@@ -16,13 +16,12 @@ pub mod wire;
 mod tests;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
 use reqwest::header::{ACCEPT, HeaderValue};
 
-use super::common::{Pages, account_ref, endpoint, follow_link, request_id, send, within};
+use super::common::{Pages, endpoint, follow_link, request_id, send, within};
 use super::{
-    AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, PaymentInitiation,
-    Profile,
+    AccountRef, AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, History,
+    PaymentInitiation, Profile,
 };
 use crate::model::{Balance, Transaction};
 
@@ -140,14 +139,10 @@ impl Profile for Stet {
     async fn balances(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
+        account: &AccountRef,
     ) -> Result<Vec<Balance>, AdapterError> {
         let bank = session.bank;
-        let url = endpoint(
-            bank,
-            &["v1", "accounts", account_ref(bank_ref)?, "balances"],
-        )?;
+        let url = endpoint(bank, &["v1", "accounts", account.segment()?, "balances"])?;
         let response: wire::BalancesResponse = send(
             bank,
             get(session, url),
@@ -155,21 +150,19 @@ impl Profile for Stet {
             wire::error_in_body,
         )
         .await?;
-        wire::balances(account_id, response)
+        wire::balances(&account.account_id, response)
     }
 
     async fn transactions(
         &self,
         session: BankSession<'_>,
-        bank_ref: &str,
-        account_id: &str,
-        from: Option<NaiveDate>,
+        history: History<'_>,
     ) -> Result<Vec<Transaction>, AdapterError> {
         let mut url = endpoint(
             session.bank,
-            &["v1", "accounts", account_ref(bank_ref)?, "transactions"],
+            &["v1", "accounts", history.account.segment()?, "transactions"],
         )?;
-        if let Some(from) = from {
+        if let Some(from) = history.from {
             url.query_pairs_mut()
                 .append_pair("dateFrom", &from.to_string());
         }
@@ -181,6 +174,9 @@ impl Profile for Stet {
             next
         })
         .await?;
-        Ok(within(wire::transactions(account_id, entries)?, from))
+        Ok(within(
+            wire::transactions(&history.account.account_id, entries)?,
+            history.from,
+        ))
     }
 }

@@ -9,7 +9,8 @@ use chrono::{Days, Utc};
 use serde_json::Value;
 
 use crate::adapters::{
-    Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Manifest, PaymentOrder, Profile,
+    AccountRef, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, History, Manifest,
+    PaymentOrder, Profile,
 };
 use crate::crypto;
 use crate::model::{Balance, BalanceType, Scope, Transaction};
@@ -304,6 +305,14 @@ pub async fn alice_accounts(profile: &dyn Profile, session: BankSession<'_>) -> 
     accounts
 }
 
+/// The account `bank_ref` at the bank, under the canonical id `account_id`.
+pub fn account(bank_ref: &str, account_id: &str) -> AccountRef {
+    AccountRef {
+        account_id: account_id.to_owned(),
+        bank_ref: bank_ref.to_owned(),
+    }
+}
+
 /// The balance of `kind` among `balances`; there must be one.
 #[track_caller]
 pub fn balance(balances: &[Balance], kind: BalanceType) -> &Balance {
@@ -317,22 +326,20 @@ pub fn balance(balances: &[Balance], kind: BalanceType) -> &Balance {
 /// first of `accounts`) has 16 transactions, 9 of them in the last 30 days, and that her
 /// savings account's (the second) sub-cent accrual reads `accrual` in the decimals the standard
 /// keeps; returns the giro account's transactions.
-pub async fn alice_history<'a>(
+pub async fn alice_history(
     profile: &dyn Profile,
     session: BankSession<'_>,
-    accounts: &'a [BankAccount],
+    accounts: &[BankAccount],
     accrual: &str,
 ) -> Vec<Transaction> {
-    let history = |listed: &'a BankAccount, from| {
-        profile.transactions(session, &listed.bank_ref, &listed.account.id, from)
-    };
-    let (giro, savings) = (&accounts[0], &accounts[1]);
+    let history = |account, from| profile.transactions(session, History { account, from });
+    let (giro, savings) = (accounts[0].account_ref(), accounts[1].account_ref());
     assert_eq!(giro.bank_ref, "alice-giro");
-    let all = history(giro, None).await.unwrap();
+    let all = history(&giro, None).await.unwrap();
     assert_eq!(all.len(), 16);
     let from = Utc::now().date_naive() - Days::new(30);
-    assert_eq!(history(giro, Some(from)).await.unwrap().len(), 9);
-    let savings = history(savings, None).await.unwrap();
+    assert_eq!(history(&giro, Some(from)).await.unwrap().len(), 9);
+    let savings = history(&savings, None).await.unwrap();
     let sub_cent = savings.iter().find(|t| t.id == "tx-alice-sav-11").unwrap();
     assert_eq!(sub_cent.amount.to_string(), accrual);
     all

@@ -66,13 +66,10 @@ impl BankReader for AdapterReader {
                 BankTokenError::Bank(error) => bank_failure(bank_id, &error),
                 _ => ReadError::Bank(format!("bank {bank_id}: no usable bank grant")),
             })?;
+        let session = grant.session(&adapter.bank);
         // The ids the consent's platform sees (in webhooks' links, in change detection).
         let listed = adapter
-            .accounts_for(
-                grant.session(&adapter.bank),
-                &self.sealer,
-                &consent.client_id,
-            )
+            .accounts_for(session, &self.sealer, &consent.client_id)
             .await
             .map_err(|error| bank_failure(bank_id, &error))?;
         let refs: Vec<AccountRef> = listed.iter().map(BankAccount::account_ref).collect();
@@ -80,12 +77,11 @@ impl BankReader for AdapterReader {
             .put_account_refs(&consent.id, &refs)
             .await?;
         let mut accounts = Vec::with_capacity(listed.len());
-        for listed in listed {
-            let account_id = listed.account.id.as_str();
+        for (listed, account) in listed.into_iter().zip(&refs) {
             let balances = if reads.balances {
                 adapter
                     .profile
-                    .balances(grant.session(&adapter.bank), &listed.bank_ref, account_id)
+                    .balances(session, account)
                     .await
                     .map_err(|error| bank_failure(bank_id, &error))?
             } else {
@@ -94,12 +90,7 @@ impl BankReader for AdapterReader {
             let transactions = match reads.transactions_from {
                 // Whatever the bank returns beyond the window is not looked at.
                 Some(from) => adapter
-                    .transactions_from(
-                        grant.session(&adapter.bank),
-                        &listed.bank_ref,
-                        account_id,
-                        from,
-                    )
+                    .transactions_from(session, account, from)
                     .await
                     .map_err(|error| bank_failure(bank_id, &error))?,
                 None => Vec::new(),

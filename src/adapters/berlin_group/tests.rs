@@ -12,7 +12,8 @@ use super::wire::{self, AccountList, BalancesResponse, TransactionsResponse};
 use super::{BerlinGroup, NAME, decode};
 use crate::adapters::testing::{self, exchange};
 use crate::adapters::{
-    AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, Profile, account_id,
+    AdapterError, Bank, BankAccount, BankConsent, BankSession, ConsentRequest, History, Profile,
+    account_id,
 };
 use crate::crypto;
 use crate::model::{AccountStatus, AccountType, BalanceType, Scope, TransactionStatus};
@@ -816,7 +817,7 @@ async fn round_trip_through_the_sandbox_bank() {
     assert_eq!(card.iban, None);
 
     let balances = profile
-        .balances(session, "alice-giro", &giro.id)
+        .balances(session, &testing::account("alice-giro", &giro.id))
         .await
         .unwrap();
     let closing = testing::balance(&balances, BalanceType::ClosingBooked);
@@ -829,7 +830,7 @@ async fn round_trip_through_the_sandbox_bank() {
         Some(yesterday.and_time(NaiveTime::MIN).and_utc())
     );
     let card_balances = profile
-        .balances(session, "alice-card", &card.id)
+        .balances(session, &testing::account("alice-card", &card.id))
         .await
         .unwrap();
     let non_invoiced = testing::balance(&card_balances, BalanceType::Other("nonInvoiced".into()));
@@ -837,7 +838,13 @@ async fn round_trip_through_the_sandbox_bank() {
 
     // All history: 14 booked (two pages) and 2 pending.
     let all = profile
-        .transactions(session, "alice-giro", &giro.id, None)
+        .transactions(
+            session,
+            History {
+                account: &testing::account("alice-giro", &giro.id),
+                from: None,
+            },
+        )
         .await
         .unwrap();
     let n_booked = all
@@ -864,7 +871,13 @@ async fn round_trip_through_the_sandbox_bank() {
     // The last 30 days: 7 booked and the 2 pending.
     let from = Utc::now().date_naive() - Days::new(30);
     let recent = profile
-        .transactions(session, "alice-giro", &giro.id, Some(from))
+        .transactions(
+            session,
+            History {
+                account: &testing::account("alice-giro", &giro.id),
+                from: Some(from),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(recent.len(), 9);
@@ -886,12 +899,16 @@ async fn round_trip_through_the_sandbox_bank() {
     ));
     for unknown in ["alice-nope", "bob-card"] {
         assert!(matches!(
-            profile.balances(session, unknown, "acc_x").await,
+            profile
+                .balances(session, &testing::account(unknown, "acc_x"))
+                .await,
             Err(AdapterError::Status { status: 404 })
         ));
     }
     assert!(matches!(
-        profile.balances(session, "..", "acc_x").await,
+        profile
+            .balances(session, &testing::account("..", "acc_x"))
+            .await,
         Err(AdapterError::UnknownAccount)
     ));
     let no_consent = BankSession {
@@ -926,7 +943,9 @@ async fn narrower_consents_through_the_sandbox_bank() {
     // CONSENT_INVALID for a resource the consent does not cover: its status at the bank is
     // still valid, so this is a refusal of the resource, not a consent ended at the bank.
     assert!(matches!(
-        profile.balances(session, "alice-giro", "acc").await,
+        profile
+            .balances(session, &testing::account("alice-giro", "acc"))
+            .await,
         Err(AdapterError::Status { status: 403 })
     ));
 

@@ -10,7 +10,7 @@ use super::wire::{self, AccountsResponse, TransactionsResponse};
 use super::{Fdx, NAME};
 use crate::adapters::common::parse_body;
 use crate::adapters::testing::{self, arbitrary_json};
-use crate::adapters::{AdapterError, Profile, account_id};
+use crate::adapters::{AdapterError, History, Profile, account_id};
 use crate::model::{AccountType, BalanceType, Scope, TransactionStatus};
 
 const FIXTURES: &str = "fdx";
@@ -285,7 +285,10 @@ async fn round_trip_through_the_sandbox_bank() {
         )
     );
 
-    let balances = Fdx.balances(session, "alice-giro", &giro.id).await.unwrap();
+    let balances = Fdx
+        .balances(session, &testing::account("alice-giro", &giro.id))
+        .await
+        .unwrap();
     let view = kinds_and_amounts(&balances);
     assert_eq!(
         view,
@@ -295,7 +298,10 @@ async fn round_trip_through_the_sandbox_bank() {
         ]
     );
     let card = &accounts[2].account;
-    let card_balances = Fdx.balances(session, "alice-card", &card.id).await.unwrap();
+    let card_balances = Fdx
+        .balances(session, &testing::account("alice-card", &card.id))
+        .await
+        .unwrap();
     let view = kinds_and_amounts(&card_balances);
     assert_eq!(
         view,
@@ -353,9 +359,21 @@ async fn data_clusters_bound_what_the_bank_serves() {
         crate::model::AccountStatus::Blocked
     );
     // ACCOUNT_BASIC only: the account, but no balances.
-    assert_eq!(Fdx.balances(session, "carol-usd", "x").await.unwrap(), []);
+    assert_eq!(
+        Fdx.balances(session, &testing::account("carol-usd", "x"))
+            .await
+            .unwrap(),
+        []
+    );
     assert!(matches!(
-        Fdx.transactions(session, "carol-usd", "x", None).await,
+        Fdx.transactions(
+            session,
+            History {
+                account: &testing::account("carol-usd", "x"),
+                from: None
+            }
+        )
+        .await,
         Err(AdapterError::Status { status: 403 })
     ));
 }

@@ -10,7 +10,7 @@ use super::rules::{self, FieldRule, Kind, MappingSpec};
 use super::{Mapping, wire};
 use crate::adapters::common::TransactionIds;
 use crate::adapters::testing::{self, arbitrary_json};
-use crate::adapters::{AdapterError, ConsentRequest, Manifest, Profile, account_id};
+use crate::adapters::{AdapterError, ConsentRequest, History, Manifest, Profile, account_id};
 use crate::model::{BalanceType, Scope, TransactionStatus};
 
 const BANK: &str = "nova-bank";
@@ -816,7 +816,7 @@ async fn the_bundled_mapping_reads_the_proprietary_sandbox() {
     assert_eq!(names, ["Main Account", "Savings", "Credit Card"]);
     let giro = &accounts[0];
     let balances = profile
-        .balances(session, &giro.bank_ref, &giro.account.id)
+        .balances(session, &giro.account_ref())
         .await
         .unwrap();
     let booked = balances
@@ -828,13 +828,25 @@ async fn the_bundled_mapping_reads_the_proprietary_sandbox() {
 
     // Transactions page (ten to a page) and are asked for from a day (`since=yyyymmdd`).
     let all = profile
-        .transactions(session, &giro.bank_ref, &giro.account.id, None)
+        .transactions(
+            session,
+            History {
+                account: &giro.account_ref(),
+                from: None,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(all.len(), 16, "two pages");
     let from = chrono::Utc::now().date_naive() - chrono::Days::new(30);
     let recent = profile
-        .transactions(session, &giro.bank_ref, &giro.account.id, Some(from))
+        .transactions(
+            session,
+            History {
+                account: &giro.account_ref(),
+                from: Some(from),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(recent.len(), 9);
@@ -842,7 +854,13 @@ async fn the_bundled_mapping_reads_the_proprietary_sandbox() {
     assert_eq!(rent.amount.to_string(), "-1150.00");
     let savings = &accounts[1];
     let accrual = profile
-        .transactions(session, &savings.bank_ref, &savings.account.id, Some(from))
+        .transactions(
+            session,
+            History {
+                account: &savings.account_ref(),
+                from: Some(from),
+            },
+        )
         .await
         .unwrap()
         .into_iter()

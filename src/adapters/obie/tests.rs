@@ -9,7 +9,9 @@ use super::wire::{self, AccountsData, BalancesData, ConsentData, Envelope, Trans
 use super::{NAME, Obie};
 use crate::adapters::common::parse_body;
 use crate::adapters::testing::{self, arbitrary_json};
-use crate::adapters::{AdapterError, BankAccount, BankConsent, BankSession, Profile, account_id};
+use crate::adapters::{
+    AdapterError, BankAccount, BankConsent, BankSession, History, Profile, account_id,
+};
 use crate::model::{AccountType, BalanceType, Scope, TransactionStatus};
 
 const FIXTURES: &str = "obie";
@@ -466,7 +468,7 @@ async fn round_trip_through_the_sandbox_bank_in_both_versions() {
         );
 
         let balances = Obie
-            .balances(session, "alice-giro", &giro.id)
+            .balances(session, &testing::account("alice-giro", &giro.id))
             .await
             .unwrap();
         let closing = testing::balance(&balances, BalanceType::ClosingBooked);
@@ -514,7 +516,8 @@ async fn round_trip_through_the_sandbox_bank_in_both_versions() {
             Err(AdapterError::Status { status: 401 })
         ));
         assert!(matches!(
-            Obie.balances(session, "bob-card", "x").await,
+            Obie.balances(session, &testing::account("bob-card", "x"))
+                .await,
             Err(AdapterError::Status { status: 404 })
         ));
     }
@@ -528,7 +531,7 @@ async fn permissions_bound_what_the_bank_serves() {
     let wallet = &accounts[1].account;
     assert_eq!(wallet.currency, "XXX");
     let balances = Obie
-        .balances(session, "bob-wallet", &wallet.id)
+        .balances(session, &testing::account("bob-wallet", &wallet.id))
         .await
         .unwrap();
     let usd: Vec<String> = balances
@@ -538,8 +541,14 @@ async fn permissions_bound_what_the_bank_serves() {
         .collect();
     assert_eq!(usd, ["-18.40", "-18.40"]);
     assert!(matches!(
-        Obie.transactions(session, "bob-current", &current.id, None)
-            .await,
+        Obie.transactions(
+            session,
+            History {
+                account: &testing::account("bob-current", &current.id),
+                from: None
+            }
+        )
+        .await,
         Err(AdapterError::Status { status: 403 })
     ));
 
@@ -555,7 +564,8 @@ async fn permissions_bound_what_the_bank_serves() {
         (Some("400515"), Some("31926819"))
     );
     assert!(matches!(
-        Obie.balances(session, "bob-current", &current.id).await,
+        Obie.balances(session, &testing::account("bob-current", &current.id))
+            .await,
         Err(AdapterError::Status { status: 403 })
     ));
 }

@@ -9,7 +9,7 @@ use super::wire::{self, AccountsResponse, BalancesResponse, TransactionsResponse
 use super::{NAME, SCOPE, Stet};
 use crate::adapters::common::{follow_link, parse_body};
 use crate::adapters::testing::{self, arbitrary_json};
-use crate::adapters::{AdapterError, BankSession, ConsentRequest, Profile, account_id};
+use crate::adapters::{AdapterError, BankSession, ConsentRequest, History, Profile, account_id};
 use crate::model::{AccountType, BalanceType, Scope, TransactionStatus};
 
 const FIXTURES: &str = "stet";
@@ -349,7 +349,7 @@ async fn round_trip_through_the_sandbox_bank() {
     );
 
     let balances = Stet
-        .balances(session, "alice-giro", &giro.id)
+        .balances(session, &testing::account("alice-giro", &giro.id))
         .await
         .unwrap();
     let summary: Vec<(String, String)> = balances
@@ -411,14 +411,24 @@ async fn round_trip_through_the_sandbox_bank() {
     )
     .await
     .unwrap();
-    assert!(Stet.balances(session, "alice-giro", &giro.id).await.is_ok());
+    assert!(
+        Stet.balances(session, &testing::account("alice-giro", &giro.id))
+            .await
+            .is_ok()
+    );
     for denied in [
-        Stet.balances(session, "alice-card", &card.id)
+        Stet.balances(session, &testing::account("alice-card", &card.id))
             .await
             .map(|_| ()),
-        Stet.transactions(session, "alice-giro", &giro.id, None)
-            .await
-            .map(|_| ()),
+        Stet.transactions(
+            session,
+            History {
+                account: &testing::account("alice-giro", &giro.id),
+                from: None,
+            },
+        )
+        .await
+        .map(|_| ()),
     ] {
         assert!(
             matches!(denied, Err(AdapterError::Status { status: 403 })),
@@ -426,7 +436,8 @@ async fn round_trip_through_the_sandbox_bank() {
         );
     }
     assert!(matches!(
-        Stet.balances(session, "bob-card", "x").await,
+        Stet.balances(session, &testing::account("bob-card", "x"))
+            .await,
         Err(AdapterError::Status { status: 404 })
     ));
     let forged = BankSession {
@@ -453,7 +464,7 @@ async fn another_customer_signs_in_with_a_login_hint() {
         ("XXX", AccountType::Current)
     );
     let balances = Stet
-        .balances(session, "bob-wallet", &wallet.id)
+        .balances(session, &testing::account("bob-wallet", &wallet.id))
         .await
         .unwrap();
     let currencies: Vec<&str> = balances.iter().map(|b| b.currency.as_str()).collect();

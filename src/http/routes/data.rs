@@ -115,27 +115,22 @@ async fn fetch_with(
             Ok(released("identity", &records, obligations))
         }
         Scope::Balances => {
-            let (account_id, bank_ref) = bank_ref(app, adapter, bank_grant, grant).await?;
+            let account = account_ref(app, adapter, bank_grant, grant).await?;
             let records = adapter
                 .profile
-                .balances(bank_grant.session(&adapter.bank), &bank_ref, account_id)
+                .balances(bank_grant.session(&adapter.bank), &account)
                 .await?;
             Ok(released("balances", &records, obligations))
         }
         Scope::Transactions => {
-            let (account_id, bank_ref) = bank_ref(app, adapter, bank_grant, grant).await?;
+            let account = account_ref(app, adapter, bank_grant, grant).await?;
             // The history window (the consent's, narrowed by the policy in force): the bank is
             // not even asked for older data.
             let days = obligations.history_days;
             let from = (Utc::now() - Duration::days(i64::from(days))).date_naive();
             // And whatever the bank returns beyond the window is stripped.
             let records = adapter
-                .transactions_from(
-                    bank_grant.session(&adapter.bank),
-                    &bank_ref,
-                    account_id,
-                    from,
-                )
+                .transactions_from(bank_grant.session(&adapter.bank), &account, from)
                 .await?;
             Ok(released("transactions", &records, obligations))
         }
@@ -206,20 +201,23 @@ async fn list_accounts(
 /// The account the path names and the bank's reference for it: from the request's state, or
 /// by listing the consent's accounts once if the consent has not seen it yet. An account the
 /// consent does not hold is a denial.
-async fn bank_ref<'a>(
+async fn account_ref(
     app: &App,
     adapter: &Adapter,
     bank_grant: &BankGrant,
-    grant: &'a Grant,
-) -> Result<(&'a str, String), Error> {
+    grant: &Grant,
+) -> Result<AccountRef, Error> {
     let account_id = grant.account_id.as_deref().unwrap_or_default();
     if let Some(known) = &grant.bank_ref {
-        return Ok((account_id, known.clone()));
+        return Ok(AccountRef {
+            account_id: account_id.to_owned(),
+            bank_ref: known.clone(),
+        });
     }
     list_accounts(app, adapter, bank_grant, grant)
         .await?
-        .into_iter()
+        .iter()
         .find(|listed| listed.account.id == account_id)
-        .map(|listed| (account_id, listed.bank_ref))
+        .map(BankAccount::account_ref)
         .ok_or(Error::Denied(Denial::AccountNotInConsent))
 }
