@@ -62,18 +62,7 @@ impl Mapping {
         endpoint: &Endpoint,
         bank_ref: Option<&str>,
     ) -> Result<url::Url, AdapterError> {
-        let bad_base = || AdapterError::Refused("bank manifest has a bad api_base_url".into());
-        let mut url = url::Url::parse(&bank.manifest.api_base_url).map_err(|_| bad_base())?;
-        {
-            let mut path = url.path_segments_mut().map_err(|_| bad_base())?;
-            path.pop_if_empty();
-            for segment in &endpoint.segments {
-                match segment {
-                    Some(literal) => path.push(literal),
-                    None => path.push(account_ref(bank_ref.unwrap_or_default())?),
-                };
-            }
-        }
+        let mut url = mapped_url(bank, &endpoint.segments, bank_ref)?;
         url.set_query(endpoint.query.as_deref());
         Ok(url)
     }
@@ -131,6 +120,28 @@ impl Mapping {
             }
         }
     }
+}
+
+/// A URL of the bank's API from a mapping's path: its literal segments, and `value` (a
+/// reference safe in a path) in place of its one placeholder.
+fn mapped_url(
+    bank: &Bank,
+    segments: &[Option<String>],
+    value: Option<&str>,
+) -> Result<url::Url, AdapterError> {
+    let bad_base = || AdapterError::Refused("bank manifest has a bad api_base_url".into());
+    let mut url = url::Url::parse(&bank.manifest.api_base_url).map_err(|_| bad_base())?;
+    {
+        let mut path = url.path_segments_mut().map_err(|_| bad_base())?;
+        path.pop_if_empty();
+        for segment in segments {
+            match segment {
+                Some(literal) => path.push(literal),
+                None => path.push(account_ref(value.unwrap_or_default())?),
+            };
+        }
+    }
+    Ok(url)
 }
 
 #[async_trait]

@@ -36,9 +36,8 @@ use reqwest::header::{ACCEPT, HeaderValue};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::rules::{CompiledPayments, OrderField, PaymentPath, Pointer, currency_exponent};
+use super::rules::{CompiledPayments, OrderField, Pointer, currency_exponent};
 use super::{Mapping, wire};
-use crate::adapters::common::account_ref;
 use crate::adapters::{
     AdapterError, Bank, BankConsent, BankPayment, BankSession, PaymentInitiation, PaymentOrder,
 };
@@ -150,27 +149,6 @@ impl Mapping {
             .ok_or_else(|| AdapterError::Refused("the bank's mapping has no payments".into()))
     }
 
-    fn payment_url(
-        &self,
-        bank: &Bank,
-        path: &PaymentPath,
-        payment: Option<&str>,
-    ) -> Result<url::Url, AdapterError> {
-        let bad_base = || AdapterError::Refused("bank manifest has a bad api_base_url".into());
-        let mut url = url::Url::parse(&bank.manifest.api_base_url).map_err(|_| bad_base())?;
-        {
-            let mut segments = url.path_segments_mut().map_err(|_| bad_base())?;
-            segments.pop_if_empty();
-            for segment in &path.segments {
-                match segment {
-                    Some(literal) => segments.push(literal),
-                    None => segments.push(account_ref(payment.unwrap_or_default())?),
-                };
-            }
-        }
-        Ok(url)
-    }
-
     fn with_headers(
         &self,
         mut request: reqwest::RequestBuilder,
@@ -193,7 +171,7 @@ impl Mapping {
     ) -> Result<BankPayment, AdapterError> {
         let bank = session.bank;
         let rules = self.payments_rules()?;
-        let url = self.payment_url(bank, &rules.read, Some(id))?;
+        let url = super::mapped_url(bank, &rules.read.segments, Some(id))?;
         let request = self
             .with_headers(bank.http.get(url), crate::adapters::common::request_id())
             .bearer_auth(session.access_token);
@@ -230,7 +208,7 @@ impl PaymentInitiation for Mapping {
         order: &PaymentOrder,
     ) -> Result<BankConsent, AdapterError> {
         let rules = self.payments_rules()?;
-        let url = self.payment_url(bank, &rules.create, None)?;
+        let url = super::mapped_url(bank, &rules.create.segments, None)?;
         let request = self
             .with_headers(bank.http.post(url), order.creation_request_id())
             .json(&rules.body(order)?);
