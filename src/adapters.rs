@@ -252,6 +252,16 @@ pub struct BankSession<'a> {
     pub bank_consent_id: Option<&'a str>,
 }
 
+impl BankSession<'_> {
+    /// A request to the session's bank that presents its access token.
+    pub fn request(&self, method: reqwest::Method, url: url::Url) -> reqwest::RequestBuilder {
+        self.bank
+            .http
+            .request(method, url)
+            .bearer_auth(self.access_token)
+    }
+}
+
 impl std::fmt::Debug for BankSession<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BankSession")

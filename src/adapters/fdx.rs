@@ -15,6 +15,7 @@ mod tests;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use reqwest::Method;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde_json::value::RawValue;
 
@@ -72,12 +73,9 @@ impl Fdx {
 
 fn get(session: BankSession<'_>, url: url::Url) -> reqwest::RequestBuilder {
     session
-        .bank
-        .http
-        .get(url)
+        .request(Method::GET, url)
         .header(INTERACTION_ID, request_id())
         .header(ACCEPT, HeaderValue::from_static("application/json"))
-        .bearer_auth(session.access_token)
 }
 
 /// The URL of the next page: its link, or `first` with `offset` set to the page key.

@@ -20,6 +20,7 @@ mod tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use reqwest::Method;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde_json::value::RawValue;
 
@@ -69,11 +70,8 @@ impl Mapping {
 
     fn get(&self, session: BankSession<'_>, url: url::Url) -> reqwest::RequestBuilder {
         let mut request = session
-            .bank
-            .http
-            .get(url)
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
-            .bearer_auth(session.access_token);
+            .request(Method::GET, url)
+            .header(ACCEPT, HeaderValue::from_static("application/json"));
         for (name, value) in &self.rules.headers {
             request = request.header(name, value);
         }

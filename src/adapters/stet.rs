@@ -16,6 +16,7 @@ pub mod wire;
 mod tests;
 
 use async_trait::async_trait;
+use reqwest::Method;
 use reqwest::header::{ACCEPT, HeaderValue};
 
 use super::common::{Pages, endpoint, follow_link, request_id, send, within};
@@ -44,11 +45,9 @@ impl Stet {
     ) -> Result<(), AdapterError> {
         let bank = session.bank;
         let url = endpoint(bank, &["v1", "consents"])?;
-        let request = bank
-            .http
-            .put(url)
+        let request = session
+            .request(Method::PUT, url)
             .header(X_REQUEST_ID, request_id())
-            .bearer_auth(session.access_token)
             .json(consents);
         bank.fetch(request, "/v1/consents", wire::error_in_body)
             .await?;
@@ -58,12 +57,9 @@ impl Stet {
 
 fn get(session: BankSession<'_>, url: url::Url) -> reqwest::RequestBuilder {
     session
-        .bank
-        .http
-        .get(url)
+        .request(Method::GET, url)
         .header(X_REQUEST_ID, request_id())
         .header(ACCEPT, HeaderValue::from_static("application/hal+json"))
-        .bearer_auth(session.access_token)
 }
 
 /// Follows `_links.next` from `first` (at `route`), collecting each page with `take`.

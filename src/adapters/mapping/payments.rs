@@ -32,6 +32,7 @@
 mod tests;
 
 use async_trait::async_trait;
+use reqwest::Method;
 use reqwest::header::{ACCEPT, HeaderValue};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -172,9 +173,10 @@ impl Mapping {
         let bank = session.bank;
         let rules = self.payments_rules()?;
         let url = super::mapped_url(bank, &rules.read.segments, Some(id))?;
-        let request = self
-            .with_headers(bank.http.get(url), crate::adapters::common::request_id())
-            .bearer_auth(session.access_token);
+        let request = self.with_headers(
+            session.request(Method::GET, url),
+            crate::adapters::common::request_id(),
+        );
         let body = bank
             .fetch(request, rules.read.route(), self.error_hook())
             .await?;

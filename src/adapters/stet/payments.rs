@@ -19,6 +19,7 @@ mod tests;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use reqwest::Method;
 use reqwest::header::{ACCEPT, HeaderValue};
 
 use super::{Stet, X_REQUEST_ID};
@@ -36,12 +37,7 @@ pub const RESOURCE_PARAM: &str = "paymentRequestResourceId";
 async fn read(session: BankSession<'_>, resource_id: &str) -> Result<BankPayment, AdapterError> {
     let bank = session.bank;
     let url = endpoint(bank, &["v1", "payment-requests", resource_id])?;
-    let request = bank
-        .http
-        .get(url)
-        .header(X_REQUEST_ID, request_id())
-        .header(ACCEPT, HeaderValue::from_static("application/hal+json"))
-        .bearer_auth(session.access_token);
+    let request = super::get(session, url);
     let response: wire::PaymentRequestResponse = send(
         bank,
         request,
@@ -96,12 +92,10 @@ impl PaymentInitiation for Stet {
         let bank = session.bank;
         let id = resource_id(&session)?;
         let url = endpoint(bank, &["v1", "payment-requests", id, "confirmation"])?;
-        let request = bank
-            .http
-            .post(url)
+        let request = session
+            .request(Method::POST, url)
             .header(X_REQUEST_ID, request_id())
             .header(ACCEPT, HeaderValue::from_static("application/hal+json"))
-            .bearer_auth(session.access_token)
             .json(&serde_json::json!({}));
         let route = "/v1/payment-requests/{paymentRequestResourceId}/confirmation";
         match bank.fetch(request, route, wire::error_in_body).await {
