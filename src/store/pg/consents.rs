@@ -13,9 +13,48 @@ use crate::consent::{Consent, ConsentStatus};
 use crate::model::Scope;
 use crate::store::StoreError;
 
-/// What [`insert`] writes and [`from_row`] reads.
-const COLUMNS: &str = "id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, \
-    policy_hash, redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at";
+/// The columns [`insert`] writes and [`from_row`] reads, in their order, for the statements
+/// below (a macro so that each statement stays a `const`).
+macro_rules! columns {
+    () => {
+        "id, client_id, bank_id, purpose, scopes, history_days, user_ref, status, policy_hash, \
+         redirect_uri, state, code_challenge, dpop_jkt, created_at, expires_at"
+    };
+}
+
+const INSERT: &str = concat!(
+    "INSERT INTO consents (",
+    columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+);
+
+const GET: &str = concat!("SELECT ", columns!(), " FROM consents WHERE id = $1");
+
+const LIST_OF: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM consents WHERE client_id = $1 AND user_ref = $2 ORDER BY created_at DESC, id"
+);
+
+const LIST_OF_BANK_PERSON: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM consents WHERE bank_id = $1 AND bank_person = $2 ORDER BY created_at DESC, id"
+);
+
+/// One statement: of several instances expiring at once, each row moves (and is returned) once.
+const EXPIRE: &str = concat!(
+    "UPDATE consents SET status = 'expired', updated_at = now() \
+     WHERE status = 'authorised' AND expires_at < $1 RETURNING ",
+    columns!()
+);
+
+const EXPIRING: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM consents WHERE status = 'authorised' AND expires_at >= $1 AND expires_at < $2 \
+     ORDER BY expires_at"
+);
 
 /// Only moves a consent that is still in the expected state: of two racing transitions one
 /// matches no row.
@@ -36,14 +75,10 @@ const SET_BANK_PERSON: &str = "\
 pub async fn insert(db: &impl GenericClient, consent: &Consent) -> Result<(), StoreError> {
     let scopes: Vec<&str> = consent.scopes.iter().map(|scope| scope.as_str()).collect();
     let history_days = i64::from(consent.history_days);
-    let sql = format!(
-        "INSERT INTO consents ({COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-    );
     execute(
         db,
         "consent",
-        &sql,
+        INSERT,
         &[
             &consent.id,
             &consent.client_id,
@@ -68,8 +103,7 @@ pub async fn insert(db: &impl GenericClient, consent: &Consent) -> Result<(), St
 
 /// The consent with `id`.
 pub async fn get(db: &impl GenericClient, id: &str) -> Result<Option<Consent>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM consents WHERE id = $1");
-    query_opt(db, "consent", &sql, &[&id])
+    query_opt(db, "consent", GET, &[&id])
         .await?
         .map(|row| from_row(&row))
         .transpose()
@@ -119,11 +153,7 @@ pub async fn list_of(
     client_id: &str,
     user_ref: &str,
 ) -> Result<Vec<Consent>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM consents WHERE client_id = $1 AND user_ref = $2 \
-         ORDER BY created_at DESC, id"
-    );
-    consents(db, &sql, &[&client_id, &user_ref]).await
+    consents(db, LIST_OF, &[&client_id, &user_ref]).await
 }
 
 /// Moves authorised consents past their expiry to `expired`; returns the ones moved.
@@ -131,13 +161,7 @@ pub async fn expire(
     db: &impl GenericClient,
     now: DateTime<Utc>,
 ) -> Result<Vec<Consent>, StoreError> {
-    // One statement: of several instances expiring at once, each row moves (and is returned)
-    // once.
-    let sql = format!(
-        "UPDATE consents SET status = 'expired', updated_at = now() \
-         WHERE status = 'authorised' AND expires_at < $1 RETURNING {COLUMNS}"
-    );
-    consents(db, &sql, &[&now]).await
+    consents(db, EXPIRE, &[&now]).await
 }
 
 /// Authorised consents expiring in `[from, until)`.
@@ -146,15 +170,10 @@ pub async fn expiring(
     from: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Vec<Consent>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM consents \
-         WHERE status = 'authorised' AND expires_at >= $1 AND expires_at < $2 \
-         ORDER BY expires_at"
-    );
-    consents(db, &sql, &[&from, &until]).await
+    consents(db, EXPIRING, &[&from, &until]).await
 }
 
-/// The consents `sql` returns (it returns [`COLUMNS`]).
+/// The consents `sql` returns (it returns the consent columns).
 async fn consents(
     db: &impl GenericClient,
     sql: &str,
@@ -247,11 +266,12 @@ impl Consents for super::PgStore {
         if !storable(bank_id) || !storable(bank_person) {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT {COLUMNS} FROM consents WHERE bank_id = $1 AND bank_person = $2 \
-             ORDER BY created_at DESC, id"
-        );
-        consents(&self.connection().await?, &sql, &[&bank_id, &bank_person]).await
+        consents(
+            &self.connection().await?,
+            LIST_OF_BANK_PERSON,
+            &[&bank_id, &bank_person],
+        )
+        .await
     }
 
     async fn expire_consents(&self, now: DateTime<Utc>) -> Result<Vec<Consent>, StoreError> {
