@@ -18,9 +18,27 @@ use crate::payments::{
 };
 use crate::store::StoreError;
 
-const COLUMNS: &str = "id, client_id, consent_id, bank_id, request, submission, \
-    bank_payment_id, status, rejection_reason, status_raw, status_reason_code, created_at, \
-    updated_at, next_poll_at, polls";
+/// The columns [`from_row`] reads, in its order (a macro so that each statement stays a
+/// `const`).
+macro_rules! columns {
+    () => {
+        "id, client_id, consent_id, bank_id, request, submission, bank_payment_id, status, \
+         rejection_reason, status_raw, status_reason_code, created_at, updated_at, next_poll_at, \
+         polls"
+    };
+}
+
+const BY_CONSENT: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM payments WHERE consent_id = $1"
+);
+
+const BY_ID: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM payments WHERE id = $1 AND client_id = $2"
+);
 
 /// Claims the key; a concurrent claim of the same key waits for this transaction and then
 /// inserts nothing.
@@ -133,11 +151,15 @@ impl Payments for PgStore {
         if !storable(consent_id) {
             return Ok(None);
         }
-        let sql = format!("SELECT {COLUMNS} FROM payments WHERE consent_id = $1");
-        query_opt(&self.connection().await?, "payment", &sql, &[&consent_id])
-            .await?
-            .map(|row| from_row(&row))
-            .transpose()
+        query_opt(
+            &self.connection().await?,
+            "payment",
+            BY_CONSENT,
+            &[&consent_id],
+        )
+        .await?
+        .map(|row| from_row(&row))
+        .transpose()
     }
 
     async fn claim_key(&self, key: &KeyRecord, now: DateTime<Utc>) -> Result<Replay, StoreError> {
@@ -199,11 +221,10 @@ impl Payments for PgStore {
         if !storable(id) || !storable(client_id) {
             return Ok(None);
         }
-        let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1 AND client_id = $2");
         query_opt(
             &self.connection().await?,
             "payment",
-            &sql,
+            BY_ID,
             &[&id, &client_id],
         )
         .await?

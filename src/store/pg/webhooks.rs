@@ -17,8 +17,11 @@ const ENQUEUE_WEBHOOK: &str = "\
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
     ON CONFLICT (dedupe_key) DO NOTHING";
 
-const DELIVERY_COLUMNS: &str = "id, client_id, event, consent_id, dedupe_key, url, payload, \
-    status, attempts, next_attempt_at, last_error, created_at, delivered_at";
+/// A client's deliveries, newest first, with the columns `delivery_from_row` reads.
+const DELIVERIES: &str = "\
+    SELECT id, client_id, event, consent_id, dedupe_key, url, payload, status, attempts, \
+           next_attempt_at, last_error, created_at, delivered_at \
+    FROM webhook_deliveries WHERE client_id = $1 ORDER BY created_at DESC, id DESC";
 
 /// Claims due deliveries; SKIP LOCKED lets several instances claim disjoint sets at once, and
 /// the lease (`next_attempt_at` pushed forward) keeps a claimed row from being claimed again
@@ -122,11 +125,7 @@ pub async fn webhook_deliveries(
     db: &impl GenericClient,
     client_id: &str,
 ) -> Result<Vec<WebhookDelivery>, StoreError> {
-    let sql = format!(
-        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE client_id = $1 \
-         ORDER BY created_at DESC, id DESC"
-    );
-    query(db, "webhook delivery", &sql, &[&client_id])
+    query(db, "webhook delivery", DELIVERIES, &[&client_id])
         .await?
         .iter()
         .map(delivery_from_row)
