@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::adapters::bank_oauth::BankTokens;
 use crate::adapters::bank_oauth::auth::BankKeys;
 use crate::adapters::{self, Adapter, Manifest, Registry};
 use crate::app::App;
@@ -186,6 +187,7 @@ impl Gateway {
             },
         );
         let registrar = Registrar::new(store.clone(), sealer.clone(), config.registration());
+        let bank_tokens = Arc::new(BankTokens::new(store.clone(), sealer.clone()));
         Ok(Gateway {
             app: Arc::new(App {
                 client_auth,
@@ -198,7 +200,7 @@ impl Gateway {
                 tokens,
                 signing_key,
                 sealer,
-                bank_tokens: Arc::default(),
+                bank_tokens,
                 event_keys: Arc::default(),
             }),
             listener,

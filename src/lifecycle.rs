@@ -287,16 +287,7 @@ pub async fn poll_payments(
             continue;
         };
         let grant = lifecycle.grants.grant(&consent.id).await?;
-        let bank_grant = match lifecycle
-            .bank_tokens
-            .current(
-                lifecycle.grants.clone(),
-                lifecycle.sealer.clone(),
-                adapter.clone(),
-                grant,
-            )
-            .await
-        {
+        let bank_grant = match lifecycle.bank_tokens.current(adapter.clone(), grant).await {
             Ok(grant) => grant,
             Err(error) => {
                 tracing::warn!(payment = %payment.id, %error, "no bank credentials for a status look-up");

@@ -54,12 +54,7 @@ impl BankReader for AdapterReader {
         let stored = self.grants.grant(&consent.id).await?;
         let grant = self
             .bank_tokens
-            .current(
-                self.grants.clone(),
-                self.sealer.clone(),
-                adapter.clone(),
-                stored,
-            )
+            .current(adapter.clone(), stored)
             .await
             .map_err(|error| match error {
                 BankTokenError::Store(error) => ReadError::Store(error),

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Duration, Utc};
 use futures_util::FutureExt;
@@ -128,33 +128,41 @@ impl RefreshFailed {
     }
 }
 
-/// The bank tokens of every consent this instance is refreshing.
-#[derive(Default)]
+/// The consents' bank tokens: unsealed from the store, refreshed (and stored again) when due,
+/// one refresh per consent at a time on this instance.
 pub struct BankTokens {
+    grants: Arc<dyn Grants>,
+    sealer: Arc<Sealer>,
     refreshes: SingleFlight<Result<BankGrant, RefreshFailed>>,
 }
 
 impl BankTokens {
+    /// Bank tokens kept sealed with `sealer` in `grants`.
+    pub fn new(grants: Arc<dyn Grants>, sealer: Arc<Sealer>) -> Self {
+        BankTokens {
+            grants,
+            sealer,
+            refreshes: SingleFlight::default(),
+        }
+    }
+
     /// The consent's bank grant (`stored`, as the request's state read it), refreshed first
     /// if less than its [`refresh_margin`] is left and the bank gave a refresh token. A bank
     /// that no longer honours the grant answers the refresh with `invalid_grant`:
     /// [`AdapterError::ConsentEnded`].
     pub async fn current(
         &self,
-        store: std::sync::Arc<dyn Grants>,
-        sealer: std::sync::Arc<Sealer>,
-        bank: std::sync::Arc<Adapter>,
+        bank: Arc<Adapter>,
         stored: Option<StoredGrant>,
     ) -> Result<BankGrant, BankTokenError> {
         let stored = stored.ok_or_else(|| {
             BankTokenError::Internal("authorised consent without a bank grant".into())
         })?;
-        let grant = open(&sealer, &stored.consent_id, &stored)?;
+        let grant = open(&self.sealer, &stored.consent_id, &stored)?;
         if !needs_refresh(&grant, Utc::now()) {
             return Ok(grant);
         }
-        self.refresh_shared(store, sealer, bank, stored, grant)
-            .await
+        self.refresh_shared(bank, stored, grant).await
     }
 
     /// The consent's bank grant refreshed now, whatever its expiry says: after the bank
@@ -163,37 +171,32 @@ impl BankTokens {
     /// another request refreshed it meanwhile, that grant is the answer.
     pub async fn renewed(
         &self,
-        store: std::sync::Arc<dyn Grants>,
-        sealer: std::sync::Arc<Sealer>,
-        bank: std::sync::Arc<Adapter>,
+        bank: Arc<Adapter>,
         refused: &BankGrant,
         consent_id: &str,
     ) -> Result<Option<BankGrant>, BankTokenError> {
-        let stored = store.grant(consent_id).await?.ok_or_else(|| {
+        let stored = self.grants.grant(consent_id).await?.ok_or_else(|| {
             BankTokenError::Internal("authorised consent without a bank grant".into())
         })?;
-        let grant = open(&sealer, consent_id, &stored)?;
+        let grant = open(&self.sealer, consent_id, &stored)?;
         if grant.access_token != refused.access_token {
             return Ok(Some(grant));
         }
         if grant.refresh_token.is_none() {
             return Ok(None);
         }
-        self.refresh_shared(store, sealer, bank, stored, grant)
-            .await
-            .map(Some)
+        self.refresh_shared(bank, stored, grant).await.map(Some)
     }
 
     /// One refresh per consent at a time on this instance; callers that arrive while it runs
     /// share its outcome.
     async fn refresh_shared(
         &self,
-        store: std::sync::Arc<dyn Grants>,
-        sealer: std::sync::Arc<Sealer>,
-        bank: std::sync::Arc<Adapter>,
+        bank: Arc<Adapter>,
         stored: StoredGrant,
         grant: BankGrant,
     ) -> Result<BankGrant, BankTokenError> {
+        let (store, sealer) = (self.grants.clone(), self.sealer.clone());
         let consent_id = stored.consent_id.clone();
         let bank_id = bank.bank.id().to_owned();
         let id = consent_id.clone();

@@ -18,7 +18,7 @@ use tower::util::BoxCloneSyncService;
 use crate::access::{Denial, Grant};
 use crate::adapters::AccountRef;
 use crate::adapters::bank_oauth::BankGrant;
-use crate::adapters::{Adapter, AdapterError, BankAccount, ConsentEnd, StoredGrant};
+use crate::adapters::{Adapter, AdapterError, BankAccount, ConsentEnd};
 use crate::app::App;
 use crate::error::Error;
 use crate::http::access::{Released, release};
@@ -74,13 +74,7 @@ async fn fetch(app: &App, grant: &Grant) -> Result<Released, Error> {
         Err(Error::Bank(error)) if matches!(error.root(), AdapterError::Status { status: 401 }) => {
             let renewed = app
                 .bank_tokens
-                .renewed(
-                    app.store.clone(),
-                    app.sealer.clone(),
-                    adapter.clone(),
-                    &bank_grant,
-                    &grant.consent.id,
-                )
+                .renewed(adapter.clone(), &bank_grant, &grant.consent.id)
                 .await?;
             match renewed {
                 Some(renewed) => fetch_with(app, grant, &adapter, &renewed).await,
@@ -148,34 +142,19 @@ fn released<T: Serialize>(key: &str, records: &[T], obligations: &Obligations) -
     }
 }
 
-/// The consent's bank and its unsealed grant ([`current_grant`]).
+/// The consent's bank and its unsealed grant (refreshed first when about to expire:
+/// single-flight, stored compare-and-set).
 async fn bank_for(app: &App, grant: &Grant) -> Result<(Arc<Adapter>, BankGrant), Error> {
     let bank_id = &grant.consent.bank_id;
     let adapter = app
         .banks
         .get(bank_id)
         .ok_or_else(|| Error::Internal(format!("bank {bank_id} is not loaded")))?;
-    let bank_grant = current_grant(app, &adapter, grant.bank_grant.clone()).await?;
-    Ok((adapter, bank_grant))
-}
-
-/// A consent's unsealed grant at its bank, from the grant as stored (refreshed first when
-/// about to expire: single-flight, stored compare-and-set).
-pub(super) async fn current_grant(
-    app: &App,
-    adapter: &Arc<Adapter>,
-    stored: Option<StoredGrant>,
-) -> Result<BankGrant, Error> {
     let bank_grant = app
         .bank_tokens
-        .current(
-            app.store.clone(),
-            app.sealer.clone(),
-            adapter.clone(),
-            stored,
-        )
+        .current(adapter.clone(), grant.bank_grant.clone())
         .await?;
-    Ok(bank_grant)
+    Ok((adapter, bank_grant))
 }
 
 /// Lists the accounts at the bank under the ids the consent's platform sees, and remembers

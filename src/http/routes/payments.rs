@@ -23,7 +23,6 @@ use crate::app::App;
 use crate::error::Error;
 use crate::http::authn::Principal;
 use crate::http::request_id;
-use crate::http::routes::data::current_grant;
 use crate::http::routes::input::PathParams;
 use crate::payments::idempotency::{IDEMPOTENCY_KEY, IdempotencyKey, StoredResponse};
 use crate::payments::submit::{
@@ -104,7 +103,7 @@ async fn submit(
         .get(&consent.bank_id)
         .ok_or_else(|| Error::Internal("bank not loaded".into()))?;
     let grant = app.store.grant(&consent.id).await?;
-    let bank_grant = current_grant(&app, &adapter, grant).await?;
+    let bank_grant = app.bank_tokens.current(adapter.clone(), grant).await?;
     let bank = Paying {
         adapter: &adapter,
         grant: bank_grant,
