@@ -17,6 +17,7 @@ use crate::adapters::StoredGrant;
 use crate::audit::{Action, Decision, Event};
 use crate::consent::{Consent, Unusable};
 use crate::model::Scope;
+use crate::model::WireName;
 use crate::oauth::tokens::AccessClaims;
 use crate::policy::{self, DataRequest, Obligations, PolicySet, Presence};
 use crate::store::access::{

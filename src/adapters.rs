@@ -36,6 +36,7 @@ pub use grants::{BankAuthorization, Grants, StoredGrant};
 pub use manifest::{Manifest, ManifestError};
 pub use registry::{ProcessEnv, Registry, Secrets};
 
+use crate::model::WireName;
 use crate::model::{Account, Balance, Scope, Transaction};
 
 /// Errors talking to a bank. Their text is for logs; callers see a safe description naming

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::crypto::Sealer;
 use crate::jose::keys::SigningKey;
+use crate::model::WireName;
 use crate::store_error::StoreError;
 
 pub use checkpoint::{Checkpoint, Checkpointer, VerifyingKeys};
@@ -33,8 +34,21 @@ pub use storage::AuditLog;
 pub use writer::WriterStats;
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Action {
     ConsentCreated,
     ConsentAuthorised,
@@ -71,66 +85,24 @@ pub enum Action {
     SubjectErased,
 }
 
-impl Action {
-    /// Every action, in a stable order.
-    pub const ALL: [Action; 19] = [
-        Action::ConsentCreated,
-        Action::ConsentAuthorised,
-        Action::ConsentRejected,
-        Action::ConsentRevoked,
-        Action::ConsentExpired,
-        Action::ConsentQueried,
-        Action::DataAccess,
-        Action::TokenIssued,
-        Action::AdapterRegistered,
-        Action::ClientUpdated,
-        Action::PolicyLoaded,
-        Action::AuditQueried,
-        Action::AuditArchived,
-        Action::PaymentSubmitted,
-        Action::PaymentStatusChanged,
-        Action::PayeeVerified,
-        Action::PayeeRegistered,
-        Action::PayeeRemoved,
-        Action::SubjectErased,
-    ];
-
-    /// The wire and database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::ConsentCreated => "consent_created",
-            Action::ConsentAuthorised => "consent_authorised",
-            Action::ConsentRejected => "consent_rejected",
-            Action::ConsentRevoked => "consent_revoked",
-            Action::ConsentExpired => "consent_expired",
-            Action::ConsentQueried => "consent_queried",
-            Action::DataAccess => "data_access",
-            Action::TokenIssued => "token_issued",
-            Action::AdapterRegistered => "adapter_registered",
-            Action::ClientUpdated => "client_updated",
-            Action::PolicyLoaded => "policy_loaded",
-            Action::AuditQueried => "audit_queried",
-            Action::AuditArchived => "audit_archived",
-            Action::PaymentSubmitted => "payment_submitted",
-            Action::PaymentStatusChanged => "payment_status_changed",
-            Action::PayeeVerified => "payee_verified",
-            Action::PayeeRegistered => "payee_registered",
-            Action::PayeeRemoved => "payee_removed",
-            Action::SubjectErased => "subject_erased",
-        }
-    }
-
-    /// Parses the database name.
-    pub fn parse(name: &str) -> Option<Action> {
-        Action::ALL
-            .into_iter()
-            .find(|action| action.as_str() == name)
-    }
-}
+impl WireName for Action {}
 
 /// The outcome of a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Decision {
     Allow,
     Deny,
@@ -138,23 +110,7 @@ pub enum Decision {
     Error,
 }
 
-impl Decision {
-    /// The wire and database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Allow => "allow",
-            Decision::Deny => "deny",
-            Decision::Error => "error",
-        }
-    }
-
-    /// Parses the database name.
-    pub fn parse(name: &str) -> Option<Decision> {
-        [Decision::Allow, Decision::Deny, Decision::Error]
-            .into_iter()
-            .find(|decision| decision.as_str() == name)
-    }
-}
+impl WireName for Decision {}
 
 /// One audit event before it has a place in the chain.
 ///

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, RawConfig, StoreConfig, env_var};
+use crate::model::WireName;
 use crate::telemetry::traces::Traces;
 use crate::telemetry::{LogFormat, LogSettings};
 

@@ -7,13 +7,27 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::Scope;
+use crate::model::WireName;
 use crate::store_error::StoreError;
 
 /// The lifecycle of a consent.
 ///
 /// `awaiting_authorisation → authorised → (revoked | expired)`, or `rejected`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ConsentStatus {
     AwaitingAuthorisation,
     Authorised,
@@ -23,30 +37,6 @@ pub enum ConsentStatus {
 }
 
 impl ConsentStatus {
-    /// The wire and database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConsentStatus::AwaitingAuthorisation => "awaiting_authorisation",
-            ConsentStatus::Authorised => "authorised",
-            ConsentStatus::Rejected => "rejected",
-            ConsentStatus::Revoked => "revoked",
-            ConsentStatus::Expired => "expired",
-        }
-    }
-
-    /// Parses the database name.
-    pub fn parse(name: &str) -> Option<ConsentStatus> {
-        [
-            ConsentStatus::AwaitingAuthorisation,
-            ConsentStatus::Authorised,
-            ConsentStatus::Rejected,
-            ConsentStatus::Revoked,
-            ConsentStatus::Expired,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == name)
-    }
-
     /// Whether the state machine allows moving from `self` to `next`.
     pub fn can_become(self, next: ConsentStatus) -> bool {
         use ConsentStatus::*;
@@ -57,6 +47,8 @@ impl ConsentStatus {
         )
     }
 }
+
+impl WireName for ConsentStatus {}
 
 /// The Rich Authorization Request (RFC 9396) entry a platform sends at PAR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

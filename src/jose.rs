@@ -11,6 +11,7 @@
 
 pub mod keys;
 
+use crate::model::WireName;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
@@ -38,8 +39,22 @@ pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
 
 /// How a client authenticates at an authorization server's token and PAR endpoints: a
 /// platform at bankgate's, bankgate at a bank's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum AuthMethod {
     /// HTTP Basic with a secret.
     #[default]
@@ -48,22 +63,7 @@ pub enum AuthMethod {
     PrivateKeyJwt,
 }
 
-impl AuthMethod {
-    /// The wire and database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::ClientSecretBasic => "client_secret_basic",
-            AuthMethod::PrivateKeyJwt => "private_key_jwt",
-        }
-    }
-
-    /// Parses the wire and database name.
-    pub fn parse(name: &str) -> Option<AuthMethod> {
-        [AuthMethod::ClientSecretBasic, AuthMethod::PrivateKeyJwt]
-            .into_iter()
-            .find(|method| method.as_str() == name)
-    }
-}
+impl WireName for AuthMethod {}
 
 /// Encodes credentials for `Authorization: Basic`, id and secret form-urlencoded first
 /// (RFC 6749 §2.3.1).

@@ -25,6 +25,7 @@ use crate::consent::{Consent, ConsentStatus, Consents};
 use crate::crypto::Sealer;
 use crate::egress::Egress;
 use crate::jose::keys::SigningKey;
+use crate::model::WireName;
 use crate::oauth::{Clients, Tokens};
 use crate::payments::Payments;
 use crate::store_error::StoreError;

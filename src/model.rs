@@ -6,9 +6,45 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+/// An enum known by one name on the wire and in the database.
+///
+/// The names come from strum's derives (`IntoStaticStr`, `EnumString`) with the enum's case
+/// rule, the same rule its serde derive follows; a tests module checks the two agree.
+pub trait WireName:
+    Copy + Into<&'static str> + std::str::FromStr + strum::VariantArray + 'static
+{
+    /// Every variant, in the order of the declaration.
+    const ALL: &'static [Self] = Self::VARIANTS;
+
+    /// The wire and database name.
+    fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Parses a wire or database name.
+    fn parse(name: &str) -> Option<Self> {
+        name.parse().ok()
+    }
+}
+
 /// A category of bank data a consent can cover and a policy can allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Scope {
     Accounts,
     Balances,
@@ -16,30 +52,9 @@ pub enum Scope {
     Identity,
 }
 
-impl Scope {
-    /// Every scope, in a stable order.
-    pub const ALL: [Scope; 4] = [
-        Scope::Accounts,
-        Scope::Balances,
-        Scope::Transactions,
-        Scope::Identity,
-    ];
+impl Scope {}
 
-    /// The wire name (`"balances"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Accounts => "accounts",
-            Scope::Balances => "balances",
-            Scope::Transactions => "transactions",
-            Scope::Identity => "identity",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(name: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|scope| scope.as_str() == name)
-    }
-}
+impl WireName for Scope {}
 
 impl std::fmt::Display for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -294,6 +309,100 @@ pub fn escape_html(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every variant's name parses back to it and is the name serde writes.
+    fn check_names<T>(expected: &[&str])
+    where
+        T: WireName + Serialize + PartialEq + std::fmt::Debug,
+    {
+        let names: Vec<&str> = T::ALL.iter().map(|variant| variant.as_str()).collect();
+        assert_eq!(names, expected, "{}", std::any::type_name::<T>());
+        for &variant in T::ALL {
+            assert_eq!(T::parse(variant.as_str()), Some(variant));
+            assert_eq!(
+                serde_json::to_value(variant).unwrap(),
+                serde_json::Value::from(variant.as_str()),
+                "serde and the wire name disagree on {variant:?}"
+            );
+        }
+        assert_eq!(T::parse(""), None);
+        assert_eq!(
+            T::parse(&expected[0].to_uppercase()),
+            None,
+            "names are exact"
+        );
+    }
+
+    #[test]
+    fn wire_names_are_the_serde_names_and_parse_back() {
+        use crate::audit::{Action, Decision};
+        use crate::consent::ConsentStatus;
+        use crate::jose::AuthMethod;
+        use crate::lifecycle::webhooks::DeliveryStatus;
+        use crate::notify::{EventType, Mode};
+        use crate::oauth::Role;
+        use crate::payments::Submission;
+        use crate::payments::payee_match::NameMatch;
+        use crate::payments::status::RejectionReason;
+        use crate::policy::{LegalBasis, Object};
+
+        check_names::<Scope>(&["accounts", "balances", "transactions", "identity"]);
+        check_names::<ConsentStatus>(&[
+            "awaiting_authorisation",
+            "authorised",
+            "rejected",
+            "revoked",
+            "expired",
+        ]);
+        check_names::<Action>(&[
+            "consent_created",
+            "consent_authorised",
+            "consent_rejected",
+            "consent_revoked",
+            "consent_expired",
+            "consent_queried",
+            "data_access",
+            "token_issued",
+            "adapter_registered",
+            "client_updated",
+            "policy_loaded",
+            "audit_queried",
+            "audit_archived",
+            "payment_submitted",
+            "payment_status_changed",
+            "payee_verified",
+            "payee_registered",
+            "payee_removed",
+            "subject_erased",
+        ]);
+        check_names::<Decision>(&["allow", "deny", "error"]);
+        check_names::<AuthMethod>(&["client_secret_basic", "private_key_jwt"]);
+        check_names::<DeliveryStatus>(&["pending", "delivered", "failed"]);
+        check_names::<EventType>(&["balance.changed", "transactions.created", "fraud.signal"]);
+        check_names::<Mode>(&["thin", "data"]);
+        check_names::<Role>(&["platform", "compliance", "bank"]);
+        check_names::<Submission>(&["recorded", "in_doubt", "submitted", "refused"]);
+        check_names::<NameMatch>(&["match", "close_match", "no_match"]);
+        check_names::<RejectionReason>(&[
+            "insufficient_funds",
+            "account_closed",
+            "account_blocked",
+            "invalid_creditor_account",
+            "amount_not_allowed",
+            "duplicate",
+            "regulatory",
+            "other",
+        ]);
+        check_names::<LegalBasis>(&[
+            "consent",
+            "contract",
+            "legal-obligation",
+            "vital-interests",
+            "public-task",
+            "legitimate-interests",
+        ]);
+        check_names::<Object>(&["account", "balance", "transaction", "identity"]);
+    }
 
     #[test]
     fn iban_masking_keeps_country_and_last_four() {

@@ -29,49 +29,44 @@ use serde::{Deserialize, Serialize};
 
 use crate::consent::Consent;
 use crate::model::Scope;
+use crate::model::WireName;
 use crate::policy::Policy;
 use crate::store_error::StoreError;
 
 pub use engine::{BankReader, Engine, RunReport};
 
 /// An event a platform can subscribe to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 pub enum EventType {
     /// An account's balances changed.
     #[serde(rename = "balance.changed")]
+    #[strum(serialize = "balance.changed")]
     BalanceChanged,
     /// New transactions appeared on an account.
     #[serde(rename = "transactions.created")]
+    #[strum(serialize = "transactions.created")]
     TransactionsCreated,
     /// A fraud rule of the purpose's policy fired on a new transaction.
     #[serde(rename = "fraud.signal")]
+    #[strum(serialize = "fraud.signal")]
     FraudSignal,
 }
 
 impl EventType {
-    /// Every event type.
-    pub const ALL: [EventType; 3] = [
-        EventType::BalanceChanged,
-        EventType::TransactionsCreated,
-        EventType::FraudSignal,
-    ];
-
-    /// The wire name (also the webhook event name).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::BalanceChanged => "balance.changed",
-            EventType::TransactionsCreated => "transactions.created",
-            EventType::FraudSignal => "fraud.signal",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(name: &str) -> Option<EventType> {
-        EventType::ALL
-            .into_iter()
-            .find(|event| event.as_str() == name)
-    }
-
     /// Whether a webhook event name is a notification (delivered only while its consent is
     /// authorised).
     pub fn is_notification(name: &str) -> bool {
@@ -94,9 +89,24 @@ impl EventType {
     }
 }
 
+impl WireName for EventType {}
+
 /// What a delivery carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Mode {
     /// "Account X changed, fetch it": ids only, no account data.
     Thin,
@@ -105,22 +115,7 @@ pub enum Mode {
     Data,
 }
 
-impl Mode {
-    /// The wire and database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Thin => "thin",
-            Mode::Data => "data",
-        }
-    }
-
-    /// Parses the wire name.
-    pub fn parse(name: &str) -> Option<Mode> {
-        [Mode::Thin, Mode::Data]
-            .into_iter()
-            .find(|mode| mode.as_str() == name)
-    }
-}
+impl WireName for Mode {}
 
 /// A platform's subscription: one consent, or every consent of the platform for a purpose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

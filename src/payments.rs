@@ -36,6 +36,7 @@ use iban::IbanLike;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::model::WireName;
 use crate::store_error::StoreError;
 
 pub use idempotency::{IdempotencyKey, KeyRecord, Replay};
@@ -349,8 +350,21 @@ pub struct BankPayment {
 }
 
 /// Where the gateway's own handling of a payment stands, beside the bank's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Submission {
     /// Recorded; the bank has not been called yet.
     Recorded,
@@ -363,29 +377,7 @@ pub enum Submission {
     Refused,
 }
 
-impl Submission {
-    /// The wire and database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Submission::Recorded => "recorded",
-            Submission::InDoubt => "in_doubt",
-            Submission::Submitted => "submitted",
-            Submission::Refused => "refused",
-        }
-    }
-
-    /// Parses the database name.
-    pub fn parse(name: &str) -> Option<Submission> {
-        [
-            Submission::Recorded,
-            Submission::InDoubt,
-            Submission::Submitted,
-            Submission::Refused,
-        ]
-        .into_iter()
-        .find(|submission| submission.as_str() == name)
-    }
-}
+impl WireName for Submission {}
 
 /// A payment as stored: recorded before its bank is called, updated by compare-and-set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

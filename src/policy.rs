@@ -18,6 +18,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::consent::{AuthorizationDetail, Consent};
+use crate::model::WireName;
 use crate::model::{Account, Scope};
 
 pub use live::Live;
@@ -70,8 +71,22 @@ pub struct LocalText {
 }
 
 /// A kind of record a policy can release fields of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Object {
     Account,
     Balance,
@@ -81,14 +96,6 @@ pub enum Object {
 }
 
 impl Object {
-    /// Every kind, in a stable order.
-    pub const ALL: [Object; 4] = [
-        Object::Account,
-        Object::Balance,
-        Object::Transaction,
-        Object::Identity,
-    ];
-
     /// The JSON field names of the canonical record (`model`, [`IdentityRecord`]).
     pub fn fields(self) -> &'static [&'static str] {
         match self {
@@ -161,17 +168,9 @@ impl Object {
             Scope::Identity => Object::Identity,
         }
     }
-
-    /// The key in a policy file's `[fields]` table.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Object::Account => "account",
-            Object::Balance => "balance",
-            Object::Transaction => "transaction",
-            Object::Identity => "identity",
-        }
-    }
 }
+
+impl WireName for Object {}
 
 /// The identity view of an account: who holds it and how it is identified. This is what the
 /// `identity` scope releases (`GET /v1/identity`); balances and movements are not part of it.
@@ -210,8 +209,20 @@ impl From<&Account> for IdentityRecord {
 }
 
 /// The lawful basis of processing (GDPR Art. 6(1)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum LegalBasis {
     Consent,
     Contract,
@@ -222,28 +233,6 @@ pub enum LegalBasis {
 }
 
 impl LegalBasis {
-    /// Every basis, in the order of the article.
-    pub const ALL: [LegalBasis; 6] = [
-        LegalBasis::Consent,
-        LegalBasis::Contract,
-        LegalBasis::LegalObligation,
-        LegalBasis::VitalInterests,
-        LegalBasis::PublicTask,
-        LegalBasis::LegitimateInterests,
-    ];
-
-    /// The name written in policy files (`legal-obligation`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LegalBasis::Consent => "consent",
-            LegalBasis::Contract => "contract",
-            LegalBasis::LegalObligation => "legal-obligation",
-            LegalBasis::VitalInterests => "vital-interests",
-            LegalBasis::PublicTask => "public-task",
-            LegalBasis::LegitimateInterests => "legitimate-interests",
-        }
-    }
-
     /// The article it stands for.
     pub fn article(self) -> &'static str {
         match self {
@@ -255,14 +244,9 @@ impl LegalBasis {
             LegalBasis::LegitimateInterests => "GDPR Art. 6(1)(f)",
         }
     }
-
-    /// Parses the name written in policy files.
-    pub fn parse(name: &str) -> Option<LegalBasis> {
-        LegalBasis::ALL
-            .into_iter()
-            .find(|basis| basis.as_str() == name)
-    }
 }
+
+impl WireName for LegalBasis {}
 
 /// One validated purpose policy.
 #[derive(Debug, Clone, PartialEq, Eq)]

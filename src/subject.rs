@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::audit::{Action, Auditor, Decision, Event, Filter, Record};
 use crate::consent::Consents;
 use crate::lifecycle::Webhooks;
+use crate::model::WireName;
 use crate::model::escape_html as escape;
 use crate::oauth::Clients;
 use crate::policy::PolicySet;

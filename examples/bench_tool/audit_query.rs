@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use bankgate::audit::verifier::{VerifyOptions, verify_chain};
 use bankgate::audit::{Action, Decision, Event, Filter, VerifyingKeys};
 use bankgate::jose::keys::SigningKey;
+use bankgate::model::WireName;
 use bankgate::store::Store;
 use chrono::{DateTime, Duration as TimeDelta, SubsecRound as _, Utc};
 use futures_util::pin_mut;

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::common::parse_body;
 use super::{AdapterError, BankAccount, Manifest, berlin_group, fdx, mapping, obie, stet};
+use crate::model::WireName;
 
 /// The bank id payloads are normalised for when no manifest names one.
 pub const EXAMPLE_BANK: &str = "example-bank";
@@ -20,24 +21,17 @@ pub const EXAMPLE_BANK: &str = "example-bank";
 pub const EXAMPLE_ACCOUNT: &str = "acc_example";
 
 /// What a payload is the answer to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Resource {
     Accounts,
     Balances,
     Transactions,
 }
 
-impl Resource {
-    /// Parses `accounts`, `balances` or `transactions`.
-    pub fn parse(name: &str) -> Option<Resource> {
-        match name {
-            "accounts" => Some(Resource::Accounts),
-            "balances" => Some(Resource::Balances),
-            "transactions" => Some(Resource::Transactions),
-            _ => None,
-        }
-    }
-}
+impl WireName for Resource {}
 
 /// Who speaks the payload: a profile by name, or a manifest (required for `mapping`).
 #[derive(Debug, Clone, Copy)]

@@ -24,6 +24,7 @@ use crate::adapters::verification;
 use crate::audit::{Action, Decision, Event};
 use crate::consent::Consent;
 use crate::error::{Error, OAuthError};
+use crate::model::WireName;
 use crate::model::{Scope, quoted};
 use crate::notify::engine::{ReadError, Reads};
 use crate::oauth::Client;

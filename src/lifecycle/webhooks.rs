@@ -28,6 +28,7 @@ use serde_json::json;
 
 use super::{Lifecycle, LifecycleError};
 use crate::consent::Consent;
+use crate::model::WireName;
 use crate::store_error::StoreError;
 use crate::telemetry::metrics::WEBHOOK_FAILURES;
 
@@ -337,8 +338,21 @@ mod tests {
 }
 
 /// Where a webhook delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum DeliveryStatus {
     Pending,
     Delivered,
@@ -346,27 +360,7 @@ pub enum DeliveryStatus {
     Failed,
 }
 
-impl DeliveryStatus {
-    /// The wire and database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "failed",
-        }
-    }
-
-    /// Parses the database name.
-    pub fn parse(name: &str) -> Option<DeliveryStatus> {
-        [
-            DeliveryStatus::Pending,
-            DeliveryStatus::Delivered,
-            DeliveryStatus::Failed,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == name)
-    }
-}
+impl WireName for DeliveryStatus {}
 
 /// One webhook delivery to a platform, and its log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -36,6 +36,7 @@ use super::detect::{self, Keys};
 use super::{EventType, Job, Mode, Outbox, Seen, Subscription, Subscriptions};
 use crate::audit::{Action, Auditor, Decision, Event};
 use crate::consent::{Consent, ConsentStatus, Consents};
+use crate::model::WireName;
 use crate::model::{Account, Balance, Scope, Transaction};
 use crate::oauth::Clients;
 use crate::policy::signals;

@@ -138,7 +138,7 @@ fn balance_digests_ignore_order_and_stamps() {
 
 #[test]
 fn events_have_wire_names_and_scopes() {
-    for event in EventType::ALL {
+    for &event in EventType::ALL {
         assert_eq!(EventType::parse(event.as_str()), Some(event));
         let json = serde_json::to_value(event).unwrap();
         assert_eq!(json, event.as_str());

@@ -6,12 +6,26 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::jose::AuthMethod;
+use crate::model::WireName;
 use crate::policy::Platform;
 use crate::store_error::StoreError;
 
 /// What a registered client may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Role {
     /// A social platform reading its users' data under consent.
     Platform,
@@ -22,23 +36,7 @@ pub enum Role {
     Bank,
 }
 
-impl Role {
-    /// The wire and database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Platform => "platform",
-            Role::Compliance => "compliance",
-            Role::Bank => "bank",
-        }
-    }
-
-    /// Parses the database name.
-    pub fn parse(name: &str) -> Option<Role> {
-        [Role::Platform, Role::Compliance, Role::Bank]
-            .into_iter()
-            .find(|role| role.as_str() == name)
-    }
-}
+impl WireName for Role {}
 
 /// A registered OAuth client of bankgate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

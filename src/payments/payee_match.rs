@@ -28,6 +28,7 @@
 #[cfg(test)]
 mod tests;
 
+use crate::model::WireName;
 use serde::{Deserialize, Serialize};
 
 /// The similarity (normalised Damerau-Levenshtein, 0 to 1) from which two whole names, words
@@ -38,24 +39,28 @@ pub const CLOSE_MATCH_SIMILARITY: f64 = 0.85;
 const WORD_SIMILARITY: f64 = 0.8;
 
 /// How the name a payer typed compares with the name on the account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum NameMatch {
     Match,
     CloseMatch,
     NoMatch,
 }
 
-impl NameMatch {
-    /// The wire name (`close_match`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NameMatch::Match => "match",
-            NameMatch::CloseMatch => "close_match",
-            NameMatch::NoMatch => "no_match",
-        }
-    }
-}
+impl WireName for NameMatch {}
 
 /// Words left out of a name: connectors, titles, legal forms (lower case, ASCII).
 const IGNORED: &[&str] = &[

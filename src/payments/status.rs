@@ -2,11 +2,25 @@
 //! codes every standard uses (Berlin Group and STET directly, OBIE 4 directly, OBIE 3 by name),
 //! with the bank's raw code kept, and rejection reasons from ISO 20022 reason codes.
 
+use crate::model::WireName;
 use serde::{Deserialize, Serialize};
 
 /// Why a bank rejected a payment, in bankgate's words (never the bank's own text).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RejectionReason {
     /// AM04: the payer's account does not hold enough.
     InsufficientFunds,
@@ -45,41 +59,14 @@ impl RejectionReason {
             _ => RejectionReason::Other,
         }
     }
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectionReason::InsufficientFunds => "insufficient_funds",
-            RejectionReason::AccountClosed => "account_closed",
-            RejectionReason::AccountBlocked => "account_blocked",
-            RejectionReason::InvalidCreditorAccount => "invalid_creditor_account",
-            RejectionReason::AmountNotAllowed => "amount_not_allowed",
-            RejectionReason::Duplicate => "duplicate",
-            RejectionReason::Regulatory => "regulatory",
-            RejectionReason::Other => "other",
-        }
-    }
-
-    /// Parses the wire name.
-    pub fn parse(name: &str) -> Option<RejectionReason> {
-        [
-            RejectionReason::InsufficientFunds,
-            RejectionReason::AccountClosed,
-            RejectionReason::AccountBlocked,
-            RejectionReason::InvalidCreditorAccount,
-            RejectionReason::AmountNotAllowed,
-            RejectionReason::Duplicate,
-            RejectionReason::Regulatory,
-            RejectionReason::Other,
-        ]
-        .into_iter()
-        .find(|reason| reason.as_str() == name)
-    }
 }
 
+impl WireName for RejectionReason {}
+
 /// The canonical status of a payment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(tag = "status", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum PaymentStatus {
     /// RCVD: the bank has the payment, nothing checked yet.
     Received,
@@ -118,15 +105,7 @@ impl PaymentStatus {
 
     /// The wire name (`settlement_in_process`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentStatus::Received => "received",
-            PaymentStatus::Accepted => "accepted",
-            PaymentStatus::SettlementInProcess => "settlement_in_process",
-            PaymentStatus::Settled => "settled",
-            PaymentStatus::Pending => "pending",
-            PaymentStatus::Rejected { .. } => "rejected",
-            PaymentStatus::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
     /// Parses the wire name; a rejection needs its reason's wire name.

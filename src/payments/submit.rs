@@ -29,6 +29,7 @@ use super::{
 };
 use crate::audit::{Action, Auditor, Decision, Event};
 use crate::consent::{Consent, Unusable};
+use crate::model::WireName;
 use crate::store_error::StoreError;
 
 /// When the status job looks up a payment whose submission started and never finished (the

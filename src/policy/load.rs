@@ -14,6 +14,7 @@ use super::{
     TEXT_LANGUAGES,
 };
 use crate::model::Scope;
+use crate::model::WireName;
 use crate::payments::PaymentLimits;
 use rust_decimal::Decimal;
 
@@ -615,7 +616,7 @@ fn validate_fields(
 ) -> BTreeMap<Object, BTreeSet<String>> {
     let mut allowed = BTreeMap::new();
     let table = raw.fields.as_ref().map(Spanned::get_ref);
-    for object in Object::ALL {
+    for &object in Object::ALL {
         let list = table.and_then(|table| table.get(object));
         let scope_allowed = scopes.contains(&object.scope());
         let Some(list) = list else {

@@ -842,7 +842,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
             text: BTreeMap::new(),
             legal_basis: LegalBasis::Consent,
             legal_reference: None,
-            scopes: Scope::ALL.into(),
+            scopes: Scope::ALL.iter().copied().collect(),
             max_consent_days: 90,
             max_history_days: 30,
             max_unattended_per_day: 4,

@@ -31,6 +31,7 @@ mod webhooks;
 use crate::adapters::{AccountRef, BankAuthorization, BankVersion, StoredGrant};
 use crate::consent::{Consent, ConsentStatus};
 use crate::lifecycle::{DeliveryOutcome, DeliveryStatus, WebhookDelivery};
+use crate::model::WireName;
 use crate::oauth::{
     AuthorizationCode, Client, IssuedToken, PushedRequest, RefreshToken, StoredCode,
 };

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tower::{Layer, ServiceExt};
 
 use super::support::{StoreKind, TestGateway};
+use bankgate::model::WireName;
 
 on_both_stores!(
     every_denial_kind_answers_and_is_audited,

@@ -11,6 +11,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::support::{StoreKind, TestGateway};
+use bankgate::model::WireName;
 
 on_both_stores!(
     compliance_endpoints_refuse_platforms,

@@ -12,6 +12,7 @@ use bankgate::model::Scope;
 use serde_json::{Value, json};
 
 use super::support::{StoreKind, TestGateway};
+use bankgate::model::WireName;
 
 on_both_stores!(erasure_unlinks_the_person_and_keeps_the_chain);
 

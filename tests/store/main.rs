@@ -40,7 +40,7 @@ use bankgate::adapters::{AccountRef, BankAuthorization, StoredGrant};
 use bankgate::audit::{self, Action, Decision, Event, Filter, GENESIS, Record};
 use bankgate::consent::{Consent, ConsentStatus};
 use bankgate::crypto::Sealed;
-use bankgate::model::Scope;
+use bankgate::model::{Scope, WireName};
 use bankgate::oauth::{AuthorizationCode, Client, PushedRequest, Role, StoredCode};
 use bankgate::store::memory::MemoryStore;
 use bankgate::store::{Store, StoreError};

@@ -26,8 +26,10 @@ use std::fmt;
 use chrono::format::StrftimeItems;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use strum::VariantNames;
 
 use crate::model::Scope;
+use crate::model::WireName;
 use crate::payments::BankStatus;
 
 /// `[mapping]`: how a proprietary API maps onto the canonical model.
@@ -819,8 +821,9 @@ pub struct PaymentsSpec {
     pub body: BTreeMap<String, String>,
 }
 
-/// What goes at a pointer of the creation's body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What goes at a pointer of the creation's body, by its name in a manifest (`amount_minor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
 pub enum OrderField {
     /// bankgate's payment id (the end-to-end id).
     PaymentId,
@@ -835,28 +838,6 @@ pub enum OrderField {
     Remittance,
     /// A JSON boolean.
     Instant,
-}
-
-impl OrderField {
-    /// Every field, by its name in a manifest.
-    pub const ALL: [(&'static str, OrderField); 8] = [
-        ("payment_id", OrderField::PaymentId),
-        ("amount", OrderField::Amount),
-        ("amount_minor", OrderField::AmountMinor),
-        ("currency", OrderField::Currency),
-        ("creditor_iban", OrderField::CreditorIban),
-        ("creditor_name", OrderField::CreditorName),
-        ("remittance", OrderField::Remittance),
-        ("instant", OrderField::Instant),
-    ];
-
-    /// The field a body rule names.
-    pub fn parse(name: &str) -> Option<OrderField> {
-        OrderField::ALL
-            .iter()
-            .find(|(known, _)| *known == name)
-            .map(|(_, field)| *field)
-    }
 }
 
 /// A path with the `{payment}` placeholder (`None` segments).
@@ -949,12 +930,12 @@ pub fn compile_payments(spec: &PaymentsSpec) -> Result<CompiledPayments, RuleErr
     let mut body = Vec::new();
     for (at, name) in &spec.body {
         let rule = format!("body.{at:?}");
-        let field = OrderField::parse(name).ok_or_else(|| {
+        let field = name.parse::<OrderField>().map_err(|_| {
             error(
                 &rule,
                 format!(
                     "{name:?} is not an order field ({})",
-                    OrderField::ALL.map(|(name, _)| name).join(", ")
+                    OrderField::VARIANTS.join(", ")
                 ),
             )
         })?;

@@ -35,6 +35,7 @@ use crate::http::authn::{Caller, Principal};
 use crate::http::request_id;
 use crate::http::routes::input::{self, PathParams, QueryParams};
 use crate::lifecycle::consent_event;
+use crate::model::WireName;
 use crate::oauth::Role;
 
 /// The consent management routes.

@@ -34,6 +34,7 @@ use super::page::{Lang, STYLE, category, error_page};
 use crate::app::App;
 use crate::broker::sign_in;
 use crate::consent::ConsentStatus;
+use crate::model::WireName;
 use crate::model::escape_html as escape;
 use crate::subject::Sources;
 use crate::subject::connected::{self, ConnectedApp, Revocation, SESSION_LIFETIME_SECS, Session};

@@ -26,6 +26,7 @@ use crate::audit::{Action, Event};
 use crate::broker::{BankAnswer, Next, Push, Screen, ScreenDecision, payment};
 use crate::consent::{ACCOUNT_INFORMATION, AuthorizationDetail};
 use crate::error::{Error, OAuthError};
+use crate::model::WireName;
 use crate::oauth::AUDIT_READ;
 use crate::oauth::dpop::DpopError;
 use crate::oauth::{Client, Role};

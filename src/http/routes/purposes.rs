@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::error::Error;
 use crate::http::routes::input::PathParams;
+use crate::model::WireName;
 use crate::policy::{Policy, Prohibited};
 
 /// The purpose routes.

@@ -26,6 +26,7 @@ use crate::consent::ConsentStatus;
 use crate::error::Error;
 use crate::http::authn::{Caller, Principal};
 use crate::http::routes::input::{self, JsonBody, PathParams};
+use crate::model::WireName;
 use crate::notify::{Mode, Subscription, SubscriptionRefusal, check_events};
 
 /// The subscription routes.

@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{MemoryStore, lock, micros};
 use crate::audit::{self, AuditLog, Event, Filter, GENESIS, Record};
+use crate::model::WireName;
 use crate::store::StoreError;
 
 /// The audit chain, the ids in it (ids are unique, as in PostgreSQL) and its checkpoints.

@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 use super::{column, corrupt, execute, query_one};
 use crate::adapters::{AccountRef, StoredGrant};
 use crate::crypto::Sealed;
+use crate::model::WireName;
 use crate::store::StoreError;
 use crate::store::access::AccessCount;
 use crate::store::access::{AccessQuery, AccessState, TokenState};

@@ -24,6 +24,7 @@ use crate::audit::{
     self, Action, Archive, Checkpoint, Decision, Event, Filter, Partition, Record, StoredRecord,
     SummaryFilter, SummaryRow,
 };
+use crate::model::WireName;
 use crate::store::StoreError;
 
 /// Advisory lock key that orders appends (`"bankgate"` in ASCII), taken by

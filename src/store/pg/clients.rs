@@ -6,6 +6,7 @@ use tokio_postgres::Row;
 
 use super::storable;
 use super::{column, corrupt, execute, query_opt, record};
+use crate::model::WireName;
 use crate::oauth::Clients;
 use crate::oauth::{AuthMethod, Client, Role};
 use crate::store::StoreError;

@@ -11,6 +11,7 @@ use super::{column, corrupt, execute, query, query_opt, record};
 use crate::consent::Consents;
 use crate::consent::{Consent, ConsentStatus};
 use crate::model::Scope;
+use crate::model::WireName;
 use crate::store::StoreError;
 
 /// The columns [`insert`] writes and [`from_row`] reads, in their order, for the statements

@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 
 use super::{column, corrupt, execute, query, query_opt, record};
 use crate::consent::Consent;
+use crate::model::WireName;
 use crate::notify::{AccountState, EventType, Job, Mode, Seen, Subscription, Subscriptions};
 use crate::store::StoreError;
 

@@ -11,6 +11,7 @@ use rust_decimal::Decimal;
 use tokio_postgres::Row;
 
 use super::{PgStore, column, corrupt, execute, query, query_one, query_opt, sql_error, storable};
+use crate::model::WireName;
 use crate::payments::idempotency::{self, StoredResponse};
 use crate::payments::{
     BankStatus, DayCount, IdempotencyKey, KeyRecord, Payment, PaymentRequest, PaymentStatus,

@@ -9,6 +9,7 @@ use tokio_postgres::Row;
 use super::{column, corrupt, execute, query, record};
 use crate::lifecycle::Webhooks;
 use crate::lifecycle::{DeliveryOutcome, DeliveryStatus, WebhookDelivery};
+use crate::model::WireName;
 use crate::store::StoreError;
 
 const ENQUEUE_WEBHOOK: &str = "\

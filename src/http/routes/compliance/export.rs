@@ -24,6 +24,7 @@ use super::{Inquiry, parse_query};
 use crate::app::App;
 use crate::audit::{Filter, Record};
 use crate::error::Error;
+use crate::model::WireName;
 
 /// Events read from the store at a time.
 const PAGE: u32 = Filter::MAX_LIMIT;
@@ -55,8 +56,9 @@ pub const CSV_COLUMNS: [&str; 19] = [
 pub const CSV_COMPLETE: &str = "#complete";
 
 /// How an export is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::EnumString)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 enum Format {
     /// One record per line, exactly as `/v1/audit/events` serialises it.
     Jsonl,
@@ -65,14 +67,6 @@ enum Format {
 }
 
 impl Format {
-    fn parse(name: &str) -> Option<Format> {
-        match name {
-            "jsonl" => Some(Format::Jsonl),
-            "csv" => Some(Format::Csv),
-            _ => None,
-        }
-    }
-
     fn content_type(self) -> &'static str {
         match self {
             Format::Jsonl => "application/x-ndjson",
@@ -176,7 +170,7 @@ fn parse(query: &str) -> Result<(Format, Filter), Error> {
     for (name, value) in pairs {
         match name.as_str() {
             "format" => {
-                format = Format::parse(&value).ok_or_else(|| {
+                format = value.parse::<Format>().map_err(|_| {
                     Error::InvalidRequest(format!(
                         "unknown export format {value:?}: use jsonl or csv"
                     ))

@@ -37,6 +37,7 @@ use crate::crypto;
 use crate::error::{Error, OAuthError};
 use crate::http::routes::input::OAuthForm;
 use crate::lifecycle::{self, consent_event};
+use crate::model::WireName;
 use crate::oauth::client_auth::AuthParams;
 use crate::oauth::dpop::{self, DPOP_HEADER, DPOP_NONCE_HEADER, DpopError, Expected, Nonces};
 use crate::oauth::tokens::AccessClaims;
