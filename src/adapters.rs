@@ -312,11 +312,13 @@ pub use crate::payments::{BankPayment, PaymentOrder};
 #[async_trait]
 pub trait PaymentInitiation: Send + Sync {
     /// Whether the user's authorisation at the bank may execute the payment without another
-    /// call from bankgate: where the payment resource is the consent (Berlin Group; STET, when
-    /// the bank does not wait for a confirmation). Such a payment counts against the user's
-    /// daily limit before it is created at the bank; any other when it is submitted.
+    /// call from bankgate: where the payment resource is the consent (Berlin Group, the
+    /// declarative mapping; STET, when the bank does not wait for a confirmation). Such a
+    /// payment counts against the user's daily limit before it is created at the bank; any
+    /// other when it is submitted. The default is the safe answer, counted early: a standard
+    /// whose payment waits for bankgate's submission (OBIE) says so.
     fn authorisation_executes(&self) -> bool {
-        false
+        true
     }
 
     /// Creates the bank-side payment consent (OBIE) or payment resource (Berlin Group, STET)

@@ -62,10 +62,6 @@ async fn read_status(
 
 #[async_trait]
 impl PaymentInitiation for BerlinGroup {
-    fn authorisation_executes(&self) -> bool {
-        true
-    }
-
     async fn create_payment_consent(
         &self,
         bank: &Bank,

@@ -200,10 +200,6 @@ fn payment_id<'a>(session: &BankSession<'a>) -> Result<&'a str, AdapterError> {
 
 #[async_trait]
 impl PaymentInitiation for Mapping {
-    fn authorisation_executes(&self) -> bool {
-        true
-    }
-
     async fn create_payment_consent(
         &self,
         bank: &Bank,

@@ -157,6 +157,12 @@ async fn post_payment(
 
 #[async_trait]
 impl PaymentInitiation for Obie {
+    /// The payment consent authorises nothing by itself: the payment is made when bankgate
+    /// submits it.
+    fn authorisation_executes(&self) -> bool {
+        false
+    }
+
     async fn create_payment_consent(
         &self,
         bank: &Bank,

@@ -56,10 +56,6 @@ fn resource_id<'a>(session: &BankSession<'a>) -> Result<&'a str, AdapterError> {
 
 #[async_trait]
 impl PaymentInitiation for Stet {
-    fn authorisation_executes(&self) -> bool {
-        true
-    }
-
     async fn create_payment_consent(
         &self,
         bank: &Bank,
