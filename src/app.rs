@@ -40,6 +40,9 @@ pub struct App {
     pub registrar: Registrar,
     /// The keys banks sign their pushed events with, as fetched.
     pub event_keys: Arc<crate::adapters::events::EventKeys>,
+    /// The sign-in starts each client address may make (`sign_in_starts_per_minute`; this
+    /// instance's counts).
+    pub sign_in_starts: Arc<crate::broker::sign_in::StartLimit>,
 }
 
 impl App {
@@ -57,6 +60,7 @@ impl App {
             bank_reader: self.bank_reader(),
             verification_counts: self.store.clone(),
             verifications_per_minute: self.config.payee_verifications_per_minute,
+            sign_in_starts: self.sign_in_starts.clone(),
             auditor: self.auditor.clone(),
             policies: self.policies.clone(),
             banks: self.banks.clone(),

@@ -60,6 +60,8 @@ pub struct Broker {
     pub verification_counts: Arc<dyn crate::payments::verification::VerificationCounts>,
     /// How many verifications of payee a platform may ask per minute.
     pub verifications_per_minute: u32,
+    /// The sign-in starts each client address may make (`sign_in_starts_per_minute`).
+    pub sign_in_starts: Arc<sign_in::StartLimit>,
     pub auditor: Auditor,
     pub policies: Live,
     pub banks: Arc<Registry>,

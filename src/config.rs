@@ -5,8 +5,8 @@
 //! `DATABASE_URL`, `BANKGATE_LISTEN`, `BANKGATE_PUBLIC_URL`, `BANKGATE_GRANT_KEY`,
 //! `BANKGATE_SIGNING_KEY_FILE`, `BANKGATE_PREVIOUS_SIGNING_KEY_FILES` (comma-separated),
 //! `BANKGATE_ADMIN_TOKEN`, `BANKGATE_AUDIT_ARCHIVE_DIR`, `BANKGATE_ALLOW_INSECURE_CLIENTS`
-//! (`true` or `false`), `BANKGATE_METRICS_LISTEN`, `BANKGATE_OTLP_ENDPOINT`. A variable set but
-//! empty is unset.
+//! (`true` or `false`), `BANKGATE_METRICS_LISTEN`, `BANKGATE_OTLP_ENDPOINT`,
+//! `BANKGATE_SIGN_IN_STARTS_PER_MINUTE` (a whole number). A variable set but empty is unset.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -87,6 +87,10 @@ pub struct RawConfig {
     /// Payee verifications a platform may ask per minute, every instance counted together
     /// (`POST /v1/payee-verifications`; beyond it, 429).
     pub payee_verifications_per_minute: Option<u32>,
+    /// Sign-ins one client address may start per minute (`GET /me/{bank_id}` without a
+    /// session; beyond it, 429); 0 turns the limit off (behind a proxy, every start comes from
+    /// the proxy's address).
+    pub sign_in_starts_per_minute: Option<u32>,
     pub max_in_flight: Option<usize>,
     /// How long a connection may take to send a request head (and idle between requests)
     /// before it is closed.
@@ -154,6 +158,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Payee verifications a platform may ask per minute.
     pub payee_verifications_per_minute: u32,
+    /// Sign-ins one client address may start per minute on this instance; 0: no limit.
+    pub sign_in_starts_per_minute: u32,
     pub max_in_flight: usize,
     /// How connections are served (header-read timeout, per-IP cap).
     pub server: ServerSettings,
@@ -220,6 +226,17 @@ impl RawConfig {
         }
         if let Some(dir) = env("BANKGATE_AUDIT_ARCHIVE_DIR").filter(|value| !value.is_empty()) {
             self.audit_archive_dir = Some(dir.into());
+        }
+        if let Some(limit) =
+            env("BANKGATE_SIGN_IN_STARTS_PER_MINUTE").filter(|value| !value.is_empty())
+        {
+            self.sign_in_starts_per_minute =
+                Some(limit.trim().parse().map_err(|_| ConfigError::Invalid {
+                    key: "sign_in_starts_per_minute",
+                    message: format!(
+                        "BANKGATE_SIGN_IN_STARTS_PER_MINUTE={limit:?}: expected a whole number"
+                    ),
+                })?);
         }
         if let Some(flag) = env("BANKGATE_ALLOW_INSECURE_CLIENTS").filter(|value| !value.is_empty())
         {
@@ -344,6 +361,9 @@ impl RawConfig {
             payee_verifications_per_minute: self
                 .payee_verifications_per_minute
                 .unwrap_or(crate::payments::verification::DEFAULT_PER_MINUTE),
+            sign_in_starts_per_minute: self
+                .sign_in_starts_per_minute
+                .unwrap_or(crate::broker::sign_in::DEFAULT_STARTS_PER_MINUTE),
             max_in_flight: self.max_in_flight.unwrap_or(1024),
             server: ServerSettings {
                 header_read_timeout: Duration::from_millis(header_read_timeout_ms),
@@ -493,6 +513,27 @@ mod tests {
             let error = raw.validate().unwrap_err();
             assert!(
                 error.to_string().starts_with("otlp_endpoint"),
+                "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn sign_in_starts_are_limited_by_default_from_the_file_or_the_environment() {
+        let config = RawConfig::default().validate().unwrap();
+        assert_eq!(config.sign_in_starts_per_minute, 10);
+        let raw: RawConfig = toml::from_str("sign_in_starts_per_minute = 0").unwrap();
+        assert_eq!(raw.validate().unwrap().sign_in_starts_per_minute, 0);
+        let env = |value: &'static str| {
+            move |var: &str| (var == "BANKGATE_SIGN_IN_STARTS_PER_MINUTE").then(|| value.to_owned())
+        };
+        let raw: RawConfig = toml::from_str("sign_in_starts_per_minute = 3").unwrap();
+        let raw = raw.with_env(env("25")).unwrap();
+        assert_eq!(raw.validate().unwrap().sign_in_starts_per_minute, 25);
+        for bad in ["-1", "ten", "1.5"] {
+            let error = RawConfig::default().with_env(env(bad)).unwrap_err();
+            assert!(
+                error.to_string().starts_with("sign_in_starts_per_minute"),
                 "{bad}: {error}"
             );
         }

@@ -64,6 +64,9 @@ pub enum Error {
     /// The platform asked more payee verifications this minute than it may (audited).
     #[error("payee verifications throttled")]
     PayeeVerificationThrottled { retry_after_secs: u64 },
+    /// The client address started more sign-ins than `sign_in_starts_per_minute` allows.
+    #[error("sign-in starts throttled")]
+    SignInThrottled { retry_after_secs: u64 },
     /// Another consent (another user of the platform) holds the payee handle.
     #[error("payee handle taken: {0}")]
     PayeeHandleTaken(String),
@@ -220,6 +223,9 @@ pub mod problem_types {
         StatusCode::TOO_MANY_REQUESTS,
     );
     pub const PAYEE_HANDLE_TAKEN: ProblemType = caller("payee-handle-taken", StatusCode::CONFLICT);
+    /// Answered as the connected-apps error page (HTML), with `Retry-After`.
+    pub const SIGN_IN_THROTTLED: ProblemType =
+        caller("sign-in-throttled", StatusCode::TOO_MANY_REQUESTS);
     pub const PAYMENT_PAYEE_UNAVAILABLE: ProblemType =
         caller("payment-payee-unavailable", StatusCode::CONFLICT);
     // Banks.
@@ -291,6 +297,7 @@ pub mod problem_types {
         PAYMENT_INSTANT_NOT_ALLOWED,
         PAYEE_VERIFICATION_THROTTLED,
         PAYEE_HANDLE_TAKEN,
+        SIGN_IN_THROTTLED,
         PAYMENT_PAYEE_UNAVAILABLE,
         BANK_TIMEOUT,
         UNKNOWN_ACCOUNT,
@@ -338,6 +345,10 @@ impl Error {
                 "this platform asked as many payee verifications this minute as it may; retry \
                  after Retry-After"
                     .into(),
+            ),
+            Error::SignInThrottled { .. } => (
+                p::SIGN_IN_THROTTLED,
+                "too many sign-ins were started from your address; try again in a moment".into(),
             ),
             Error::PayeeHandleTaken(handle) => (
                 p::PAYEE_HANDLE_TAKEN,

@@ -13,6 +13,7 @@ use crate::adapters::bank_oauth::auth::BankKeys;
 use crate::adapters::{self, Adapter, Manifest, Registry};
 use crate::app::App;
 use crate::audit::{self, Action, Auditor, Decision};
+use crate::broker::sign_in::{self, StartLimit};
 use crate::config::{Config, StoreConfig};
 use crate::crypto::Sealer;
 use crate::egress::Egress;
@@ -188,6 +189,7 @@ impl Gateway {
         );
         let registrar = Registrar::new(store.clone(), sealer.clone(), config.registration());
         let bank_tokens = Arc::new(BankTokens::new(store.clone(), sealer.clone()));
+        let sign_in_starts = Arc::new(StartLimit::per_minute(config.sign_in_starts_per_minute));
         Ok(Gateway {
             app: Arc::new(App {
                 client_auth,
@@ -202,6 +204,7 @@ impl Gateway {
                 sealer,
                 bank_tokens,
                 event_keys: Arc::default(),
+                sign_in_starts,
             }),
             listener,
             addr,
@@ -244,6 +247,19 @@ impl Gateway {
                 interval,
             ))
         });
+        // The sign-in limit forgets clients whose starts have replenished (its memory stays
+        // bounded whether or not the maintenance task runs).
+        let sign_in_starts = self.app.sign_in_starts.clone();
+        let _sign_in_forgetting = AbortOnDrop(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(
+                tokio::time::Instant::now() + sign_in::FORGET_EVERY,
+                sign_in::FORGET_EVERY,
+            );
+            loop {
+                ticks.tick().await;
+                sign_in_starts.forget_idle();
+            }
+        }));
         // eIDAS certificates ending within 30 days are warned about at start, at every reload
         // and once a day while serving.
         let banks = self.app.banks.clone();

@@ -14,6 +14,17 @@
 //!
 //! PKCE binds the code to the pending request, so no `nonce` is sent: the ID token comes
 //! straight from the bank's token endpoint in answer to this exchange.
+//!
+//! Anyone may start a sign-in, so each client address may start only so many a minute
+//! ([`StartLimit`], `sign_in_starts_per_minute`, default [`DEFAULT_STARTS_PER_MINUTE`]; see
+//! `sign_in/limit.rs`): over it, [`start`] answers [`Error::SignInThrottled`] before anything
+//! is stored or sent to the bank. Only starts count: a signed-in person's page views do not.
+
+mod limit;
+
+pub use limit::{FORGET_EVERY, StartLimit, Throttled};
+
+use std::net::IpAddr;
 
 use chrono::{Duration, Utc};
 
@@ -33,6 +44,9 @@ const OPENID: &str = "openid";
 /// The longest consent id the page is asked to open on.
 const MAX_FOCUS: usize = 64;
 
+/// The default of `sign_in_starts_per_minute`.
+pub const DEFAULT_STARTS_PER_MINUTE: u32 = 10;
+
 /// Whether `bank_id` is a bank people may sign in with (its manifest says `sign_in`).
 pub fn offered(banks: &Registry, bank_id: &str) -> bool {
     banks
@@ -51,9 +65,16 @@ pub fn focus_of(consent_id: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Starts a sign-in at `bank_id` (the page to open on `focus` afterwards): the URL of the
-/// bank's authorization endpoint to send the person to.
-pub async fn start(broker: &Broker, bank_id: &str, focus: Option<&str>) -> Result<String, Error> {
+/// Starts a sign-in at `bank_id` for the client at `peer` (`None`: no known address; see
+/// [`StartLimit`]), the page to open on `focus` afterwards: the URL of the bank's
+/// authorization endpoint to send the person to. A client over its limit is refused
+/// ([`Error::SignInThrottled`]) with nothing stored and no call to the bank.
+pub async fn start(
+    broker: &Broker,
+    peer: Option<IpAddr>,
+    bank_id: &str,
+    focus: Option<&str>,
+) -> Result<String, Error> {
     let adapter = broker
         .banks
         .get(bank_id)
@@ -61,6 +82,10 @@ pub async fn start(broker: &Broker, bank_id: &str, focus: Option<&str>) -> Resul
         .ok_or_else(|| {
             Error::NotFound(format!("no sign-in at {}", crate::model::quoted(bank_id)))
         })?;
+    broker
+        .sign_in_starts
+        .admit(peer)
+        .map_err(|Throttled { retry_after_secs }| Error::SignInThrottled { retry_after_secs })?;
     let redirect = bank_client::start_authorization(
         &adapter.bank,
         &broker.callback_url(),

@@ -116,7 +116,8 @@ impl Error {
             Error::Denied(Denial::BudgetSpent {
                 retry_after_secs, ..
             })
-            | Error::PayeeVerificationThrottled { retry_after_secs } => {
+            | Error::PayeeVerificationThrottled { retry_after_secs }
+            | Error::SignInThrottled { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             // Shed by the bank's in-flight cap: a slot is likely free again within a second.

@@ -8,6 +8,10 @@
 //!   closed as soon as it is accepted, so one address cannot take every file descriptor.
 //!   Behind a load balancer or reverse proxy every connection comes from its address: raise
 //!   the cap accordingly (or turn it off and cap at the proxy).
+//! - **The peer address** of each connection goes on every request it carries as axum's
+//!   `ConnectInfo<SocketAddr>` extension (what `into_make_service_with_connect_info` would
+//!   insert), for what is counted per client address: the sign-in starts
+//!   (`broker::sign_in::StartLimit`). It is the TCP peer: behind a reverse proxy, the proxy's.
 //! - **Graceful shutdown**: when `shutdown` completes, the listener stops accepting, each
 //!   open connection finishes the request it is serving and closes, and [`serve`] returns
 //!   once all are closed.
@@ -22,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -127,7 +131,11 @@ where
         };
         let service = service
             .clone()
-            .map_request(|request: hyper::Request<Incoming>| request.map(Body::new));
+            .map_request(move |request: hyper::Request<Incoming>| {
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
         let connection =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);

@@ -4,7 +4,7 @@
 //! listing the person's consents at that bank from two platforms, a revocation (the platform's
 //! next request refused, its `consent.revoked` webhook with the person's reason, audited once),
 //! and what is refused: a revocation without a session, with a forged form, of someone else's
-//! consent; a forged cookie.
+//! consent; a forged cookie; sign-in starts beyond the client address's limit.
 
 use bankgate::demo::account_information;
 use bankgate::model::Scope;
@@ -13,11 +13,12 @@ use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
 use serde_json::Value;
 
 use super::fapi::{receiver, verify_delivery};
-use super::support::{StoreKind, TestGateway};
+use super::support::{Options, StoreKind, TestGateway};
 
 on_both_stores!(
     a_person_signs_in_through_the_bank_and_withdraws_an_app,
-    a_subject_report_finds_the_person_by_their_bank
+    a_subject_report_finds_the_person_by_their_bank,
+    sign_in_starts_beyond_the_limit_of_an_address_are_refused
 );
 
 const PURPOSE: &str = "balance-alerts";
@@ -475,4 +476,101 @@ async fn a_subject_report_finds_the_person_by_their_bank(kind: StoreKind) {
             .iter()
             .all(|reason| !reason.contains("alice") && !reason.contains(digest))
     );
+}
+
+/// A start without a session from `from` (a loopback address the request is sent from), in
+/// `lang`.
+async fn start_from(gateway: &TestGateway, from: &str, lang: &str) -> reqwest::Response {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(Some(from.parse().unwrap()))
+        .build()
+        .unwrap()
+        .get(format!("{}/me/{BANK}?consent=c-1", gateway.base))
+        .header("accept-language", lang)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The pending bank authorizations the store holds (each start stores one; a sign-in's
+/// callback takes its own): what a purge past their expiry deletes.
+async fn pending_authorizations(gateway: &TestGateway) -> u64 {
+    use bankgate::lifecycle::retention::PERIODS;
+    let later = chrono::Utc::now() + chrono::Duration::days(1);
+    let purged = gateway
+        .app
+        .store
+        .purge_operational(&PERIODS.cutoffs(later))
+        .await
+        .unwrap();
+    purged.bank_authorizations
+}
+
+/// Anyone may start a sign-in, so one client address may start only
+/// `sign_in_starts_per_minute`: beyond it, the error page in the person's language with 429
+/// and `Retry-After`, nothing stored; another address has its own count, and a signed-in
+/// person's page views are not counted.
+async fn sign_in_starts_beyond_the_limit_of_an_address_are_refused(kind: StoreKind) {
+    const LIMIT: u32 = 2;
+    let gateway = TestGateway::start_with(
+        kind,
+        Options {
+            sign_in_starts_per_minute: Some(LIMIT),
+            ..Options::default()
+        },
+    )
+    .await;
+    // Start 1 of 127.0.0.1: a whole sign-in (its pending authorization taken at the callback).
+    let (cookie, _) = sign_in(&gateway, &format!("{}/me/{BANK}", gateway.base)).await;
+    // Start 2: to the bank, its pending authorization stored.
+    let second = start_from(&gateway, "127.0.0.1", "en").await;
+    assert_eq!(second.status(), 303, "{second:?}");
+
+    // Beyond the limit: the page, in English or French, and when to come back.
+    for (lang, words) in [
+        ("en", "Too many sign-ins were started from your address"),
+        (
+            "fr-FR,fr;q=0.9",
+            "Trop de connexions ont été commencées depuis votre adresse",
+        ),
+    ] {
+        let refused = start_from(&gateway, "127.0.0.1", lang).await;
+        assert_eq!(refused.status(), 429, "{refused:?}");
+        let headers = refused.headers().clone();
+        let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(
+            (1..=60 / u64::from(LIMIT)).contains(&retry_after),
+            "{retry_after}"
+        );
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{headers:?}"
+        );
+        assert!(headers.contains_key(CONTENT_SECURITY_POLICY), "{headers:?}");
+        assert!(headers.get(LOCATION).is_none());
+        let body = refused.text().await.unwrap();
+        assert!(body.contains(words), "{body}");
+        assert!(body.contains(&format!("{retry_after} ")), "{body}");
+    }
+    // A signed-in person's page views are not starts.
+    for _ in 0..=LIMIT {
+        let (status, _, listed) = page(&gateway, &format!("/me/{BANK}"), &cookie).await;
+        assert_eq!(status, 200, "{listed}");
+        assert!(
+            listed.contains("Your connected apps at Sandbox Bank UK"),
+            "{listed}"
+        );
+    }
+    // The peer address is what counts: another one starts.
+    let elsewhere = start_from(&gateway, "127.0.0.2", "en").await;
+    assert_eq!(elsewhere.status(), 303, "{elsewhere:?}");
+    let refused = start_from(&gateway, "127.0.0.1", "en").await;
+    assert_eq!(refused.status(), 429, "still over its limit");
+
+    // Stored: start 2's and 127.0.0.2's; none for a refused start.
+    assert_eq!(pending_authorizations(&gateway).await, 2);
 }

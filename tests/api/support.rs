@@ -54,6 +54,8 @@ pub struct Options {
     pub metrics: bool,
     /// `payee_verifications_per_minute` instead of the default.
     pub payee_verifications_per_minute: Option<u32>,
+    /// `sign_in_starts_per_minute` instead of the default.
+    pub sign_in_starts_per_minute: Option<u32>,
 }
 
 /// The grant key of PostgreSQL test gateways (every instance of one test shares it).
@@ -116,6 +118,9 @@ impl TestGateway {
         }
         if let Some(limit) = options.payee_verifications_per_minute {
             config.payee_verifications_per_minute = limit;
+        }
+        if let Some(limit) = options.sign_in_starts_per_minute {
+            config.sign_in_starts_per_minute = limit;
         }
         let mut database_proxy = None;
         // The development setting, stated: most tests drive the flow with a secret and bearer

@@ -4,7 +4,11 @@
 //! - `GET /me`: the banks a person may sign in with.
 //! - `GET /me/{bank_id}`: their consents at that bank across platforms — or, without a
 //!   session for that bank, off to the bank to sign in. `?consent={id}` opens the page on one
-//!   consent (a platform links its user straight to it; the sign-in keeps it).
+//!   consent (a platform links its user straight to it; the sign-in keeps it). Starting a
+//!   sign-in is limited per client address (the connection's peer, `ConnectInfo`;
+//!   `sign_in_starts_per_minute`, see `broker::sign_in::StartLimit`): beyond it the person gets
+//!   the error page in their language, `429` with `Retry-After`, and nothing is stored or sent
+//!   to the bank. Page views with a session are not counted.
 //! - the bank's answer comes back to `/oauth/callback`, which sets the session cookie
 //!   ([`signed_in`]) and moves on to the page by a same-site step (so that the `SameSite=Strict`
 //!   cookie goes with it).
@@ -16,11 +20,13 @@
 //! session is a short-lived `HttpOnly`, `SameSite=Strict` cookie scoped to `/me` (`Secure`
 //! when bankgate is served over https).
 
+use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -30,10 +36,11 @@ use cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
 use super::input;
-use super::page::{Lang, STYLE, category, error_page};
+use super::page::{Lang, STYLE, category, error_page, error_page_in};
 use crate::app::App;
 use crate::broker::sign_in;
 use crate::consent::ConsentStatus;
+use crate::error::Error;
 use crate::model::WireName;
 use crate::model::escape_html as escape;
 use crate::subject::Sources;
@@ -191,10 +198,32 @@ struct PageQuery {
     revoked: Option<String>,
 }
 
+/// The error page of a sign-in start refused over the client's limit: `429`, `Retry-After`,
+/// the message in the person's language.
+fn throttled(lang: Lang, retry_after_secs: u64) -> Response {
+    let message = t(
+        lang,
+        format!(
+            "Too many sign-ins were started from your address. Please try again in \
+             {retry_after_secs} seconds."
+        ),
+        format!(
+            "Trop de connexions ont été commencées depuis votre adresse. Veuillez réessayer \
+             dans {retry_after_secs} secondes."
+        ),
+    );
+    let mut response = guarded(error_page_in(lang, StatusCode::TOO_MANY_REQUESTS, &message));
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    response
+}
+
 /// `GET /me/{bank_id}`: the page, or off to the bank to sign in.
 async fn page(
     State(app): State<Arc<App>>,
     Path(bank_id): Path<String>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -211,8 +240,20 @@ async fn page(
         );
     }
     let Some(session) = session(&app, &headers, &bank_id) else {
-        return match sign_in::start(&app.broker(), &bank_id, query.consent.as_deref()).await {
+        // `http::server` puts the peer on every request; none only when called in process.
+        let peer = peer.map(|Extension(ConnectInfo(address))| address.ip());
+        let focus = query.consent.as_deref();
+        return match sign_in::start(&app.broker(), peer, &bank_id, focus).await {
             Ok(url) => Redirect::to(&url).into_response(),
+            Err(Error::SignInThrottled { retry_after_secs }) => {
+                tracing::debug!(
+                    bank = %bank_id,
+                    peer = ?peer,
+                    retry_after_secs,
+                    "sign-in start refused: the client's limit is reached"
+                );
+                throttled(lang, retry_after_secs)
+            }
             Err(error) => {
                 tracing::warn!(bank = %bank_id, %error, "sign-in could not start");
                 failure(lang, error.status(), &error.safe_detail())

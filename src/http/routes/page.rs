@@ -82,8 +82,18 @@ border:2px solid #1f4e9a;cursor:pointer}\
 #approve{background:#1f4e9a;color:#fff}#deny{background:#fff;color:#1f4e9a}\
 button:focus-visible{outline:3px solid #b35c00;outline-offset:2px}";
 
-/// An error shown to the user (no redirect: the redirect URI is not trusted yet).
+/// An error shown to the user (no redirect: the redirect URI is not trusted yet); `message`
+/// is in English (an error's safe detail), the heading in `lang`.
 pub fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
+    error_document(lang, status, message, Lang::En)
+}
+
+/// [`error_page`] with a message written in `lang` too.
+pub fn error_page_in(lang: Lang, status: StatusCode, message: &str) -> Response {
+    error_document(lang, status, message, lang)
+}
+
+fn error_document(lang: Lang, status: StatusCode, message: &str, message_lang: Lang) -> Response {
     let (title, heading) = match lang {
         Lang::En => ("bankgate", "Something went wrong"),
         Lang::Fr => ("bankgate", "Un problème est survenu"),
@@ -91,9 +101,10 @@ pub fn error_page(lang: Lang, status: StatusCode, message: &str) -> Response {
     let body = format!(
         "<!doctype html><html lang=\"{code}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>\
-         <style>{STYLE}</style></head><body><main><h1>{heading}</h1><p lang=\"en\">{message}</p>\
-         </main></body></html>",
+         <style>{STYLE}</style></head><body><main><h1>{heading}</h1>\
+         <p lang=\"{message_code}\">{message}</p></main></body></html>",
         code = lang.code(),
+        message_code = message_lang.code(),
         message = escape(message),
     );
     (status, Html(body)).into_response()
