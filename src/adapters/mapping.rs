@@ -56,18 +56,6 @@ impl Mapping {
         &self.rules
     }
 
-    /// The URL of `endpoint` for the account `bank_ref` (if the endpoint is per account).
-    fn url(
-        &self,
-        bank: &Bank,
-        endpoint: &Endpoint,
-        bank_ref: Option<&str>,
-    ) -> Result<url::Url, AdapterError> {
-        let mut url = mapped_url(bank, &endpoint.segments, bank_ref)?;
-        url.set_query(endpoint.query.as_deref());
-        Ok(url)
-    }
-
     fn get(&self, session: BankSession<'_>, url: url::Url) -> reqwest::RequestBuilder {
         let mut request = session
             .request(Method::GET, url)
@@ -118,6 +106,17 @@ impl Mapping {
             }
         }
     }
+}
+
+/// The URL of `endpoint` for the account `bank_ref` (if the endpoint is per account).
+fn endpoint_url(
+    bank: &Bank,
+    endpoint: &Endpoint,
+    bank_ref: Option<&str>,
+) -> Result<url::Url, AdapterError> {
+    let mut url = mapped_url(bank, &endpoint.segments, bank_ref)?;
+    url.set_query(endpoint.query.as_deref());
+    Ok(url)
 }
 
 /// A URL of the bank's API from a mapping's path: its literal segments, and `value` (a
@@ -203,7 +202,7 @@ impl Profile for Mapping {
         let bank = session.bank;
         let endpoint = &self.rules.accounts;
         let mut accounts = Vec::new();
-        let first = self.url(bank, endpoint, None)?;
+        let first = endpoint_url(bank, endpoint, None)?;
         self.paged(session, endpoint, first, |page| {
             accounts.extend(wire::accounts(endpoint, bank.id(), page)?);
             Ok(())
@@ -222,7 +221,7 @@ impl Profile for Mapping {
                 AdapterError::Refused("the bank's mapping has no balances".into())
             })?;
         let mut balances = Vec::new();
-        let first = self.url(session.bank, endpoint, Some(&account.bank_ref))?;
+        let first = endpoint_url(session.bank, endpoint, Some(&account.bank_ref))?;
         self.paged(session, endpoint, first, |page| {
             balances.extend(wire::balances(endpoint, &account.account_id, page)?);
             Ok(())
@@ -246,7 +245,7 @@ impl Profile for Mapping {
         let endpoint = self.rules.transactions.as_ref().ok_or_else(|| {
             AdapterError::Refused("the bank's mapping has no transactions".into())
         })?;
-        let mut first = self.url(session.bank, endpoint, Some(&history.account.bank_ref))?;
+        let mut first = endpoint_url(session.bank, endpoint, Some(&history.account.bank_ref))?;
         if let (Some(param), Some(from)) = (&endpoint.from_param, history.from) {
             let day = rules::format_day(from, &endpoint.from_format).ok_or_else(|| {
                 AdapterError::Refused("the mapping's from_format cannot write a day".into())
