@@ -250,27 +250,15 @@ impl Gateway {
         // The sign-in limit forgets clients whose starts have replenished (its memory stays
         // bounded whether or not the maintenance task runs).
         let sign_in_starts = self.app.sign_in_starts.clone();
-        let _sign_in_forgetting = AbortOnDrop(tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(
-                tokio::time::Instant::now() + sign_in::FORGET_EVERY,
-                sign_in::FORGET_EVERY,
-            );
-            loop {
-                ticks.tick().await;
-                sign_in_starts.forget_idle();
-            }
-        }));
+        let _sign_in_forgetting =
+            AbortOnDrop::every(sign_in::FORGET_EVERY, move || sign_in_starts.forget_idle());
         // eIDAS certificates ending within 30 days are warned about at start, at every reload
         // and once a day while serving.
         let banks = self.app.banks.clone();
-        let _certificate_warnings = AbortOnDrop(tokio::spawn(async move {
-            let day = std::time::Duration::from_secs(24 * 60 * 60);
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + day, day);
-            loop {
-                ticks.tick().await;
-                banks.warn_ending_certificates(chrono::Utc::now());
-            }
-        }));
+        let day = std::time::Duration::from_secs(24 * 60 * 60);
+        let _certificate_warnings = AbortOnDrop::every(day, move || {
+            banks.warn_ending_certificates(chrono::Utc::now());
+        });
         let shutdown = futures_util::FutureExt::shared(Box::pin(shutdown));
         // The operator's metrics, on their own listener; ends with the gateway.
         let _metrics = self.metrics.map(|(listener, _)| {
@@ -296,6 +284,19 @@ impl Gateway {
 
 /// Aborts a background task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Runs `tick` every `period`, the first time one period from now.
+    fn every(period: std::time::Duration, tick: impl Fn() + Send + 'static) -> AbortOnDrop {
+        AbortOnDrop(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                ticks.tick().await;
+                tick();
+            }
+        }))
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
