@@ -13,20 +13,9 @@ use crate::store_error::StoreError;
 /// The lifecycle of a consent.
 ///
 /// `awaiting_authorisation → authorised → (revoked | expired)`, or `rejected`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::VariantArray,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
 #[strum(serialize_all = "snake_case")]
 pub enum ConsentStatus {
     AwaitingAuthorisation,

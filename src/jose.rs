@@ -39,21 +39,9 @@ pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
 
 /// How a client authenticates at an authorization server's token and PAR endpoints: a
 /// platform at bankgate's, bankgate at a bank's.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::VariantArray,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
 #[strum(serialize_all = "snake_case")]
 pub enum AuthMethod {
     /// HTTP Basic with a secret.

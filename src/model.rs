@@ -28,22 +28,9 @@ pub trait WireName:
 }
 
 /// A category of bank data a consent can cover and a policy can allow.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::VariantArray,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
 #[strum(serialize_all = "snake_case")]
 pub enum Scope {
     Accounts,
@@ -51,8 +38,6 @@ pub enum Scope {
     Transactions,
     Identity,
 }
-
-impl Scope {}
 
 impl WireName for Scope {}
 

@@ -39,20 +39,9 @@ pub const CLOSE_MATCH_SIMILARITY: f64 = 0.85;
 const WORD_SIMILARITY: f64 = 0.8;
 
 /// How the name a payer typed compares with the name on the account.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::VariantArray,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
 #[strum(serialize_all = "snake_case")]
 pub enum NameMatch {
     Match,

@@ -6,20 +6,9 @@ use crate::model::WireName;
 use serde::{Deserialize, Serialize};
 
 /// Why a bank rejected a payment, in bankgate's words (never the bank's own text).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::VariantArray,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
 #[strum(serialize_all = "snake_case")]
 pub enum RejectionReason {
     /// AM04: the payer's account does not hold enough.
